@@ -1,0 +1,52 @@
+"""Finds department adapters through the `lianban.adapters` entry-point group.
+
+The router never imports a department package: an adapter distribution registers
+`<department> = "package.module:AdapterClass"`, and the class is checked against the
+catalog when it is loaded.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from adapters.base import Adapter
+from adapters.simulated import DecisionLedger, Scenario, simulated_adapter
+from contracts.catalog import Catalog
+from contracts.errors import ConfigurationError
+
+ENTRY_POINT_GROUP = "lianban.adapters"
+
+
+def installed_adapters() -> dict[str, type[Adapter]]:
+    found: dict[str, type[Adapter]] = {}
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        cls = entry_point.load()
+        if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+            raise ConfigurationError(
+                f"entry point {entry_point.name!r} ({entry_point.value}) is not an Adapter subclass"
+            )
+        found[entry_point.name] = cls
+    return found
+
+
+def adapter_for(
+    department: str,
+    catalog: Catalog,
+    *,
+    simulated: bool = False,
+    scenario: Scenario | None = None,
+    ledger: DecisionLedger | None = None,
+) -> Adapter:
+    """The installed adapter for `department`, or its simulator when asked for one."""
+    if simulated:
+        return simulated_adapter(department, catalog, scenario, ledger)
+    installed = installed_adapters()
+    cls = installed.get(department)
+    if cls is None:
+        known = ", ".join(sorted(installed)) or "none"
+        raise ConfigurationError(
+            f"no adapter is installed for department {department!r} (installed: {known}); "
+            "run its simulator with --simulated"
+        )
+    cls.check_declaration(catalog)
+    return cls()

@@ -1,0 +1,128 @@
+"""Runs one adapter: consumes its department's queue, calls `handle`, publishes outcomes.
+
+Department calls run on an asyncio loop in a thread of their own, so a slow department
+never blocks the consumer's heartbeats, and up to `concurrency` calls are in flight.
+Outcomes are published and deliveries acknowledged back on the consumer thread (a kombu
+channel belongs to one thread), and a delivery is acknowledged only after its outcome
+is confirmed by the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import uuid
+from concurrent.futures import Future
+from datetime import UTC, datetime
+
+import structlog
+from kombu import Message
+from pydantic import ValidationError
+
+from adapters.base import Adapter, AdapterContext
+from adapters.messaging import Broker, ConsumerLoop, Outgoing, Publisher
+from adapters.messaging.topology import department_queue
+from contracts import topology
+from contracts.messages import Failed, ItemDispatch, ItemOutcome, OutcomeResult
+
+log = structlog.get_logger(__name__)
+
+# Outcome ids derive from the dispatch and the result kind: a redelivered dispatch that
+# produces the same answer produces the same message id, which the correlator drops.
+_OUTCOME_NAMESPACE = uuid.UUID("6f1c3c1e-3f5e-4a8e-9a51-2b8f0d1c7a10")
+
+
+class AdapterWorker:
+    def __init__(self, adapter: Adapter, broker: Broker) -> None:
+        self._adapter = adapter
+        self._broker = broker
+        self._publisher = Publisher(broker)
+        self._finished: queue.Queue[tuple[ItemOutcome, Message | None]] = queue.Queue()
+        self._loop = asyncio.new_event_loop()
+        self._consumer = ConsumerLoop(
+            broker,
+            department_queue(adapter.department),
+            self._on_message,
+            prefetch=adapter.concurrency,
+            on_tick=self._publish_finished,
+        )
+
+    @property
+    def ready(self) -> threading.Event:
+        return self._consumer.ready
+
+    def run(self, stop: threading.Event) -> None:
+        loop_thread = threading.Thread(
+            target=self._loop.run_forever, name=f"{self._adapter.department}-calls", daemon=True
+        )
+        loop_thread.start()
+        try:
+            self._consumer.run(stop)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            loop_thread.join(timeout=5)
+            self._publisher.close()
+
+    def _on_message(self, body: bytes, message: Message) -> None:
+        try:
+            dispatch = ItemDispatch.model_validate_json(body)
+        except ValidationError as error:
+            log.error("dispatch.invalid", detail=str(error)[:500])
+            message.reject()
+            return
+        future = asyncio.run_coroutine_threadsafe(self._call(dispatch), self._loop)
+        future.add_done_callback(lambda done: self._on_done(dispatch, message, done))
+
+    async def _call(self, dispatch: ItemDispatch) -> OutcomeResult:
+        async def report(result: OutcomeResult) -> None:
+            self._finished.put((_outcome(dispatch, result), None))
+
+        bound = log.bind(
+            bundle_id=str(dispatch.bundle_id),
+            item=dispatch.item,
+            department=dispatch.department,
+            message_id=str(dispatch.message_id),
+        )
+        return await self._adapter.handle(dispatch, AdapterContext(report=report, log=bound))
+
+    def _on_done(
+        self, dispatch: ItemDispatch, message: Message, done: Future[OutcomeResult]
+    ) -> None:
+        error = done.exception()
+        if error is not None:
+            log.error("adapter.handler_crashed", item=dispatch.item, error=repr(error))
+            result: OutcomeResult = Failed(error=f"adapter error: {type(error).__name__}")
+        else:
+            result = done.result()
+        self._finished.put((_outcome(dispatch, result), message))
+
+    def _publish_finished(self) -> None:
+        while True:
+            try:
+                outcome, message = self._finished.get_nowait()
+            except queue.Empty:
+                return
+            self._publisher.publish(
+                Outgoing(
+                    exchange=topology.OUTCOMES_EXCHANGE,
+                    routing_key=topology.outcome_routing_key(outcome.department),
+                    body=outcome.model_dump_json().encode(),
+                    message_id=str(outcome.message_id),
+                    correlation_id=str(outcome.bundle_id),
+                )
+            )
+            if message is not None:
+                message.ack()
+
+
+def _outcome(dispatch: ItemDispatch, result: OutcomeResult) -> ItemOutcome:
+    return ItemOutcome(
+        message_id=uuid.uuid5(_OUTCOME_NAMESPACE, f"{dispatch.message_id}:{result.status}"),
+        bundle_id=dispatch.bundle_id,
+        item=dispatch.item,
+        department=dispatch.department,
+        dispatch_id=dispatch.message_id,
+        occurred_at=datetime.now(UTC),
+        result=result,
+    )

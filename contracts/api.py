@@ -1,0 +1,68 @@
+"""Documents of the HTTP API other than the application itself: receipts, notices, status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.messages import ItemState
+
+
+class _Document(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IntakeReceipt(_Document):
+    """收件回执: the bundle was received and will be handled."""
+
+    bundle_id: UUID
+    project_no: str
+    bundle_type: str
+    received_at: datetime
+    status_url: str
+    reply_url: str
+
+
+class Problem(_Document):
+    """One problem with an application, located by a JSON pointer into it."""
+
+    pointer: str = Field(description="RFC 6901 pointer into the posted application")
+    code: str
+    message_zh: str
+    message_en: str
+
+
+class OneTimeNotice(_Document):
+    """一次告知: every problem with an application, reported in one answer."""
+
+    title: str = "申请材料需补正（一次告知）/ The application has problems"
+    problems: tuple[Problem, ...]
+
+
+class ItemStatus(_Document):
+    item: str
+    name_zh: str
+    department: str
+    state: ItemState
+    reason: str | None
+    updated_at: datetime
+
+
+class TimelineEntry(_Document):
+    at: datetime
+    item: str | None
+    state: str
+    detail: str | None
+
+
+class BundleStatus(_Document):
+    bundle_id: UUID
+    project_no: str
+    bundle_type: str
+    state: str = Field(description="in_progress, or replied once the one reply exists")
+    received_at: datetime
+    replied_at: datetime | None
+    items: tuple[ItemStatus, ...]
+    timeline: tuple[TimelineEntry, ...]

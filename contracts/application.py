@@ -1,0 +1,155 @@
+"""The unified application (一表申请) the platform posts for one bundle (一件事).
+
+Identity numbers are checked here, by their checksums, so every consumer of the model
+can trust them. Materials travel by reference (claim check): the router stores the
+bytes, messages carry only the SHA-256, size and type.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from contracts import SCHEMA_VERSION
+from contracts.identity import resident_id_problem, uscc_problem
+
+MAX_MATERIAL_BYTES = 50 * 1024 * 1024
+MATERIAL_MEDIA_TYPES = frozenset(
+    {"application/pdf", "application/ofd", "image/jpeg", "image/png", "image/tiff"}
+)
+
+
+class IdType(StrEnum):
+    """证件类型 (GA/T-style codes)."""
+
+    RESIDENT_ID = "111"  # 居民身份证
+    HOUSEHOLD_BOOKLET = "113"  # 户口簿
+    PASSPORT = "414"  # 普通护照
+    HK_MACAO_PERMIT = "513"  # 港澳居民来往内地通行证
+    OTHER = "990"
+
+
+class ApplicantType(IntEnum):
+    """申请人类型."""
+
+    NATURAL_PERSON = 1
+    ENTERPRISE = 2
+    INSTITUTION = 3
+    SOCIAL_ORGANISATION = 4
+    UNINCORPORATED_ENTERPRISE = 5
+    GOVERNMENT_AGENCY = 6
+    OTHER_ORGANISATION = 9
+
+
+class Delivery(StrEnum):
+    UNIFIED = "unified"  # 统一领取: one reply when every item is final
+    PER_ITEM = "per_item"  # 分别领取: a notice as each item becomes final, then the reply
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+Mobile = Annotated[str, Field(pattern=r"^1[3-9]\d{9}$", description="Mainland mobile number")]
+
+
+class NaturalPerson(_Strict):
+    applicant_type: Literal[ApplicantType.NATURAL_PERSON] = ApplicantType.NATURAL_PERSON
+    name: str = Field(min_length=1, max_length=50)
+    id_type: IdType = IdType.RESIDENT_ID
+    id_number: str = Field(min_length=1, max_length=32)
+    mobile: Mobile | None = None
+
+    @model_validator(mode="after")
+    def _check_resident_id(self) -> NaturalPerson:
+        if self.id_type is IdType.RESIDENT_ID:
+            problem = resident_id_problem(self.id_number)
+            if problem is not None:
+                raise PydanticCustomError(
+                    f"resident_id_{problem}",
+                    "resident ID number is invalid ({problem})",
+                    {"problem": problem, "field": "id_number"},
+                )
+        return self
+
+
+class LegalEntity(_Strict):
+    applicant_type: Literal[
+        ApplicantType.ENTERPRISE,
+        ApplicantType.INSTITUTION,
+        ApplicantType.SOCIAL_ORGANISATION,
+        ApplicantType.UNINCORPORATED_ENTERPRISE,
+        ApplicantType.GOVERNMENT_AGENCY,
+        ApplicantType.OTHER_ORGANISATION,
+    ]
+    name: str = Field(min_length=1, max_length=200)
+    uscc: str = Field(description="统一社会信用代码 (GB 32100)")
+    legal_representative: str = Field(min_length=1, max_length=50)
+    mobile: Mobile | None = None
+
+    @field_validator("uscc")
+    @classmethod
+    def _check_uscc(cls, value: str) -> str:
+        problem = uscc_problem(value)
+        if problem is not None:
+            raise PydanticCustomError(
+                f"uscc_{problem}",
+                "unified social credit code is invalid ({problem})",
+                {"problem": problem},
+            )
+        return value
+
+
+Applicant = Annotated[NaturalPerson | LegalEntity, Field(discriminator="applicant_type")]
+
+
+class MaterialRef(_Strict):
+    """An electronic material (电子材料) by reference; the bytes are uploaded separately."""
+
+    name: str = Field(min_length=1, max_length=200, description="材料名称")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(gt=0, le=MAX_MATERIAL_BYTES)
+    media_type: str
+    file_name: str = Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00]+$")
+
+    @field_validator("media_type")
+    @classmethod
+    def _check_media_type(cls, value: str) -> str:
+        if value not in MATERIAL_MEDIA_TYPES:
+            raise PydanticCustomError(
+                "media_type_unsupported",
+                "media type {value} is not accepted; use one of {allowed}",
+                {"value": value, "allowed": ", ".join(sorted(MATERIAL_MEDIA_TYPES))},
+            )
+        return value
+
+
+class Application(_Strict):
+    """What the unified acceptance system posts to `POST /v1/bundles`."""
+
+    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    project_no: str = Field(
+        pattern=r"^[0-9A-Za-z-]{1,50}$",
+        description="办件编号: the platform's case number, also the Idempotency-Key",
+    )
+    bundle_type: str = Field(description="Catalog code of the 一件事, e.g. newborn")
+    items: list[str] = Field(min_length=1, description="Selected item codes of the bundle type")
+    applicant: Applicant
+    area_code: str = Field(pattern=r"^\d{6}$", description="行政区划 (GB/T 2260)")
+    form: dict[str, Any] = Field(default_factory=dict, description="The one merged form (一表)")
+    materials: list[MaterialRef] = Field(default_factory=list)
+    delivery: Delivery = Delivery.UNIFIED
+    callback_url: AnyHttpUrl | None = None
+
+    @field_validator("items")
+    @classmethod
+    def _unique_items(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({code for code in value if value.count(code) > 1})
+        if duplicates:
+            raise PydanticCustomError(
+                "items_duplicated", "items listed more than once: {codes}", {"codes": duplicates}
+            )
+        return value

@@ -1,0 +1,176 @@
+"""Reads the catalog data (`data/`) and checks what the models alone cannot.
+
+Every problem names its file and entry: unknown departments, dangling prerequisites,
+cycles, a service claimed by two departments, groups that cannot be satisfied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import ValidationError
+
+from contracts.catalog.model import BundleType, Catalog, Department, Item
+from contracts.errors import CatalogError
+
+DATA_DIR = Path(__file__).parent / "data"
+_M = TypeVar("_M", Department, BundleType)
+
+
+def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
+    """Load and check the catalog under `data_dir` (departments.yaml + bundles/*.yaml)."""
+    departments = _load_departments(data_dir / "departments.yaml")
+    bundle_types: dict[str, BundleType] = {}
+    origin: dict[str, Path] = {}
+    for path in sorted((data_dir / "bundles").glob("*.yaml")):
+        bundle_type = _parse(BundleType, _read_yaml(path), path)
+        if bundle_type.code in bundle_types:
+            raise CatalogError(
+                f"{path.name}: bundle type {bundle_type.code!r} is already defined in "
+                f"{origin[bundle_type.code].name}"
+            )
+        _check_bundle_type(bundle_type, departments, path)
+        bundle_types[bundle_type.code] = bundle_type
+        origin[bundle_type.code] = path
+    if not bundle_types:
+        raise CatalogError(f"{data_dir / 'bundles'}: no bundle types found")
+    _check_services(bundle_types, origin)
+    return Catalog(departments=departments, bundle_types=bundle_types)
+
+
+@cache
+def default_catalog() -> Catalog:
+    """The catalog shipped with Lianban, loaded once per process."""
+    return load_catalog()
+
+
+def dependency_order(bundle_type: BundleType, selected: Iterable[str] | None = None) -> list[str]:
+    """Item codes in an order where every prerequisite comes before its dependents.
+
+    Ties keep catalog order, so the result is stable for display and dispatch.
+    """
+    chosen = bundle_type.item_codes if selected is None else frozenset(selected)
+    ordered: list[str] = []
+    placed: set[str] = set()
+    remaining = [item for item in bundle_type.items if item.code in chosen]
+    while remaining:
+        ready = [
+            item
+            for item in remaining
+            if all(code in placed for code in prerequisite_codes(item) if code in chosen)
+        ]
+        if not ready:
+            raise CatalogError(
+                f"bundle type {bundle_type.code!r}: prerequisites form a cycle among "
+                + ", ".join(sorted(item.code for item in remaining))
+            )
+        for item in ready:
+            ordered.append(item.code)
+            placed.add(item.code)
+        remaining = [item for item in remaining if item.code not in placed]
+    return ordered
+
+
+def prerequisite_codes(item: Item) -> set[str]:
+    return {code for prerequisite in item.prerequisites for code in prerequisite.any_of}
+
+
+def _load_departments(path: Path) -> dict[str, Department]:
+    raw = _read_yaml(path)
+    if not isinstance(raw, list):
+        raise CatalogError(f"{path.name}: expected a list of departments")
+    departments: dict[str, Department] = {}
+    for entry in raw:
+        department = _parse(Department, entry, path)
+        if department.code in departments:
+            raise CatalogError(f"{path.name}: department {department.code!r} is listed twice")
+        departments[department.code] = department
+    return departments
+
+
+def _check_bundle_type(bundle_type: BundleType, departments: Mapping[str, Any], path: Path) -> None:
+    where = f"{path.name}: bundle type {bundle_type.code!r}"
+    if bundle_type.lead_department not in departments:
+        raise CatalogError(
+            f"{where}: unknown lead department {bundle_type.lead_department!r}; "
+            "add it to departments.yaml"
+        )
+    seen: set[str] = set()
+    for item in bundle_type.items:
+        if item.code in seen:
+            raise CatalogError(f"{where}: item {item.code!r} is listed twice")
+        seen.add(item.code)
+        if item.department not in departments:
+            raise CatalogError(
+                f"{where}, item {item.code!r}: unknown department {item.department!r}; "
+                "add it to departments.yaml"
+            )
+        for code in prerequisite_codes(item):
+            if code not in bundle_type.item_codes:
+                raise CatalogError(
+                    f"{where}, item {item.code!r}: prerequisite {code!r} is not an item "
+                    "of this bundle type"
+                )
+            if code == item.code:
+                raise CatalogError(f"{where}, item {item.code!r}: an item cannot require itself")
+    for group, members in _groups(bundle_type.items, "parallel_group").items():
+        if len(members) < 2:
+            raise CatalogError(f"{where}: parallel group {group!r} has only one item")
+        exclusive = {m.exclusive_group for m in members if m.exclusive_group}
+        if exclusive:
+            raise CatalogError(
+                f"{where}: parallel group {group!r} overlaps exclusive group(s) "
+                f"{sorted(exclusive)}, so it could never be chosen together"
+            )
+    for group, members in _groups(bundle_type.items, "exclusive_group").items():
+        if len(members) < 2:
+            raise CatalogError(f"{where}: exclusive group {group!r} has only one item")
+    try:
+        dependency_order(bundle_type)
+    except CatalogError as error:
+        raise CatalogError(f"{path.name}: {error}") from None
+
+
+def _groups(items: Iterable[Item], attribute: str) -> dict[str, list[Item]]:
+    groups: dict[str, list[Item]] = {}
+    for item in items:
+        group = getattr(item, attribute)
+        if group is not None:
+            groups.setdefault(group, []).append(item)
+    return groups
+
+
+def _check_services(bundle_types: Mapping[str, BundleType], origin: Mapping[str, Path]) -> None:
+    owner: dict[str, tuple[str, str]] = {}
+    for bundle_type in bundle_types.values():
+        for item in bundle_type.items:
+            department, first_bundle = owner.setdefault(
+                item.service, (item.department, bundle_type.code)
+            )
+            if department != item.department:
+                raise CatalogError(
+                    f"{origin[bundle_type.code].name}: item {item.code!r} gives service "
+                    f"{item.service!r} to {item.department!r}, but bundle type "
+                    f"{first_bundle!r} gives it to {department!r}"
+                )
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: file not found") from None
+    except yaml.YAMLError as error:
+        raise CatalogError(f"{path.name}: not valid YAML: {error}") from None
+
+
+def _parse(model: type[_M], raw: Any, path: Path) -> _M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        code = raw.get("code") if isinstance(raw, dict) else None
+        raise CatalogError(f"{path.name}: entry {code!r} is invalid: {error}") from None

@@ -1,0 +1,124 @@
+"""The catalog's shape: departments, bundle types (一件事) and their items (涉及事项).
+
+The data lives in YAML beside this module (`data/`); `loader.py` reads it into these
+models and checks the references between them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+class Level(StrEnum):
+    """办理层级."""
+
+    PROVINCE = "province"  # 省级
+    CITY = "city"  # 市级
+    COUNTY = "county"  # 县级
+    TOWNSHIP = "township"  # 乡级
+
+
+class Category(StrEnum):
+    PERSONAL = "personal"  # 个人
+    ENTERPRISE = "enterprise"  # 企业
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Department(_Frozen):
+    """A department (联办部门) or public utility that handles items."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name_zh: str
+
+
+class Prerequisite(_Frozen):
+    """An edge of the item DAG: this item is decided only after one of `any_of` is approved.
+
+    `any_of` lists alternatives (mutually exclusive variants of the same step); the
+    dependent waits for whichever of them the applicant selected.
+    """
+
+    any_of: tuple[str, ...] = Field(min_length=1)
+    reason: str = Field(min_length=1, description="Why the dependency exists, in Chinese.")
+
+
+class Source(_Frozen):
+    """Where a bundle type is listed: which seed list and its sequence number there."""
+
+    list: str = Field(description="e.g. henan-2023-enterprise, zhengzhou-2023-personal")
+    number: int = Field(ge=1)
+
+
+class Item(_Frozen):
+    """One 涉及事项 of a bundle type."""
+
+    code: str = Field(pattern=CODE_PATTERN, description="Unique within its bundle type.")
+    service: str = Field(
+        pattern=CODE_PATTERN,
+        description="The department's service (事项) code, shared by every bundle that uses it; "
+        "adapters declare the services they handle.",
+    )
+    name_zh: str
+    department: str
+    levels: tuple[Level, ...] = Field(min_length=1)
+    prerequisites: tuple[Prerequisite, ...] = ()
+    pre_review: bool = Field(
+        default=False,
+        description="May be accepted and pre-reviewed before its prerequisites are decided "
+        "(容缺预审).",
+    )
+    parallel_group: str | None = Field(
+        default=None, description="Items sharing it must be chosen together (并行办理)."
+    )
+    exclusive_group: str | None = Field(
+        default=None, description="At most one item sharing it may be chosen (variants)."
+    )
+    promise_days: int | None = Field(
+        default=None, ge=0, description="Promised time limit in working days (承诺办结时限)."
+    )
+    note: str | None = None
+
+
+class BundleType(_Frozen):
+    """One 一件事 of the catalog."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name_zh: str
+    category: Category
+    lead_department: str
+    sources: tuple[Source, ...] = Field(min_length=1)
+    items: tuple[Item, ...] = Field(min_length=1)
+
+    def item(self, code: str) -> Item:
+        for item in self.items:
+            if item.code == code:
+                return item
+        raise KeyError(code)
+
+    @property
+    def item_codes(self) -> frozenset[str]:
+        return frozenset(item.code for item in self.items)
+
+
+class Catalog(_Frozen):
+    departments: dict[str, Department]
+    bundle_types: dict[str, BundleType]
+
+    def services_of(self, department: str) -> frozenset[str]:
+        return frozenset(
+            item.service
+            for bundle_type in self.bundle_types.values()
+            for item in bundle_type.items
+            if item.department == department
+        )
+
+    def serving_departments(self) -> list[str]:
+        """Departments that handle at least one catalog item, in catalog order."""
+        return [code for code in self.departments if self.services_of(code)]

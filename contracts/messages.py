@@ -1,0 +1,169 @@
+"""Messages on the broker: item dispatches, item outcomes, bundle replies.
+
+Every message carries its schema version, a message id (the consumers' deduplication
+key) and the bundle id (the AMQP correlation id). Department teams read these models,
+or the JSON Schema and AsyncAPI documents generated from them in `contracts/schemas/`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from contracts import SCHEMA_VERSION
+from contracts.application import Applicant, MaterialRef
+
+
+class ItemState(StrEnum):
+    """Where an item stands. The last five are final."""
+
+    WAITING = "waiting"  # held until its prerequisites are decided
+    DISPATCHED = "dispatched"  # sent to its department, no answer yet
+    ACCEPTED = "accepted"  # 受理
+    CORRECTION_REQUESTED = "correction_requested"  # 补齐补正
+    APPROVED = "approved"  # 办结, granted
+    DENIED = "denied"  # 办结, not granted
+    REJECTED = "rejected"  # 不予受理
+    FAILED = "failed"  # the department could not be reached or answered nonsense
+    CANCELLED = "cancelled"  # a prerequisite was not granted
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_ITEM_STATES
+
+
+FINAL_ITEM_STATES = frozenset(
+    {
+        ItemState.APPROVED,
+        ItemState.DENIED,
+        ItemState.REJECTED,
+        ItemState.FAILED,
+        ItemState.CANCELLED,
+    }
+)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    message_id: UUID = Field(default_factory=uuid4)
+    bundle_id: UUID
+
+
+class Certificate(BaseModel):
+    """An electronic certificate (电子证照) or other result issued by a department."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    certificate_name: str
+    certificate_number: str
+    certificate_type_code: str | None = None
+    issuer_name: str
+    issue_date: date
+    valid_until: date | None = None
+    file: MaterialRef | None = None
+
+
+class PrerequisiteResult(BaseModel):
+    """A decided prerequisite, forwarded to the dependent item's department."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item: str
+    department: str
+    certificates: tuple[Certificate, ...] = ()
+
+
+class ItemDispatch(_Message):
+    """Router → department: file this item (routing key `dept.<department>.<service>`)."""
+
+    project_no: str
+    bundle_type: str
+    item: str
+    item_name_zh: str
+    service: str
+    department: str
+    idempotency_key: str = Field(
+        description="Stable per bundle and item; a department must not file twice under it"
+    )
+    area_code: str
+    applicant: Applicant
+    form: dict[str, Any]
+    materials: tuple[MaterialRef, ...] = ()
+    prerequisite_results: tuple[PrerequisiteResult, ...] = ()
+
+
+class Accepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    receipt_no: str | None = Field(default=None, description="The department's 受理编号")
+
+
+class Rejected(BaseModel):
+    status: Literal["rejected"] = "rejected"
+    reason: str = Field(min_length=1, description="不予受理 reason the applicant can read")
+
+
+class CorrectionRequested(BaseModel):
+    status: Literal["correction_requested"] = "correction_requested"
+    reason: str = Field(min_length=1)
+    missing_materials: tuple[str, ...] = ()
+
+
+class Decided(BaseModel):
+    status: Literal["decided"] = "decided"
+    approved: bool
+    reason: str | None = Field(default=None, description="Required in words when not approved")
+    certificates: tuple[Certificate, ...] = ()
+
+
+class Failed(BaseModel):
+    status: Literal["failed"] = "failed"
+    error: str = Field(min_length=1)
+
+
+OutcomeResult = Annotated[
+    Accepted | Rejected | CorrectionRequested | Decided | Failed, Field(discriminator="status")
+]
+
+
+class ItemOutcome(_Message):
+    """Department adapter → router: what the department did with one dispatched item."""
+
+    item: str
+    department: str
+    dispatch_id: UUID = Field(description="message_id of the ItemDispatch this answers")
+    occurred_at: AwareDatetime
+    result: OutcomeResult
+
+
+class BundleOutcome(StrEnum):
+    ALL_APPROVED = "all_approved"
+    PARTLY_APPROVED = "partly_approved"
+    NONE_APPROVED = "none_approved"
+
+
+class ItemResult(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item: str
+    name_zh: str
+    department: str
+    state: ItemState
+    reason: str | None = None
+    certificates: tuple[Certificate, ...] = ()
+    finished_at: datetime
+
+
+class BundleReply(_Message):
+    """The ONE reply per bundle, assembled when every selected item is final."""
+
+    project_no: str
+    bundle_type: str
+    outcome: BundleOutcome
+    items: tuple[ItemResult, ...]
+    replied_at: AwareDatetime

@@ -1,0 +1,36 @@
+"""Exchange, queue and routing-key names: part of the contract department teams plug into."""
+
+from __future__ import annotations
+
+DISPATCH_EXCHANGE = "lianban.dispatch"  # topic: router → department adapters
+OUTCOMES_EXCHANGE = "lianban.outcomes"  # topic: adapters → correlator
+REPLIES_EXCHANGE = "lianban.replies"  # topic: router → platform consumers that prefer AMQP
+DEAD_LETTER_EXCHANGE = "lianban.dead"  # direct: rejected messages → parking-lot queues
+
+OUTCOMES_QUEUE = "lianban.outcomes"
+REPLIES_QUEUE = "lianban.replies"
+
+
+def department_queue(department: str) -> str:
+    return f"lianban.dept.{department}"
+
+
+def parking_queue(queue: str) -> str:
+    """Where a queue's dead letters rest until an operator replays them."""
+    return f"{queue}.parking"
+
+
+def dispatch_routing_key(department: str, service: str) -> str:
+    return f"dept.{department}.{service}"
+
+
+def department_binding(department: str) -> str:
+    return f"dept.{department}.#"
+
+
+def outcome_routing_key(department: str) -> str:
+    return f"outcome.{department}"
+
+
+def reply_routing_key(bundle_type: str) -> str:
+    return f"reply.{bundle_type}"

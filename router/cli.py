@@ -1,0 +1,166 @@
+"""`lianban`: run the roles, the embedded demo, and look at the catalog."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from adapters.registry import adapter_for
+from adapters.simulated import Scenario
+from contracts.catalog import BundleType, default_catalog, dependency_order
+from contracts.errors import LianbanError
+from router.logs import configure_logging
+from router.schemas import export, stale_documents
+from router.settings import Settings
+from router.stack import Role, Stack
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except LianbanError as error:
+        print(f"lianban: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lianban", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    for role, text in (
+        (Role.SERVE, "the intake API"),
+        (Role.RELAY, "the outbox relay"),
+        (Role.CORRELATE, "the correlator"),
+    ):
+        command = commands.add_parser(role.value, help=f"run {text}")
+        command.set_defaults(run=lambda args, role=role: _run_roles(args, {role}))
+
+    run_all = commands.add_parser("run-all", help="run every role and simulated departments")
+    run_all.set_defaults(run=lambda args: _run_roles(args, set(Role), simulate_all=True))
+
+    adapter = commands.add_parser("adapter", help="run one department's adapter")
+    adapter.add_argument("department")
+    adapter.add_argument("--simulated", action="store_true", help="run the simulator instead")
+    adapter.add_argument("--scenario", type=Path, help="YAML scenario for the simulator")
+    adapter.set_defaults(run=_run_adapter)
+
+    demo = commands.add_parser("demo", help="embedded end-to-end demo, no server needed")
+    demo.set_defaults(run=_run_demo)
+
+    catalog = commands.add_parser("catalog", help="list or show the bundle catalog")
+    catalog_commands = catalog.add_subparsers(required=True, metavar="action")
+    catalog_commands.add_parser("list", help="every bundle type").set_defaults(run=_catalog_list)
+    show = catalog_commands.add_parser("show", help="one bundle type as an ordered tree")
+    show.add_argument("bundle_type")
+    show.set_defaults(run=_catalog_show)
+
+    schemas = commands.add_parser("schemas", help="JSON Schema, OpenAPI and AsyncAPI documents")
+    schemas_commands = schemas.add_subparsers(required=True, metavar="action")
+    schemas_commands.add_parser("export", help="regenerate contracts/schemas/").set_defaults(
+        run=_schemas_export
+    )
+    schemas_commands.add_parser("check", help="fail if they are stale").set_defaults(
+        run=_schemas_check
+    )
+    return parser
+
+
+def _schemas_export(args: argparse.Namespace) -> int:
+    for path in export(default_catalog()):
+        print(f"wrote {path}")
+    return 0
+
+
+def _schemas_check(args: argparse.Namespace) -> int:
+    stale = stale_documents(default_catalog())
+    for name in stale:
+        print(f"stale: contracts/schemas/{name} (run `make schemas`)", file=sys.stderr)
+    return 1 if stale else 0
+
+
+def _run_roles(args: argparse.Namespace, roles: set[Role], simulate_all: bool = False) -> int:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    catalog = default_catalog()
+    adapters = (
+        [adapter_for(code, catalog, simulated=True) for code in catalog.serving_departments()]
+        if simulate_all
+        else []
+    )
+    stack = Stack(settings, catalog, roles, adapters)
+    stack.start()
+    stack.wait()
+    return 0
+
+
+def _run_adapter(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    catalog = default_catalog()
+    scenario = Scenario.from_file(args.scenario) if args.scenario else None
+    adapter = adapter_for(args.department, catalog, simulated=args.simulated, scenario=scenario)
+    stack = Stack(settings, catalog, roles=(), adapters=[adapter])
+    stack.start()
+    stack.wait()
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from router.demo import run_demo
+
+    return run_demo()
+
+
+def _catalog_list(args: argparse.Namespace) -> int:
+    catalog = default_catalog()
+    for bundle_type in catalog.bundle_types.values():
+        lead = catalog.departments[bundle_type.lead_department].name_zh
+        print(
+            f"{bundle_type.code:<40} {bundle_type.category.value:<10} "
+            f"{len(bundle_type.items):>2} items  {bundle_type.name_zh}（牵头：{lead}）"
+        )
+    return 0
+
+
+def _catalog_show(args: argparse.Namespace) -> int:
+    catalog = default_catalog()
+    bundle_type = catalog.bundle_types.get(args.bundle_type)
+    if bundle_type is None:
+        print(f"lianban: no bundle type {args.bundle_type!r}; see `lianban catalog list`")
+        return 2
+    print(f"{bundle_type.name_zh} ({bundle_type.code}, {bundle_type.category.value})")
+    for line in catalog_tree(bundle_type, {c: d.name_zh for c, d in catalog.departments.items()}):
+        print(line)
+    return 0
+
+
+def catalog_tree(bundle_type: BundleType, department_names: dict[str, str]) -> list[str]:
+    """Items in dependency order, each dependent indented under the prerequisites it waits for."""
+    depth: dict[str, int] = {}
+    lines = []
+    for code in dependency_order(bundle_type):
+        item = bundle_type.item(code)
+        parents = [c for p in item.prerequisites for c in p.any_of]
+        depth[code] = 1 + max((depth[c] for c in parents), default=-1)
+        marks = [
+            f"[并行:{item.parallel_group}]" if item.parallel_group else "",
+            f"[择一:{item.exclusive_group}]" if item.exclusive_group else "",
+            "[可容缺预审]" if item.pre_review else "",
+        ]
+        indent = "    " * depth[code]
+        lines.append(
+            f"{indent}└─ {item.name_zh} — {department_names[item.department]} "
+            f"({code}){' '.join(m for m in marks if m)}"
+        )
+        for prerequisite in item.prerequisites:
+            lines.append(
+                f"{indent}     after {' | '.join(prerequisite.any_of)}: {prerequisite.reason}"
+            )
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Persistence: tables, engine set-up for SQLite and PostgreSQL, Alembic migrations."""
+
+from router.db.engine import Database
+from router.db.tables import (
+    Base,
+    BundleRow,
+    EventRow,
+    InboxRow,
+    ItemRow,
+    OutboxRow,
+    ReplyRow,
+)
+
+__all__ = [
+    "Base",
+    "BundleRow",
+    "Database",
+    "EventRow",
+    "InboxRow",
+    "ItemRow",
+    "OutboxRow",
+    "ReplyRow",
+]

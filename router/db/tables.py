@@ -1,0 +1,143 @@
+"""The router's tables. Bundle state and the messages it causes are written together.
+
+`outbox` holds messages committed with the state change that caused them (the relay
+publishes them); `inbox` holds the message ids of outcomes already applied, so a
+redelivered outcome changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+# SQLite autoincrements only an INTEGER PRIMARY KEY; PostgreSQL gets 64 bits.
+SerialId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on both targets; SQLite would otherwise hand back naive values."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: store aware UTC datetimes only")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        dict[str, Any]: JsonDocument,
+    }
+
+
+class BundleRow(Base):
+    __tablename__ = "bundles"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    project_no: Mapped[str] = mapped_column(String(50), unique=True)
+    bundle_type: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    application: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+    replied_at: Mapped[datetime | None]
+
+    items: Mapped[list[ItemRow]] = relationship(
+        back_populates="bundle", order_by="ItemRow.position", lazy="selectin"
+    )
+
+
+class ItemRow(Base):
+    __tablename__ = "items"
+
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    service: Mapped[str] = mapped_column(String(96))
+    department: Mapped[str] = mapped_column(String(64))
+    name_zh: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    dispatch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    result: Mapped[dict[str, Any] | None]
+    updated_at: Mapped[datetime]
+
+    bundle: Mapped[BundleRow] = relationship(back_populates="items")
+
+
+class OutboxRow(Base):
+    __tablename__ = "outbox"
+    # Only unsent rows are ever looked up; the partial index stays small as sent rows pile up.
+    __table_args__ = (
+        Index(
+            "ix_outbox_unsent",
+            "id",
+            postgresql_where=text("sent_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(64))
+    routing_key: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    correlation_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class InboxRow(Base):
+    __tablename__ = "inbox"
+
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    processed_at: Mapped[datetime]
+
+
+class ReplyRow(Base):
+    __tablename__ = "replies"
+
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), primary_key=True)
+    body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class EventRow(Base):
+    """The bundle's timeline: every state change and every ignored outcome, in order."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    item: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]

@@ -1,0 +1,174 @@
+"""Moves a bundle forward after any change: dispatch what is free, cancel what is blocked,
+and assemble the one reply once every item is final.
+
+Called inside the transaction that made the change, so the new states, their timeline
+events and the messages they cause commit together (or not at all).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from contracts import topology
+from contracts.application import Application
+from contracts.catalog import BundleType
+from contracts.messages import (
+    BundleOutcome,
+    BundleReply,
+    Certificate,
+    Decided,
+    ItemDispatch,
+    ItemResult,
+    ItemState,
+    PrerequisiteResult,
+)
+from router import planner
+from router.db import BundleRow, EventRow, ItemRow, ReplyRow
+from router.outbox import enqueue
+
+REPLIED = "replied"
+IN_PROGRESS = "in_progress"
+
+
+def set_item_state(
+    session: Session, item: ItemRow, state: ItemState, *, reason: str | None = None
+) -> None:
+    now = datetime.now(UTC)
+    item.state = state.value
+    item.reason = reason
+    item.updated_at = now
+    record_event(session, item.bundle_id, item.code, state.value, reason, now)
+
+
+def record_event(
+    session: Session,
+    bundle_id: uuid.UUID,
+    item: str | None,
+    state: str,
+    detail: str | None,
+    at: datetime | None = None,
+) -> None:
+    session.add(
+        EventRow(
+            bundle_id=bundle_id, item=item, state=state, detail=detail, at=at or datetime.now(UTC)
+        )
+    )
+
+
+def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> None:
+    items = {item.code: item for item in bundle.items}
+    states = {code: ItemState(item.state) for code, item in items.items()}
+    for code, lost_prerequisite in planner.blocked(bundle_type, states).items():
+        lost = items[lost_prerequisite]
+        set_item_state(
+            session,
+            items[code],
+            ItemState.CANCELLED,
+            reason=f"前置事项“{lost.name_zh}”未获办理（{lost.reason or lost.state}），"
+            "本事项不再办理",
+        )
+        states[code] = ItemState.CANCELLED
+    for code in planner.releasable(bundle_type, states):
+        _dispatch(session, bundle, bundle_type, items[code], items)
+        states[code] = ItemState.DISPATCHED
+    if bundle.state != REPLIED and all(state.is_final for state in states.values()):
+        _reply(session, bundle)
+
+
+def _dispatch(
+    session: Session,
+    bundle: BundleRow,
+    bundle_type: BundleType,
+    item: ItemRow,
+    items: dict[str, ItemRow],
+) -> None:
+    application = Application.model_validate(bundle.application)
+    catalog_item = bundle_type.item(item.code)
+    prerequisites = [
+        items[code]
+        for alternatives in planner.selected_prerequisites(catalog_item, items)
+        for code in alternatives
+        if items[code].state == ItemState.APPROVED
+    ]
+    message = ItemDispatch(
+        bundle_id=bundle.id,
+        project_no=bundle.project_no,
+        bundle_type=bundle.bundle_type,
+        item=item.code,
+        item_name_zh=item.name_zh,
+        service=item.service,
+        department=item.department,
+        idempotency_key=f"{bundle.id}:{item.code}",
+        area_code=application.area_code,
+        applicant=application.applicant,
+        form=application.form,
+        materials=tuple(application.materials),
+        prerequisite_results=tuple(
+            PrerequisiteResult(
+                item=row.code, department=row.department, certificates=_certificates(row)
+            )
+            for row in prerequisites
+        ),
+    )
+    item.dispatch_id = message.message_id
+    set_item_state(session, item, ItemState.DISPATCHED)
+    enqueue(
+        session,
+        exchange=topology.DISPATCH_EXCHANGE,
+        routing_key=topology.dispatch_routing_key(item.department, item.service),
+        message=message,
+        message_id=str(message.message_id),
+        correlation_id=str(bundle.id),
+    )
+
+
+def _certificates(item: ItemRow) -> tuple[Certificate, ...]:
+    if item.result is None or item.result.get("status") != "decided":
+        return ()
+    return Decided.model_validate(item.result).certificates
+
+
+def _reply(session: Session, bundle: BundleRow) -> None:
+    now = datetime.now(UTC)
+    approved = sum(item.state == ItemState.APPROVED for item in bundle.items)
+    outcome = (
+        BundleOutcome.ALL_APPROVED
+        if approved == len(bundle.items)
+        else BundleOutcome.PARTLY_APPROVED
+        if approved
+        else BundleOutcome.NONE_APPROVED
+    )
+    reply = BundleReply(
+        bundle_id=bundle.id,
+        project_no=bundle.project_no,
+        bundle_type=bundle.bundle_type,
+        outcome=outcome,
+        items=tuple(
+            ItemResult(
+                item=item.code,
+                name_zh=item.name_zh,
+                department=item.department,
+                state=ItemState(item.state),
+                reason=item.reason,
+                certificates=_certificates(item),
+                finished_at=item.updated_at,
+            )
+            for item in bundle.items
+        ),
+        replied_at=now,
+    )
+    bundle.state = REPLIED
+    bundle.replied_at = now
+    session.add(ReplyRow(bundle_id=bundle.id, body=reply.model_dump(mode="json"), created_at=now))
+    record_event(session, bundle.id, None, REPLIED, outcome.value, now)
+    enqueue(
+        session,
+        exchange=topology.REPLIES_EXCHANGE,
+        routing_key=topology.reply_routing_key(bundle.bundle_type),
+        message=reply,
+        message_id=str(reply.message_id),
+        correlation_id=str(bundle.id),
+    )

@@ -1,0 +1,32 @@
+"""Settings from environment variables (LIANBAN_*), with the embedded mode as default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///var/lianban.db"
+    broker_url: str = "memory://"
+    materials_dir: Path = Path("var/materials")
+    host: str = "127.0.0.1"
+    port: int = 8400
+    log_level: str = "info"
+    departments: tuple[str, ...] = field(default=())
+    """Departments this process runs adapters for (run-all: every catalog department)."""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            database_url=env.get("LIANBAN_DATABASE_URL", defaults.database_url),
+            broker_url=env.get("LIANBAN_BROKER_URL", defaults.broker_url),
+            materials_dir=Path(env.get("LIANBAN_MATERIALS_DIR", str(defaults.materials_dir))),
+            host=env.get("LIANBAN_HOST", defaults.host),
+            port=int(env.get("LIANBAN_PORT", str(defaults.port))),
+            log_level=env.get("LIANBAN_LOG_LEVEL", defaults.log_level),
+        )

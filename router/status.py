@@ -1,0 +1,49 @@
+"""Read views of a bundle: its status with every item and timeline, and its reply."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.api import BundleStatus, ItemStatus, TimelineEntry
+from contracts.messages import BundleReply, ItemState
+from router.db import BundleRow, EventRow, ReplyRow
+
+
+def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None:
+    bundle = session.get(BundleRow, bundle_id)
+    if bundle is None:
+        return None
+    events = session.scalars(
+        select(EventRow).where(EventRow.bundle_id == bundle_id).order_by(EventRow.id)
+    )
+    return BundleStatus(
+        bundle_id=bundle.id,
+        project_no=bundle.project_no,
+        bundle_type=bundle.bundle_type,
+        state=bundle.state,
+        received_at=bundle.received_at,
+        replied_at=bundle.replied_at,
+        items=tuple(
+            ItemStatus(
+                item=item.code,
+                name_zh=item.name_zh,
+                department=item.department,
+                state=ItemState(item.state),
+                reason=item.reason,
+                updated_at=item.updated_at,
+            )
+            for item in bundle.items
+        ),
+        timeline=tuple(
+            TimelineEntry(at=event.at, item=event.item, state=event.state, detail=event.detail)
+            for event in events
+        ),
+    )
+
+
+def bundle_reply(session: Session, bundle_id: uuid.UUID) -> BundleReply | None:
+    row = session.get(ReplyRow, bundle_id)
+    return None if row is None else BundleReply.model_validate(row.body)

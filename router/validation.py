@@ -1,0 +1,200 @@
+"""The one-time notice (一次告知): every problem with an application, found in one pass.
+
+Contract problems (shape, identity checksums) come from pydantic; catalog problems
+(unknown type or item, parallel items chosen apart, exclusive variants, a missing
+prerequisite) and material problems are checked on the raw document alongside, so the
+applicant hears about all of them at once, not one per attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from contracts.api import Problem
+from contracts.application import Application
+from contracts.catalog import BundleType, Catalog
+
+# error type → (Chinese, English) message; {placeholders} come from the error context.
+_MESSAGES: dict[str, tuple[str, str]] = {
+    "missing": ("缺少必填项", "this field is required"),
+    "extra_forbidden": ("不允许的字段", "unknown field"),
+    "string_pattern_mismatch": ("格式不正确", "does not have the expected format"),
+    "string_too_short": ("内容过短", "too short"),
+    "string_too_long": ("内容过长", "too long"),
+    "too_short": ("至少需要一项", "must not be empty"),
+    "resident_id_length": ("居民身份证号码应为18位", "a resident ID number has 18 characters"),
+    "resident_id_format": (
+        "居民身份证号码格式不正确（前17位为数字，末位为数字或大写X）",
+        "a resident ID number is 17 digits and a digit or capital X",
+    ),
+    "resident_id_region": ("居民身份证号码的地址码无效", "the region code of the ID is invalid"),
+    "resident_id_birth_date": (
+        "居民身份证号码中的出生日期无效",
+        "the birth date in the ID number is not a real past date",
+    ),
+    "resident_id_checksum": (
+        "居民身份证号码校验码错误，请核对号码",
+        "the ID number's check digit is wrong: check the number",
+    ),
+    "uscc_length": ("统一社会信用代码应为18位", "a credit code has 18 characters"),
+    "uscc_charset": (
+        "统一社会信用代码含有不允许的字符（不使用I、O、Z、S、V）",
+        "the credit code has characters outside its alphabet (no I, O, Z, S, V)",
+    ),
+    "uscc_registration_authority": (
+        "统一社会信用代码的登记管理部门码无效",
+        "the credit code's registration authority code is invalid",
+    ),
+    "uscc_org_type": (
+        "统一社会信用代码的机构类别码无效",
+        "the credit code's organisation type code is invalid",
+    ),
+    "uscc_region": ("统一社会信用代码的行政区划码无效", "the credit code's region is invalid"),
+    "uscc_checksum": (
+        "统一社会信用代码校验码错误，请核对代码",
+        "the credit code's check character is wrong: check the code",
+    ),
+    "media_type_unsupported": (
+        "材料文件类型不受支持，请上传PDF、OFD、JPEG、PNG或TIFF",
+        "unsupported file type: use PDF, OFD, JPEG, PNG or TIFF",
+    ),
+    "items_duplicated": ("事项重复选择：{codes}", "items selected more than once: {codes}"),
+}
+
+
+def find_problems(
+    raw: Any, catalog: Catalog, material_exists: Callable[[str, int], bool]
+) -> tuple[Application | None, list[Problem]]:
+    """Validate a posted application; return it when valid, else every problem found."""
+    problems: list[Problem] = []
+    application: Application | None = None
+    try:
+        application = Application.model_validate(raw)
+    except ValidationError as error:
+        problems.extend(_contract_problem(detail) for detail in error.errors())
+    if isinstance(raw, dict):
+        problems.extend(_catalog_problems(raw, catalog))
+        problems.extend(_material_problems(raw.get("materials"), material_exists))
+    return (application if not problems else None), problems
+
+
+def _contract_problem(detail: ErrorDetails) -> Problem:
+    location = list(detail["loc"])
+    # A discriminated union puts its tag (applicant_type) into the path; the applicant
+    # does not see it in the document, so leave it out of the pointer.
+    if len(location) > 1 and location[0] == "applicant" and str(location[1]).isdigit():
+        del location[1]
+    context = detail.get("ctx") or {}
+    if "field" in context:
+        location.append(context["field"])
+    zh, en = _MESSAGES.get(detail["type"], (f"填写有误：{detail['msg']}", detail["msg"]))
+    return Problem(
+        pointer=_pointer(location),
+        code=detail["type"],
+        message_zh=zh.format(**context) if context else zh,
+        message_en=en.format(**context) if context else en,
+    )
+
+
+def _catalog_problems(raw: dict[str, Any], catalog: Catalog) -> Iterable[Problem]:
+    code = raw.get("bundle_type")
+    if not isinstance(code, str):
+        return
+    bundle_type = catalog.bundle_types.get(code)
+    if bundle_type is None:
+        yield Problem(
+            pointer="/bundle_type",
+            code="bundle_type_unknown",
+            message_zh=f"未知的一件事类型：{code}",
+            message_en=f"unknown bundle type {code!r}",
+        )
+        return
+    items = raw.get("items")
+    if isinstance(items, list) and all(isinstance(item, str) for item in items):
+        yield from selection_problems(bundle_type, items)
+
+
+def selection_problems(bundle_type: BundleType, items: list[str]) -> Iterable[Problem]:
+    """Problems of a selection against the catalog's rules for its bundle type."""
+    known = bundle_type.item_codes
+    for index, code in enumerate(items):
+        if code not in known:
+            yield Problem(
+                pointer=f"/items/{index}",
+                code="item_unknown",
+                message_zh=f"“{bundle_type.name_zh}”不包含事项：{code}",
+                message_en=f"bundle type {bundle_type.code!r} has no item {code!r}",
+            )
+    chosen = {code for code in items if code in known}
+    yield from _group_problems(bundle_type, chosen)
+    for index, code in enumerate(items):
+        if code not in known:
+            continue
+        for prerequisite in bundle_type.item(code).prerequisites:
+            if not chosen.intersection(prerequisite.any_of):
+                names = "或".join(bundle_type.item(c).name_zh for c in prerequisite.any_of)
+                yield Problem(
+                    pointer=f"/items/{index}",
+                    code="prerequisite_missing",
+                    message_zh=f"申请“{bundle_type.item(code).name_zh}”须一并申请前置事项"
+                    f"“{names}”：{prerequisite.reason}",
+                    message_en=f"item {code!r} needs one of {list(prerequisite.any_of)} "
+                    "selected as well",
+                )
+
+
+def _group_problems(bundle_type: BundleType, chosen: set[str]) -> Iterable[Problem]:
+    parallel: dict[str, list[str]] = {}
+    exclusive: dict[str, list[str]] = {}
+    for item in bundle_type.items:
+        if item.parallel_group:
+            parallel.setdefault(item.parallel_group, []).append(item.code)
+        if item.exclusive_group and item.code in chosen:
+            exclusive.setdefault(item.exclusive_group, []).append(item.code)
+    for members in parallel.values():
+        missing = [code for code in members if code not in chosen]
+        if missing and len(missing) < len(members):
+            names = "、".join(bundle_type.item(code).name_zh for code in members)
+            yield Problem(
+                pointer="/items",
+                code="parallel_items_apart",
+                message_zh=f"依法须并行办理的事项应一并选择：{names}",
+                message_en=f"legally parallel items must be chosen together; missing {missing}",
+            )
+    for members in exclusive.values():
+        if len(members) > 1:
+            names = "、".join(bundle_type.item(code).name_zh for code in members)
+            yield Problem(
+                pointer="/items",
+                code="exclusive_items_together",
+                message_zh=f"以下事项只能选择其一：{names}",
+                message_en=f"only one of these variants may be chosen: {members}",
+            )
+
+
+def _material_problems(
+    materials: Any, material_exists: Callable[[str, int], bool]
+) -> Iterable[Problem]:
+    if not isinstance(materials, list):
+        return
+    for index, material in enumerate(materials):
+        if not isinstance(material, dict):
+            continue
+        digest, size = material.get("sha256"), material.get("size")
+        if isinstance(digest, str) and isinstance(size, int) and not material_exists(digest, size):
+            yield Problem(
+                pointer=f"/materials/{index}",
+                code="material_not_uploaded",
+                message_zh=f"材料“{material.get('name', '')}”尚未上传或文件不完整",
+                message_en="the material was not uploaded (or its size differs); "
+                "PUT it to /v1/materials/{sha256} first",
+            )
+
+
+def _pointer(location: list[int | str]) -> str:
+    escaped = (str(part).replace("~", "~0").replace("/", "~1") for part in location)
+    return "/" + "/".join(escaped) if location else ""
