@@ -50,3 +50,13 @@ def adapter_for(
         )
     cls.check_declaration(catalog)
     return cls()
+
+
+def simulate_every_department(
+    catalog: Catalog, scenario: Scenario | None = None, ledger: DecisionLedger | None = None
+) -> list[Adapter]:
+    """A simulator for each department that handles catalog items, sharing one ledger."""
+    shared = ledger or DecisionLedger()
+    return [
+        simulated_adapter(code, catalog, scenario, shared) for code in catalog.serving_departments()
+    ]

@@ -3,4 +3,7 @@
 This package imports nothing else of Lianban's; the router and the adapters both stand on it.
 """
 
-SCHEMA_VERSION = "1.0"
+from typing import Final, Literal
+
+SchemaVersion = Literal["1.0"]
+SCHEMA_VERSION: Final[SchemaVersion] = "1.0"

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from contracts import SCHEMA_VERSION
+from contracts import SCHEMA_VERSION, SchemaVersion
 from contracts.identity import resident_id_problem, uscc_problem
 
 MAX_MATERIAL_BYTES = 50 * 1024 * 1024
@@ -130,7 +130,7 @@ class MaterialRef(_Strict):
 class Application(_Strict):
     """What the unified acceptance system posts to `POST /v1/bundles`."""
 
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     project_no: str = Field(
         pattern=r"^[0-9A-Za-z-]{1,50}$",
         description="办件编号: the platform's case number, also the Idempotency-Key",

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts import SCHEMA_VERSION
+from contracts import SCHEMA_VERSION, SchemaVersion
 from contracts.application import Applicant, MaterialRef
 
 
@@ -50,7 +50,7 @@ FINAL_ITEM_STATES = frozenset(
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     message_id: UUID = Field(default_factory=uuid4)
     bundle_id: UUID
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from adapters.registry import adapter_for
+from adapters.registry import adapter_for, simulate_every_department
 from adapters.simulated import Scenario
 from contracts.catalog import BundleType, default_catalog, dependency_order
 from contracts.errors import LianbanError
@@ -85,11 +85,7 @@ def _run_roles(args: argparse.Namespace, roles: set[Role], simulate_all: bool = 
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     catalog = default_catalog()
-    adapters = (
-        [adapter_for(code, catalog, simulated=True) for code in catalog.serving_departments()]
-        if simulate_all
-        else []
-    )
+    adapters = simulate_every_department(catalog) if simulate_all else []
     stack = Stack(settings, catalog, roles, adapters)
     stack.start()
     stack.wait()

@@ -17,7 +17,7 @@ from kombu import Message
 from pydantic import ValidationError
 
 from contracts.catalog import Catalog
-from contracts.messages import Decided, ItemOutcome
+from contracts.messages import Decided, ItemOutcome, ItemState
 from router import states
 from router.db import BundleRow, Database, InboxRow
 from router.progress import advance, record_event, set_item_state
@@ -93,7 +93,7 @@ class Correlator:
             if (
                 item is None
                 or item.dispatch_id != outcome.dispatch_id
-                or not states.allowed(states.ItemState(item.state), target)
+                or not states.allowed(ItemState(item.state), target)
             ):
                 record_event(
                     session,

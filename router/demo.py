@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from adapters.registry import adapter_for
+from adapters.registry import simulate_every_department
 from contracts.catalog import Catalog, default_catalog
 from router.logs import configure_logging
 from router.samples import SAMPLE_PDF, sample_application
@@ -25,7 +25,7 @@ from router.stack import Role, Stack
 DEMO_BUNDLES = ("newborn", "citizen_after_death", "enterprise_establishment")
 
 
-def embedded_stack(workdir: Path, catalog: Catalog, **adapter_options: Any) -> Stack:
+def embedded_stack(workdir: Path, catalog: Catalog) -> Stack:
     """Every role and a simulator for every department, in this process, with no server."""
     settings = Settings(
         database_url=f"sqlite:///{workdir / 'lianban.db'}",
@@ -33,11 +33,7 @@ def embedded_stack(workdir: Path, catalog: Catalog, **adapter_options: Any) -> S
         materials_dir=workdir / "materials",
         port=0,
     )
-    adapters = [
-        adapter_for(code, catalog, simulated=True, **adapter_options)
-        for code in catalog.serving_departments()
-    ]
-    return Stack(settings, catalog, set(Role), adapters)
+    return Stack(settings, catalog, set(Role), simulate_every_department(catalog))
 
 
 def run_demo() -> int:

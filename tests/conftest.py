@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 from kombu import Connection
+from kombu.transport import memory
 from sqlalchemy import create_engine, text
 
 from contracts.catalog import Catalog, default_catalog
+from router.settings import Settings
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "LIANBAN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -74,6 +76,21 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path
+@pytest.fixture(params=["memory", pytest.param("connected", marks=pytest.mark.connected)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The same test body runs embedded (memory://, SQLite) and connected (RabbitMQ, PostgreSQL)."""
+    if request.param == "memory":
+        # kombu's in-memory broker is process-global: start every test with it empty.
+        memory.Channel.queues.clear()
+        return Settings(
+            database_url=f"sqlite:///{tmp_path / 'lianban.db'}",
+            broker_url="memory://",
+            materials_dir=tmp_path / "materials",
+            port=0,
+        )
+    return Settings(
+        database_url=request.getfixturevalue("postgres_url"),
+        broker_url=request.getfixturevalue("amqp_url"),
+        materials_dir=tmp_path / "materials",
+        port=0,
+    )

@@ -134,7 +134,7 @@ def simulated_adapter(
     ledger: DecisionLedger | None = None,
 ) -> SimulatedDepartment:
     """A simulated adapter for `department`, handling every service the catalog gives it."""
-    cls = type(
+    cls: type[SimulatedDepartment] = type(
         f"Simulated_{department}",
         (SimulatedDepartment,),
         {

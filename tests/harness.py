@@ -1,0 +1,68 @@
+"""Runs the whole stack inside a test and talks to it over its real HTTP API."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from adapters.registry import simulate_every_department
+from adapters.simulated import DecisionLedger, Scenario
+from contracts.catalog import Catalog
+from router.samples import SAMPLE_PDF
+from router.settings import Settings
+from router.stack import Role, Stack
+
+
+@dataclass
+class Running:
+    stack: Stack
+    client: httpx.Client
+    ledger: DecisionLedger
+
+    def submit(self, application: dict[str, Any]) -> httpx.Response:
+        return self.client.post(
+            "/v1/bundles", json=application, headers={"Idempotency-Key": application["project_no"]}
+        )
+
+    def wait_for_reply(self, reply_url: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.client.get(reply_url)
+            if response.status_code == 200:
+                reply: dict[str, Any] = response.json()
+                return reply
+            time.sleep(0.02)
+        raise AssertionError(f"no reply at {reply_url} within {timeout} s")
+
+
+@contextmanager
+def running_stack(
+    settings: Settings, catalog: Catalog, scenario: Scenario | None = None
+) -> Iterator[Running]:
+    """Every role and a simulator per department, started in this process."""
+    ledger = DecisionLedger()
+    stack = Stack(
+        settings, catalog, set(Role), simulate_every_department(catalog, scenario, ledger)
+    )
+    stack.start()
+    try:
+        with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+            client.put(
+                f"/v1/materials/{hashlib.sha256(SAMPLE_PDF).hexdigest()}",
+                content=SAMPLE_PDF,
+                headers={"Content-Type": "application/pdf"},
+            ).raise_for_status()
+            yield Running(stack, client, ledger)
+    finally:
+        stack.stop()
+
+
+def new_project_no() -> str:
+    return f"T{uuid.uuid4().hex[:20].upper()}"

@@ -1,0 +1,46 @@
+"""Adapter declarations are checked against the catalog with messages that say how to fix them."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.base import Adapter
+from contracts.catalog import Catalog
+from contracts.errors import ConfigurationError
+
+
+def _adapter(**attributes: object) -> type[Adapter]:
+    return type("PoliceAdapter", (Adapter,), attributes)
+
+
+def test_a_correct_declaration_passes(catalog: Catalog) -> None:
+    services = frozenset(sorted(catalog.services_of("police"))[:1])
+    _adapter(department="police", services=services).check_declaration(catalog)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({}, "set `department = '<code>'`"),
+        ({"department": "polic", "services": frozenset({"x"})}, "did you mean 'police'?"),
+        ({"department": "police"}, "set `services = frozenset"),
+        (
+            {"department": "police", "services": frozenset({"birth_household_registratio"})},
+            "did you mean 'birth_household_registration'?",
+        ),
+        (
+            {
+                "department": "police",
+                "services": frozenset({"birth_household_registration"}),
+                "concurrency": 0,
+            },
+            "concurrency must be at least 1",
+        ),
+    ],
+)
+def test_a_wrong_declaration_says_how_to_fix_it(
+    catalog: Catalog, attributes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="PoliceAdapter") as raised:
+        _adapter(**attributes).check_declaration(catalog)
+    assert message in str(raised.value)

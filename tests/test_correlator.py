@@ -1,0 +1,154 @@
+"""The correlator applies each outcome once, ignores stale ones, and never moves backwards.
+
+Runs on SQLite and (connected) on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from harness import new_project_no
+from sqlalchemy import select
+
+from contracts.catalog import Catalog
+from contracts.messages import (
+    Accepted,
+    Decided,
+    ItemDispatch,
+    ItemOutcome,
+    OutcomeResult,
+)
+from router.correlator import Applied, Correlator
+from router.db import Database, EventRow, OutboxRow
+from router.intake import Accepted as Received
+from router.intake import Intake
+from router.materials import MaterialStore
+from router.samples import SAMPLE_PDF, sample_application
+from router.status import bundle_status
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.connected)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'correlator.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    database = Database(url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def dispatches(database: Database, catalog: Catalog, tmp_path: Path) -> list[ItemDispatch]:
+    """A newborn bundle received; returns the dispatches its intake wrote to the outbox."""
+    materials = MaterialStore(tmp_path / "materials")
+    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+    project_no = new_project_no()
+    result = Intake(database, catalog, materials).submit(
+        sample_application(catalog.bundle_types["newborn"], project_no), project_no
+    )
+    assert isinstance(result, Received)
+    with database.transaction() as session:
+        rows = session.scalars(
+            select(OutboxRow).where(OutboxRow.correlation_id == str(result.receipt.bundle_id))
+        ).all()
+        return [ItemDispatch.model_validate_json(row.body) for row in rows]
+
+
+def _outcome(dispatch: ItemDispatch, result: OutcomeResult) -> ItemOutcome:
+    return ItemOutcome(
+        bundle_id=dispatch.bundle_id,
+        item=dispatch.item,
+        department=dispatch.department,
+        dispatch_id=dispatch.message_id,
+        occurred_at=datetime.now(UTC),
+        result=result,
+    )
+
+
+def _item_state(database: Database, dispatch: ItemDispatch) -> str:
+    with database.transaction() as session:
+        status = bundle_status(session, dispatch.bundle_id)
+    assert status is not None
+    return next(item.state for item in status.items if item.item == dispatch.item)
+
+
+def test_a_redelivered_outcome_changes_nothing(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    correlator = Correlator(database, catalog)
+    decided = _outcome(dispatches[0], Decided(approved=True))
+
+    assert correlator.apply(decided) is Applied.APPLIED
+    with database.transaction() as session:
+        outbox_after_first = len(session.scalars(select(OutboxRow)).all())
+        events_after_first = len(session.scalars(select(EventRow)).all())
+    assert correlator.apply(decided) is Applied.DUPLICATE
+
+    with database.transaction() as session:
+        assert len(session.scalars(select(OutboxRow)).all()) == outbox_after_first
+        assert len(session.scalars(select(EventRow)).all()) == events_after_first
+
+
+def test_a_late_accepted_does_not_undo_a_decision(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    correlator = Correlator(database, catalog)
+    dispatch = dispatches[0]
+
+    assert correlator.apply(_outcome(dispatch, Decided(approved=True))) is Applied.APPLIED
+    assert correlator.apply(_outcome(dispatch, Accepted())) is Applied.STALE
+    assert _item_state(database, dispatch) == "approved"
+
+
+def test_an_outcome_for_another_dispatch_or_bundle_is_not_applied(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    correlator = Correlator(database, catalog)
+    dispatch = dispatches[0]
+    foreign = _outcome(dispatch, Decided(approved=True)).model_copy(
+        update={"dispatch_id": uuid.uuid4()}
+    )
+    unknown = _outcome(dispatch, Decided(approved=True)).model_copy(
+        update={"bundle_id": uuid.uuid4()}
+    )
+
+    assert correlator.apply(foreign) is Applied.STALE
+    assert correlator.apply(unknown) is Applied.UNKNOWN_BUNDLE
+    assert _item_state(database, dispatch) == "dispatched"
+
+
+class _RecordedMessage:
+    """Stands in for a kombu message: records what the consumer decided to do with it."""
+
+    def __init__(self) -> None:
+        self.actions: list[str] = []
+
+    def ack(self) -> None:
+        self.actions.append("ack")
+
+    def reject(self) -> None:
+        self.actions.append("reject")
+
+    def requeue(self) -> None:
+        self.actions.append("requeue")
+
+
+def test_a_message_breaking_the_contract_is_dead_lettered_not_applied(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    message = _RecordedMessage()
+    Correlator(database, catalog).handle_message(b'{"status": "approved"}', message)  # type: ignore[arg-type]
+    assert message.actions == ["reject"]
+
+    valid = _RecordedMessage()
+    body = _outcome(dispatches[0], Accepted()).model_dump_json().encode()
+    Correlator(database, catalog).handle_message(body, valid)  # type: ignore[arg-type]
+    assert valid.actions == ["ack"]
+    assert _item_state(database, dispatches[0]) == "accepted"

@@ -1,0 +1,52 @@
+"""Checked-in contract documents are current, and migrations build exactly the models' schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from contracts.catalog import Catalog
+from router.db import Base, Database
+from router.schemas import SCHEMA_DIR, stale_documents
+
+
+def test_checked_in_schemas_are_current(catalog: Catalog) -> None:
+    stale = stale_documents(catalog)
+    assert not stale, f"regenerate with `make schemas`: {stale}"
+
+
+def test_the_asyncapi_document_names_every_department_queue_and_message(catalog: Catalog) -> None:
+    document = json.loads((SCHEMA_DIR / "asyncapi.json").read_text(encoding="utf-8"))
+    assert document["asyncapi"].startswith("3.")
+    assert set(document["components"]["messages"]) == {"ItemDispatch", "ItemOutcome", "BundleReply"}
+    for department in catalog.departments:
+        assert department in document["info"]["description"]
+
+
+def test_the_openapi_document_describes_the_application_body() -> None:
+    document = json.loads((SCHEMA_DIR / "openapi.json").read_text(encoding="utf-8"))
+    body = document["paths"]["/v1/bundles"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"] == "#/components/schemas/Application"
+    assert "Application" in document["components"]["schemas"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.connected)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'migrated.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def test_migrations_match_the_models(database_url: str) -> None:
+    database = Database(database_url)
+    database.migrate()
+    database.migrate()  # a second run is a no-op
+    with database.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    database.dispose()
+    assert differences == []
