@@ -134,27 +134,39 @@ def _catalog_show(args: argparse.Namespace) -> int:
 
 
 def catalog_tree(bundle_type: BundleType, department_names: dict[str, str]) -> list[str]:
-    """Items in dependency order, each dependent indented under the prerequisites it waits for."""
-    depth: dict[str, int] = {}
-    lines = []
+    """Items by stage: stage 1 is dispatched at once, stage n waits for stages before it.
+
+    Each dependent names what it waits for and why, so the DAG reads top to bottom.
+    """
+    stage: dict[str, int] = {}
     for code in dependency_order(bundle_type):
-        item = bundle_type.item(code)
-        parents = [c for p in item.prerequisites for c in p.any_of]
-        depth[code] = 1 + max((depth[c] for c in parents), default=-1)
-        marks = [
-            f"[并行:{item.parallel_group}]" if item.parallel_group else "",
-            f"[择一:{item.exclusive_group}]" if item.exclusive_group else "",
-            "[可容缺预审]" if item.pre_review else "",
-        ]
-        indent = "    " * depth[code]
-        lines.append(
-            f"{indent}└─ {item.name_zh} — {department_names[item.department]} "
-            f"({code}){' '.join(m for m in marks if m)}"
-        )
-        for prerequisite in item.prerequisites:
-            lines.append(
-                f"{indent}     after {' | '.join(prerequisite.any_of)}: {prerequisite.reason}"
+        parents = [c for p in bundle_type.item(code).prerequisites for c in p.any_of]
+        stage[code] = 1 + max((stage[c] for c in parents), default=0)
+    lines: list[str] = []
+    for number in sorted(set(stage.values())):
+        codes = [code for code in dependency_order(bundle_type) if stage[code] == number]
+        lines.append(f"stage {number}" + (" (dispatched at once)" if number == 1 else ""))
+        for position, code in enumerate(codes):
+            item = bundle_type.item(code)
+            last = position == len(codes) - 1
+            marks = " ".join(
+                mark
+                for mark in (
+                    f"[并行:{item.parallel_group}]" if item.parallel_group else "",
+                    f"[择一:{item.exclusive_group}]" if item.exclusive_group else "",
+                    "[可容缺预审]" if item.pre_review else "",
+                )
+                if mark
             )
+            lines.append(
+                f"  {'└─' if last else '├─'} {item.name_zh} — "
+                f"{department_names[item.department]} ({code}) {marks}".rstrip()
+            )
+            for prerequisite in item.prerequisites:
+                lines.append(
+                    f"  {'  ' if last else '│ '}   after {' | '.join(prerequisite.any_of)}: "
+                    f"{prerequisite.reason}"
+                )
     return lines
 
 

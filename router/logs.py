@@ -10,7 +10,9 @@ import structlog
 
 def configure_logging(level: str = "info") -> None:
     numeric = logging.getLevelNamesMapping()[level.upper()]
-    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
+    # Lines go through the logging module rather than to a file object bound now, so a
+    # redirected or replaced stderr (a test's capture, a daemon's log file) is honoured.
+    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s", force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -20,6 +22,6 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )

@@ -61,7 +61,8 @@ class Stack:
         self.intake = Intake(self.database, catalog, self.materials, on_commit=self.relay_wake.set)
 
     def start(self) -> None:
-        self.database.migrate()
+        if self.roles:  # an adapter-only process never touches the database
+            self.database.migrate()
         with self.broker.connect() as connection:
             declare_topology(connection, self.catalog.departments)
         if Role.RELAY in self.roles:

@@ -91,6 +91,7 @@ class DecisionLedger:
 
 
 class SimulatedDepartment(Adapter):
+    department_name: str = "模拟部门"
     scenario: Scenario = Scenario()
     ledger: DecisionLedger = DecisionLedger()
 
@@ -108,7 +109,7 @@ class SimulatedDepartment(Adapter):
         certificate = Certificate(
             certificate_name=item.item_name_zh,
             certificate_number=receipt,
-            issuer_name=f"模拟{self.department}",
+            issuer_name=f"{self.department_name}（模拟）",
             issue_date=date.today(),
         )
         return self._decide(item, rule.verdict, Decided(approved=True, certificates=(certificate,)))
@@ -139,6 +140,7 @@ def simulated_adapter(
         (SimulatedDepartment,),
         {
             "department": department,
+            "department_name": catalog.departments[department].name_zh,
             "services": catalog.services_of(department),
             "scenario": scenario or Scenario(),
             "ledger": ledger or DecisionLedger(),
