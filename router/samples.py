@@ -10,9 +10,8 @@ import hashlib
 from datetime import date
 from typing import Any
 
-from contracts.identity import make_resident_id, make_uscc
-
 from contracts.catalog import BundleType, Category
+from contracts.identity import make_resident_id, make_uscc
 
 SAMPLE_PDF = b"%PDF-1.4\n% Lianban sample material\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
 SAMPLE_AREA = "410102"  # 郑州市中原区
