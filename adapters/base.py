@@ -1,6 +1,7 @@
 """What a department adapter is: a declaration plus one `async def handle`.
 
-An adapter class names its department and the catalog services it handles; the
+An adapter class names its department, the catalog services it handles, the model the
+merged form must fit, its retry policy, timeout, concurrency and rate limit. The
 declaration is checked against the catalog at registration, before any connection is
 opened, with messages that say how to fix it.
 """
@@ -8,30 +9,16 @@ opened, with messages that say how to fix it.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from collections.abc import Iterable
+from typing import ClassVar
 
-import structlog
+from pydantic import BaseModel
 
+from adapters.context import AdapterContext
+from adapters.resilience import RetryPolicy
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
 from contracts.messages import ItemDispatch, OutcomeResult
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
-
-class Reporter(Protocol):
-    def __call__(self, result: OutcomeResult) -> Awaitable[None]: ...
-
-
-@dataclass
-class AdapterContext:
-    """What a handler may use besides the dispatch itself."""
-
-    report: Reporter
-    """Send an interim outcome (e.g. accepted) before the handler returns the final one."""
-    log: Any = field(default_factory=lambda: structlog.get_logger("adapter"))
 
 
 class Adapter:
@@ -39,12 +26,26 @@ class Adapter:
 
     Subclasses set `department` and `services`, and implement `handle`, which returns
     the item's outcome: accepted, rejected (with reason), correction requested, decided
-    (approved or denied, with certificates) or failed.
+    (approved or denied, with certificates) or failed. Exceptions are classified by
+    `adapters.errors`: transient ones are retried (the whole `handle`, so it must file
+    under `ctx.idempotency_key`), the rest fail the item.
     """
 
     department: ClassVar[str]
-    services: ClassVar[frozenset[str]]
+    services: ClassVar[Iterable[str]]
+    """Catalog service codes handled; a mapping service → operation name also fits."""
+    form_model: ClassVar[type[BaseModel] | None] = None
+    """The fields of the merged form this department needs; a form that does not fit is
+    rejected back to the applicant with the reasons."""
+    retry: ClassVar[RetryPolicy] = RetryPolicy()
+    timeout_seconds: ClassVar[float] = 30.0
     concurrency: ClassVar[int] = 64
+    rate_limit_per_second: ClassVar[float | None] = None
+    breaker_threshold: ClassVar[int] = 5
+    breaker_reset_seconds: ClassVar[float] = 30.0
+
+    def __init__(self, endpoint: str | None = None) -> None:
+        self.endpoint = endpoint
 
     async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult:
         raise NotImplementedError
@@ -71,10 +72,20 @@ class Adapter:
                     f"{name}: department {department!r} has no catalog service {service!r}"
                     + _did_you_mean(service, offered)
                 )
+        if cls.form_model is not None and not (
+            isinstance(cls.form_model, type) and issubclass(cls.form_model, BaseModel)
+        ):
+            raise ConfigurationError(f"{name}: form_model must be a pydantic BaseModel subclass")
+        if not isinstance(cls.retry, RetryPolicy):
+            raise ConfigurationError(f"{name}: retry must be an adapters.RetryPolicy")
         if cls.concurrency < 1:
             raise ConfigurationError(f"{name}: concurrency must be at least 1")
+        if cls.timeout_seconds <= 0:
+            raise ConfigurationError(f"{name}: timeout_seconds must be positive")
+        if cls.rate_limit_per_second is not None and cls.rate_limit_per_second <= 0:
+            raise ConfigurationError(f"{name}: rate_limit_per_second must be positive or None")
 
 
-def _did_you_mean(word: str, choices: Any) -> str:
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""

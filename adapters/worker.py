@@ -4,7 +4,8 @@ Department calls run on an asyncio loop in a thread of their own, so a slow depa
 never blocks the consumer's heartbeats, and up to `concurrency` calls are in flight.
 Outcomes are published and deliveries acknowledged back on the consumer thread (a kombu
 channel belongs to one thread), and a delivery is acknowledged only after its outcome
-is confirmed by the broker.
+is confirmed by the broker. On stop, in-flight calls get a grace period to finish;
+what does not finish stays unacknowledged and is redelivered.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 import uuid
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -20,11 +22,14 @@ import structlog
 from kombu import Message
 from pydantic import ValidationError
 
-from adapters.base import Adapter, AdapterContext
+from adapters.base import Adapter
+from adapters.context import AdapterContext, DepartmentClients
+from adapters.errors import describe
 from adapters.messaging import Broker, ConsumerLoop, Outgoing, Publisher
 from adapters.messaging.topology import department_queue
+from adapters.resilience import CircuitBreaker, RateLimiter, call_department
 from contracts import topology
-from contracts.messages import Failed, ItemDispatch, ItemOutcome, OutcomeResult
+from contracts.messages import Failed, ItemDispatch, ItemOutcome, OutcomeResult, Rejected
 
 log = structlog.get_logger(__name__)
 
@@ -34,18 +39,31 @@ _OUTCOME_NAMESPACE = uuid.UUID("6f1c3c1e-3f5e-4a8e-9a51-2b8f0d1c7a10")
 
 
 class AdapterWorker:
-    def __init__(self, adapter: Adapter, broker: Broker) -> None:
+    def __init__(self, adapter: Adapter, broker: Broker, *, grace_seconds: float = 10.0) -> None:
         self._adapter = adapter
         self._broker = broker
+        self._grace_seconds = grace_seconds
         self._publisher = Publisher(broker)
         self._finished: queue.Queue[tuple[ItemOutcome, Message | None]] = queue.Queue()
+        self._in_flight = 0
         self._loop = asyncio.new_event_loop()
+        self._clients = DepartmentClients(
+            adapter.endpoint, adapter.timeout_seconds, adapter.concurrency
+        )
+        self._breaker = CircuitBreaker(
+            f"{adapter.department}:{adapter.endpoint}",
+            threshold=adapter.breaker_threshold,
+            reset_seconds=adapter.breaker_reset_seconds,
+        )
+        rate = adapter.rate_limit_per_second
+        self._limiter = RateLimiter(rate, burst=max(1, int(rate))) if rate else None
         self._consumer = ConsumerLoop(
             broker,
             department_queue(adapter.department),
             self._on_message,
             prefetch=adapter.concurrency,
             on_tick=self._publish_finished,
+            on_stop=self._settle_in_flight,
         )
 
     @property
@@ -60,6 +78,7 @@ class AdapterWorker:
         try:
             self._consumer.run(stop)
         finally:
+            asyncio.run_coroutine_threadsafe(self._clients.aclose(), self._loop).result(5)
             self._loop.call_soon_threadsafe(self._loop.stop)
             loop_thread.join(timeout=5)
             self._publisher.close()
@@ -71,31 +90,58 @@ class AdapterWorker:
             log.error("dispatch.invalid", detail=str(error)[:500])
             message.reject()
             return
-        future = asyncio.run_coroutine_threadsafe(self._call(dispatch), self._loop)
+        delivery = 1 + int((message.headers or {}).get("x-delivery-count", 0))
+        self._in_flight += 1
+        future = asyncio.run_coroutine_threadsafe(self._call(dispatch, delivery), self._loop)
         future.add_done_callback(lambda done: self._on_done(dispatch, message, done))
 
-    async def _call(self, dispatch: ItemDispatch) -> OutcomeResult:
-        async def report(result: OutcomeResult) -> None:
-            self._finished.put((_outcome(dispatch, result), None))
-
+    async def _call(self, dispatch: ItemDispatch, delivery: int) -> OutcomeResult:
+        adapter = self._adapter
         bound = log.bind(
             bundle_id=str(dispatch.bundle_id),
             item=dispatch.item,
             department=dispatch.department,
             message_id=str(dispatch.message_id),
+            delivery=delivery,
         )
-        return await self._adapter.handle(dispatch, AdapterContext(report=report, log=bound))
+        if delivery > adapter.retry.max_deliveries:
+            bound.error("dispatch.gave_up")
+            return Failed(error=f"gave up after {delivery - 1} deliveries")
+        if adapter.form_model is not None:
+            try:
+                adapter.form_model.model_validate(dispatch.form)
+            except ValidationError as error:
+                return Rejected(reason=_form_problems(error))
+
+        async def report(result: OutcomeResult) -> None:
+            self._finished.put((_outcome(dispatch, result), None))
+
+        ctx = AdapterContext(
+            idempotency_key=dispatch.idempotency_key,
+            delivery=delivery,
+            report=report,
+            clients=self._clients,
+            log=bound,
+        )
+        try:
+            return await call_department(
+                lambda: adapter.handle(dispatch, ctx),
+                policy=adapter.retry,
+                budget_seconds=adapter.retry.budget_seconds,
+                timeout_seconds=adapter.timeout_seconds,
+                breaker=self._breaker,
+                limiter=self._limiter,
+            )
+        except Exception as error:
+            bound.error("department.failed", error=describe(error))
+            return Failed(error=describe(error))
 
     def _on_done(
         self, dispatch: ItemDispatch, message: Message, done: Future[OutcomeResult]
     ) -> None:
-        error = done.exception()
-        if error is not None:
-            log.error("adapter.handler_crashed", item=dispatch.item, error=repr(error))
-            result: OutcomeResult = Failed(error=f"adapter error: {type(error).__name__}")
-        else:
-            result = done.result()
-        self._finished.put((_outcome(dispatch, result), message))
+        if done.cancelled():
+            return  # stopped before it finished: left unacknowledged, so redelivered
+        self._finished.put((_outcome(dispatch, done.result()), message))
 
     def _publish_finished(self) -> None:
         while True:
@@ -114,6 +160,21 @@ class AdapterWorker:
             )
             if message is not None:
                 message.ack()
+                self._in_flight -= 1
+
+    def _settle_in_flight(self) -> None:
+        deadline = time.monotonic() + self._grace_seconds
+        while self._in_flight and time.monotonic() < deadline:
+            self._publish_finished()
+            time.sleep(0.02)
+        self._publish_finished()
+        if self._in_flight:
+            log.warning("adapter.stopped_with_work_in_flight", count=self._in_flight)
+
+
+def _form_problems(error: ValidationError) -> str:
+    fields = ", ".join(".".join(str(part) for part in detail["loc"]) for detail in error.errors())
+    return f"申请表缺少或填写有误的内容：{fields}"
 
 
 def _outcome(dispatch: ItemDispatch, result: OutcomeResult) -> ItemOutcome:

@@ -21,6 +21,7 @@ class ConsumerLoop:
 
     `on_tick` runs on the consuming thread between waits for messages: it is where work
     finished elsewhere is acknowledged, since a channel may only be used by its own thread.
+    `on_stop` runs there too, after consuming stopped and before the connection closes.
     """
 
     def __init__(
@@ -31,6 +32,7 @@ class ConsumerLoop:
         *,
         prefetch: int = 32,
         on_tick: Callable[[], None] | None = None,
+        on_stop: Callable[[], None] | None = None,
         tick_seconds: float = 0.05,
         reconnect_seconds: float = 1.0,
     ) -> None:
@@ -39,6 +41,7 @@ class ConsumerLoop:
         self._handler = handler
         self._prefetch = prefetch
         self._on_tick = on_tick
+        self._on_stop = on_stop
         self._tick_seconds = tick_seconds
         self._reconnect_seconds = reconnect_seconds
         self.ready = threading.Event()
@@ -66,7 +69,7 @@ class ConsumerLoop:
             # Raw delivery: the handler validates the body against its contract itself.
             on_message=self._deliver,
             prefetch_count=self._prefetch,
-        ):
+        ) as consumer:
             self.ready.set()
             log.info("consumer.started", queue=self._queue.name)
             while not stop.is_set():
@@ -76,6 +79,11 @@ class ConsumerLoop:
                     connection.heartbeat_check()
                 if self._on_tick is not None:
                     self._on_tick()
+            # Stop: take no new deliveries, then let the owner settle what is in flight
+            # while the channel is still open to acknowledge it.
+            consumer.cancel()
+            if self._on_stop is not None:
+                self._on_stop()
 
     def _deliver(self, message: Message) -> None:
         self._handler(message.body, message)

@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from adapters.base import Adapter, AdapterContext
+from adapters.base import Adapter
+from adapters.context import AdapterContext
 from contracts.catalog import Catalog
 from contracts.messages import (
     Accepted,

@@ -1,0 +1,88 @@
+"""What a handler works with: the dispatch's idempotency key, pooled clients, a logger.
+
+Clients are built once per adapter process (never per call): one httpx client, and one
+zeep client per shipped WSDL. zeep is hardened: DTDs, entities and external references
+are forbidden, huge trees are off, and every operation has a timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import structlog
+import zeep
+from zeep.transports import AsyncTransport
+
+from contracts.messages import OutcomeResult
+
+HARDENED_XML = zeep.Settings(
+    strict=True,
+    xml_huge_tree=False,
+    forbid_dtd=True,
+    forbid_entities=True,
+    forbid_external=True,
+)
+
+
+class Reporter(Protocol):
+    def __call__(self, result: OutcomeResult) -> Awaitable[None]: ...
+
+
+class DepartmentClients:
+    """The pooled clients of one adapter process, closed when the adapter stops."""
+
+    def __init__(self, endpoint: str | None, timeout_seconds: float, max_connections: int) -> None:
+        self.endpoint = endpoint
+        self._timeout = httpx.Timeout(timeout_seconds)
+        self.http = httpx.AsyncClient(
+            base_url=endpoint or "",
+            timeout=self._timeout,
+            limits=httpx.Limits(max_connections=max_connections),
+        )
+        self._soap: dict[tuple[Path, str | None], Any] = {}
+
+    def soap(self, wsdl: Path, binding: str | None = None) -> Any:
+        """The service proxy of a shipped WSDL, pointed at this adapter's endpoint."""
+        key = (wsdl, binding)
+        if key not in self._soap:
+            if not wsdl.is_file():
+                raise FileNotFoundError(f"WSDL {wsdl} is not shipped with the adapter")
+            transport = AsyncTransport(
+                client=self.http, operation_timeout=self._timeout.read or None
+            )
+            client = zeep.AsyncClient(str(wsdl), transport=transport, settings=HARDENED_XML)
+            if binding is not None and self.endpoint:
+                self._soap[key] = client.create_service(binding, self.endpoint)
+            else:
+                self._soap[key] = client.service
+        return self._soap[key]
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+@dataclass
+class AdapterContext:
+    """Handed to `Adapter.handle` with every dispatch."""
+
+    idempotency_key: str
+    """Send it with every filing: the department must not file twice under it."""
+    delivery: int
+    """1 for the first delivery of this dispatch, more after a redelivery."""
+    report: Reporter
+    """Send an interim outcome (e.g. accepted) before `handle` returns the final one."""
+    clients: DepartmentClients
+    log: Any = field(default_factory=lambda: structlog.get_logger("adapter"))
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The adapter's pooled httpx client, based at its endpoint."""
+        return self.clients.http
+
+    def soap(self, wsdl: Path, binding: str | None = None) -> Any:
+        """The zeep service proxy for a WSDL shipped in the adapter package."""
+        return self.clients.soap(wsdl, binding)

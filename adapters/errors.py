@@ -1,0 +1,117 @@
+"""What happens next when a department call goes wrong, as a table.
+
+    DepartmentError (contracts.errors.LianbanError)
+    ├── RetryableError ......... try again with backoff, inside the item's budget
+    │   └── CircuitOpenError ... the endpoint's breaker is open: wait, do not call
+    ├── FatalDepartmentError ... the call cannot succeed by repeating it: item failed
+    └── BadAnswerError ......... the department answered something unreadable: item failed
+
+Business rejections (不予受理, denial, a correction request) are not errors: handlers
+return them as outcomes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import httpx
+from lxml.etree import XMLSyntaxError
+from pydantic import ValidationError
+from zeep.exceptions import DTDForbidden, EntitiesForbidden, Fault, TransportError, XMLParseError
+
+from contracts.errors import LianbanError
+
+
+class Action(StrEnum):
+    RETRY = "retry"
+    FAIL = "fail"
+
+
+class DepartmentError(LianbanError):
+    """A department call went wrong; `action` says what the SDK does next."""
+
+    action: Action = Action.FAIL
+
+
+class RetryableError(DepartmentError):
+    action = Action.RETRY
+
+
+class CircuitOpenError(RetryableError):
+    """The endpoint failed repeatedly; calls are held back until it has had time to recover."""
+
+
+class FatalDepartmentError(DepartmentError):
+    action = Action.FAIL
+
+
+class BadAnswerError(DepartmentError):
+    action = Action.FAIL
+
+
+# HTTP status → what next. Statuses not listed: 5xx retry, anything else fails.
+HTTP_STATUS_ACTIONS: dict[int, Action] = {
+    408: Action.RETRY,  # request timeout
+    425: Action.RETRY,  # too early
+    429: Action.RETRY,  # rate limited by the department
+    500: Action.RETRY,
+    502: Action.RETRY,
+    503: Action.RETRY,
+    504: Action.RETRY,
+    400: Action.FAIL,  # our request is wrong: repeating it will not help
+    401: Action.FAIL,
+    403: Action.FAIL,
+    404: Action.FAIL,
+    409: Action.FAIL,
+    422: Action.FAIL,
+}
+
+# SOAP 1.1 fault codes (local part) → what next.
+SOAP_FAULT_ACTIONS: dict[str, Action] = {
+    "Server": Action.RETRY,  # the service failed while processing: transient by contract
+    "Client": Action.FAIL,  # the message is wrong
+    "VersionMismatch": Action.FAIL,
+    "MustUnderstand": Action.FAIL,
+}
+
+# Exception type → what next, most specific first.
+EXCEPTION_ACTIONS: tuple[tuple[type[BaseException], Action], ...] = (
+    (DepartmentError, Action.FAIL),  # replaced by the instance's own action below
+    (httpx.TimeoutException, Action.RETRY),
+    (httpx.TransportError, Action.RETRY),  # connection refused, reset, protocol errors
+    (TimeoutError, Action.RETRY),
+    (ConnectionError, Action.RETRY),
+    (DTDForbidden, Action.FAIL),  # hostile XML: never retried, never parsed
+    (EntitiesForbidden, Action.FAIL),
+    (XMLParseError, Action.FAIL),
+    (XMLSyntaxError, Action.FAIL),
+    (ValidationError, Action.FAIL),
+)
+
+
+def classify(error: BaseException) -> Action:
+    """What to do about `error`: retry it or fail the item."""
+    if isinstance(error, DepartmentError):
+        return error.action
+    if isinstance(error, httpx.HTTPStatusError):
+        status = error.response.status_code
+        return HTTP_STATUS_ACTIONS.get(status, Action.RETRY if status >= 500 else Action.FAIL)
+    if isinstance(error, TransportError):  # zeep's, for HTTP errors under SOAP
+        status = error.status_code or 0
+        return HTTP_STATUS_ACTIONS.get(status, Action.RETRY if status >= 500 else Action.FAIL)
+    if isinstance(error, Fault):
+        code = (error.code or "").rsplit(":", 1)[-1].rsplit("}", 1)[-1]
+        return SOAP_FAULT_ACTIONS.get(code, Action.FAIL)
+    for error_type, action in EXCEPTION_ACTIONS:
+        if isinstance(error, error_type):
+            return action
+    return Action.FAIL
+
+
+def describe(error: BaseException) -> str:
+    """A short, log-safe description of an error for the item's failure reason."""
+    if isinstance(error, httpx.HTTPStatusError):
+        return f"HTTP {error.response.status_code} from {error.request.url.host}"
+    if isinstance(error, Fault):
+        return f"SOAP fault {error.code}: {str(error.message)[:200]}"
+    return f"{type(error).__name__}: {str(error)[:200]}"

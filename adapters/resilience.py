@@ -1,0 +1,166 @@
+"""Protections around department calls: retry with backoff inside a budget, a circuit
+breaker per endpoint, and a rate limit per department.
+
+All three live on the adapter's asyncio loop, so they need no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from adapters.errors import Action, CircuitOpenError, classify
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one item. Budgets are further cut by the item's deadline."""
+
+    max_attempts: int = 5  # calls per delivery
+    max_deliveries: int = 5  # deliveries of the same dispatch before giving up
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    budget_seconds: float = 300.0  # wall-clock for all attempts of one delivery
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive transient failures; lets one probe through
+    after `reset_seconds`; closes again when a probe succeeds."""
+
+    def __init__(
+        self,
+        name: str,
+        threshold: int = 5,
+        reset_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._threshold = threshold
+        self._reset_seconds = reset_seconds
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> BreakerState:
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        if self._clock() - self._opened_at >= self._reset_seconds:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
+
+    def before_call(self) -> None:
+        state = self.state
+        if state is BreakerState.OPEN or (state is BreakerState.HALF_OPEN and self._probing):
+            raise CircuitOpenError(f"circuit for {self.name} is open")
+        if state is BreakerState.HALF_OPEN:
+            self._probing = True
+
+    def record_success(self) -> None:
+        if self._opened_at is not None:
+            log.info("breaker.closed", endpoint=self.name)
+        self._failures = 0
+        self._opened_at = None
+        self._probing = False
+
+    def record_failure(self) -> None:
+        self._failures += 1
+        self._probing = False
+        if self._opened_at is not None or self._failures >= self._threshold:
+            if self._opened_at is None:
+                log.warning("breaker.opened", endpoint=self.name, failures=self._failures)
+            self._opened_at = self._clock()
+
+
+class RateLimiter:
+    """A token bucket: at most `rate` calls a second on average, bursts up to `burst`."""
+
+    def __init__(
+        self, rate: float, burst: int = 1, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._rate = rate
+        self._capacity = float(max(burst, 1))
+        self._tokens = self._capacity
+        self._clock = clock
+        self._updated = clock()
+
+    async def acquire(self) -> None:
+        while True:
+            now = self._clock()
+            self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
+            self._updated = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await asyncio.sleep((1 - self._tokens) / self._rate)
+
+
+async def call_department(
+    call: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    budget_seconds: float,
+    timeout_seconds: float,
+    breaker: CircuitBreaker,
+    limiter: RateLimiter | None,
+) -> T:
+    """Run `call` with per-attempt timeout, rate limit and breaker; retry what the error
+    table says is transient, with jittered exponential backoff, until the attempts or the
+    budget run out. The last real exception is raised, never tenacity's RetryError."""
+
+    async def attempt() -> T:
+        breaker.before_call()
+        if limiter is not None:
+            await limiter.acquire()
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                result = await call()
+        except Exception as error:
+            if classify(error) is Action.RETRY and not isinstance(error, CircuitOpenError):
+                breaker.record_failure()
+            raise
+        breaker.record_success()
+        return result
+
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("department.retry", attempt=state.attempt_number, error=repr(error))
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.max_attempts) | stop_after_delay(max(budget_seconds, 0)),
+        wait=wait_exponential_jitter(
+            multiplier=policy.initial_backoff,
+            max=policy.max_backoff,
+            jitter=policy.initial_backoff,
+        ),
+        retry=retry_if_exception(lambda error: classify(error) is Action.RETRY),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    return await retrying(attempt)
