@@ -7,17 +7,22 @@ are forbidden, huge trees are off, and every operation has a timeout.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import structlog
 import zeep
 from zeep.transports import AsyncTransport
 
+from adapters.errors import RetryableError
 from contracts.messages import OutcomeResult
+
+T = TypeVar("T")
 
 HARDENED_XML = zeep.Settings(
     strict=True,
@@ -86,3 +91,24 @@ class AdapterContext:
     def soap(self, wsdl: Path, binding: str | None = None) -> Any:
         """The zeep service proxy for a WSDL shipped in the adapter package."""
         return self.clients.soap(wsdl, binding)
+
+    async def wait_for_decision(
+        self,
+        check: Callable[[], Awaitable[T | None]],
+        *,
+        every_seconds: float = 1.0,
+        within_seconds: float = 60.0,
+    ) -> T:
+        """Poll a department that decides later: call `check` until it returns a result.
+
+        Running out of time is transient (the filing stands; a later attempt polls it
+        again under the same idempotency key), so it raises RetryableError.
+        """
+        deadline = time.monotonic() + within_seconds
+        while True:
+            result = await check()
+            if result is not None:
+                return result
+            if time.monotonic() >= deadline:
+                raise RetryableError(f"no decision within {within_seconds:g} s")
+            await asyncio.sleep(every_seconds)

@@ -126,11 +126,11 @@ async def call_department(
     *,
     policy: RetryPolicy,
     budget_seconds: float,
-    timeout_seconds: float,
+    attempt_timeout_seconds: float,
     breaker: CircuitBreaker,
     limiter: RateLimiter | None,
 ) -> T:
-    """Run `call` with per-attempt timeout, rate limit and breaker; retry what the error
+    """Run `call` with a timeout per attempt, rate limit and breaker; retry what the error
     table says is transient, with jittered exponential backoff, until the attempts or the
     budget run out. The last real exception is raised, never tenacity's RetryError."""
 
@@ -139,7 +139,7 @@ async def call_department(
         if limiter is not None:
             await limiter.acquire()
         try:
-            async with asyncio.timeout(timeout_seconds):
+            async with asyncio.timeout(attempt_timeout_seconds):
                 result = await call()
         except Exception as error:
             if classify(error) is Action.RETRY and not isinstance(error, CircuitOpenError):

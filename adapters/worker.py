@@ -23,13 +23,11 @@ from kombu import Message
 from pydantic import ValidationError
 
 from adapters.base import Adapter
-from adapters.context import AdapterContext, DepartmentClients
-from adapters.errors import describe
 from adapters.messaging import Broker, ConsumerLoop, Outgoing, Publisher
 from adapters.messaging.topology import department_queue
-from adapters.resilience import CircuitBreaker, RateLimiter, call_department
+from adapters.runner import AdapterRunner
 from contracts import topology
-from contracts.messages import Failed, ItemDispatch, ItemOutcome, OutcomeResult, Rejected
+from contracts.messages import ItemDispatch, ItemOutcome, OutcomeResult
 
 log = structlog.get_logger(__name__)
 
@@ -47,16 +45,7 @@ class AdapterWorker:
         self._finished: queue.Queue[tuple[ItemOutcome, Message | None]] = queue.Queue()
         self._in_flight = 0
         self._loop = asyncio.new_event_loop()
-        self._clients = DepartmentClients(
-            adapter.endpoint, adapter.timeout_seconds, adapter.concurrency
-        )
-        self._breaker = CircuitBreaker(
-            f"{adapter.department}:{adapter.endpoint}",
-            threshold=adapter.breaker_threshold,
-            reset_seconds=adapter.breaker_reset_seconds,
-        )
-        rate = adapter.rate_limit_per_second
-        self._limiter = RateLimiter(rate, burst=max(1, int(rate))) if rate else None
+        self._runner = AdapterRunner(adapter)
         self._consumer = ConsumerLoop(
             broker,
             department_queue(adapter.department),
@@ -78,7 +67,7 @@ class AdapterWorker:
         try:
             self._consumer.run(stop)
         finally:
-            asyncio.run_coroutine_threadsafe(self._clients.aclose(), self._loop).result(5)
+            asyncio.run_coroutine_threadsafe(self._runner.aclose(), self._loop).result(5)
             self._loop.call_soon_threadsafe(self._loop.stop)
             loop_thread.join(timeout=5)
             self._publisher.close()
@@ -96,45 +85,10 @@ class AdapterWorker:
         future.add_done_callback(lambda done: self._on_done(dispatch, message, done))
 
     async def _call(self, dispatch: ItemDispatch, delivery: int) -> OutcomeResult:
-        adapter = self._adapter
-        bound = log.bind(
-            bundle_id=str(dispatch.bundle_id),
-            item=dispatch.item,
-            department=dispatch.department,
-            message_id=str(dispatch.message_id),
-            delivery=delivery,
-        )
-        if delivery > adapter.retry.max_deliveries:
-            bound.error("dispatch.gave_up")
-            return Failed(error=f"gave up after {delivery - 1} deliveries")
-        if adapter.form_model is not None:
-            try:
-                adapter.form_model.model_validate(dispatch.form)
-            except ValidationError as error:
-                return Rejected(reason=_form_problems(error))
-
         async def report(result: OutcomeResult) -> None:
             self._finished.put((_outcome(dispatch, result), None))
 
-        ctx = AdapterContext(
-            idempotency_key=dispatch.idempotency_key,
-            delivery=delivery,
-            report=report,
-            clients=self._clients,
-            log=bound,
-        )
-        try:
-            return await call_department(
-                lambda: adapter.handle(dispatch, ctx),
-                policy=adapter.retry,
-                budget_seconds=adapter.retry.budget_seconds,
-                timeout_seconds=adapter.timeout_seconds,
-                breaker=self._breaker,
-                limiter=self._limiter,
-            )
-        except Exception as error:
-            bound.error("department.failed", error=describe(error))
-            return Failed(error=describe(error))
+        return await self._runner.run(dispatch, delivery, report)
 
     def _on_done(
         self, dispatch: ItemDispatch, message: Message, done: Future[OutcomeResult]
@@ -170,11 +124,6 @@ class AdapterWorker:
         self._publish_finished()
         if self._in_flight:
             log.warning("adapter.stopped_with_work_in_flight", count=self._in_flight)
-
-
-def _form_problems(error: ValidationError) -> str:
-    fields = ", ".join(".".join(str(part) for part in detail["loc"]) for detail in error.errors())
-    return f"申请表缺少或填写有误的内容：{fields}"
 
 
 def _outcome(dispatch: ItemDispatch, result: OutcomeResult) -> ItemOutcome:

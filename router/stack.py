@@ -7,16 +7,15 @@ Each role runs on threads of its own, so one process can run any subset: a singl
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 
 import structlog
-import uvicorn
 
 from adapters.base import Adapter
 from adapters.messaging import Broker, ConsumerLoop, Publisher, declare_topology
 from adapters.messaging.topology import outcomes_queue
+from adapters.serving import ThreadedServer
 from adapters.worker import AdapterWorker
 from contracts.catalog import Catalog
 from router.api import Services, create_app
@@ -56,7 +55,7 @@ class Stack:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ready: list[threading.Event] = []
-        self._server: uvicorn.Server | None = None
+        self._server: ThreadedServer | None = None
         self.relay_wake = threading.Event()
         self.intake = Intake(self.database, catalog, self.materials, on_commit=self.relay_wake.set)
 
@@ -86,10 +85,9 @@ class Stack:
 
     @property
     def base_url(self) -> str:
-        if self._server is None or not self._server.servers:
+        if self._server is None:
             raise RuntimeError("the intake API is not running in this process")
-        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def wait(self) -> None:
         """Block until stopped (by `stop` or Ctrl-C)."""
@@ -104,28 +102,15 @@ class Stack:
     def stop(self) -> None:
         self._stop.set()
         if self._server is not None:
-            self._server.should_exit = True
+            self._server.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         self.database.dispose()
 
     def _start_server(self) -> None:
         app = create_app(self.catalog, Services(self.database, self.intake, self.materials))
-        config = uvicorn.Config(
-            app,
-            host=self.settings.host,
-            port=self.settings.port,
-            log_level="warning",
-            access_log=False,
-        )
-        server = uvicorn.Server(config)
-        self._server = server
-        self._spawn("api", lambda _stop: server.run())
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline or not self._threads[-1].is_alive():
-                raise RuntimeError(f"the intake API did not start on port {self.settings.port}")
-            time.sleep(0.02)
+        self._server = ThreadedServer(app, self.settings.host, self.settings.port)
+        self._server.start()
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)

@@ -1,0 +1,83 @@
+"""Runs one dispatch through an adapter with every protection the SDK promises.
+
+Shared by the worker (behind RabbitMQ) and the conformance suite (directly), so the
+suite tests exactly what production runs.
+"""
+
+from __future__ import annotations
+
+import structlog
+from pydantic import ValidationError
+
+from adapters.base import Adapter
+from adapters.context import AdapterContext, DepartmentClients, Reporter
+from adapters.errors import describe
+from adapters.resilience import CircuitBreaker, RateLimiter, call_department
+from contracts.messages import Failed, ItemDispatch, OutcomeResult, Rejected
+
+log = structlog.get_logger(__name__)
+
+
+class AdapterRunner:
+    """One adapter's pooled clients, breaker and rate limiter, and the call path."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+        self.clients = DepartmentClients(
+            adapter.endpoint, adapter.timeout_seconds, adapter.concurrency
+        )
+        self.breaker = CircuitBreaker(
+            f"{adapter.department}:{adapter.endpoint}",
+            threshold=adapter.breaker_threshold,
+            reset_seconds=adapter.breaker_reset_seconds,
+        )
+        rate = adapter.rate_limit_per_second
+        self.limiter = RateLimiter(rate, burst=max(1, int(rate))) if rate else None
+
+    async def run(self, dispatch: ItemDispatch, delivery: int, report: Reporter) -> OutcomeResult:
+        """The item's outcome; department failures become `Failed`, never exceptions."""
+        adapter = self.adapter
+        bound = log.bind(
+            bundle_id=str(dispatch.bundle_id),
+            item=dispatch.item,
+            department=dispatch.department,
+            message_id=str(dispatch.message_id),
+            delivery=delivery,
+        )
+        if delivery > adapter.retry.max_deliveries:
+            bound.error("dispatch.gave_up")
+            return Failed(error=f"gave up after {delivery - 1} deliveries")
+        if adapter.form_model is not None:
+            try:
+                adapter.form_model.model_validate(dispatch.form)
+            except ValidationError as error:
+                return Rejected(reason=_form_problems(error))
+        ctx = AdapterContext(
+            idempotency_key=dispatch.idempotency_key,
+            delivery=delivery,
+            report=report,
+            clients=self.clients,
+            log=bound,
+        )
+        try:
+            return await call_department(
+                lambda: adapter.handle(dispatch, ctx),
+                policy=adapter.retry,
+                budget_seconds=adapter.retry.budget_seconds,
+                # Requests time out by themselves (timeout_seconds); an attempt may also
+                # wait for a decision, so it is capped only by the whole budget.
+                attempt_timeout_seconds=adapter.retry.budget_seconds,
+                breaker=self.breaker,
+                limiter=self.limiter,
+            )
+        except Exception as error:
+            bound.error("department.failed", error=describe(error))
+            return Failed(error=describe(error))
+
+    async def aclose(self) -> None:
+        await self.clients.aclose()
+
+
+def _form_problems(error: ValidationError) -> str:
+    fields = ", ".join(".".join(str(part) for part in detail["loc"]) for detail in error.errors())
+    return f"申请表缺少或填写有误的内容：{fields}"

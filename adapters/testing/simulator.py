@@ -1,0 +1,179 @@
+"""The common core of department simulators: what a simulated department remembers,
+how it decides later, and how it can be told to misbehave.
+
+Each department's simulator (`adapters/<department>/simulator.py`) is a real HTTP or
+SOAP server built on this: it files applications idempotently by the key the adapter
+sends, counts every filing per applicant and service (so a test sees duplicates the key
+did not prevent), decides after a delay, and applies the current fault mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from adapters.serving import ThreadedServer
+
+
+class FaultMode(StrEnum):
+    NONE = "none"
+    SLOW = "slow"  # answers after `slow_seconds`
+    DOWN = "down"  # 503 (or a SOAP Server fault) to everything
+    FLAKY = "flaky"  # every `flaky_every`-th request fails like DOWN
+    GARBAGE = "garbage"  # answers bytes that are neither JSON nor XML
+    MALFORMED = "malformed"  # answers broken XML / JSON
+    BILLION_LAUGHS = "billion_laughs"  # answers an entity-expansion bomb
+    EXTERNAL_ENTITY = "external_entity"  # answers XML that references a local file
+    TIMEOUT = "timeout"  # never answers in time
+
+
+class Verdict(StrEnum):
+    APPROVE = "approve"
+    DENY = "deny"
+    REJECT = "reject"
+
+
+# An XML bomb: a few hundred bytes that expand to gigabytes if entities are resolved.
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?>\n<!DOCTYPE lolz [\n<!ENTITY lol "lol">\n'
+    + "".join(
+        f'<!ENTITY lol{n} "{("&lol" + (str(n - 1) if n > 1 else "") + ";") * 10}">\n'
+        for n in range(1, 10)
+    )
+    + "]>\n<lolz>&lol9;</lolz>\n"
+)
+EXTERNAL_ENTITY = (
+    '<?xml version="1.0"?>\n<!DOCTYPE data [<!ENTITY secret SYSTEM "file:///etc/passwd">]>\n'
+    "<data>&secret;</data>\n"
+)
+
+
+@dataclass
+class Filing:
+    receipt_no: str
+    idempotency_key: str
+    service: str
+    subject: str
+    verdict: Verdict
+    reason: str | None
+    filed_at: float
+    decide_at: float
+    payload: dict[str, Any]
+    cancelled: bool = False
+
+    @property
+    def decided(self) -> bool:
+        return time.monotonic() >= self.decide_at
+
+
+@dataclass
+class DepartmentState:
+    """A simulated department's memory and behaviour; safe to change from a test thread."""
+
+    code: str
+    decision_delay: float = 0.2
+    verdicts: dict[str, tuple[Verdict, str | None]] = field(default_factory=dict)
+    fault: FaultMode = FaultMode.NONE
+    fault_until: float | None = None  # monotonic time the fault ends; None = until changed
+    slow_seconds: float = 2.0
+    flaky_every: int = 2
+    filings: dict[str, Filing] = field(default_factory=dict)
+    filings_per_subject: dict[tuple[str, str], int] = field(default_factory=dict)
+    requests: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def set_fault(self, mode: FaultMode, seconds: float | None = None) -> None:
+        """Misbehave as `mode`, for `seconds` (or until told otherwise)."""
+        with self._lock:
+            self.fault = mode
+            self.fault_until = None if seconds is None else time.monotonic() + seconds
+
+    def active_fault(self) -> FaultMode:
+        """The fault that applies to the request being served now (counts requests)."""
+        with self._lock:
+            self.requests += 1
+            if self.fault_until is not None and time.monotonic() >= self.fault_until:
+                self.fault, self.fault_until = FaultMode.NONE, None
+            if self.fault is FaultMode.FLAKY:
+                return FaultMode.DOWN if self.requests % self.flaky_every == 0 else FaultMode.NONE
+            return self.fault
+
+    async def delay_for(self, fault: FaultMode) -> None:
+        if fault is FaultMode.SLOW:
+            await asyncio.sleep(self.slow_seconds)
+        elif fault is FaultMode.TIMEOUT:
+            await asyncio.sleep(3600)
+
+    def file(
+        self, idempotency_key: str, service: str, subject: str, payload: dict[str, Any]
+    ) -> Filing:
+        """File once per idempotency key; a repeat returns the first filing."""
+        with self._lock:
+            existing = self.filings.get(idempotency_key)
+            if existing is not None:
+                return existing
+            verdict, reason = self.verdicts.get(service, (Verdict.APPROVE, None))
+            now = time.monotonic()
+            filing = Filing(
+                receipt_no=f"{self.code.upper()}-{next(self._numbers):08d}",
+                idempotency_key=idempotency_key,
+                service=service,
+                subject=subject,
+                verdict=verdict,
+                reason=reason or _default_reason(verdict),
+                filed_at=now,
+                decide_at=now + self.decision_delay,
+                payload=payload,
+            )
+            self.filings[idempotency_key] = filing
+            key = (subject, service)
+            self.filings_per_subject[key] = self.filings_per_subject.get(key, 0) + 1
+            return filing
+
+    def find(self, receipt_no: str) -> Filing | None:
+        with self._lock:
+            return next((f for f in self.filings.values() if f.receipt_no == receipt_no), None)
+
+    def cancel(self, receipt_no: str) -> Filing | None:
+        filing = self.find(receipt_no)
+        if filing is not None and not filing.decided:
+            filing.cancelled = True
+        return filing
+
+    def duplicate_filings(self) -> dict[tuple[str, str], int]:
+        """Applicant and service filed more than once: what idempotency must prevent."""
+        with self._lock:
+            return {key: n for key, n in self.filings_per_subject.items() if n > 1}
+
+
+def _default_reason(verdict: Verdict) -> str | None:
+    return {
+        Verdict.APPROVE: None,
+        Verdict.DENY: "经审查不符合办理条件",
+        Verdict.REJECT: "申请材料不齐全，不予受理",
+    }[verdict]
+
+
+class SimulatorServer:
+    """Runs a simulator's ASGI app on loopback; use as a context manager."""
+
+    def __init__(self, app: Any, state: DepartmentState) -> None:
+        self.state = state
+        self._server = ThreadedServer(app)
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    def __enter__(self) -> SimulatorServer:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.stop()
