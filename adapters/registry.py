@@ -7,6 +7,8 @@ catalog when it is loaded.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 
 from adapters.base import Adapter
@@ -49,7 +51,13 @@ def adapter_for(
             "run its simulator with --simulated"
         )
     cls.check_declaration(catalog)
-    return cls()
+    return cls(endpoint=endpoint_of(department))
+
+
+def endpoint_of(department: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The department system's URL, from LIANBAN_ADAPTER_<DEPARTMENT>_URL."""
+    env = os.environ if environ is None else environ
+    return env.get(f"LIANBAN_ADAPTER_{department.upper()}_URL")
 
 
 def simulate_every_department(
