@@ -13,7 +13,15 @@ class ThreadedServer:
     """Serves `app` on `host:port` (port 0 picks a free one) until `stop`."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            # A simulator told to never answer holds requests open: do not wait for them.
+            timeout_graceful_shutdown=1,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="http-server", daemon=True)
         self._port = port

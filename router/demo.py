@@ -17,8 +17,8 @@ import httpx
 
 from adapters.registry import simulate_every_department
 from contracts.catalog import Catalog, default_catalog
+from contracts.samples import SAMPLE_PDF, sample_application
 from router.logs import configure_logging
-from router.samples import SAMPLE_PDF, sample_application
 from router.settings import Settings
 from router.stack import Role, Stack
 

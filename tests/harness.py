@@ -15,7 +15,7 @@ import httpx
 from adapters.registry import simulate_every_department
 from adapters.simulated import DecisionLedger, Scenario
 from contracts.catalog import Catalog
-from router.samples import SAMPLE_PDF
+from contracts.samples import SAMPLE_PDF
 from router.settings import Settings
 from router.stack import Role, Stack
 

@@ -23,12 +23,12 @@ from contracts.messages import (
     ItemOutcome,
     OutcomeResult,
 )
+from contracts.samples import SAMPLE_PDF, sample_application
 from router.correlator import Applied, Correlator
 from router.db import Database, EventRow, OutboxRow
 from router.intake import Accepted as Received
 from router.intake import Intake
 from router.materials import MaterialStore
-from router.samples import SAMPLE_PDF, sample_application
 from router.status import bundle_status
 
 

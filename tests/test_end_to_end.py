@@ -10,7 +10,7 @@ from kombu import Connection
 from adapters.messaging.topology import replies_queue
 from adapters.simulated import Rule, Scenario, Verdict
 from contracts.catalog import Catalog
-from router.samples import full_selection, sample_application
+from contracts.samples import full_selection, sample_application
 from router.settings import Settings
 
 

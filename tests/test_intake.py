@@ -14,8 +14,8 @@ from harness import new_project_no
 from sqlalchemy import func, select
 
 from contracts.catalog import Catalog
+from contracts.samples import SAMPLE_PDF, sample_application
 from router.db import BundleRow, Database, OutboxRow
-from router.samples import SAMPLE_PDF, sample_application
 from router.settings import Settings
 from router.stack import Role, Stack
 

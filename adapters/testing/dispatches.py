@@ -1,0 +1,40 @@
+"""Valid dispatches for catalog services, as the router would send them, for adapter tests."""
+
+from __future__ import annotations
+
+import uuid
+
+from contracts.application import Application
+from contracts.catalog import Catalog, default_catalog
+from contracts.messages import ItemDispatch
+from contracts.samples import sample_application
+
+
+def dispatch_for(
+    service: str, *, department: str, catalog: Catalog | None = None, project_no: str | None = None
+) -> ItemDispatch:
+    """A dispatch of the first catalog item that uses `service` at `department`."""
+    catalog = catalog or default_catalog()
+    for bundle_type in catalog.bundle_types.values():
+        for item in bundle_type.items:
+            if item.service == service and item.department == department:
+                number = project_no or f"T{uuid.uuid4().hex[:16].upper()}"
+                application = Application.model_validate(
+                    sample_application(bundle_type, number, items=[item.code])
+                )
+                bundle_id = uuid.uuid4()
+                return ItemDispatch(
+                    bundle_id=bundle_id,
+                    project_no=number,
+                    bundle_type=bundle_type.code,
+                    item=item.code,
+                    item_name_zh=item.name_zh,
+                    service=item.service,
+                    department=item.department,
+                    idempotency_key=f"{bundle_id}:{item.code}",
+                    area_code=application.area_code,
+                    applicant=application.applicant,
+                    form=application.form,
+                    materials=tuple(application.materials),
+                )
+    raise LookupError(f"no catalog item uses service {service!r} at {department!r}")
