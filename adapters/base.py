@@ -47,7 +47,9 @@ class Adapter:
     def __init__(self, endpoint: str | None = None) -> None:
         self.endpoint = endpoint
 
-    async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult:
+    async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult | None:
+        """File the item and return its outcome, or None when the department will answer
+        later by calling back (the answer then reaches the router on its own path)."""
         raise NotImplementedError
 
     @classmethod

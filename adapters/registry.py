@@ -8,10 +8,11 @@ catalog when it is loaded.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 
 from adapters.base import Adapter
+from adapters.manual import manual_adapter
 from adapters.simulated import DecisionLedger, Scenario, simulated_adapter
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
@@ -36,19 +37,22 @@ def adapter_for(
     catalog: Catalog,
     *,
     simulated: bool = False,
+    manual: bool = False,
     scenario: Scenario | None = None,
     ledger: DecisionLedger | None = None,
 ) -> Adapter:
-    """The installed adapter for `department`, or its simulator when asked for one."""
+    """The installed adapter for `department`, or its simulator, or the manual work queue."""
     if simulated:
         return simulated_adapter(department, catalog, scenario, ledger)
+    if manual:
+        return manual_adapter(department, catalog, endpoint_of(department))
     installed = installed_adapters()
     cls = installed.get(department)
     if cls is None:
         known = ", ".join(sorted(installed)) or "none"
         raise ConfigurationError(
             f"no adapter is installed for department {department!r} (installed: {known}); "
-            "run its simulator with --simulated"
+            "run its simulator with --simulated, or the manual work queue with --manual"
         )
     cls.check_declaration(catalog)
     return cls(endpoint=endpoint_of(department))
@@ -61,10 +65,17 @@ def endpoint_of(department: str, environ: Mapping[str, str] | None = None) -> st
 
 
 def simulate_every_department(
-    catalog: Catalog, scenario: Scenario | None = None, ledger: DecisionLedger | None = None
+    catalog: Catalog,
+    scenario: Scenario | None = None,
+    ledger: DecisionLedger | None = None,
+    *,
+    except_for: Iterable[str] = (),
 ) -> list[Adapter]:
     """A simulator for each department that handles catalog items, sharing one ledger."""
     shared = ledger or DecisionLedger()
+    skipped = set(except_for)
     return [
-        simulated_adapter(code, catalog, scenario, shared) for code in catalog.serving_departments()
+        simulated_adapter(code, catalog, scenario, shared)
+        for code in catalog.serving_departments()
+        if code not in skipped
     ]

@@ -34,8 +34,11 @@ class AdapterRunner:
         rate = adapter.rate_limit_per_second
         self.limiter = RateLimiter(rate, burst=max(1, int(rate))) if rate else None
 
-    async def run(self, dispatch: ItemDispatch, delivery: int, report: Reporter) -> OutcomeResult:
-        """The item's outcome; department failures become `Failed`, never exceptions."""
+    async def run(
+        self, dispatch: ItemDispatch, delivery: int, report: Reporter
+    ) -> OutcomeResult | None:
+        """The item's outcome (None: the department calls back); department failures
+        become `Failed`, never exceptions."""
         adapter = self.adapter
         bound = log.bind(
             bundle_id=str(dispatch.bundle_id),

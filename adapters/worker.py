@@ -14,9 +14,7 @@ import asyncio
 import queue
 import threading
 import time
-import uuid
 from concurrent.futures import Future
-from datetime import UTC, datetime
 
 import structlog
 from kombu import Message
@@ -31,10 +29,6 @@ from contracts.messages import ItemDispatch, ItemOutcome, OutcomeResult
 
 log = structlog.get_logger(__name__)
 
-# Outcome ids derive from the dispatch and the result kind: a redelivered dispatch that
-# produces the same answer produces the same message id, which the correlator drops.
-_OUTCOME_NAMESPACE = uuid.UUID("6f1c3c1e-3f5e-4a8e-9a51-2b8f0d1c7a10")
-
 
 class AdapterWorker:
     def __init__(self, adapter: Adapter, broker: Broker, *, grace_seconds: float = 10.0) -> None:
@@ -42,7 +36,8 @@ class AdapterWorker:
         self._broker = broker
         self._grace_seconds = grace_seconds
         self._publisher = Publisher(broker)
-        self._finished: queue.Queue[tuple[ItemOutcome, Message | None]] = queue.Queue()
+        # (outcome to publish or None, delivery to acknowledge after it or None)
+        self._finished: queue.Queue[tuple[ItemOutcome | None, Message | None]] = queue.Queue()
         self._in_flight = 0
         self._loop = asyncio.new_event_loop()
         self._runner = AdapterRunner(adapter)
@@ -84,18 +79,20 @@ class AdapterWorker:
         future = asyncio.run_coroutine_threadsafe(self._call(dispatch, delivery), self._loop)
         future.add_done_callback(lambda done: self._on_done(dispatch, message, done))
 
-    async def _call(self, dispatch: ItemDispatch, delivery: int) -> OutcomeResult:
+    async def _call(self, dispatch: ItemDispatch, delivery: int) -> OutcomeResult | None:
         async def report(result: OutcomeResult) -> None:
-            self._finished.put((_outcome(dispatch, result), None))
+            self._finished.put((ItemOutcome.answering(dispatch, result), None))
 
         return await self._runner.run(dispatch, delivery, report)
 
     def _on_done(
-        self, dispatch: ItemDispatch, message: Message, done: Future[OutcomeResult]
+        self, dispatch: ItemDispatch, message: Message, done: Future[OutcomeResult | None]
     ) -> None:
         if done.cancelled():
             return  # stopped before it finished: left unacknowledged, so redelivered
-        self._finished.put((_outcome(dispatch, done.result()), message))
+        result = done.result()
+        outcome = None if result is None else ItemOutcome.answering(dispatch, result)
+        self._finished.put((outcome, message))
 
     def _publish_finished(self) -> None:
         while True:
@@ -103,15 +100,16 @@ class AdapterWorker:
                 outcome, message = self._finished.get_nowait()
             except queue.Empty:
                 return
-            self._publisher.publish(
-                Outgoing(
-                    exchange=topology.OUTCOMES_EXCHANGE,
-                    routing_key=topology.outcome_routing_key(outcome.department),
-                    body=outcome.model_dump_json().encode(),
-                    message_id=str(outcome.message_id),
-                    correlation_id=str(outcome.bundle_id),
+            if outcome is not None:
+                self._publisher.publish(
+                    Outgoing(
+                        exchange=topology.OUTCOMES_EXCHANGE,
+                        routing_key=topology.outcome_routing_key(outcome.department),
+                        body=outcome.model_dump_json().encode(),
+                        message_id=str(outcome.message_id),
+                        correlation_id=str(outcome.bundle_id),
+                    )
                 )
-            )
             if message is not None:
                 message.ack()
                 self._in_flight -= 1
@@ -124,15 +122,3 @@ class AdapterWorker:
         self._publish_finished()
         if self._in_flight:
             log.warning("adapter.stopped_with_work_in_flight", count=self._in_flight)
-
-
-def _outcome(dispatch: ItemDispatch, result: OutcomeResult) -> ItemOutcome:
-    return ItemOutcome(
-        message_id=uuid.uuid5(_OUTCOME_NAMESPACE, f"{dispatch.message_id}:{result.status}"),
-        bundle_id=dispatch.bundle_id,
-        item=dispatch.item,
-        department=dispatch.department,
-        dispatch_id=dispatch.message_id,
-        occurred_at=datetime.now(UTC),
-        result=result,
-    )

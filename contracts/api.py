@@ -66,3 +66,22 @@ class BundleStatus(_Document):
     replied_at: datetime | None
     items: tuple[ItemStatus, ...]
     timeline: tuple[TimelineEntry, ...]
+
+
+class ManualItem(_Document):
+    """An item in a manual department's work queue (尚未完成系统对接的部门)."""
+
+    id: UUID
+    receipt_no: str
+    department: str
+    item: str
+    item_name_zh: str
+    project_no: str
+    state: str = Field(description="open, claimed or done")
+    claimed_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Claim(_Document):
+    staff: str = Field(min_length=1, max_length=64)

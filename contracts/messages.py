@@ -7,10 +7,10 @@ or the JSON Schema and AsyncAPI documents generated from them in `contracts/sche
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -131,6 +131,12 @@ OutcomeResult = Annotated[
 ]
 
 
+# Outcome ids derive from the dispatch and the result kind: answering the same dispatch
+# with the same kind of result twice (a redelivery) yields the same id, which the
+# correlator drops as a duplicate.
+_OUTCOME_NAMESPACE = UUID("6f1c3c1e-3f5e-4a8e-9a51-2b8f0d1c7a10")
+
+
 class ItemOutcome(_Message):
     """Department adapter → router: what the department did with one dispatched item."""
 
@@ -139,6 +145,18 @@ class ItemOutcome(_Message):
     dispatch_id: UUID = Field(description="message_id of the ItemDispatch this answers")
     occurred_at: AwareDatetime
     result: OutcomeResult
+
+    @classmethod
+    def answering(cls, dispatch: ItemDispatch, result: OutcomeResult) -> ItemOutcome:
+        return cls(
+            message_id=uuid5(_OUTCOME_NAMESPACE, f"{dispatch.message_id}:{result.status}"),
+            bundle_id=dispatch.bundle_id,
+            item=dispatch.item,
+            department=dispatch.department,
+            dispatch_id=dispatch.message_id,
+            occurred_at=datetime.now(UTC),
+            result=result,
+        )
 
 
 class BundleOutcome(StrEnum):

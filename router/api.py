@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Request, Response, status
@@ -16,6 +17,7 @@ from contracts.catalog import Catalog
 from contracts.messages import BundleReply
 from router.db import BundleRow, Database
 from router.intake import Accepted, Conflict, Intake, Refused
+from router.manual import manual_routes
 from router.materials import MaterialRejected, MaterialStore
 from router.status import bundle_reply, bundle_status
 
@@ -29,6 +31,8 @@ class Services:
     database: Database
     intake: Intake
     materials: MaterialStore
+    manual_tokens: Mapping[str, str] = field(default_factory=dict)
+    on_commit: Callable[[], None] = lambda: None
 
 
 def openapi_document(catalog: Catalog) -> dict[str, Any]:
@@ -133,6 +137,13 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
 
     # The body is read raw (to report every problem at once), so register its schema
     # for the OpenAPI document explicitly.
+    app.include_router(
+        manual_routes(
+            services.database if services else None,
+            services.manual_tokens if services else {},
+            services.on_commit if services else lambda: None,
+        )
+    )
     _register_schema(app, Application)
     app.state.services = services
     return app

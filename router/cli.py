@@ -43,7 +43,11 @@ def _parser() -> argparse.ArgumentParser:
 
     adapter = commands.add_parser("adapter", help="run one department's adapter")
     adapter.add_argument("department")
-    adapter.add_argument("--simulated", action="store_true", help="run the simulator instead")
+    kind = adapter.add_mutually_exclusive_group()
+    kind.add_argument("--simulated", action="store_true", help="run the simulator instead")
+    kind.add_argument(
+        "--manual", action="store_true", help="file into the manual work queue (no system yet)"
+    )
     adapter.add_argument("--scenario", type=Path, help="YAML scenario for the simulator")
     adapter.set_defaults(run=_run_adapter)
 
@@ -97,7 +101,13 @@ def _run_adapter(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     catalog = default_catalog()
     scenario = Scenario.from_file(args.scenario) if args.scenario else None
-    adapter = adapter_for(args.department, catalog, simulated=args.simulated, scenario=scenario)
+    adapter = adapter_for(
+        args.department,
+        catalog,
+        simulated=args.simulated,
+        manual=args.manual,
+        scenario=scenario,
+    )
     stack = Stack(settings, catalog, roles=(), adapters=[adapter])
     stack.start()
     stack.wait()

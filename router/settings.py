@@ -15,8 +15,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8400
     log_level: str = "info"
-    departments: tuple[str, ...] = field(default=())
-    """Departments this process runs adapters for (run-all: every catalog department)."""
+    manual_tokens: dict[str, str] = field(default_factory=dict)
+    """Bearer token of each manual department's work queue (LIANBAN_MANUAL_TOKENS=dept=token,…)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -29,4 +29,10 @@ class Settings:
             host=env.get("LIANBAN_HOST", defaults.host),
             port=int(env.get("LIANBAN_PORT", str(defaults.port))),
             log_level=env.get("LIANBAN_LOG_LEVEL", defaults.log_level),
+            manual_tokens=_pairs(env.get("LIANBAN_MANUAL_TOKENS", "")),
         )
+
+
+def _pairs(text: str) -> dict[str, str]:
+    pairs = (entry.split("=", 1) for entry in text.split(",") if entry.strip())
+    return {key.strip(): value.strip() for key, value in pairs}

@@ -108,7 +108,14 @@ class Stack:
         self.database.dispose()
 
     def _start_server(self) -> None:
-        app = create_app(self.catalog, Services(self.database, self.intake, self.materials))
+        services = Services(
+            self.database,
+            self.intake,
+            self.materials,
+            manual_tokens=self.settings.manual_tokens,
+            on_commit=self.relay_wake.set,
+        )
+        app = create_app(self.catalog, services)
         self._server = ThreadedServer(app, self.settings.host, self.settings.port)
         self._server.start()
 

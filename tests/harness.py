@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from adapters.base import Adapter
 from adapters.registry import simulate_every_department
 from adapters.simulated import DecisionLedger, Scenario
 from contracts.catalog import Catalog
@@ -44,13 +46,17 @@ class Running:
 
 @contextmanager
 def running_stack(
-    settings: Settings, catalog: Catalog, scenario: Scenario | None = None
+    settings: Settings,
+    catalog: Catalog,
+    scenario: Scenario | None = None,
+    adapters: Sequence[Adapter] = (),
 ) -> Iterator[Running]:
-    """Every role and a simulator per department, started in this process."""
+    """Every role, the given adapters, and a simulator for every other department."""
     ledger = DecisionLedger()
-    stack = Stack(
-        settings, catalog, set(Role), simulate_every_department(catalog, scenario, ledger)
+    simulators = simulate_every_department(
+        catalog, scenario, ledger, except_for=[adapter.department for adapter in adapters]
     )
+    stack = Stack(settings, catalog, set(Role), [*adapters, *simulators])
     stack.start()
     try:
         with httpx.Client(base_url=stack.base_url, timeout=30) as client:
@@ -66,3 +72,11 @@ def running_stack(
 
 def new_project_no() -> str:
     return f"T{uuid.uuid4().hex[:20].upper()}"
+
+
+def free_port() -> int:
+    """A port that was free a moment ago, for a server whose URL must be known before it starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -7,6 +7,7 @@ from router.db.tables import (
     EventRow,
     InboxRow,
     ItemRow,
+    ManualItemRow,
     OutboxRow,
     ReplyRow,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "EventRow",
     "InboxRow",
     "ItemRow",
+    "ManualItemRow",
     "OutboxRow",
     "ReplyRow",
 ]

@@ -141,3 +141,19 @@ class EventRow(Base):
     state: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime]
+
+
+class ManualItemRow(Base):
+    """An item filed with a department that has no system yet, waiting for its staff."""
+
+    __tablename__ = "manual_items"
+    __table_args__ = (Index("ix_manual_items_department_state", "department", "state"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    department: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    dispatch: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

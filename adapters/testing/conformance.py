@@ -1,0 +1,217 @@
+"""The conformance suite every department adapter passes against its simulator.
+
+    from adapters.police import PoliceAdapter
+    from adapters.police.simulator import create_app
+    from adapters.testing.conformance import AdapterConformance
+
+    class TestPoliceConformance(AdapterConformance):
+        adapter_class = PoliceAdapter
+        create_simulator = staticmethod(create_app)
+
+It runs the adapter through the same `AdapterRunner` production uses, over real
+loopback HTTP, and proves: approval with a receipt first, denial and business rejection
+as results, one filing per item across retries and redeliveries, retries through a
+flaky or briefly-down department, timeouts, the circuit breaker, refusal of garbage,
+malformed and hostile XML, the delivery limit, and that a cancelled call files once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pytest
+
+from adapters.base import Adapter
+from adapters.resilience import RetryPolicy
+from adapters.runner import AdapterRunner
+from adapters.testing.dispatches import dispatch_for
+from adapters.testing.simulator import DepartmentState, FaultMode, SimulatorServer, Verdict
+from contracts.catalog import default_catalog
+from contracts.messages import (
+    Accepted,
+    Decided,
+    Failed,
+    ItemDispatch,
+    OutcomeResult,
+    Rejected,
+)
+
+FAST_RETRY = RetryPolicy(
+    max_attempts=4, max_deliveries=3, initial_backoff=0.05, max_backoff=0.2, budget_seconds=6
+)
+
+
+class AdapterConformance:
+    """Subclass with `adapter_class` and `create_simulator`; pytest collects the tests."""
+
+    adapter_class: ClassVar[type[Adapter]]
+
+    @staticmethod
+    def create_simulator(state: DepartmentState) -> Any:
+        """The department simulator's ASGI app; set `create_simulator = staticmethod(...)`."""
+        raise NotImplementedError
+    service: ClassVar[str | None] = None
+    """The catalog service to exercise; by default the first one the adapter declares."""
+
+    # -- fixtures ---------------------------------------------------------------------
+
+    @pytest.fixture
+    def state(self) -> DepartmentState:
+        return DepartmentState(code=self.adapter_class.department, decision_delay=0.05)
+
+    @pytest.fixture
+    def server(self, state: DepartmentState) -> Iterator[SimulatorServer]:
+        with SimulatorServer(type(self).create_simulator(state), state) as server:
+            yield server
+
+    def _service(self) -> str:
+        return self.service or sorted(self.adapter_class.services)[0]
+
+    def _dispatch(self) -> ItemDispatch:
+        return dispatch_for(self._service(), department=self.adapter_class.department)
+
+    def _run(
+        self,
+        server: SimulatorServer,
+        dispatch: ItemDispatch | None = None,
+        *,
+        delivery: int = 1,
+        cancel_after: float | None = None,
+        **overrides: Any,
+    ) -> tuple[OutcomeResult | None, list[OutcomeResult]]:
+        """Run one dispatch; returns the outcome (None if cancelled) and interim reports."""
+        settings = {
+            "retry": FAST_RETRY,
+            "timeout_seconds": 1.0,
+            "breaker_threshold": 100,
+            **overrides,
+        }
+        adapter_class = type(f"Fast{self.adapter_class.__name__}", (self.adapter_class,), settings)
+        reports: list[OutcomeResult] = []
+
+        async def report(result: OutcomeResult) -> None:
+            reports.append(result)
+
+        async def run() -> OutcomeResult | None:
+            runner = AdapterRunner(adapter_class(endpoint=server.url))
+            try:
+                call = asyncio.ensure_future(
+                    runner.run(dispatch or self._dispatch(), delivery, report)
+                )
+                if cancel_after is None:
+                    return await call
+                await asyncio.sleep(cancel_after)
+                call.cancel()
+                return None
+            finally:
+                await runner.aclose()
+
+        return asyncio.run(run()), reports
+
+    # -- the suite --------------------------------------------------------------------
+
+    def test_declaration_matches_the_catalog(self) -> None:
+        self.adapter_class.check_declaration(default_catalog())
+
+    def test_an_approval_comes_after_a_receipt(self, server: SimulatorServer) -> None:
+        outcome, reports = self._run(server)
+        assert isinstance(outcome, Decided) and outcome.approved, outcome
+        assert outcome.certificates, "an approval carries its certificate"
+        assert any(isinstance(r, Accepted) and r.receipt_no for r in reports)
+
+    def test_a_denial_is_a_result_with_its_reason(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        state.verdicts[self._service()] = (Verdict.DENY, "不符合办理条件（测试）")
+        outcome, _ = self._run(server)
+        assert isinstance(outcome, Decided) and not outcome.approved, outcome
+        assert outcome.reason == "不符合办理条件（测试）"
+
+    def test_a_business_rejection_is_a_result_with_its_reason(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        state.verdicts[self._service()] = (Verdict.REJECT, "材料不齐全（测试）")
+        outcome, _ = self._run(server)
+        assert isinstance(outcome, Rejected), outcome
+        assert outcome.reason == "材料不齐全（测试）"
+
+    def test_a_redelivered_dispatch_files_once(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        dispatch = self._dispatch()
+        first, _ = self._run(server, dispatch)
+        second, _ = self._run(server, dispatch, delivery=2)
+        assert first == second
+        assert len(state.filings) == 1
+        assert state.duplicate_filings() == {}
+
+    def test_a_flaky_department_is_retried_and_files_once(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        state.set_fault(FaultMode.FLAKY)
+        outcome, _ = self._run(server)
+        assert isinstance(outcome, Decided) and outcome.approved, outcome
+        assert state.duplicate_filings() == {}
+
+    def test_a_department_down_for_a_while_is_waited_for(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        state.set_fault(FaultMode.DOWN, seconds=0.5)
+        outcome, _ = self._run(server)
+        assert isinstance(outcome, Decided) and outcome.approved, outcome
+        assert len(state.filings) == 1
+
+    def test_a_department_that_never_answers_times_out(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        state.set_fault(FaultMode.TIMEOUT)
+        retry = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.05)
+        outcome, _ = self._run(server, timeout_seconds=0.3, retry=retry)
+        assert isinstance(outcome, Failed), outcome
+
+    def test_the_breaker_stops_calls_to_a_department_that_is_down(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        state.set_fault(FaultMode.DOWN)
+        outcome, _ = self._run(server, breaker_threshold=2, breaker_reset_seconds=60)
+        assert isinstance(outcome, Failed), outcome
+        assert "circuit" in outcome.error
+        assert state.requests == 2, "calls after the breaker opened reached the department"
+
+    @pytest.mark.parametrize("fault", [FaultMode.GARBAGE, FaultMode.MALFORMED])
+    def test_an_unreadable_answer_fails_the_item(
+        self, server: SimulatorServer, state: DepartmentState, fault: FaultMode
+    ) -> None:
+        state.set_fault(fault)
+        outcome, _ = self._run(server)
+        assert isinstance(outcome, Failed), outcome
+
+    @pytest.mark.parametrize("fault", [FaultMode.BILLION_LAUGHS, FaultMode.EXTERNAL_ENTITY])
+    def test_hostile_xml_is_refused_unexpanded(
+        self, server: SimulatorServer, state: DepartmentState, fault: FaultMode
+    ) -> None:
+        state.set_fault(fault)
+        outcome, _ = self._run(server)
+        assert isinstance(outcome, Failed), outcome
+        assert "lollol" not in outcome.error and "root:" not in outcome.error
+
+    def test_a_dispatch_past_the_delivery_limit_is_not_filed(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        outcome, _ = self._run(server, delivery=FAST_RETRY.max_deliveries + 1)
+        assert isinstance(outcome, Failed), outcome
+        assert state.requests == 0
+
+    def test_a_cancelled_call_is_redone_without_a_second_filing(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        dispatch = self._dispatch()
+        state.decision_delay = 0.5
+        cancelled, _ = self._run(server, dispatch, cancel_after=0.2)
+        assert cancelled is None
+        outcome, _ = self._run(server, dispatch, delivery=2)
+        assert isinstance(outcome, Decided) and outcome.approved, outcome
+        assert len(state.filings) == 1
+        assert state.duplicate_filings() == {}

@@ -1,0 +1,108 @@
+"""A department with no system: its staff decide through the manual work queue."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import httpx
+import pytest
+from harness import free_port, new_project_no, running_stack
+
+from adapters.manual import manual_adapter
+from contracts.catalog import Catalog
+from contracts.samples import sample_application
+from router.settings import Settings
+
+TOKENS = {"health": "health-secret", "police": "police-secret"}
+
+
+def _as(department: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[department]}"}
+
+
+def _wait_for_open_items(client: httpx.Client, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        items: list[dict[str, Any]] = client.get(
+            "/v1/manual/health/items", headers=_as("health")
+        ).json()
+        if len(items) >= count:
+            return items
+        time.sleep(0.05)
+    raise AssertionError("the manual adapter never filed into the work queue")
+
+
+def test_staff_decide_by_hand_and_see_only_their_own_queue(
+    settings: Settings, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    settings = dataclasses.replace(settings, port=port, manual_tokens=TOKENS)
+    monkeypatch.setenv("LIANBAN_ADAPTER_HEALTH_TOKEN", TOKENS["health"])
+    health = manual_adapter("health", catalog, f"http://127.0.0.1:{port}")
+    newborn = catalog.bundle_types["newborn"]
+    items = ["birth_medical_certificate", "vaccination_certificate"]
+
+    with running_stack(settings, catalog, adapters=[health]) as running:
+        application = sample_application(newborn, new_project_no(), items=items)
+        receipt = running.submit(application).json()
+        client = running.client
+        queued = _wait_for_open_items(client, 2)
+
+        assert client.get("/v1/manual/health/items").status_code == 401
+        assert client.get("/v1/manual/health/items", headers=_as("police")).status_code == 403
+        police_view = client.get(
+            f"/v1/manual/police/items/{queued[0]['id']}", headers=_as("police")
+        )
+        assert police_view.status_code == 404
+
+        by_item = {entry["item"]: entry for entry in queued}
+        certificate = by_item["birth_medical_certificate"]["id"]
+        claimed = client.post(
+            f"/v1/manual/health/items/{certificate}/claim",
+            json={"staff": "王医生"},
+            headers=_as("health"),
+        )
+        assert claimed.json()["claimed_by"] == "王医生"
+        taken = client.post(
+            f"/v1/manual/health/items/{certificate}/claim",
+            json={"staff": "李医生"},
+            headers=_as("health"),
+        )
+        assert taken.status_code == 409
+        decision = {
+            "status": "decided",
+            "approved": True,
+            "certificates": [
+                {
+                    "certificate_name": "出生医学证明",
+                    "certificate_number": "Q410000001",
+                    "issuer_name": "郑州市妇幼保健院",
+                    "issue_date": "2026-11-23",
+                }
+            ],
+        }
+        decided = client.post(
+            f"/v1/manual/health/items/{certificate}/outcome", json=decision, headers=_as("health")
+        )
+        assert decided.json()["state"] == "done"
+        again = client.post(
+            f"/v1/manual/health/items/{certificate}/outcome", json=decision, headers=_as("health")
+        )
+        assert again.status_code == 409
+        rejected = client.post(
+            f"/v1/manual/health/items/{by_item['vaccination_certificate']['id']}/outcome",
+            json={"status": "rejected", "reason": "未提供接种记录"},
+            headers=_as("health"),
+        )
+        assert rejected.status_code == 200, rejected.text
+        reply = running.wait_for_reply(receipt["reply_url"])
+
+    states = {item["item"]: item for item in reply["items"]}
+    assert states["birth_medical_certificate"]["state"] == "approved"
+    assert states["birth_medical_certificate"]["certificates"][0]["certificate_number"] == (
+        "Q410000001"
+    )
+    assert states["vaccination_certificate"]["state"] == "rejected"
+    assert states["vaccination_certificate"]["reason"] == "未提供接种记录"
