@@ -19,7 +19,7 @@ import structlog
 import zeep
 from zeep.transports import AsyncTransport
 
-from adapters.errors import RetryableError
+from adapters.errors import Action, RetryableError, classify, describe
 from contracts.messages import OutcomeResult
 
 T = TypeVar("T")
@@ -101,12 +101,19 @@ class AdapterContext:
     ) -> T:
         """Poll a department that decides later: call `check` until it returns a result.
 
-        Running out of time is transient (the filing stands; a later attempt polls it
-        again under the same idempotency key), so it raises RetryableError.
+        A poll that fails transiently is a missed poll, not a reason to file again. Running
+        out of time is transient too (the filing stands; a later attempt polls it again
+        under the same idempotency key), so it raises RetryableError.
         """
         deadline = time.monotonic() + within_seconds
         while True:
-            result = await check()
+            try:
+                result = await check()
+            except Exception as error:
+                if classify(error) is not Action.RETRY:
+                    raise
+                self.log.warning("department.poll_failed", error=describe(error))
+                result = None
             if result is not None:
                 return result
             if time.monotonic() >= deadline:

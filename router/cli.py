@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from adapters.registry import adapter_for, simulate_every_department
+from adapters.scaffold import scaffold
 from adapters.simulated import Scenario
 from contracts.catalog import BundleType, default_catalog, dependency_order
 from contracts.errors import LianbanError
@@ -41,8 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     run_all = commands.add_parser("run-all", help="run every role and simulated departments")
     run_all.set_defaults(run=lambda args: _run_roles(args, set(Role), simulate_all=True))
 
-    adapter = commands.add_parser("adapter", help="run one department's adapter")
-    adapter.add_argument("department")
+    adapter = commands.add_parser(
+        "adapter",
+        help="run one department's adapter, or `adapter new <department>` to scaffold one",
+    )
+    adapter.add_argument("department", help="the department to run, or `new`")
+    adapter.add_argument("new_department", nargs="?", help="with `new`: the one to scaffold")
+    adapter.add_argument(
+        "--into", type=Path, default=Path("."), help="with `new`: where to write the package"
+    )
     kind = adapter.add_mutually_exclusive_group()
     kind.add_argument("--simulated", action="store_true", help="run the simulator instead")
     kind.add_argument(
@@ -97,6 +105,8 @@ def _run_roles(args: argparse.Namespace, roles: set[Role], simulate_all: bool = 
 
 
 def _run_adapter(args: argparse.Namespace) -> int:
+    if args.department == "new":
+        return _scaffold(args)
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     catalog = default_catalog()
@@ -111,6 +121,23 @@ def _run_adapter(args: argparse.Namespace) -> int:
     stack = Stack(settings, catalog, roles=(), adapters=[adapter])
     stack.start()
     stack.wait()
+    return 0
+
+
+def _scaffold(args: argparse.Namespace) -> int:
+    if not args.new_department:
+        print("lianban: usage: lianban adapter new <department> [--into DIR]", file=sys.stderr)
+        return 2
+    department = args.new_department
+    package = scaffold(department, default_catalog(), args.into)
+    class_name = "".join(part.title() for part in department.split("_")) + "Adapter"
+    print(f"wrote {package}/ — run its tests with: python -m pytest {package}")
+    print("register it in your pyproject.toml:")
+    print(
+        f'  [project.entry-points."lianban.adapters"]\n  {department} = "{department}:{class_name}"'
+    )
+    print('  [project.entry-points."lianban.simulators"]')
+    print(f'  {department} = "{department}.simulator:create_app"')
     return 0
 
 

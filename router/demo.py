@@ -1,8 +1,10 @@
 """The embedded demo: everything in one process on kombu's in-memory transport and SQLite.
 
 It submits three bundles over the real HTTP API (a newborn, a citizen's after-death
-matters and an enterprise opening), lets the simulated departments decide, and prints
-each bundle's one reply and its item timeline.
+matters and an enterprise opening). The installed department adapters (police, hrss,
+medical insurance, housing fund) call their department simulators over loopback SOAP
+and REST; every other department is simulated in process. It prints each bundle's one
+reply and its item timeline.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from adapters.base import Adapter
 from adapters.registry import simulate_every_department
+from adapters.testing.systems import simulated_department_systems
 from contracts.catalog import Catalog, default_catalog
 from contracts.samples import SAMPLE_PDF, sample_application
 from router.logs import configure_logging
@@ -25,22 +30,34 @@ from router.stack import Role, Stack
 DEMO_BUNDLES = ("newborn", "citizen_after_death", "enterprise_establishment")
 
 
-def embedded_stack(workdir: Path, catalog: Catalog) -> Stack:
-    """Every role and a simulator for every department, in this process, with no server."""
+def embedded_stack(workdir: Path, catalog: Catalog, adapters: Sequence[Adapter] = ()) -> Stack:
+    """Every role, the given adapters and a simulator for every other department, in this
+    process, with no server."""
     settings = Settings(
         database_url=f"sqlite:///{workdir / 'lianban.db'}",
         broker_url="memory://",
         materials_dir=workdir / "materials",
         port=0,
     )
-    return Stack(settings, catalog, set(Role), simulate_every_department(catalog))
+    simulators = simulate_every_department(
+        catalog, except_for=[adapter.department for adapter in adapters]
+    )
+    return Stack(settings, catalog, set(Role), [*adapters, *simulators])
 
 
 def run_demo() -> int:
     configure_logging("warning")
     catalog = default_catalog()
-    with tempfile.TemporaryDirectory(prefix="lianban-demo-") as workdir:
-        stack = embedded_stack(Path(workdir), catalog)
+    with (
+        tempfile.TemporaryDirectory(prefix="lianban-demo-") as workdir,
+        simulated_department_systems(catalog) as systems,
+    ):
+        real = [adapter for adapter, _state in systems.values()]
+        print(
+            "real adapters against their department simulators: "
+            + (", ".join(sorted(systems)) or "none installed")
+        )
+        stack = embedded_stack(Path(workdir), catalog, real)
         stack.start()
         try:
             with httpx.Client(base_url=stack.base_url, timeout=10) as client:

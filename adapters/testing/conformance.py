@@ -38,8 +38,9 @@ from contracts.messages import (
     Rejected,
 )
 
+# Enough attempts to outlast a half-second outage (backoffs 0.05, 0.1, 0.2, 0.2, 0.2 s).
 FAST_RETRY = RetryPolicy(
-    max_attempts=4, max_deliveries=3, initial_backoff=0.05, max_backoff=0.2, budget_seconds=6
+    max_attempts=6, max_deliveries=3, initial_backoff=0.05, max_backoff=0.2, budget_seconds=6
 )
 
 
@@ -52,6 +53,7 @@ class AdapterConformance:
     def create_simulator(state: DepartmentState) -> Any:
         """The department simulator's ASGI app; set `create_simulator = staticmethod(...)`."""
         raise NotImplementedError
+
     service: ClassVar[str | None] = None
     """The catalog service to exercise; by default the first one the adapter declares."""
 
