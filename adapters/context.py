@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import structlog
 import zeep
+from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
 from adapters.errors import Action, RetryableError, classify, describe
@@ -61,7 +62,11 @@ class DepartmentClients:
             )
             client = zeep.AsyncClient(str(wsdl), transport=transport, settings=HARDENED_XML)
             if binding is not None and self.endpoint:
-                self._soap[key] = client.create_service(binding, self.endpoint)
+                # Not client.create_service: on an AsyncClient it returns a synchronous
+                # proxy whose calls are never awaited (python-zeep #1168).
+                self._soap[key] = AsyncServiceProxy(
+                    client, client.wsdl.bindings[binding], address=self.endpoint
+                )
             else:
                 self._soap[key] = client.service
         return self._soap[key]

@@ -40,5 +40,5 @@ def test_catalog_show_of_an_unknown_type_says_where_to_look(
 def test_an_adapter_that_is_not_installed_is_refused_with_the_fix(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["adapter", "police"]) == 2
+    assert main(["adapter", "tax"]) == 2  # no tax adapter is installed
     assert "--simulated" in capsys.readouterr().err

@@ -1,0 +1,187 @@
+"""The 人力资源社会保障 (hrss) adapter: files items with the hrss business system's REST
+API and polls it for the decision.
+
+Wire contract (the simulator in `simulator.py` serves the same models):
+`POST /api/v1/applications` with an `Idempotency-Key` header files once per key;
+`GET /api/v1/applications/{receipt_no}` answers the status and, once approved, the
+certificate; `POST /api/v1/applications/{receipt_no}/cancel` withdraws a pending one.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+from adapters.base import Adapter
+from adapters.context import AdapterContext
+from adapters.errors import BadAnswerError, FatalDepartmentError
+from contracts.application import NaturalPerson
+from contracts.messages import (
+    Accepted,
+    Certificate,
+    Decided,
+    ItemDispatch,
+    OutcomeResult,
+    Rejected,
+)
+
+# Catalog service → hrss business code: JY 就业, SB 社会保险, KA 社会保障卡, RC 人才.
+OPERATIONS: dict[str, str] = {
+    "employer_employment_registration": "JY0101",
+    "personal_employment_registration": "JY0102",
+    "unemployment_registration": "JY0103",
+    "labor_employment_filing": "JY0104",
+    "employment_entrepreneurship_certificate_application": "JY0105",
+    "graduate_reception_procedures": "JY0201",
+    "floating_personnel_archive_transfer": "JY0202",
+    "entrepreneurship_guaranteed_loan_application": "JY0301",
+    "entrepreneurship_subsidy_application": "JY0302",
+    "job_search_entrepreneurship_subsidy_application": "JY0303",
+    "flexible_employment_social_insurance_subsidy": "JY0304",
+    "social_insurance_registration": "SB0101",
+    "enterprise_employee_social_insurance_registration": "SB0102",
+    "employee_social_insurance_enrolment": "SB0103",
+    "enterprise_social_insurance_deregistration": "SB0104",
+    "military_civil_pension_transfer": "SB0201",
+    "enterprise_retirement_with_payment_info_normal": "SB0301",
+    "enterprise_retirement_with_payment_info_early": "SB0302",
+    "enterprise_retirement_without_payment_info_normal": "SB0303",
+    "enterprise_retirement_without_payment_info_early": "SB0304",
+    "pension_account_lump_sum_claim": "SB0401",
+    "survivor_benefits_claim": "SB0402",
+    "unemployment_benefit_application": "SB0501",
+    "resident_pension_contribution_subsidy": "SB0601",
+    "social_security_card_application": "KA0101",
+    "high_level_talent_recognition_employment": "RC0101",
+    "high_level_talent_recognition_entrepreneurship": "RC0102",
+    "high_level_talent_recognition_overseas_employment": "RC0103",
+    "high_level_talent_recognition_overseas_entrepreneurship": "RC0104",
+}
+USCC_ID_TYPE = "USCC"  # hrss files enterprises under their unified social credit code
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    DENIED = "DENIED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+
+
+class ApplicantInfo(BaseModel):
+    name: str
+    id_type: str = Field(description="GA/T 证件类型 code, or USCC for an enterprise")
+    id_number: str = Field(repr=False)  # kept out of reprs, so out of logs and errors
+
+
+class PrerequisiteInfo(BaseModel):
+    item: str
+    department: str
+    certificate_numbers: list[str] = []
+
+
+class FilingRequest(BaseModel):
+    service_code: str = Field(description="hrss business code, e.g. SB0103")
+    catalog_service: str = Field(description="Lianban catalog service code, for tracing")
+    project_no: str = Field(description="办件编号 of the whole application")
+    applicant: ApplicantInfo
+    area_code: str = Field(pattern=r"^\d{6}$")
+    form: dict[str, Any] = {}
+    prerequisites: list[PrerequisiteInfo] = []
+
+
+class FilingReceipt(BaseModel):
+    receipt_no: str = Field(min_length=1)
+    status: Status
+
+
+class CertificateInfo(BaseModel):
+    name: str
+    number: str
+    issue_date: date
+
+
+class DecisionAnswer(BaseModel):
+    receipt_no: str
+    status: Status
+    reason: str | None = None
+    certificate: CertificateInfo | None = None
+
+
+class HrssAdapter(Adapter):
+    department = "hrss"
+    services: ClassVar[dict[str, str]] = OPERATIONS
+    timeout_seconds = 15.0
+    issuer_name: ClassVar[str] = "人力资源社会保障部门"
+    poll_every_seconds: ClassVar[float] = 0.1
+    decision_within_seconds: ClassVar[float] = 60.0
+
+    async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult:
+        response = await ctx.http.post(
+            "/api/v1/applications",
+            json=self.filing(item).model_dump(mode="json"),
+            headers={"Idempotency-Key": ctx.idempotency_key},
+        )
+        response.raise_for_status()
+        receipt = FilingReceipt.model_validate_json(response.content)
+        ctx.log.info("hrss.filed", receipt_no=receipt.receipt_no)
+        await ctx.report(Accepted(receipt_no=receipt.receipt_no))
+
+        async def check() -> OutcomeResult | None:
+            answer = await ctx.http.get(f"/api/v1/applications/{receipt.receipt_no}")
+            answer.raise_for_status()
+            return self.outcome(DecisionAnswer.model_validate_json(answer.content))
+
+        return await ctx.wait_for_decision(
+            check,
+            every_seconds=self.poll_every_seconds,
+            within_seconds=self.decision_within_seconds,
+        )
+
+    def filing(self, item: ItemDispatch) -> FilingRequest:
+        person = item.applicant
+        applicant = (
+            ApplicantInfo(
+                name=person.name, id_type=person.id_type.value, id_number=person.id_number
+            )
+            if isinstance(person, NaturalPerson)
+            else ApplicantInfo(name=person.name, id_type=USCC_ID_TYPE, id_number=person.uscc)
+        )
+        return FilingRequest(
+            service_code=self.services[item.service],
+            catalog_service=item.service,
+            project_no=item.project_no,
+            applicant=applicant,
+            area_code=item.area_code,
+            form=item.form,
+            prerequisites=[
+                PrerequisiteInfo(
+                    item=done.item,
+                    department=done.department,
+                    certificate_numbers=[c.certificate_number for c in done.certificates],
+                )
+                for done in item.prerequisite_results
+            ],
+        )
+
+    def outcome(self, answer: DecisionAnswer) -> OutcomeResult | None:
+        if answer.status is Status.PENDING:
+            return None
+        if answer.status is Status.REJECTED:
+            return Rejected(reason=answer.reason or "人社部门不予受理")
+        if answer.status is Status.DENIED:
+            return Decided(approved=False, reason=answer.reason or "人社部门不予批准")
+        if answer.status is Status.CANCELLED:
+            raise FatalDepartmentError(f"hrss cancelled filing {answer.receipt_no}")
+        if answer.certificate is None:
+            raise BadAnswerError(f"hrss approved {answer.receipt_no} without a certificate")
+        certificate = Certificate(
+            certificate_name=answer.certificate.name,
+            certificate_number=answer.certificate.number,
+            issuer_name=self.issuer_name,
+            issue_date=answer.certificate.issue_date,
+        )
+        return Decided(approved=True, certificates=(certificate,))

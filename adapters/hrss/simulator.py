@@ -1,0 +1,97 @@
+"""A simulated hrss business system: the REST API the hrss adapter speaks, served by
+FastAPI (so it describes itself at `/openapi.json`) over a `DepartmentState`.
+
+It files once per `Idempotency-Key`, decides by the state's verdict for the body's
+`catalog_service` (the Lianban catalog code the adapter sends beside the hrss business
+code), and misbehaves as the state's fault mode says (`adapters.testing.rest`).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi import FastAPI, HTTPException, Response
+
+from adapters.hrss.adapter import (
+    OPERATIONS,
+    CertificateInfo,
+    DecisionAnswer,
+    FilingReceipt,
+    FilingRequest,
+    Status,
+)
+from adapters.testing.rest import (
+    FilingStatus,
+    IdempotencyKeyHeader,
+    filing_status,
+    install_faults,
+    require_idempotency_key,
+)
+from adapters.testing.simulator import DepartmentState, Filing
+
+CERTIFICATE_NAME = "人力资源社会保障业务办结通知书"
+
+
+def create_app(state: DepartmentState) -> FastAPI:
+    app = FastAPI(
+        title="人力资源社会保障业务经办系统（模拟）",
+        version="1.0",
+        description="Files applications once per Idempotency-Key and decides them later.",
+    )
+    install_faults(app, state)
+
+    @app.post("/api/v1/applications", status_code=201, responses={200: {"model": FilingReceipt}})
+    async def file_application(
+        body: FilingRequest, response: Response, key: IdempotencyKeyHeader = None
+    ) -> FilingReceipt:
+        """File an application; a repeat under the same key answers the first filing (200)."""
+        key = require_idempotency_key(key)
+        if OPERATIONS.get(body.catalog_service) != body.service_code:
+            raise HTTPException(
+                status_code=422,
+                detail=f"business code {body.service_code} does not handle {body.catalog_service}",
+            )
+        if key in state.filings:
+            response.status_code = 200
+        filing = state.file(
+            key, body.catalog_service, body.project_no, body.model_dump(mode="json")
+        )
+        return FilingReceipt(receipt_no=filing.receipt_no, status=Status.PENDING)
+
+    @app.get("/api/v1/applications/{receipt_no}")
+    async def application_status(receipt_no: str) -> DecisionAnswer:
+        """Where a filed application stands; the certificate once it is approved."""
+        return _answer(_filing(state, receipt_no))
+
+    @app.post("/api/v1/applications/{receipt_no}/cancel")
+    async def cancel_application(receipt_no: str) -> DecisionAnswer:
+        """Withdraw an application that has not been decided yet (409 once it has)."""
+        filing = _filing(state, receipt_no)
+        if filing_status(filing) not in (FilingStatus.PENDING, FilingStatus.CANCELLED):
+            raise HTTPException(status_code=409, detail=f"{receipt_no} is already decided")
+        state.cancel(receipt_no)
+        return _answer(filing)
+
+    return app
+
+
+def _filing(state: DepartmentState, receipt_no: str) -> Filing:
+    filing = state.find(receipt_no)
+    if filing is None:
+        raise HTTPException(status_code=404, detail=f"no application {receipt_no}")
+    return filing
+
+
+def _answer(filing: Filing) -> DecisionAnswer:
+    status = Status(filing_status(filing).value)
+    certificate = (
+        CertificateInfo(
+            name=CERTIFICATE_NAME, number=f"{filing.receipt_no}-01", issue_date=date.today()
+        )
+        if status is Status.APPROVED
+        else None
+    )
+    reason = filing.reason if status in (Status.DENIED, Status.REJECTED) else None
+    return DecisionAnswer(
+        receipt_no=filing.receipt_no, status=status, reason=reason, certificate=certificate
+    )

@@ -1,0 +1,210 @@
+"""The 医疗保障 (medical insurance) adapter: files items as transactions of the national
+medical insurance platform's JSON envelope and polls a query transaction for the decision.
+
+Wire contract (the simulator in `simulator.py` serves the same models): every call is
+`POST /fsi/api/{infno}` with the envelope (`infno`, `msgid`, `mdtrtarea_admvs`, …,
+`input`) and answers `{infcode, err_msg, output}`; `infcode` 0 is success. Filing
+transactions are the values of `OPERATIONS`; `QUERY_INFNO` asks where a filing stands.
+不予受理 is reviewed while filing, so a filing may answer `infcode` -1 with status 3.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+from adapters.base import Adapter
+from adapters.context import AdapterContext
+from adapters.errors import BadAnswerError, FatalDepartmentError
+from contracts.application import IdType, NaturalPerson
+from contracts.messages import (
+    Accepted,
+    Certificate,
+    Decided,
+    ItemDispatch,
+    OutcomeResult,
+    Rejected,
+)
+
+# Catalog service → filing transaction: 25xx 参保登记, 26xx 转移接续, 27xx 待遇支取, 28xx 救助.
+OPERATIONS: dict[str, str] = {
+    "resident_medical_insurance_enrolment": "2501",
+    "newborn_medical_insurance_enrolment_parent_insured": "2502",
+    "newborn_medical_insurance_enrolment_nonlocal_parents": "2503",
+    "employee_medical_insurance_enrolment": "2511",
+    "unit_medical_insurance_registration": "2521",
+    "basic_medical_insurance_enrolment_and_change": "2531",
+    "employee_medical_insurance_retirement_transfer": "2541",
+    "basic_medical_insurance_relation_transfer": "2601",
+    "medical_insurance_account_lump_sum_withdrawal": "2701",
+    "medical_assistance_for_needy": "2801",
+}
+QUERY_INFNO = "5901"  # 办理结果查询
+CHINA_TIME = timezone(timedelta(hours=8))
+# psn_cert_type: 01 居民身份证（户口簿）, 99 其他; units file under their credit code.
+CERT_TYPES = {IdType.RESIDENT_ID: "01", IdType.HOUSEHOLD_BOOKLET: "01"}
+USCC_CERT_TYPE = "USCC"
+
+
+class HandlingStatus(StrEnum):
+    PENDING = "0"  # 办理中
+    APPROVED = "1"  # 办结，准予
+    DENIED = "2"  # 办结，不予
+    REJECTED = "3"  # 不予受理
+    CANCELLED = "9"  # 已撤销
+
+
+class Envelope(BaseModel):
+    infno: str = Field(pattern=r"^\d{4}$")
+    msgid: str = Field(pattern=r"^\d{30}$", description="institution(12)+yyyyMMddHHmmss+seq(4)")
+    mdtrtarea_admvs: str = Field(pattern=r"^\d{6}$")
+    insuplc_admdvs: str = Field(pattern=r"^\d{6}$")
+    recer_sys_code: str = "LIANBAN"
+    infver: str = "V1.0"
+    opter_type: str = "1"
+    opter: str
+    inf_time: str = Field(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+    sign_no: str = ""
+    input: dict[str, Any]
+
+
+class FilingInput(BaseModel):
+    idempotency_key: str = Field(min_length=1)
+    catalog_service: str = Field(description="Lianban catalog service; the simulator's verdicts")
+    project_no: str
+    psn_name: str
+    psn_cert_type: str
+    certno: str = Field(repr=False)  # kept out of reprs, so out of logs and errors
+    form: dict[str, Any] = {}
+    prerequisite_certnos: list[str] = []
+
+
+class QueryInput(BaseModel):
+    rcpt_no: str
+
+
+class Output(BaseModel):
+    rcpt_no: str = Field(min_length=1)
+    hndl_stas: HandlingStatus
+    hndl_opnn: str | None = None  # 办理意见
+    cert_name: str | None = None
+    cert_no: str | None = None
+    issu_date: date | None = None
+
+
+class Reply(BaseModel):
+    infcode: int
+    err_msg: str | None = None
+    output: Output | None = None
+
+
+class MedicalInsuranceAdapter(Adapter):
+    department = "medical_insurance"
+    services: ClassVar[dict[str, str]] = OPERATIONS
+    timeout_seconds = 15.0
+    institution_code: ClassVar[str] = "410100000001"  # msgid prefix assigned to Lianban
+    operator: ClassVar[str] = "LIANBAN"
+    issuer_name: ClassVar[str] = "医疗保障部门"
+    poll_every_seconds: ClassVar[float] = 0.1
+    decision_within_seconds: ClassVar[float] = 60.0
+
+    def __init__(self, endpoint: str | None = None) -> None:
+        super().__init__(endpoint)
+        self._sequence = itertools.count()
+
+    async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult:
+        filed = await self.call(
+            ctx, item, self.services[item.service], self.filing(item, ctx.idempotency_key)
+        )
+        if isinstance(filed, Rejected):
+            return filed  # refused while filing: it was never accepted
+        ctx.log.info("medical_insurance.filed", receipt_no=filed.rcpt_no)
+        await ctx.report(Accepted(receipt_no=filed.rcpt_no))
+
+        async def check() -> OutcomeResult | None:
+            answer = await self.call(ctx, item, QUERY_INFNO, QueryInput(rcpt_no=filed.rcpt_no))
+            return answer if isinstance(answer, Rejected) else self.outcome(answer)
+
+        return await ctx.wait_for_decision(
+            check,
+            every_seconds=self.poll_every_seconds,
+            within_seconds=self.decision_within_seconds,
+        )
+
+    async def call(
+        self, ctx: AdapterContext, item: ItemDispatch, infno: str, data: BaseModel
+    ) -> Output | Rejected:
+        """One transaction: its output, or the 不予受理 the department answered instead."""
+        envelope = self.envelope(item, infno, data)
+        response = await ctx.http.post(
+            f"/fsi/api/{infno}",
+            json=envelope.model_dump(mode="json"),
+            headers={"Idempotency-Key": ctx.idempotency_key},
+        )
+        response.raise_for_status()
+        reply = Reply.model_validate_json(response.content)
+        if reply.infcode == 0 and reply.output is not None:
+            return reply.output
+        if reply.output is not None and reply.output.hndl_stas is HandlingStatus.REJECTED:
+            return Rejected(reason=reply.err_msg or reply.output.hndl_opnn or "医保部门不予受理")
+        raise BadAnswerError(
+            f"transaction {infno} answered infcode {reply.infcode}: {reply.err_msg}"
+        )
+
+    def envelope(self, item: ItemDispatch, infno: str, data: BaseModel) -> Envelope:
+        """The national envelope of one request, with a msgid of its own."""
+        now = datetime.now(CHINA_TIME)
+        return Envelope(
+            infno=infno,
+            msgid=f"{self.institution_code}{now:%Y%m%d%H%M%S}{next(self._sequence) % 10000:04d}",
+            mdtrtarea_admvs=item.area_code,
+            insuplc_admdvs=item.area_code,  # filed where the applicant applies
+            opter=self.operator,
+            inf_time=f"{now:%Y-%m-%d %H:%M:%S}",
+            input=data.model_dump(mode="json"),
+        )
+
+    def filing(self, item: ItemDispatch, idempotency_key: str) -> FilingInput:
+        person = item.applicant
+        if isinstance(person, NaturalPerson):
+            cert_type, certno = CERT_TYPES.get(person.id_type, "99"), person.id_number
+        else:
+            cert_type, certno = USCC_CERT_TYPE, person.uscc
+        return FilingInput(
+            idempotency_key=idempotency_key,
+            catalog_service=item.service,
+            project_no=item.project_no,
+            psn_name=person.name,
+            psn_cert_type=cert_type,
+            certno=certno,
+            form=item.form,
+            prerequisite_certnos=[
+                c.certificate_number
+                for done in item.prerequisite_results
+                for c in done.certificates
+            ],
+        )
+
+    def outcome(self, answer: Output) -> OutcomeResult | None:
+        status = answer.hndl_stas
+        if status is HandlingStatus.PENDING:
+            return None
+        if status is HandlingStatus.REJECTED:
+            return Rejected(reason=answer.hndl_opnn or "医保部门不予受理")
+        if status is HandlingStatus.DENIED:
+            return Decided(approved=False, reason=answer.hndl_opnn or "医保部门不予批准")
+        if status is HandlingStatus.CANCELLED:
+            raise FatalDepartmentError(f"medical insurance cancelled filing {answer.rcpt_no}")
+        if not (answer.cert_name and answer.cert_no and answer.issu_date):
+            raise BadAnswerError(f"approval of {answer.rcpt_no} came without its certificate")
+        certificate = Certificate(
+            certificate_name=answer.cert_name,
+            certificate_number=answer.cert_no,
+            issuer_name=self.issuer_name,
+            issue_date=answer.issu_date,
+        )
+        return Decided(approved=True, certificates=(certificate,))

@@ -1,0 +1,124 @@
+"""The SOAP filing pattern many department systems share: SubmitApplication (filed once
+per IdempotencyKey) → receipt → QueryDecision polled until decided.
+
+A department adapter over such a service names its WSDL, binding, operation codes and
+issuer, and inherits `handle`. The service's operations are those of `police.wsdl`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lxml.etree import XMLSyntaxError as LxmlSyntaxError
+from zeep.exceptions import (
+    DTDForbidden,
+    EntitiesForbidden,
+    TransportError,
+    XMLParseError,
+    XMLSyntaxError,
+)
+
+from adapters.base import Adapter
+from adapters.context import AdapterContext
+from adapters.errors import BadAnswerError, FatalDepartmentError
+from contracts.application import LegalEntity, NaturalPerson
+from contracts.messages import Accepted, Certificate, Decided, ItemDispatch, OutcomeResult, Rejected
+
+CREDIT_CODE_ID_TYPE = "001"  # 统一社会信用代码: how legal entities are identified
+
+
+class SoapFilingAdapter(Adapter):
+    """Set `wsdl`, `binding`, `services` (catalog service → ServiceCode) and `issuer_name`."""
+
+    wsdl: ClassVar[Path]
+    binding: ClassVar[str]
+    services: ClassVar[dict[str, str]]
+    issuer_name: ClassVar[str]
+    timeout_seconds = 15.0
+    poll_every_seconds: ClassVar[float] = 0.1
+    decide_within_seconds: ClassVar[float] = 120.0
+
+    async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult:
+        service = ctx.soap(self.wsdl, binding=self.binding)
+        id_type, id_number = _identity(item.applicant)
+        filed = await _answer(
+            service.SubmitApplication(
+                IdempotencyKey=ctx.idempotency_key,
+                ServiceCode=self.services[item.service],
+                ProjectNo=item.project_no,
+                ApplicantName=item.applicant.name,
+                ApplicantIdType=id_type,
+                ApplicantIdNumber=id_number,
+                AreaCode=item.area_code,
+                FormJson=json.dumps(item.form, ensure_ascii=False),
+                PrerequisitesJson=json.dumps(
+                    [done.model_dump(mode="json") for done in item.prerequisite_results],
+                    ensure_ascii=False,
+                ),
+            )
+        )
+        receipt_no = _field(filed, "ReceiptNo")
+        await ctx.report(Accepted(receipt_no=receipt_no))
+
+        async def decision() -> OutcomeResult | None:
+            answer = await _answer(service.QueryDecision(ReceiptNo=receipt_no))
+            return self._outcome(receipt_no, answer)
+
+        return await ctx.wait_for_decision(
+            decision,
+            every_seconds=self.poll_every_seconds,
+            within_seconds=self.decide_within_seconds,
+        )
+
+    def _outcome(self, receipt_no: str, answer: Any) -> OutcomeResult | None:
+        status = _field(answer, "Status")
+        if status == "PENDING":
+            return None
+        if status == "APPROVED":
+            certificate = Certificate(
+                certificate_name=_field(answer, "CertificateName"),
+                certificate_number=_field(answer, "CertificateNumber"),
+                issuer_name=self.issuer_name,
+                issue_date=_field(answer, "IssueDate"),
+            )
+            return Decided(approved=True, certificates=(certificate,))
+        if status == "DENIED":
+            return Decided(approved=False, reason=_field(answer, "Reason"))
+        if status == "REJECTED":
+            return Rejected(reason=_field(answer, "Reason"))
+        if status == "CANCELLED":
+            raise FatalDepartmentError(f"application {receipt_no} was cancelled at the department")
+        raise BadAnswerError(f"unknown decision status {status!r}")
+
+
+async def _answer(call: Awaitable[Any]) -> Any:
+    """The operation's answer; XML that cannot be read or trusted is a BadAnswerError."""
+    try:
+        return await call
+    except (DTDForbidden, EntitiesForbidden) as error:
+        raise BadAnswerError("the department answered XML with a DTD; refused unread") from error
+    except (XMLSyntaxError, XMLParseError, LxmlSyntaxError) as error:
+        raise BadAnswerError("the department's answer does not fit its WSDL") from error
+    except TransportError as error:
+        # zeep reports a 200 whose body is not XML as a TransportError, with the body in
+        # its message: replace it so that nothing the department sent reaches the logs.
+        if error.status_code == 200:
+            raise BadAnswerError("the department's answer could not be parsed as XML") from error
+        raise
+
+
+def _identity(applicant: NaturalPerson | LegalEntity) -> tuple[str, str]:
+    """证件类型 and 证件号码 of the applicant."""
+    if isinstance(applicant, NaturalPerson):
+        return applicant.id_type.value, applicant.id_number
+    return CREDIT_CODE_ID_TYPE, applicant.uscc
+
+
+def _field(answer: Any, name: str) -> Any:
+    value = getattr(answer, name, None)
+    if value is None or value == "":
+        raise BadAnswerError(f"the department's answer has no {name}")
+    return value
