@@ -80,6 +80,23 @@ class CircuitBreaker:
         if state is BreakerState.HALF_OPEN:
             self._probing = True
 
+    async def wait_to_call(self, deadline: float) -> None:
+        """Wait until a call may go through, or raise CircuitOpenError at `deadline`.
+
+        While the circuit is open nobody calls; when it half-opens one caller probes and
+        the others keep waiting for the probe's verdict.
+        """
+        while True:
+            try:
+                self.before_call()
+                return
+            except CircuitOpenError:
+                now = self._clock()
+                if now >= deadline:
+                    raise
+                until_probe = (self._opened_at or now) + self._reset_seconds - now
+                await asyncio.sleep(min(max(until_probe, 0.05), deadline - now))
+
     def record_success(self) -> None:
         if self._opened_at is not None:
             log.info("breaker.closed", endpoint=self.name)
@@ -132,10 +149,14 @@ async def call_department(
 ) -> T:
     """Run `call` with a timeout per attempt, rate limit and breaker; retry what the error
     table says is transient, with jittered exponential backoff, until the attempts or the
-    budget run out. The last real exception is raised, never tenacity's RetryError."""
+    budget run out. While the breaker is open an attempt waits (within the budget) rather
+    than calling, so an outage is waited out, not counted against the attempts. The last
+    real exception is raised, never tenacity's RetryError."""
+
+    deadline = time.monotonic() + budget_seconds
 
     async def attempt() -> T:
-        breaker.before_call()
+        await breaker.wait_to_call(deadline)
         if limiter is not None:
             await limiter.acquire()
         try:

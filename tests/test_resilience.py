@@ -142,8 +142,16 @@ def test_an_open_breaker_keeps_calls_from_the_department() -> None:
     breaker = CircuitBreaker("dept", threshold=2, reset_seconds=60)
     department = _Department(*[_status_error(503)] * 10)
     with pytest.raises(CircuitOpenError):
-        _run(department, breaker=breaker)
-    assert department.calls == 2  # the rest of the attempts met the open breaker
+        _run(department, breaker=breaker, budget_seconds=0.3)
+    assert department.calls == 2  # then the breaker held every attempt back until the budget
+
+
+def test_an_outage_is_waited_out_through_the_breaker_probe() -> None:
+    breaker = CircuitBreaker("dept", threshold=2, reset_seconds=0.2)
+    department = _Department(_status_error(503), _status_error(503))
+    assert _run(department, breaker=breaker) == "filed"
+    assert department.calls == 3  # two failures opened it; the probe after 0.2 s succeeded
+    assert breaker.state is BreakerState.CLOSED
 
 
 def test_the_rate_limiter_spaces_calls_beyond_the_burst(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -177,7 +177,8 @@ class AdapterConformance:
         self, server: SimulatorServer, state: DepartmentState
     ) -> None:
         state.set_fault(FaultMode.DOWN)
-        outcome, _ = self._run(server, breaker_threshold=2, breaker_reset_seconds=60)
+        retry = RetryPolicy(max_attempts=6, initial_backoff=0.01, budget_seconds=1.0)
+        outcome, _ = self._run(server, breaker_threshold=2, breaker_reset_seconds=60, retry=retry)
         assert isinstance(outcome, Failed), outcome
         assert "circuit" in outcome.error
         assert state.requests == 2, "calls after the breaker opened reached the department"
