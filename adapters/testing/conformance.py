@@ -218,3 +218,15 @@ class AdapterConformance:
         assert isinstance(outcome, Decided) and outcome.approved, outcome
         assert len(state.filings) == 1
         assert state.duplicate_filings() == {}
+
+    def test_a_filing_withdrawn_at_the_department_fails_the_item(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        dispatch = self._dispatch()
+        state.decision_delay = 60.0
+        receipt_no = state.file(
+            dispatch.idempotency_key, dispatch.service, dispatch.project_no, {}
+        ).receipt_no
+        assert state.cancel(receipt_no) is not None
+        outcome, _ = self._run(server, dispatch)
+        assert isinstance(outcome, Failed) and "cancelled" in outcome.error, outcome

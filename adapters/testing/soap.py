@@ -39,7 +39,7 @@ from adapters.testing.simulator import (
     Verdict,
 )
 from contracts.application import LegalEntity
-from contracts.messages import Decided, Failed
+from contracts.messages import Decided
 
 if TYPE_CHECKING:
     # Typed as the suite it is mixed into, without importing pytest into simulators.
@@ -271,15 +271,11 @@ class SoapSimulatorChecks(_Suite):
         assert answer.status_code == 500 and b"soap:Client" in answer.content
         assert b"lollol" not in answer.content
 
-    def test_a_filing_withdrawn_at_the_department_fails_the_item(
+    def test_cancel_application_withdraws_a_pending_filing(
         self, server: Any, state: DepartmentState
     ) -> None:
-        dispatch = self._dispatch()
         state.decision_delay = 60.0
-        receipt_no = state.file(
-            dispatch.idempotency_key, dispatch.service, dispatch.project_no, {}
-        ).receipt_no
+        receipt_no = state.file("bundle:item", self._service(), "P-1", {}).receipt_no
         withdrawn = self._post(server, "CancelApplication", {"ReceiptNo": receipt_no})
         assert withdrawn.findtext(f".//{{{self.filing_service.namespace}}}Status") == "CANCELLED"
-        outcome, _ = self._run(server, dispatch)
-        assert isinstance(outcome, Failed) and "cancelled" in outcome.error, outcome
+        assert state.filings["bundle:item"].cancelled

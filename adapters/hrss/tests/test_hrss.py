@@ -13,7 +13,7 @@ from adapters.testing.conformance import AdapterConformance
 from adapters.testing.dispatches import dispatch_for
 from adapters.testing.rest import FILING_KEY, RestSimulatorChecks
 from adapters.testing.simulator import DepartmentState, SimulatorServer
-from contracts.messages import Decided, Failed, ItemDispatch
+from contracts.messages import Decided, ItemDispatch
 
 
 class TestHrssAdapter(RestSimulatorChecks, AdapterConformance):
@@ -59,15 +59,3 @@ class TestHrssAdapter(RestSimulatorChecks, AdapterConformance):
         assert filed.status_code == 201
         assert cancelled.json()["status"] == status.json()["status"] == "CANCELLED"
         assert (unknown.status_code, too_late.status_code) == (404, 409)
-
-    def test_a_filing_withdrawn_at_the_department_fails_the_item(
-        self, server: SimulatorServer, state: DepartmentState
-    ) -> None:
-        dispatch = self._dispatch()
-        state.decision_delay = 60.0
-        receipt_no = state.file(
-            dispatch.idempotency_key, dispatch.service, dispatch.project_no, {}
-        ).receipt_no
-        assert state.cancel(receipt_no) is not None
-        outcome, _ = self._run(server, dispatch)
-        assert isinstance(outcome, Failed) and "cancelled" in outcome.error, outcome

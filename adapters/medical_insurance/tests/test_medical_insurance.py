@@ -65,15 +65,3 @@ class TestMedicalInsuranceAdapter(RestSimulatorChecks, AdapterConformance):
         outcome, _ = self._run(server, services=unknown_transaction)
         assert isinstance(outcome, Failed) and "infcode -1" in outcome.error, outcome
         assert state.filings == {}
-
-    def test_a_filing_withdrawn_at_the_department_fails_the_item(
-        self, server: SimulatorServer, state: DepartmentState
-    ) -> None:
-        dispatch = self._dispatch()
-        state.decision_delay = 60.0
-        receipt_no = state.file(
-            dispatch.idempotency_key, dispatch.service, dispatch.project_no, {}
-        ).receipt_no
-        assert state.cancel(receipt_no) is not None
-        outcome, _ = self._run(server, dispatch)
-        assert isinstance(outcome, Failed) and "cancelled" in outcome.error, outcome
