@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from contracts.api import BundleStatus, IntakeReceipt, OneTimeNotice, Problem
+from contracts.api import BundleStatus, IntakeReceipt, OneTimeNotice, Problem, TimelineEntry
 from contracts.application import Application
 from contracts.catalog import Catalog
 from contracts.messages import BundleReply
@@ -19,7 +19,7 @@ from router.db import BundleRow, Database
 from router.intake import Accepted, Conflict, Intake, Refused
 from router.manual import manual_routes
 from router.materials import MaterialRejected, MaterialStore
-from router.status import bundle_reply, bundle_status
+from router.status import bundle_reply, bundle_status, bundle_timeline
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
@@ -116,6 +116,13 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
         if found is None:
             raise HTTPException(status_code=404, detail="no such bundle")
         return found
+
+    @app.get("/v1/bundles/{bundle_id}/timeline", response_model=list[TimelineEntry])
+    def get_timeline(bundle_id: uuid.UUID, request: Request) -> list[TimelineEntry]:
+        with _services(request).database.transaction() as session:
+            if session.get(BundleRow, bundle_id) is None:
+                raise HTTPException(status_code=404, detail="no such bundle")
+            return bundle_timeline(session, bundle_id)
 
     @app.get("/v1/bundles/{bundle_id}/reply", response_model=BundleReply)
     def get_reply(bundle_id: uuid.UUID, request: Request) -> BundleReply:

@@ -11,10 +11,12 @@ from adapters.scaffold import scaffold
 from adapters.simulated import Scenario
 from contracts.catalog import BundleType, default_catalog, dependency_order
 from contracts.errors import LianbanError
+from router.db import Database
 from router.logs import configure_logging
 from router.schemas import export, stale_documents
 from router.settings import Settings
 from router.stack import Role, Stack
+from router.status import bundle_status, find_bundle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("bundle_type")
     show.set_defaults(run=_catalog_show)
 
+    bundle = commands.add_parser("bundle", help="look at one bundle")
+    bundle_commands = bundle.add_subparsers(required=True, metavar="action")
+    show_bundle = bundle_commands.add_parser("show", help="its items and full timeline")
+    show_bundle.add_argument("bundle", help="bundle id or case number (办件编号)")
+    show_bundle.set_defaults(run=_bundle_show)
+
     schemas = commands.add_parser("schemas", help="JSON Schema, OpenAPI and AsyncAPI documents")
     schemas_commands = schemas.add_subparsers(required=True, metavar="action")
     schemas_commands.add_parser("export", help="regenerate contracts/schemas/").set_defaults(
@@ -78,6 +86,28 @@ def _parser() -> argparse.ArgumentParser:
         run=_schemas_check
     )
     return parser
+
+
+def _bundle_show(args: argparse.Namespace) -> int:
+    database = Database(Settings.from_env().database_url)
+    try:
+        with database.transaction() as session:
+            bundle_id = find_bundle(session, args.bundle)
+            status = bundle_status(session, bundle_id) if bundle_id else None
+    finally:
+        database.dispose()
+    if status is None:
+        print(f"lianban: no bundle {args.bundle!r}", file=sys.stderr)
+        return 2
+    print(f"{status.project_no}  {status.bundle_type}  {status.state}  ({status.bundle_id})")
+    for item in status.items:
+        reason = f" — {item.reason}" if item.reason else ""
+        print(f"  {item.state.value:<21} {item.name_zh} [{item.department}]{reason}")
+    print("timeline:")
+    for entry in status.timeline:
+        detail = f" — {entry.detail}" if entry.detail else ""
+        print(f"  {entry.at.isoformat()}  {entry.state:<21} {entry.item or '(bundle)'}{detail}")
+    return 0
 
 
 def _schemas_export(args: argparse.Namespace) -> int:

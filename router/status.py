@@ -16,9 +16,6 @@ def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None
     bundle = session.get(BundleRow, bundle_id)
     if bundle is None:
         return None
-    events = session.scalars(
-        select(EventRow).where(EventRow.bundle_id == bundle_id).order_by(EventRow.id)
-    )
     return BundleStatus(
         bundle_id=bundle.id,
         project_no=bundle.project_no,
@@ -37,11 +34,28 @@ def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None
             )
             for item in bundle.items
         ),
-        timeline=tuple(
-            TimelineEntry(at=event.at, item=event.item, state=event.state, detail=event.detail)
-            for event in events
-        ),
+        timeline=tuple(bundle_timeline(session, bundle_id)),
     )
+
+
+def bundle_timeline(session: Session, bundle_id: uuid.UUID) -> list[TimelineEntry]:
+    """Every step of the bundle (全程留痕), oldest first."""
+    events = session.scalars(
+        select(EventRow).where(EventRow.bundle_id == bundle_id).order_by(EventRow.id)
+    )
+    return [
+        TimelineEntry(at=event.at, item=event.item, state=event.state, detail=event.detail)
+        for event in events
+    ]
+
+
+def find_bundle(session: Session, key: str) -> uuid.UUID | None:
+    """The bundle with this id or case number (办件编号)."""
+    try:
+        bundle_id = uuid.UUID(key)
+    except ValueError:
+        return session.scalar(select(BundleRow.id).where(BundleRow.project_no == key))
+    return bundle_id if session.get(BundleRow, bundle_id) is not None else None
 
 
 def bundle_reply(session: Session, bundle_id: uuid.UUID) -> BundleReply | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from harness import new_project_no, running_stack
 from kombu import Connection
 
@@ -11,11 +12,15 @@ from adapters.messaging.topology import replies_queue
 from adapters.simulated import Rule, Scenario, Verdict
 from contracts.catalog import Catalog
 from contracts.samples import full_selection, sample_application
+from router.cli import main
 from router.settings import Settings
 
 
 def test_newborn_gets_one_reply_with_every_item_approved(
-    settings: Settings, catalog: Catalog
+    settings: Settings,
+    catalog: Catalog,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     newborn = catalog.bundle_types["newborn"]
     with running_stack(settings, catalog) as running:
@@ -23,6 +28,7 @@ def test_newborn_gets_one_reply_with_every_item_approved(
         receipt = running.submit(application).json()
         reply = running.wait_for_reply(receipt["reply_url"])
         status = running.client.get(receipt["status_url"]).json()
+        timeline = running.client.get(f"{receipt['status_url']}/timeline").json()
         bundle_id = receipt["bundle_id"]
         replies_on_queue = _replies_on_queue(settings.broker_url, bundle_id)
 
@@ -33,6 +39,13 @@ def test_newborn_gets_one_reply_with_every_item_approved(
     assert status["state"] == "replied"
     assert [event["state"] for event in status["timeline"]].count("replied") == 1
     assert replies_on_queue == 1
+    assert timeline == status["timeline"]
+
+    monkeypatch.setenv("LIANBAN_DATABASE_URL", settings.database_url)
+    assert main(["bundle", "show", application["project_no"]]) == 0
+    shown = capsys.readouterr().out
+    assert f"{application['project_no']}  newborn  replied" in shown
+    assert shown.count("approved") >= len(reply["items"])
 
 
 def status_items(status: dict[str, object]) -> list[str]:
