@@ -15,10 +15,11 @@ from typing import ClassVar
 from pydantic import BaseModel
 
 from adapters.context import AdapterContext
+from adapters.errors import FatalDepartmentError
 from adapters.resilience import RetryPolicy
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
-from contracts.messages import ItemDispatch, OutcomeResult
+from contracts.messages import ItemCancel, ItemDispatch, OutcomeResult
 
 
 class Adapter:
@@ -51,6 +52,11 @@ class Adapter:
         """File the item and return its outcome, or None when the department will answer
         later by calling back (the answer then reaches the router on its own path)."""
         raise NotImplementedError
+
+    async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
+        """Withdraw a filing at the department (撤回). Override where the department
+        has a cancel operation; a department without one is told nothing, and says so."""
+        raise FatalDepartmentError(f"{self.department} offers no way to withdraw a filing")
 
     @classmethod
     def check_declaration(cls, catalog: Catalog) -> None:

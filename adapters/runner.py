@@ -13,7 +13,7 @@ from adapters.base import Adapter
 from adapters.context import AdapterContext, DepartmentClients, Reporter
 from adapters.errors import describe
 from adapters.resilience import CircuitBreaker, RateLimiter, call_department
-from contracts.messages import Failed, ItemDispatch, OutcomeResult, Rejected
+from contracts.messages import Failed, ItemCancel, ItemDispatch, OutcomeResult, Rejected
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +76,42 @@ class AdapterRunner:
         except Exception as error:
             bound.error("department.failed", error=describe(error))
             return Failed(error=describe(error))
+
+    async def cancel(self, cancel: ItemCancel, delivery: int) -> bool:
+        """Withdraw a filing with the same protections as filing; False if it could not be."""
+        adapter = self.adapter
+        bound = log.bind(
+            bundle_id=str(cancel.bundle_id),
+            item=cancel.item,
+            department=cancel.department,
+            message_id=str(cancel.message_id),
+            delivery=delivery,
+        )
+
+        async def nothing_to_report(result: OutcomeResult) -> None:
+            bound.warning("cancel.unexpected_report", status=result.status)
+
+        ctx = AdapterContext(
+            idempotency_key=cancel.idempotency_key,
+            delivery=delivery,
+            report=nothing_to_report,
+            clients=self.clients,
+            log=bound,
+        )
+        try:
+            await call_department(
+                lambda: adapter.cancel(cancel, ctx),
+                policy=adapter.retry,
+                budget_seconds=adapter.retry.budget_seconds,
+                attempt_timeout_seconds=adapter.retry.budget_seconds,
+                breaker=self.breaker,
+                limiter=self.limiter,
+            )
+        except Exception as error:
+            bound.error("department.cancel_failed", error=describe(error))
+            return False
+        bound.info("department.cancelled")
+        return True
 
     async def aclose(self) -> None:
         await self.clients.aclose()

@@ -18,16 +18,23 @@ from concurrent.futures import Future
 
 import structlog
 from kombu import Message
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from adapters.base import Adapter
 from adapters.messaging import Broker, ConsumerLoop, Outgoing, Publisher
 from adapters.messaging.topology import department_queue
 from adapters.runner import AdapterRunner
 from contracts import topology
-from contracts.messages import ItemDispatch, ItemOutcome, OutcomeResult
+from contracts.messages import (
+    DepartmentMessage,
+    ItemCancel,
+    ItemDispatch,
+    ItemOutcome,
+    OutcomeResult,
+)
 
 log = structlog.get_logger(__name__)
+_DEPARTMENT_MESSAGE: TypeAdapter[DepartmentMessage] = TypeAdapter(DepartmentMessage)
 
 
 class AdapterWorker:
@@ -69,15 +76,21 @@ class AdapterWorker:
 
     def _on_message(self, body: bytes, message: Message) -> None:
         try:
-            dispatch = ItemDispatch.model_validate_json(body)
+            received = _DEPARTMENT_MESSAGE.validate_json(body)
         except ValidationError as error:
             log.error("dispatch.invalid", detail=str(error)[:500])
             message.reject()
             return
         delivery = 1 + int((message.headers or {}).get("x-delivery-count", 0))
         self._in_flight += 1
-        future = asyncio.run_coroutine_threadsafe(self._call(dispatch, delivery), self._loop)
-        future.add_done_callback(lambda done: self._on_done(dispatch, message, done))
+        if isinstance(received, ItemCancel):
+            cancelling = asyncio.run_coroutine_threadsafe(
+                self._runner.cancel(received, delivery), self._loop
+            )
+            cancelling.add_done_callback(lambda done: self._on_cancelled(message, done))
+            return
+        future = asyncio.run_coroutine_threadsafe(self._call(received, delivery), self._loop)
+        future.add_done_callback(lambda done: self._on_done(received, message, done))
 
     async def _call(self, dispatch: ItemDispatch, delivery: int) -> OutcomeResult | None:
         async def report(result: OutcomeResult) -> None:
@@ -93,6 +106,11 @@ class AdapterWorker:
         result = done.result()
         outcome = None if result is None else ItemOutcome.answering(dispatch, result)
         self._finished.put((outcome, message))
+
+    def _on_cancelled(self, message: Message, done: Future[bool]) -> None:
+        if not done.cancelled():
+            # Nothing to answer: the router closed the item when it asked for the cancel.
+            self._finished.put((None, message))
 
     def _publish_finished(self) -> None:
         while True:

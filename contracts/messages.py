@@ -82,6 +82,7 @@ class PrerequisiteResult(BaseModel):
 class ItemDispatch(_Message):
     """Router → department: file this item (routing key `dept.<department>.<service>`)."""
 
+    kind: Literal["dispatch"] = "dispatch"
     project_no: str
     bundle_type: str
     item: str
@@ -96,6 +97,23 @@ class ItemDispatch(_Message):
     form: dict[str, Any]
     materials: tuple[MaterialRef, ...] = ()
     prerequisite_results: tuple[PrerequisiteResult, ...] = ()
+
+
+class ItemCancel(_Message):
+    """Router → department: withdraw this filing (撤回), on the same queue as dispatches."""
+
+    kind: Literal["cancel"] = "cancel"
+    project_no: str
+    item: str
+    service: str
+    department: str
+    dispatch_id: UUID = Field(description="message_id of the ItemDispatch being withdrawn")
+    idempotency_key: str = Field(description="The key the item was filed under")
+    receipt_no: str | None = Field(default=None, description="The department's receipt, if any")
+    reason: str
+
+
+DepartmentMessage = Annotated[ItemDispatch | ItemCancel, Field(discriminator="kind")]
 
 
 class Accepted(BaseModel):
@@ -163,6 +181,7 @@ class BundleOutcome(StrEnum):
     ALL_APPROVED = "all_approved"
     PARTLY_APPROVED = "partly_approved"
     NONE_APPROVED = "none_approved"
+    WITHDRAWN = "withdrawn"  # 撤回: the applicant withdrew before every item was decided
 
 
 class ItemResult(BaseModel):
