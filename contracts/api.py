@@ -85,3 +85,9 @@ class ManualItem(_Document):
 
 class Claim(_Document):
     staff: str = Field(min_length=1, max_length=64)
+
+
+class Withdrawal(_Document):
+    """撤回: why the applicant withdraws (shown to every department and in the reply)."""
+
+    reason: str = Field(default="申请人撤回申请", min_length=1, max_length=500)

@@ -11,7 +11,14 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from contracts.api import BundleStatus, IntakeReceipt, OneTimeNotice, Problem, TimelineEntry
+from contracts.api import (
+    BundleStatus,
+    IntakeReceipt,
+    OneTimeNotice,
+    Problem,
+    TimelineEntry,
+    Withdrawal,
+)
 from contracts.application import Application
 from contracts.catalog import Catalog
 from contracts.messages import BundleReply
@@ -20,6 +27,7 @@ from router.intake import Accepted, Conflict, Intake, Refused
 from router.manual import manual_routes
 from router.materials import MaterialRejected, MaterialStore
 from router.status import bundle_reply, bundle_status, bundle_timeline
+from router.withdrawal import Withdrawn, withdraw
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
@@ -132,6 +140,28 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
         if reply is None:
             detail = "the bundle is still in progress" if known else "no such bundle"
             raise HTTPException(status_code=404, detail=detail)
+        return reply
+
+    @app.post(
+        "/v1/bundles/{bundle_id}/withdraw",
+        response_model=BundleReply,
+        responses={409: {"description": "The bundle was already answered"}},
+    )
+    def withdraw_bundle(
+        bundle_id: uuid.UUID, request: Request, body: Withdrawal | None = None
+    ) -> BundleReply:
+        services = _services(request)
+        result = withdraw(services.database, bundle_id, (body or Withdrawal()).reason)
+        if result is Withdrawn.UNKNOWN:
+            raise HTTPException(status_code=404, detail="no such bundle")
+        if result is Withdrawn.ALREADY_REPLIED:
+            raise HTTPException(
+                status_code=409, detail="every item is decided: nothing to withdraw"
+            )
+        services.on_commit()
+        with services.database.transaction() as session:
+            reply = bundle_reply(session, bundle_id)
+        assert reply is not None  # withdrawal commits the reply with it
         return reply
 
     @app.get("/v1/catalog", response_model=Catalog)

@@ -17,7 +17,7 @@ from kombu import Message
 from pydantic import ValidationError
 
 from contracts.catalog import Catalog
-from contracts.messages import Decided, ItemOutcome, ItemState
+from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
 from router import states
 from router.db import BundleRow, Database, InboxRow
 from router.progress import advance, record_event, set_item_state
@@ -106,6 +106,8 @@ class Correlator:
                 return Applied.STALE
             if isinstance(outcome.result, Decided):
                 item.result = outcome.result.model_dump(mode="json")
+            if isinstance(outcome.result, Accepted) and outcome.result.receipt_no:
+                item.receipt_no = outcome.result.receipt_no
             set_item_state(session, item, target, reason=states.reason_of(outcome.result))
             advance(session, bundle, self._catalog.bundle_types[bundle.bundle_type])
             bound.info("outcome.applied", state=target.value)

@@ -33,6 +33,11 @@ REPLIED = "replied"
 IN_PROGRESS = "in_progress"
 
 
+def filing_key(bundle_id: uuid.UUID, item: str) -> str:
+    """The idempotency key an item is filed under at its department, stable forever."""
+    return f"{bundle_id}:{item}"
+
+
 def set_item_state(
     session: Session, item: ItemRow, state: ItemState, *, reason: str | None = None
 ) -> None:
@@ -75,7 +80,7 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
         _dispatch(session, bundle, bundle_type, items[code], items)
         states[code] = ItemState.DISPATCHED
     if bundle.state != REPLIED and all(state.is_final for state in states.values()):
-        _reply(session, bundle)
+        assemble_reply(session, bundle)
 
 
 def _dispatch(
@@ -101,7 +106,7 @@ def _dispatch(
         item_name_zh=item.name_zh,
         service=item.service,
         department=item.department,
-        idempotency_key=f"{bundle.id}:{item.code}",
+        idempotency_key=filing_key(bundle.id, item.code),
         area_code=application.area_code,
         applicant=application.applicant,
         form=application.form,
@@ -131,10 +136,13 @@ def _certificates(item: ItemRow) -> tuple[Certificate, ...]:
     return Decided.model_validate(item.result).certificates
 
 
-def _reply(session: Session, bundle: BundleRow) -> None:
+def assemble_reply(
+    session: Session, bundle: BundleRow, outcome: BundleOutcome | None = None
+) -> None:
+    """The one reply: kept for pull, and published for AMQP consumers."""
     now = datetime.now(UTC)
     approved = sum(item.state == ItemState.APPROVED for item in bundle.items)
-    outcome = (
+    outcome = outcome or (
         BundleOutcome.ALL_APPROVED
         if approved == len(bundle.items)
         else BundleOutcome.PARTLY_APPROVED

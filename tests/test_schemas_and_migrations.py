@@ -22,7 +22,12 @@ def test_checked_in_schemas_are_current(catalog: Catalog) -> None:
 def test_the_asyncapi_document_names_every_department_queue_and_message(catalog: Catalog) -> None:
     document = json.loads((SCHEMA_DIR / "asyncapi.json").read_text(encoding="utf-8"))
     assert document["asyncapi"].startswith("3.")
-    assert set(document["components"]["messages"]) == {"ItemDispatch", "ItemOutcome", "BundleReply"}
+    assert set(document["components"]["messages"]) == {
+        "ItemDispatch",
+        "ItemCancel",
+        "ItemOutcome",
+        "BundleReply",
+    }
     for department in catalog.departments:
         assert department in document["info"]["description"]
 

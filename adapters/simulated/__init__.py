@@ -25,6 +25,7 @@ from contracts.messages import (
     Certificate,
     Decided,
     Failed,
+    ItemCancel,
     ItemDispatch,
     OutcomeResult,
     Rejected,
@@ -76,11 +77,21 @@ class DecisionRecord:
 
 
 class DecisionLedger:
-    """What the simulated departments decided and when, shared across their threads."""
+    """What the simulated departments decided and withdrew, shared across their threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: list[DecisionRecord] = []
+        self._cancelled: list[tuple[str, str, str]] = []
+
+    def record_cancel(self, department: str, bundle_id: str, item: str) -> None:
+        with self._lock:
+            self._cancelled.append((department, bundle_id, item))
+
+    def cancellations(self) -> list[tuple[str, str, str]]:
+        """(department, bundle id, item) of every filing withdrawn, in order."""
+        with self._lock:
+            return list(self._cancelled)
 
     def record(self, record: DecisionRecord) -> None:
         with self._lock:
@@ -114,6 +125,9 @@ class SimulatedDepartment(Adapter):
             issue_date=date.today(),
         )
         return self._decide(item, rule.verdict, Decided(approved=True, certificates=(certificate,)))
+
+    async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
+        self.ledger.record_cancel(self.department, str(item.bundle_id), item.item)
 
     def _decide(self, item: ItemDispatch, verdict: Verdict, result: OutcomeResult) -> OutcomeResult:
         self.ledger.record(

@@ -86,6 +86,7 @@ class ItemRow(Base):
     state: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
     dispatch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    receipt_no: Mapped[str | None] = mapped_column(String(64))
     result: Mapped[dict[str, Any] | None]
     updated_at: Mapped[datetime]
 

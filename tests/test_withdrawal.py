@@ -1,0 +1,60 @@
+"""Withdrawal (撤回) mid-flight: pending items are cancelled at their departments and the
+bundle ends with one reply saying what was cancelled and what was already decided."""
+
+from __future__ import annotations
+
+import time
+
+from harness import Running, new_project_no, running_stack
+
+from adapters.simulated import Rule, Scenario, Verdict
+from contracts.catalog import Catalog
+from contracts.samples import sample_application
+from router.settings import Settings
+
+SLOW = Rule(Verdict.APPROVE, delay_seconds=3.0)
+
+
+def _wait_for_state(running: Running, status_url: str, item: str, state: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        items = {i["item"]: i["state"] for i in running.client.get(status_url).json()["items"]}
+        if items[item] == state:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{item} never reached {state}")
+
+
+def test_withdrawal_cancels_pending_items_at_their_departments(
+    settings: Settings, catalog: Catalog
+) -> None:
+    newborn = catalog.bundle_types["newborn"]
+    scenario = Scenario(rules={"birth_medical_certificate": SLOW})
+    with running_stack(settings, catalog, scenario) as running:
+        receipt = running.submit(sample_application(newborn, new_project_no())).json()
+        _wait_for_state(running, receipt["status_url"], "vaccination_certificate", "approved")
+        _wait_for_state(running, receipt["status_url"], "birth_medical_certificate", "accepted")
+
+        withdrawn = running.client.post(
+            f"/v1/bundles/{receipt['bundle_id']}/withdraw", json={"reason": "家长决定暂缓办理"}
+        )
+        again = running.client.post(f"/v1/bundles/{receipt['bundle_id']}/withdraw")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not running.ledger.cancellations():
+            time.sleep(0.02)
+        time.sleep(SLOW.delay_seconds)  # the slow department's late answer arrives now
+        reply = running.client.get(receipt["reply_url"]).json()
+        cancellations = running.ledger.cancellations()
+
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert again.status_code == 409
+    assert reply == withdrawn.json(), "the one reply changed after the withdrawal"
+    assert reply["outcome"] == "withdrawn"
+    states = {item["item"]: item for item in reply["items"]}
+    assert states["vaccination_certificate"]["state"] == "approved"  # decided before: kept
+    for code, item in states.items():
+        if code != "vaccination_certificate":
+            assert item["state"] == "cancelled"
+            assert item["reason"] == "家长决定暂缓办理"
+    # Only the filed, undecided item is withdrawn at a department; waiting ones never left.
+    assert cancellations == [("health", receipt["bundle_id"], "birth_medical_certificate")]
