@@ -6,6 +6,9 @@ suite tests exactly what production runs.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import structlog
 from pydantic import ValidationError
 
@@ -16,6 +19,7 @@ from adapters.resilience import CircuitBreaker, RateLimiter, call_department
 from contracts.messages import Failed, ItemCancel, ItemDispatch, OutcomeResult, Rejected
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 class AdapterRunner:
@@ -40,78 +44,65 @@ class AdapterRunner:
         """The item's outcome (None: the department calls back); department failures
         become `Failed`, never exceptions."""
         adapter = self.adapter
-        bound = log.bind(
-            bundle_id=str(dispatch.bundle_id),
-            item=dispatch.item,
-            department=dispatch.department,
-            message_id=str(dispatch.message_id),
-            delivery=delivery,
-        )
+        ctx = self._context(dispatch, delivery, report)
         if delivery > adapter.retry.max_deliveries:
-            bound.error("dispatch.gave_up")
+            ctx.log.error("dispatch.gave_up")
             return Failed(error=f"gave up after {delivery - 1} deliveries")
         if adapter.form_model is not None:
             try:
                 adapter.form_model.model_validate(dispatch.form)
             except ValidationError as error:
                 return Rejected(reason=_form_problems(error))
-        ctx = AdapterContext(
-            idempotency_key=dispatch.idempotency_key,
+        try:
+            return await self._protected(lambda: adapter.handle(dispatch, ctx))
+        except Exception as error:
+            ctx.log.error("department.failed", error=describe(error))
+            return Failed(error=describe(error))
+
+    async def cancel(self, cancel: ItemCancel, delivery: int) -> bool:
+        """Withdraw a filing with the same protections as filing; False if it could not be."""
+
+        async def nothing_to_report(result: OutcomeResult) -> None:
+            ctx.log.warning("cancel.unexpected_report", status=result.status)
+
+        ctx = self._context(cancel, delivery, nothing_to_report)
+        try:
+            await self._protected(lambda: self.adapter.cancel(cancel, ctx))
+        except Exception as error:
+            ctx.log.error("department.cancel_failed", error=describe(error))
+            return False
+        ctx.log.info("department.cancelled")
+        return True
+
+    def _context(
+        self, message: ItemDispatch | ItemCancel, delivery: int, report: Reporter
+    ) -> AdapterContext:
+        bound = log.bind(
+            bundle_id=str(message.bundle_id),
+            item=message.item,
+            department=message.department,
+            message_id=str(message.message_id),
+            delivery=delivery,
+        )
+        return AdapterContext(
+            idempotency_key=message.idempotency_key,
             delivery=delivery,
             report=report,
             clients=self.clients,
             log=bound,
         )
-        try:
-            return await call_department(
-                lambda: adapter.handle(dispatch, ctx),
-                policy=adapter.retry,
-                budget_seconds=adapter.retry.budget_seconds,
-                # Requests time out by themselves (timeout_seconds); an attempt may also
-                # wait for a decision, so it is capped only by the whole budget.
-                attempt_timeout_seconds=adapter.retry.budget_seconds,
-                breaker=self.breaker,
-                limiter=self.limiter,
-            )
-        except Exception as error:
-            bound.error("department.failed", error=describe(error))
-            return Failed(error=describe(error))
 
-    async def cancel(self, cancel: ItemCancel, delivery: int) -> bool:
-        """Withdraw a filing with the same protections as filing; False if it could not be."""
-        adapter = self.adapter
-        bound = log.bind(
-            bundle_id=str(cancel.bundle_id),
-            item=cancel.item,
-            department=cancel.department,
-            message_id=str(cancel.message_id),
-            delivery=delivery,
+    async def _protected(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await call_department(
+            call,
+            policy=self.adapter.retry,
+            budget_seconds=self.adapter.retry.budget_seconds,
+            # Requests time out by themselves (timeout_seconds); an attempt may also wait
+            # for a decision, so it is capped only by the whole budget.
+            attempt_timeout_seconds=self.adapter.retry.budget_seconds,
+            breaker=self.breaker,
+            limiter=self.limiter,
         )
-
-        async def nothing_to_report(result: OutcomeResult) -> None:
-            bound.warning("cancel.unexpected_report", status=result.status)
-
-        ctx = AdapterContext(
-            idempotency_key=cancel.idempotency_key,
-            delivery=delivery,
-            report=nothing_to_report,
-            clients=self.clients,
-            log=bound,
-        )
-        try:
-            await call_department(
-                lambda: adapter.cancel(cancel, ctx),
-                policy=adapter.retry,
-                budget_seconds=adapter.retry.budget_seconds,
-                attempt_timeout_seconds=adapter.retry.budget_seconds,
-                breaker=self.breaker,
-                limiter=self.limiter,
-            )
-        except Exception as error:
-            bound.error("department.cancel_failed", error=describe(error))
-            return False
-        bound.info("department.cancelled")
-        return True
 
     async def aclose(self) -> None:
         await self.clients.aclose()

@@ -124,8 +124,6 @@ def manual_routes(
                 exchange=topology.OUTCOMES_EXCHANGE,
                 routing_key=topology.outcome_routing_key(department),
                 message=outcome,
-                message_id=str(outcome.message_id),
-                correlation_id=str(outcome.bundle_id),
             )
             # Acceptance and a correction request leave the item with its staff.
             if not isinstance(result, Accepted | CorrectionRequested):

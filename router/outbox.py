@@ -8,10 +8,11 @@ Several relays may run at once against PostgreSQL: each claims rows with
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime
+from typing import Protocol
 
 import structlog
-from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,22 +22,26 @@ from router.db import Database, OutboxRow
 log = structlog.get_logger(__name__)
 
 
-def enqueue(
-    session: Session,
-    *,
-    exchange: str,
-    routing_key: str,
-    message: BaseModel,
-    message_id: str,
-    correlation_id: str,
-) -> None:
+class BundleMessage(Protocol):
+    """Any broker message of ours: its id deduplicates, its bundle id correlates."""
+
+    @property
+    def message_id(self) -> uuid.UUID: ...
+
+    @property
+    def bundle_id(self) -> uuid.UUID: ...
+
+    def model_dump_json(self) -> str: ...
+
+
+def enqueue(session: Session, *, exchange: str, routing_key: str, message: BundleMessage) -> None:
     """Add a message to the outbox inside the caller's transaction."""
     session.add(
         OutboxRow(
             exchange=exchange,
             routing_key=routing_key,
-            message_id=message_id,
-            correlation_id=correlation_id,
+            message_id=str(message.message_id),
+            correlation_id=str(message.bundle_id),
             body=message.model_dump_json().encode(),
             created_at=datetime.now(UTC),
         )

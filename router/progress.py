@@ -125,8 +125,6 @@ def _dispatch(
         exchange=topology.DISPATCH_EXCHANGE,
         routing_key=topology.dispatch_routing_key(item.department, item.service),
         message=message,
-        message_id=str(message.message_id),
-        correlation_id=str(bundle.id),
     )
 
 
@@ -177,6 +175,4 @@ def assemble_reply(
         exchange=topology.REPLIES_EXCHANGE,
         routing_key=topology.reply_routing_key(bundle.bundle_type),
         message=reply,
-        message_id=str(reply.message_id),
-        correlation_id=str(bundle.id),
     )

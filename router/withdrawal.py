@@ -61,8 +61,6 @@ def withdraw(database: Database, bundle_id: uuid.UUID, reason: str = DEFAULT_REA
                     exchange=topology.DISPATCH_EXCHANGE,
                     routing_key=topology.dispatch_routing_key(item.department, item.service),
                     message=cancel,
-                    message_id=str(cancel.message_id),
-                    correlation_id=str(bundle.id),
                 )
             set_item_state(session, item, ItemState.CANCELLED, reason=reason)
         assemble_reply(session, bundle, BundleOutcome.WITHDRAWN)
