@@ -1,8 +1,9 @@
 """The SOAP filing pattern many department systems share: SubmitApplication (filed once
-per IdempotencyKey) → receipt → QueryDecision polled until decided.
+per IdempotencyKey) → receipt → QueryDecision polled until decided; CancelApplication
+withdraws an undecided filing by its receipt or, before one is known, by its key.
 
 A department adapter over such a service names its WSDL, binding, operation codes and
-issuer, and inherits `handle`. The service's operations are those of `police.wsdl`.
+issuer, and inherits `handle` and `cancel`. The operations are those of `police.wsdl`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from lxml.etree import XMLSyntaxError as LxmlSyntaxError
 from zeep.exceptions import (
     DTDForbidden,
     EntitiesForbidden,
+    Fault,
     TransportError,
     XMLParseError,
     XMLSyntaxError,
@@ -23,9 +25,17 @@ from zeep.exceptions import (
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
-from adapters.errors import BadAnswerError, FatalDepartmentError
+from adapters.errors import Action, BadAnswerError, FatalDepartmentError, classify
 from contracts.application import LegalEntity, NaturalPerson
-from contracts.messages import Accepted, Certificate, Decided, ItemDispatch, OutcomeResult, Rejected
+from contracts.messages import (
+    Accepted,
+    Certificate,
+    Decided,
+    ItemCancel,
+    ItemDispatch,
+    OutcomeResult,
+    Rejected,
+)
 
 CREDIT_CODE_ID_TYPE = "001"  # 统一社会信用代码: how legal entities are identified
 
@@ -72,6 +82,29 @@ class SoapFilingAdapter(Adapter):
             every_seconds=self.poll_every_seconds,
             within_seconds=self.decide_within_seconds,
         )
+
+    async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
+        service = ctx.soap(self.wsdl, binding=self.binding)
+        which = (
+            {"ReceiptNo": item.receipt_no}
+            if item.receipt_no
+            else {"IdempotencyKey": ctx.idempotency_key}
+        )
+        try:
+            # The answer's only element is Status, which zeep returns unwrapped.
+            status = await _answer(service.CancelApplication(**which))
+        except Fault as error:
+            if classify(error) is Action.RETRY:
+                raise  # soap:Server: the department failed, it did not refuse
+            raise FatalDepartmentError(
+                f"{self.department} refused to withdraw {item.receipt_no or 'the filing'}: "
+                f"{error.message}"
+            ) from error
+        if status == "NOT_FOUND":
+            # Nothing was filed under the key: the withdrawal's goal is met.
+            ctx.log.info("department.nothing_to_withdraw")
+        elif status != "CANCELLED":
+            raise BadAnswerError(f"unknown cancel status {status!r}")
 
     def _outcome(self, receipt_no: str, answer: Any) -> OutcomeResult | None:
         status = _field(answer, "Status")

@@ -4,7 +4,9 @@ API and polls it for the decision.
 Wire contract (the simulator in `simulator.py` serves the same models):
 `POST /api/v1/applications` with an `Idempotency-Key` header files once per key;
 `GET /api/v1/applications/{receipt_no}` answers the status and, once approved, the
-certificate; `POST /api/v1/applications/{receipt_no}/cancel` withdraws a pending one.
+certificate; `POST /api/v1/applications/{receipt_no}/cancel` withdraws a pending one,
+and `POST /api/v1/applications/cancel` the one under its `Idempotency-Key` header while no
+receipt is known (NOT_FOUND: nothing was filed). A decided filing answers 409.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from contracts.messages import (
     Accepted,
     Certificate,
     Decided,
+    ItemCancel,
     ItemDispatch,
     OutcomeResult,
     Rejected,
@@ -111,6 +114,16 @@ class DecisionAnswer(BaseModel):
     certificate: CertificateInfo | None = None
 
 
+class CancelStatus(StrEnum):
+    CANCELLED = "CANCELLED"
+    NOT_FOUND = "NOT_FOUND"  # nothing was filed under the key: nothing to withdraw
+
+
+class CancelAnswer(BaseModel):
+    status: CancelStatus
+    receipt_no: str | None = None
+
+
 class HrssAdapter(Adapter):
     department = "hrss"
     services: ClassVar[dict[str, str]] = OPERATIONS
@@ -140,6 +153,21 @@ class HrssAdapter(Adapter):
             every_seconds=self.poll_every_seconds,
             within_seconds=self.decision_within_seconds,
         )
+
+    async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
+        path = (
+            f"/api/v1/applications/{item.receipt_no}/cancel"
+            if item.receipt_no
+            else "/api/v1/applications/cancel"
+        )
+        response = await ctx.http.post(path, headers={"Idempotency-Key": ctx.idempotency_key})
+        if response.status_code == 409:
+            raise FatalDepartmentError(
+                f"hrss refused to withdraw {item.receipt_no or 'the filing'}: already decided"
+            )
+        response.raise_for_status()
+        answer = CancelAnswer.model_validate_json(response.content)
+        ctx.log.info("hrss.withdrawn", status=answer.status, receipt_no=answer.receipt_no)
 
     def filing(self, item: ItemDispatch) -> FilingRequest:
         person = item.applicant

@@ -14,6 +14,8 @@ from fastapi import FastAPI, HTTPException, Response
 
 from adapters.hrss.adapter import (
     OPERATIONS,
+    CancelAnswer,
+    CancelStatus,
     CertificateInfo,
     DecisionAnswer,
     FilingReceipt,
@@ -21,11 +23,11 @@ from adapters.hrss.adapter import (
     Status,
 )
 from adapters.testing.rest import (
-    FilingStatus,
     IdempotencyKeyHeader,
     filing_status,
     install_faults,
     require_idempotency_key,
+    withdraw,
 )
 from adapters.testing.simulator import DepartmentState, Filing
 
@@ -64,15 +66,23 @@ def create_app(state: DepartmentState) -> FastAPI:
         return _answer(_filing(state, receipt_no))
 
     @app.post("/api/v1/applications/{receipt_no}/cancel")
-    async def cancel_application(receipt_no: str) -> DecisionAnswer:
+    async def cancel_application(receipt_no: str) -> CancelAnswer:
         """Withdraw an application that has not been decided yet (409 once it has)."""
-        filing = _filing(state, receipt_no)
-        if filing_status(filing) not in (FilingStatus.PENDING, FilingStatus.CANCELLED):
-            raise HTTPException(status_code=409, detail=f"{receipt_no} is already decided")
-        state.cancel(receipt_no)
-        return _answer(filing)
+        return _withdrawal(withdraw(state, receipt_no=receipt_no))
+
+    @app.post("/api/v1/applications/cancel")
+    async def cancel_by_key(key: IdempotencyKeyHeader = None) -> CancelAnswer:
+        """Withdraw the application filed under the Idempotency-Key before its receipt is
+        known; NOT_FOUND if nothing was filed under it (409 once decided)."""
+        return _withdrawal(withdraw(state, key=key))
 
     return app
+
+
+def _withdrawal(filing: Filing | None) -> CancelAnswer:
+    if filing is None:
+        return CancelAnswer(status=CancelStatus.NOT_FOUND)
+    return CancelAnswer(status=CancelStatus.CANCELLED, receipt_no=filing.receipt_no)
 
 
 def _filing(state: DepartmentState, receipt_no: str) -> Filing:

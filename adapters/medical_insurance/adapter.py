@@ -6,6 +6,9 @@ Wire contract (the simulator in `simulator.py` serves the same models): every ca
 `input`) and answers `{infcode, err_msg, output}`; `infcode` 0 is success. Filing
 transactions are the values of `OPERATIONS`; `QUERY_INFNO` asks where a filing stands.
 不予受理 is reviewed while filing, so a filing may answer `infcode` -1 with status 3.
+`CANCEL_INFNO` withdraws an undecided filing by `rcpt_no` or, while none is known, by the
+`Idempotency-Key` header; it answers no output when nothing was filed under the key, and
+`infcode` -1 for a filing already decided.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from contracts.messages import (
     Accepted,
     Certificate,
     Decided,
+    ItemCancel,
     ItemDispatch,
     OutcomeResult,
     Rejected,
@@ -44,6 +48,7 @@ OPERATIONS: dict[str, str] = {
     "medical_assistance_for_needy": "2801",
 }
 QUERY_INFNO = "5901"  # 办理结果查询
+CANCEL_INFNO = "5902"  # 撤销申请
 CHINA_TIME = timezone(timedelta(hours=8))
 # psn_cert_type: 01 居民身份证（户口簿）, 99 其他; units file under their credit code.
 CERT_TYPES = {IdType.RESIDENT_ID: "01", IdType.HOUSEHOLD_BOOKLET: "01"}
@@ -87,6 +92,12 @@ class QueryInput(BaseModel):
     rcpt_no: str
 
 
+class CancelInput(BaseModel):
+    rcpt_no: str | None = Field(
+        default=None, description="None: the filing under the Idempotency-Key header"
+    )
+
+
 class Output(BaseModel):
     rcpt_no: str = Field(min_length=1)
     hndl_stas: HandlingStatus
@@ -107,6 +118,7 @@ class MedicalInsuranceAdapter(Adapter):
     services: ClassVar[dict[str, str]] = OPERATIONS
     timeout_seconds = 15.0
     institution_code: ClassVar[str] = "410100000001"  # msgid prefix assigned to Lianban
+    home_admdvs: ClassVar[str] = "410100"  # Lianban's own area, for calls about no applicant
     operator: ClassVar[str] = "LIANBAN"
     issuer_name: ClassVar[str] = "医疗保障部门"
     poll_every_seconds: ClassVar[float] = 0.1
@@ -135,18 +147,24 @@ class MedicalInsuranceAdapter(Adapter):
             within_seconds=self.decision_within_seconds,
         )
 
+    async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
+        reply = await self.transact(ctx, item, CANCEL_INFNO, CancelInput(rcpt_no=item.receipt_no))
+        if reply.infcode != 0:
+            raise FatalDepartmentError(
+                f"medical insurance refused to withdraw {item.receipt_no or 'the filing'}: "
+                f"{reply.err_msg}"
+            )
+        if reply.output is None:
+            # Nothing was filed under the key: the withdrawal's goal is met.
+            ctx.log.info("medical_insurance.nothing_to_withdraw")
+        elif reply.output.hndl_stas is not HandlingStatus.CANCELLED:
+            raise BadAnswerError(f"withdrawal answered status {reply.output.hndl_stas}")
+
     async def call(
         self, ctx: AdapterContext, item: ItemDispatch, infno: str, data: BaseModel
     ) -> Output | Rejected:
         """One transaction: its output, or the 不予受理 the department answered instead."""
-        envelope = self.envelope(item, infno, data)
-        response = await ctx.http.post(
-            f"/fsi/api/{infno}",
-            json=envelope.model_dump(mode="json"),
-            headers={"Idempotency-Key": ctx.idempotency_key},
-        )
-        response.raise_for_status()
-        reply = Reply.model_validate_json(response.content)
+        reply = await self.transact(ctx, item, infno, data)
         if reply.infcode == 0 and reply.output is not None:
             return reply.output
         if reply.output is not None and reply.output.hndl_stas is HandlingStatus.REJECTED:
@@ -155,14 +173,29 @@ class MedicalInsuranceAdapter(Adapter):
             f"transaction {infno} answered infcode {reply.infcode}: {reply.err_msg}"
         )
 
-    def envelope(self, item: ItemDispatch, infno: str, data: BaseModel) -> Envelope:
+    async def transact(
+        self, ctx: AdapterContext, item: ItemDispatch | ItemCancel, infno: str, data: BaseModel
+    ) -> Reply:
+        """One transaction's reply, whatever its infcode."""
+        response = await ctx.http.post(
+            f"/fsi/api/{infno}",
+            json=self.envelope(item, infno, data).model_dump(mode="json"),
+            headers={"Idempotency-Key": ctx.idempotency_key},
+        )
+        response.raise_for_status()
+        return Reply.model_validate_json(response.content)
+
+    def envelope(self, item: ItemDispatch | ItemCancel, infno: str, data: BaseModel) -> Envelope:
         """The national envelope of one request, with a msgid of its own."""
         now = datetime.now(CHINA_TIME)
+        # Filed where the applicant applies; a withdrawal names no area (the receipt or
+        # key finds the filing), so it is sent from Lianban's own.
+        area = item.area_code if isinstance(item, ItemDispatch) else self.home_admdvs
         return Envelope(
             infno=infno,
             msgid=f"{self.institution_code}{now:%Y%m%d%H%M%S}{next(self._sequence) % 10000:04d}",
-            mdtrtarea_admvs=item.area_code,
-            insuplc_admdvs=item.area_code,  # filed where the applicant applies
+            mdtrtarea_admvs=area,
+            insuplc_admdvs=area,
             opter=self.operator,
             inf_time=f"{now:%Y-%m-%d %H:%M:%S}",
             input=data.model_dump(mode="json"),

@@ -5,8 +5,9 @@ over a `DepartmentState`.
 Filing transactions (the adapter's `OPERATIONS` values) file once per `Idempotency-Key`
 and decide by the state's verdict for `input.catalog_service` (the Lianban catalog code
 the adapter sends beside the transaction code); `QUERY_INFNO` answers where a filing
-stands. Business errors answer `infcode` -1 with `err_msg`, as the platform does; the
-state's fault mode applies first (`adapters.testing.rest`).
+stands; `CANCEL_INFNO` withdraws one. Business errors answer `infcode` -1 with
+`err_msg`, as the platform does; the state's fault mode applies first
+(`adapters.testing.rest`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from fastapi import FastAPI, Path
 from pydantic import ValidationError
 
 from adapters.medical_insurance.adapter import (
+    CANCEL_INFNO,
     OPERATIONS,
     QUERY_INFNO,
+    CancelInput,
     Envelope,
     FilingInput,
     HandlingStatus,
@@ -52,7 +55,8 @@ def create_app(state: DepartmentState) -> FastAPI:
         title="医疗保障信息平台经办接口（模拟）",
         version="V1.0",
         description="National envelope transactions: filings "
-        f"({', '.join(sorted(FILING_INFNOS))}) and the result query ({QUERY_INFNO}).",
+        f"({', '.join(sorted(FILING_INFNOS))}), the result query ({QUERY_INFNO}) and "
+        f"withdrawal ({CANCEL_INFNO}).",
     )
     install_faults(app, state)
 
@@ -69,6 +73,8 @@ def create_app(state: DepartmentState) -> FastAPI:
             return _file(state, infno, envelope, require_idempotency_key(key))
         if infno == QUERY_INFNO:
             return _query(state, envelope)
+        if infno == CANCEL_INFNO:
+            return _cancel(state, envelope, key)
         return _error(f"交易编号 {infno} 不存在")
 
     return app
@@ -94,6 +100,24 @@ def _query(state: DepartmentState, envelope: Envelope) -> Reply:
         return _error(f"入参校验失败（{error.error_count()} 处）")
     filing = state.find(data.rcpt_no)
     return _error(f"受理编号 {data.rcpt_no} 不存在") if filing is None else _reply(filing)
+
+
+def _cancel(state: DepartmentState, envelope: Envelope, key: str | None) -> Reply:
+    try:
+        data = CancelInput.model_validate(envelope.input)
+    except ValidationError as error:
+        return _error(f"入参校验失败（{error.error_count()} 处）")
+    if data.rcpt_no is None:
+        filing = state.cancel_by_key(require_idempotency_key(key))
+        if filing is None:
+            return Reply(infcode=0)  # nothing filed under the key: nothing to withdraw
+    else:
+        filing = state.cancel(data.rcpt_no)
+        if filing is None:
+            return _error(f"受理编号 {data.rcpt_no} 不存在")
+    if not filing.cancelled:
+        return _error(f"受理编号 {filing.receipt_no} 已办结，不能撤销")
+    return _reply(filing)
 
 
 def _reply(filing: Filing) -> Reply:

@@ -13,6 +13,8 @@ loopback HTTP, and proves: approval with a receipt first, denial and business re
 as results, one filing per item across retries and redeliveries, retries through a
 flaky or briefly-down department, timeouts, the circuit breaker, refusal of garbage,
 malformed and hostile XML, the delivery limit, and that a cancelled call files once.
+Withdrawals (撤回) go through `AdapterRunner.cancel`: by receipt or, before one is known,
+by idempotency key; nothing filed counts as withdrawn, a decided filing is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from contracts.messages import (
     Accepted,
     Decided,
     Failed,
+    ItemCancel,
     ItemDispatch,
     OutcomeResult,
     Rejected,
@@ -74,6 +77,33 @@ class AdapterConformance:
     def _dispatch(self) -> ItemDispatch:
         return dispatch_for(self._service(), department=self.adapter_class.department)
 
+    def _withdrawal(self, dispatch: ItemDispatch, receipt_no: str | None) -> ItemCancel:
+        """The router's withdrawal of `dispatch`, naming its receipt if one is known."""
+        return ItemCancel(
+            bundle_id=dispatch.bundle_id,
+            project_no=dispatch.project_no,
+            item=dispatch.item,
+            service=dispatch.service,
+            department=dispatch.department,
+            dispatch_id=dispatch.message_id,
+            idempotency_key=dispatch.idempotency_key,
+            receipt_no=receipt_no,
+            reason="申请人撤回（测试）",
+        )
+
+    def _fast_adapter(self, server: SimulatorServer, **overrides: Any) -> Adapter:
+        """The adapter with test-speed settings, pointed at the simulator."""
+        settings = {
+            "retry": FAST_RETRY,
+            "timeout_seconds": 1.0,
+            "breaker_threshold": 100,
+            **overrides,
+        }
+        fast: type[Adapter] = type(
+            f"Fast{self.adapter_class.__name__}", (self.adapter_class,), settings
+        )
+        return fast(endpoint=server.url)
+
     def _run(
         self,
         server: SimulatorServer,
@@ -84,20 +114,13 @@ class AdapterConformance:
         **overrides: Any,
     ) -> tuple[OutcomeResult | None, list[OutcomeResult]]:
         """Run one dispatch; returns the outcome (None if cancelled) and interim reports."""
-        settings = {
-            "retry": FAST_RETRY,
-            "timeout_seconds": 1.0,
-            "breaker_threshold": 100,
-            **overrides,
-        }
-        adapter_class = type(f"Fast{self.adapter_class.__name__}", (self.adapter_class,), settings)
         reports: list[OutcomeResult] = []
 
         async def report(result: OutcomeResult) -> None:
             reports.append(result)
 
         async def run() -> OutcomeResult | None:
-            runner = AdapterRunner(adapter_class(endpoint=server.url))
+            runner = AdapterRunner(self._fast_adapter(server, **overrides))
             try:
                 call = asyncio.ensure_future(
                     runner.run(dispatch or self._dispatch(), delivery, report)
@@ -111,6 +134,24 @@ class AdapterConformance:
                 await runner.aclose()
 
         return asyncio.run(run()), reports
+
+    def _cancel(self, server: SimulatorServer, cancel: ItemCancel, **overrides: Any) -> bool:
+        """Run one withdrawal as the worker does; True if the department withdrew it."""
+
+        async def run() -> bool:
+            runner = AdapterRunner(self._fast_adapter(server, **overrides))
+            try:
+                return await runner.cancel(cancel, 1)
+            finally:
+                await runner.aclose()
+
+        return asyncio.run(run())
+
+    def _pending_filing(self, state: DepartmentState, dispatch: ItemDispatch) -> str:
+        """File `dispatch` directly, undecided for a minute; its receipt."""
+        state.decision_delay = 60.0
+        key, service, project_no = dispatch.idempotency_key, dispatch.service, dispatch.project_no
+        return state.file(key, service, project_no, {}).receipt_no
 
     # -- the suite --------------------------------------------------------------------
 
@@ -230,3 +271,40 @@ class AdapterConformance:
         assert state.cancel(receipt_no) is not None
         outcome, _ = self._run(server, dispatch)
         assert isinstance(outcome, Failed) and "cancelled" in outcome.error, outcome
+
+    @pytest.mark.parametrize("by_receipt", [True, False], ids=["by_receipt", "by_key"])
+    def test_a_pending_filing_is_withdrawn(
+        self, server: SimulatorServer, state: DepartmentState, by_receipt: bool
+    ) -> None:
+        dispatch = self._dispatch()
+        receipt_no = self._pending_filing(state, dispatch)
+        withdrawal = self._withdrawal(dispatch, receipt_no if by_receipt else None)
+        assert self._cancel(server, withdrawal)
+        assert state.filings[dispatch.idempotency_key].cancelled
+
+    def test_withdrawing_what_was_never_filed_is_done(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        assert self._cancel(server, self._withdrawal(self._dispatch(), None))
+        assert state.filings == {}
+
+    def test_a_decided_filing_is_not_withdrawn(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        dispatch = self._dispatch()
+        state.decision_delay = 0.0
+        filed = state.file(dispatch.idempotency_key, dispatch.service, dispatch.project_no, {})
+        assert not self._cancel(server, self._withdrawal(dispatch, filed.receipt_no))
+        assert not filed.cancelled
+        assert state.requests == 1, "a refusal is final: it must not be retried"
+
+    def test_a_flaky_department_still_withdraws(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        dispatch = self._dispatch()
+        receipt_no = self._pending_filing(state, dispatch)
+        state.set_fault(FaultMode.FLAKY)
+        state.requests = state.flaky_every - 1  # so that the first call is the one that fails
+        assert self._cancel(server, self._withdrawal(dispatch, receipt_no))
+        assert state.filings[dispatch.idempotency_key].cancelled
+        assert state.requests == state.flaky_every + 1, "the failed call was not retried"

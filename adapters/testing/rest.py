@@ -2,8 +2,9 @@
 
 A department's `simulator.py` is a FastAPI app in the department's own wire format; it
 calls `install_faults` so each API request first meets the state's fault mode, takes the
-`Idempotency-Key` header through `require_idempotency_key`, and reads a filing's state
-with `filing_status`. The API description (`/openapi.json`) is always served.
+`Idempotency-Key` header through `require_idempotency_key`, reads a filing's state
+with `filing_status` and withdraws one with `withdraw`. The API description
+(`/openapi.json`) is always served.
 
 `RestSimulatorChecks` holds the tests of this module, mixed into each REST department's
 conformance test class so they run against that department's own simulator.
@@ -91,6 +92,23 @@ def require_idempotency_key(key: str | None) -> str:
     if key is None or not key.strip():
         raise HTTPException(status_code=400, detail="Idempotency-Key header is required")
     return key
+
+
+def withdraw(
+    state: DepartmentState, *, receipt_no: str | None = None, key: str | None = None
+) -> Filing | None:
+    """Withdraw the filing with `receipt_no` (404 if unknown) or, without one, the filing
+    under the Idempotency-Key header (None: nothing filed, nothing to withdraw). A decided
+    filing stays decided: 409."""
+    if receipt_no is not None:
+        filing = state.cancel(receipt_no)
+        if filing is None:
+            raise HTTPException(status_code=404, detail=f"no application {receipt_no}")
+    else:
+        filing = state.cancel_by_key(require_idempotency_key(key))
+    if filing is not None and not filing.cancelled:
+        raise HTTPException(status_code=409, detail=f"{filing.receipt_no} is already decided")
+    return filing
 
 
 class FilingStatus(StrEnum):

@@ -138,18 +138,33 @@ class DepartmentState:
 
     def find(self, receipt_no: str) -> Filing | None:
         with self._lock:
-            return next((f for f in self.filings.values() if f.receipt_no == receipt_no), None)
+            return self._by_receipt(receipt_no)
 
     def cancel(self, receipt_no: str) -> Filing | None:
-        filing = self.find(receipt_no)
-        if filing is not None and not filing.decided:
-            filing.cancelled = True
-        return filing
+        """Withdraw the filing with this receipt unless it is decided (then it stays as it
+        is; the caller refuses); None if there is no such receipt."""
+        with self._lock:
+            return _withdraw(self._by_receipt(receipt_no))
+
+    def cancel_by_key(self, idempotency_key: str) -> Filing | None:
+        """As `cancel`, for a filing known only by its key; None: nothing filed under it."""
+        with self._lock:
+            return _withdraw(self.filings.get(idempotency_key))
+
+    def _by_receipt(self, receipt_no: str) -> Filing | None:
+        return next((f for f in self.filings.values() if f.receipt_no == receipt_no), None)
 
     def duplicate_filings(self) -> dict[tuple[str, str], int]:
         """Applicant and service filed more than once: what idempotency must prevent."""
         with self._lock:
             return {key: n for key, n in self.filings_per_subject.items() if n > 1}
+
+
+def _withdraw(filing: Filing | None) -> Filing | None:
+    # Decided is final: a department never undoes a decision by withdrawing it.
+    if filing is not None and not filing.decided:
+        filing.cancelled = True
+    return filing
 
 
 def _default_reason(verdict: Verdict) -> str | None:

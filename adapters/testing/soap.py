@@ -194,9 +194,20 @@ def filing_app(state: DepartmentState, service: FilingService) -> Starlette:
         return {"ReceiptNo": filed.receipt_no, "Status": "ACCEPTED"}
 
     def cancel(fields: Mapping[str, str]) -> dict[str, str | None]:
-        found = filing(fields)
-        state.cancel(found.receipt_no)
-        return {"Status": decision(found)["Status"]}
+        receipt_no, key = fields.get("ReceiptNo"), fields.get("IdempotencyKey")
+        if receipt_no and not key:
+            found = state.cancel(receipt_no)
+            if found is None:
+                raise ClientFault("no application with this ReceiptNo")
+        elif key and not receipt_no:
+            found = state.cancel_by_key(key)
+            if found is None:
+                return {"Status": "NOT_FOUND"}  # nothing filed: nothing to withdraw
+        else:
+            raise ClientFault("give exactly one of ReceiptNo and IdempotencyKey")
+        if not found.cancelled:
+            raise ClientFault(f"application {found.receipt_no} is already decided")
+        return {"Status": "CANCELLED"}
 
     operations: dict[str, Callable[[Mapping[str, str]], dict[str, str | None]]] = {
         "SubmitApplication": submit,
@@ -279,3 +290,9 @@ class SoapSimulatorChecks(_Suite):
         withdrawn = self._post(server, "CancelApplication", {"ReceiptNo": receipt_no})
         assert withdrawn.findtext(f".//{{{self.filing_service.namespace}}}Status") == "CANCELLED"
         assert state.filings["bundle:item"].cancelled
+
+    def test_cancel_application_takes_either_receipt_or_key(self, server: Any) -> None:
+        both = self._post(server, "CancelApplication", {"ReceiptNo": "X-1", "IdempotencyKey": "k"})
+        neither = self._post(server, "CancelApplication", {})
+        for answer in (both, neither):
+            assert answer.findtext(".//faultcode") == "soap:Client"

@@ -25,6 +25,7 @@ class TestHrssAdapter(RestSimulatorChecks, AdapterConformance):
             "/api/v1/applications",
             "/api/v1/applications/{receipt_no}",
             "/api/v1/applications/{receipt_no}/cancel",
+            "/api/v1/applications/cancel",
         }
     )
 
