@@ -25,7 +25,7 @@ from contracts.messages import BundleReply
 from router.db import BundleRow, Database
 from router.intake import Accepted, Conflict, Intake, Refused
 from router.manual import manual_routes
-from router.materials import MaterialRejected, MaterialStore
+from router.materials import MaterialRejected, MaterialStore, MaterialTooLarge
 from router.status import bundle_reply, bundle_status, bundle_timeline
 from router.withdrawal import Withdrawn, withdraw
 
@@ -106,13 +106,26 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     @app.put(
         "/v1/materials/{sha256}",
         status_code=status.HTTP_201_CREATED,
-        responses={422: {"description": "The file is not what it claims to be"}},
+        responses={
+            413: {"description": "The file is larger than the cap"},
+            422: {"description": "The file is not what it claims to be"},
+        },
     )
     async def upload_material(
         sha256: str, request: Request, content_type: Annotated[str, Header()]
     ) -> dict[str, Any]:
+        """Stream a material in; it is stored under its SHA-256 only if every check passes."""
         try:
-            size = _services(request).materials.put(sha256, await request.body(), content_type)
+            upload = _services(request).materials.upload(sha256, content_type)
+            try:
+                async for chunk in request.stream():
+                    upload.write(chunk)
+            except BaseException:
+                upload.abort()  # the client went away mid-upload: keep nothing
+                raise
+            size = upload.commit()
+        except MaterialTooLarge as error:
+            raise HTTPException(status_code=413, detail=str(error)) from None
         except MaterialRejected as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
         return {"sha256": sha256, "size": size}
