@@ -57,6 +57,17 @@ class TimelineEntry(_Document):
     detail: str | None
 
 
+class CallbackStatus(_Document):
+    """One push to the platform's callback URL: delivered, or still being retried."""
+
+    kind: str = Field(description="reply or item_notice")
+    url: str
+    attempts: int
+    delivered_at: datetime | None
+    next_attempt_at: datetime
+    last_error: str | None
+
+
 class BundleStatus(_Document):
     bundle_id: UUID
     project_no: str
@@ -66,6 +77,7 @@ class BundleStatus(_Document):
     replied_at: datetime | None
     items: tuple[ItemStatus, ...]
     timeline: tuple[TimelineEntry, ...]
+    callbacks: tuple[CallbackStatus, ...] = ()
 
 
 class ManualItem(_Document):

@@ -196,9 +196,20 @@ class ItemResult(BaseModel):
     finished_at: datetime
 
 
+class ItemNotice(_Message):
+    """分别领取: an item became final; sent as it happens when the applicant chose
+    per-item delivery, before the bundle's one reply."""
+
+    kind: Literal["item_notice"] = "item_notice"
+    project_no: str
+    bundle_type: str
+    result: ItemResult
+
+
 class BundleReply(_Message):
     """The ONE reply per bundle, assembled when every selected item is final."""
 
+    kind: Literal["reply"] = "reply"
     project_no: str
     bundle_type: str
     outcome: BundleOutcome

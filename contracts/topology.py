@@ -34,3 +34,8 @@ def outcome_routing_key(department: str) -> str:
 
 def reply_routing_key(bundle_type: str) -> str:
     return f"reply.{bundle_type}"
+
+
+def notice_routing_key(bundle_type: str) -> str:
+    """Per-item notices travel with the replies (`reply.#`), told apart by their `kind`."""
+    return f"reply.{bundle_type}.item"

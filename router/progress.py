@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from contracts import topology
-from contracts.application import Application
+from contracts.application import Application, Delivery
 from contracts.catalog import BundleType
 from contracts.messages import (
     BundleOutcome,
@@ -21,12 +21,13 @@ from contracts.messages import (
     Certificate,
     Decided,
     ItemDispatch,
+    ItemNotice,
     ItemResult,
     ItemState,
     PrerequisiteResult,
 )
 from router import planner
-from router.db import BundleRow, EventRow, ItemRow, ReplyRow
+from router.db import BundleRow, CallbackRow, EventRow, ItemRow, ReplyRow
 from router.outbox import enqueue
 
 REPLIED = "replied"
@@ -46,6 +47,47 @@ def set_item_state(
     item.reason = reason
     item.updated_at = now
     record_event(session, item.bundle_id, item.code, state.value, reason, now)
+    bundle = item.bundle
+    if state.is_final and bundle.application.get("delivery") == Delivery.PER_ITEM:
+        _notify(session, bundle, item)
+
+
+def _notify(session: Session, bundle: BundleRow, item: ItemRow) -> None:
+    """分别领取: tell the platform this item is final, before the bundle's reply."""
+    notice = ItemNotice(
+        bundle_id=bundle.id,
+        project_no=bundle.project_no,
+        bundle_type=bundle.bundle_type,
+        result=_item_result(item),
+    )
+    enqueue(
+        session,
+        exchange=topology.REPLIES_EXCHANGE,
+        routing_key=topology.notice_routing_key(bundle.bundle_type),
+        message=notice,
+    )
+    _push_to_callback(session, bundle, notice)
+
+
+def _push_to_callback(
+    session: Session, bundle: BundleRow, message: ItemNotice | BundleReply
+) -> None:
+    url = bundle.application.get("callback_url")
+    if url:
+        now = datetime.now(UTC)
+        session.add(
+            CallbackRow(
+                bundle_id=bundle.id,
+                url=url,
+                kind=message.kind,
+                body=message.model_dump_json().encode(),
+                attempts=0,
+                next_attempt_at=now,
+                delivered_at=None,
+                last_error=None,
+                created_at=now,
+            )
+        )
 
 
 def record_event(
@@ -152,18 +194,7 @@ def assemble_reply(
         project_no=bundle.project_no,
         bundle_type=bundle.bundle_type,
         outcome=outcome,
-        items=tuple(
-            ItemResult(
-                item=item.code,
-                name_zh=item.name_zh,
-                department=item.department,
-                state=ItemState(item.state),
-                reason=item.reason,
-                certificates=_certificates(item),
-                finished_at=item.updated_at,
-            )
-            for item in bundle.items
-        ),
+        items=tuple(_item_result(item) for item in bundle.items),
         replied_at=now,
     )
     bundle.state = REPLIED
@@ -175,4 +206,17 @@ def assemble_reply(
         exchange=topology.REPLIES_EXCHANGE,
         routing_key=topology.reply_routing_key(bundle.bundle_type),
         message=reply,
+    )
+    _push_to_callback(session, bundle, reply)
+
+
+def _item_result(item: ItemRow) -> ItemResult:
+    return ItemResult(
+        item=item.code,
+        name_zh=item.name_zh,
+        department=item.department,
+        state=ItemState(item.state),
+        reason=item.reason,
+        certificates=_certificates(item),
+        finished_at=item.updated_at,
     )

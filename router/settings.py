@@ -15,6 +15,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8400
     log_level: str = "info"
+    callback_backoff_seconds: float = 1.0
+    """First retry delay of a failed callback; it doubles up to ten minutes."""
     manual_tokens: dict[str, str] = field(default_factory=dict)
     """Bearer token of each manual department's work queue (LIANBAN_MANUAL_TOKENS=dept=token,…)."""
 

@@ -19,6 +19,7 @@ from adapters.serving import ThreadedServer
 from adapters.worker import AdapterWorker
 from contracts.catalog import Catalog
 from router.api import Services, create_app
+from router.callbacks import CallbackSender
 from router.correlator import Correlator
 from router.db import Database
 from router.intake import Intake
@@ -67,6 +68,10 @@ class Stack:
         if Role.RELAY in self.roles:
             relay = Relay(self.database, Publisher(self.broker), wake=self.relay_wake)
             self._spawn("relay", relay.run)
+            sender = CallbackSender(
+                self.database, backoff_seconds=self.settings.callback_backoff_seconds
+            )
+            self._spawn("callbacks", sender.run)
         if Role.CORRELATE in self.roles:
             correlator = Correlator(self.database, self.catalog, on_commit=self.relay_wake.set)
             consumer = ConsumerLoop(self.broker, outcomes_queue(), correlator.handle_message)

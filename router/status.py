@@ -7,9 +7,9 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contracts.api import BundleStatus, ItemStatus, TimelineEntry
+from contracts.api import BundleStatus, CallbackStatus, ItemStatus, TimelineEntry
 from contracts.messages import BundleReply, ItemState
-from router.db import BundleRow, EventRow, ReplyRow
+from router.db import BundleRow, CallbackRow, EventRow, ReplyRow
 
 
 def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None:
@@ -35,6 +35,21 @@ def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None
             for item in bundle.items
         ),
         timeline=tuple(bundle_timeline(session, bundle_id)),
+        callbacks=tuple(
+            CallbackStatus(
+                kind=row.kind,
+                url=row.url,
+                attempts=row.attempts,
+                delivered_at=row.delivered_at,
+                next_attempt_at=row.next_attempt_at,
+                last_error=row.last_error,
+            )
+            for row in session.scalars(
+                select(CallbackRow)
+                .where(CallbackRow.bundle_id == bundle_id)
+                .order_by(CallbackRow.id)
+            )
+        ),
     )
 
 

@@ -4,6 +4,7 @@ from router.db.engine import Database
 from router.db.tables import (
     Base,
     BundleRow,
+    CallbackRow,
     EventRow,
     InboxRow,
     ItemRow,
@@ -15,6 +16,7 @@ from router.db.tables import (
 __all__ = [
     "Base",
     "BundleRow",
+    "CallbackRow",
     "Database",
     "EventRow",
     "InboxRow",

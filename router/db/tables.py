@@ -158,3 +158,28 @@ class ManualItemRow(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class CallbackRow(Base):
+    """A reply or notice to push to the platform's callback URL; kept until delivered."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (
+        Index(
+            "ix_callbacks_due",
+            "next_attempt_at",
+            postgresql_where=text("delivered_at IS NULL"),
+            sqlite_where=text("delivered_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    url: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]

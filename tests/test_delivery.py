@@ -1,0 +1,120 @@
+"""Delivery (统一领取 / 分别领取) and the platform callback that is retried, never dropped."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request, Response
+from harness import Running, new_project_no, running_stack
+
+from adapters.serving import ThreadedServer
+from contracts.catalog import Catalog
+from contracts.samples import sample_application
+from router.settings import Settings
+
+
+class Platform:
+    """The platform's callback endpoint on loopback; it can refuse the first few pushes."""
+
+    def __init__(self, refuse_first: int = 0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.refused = 0
+        self._refuse_first = refuse_first
+        self._lock = threading.Lock()
+        app = FastAPI()
+
+        @app.post("/callback")
+        async def callback(request: Request) -> Response:
+            body = await request.json()
+            with self._lock:
+                if self.refused < self._refuse_first:
+                    self.refused += 1
+                    return Response(status_code=503)
+                self.received.append(body)
+            return Response(status_code=204)
+
+        self.server = ThreadedServer(app)
+
+    def of(self, bundle_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [body for body in self.received if body["bundle_id"] == bundle_id]
+
+
+@pytest.fixture
+def platform() -> Iterator[Platform]:
+    platform = Platform(refuse_first=3)
+    platform.server.start()
+    yield platform
+    platform.server.stop()
+
+
+def _wait_until_delivered(running: Running, status_url: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = running.client.get(status_url).json()
+        callbacks = status["callbacks"]
+        if callbacks and all(callback["delivered_at"] for callback in callbacks):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"callbacks never all delivered: {status['callbacks']}")
+
+
+def test_per_item_notices_then_one_reply_reach_a_callback_that_failed_at_first(
+    settings: Settings, catalog: Catalog, platform: Platform
+) -> None:
+    settings = dataclasses.replace(settings, callback_backoff_seconds=0.05)
+    newborn = catalog.bundle_types["newborn"]
+    url = f"{platform.server.url}/callback"
+    with running_stack(settings, catalog) as running:
+        per_item = sample_application(newborn, new_project_no())
+        per_item.update(delivery="per_item", callback_url=url)
+        unified = sample_application(newborn, new_project_no(), sequence=2)
+        unified.update(callback_url=url)
+        receipts = [running.submit(application).json() for application in (per_item, unified)]
+        replies = [running.wait_for_reply(receipt["reply_url"]) for receipt in receipts]
+        statuses = [_wait_until_delivered(running, r["status_url"]) for r in receipts]
+
+    per_item_pushes = platform.of(receipts[0]["bundle_id"])
+    kinds = [body["kind"] for body in per_item_pushes]
+    assert sorted(kinds) == ["item_notice"] * len(replies[0]["items"]) + ["reply"]
+    notices = {
+        body["result"]["item"]: body["result"]
+        for body in per_item_pushes
+        if body["kind"] == "item_notice"
+    }
+    assert set(notices) == {item["item"] for item in replies[0]["items"]}
+    assert all(result["state"] == "approved" for result in notices.values())
+    assert [body["kind"] for body in platform.of(receipts[1]["bundle_id"])] == ["reply"]
+
+    assert platform.refused == 3
+    attempts = [callback["attempts"] for status in statuses for callback in status["callbacks"]]
+    assert sum(attempts) == len(attempts) + 3, "each refusal is retried exactly once more"
+    timeline_states = [event["state"] for event in statuses[0]["timeline"]]
+    assert timeline_states.count("callback_delivered") == len(kinds)
+
+
+def test_a_failing_callback_stays_visible_and_is_not_dropped(
+    settings: Settings, catalog: Catalog
+) -> None:
+    settings = dataclasses.replace(settings, callback_backoff_seconds=0.05)
+    newborn = catalog.bundle_types["newborn"]
+    with running_stack(settings, catalog) as running:
+        application = sample_application(newborn, new_project_no())
+        application["callback_url"] = "http://127.0.0.1:9/unreachable"  # discard port
+        receipt = running.submit(application).json()
+        running.wait_for_reply(receipt["reply_url"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            (callback,) = running.client.get(receipt["status_url"]).json()["callbacks"]
+            if callback["attempts"] >= 3:
+                break
+            time.sleep(0.05)
+
+    assert callback["delivered_at"] is None
+    assert callback["attempts"] >= 3
+    assert "ConnectError" in callback["last_error"]
