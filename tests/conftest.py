@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 
 from contracts.catalog import Catalog, default_catalog
 from router.settings import Settings
+from router.stack import Role, Stack
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "LIANBAN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -94,3 +95,17 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         materials_dir=tmp_path / "materials",
         port=0,
     )
+
+
+@pytest.fixture
+def intake_only(tmp_path: Path, catalog: Catalog) -> Iterator[Stack]:
+    """The intake API alone on a real port: nothing consumes, so the outbox keeps its rows."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'intake.db'}",
+        materials_dir=tmp_path / "materials",
+        port=0,
+    )
+    stack = Stack(settings, catalog, {Role.SERVE})
+    stack.start()
+    yield stack
+    stack.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,23 +15,7 @@ from sqlalchemy import func, select
 from contracts.catalog import Catalog
 from contracts.samples import SAMPLE_PDF, sample_application
 from router.db import BundleRow, Database, OutboxRow
-from router.settings import Settings
-from router.stack import Role, Stack
-
-
-@pytest.fixture
-def intake_only(tmp_path: Path, catalog: Catalog) -> Iterator[Stack]:
-    """The intake API alone on a real port: nothing consumes, so the outbox keeps its rows."""
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'intake.db'}",
-        materials_dir=tmp_path / "materials",
-        port=0,
-    )
-    stack = Stack(settings, catalog, {Role.SERVE})
-    stack.start()
-    stack.materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
-    yield stack
-    stack.stop()
+from router.stack import Stack
 
 
 @pytest.fixture
@@ -42,6 +25,7 @@ def database(intake_only: Stack) -> Database:
 
 @pytest.fixture
 def client(intake_only: Stack) -> Iterator[httpx.Client]:
+    intake_only.materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
     with httpx.Client(base_url=intake_only.base_url) as client:
         yield client
 

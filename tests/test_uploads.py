@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -12,21 +11,12 @@ import pytest
 from contracts.application import MAX_MATERIAL_BYTES
 from contracts.catalog import Catalog
 from contracts.samples import SAMPLE_PDF, sample_application
-from router.settings import Settings
-from router.stack import Role, Stack
+from router.stack import Stack
 
 
 @pytest.fixture
-def api(tmp_path: Path, catalog: Catalog) -> Iterator[Stack]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'uploads.db'}",
-        materials_dir=tmp_path / "materials",
-        port=0,
-    )
-    stack = Stack(settings, catalog, {Role.SERVE})
-    stack.start()
-    yield stack
-    stack.stop()
+def api(intake_only: Stack) -> Stack:
+    return intake_only
 
 
 def _put(
