@@ -1,0 +1,20 @@
+"""`lianban demo` (what `make demo` runs) completes with no server configured."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.cli import main
+
+
+def test_the_demo_prints_three_replies_and_a_withdrawal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("LIANBAN_DATABASE_URL", "LIANBAN_BROKER_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("答复 reply: all_approved") == 3
+    assert "答复 reply: withdrawn" in out
+    assert "real adapters against their department simulators: housing_fund, hrss" in out
+    assert "cancelled  契税申报 [tax] 申请人撤回" in out
