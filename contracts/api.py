@@ -48,6 +48,9 @@ class ItemStatus(_Document):
     state: ItemState
     reason: str | None
     updated_at: datetime
+    accept_due_at: datetime | None = Field(default=None, description="受理 due: 1 working day")
+    decide_due_at: datetime | None = Field(default=None, description="承诺办结时限 due")
+    overdue: str | None = Field(default=None, description="acceptance or decision, once missed")
 
 
 class TimelineEntry(_Document):

@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import select
 
 from router.db import CallbackRow, Database
-from router.progress import record_event
+from router.timeline import record_event
 
 log = structlog.get_logger(__name__)
 

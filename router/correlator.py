@@ -20,7 +20,8 @@ from contracts.catalog import Catalog
 from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
 from router import states
 from router.db import BundleRow, Database, InboxRow
-from router.progress import advance, record_event, set_item_state
+from router.progress import advance, set_item_state
+from router.timeline import record_event
 
 log = structlog.get_logger(__name__)
 

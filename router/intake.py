@@ -21,7 +21,8 @@ from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
 from router.db import BundleRow, Database, ItemRow
 from router.materials import MaterialStore
-from router.progress import IN_PROGRESS, advance, record_event
+from router.progress import IN_PROGRESS, advance
+from router.timeline import record_event
 from router.validation import find_problems
 
 

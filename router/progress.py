@@ -27,8 +27,11 @@ from contracts.messages import (
     PrerequisiteResult,
 )
 from router import planner
-from router.db import BundleRow, CallbackRow, EventRow, ItemRow, ReplyRow
+from router.db import BundleRow, CallbackRow, ItemRow, ReplyRow
+from router.deadlines import deadlines_for
 from router.outbox import enqueue
+from router.timeline import record_event
+from router.workdays import UnknownYearError, working_calendar
 
 REPLIED = "replied"
 IN_PROGRESS = "in_progress"
@@ -90,21 +93,6 @@ def _push_to_callback(
         )
 
 
-def record_event(
-    session: Session,
-    bundle_id: uuid.UUID,
-    item: str | None,
-    state: str,
-    detail: str | None,
-    at: datetime | None = None,
-) -> None:
-    session.add(
-        EventRow(
-            bundle_id=bundle_id, item=item, state=state, detail=detail, at=at or datetime.now(UTC)
-        )
-    )
-
-
 def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> None:
     items = {item.code: item for item in bundle.items}
     states = {code: ItemState(item.state) for code, item in items.items()}
@@ -162,6 +150,13 @@ def _dispatch(
     )
     item.dispatch_id = message.message_id
     set_item_state(session, item, ItemState.DISPATCHED)
+    try:
+        due = deadlines_for(working_calendar(), item.updated_at, catalog_item.promise_days)
+    except UnknownYearError as error:
+        # Never a guessed deadline: the operator sees why there is none and adds the year.
+        record_event(session, bundle.id, item.code, "deadline_unknown", str(error)[:1000])
+    else:
+        item.accept_due_at, item.decide_due_at = due.accept_due_at, due.decide_due_at
     enqueue(
         session,
         exchange=topology.DISPATCH_EXCHANGE,

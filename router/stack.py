@@ -22,6 +22,7 @@ from router.api import Services, create_app
 from router.callbacks import CallbackSender
 from router.correlator import Correlator
 from router.db import Database
+from router.deadlines import DeadlineWatcher
 from router.intake import Intake
 from router.materials import MaterialStore
 from router.outbox import Relay
@@ -72,6 +73,7 @@ class Stack:
                 self.database, backoff_seconds=self.settings.callback_backoff_seconds
             )
             self._spawn("callbacks", sender.run)
+            self._spawn("deadlines", DeadlineWatcher(self.database).run)
         if Role.CORRELATE in self.roles:
             correlator = Correlator(self.database, self.catalog, on_commit=self.relay_wake.set)
             consumer = ConsumerLoop(self.broker, outcomes_queue(), correlator.handle_message)

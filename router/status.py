@@ -31,6 +31,9 @@ def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None
                 state=ItemState(item.state),
                 reason=item.reason,
                 updated_at=item.updated_at,
+                accept_due_at=item.accept_due_at,
+                decide_due_at=item.decide_due_at,
+                overdue=item.overdue,
             )
             for item in bundle.items
         ),

@@ -19,9 +19,9 @@ from router.progress import (
     REPLIED,
     assemble_reply,
     filing_key,
-    record_event,
     set_item_state,
 )
+from router.timeline import record_event
 
 DEFAULT_REASON = "申请人撤回申请"
 

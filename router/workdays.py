@@ -20,9 +20,11 @@ the notice; it replaces that year entirely (a missing 调休 day is then a holid
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from functools import cache
 from pathlib import Path
 
 import chinese_calendar
@@ -239,3 +241,10 @@ def _read_year_file(path: Path) -> YearFile:
             raise fail(f"{entry}: {day} is also listed as a holiday")
         working.add(day)
     return YearFile(year, source.strip(), frozenset(holidays), frozenset(working))
+
+
+@cache
+def working_calendar() -> WorkingCalendar:
+    """The process's calendar: bundled data plus the operator's LIANBAN_CALENDAR_DIR."""
+    directory = os.environ.get("LIANBAN_CALENDAR_DIR")
+    return WorkingCalendar.load(Path(directory) if directory else None)

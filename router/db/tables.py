@@ -87,6 +87,9 @@ class ItemRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     dispatch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     receipt_no: Mapped[str | None] = mapped_column(String(64))
+    accept_due_at: Mapped[datetime | None]
+    decide_due_at: Mapped[datetime | None]
+    overdue: Mapped[str | None] = mapped_column(String(16))
     result: Mapped[dict[str, Any] | None]
     updated_at: Mapped[datetime]
 
