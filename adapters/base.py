@@ -19,7 +19,7 @@ from adapters.errors import FatalDepartmentError
 from adapters.resilience import RetryPolicy
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
-from contracts.messages import ItemCancel, ItemDispatch, OutcomeResult
+from contracts.messages import ItemCancel, ItemDispatch, ItemSupplement, OutcomeResult
 
 
 class Adapter:
@@ -52,6 +52,14 @@ class Adapter:
         """File the item and return its outcome, or None when the department will answer
         later by calling back (the answer then reaches the router on its own path)."""
         raise NotImplementedError
+
+    async def supplement(self, item: ItemSupplement, ctx: AdapterContext) -> OutcomeResult | None:
+        """Add to an existing filing: the prerequisites' results of a pre-reviewed item
+        (容缺预审), or materials resubmitted on a correction request (补齐补正); then return
+        the item's outcome as `handle` does. Never file a second time. A dispatch with
+        `pre_review` set should be answered with Accepted once pre-reviewed, and decided
+        only after its supplement."""
+        raise FatalDepartmentError(f"{self.department} offers no way to supplement a filing")
 
     async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
         """Withdraw a filing at the department (撤回). Override where the department

@@ -1,8 +1,11 @@
-"""What a handler works with: the dispatch's idempotency key, pooled clients, a logger.
+"""What a handler works with: the dispatch's idempotency key, pooled clients, the
+material store, a logger.
 
 Clients are built once per adapter process (never per call): one httpx client, and one
 zeep client per shipped WSDL. zeep is hardened: DTDs, entities and external references
-are forbidden, huge trees are off, and every operation has a timeout.
+are forbidden, huge trees are off, and every operation has a timeout. Materials travel
+by reference; the handler reads their bytes, and keeps the files a department issues,
+through the same store the router uses (`adapters.storage`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
 from adapters.errors import Action, RetryableError, classify, describe
+from adapters.storage import MaterialStore
+from contracts.application import MaterialRef
+from contracts.errors import ConfigurationError
 from contracts.messages import OutcomeResult
 
 T = TypeVar("T")
@@ -41,8 +47,15 @@ class Reporter(Protocol):
 class DepartmentClients:
     """The pooled clients of one adapter process, closed when the adapter stops."""
 
-    def __init__(self, endpoint: str | None, timeout_seconds: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        endpoint: str | None,
+        timeout_seconds: float,
+        max_connections: int,
+        materials: MaterialStore | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self._materials = materials
         self._timeout = httpx.Timeout(timeout_seconds)
         self.http = httpx.AsyncClient(
             base_url=endpoint or "",
@@ -71,6 +84,15 @@ class DepartmentClients:
                 self._soap[key] = client.service
         return self._soap[key]
 
+    @property
+    def materials(self) -> MaterialStore:
+        if self._materials is None:
+            raise ConfigurationError(
+                "this adapter process has no material store: run it with the router's "
+                "LIANBAN_MATERIALS_URL (or LIANBAN_MATERIALS_DIR), or give AdapterRunner one"
+            )
+        return self._materials
+
     async def aclose(self) -> None:
         await self.http.aclose()
 
@@ -96,6 +118,22 @@ class AdapterContext:
     def soap(self, wsdl: Path, binding: str | None = None) -> Any:
         """The zeep service proxy for a WSDL shipped in the adapter package."""
         return self.clients.soap(wsdl, binding)
+
+    async def fetch_material(self, ref: MaterialRef) -> bytes:
+        """The bytes of a material the dispatch references, checked against the
+        reference's size and SHA-256; MaterialMissing or MaterialCorrupted (the item
+        fails) otherwise."""
+        return await asyncio.to_thread(self.clients.materials.fetch, ref)
+
+    async def store_certificate(
+        self, data: bytes, media_type: str, file_name: str, name: str
+    ) -> MaterialRef:
+        """Keep a file the department issued (checked as an upload is: type by its magic
+        bytes, size cap); put the reference in `Certificate.file`."""
+        store = self.clients.materials
+        return await asyncio.to_thread(
+            store.keep, data, media_type=media_type, file_name=file_name, name=name
+        )
 
     async def wait_for_decision(
         self,

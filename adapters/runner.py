@@ -7,6 +7,7 @@ suite tests exactly what production runs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 import structlog
@@ -16,7 +17,16 @@ from adapters.base import Adapter
 from adapters.context import AdapterContext, DepartmentClients, Reporter
 from adapters.errors import describe
 from adapters.resilience import CircuitBreaker, RateLimiter, call_department
-from contracts.messages import Failed, ItemCancel, ItemDispatch, OutcomeResult, Rejected
+from adapters.storage import MaterialStore
+from contracts.messages import (
+    Decided,
+    Failed,
+    ItemCancel,
+    ItemDispatch,
+    ItemSupplement,
+    OutcomeResult,
+    Rejected,
+)
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -25,10 +35,10 @@ T = TypeVar("T")
 class AdapterRunner:
     """One adapter's pooled clients, breaker and rate limiter, and the call path."""
 
-    def __init__(self, adapter: Adapter) -> None:
+    def __init__(self, adapter: Adapter, materials: MaterialStore | None = None) -> None:
         self.adapter = adapter
         self.clients = DepartmentClients(
-            adapter.endpoint, adapter.timeout_seconds, adapter.concurrency
+            adapter.endpoint, adapter.timeout_seconds, adapter.concurrency, materials
         )
         self.breaker = CircuitBreaker(
             f"{adapter.department}:{adapter.endpoint}",
@@ -39,25 +49,34 @@ class AdapterRunner:
         self.limiter = RateLimiter(rate, burst=max(1, int(rate))) if rate else None
 
     async def run(
-        self, dispatch: ItemDispatch, delivery: int, report: Reporter
+        self, request: ItemDispatch | ItemSupplement, delivery: int, report: Reporter
     ) -> OutcomeResult | None:
         """The item's outcome (None: the department calls back); department failures
         become `Failed`, never exceptions."""
         adapter = self.adapter
-        ctx = self._context(dispatch, delivery, report)
+        ctx = self._context(request, delivery, report)
         if delivery > adapter.retry.max_deliveries:
             ctx.log.error("dispatch.gave_up")
             return Failed(error=f"gave up after {delivery - 1} deliveries")
-        if adapter.form_model is not None:
-            try:
-                adapter.form_model.model_validate(dispatch.form)
-            except ValidationError as error:
-                return Rejected(reason=_form_problems(error))
+        if isinstance(request, ItemSupplement):
+            call = partial(adapter.supplement, request, ctx)
+        else:
+            if adapter.form_model is not None:
+                try:
+                    adapter.form_model.model_validate(request.form)
+                except ValidationError as error:
+                    return Rejected(reason=_form_problems(error))
+            call = partial(adapter.handle, request, ctx)
         try:
-            return await self._protected(lambda: adapter.handle(dispatch, ctx))
+            result = await self._protected(call)
         except Exception as error:
             ctx.log.error("department.failed", error=describe(error))
             return Failed(error=describe(error))
+        if isinstance(request, ItemDispatch) and request.pre_review and isinstance(result, Decided):
+            # The supplement reached the department while this call still polled: the
+            # supplement's own call reports the decision, so this one reports none.
+            return None
+        return result
 
     async def cancel(self, cancel: ItemCancel, delivery: int) -> bool:
         """Withdraw a filing with the same protections as filing; False if it could not be."""
@@ -75,7 +94,10 @@ class AdapterRunner:
         return True
 
     def _context(
-        self, message: ItemDispatch | ItemCancel, delivery: int, report: Reporter
+        self,
+        message: ItemDispatch | ItemSupplement | ItemCancel,
+        delivery: int,
+        report: Reporter,
     ) -> AdapterContext:
         bound = log.bind(
             bundle_id=str(message.bundle_id),

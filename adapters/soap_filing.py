@@ -1,6 +1,8 @@
 """The SOAP filing pattern many department systems share: SubmitApplication (filed once
-per IdempotencyKey) → receipt → QueryDecision polled until decided; CancelApplication
-withdraws an undecided filing by its receipt or, before one is known, by its key.
+per IdempotencyKey) → receipt → QueryDecision polled until decided; SupplementApplication
+adds a pre-reviewed filing's prerequisites' results or corrected materials to the same
+filing; CancelApplication withdraws an undecided filing by its receipt or, before one is
+known, by its key.
 
 A department adapter over such a service names its WSDL, binding, operation codes and
 issuer, and inherits `handle` and `cancel`. The operations are those of `police.wsdl`.
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lxml.etree import XMLSyntaxError as LxmlSyntaxError
+from pydantic import BaseModel
 from zeep.exceptions import (
     DTDForbidden,
     EntitiesForbidden,
@@ -30,9 +33,11 @@ from contracts.application import LegalEntity, NaturalPerson
 from contracts.messages import (
     Accepted,
     Certificate,
+    CorrectionRequested,
     Decided,
     ItemCancel,
     ItemDispatch,
+    ItemSupplement,
     OutcomeResult,
     Rejected,
 )
@@ -68,19 +73,38 @@ class SoapFilingAdapter(Adapter):
                     [done.model_dump(mode="json") for done in item.prerequisite_results],
                     ensure_ascii=False,
                 ),
+                PreReview=item.pre_review,
             )
         )
         receipt_no = _field(filed, "ReceiptNo")
         await ctx.report(Accepted(receipt_no=receipt_no))
+        return await self._next_outcome(service, receipt_no, ctx)
 
-        async def decision() -> OutcomeResult | None:
+    async def supplement(self, item: ItemSupplement, ctx: AdapterContext) -> OutcomeResult:
+        if item.receipt_no is None:
+            raise FatalDepartmentError(f"{self.department} gave no receipt to supplement")
+        service = ctx.soap(self.wsdl, binding=self.binding)
+        await _answer(
+            service.SupplementApplication(
+                ReceiptNo=item.receipt_no,
+                PrerequisitesJson=_json_or_none(item.prerequisite_results),
+                MaterialsJson=_json_or_none(item.materials),
+            )
+        )
+        return await self._next_outcome(service, item.receipt_no, ctx)
+
+    async def _next_outcome(
+        self, service: Any, receipt_no: str, ctx: AdapterContext
+    ) -> OutcomeResult:
+        """Poll until the department has news: a decision, a correction request, or (for
+        a pre-review) that it waits for the prerequisites' results."""
+
+        async def news() -> OutcomeResult | None:
             answer = await _answer(service.QueryDecision(ReceiptNo=receipt_no))
             return self._outcome(receipt_no, answer)
 
         return await ctx.wait_for_decision(
-            decision,
-            every_seconds=self.poll_every_seconds,
-            within_seconds=self.decide_within_seconds,
+            news, every_seconds=self.poll_every_seconds, within_seconds=self.decide_within_seconds
         )
 
     async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
@@ -110,6 +134,17 @@ class SoapFilingAdapter(Adapter):
         status = _field(answer, "Status")
         if status == "PENDING":
             return None
+        if status == "PRE_REVIEWED":
+            # The acceptance already reported: the filing now waits for its supplement.
+            return Accepted(receipt_no=receipt_no)
+        if status == "CORRECTION_REQUIRED":
+            try:
+                missing = json.loads(answer.MissingMaterialsJson or "[]")
+            except json.JSONDecodeError as error:
+                raise BadAnswerError("MissingMaterialsJson is not JSON") from error
+            return CorrectionRequested(
+                reason=_field(answer, "Reason"), missing_materials=tuple(missing)
+            )
         if status == "APPROVED":
             certificate = Certificate(
                 certificate_name=_field(answer, "CertificateName"),
@@ -141,6 +176,12 @@ async def _answer(call: Awaitable[Any]) -> Any:
         if error.status_code == 200:
             raise BadAnswerError("the department's answer could not be parsed as XML") from error
         raise
+
+
+def _json_or_none(models: tuple[BaseModel, ...]) -> str | None:
+    if not models:
+        return None
+    return json.dumps([model.model_dump(mode="json") for model in models], ensure_ascii=False)
 
 
 def _identity(applicant: NaturalPerson | LegalEntity) -> tuple[str, str]:

@@ -24,12 +24,14 @@ from adapters.base import Adapter
 from adapters.messaging import Broker, ConsumerLoop, Outgoing, Publisher
 from adapters.messaging.topology import department_queue
 from adapters.runner import AdapterRunner
+from adapters.storage import MaterialStore
 from contracts import topology
 from contracts.messages import (
     DepartmentMessage,
     ItemCancel,
     ItemDispatch,
     ItemOutcome,
+    ItemSupplement,
     OutcomeResult,
 )
 
@@ -38,7 +40,14 @@ _DEPARTMENT_MESSAGE: TypeAdapter[DepartmentMessage] = TypeAdapter(DepartmentMess
 
 
 class AdapterWorker:
-    def __init__(self, adapter: Adapter, broker: Broker, *, grace_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        adapter: Adapter,
+        broker: Broker,
+        *,
+        grace_seconds: float = 10.0,
+        materials: MaterialStore | None = None,
+    ) -> None:
         self._adapter = adapter
         self._broker = broker
         self._grace_seconds = grace_seconds
@@ -47,7 +56,7 @@ class AdapterWorker:
         self._finished: queue.Queue[tuple[ItemOutcome | None, Message | None]] = queue.Queue()
         self._in_flight = 0
         self._loop = asyncio.new_event_loop()
-        self._runner = AdapterRunner(adapter)
+        self._runner = AdapterRunner(adapter, materials)
         self._consumer = ConsumerLoop(
             broker,
             department_queue(adapter.department),
@@ -92,19 +101,24 @@ class AdapterWorker:
         future = asyncio.run_coroutine_threadsafe(self._call(received, delivery), self._loop)
         future.add_done_callback(lambda done: self._on_done(received, message, done))
 
-    async def _call(self, dispatch: ItemDispatch, delivery: int) -> OutcomeResult | None:
+    async def _call(
+        self, request: ItemDispatch | ItemSupplement, delivery: int
+    ) -> OutcomeResult | None:
         async def report(result: OutcomeResult) -> None:
-            self._finished.put((ItemOutcome.answering(dispatch, result), None))
+            self._finished.put((ItemOutcome.answering(request, result), None))
 
-        return await self._runner.run(dispatch, delivery, report)
+        return await self._runner.run(request, delivery, report)
 
     def _on_done(
-        self, dispatch: ItemDispatch, message: Message, done: Future[OutcomeResult | None]
+        self,
+        request: ItemDispatch | ItemSupplement,
+        message: Message,
+        done: Future[OutcomeResult | None],
     ) -> None:
         if done.cancelled():
             return  # stopped before it finished: left unacknowledged, so redelivered
         result = done.result()
-        outcome = None if result is None else ItemOutcome.answering(dispatch, result)
+        outcome = None if result is None else ItemOutcome.answering(request, result)
         self._finished.put((outcome, message))
 
     def _on_cancelled(self, message: Message, done: Future[bool]) -> None:

@@ -7,7 +7,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.messages import ItemState
+from contracts.application import MaterialRef
+from contracts.messages import ItemState, ToleratedGap
 
 
 class _Document(BaseModel):
@@ -51,6 +52,9 @@ class ItemStatus(_Document):
     accept_due_at: datetime | None = Field(default=None, description="受理 due: 1 working day")
     decide_due_at: datetime | None = Field(default=None, description="承诺办结时限 due")
     overdue: str | None = Field(default=None, description="acceptance or decision, once missed")
+    tolerated_gaps: tuple[ToleratedGap, ...] = Field(
+        default=(), description="容缺受理: materials accepted as missing, on commitment"
+    )
 
 
 class TimelineEntry(_Document):
@@ -58,6 +62,7 @@ class TimelineEntry(_Document):
     item: str | None
     state: str
     detail: str | None
+    actor: str = Field(description="platform, router, or department:<code>")
 
 
 class CallbackStatus(_Document):
@@ -100,6 +105,12 @@ class ManualItem(_Document):
 
 class Claim(_Document):
     staff: str = Field(min_length=1, max_length=64)
+
+
+class Correction(_Document):
+    """补齐补正: the materials a department asked for, uploaded first to /v1/materials."""
+
+    materials: tuple[MaterialRef, ...] = Field(min_length=1, max_length=100)
 
 
 class Withdrawal(_Document):

@@ -23,6 +23,7 @@ class ItemState(StrEnum):
 
     WAITING = "waiting"  # held until its prerequisites are decided
     DISPATCHED = "dispatched"  # sent to its department, no answer yet
+    PRE_REVIEWED = "pre_reviewed"  # 容缺预审: accepted, waits for its prerequisites' results
     ACCEPTED = "accepted"  # 受理
     CORRECTION_REQUESTED = "correction_requested"  # 补齐补正
     APPROVED = "approved"  # 办结, granted
@@ -97,28 +98,68 @@ class ItemDispatch(_Message):
     form: dict[str, Any]
     materials: tuple[MaterialRef, ...] = ()
     prerequisite_results: tuple[PrerequisiteResult, ...] = ()
+    pre_review: bool = Field(
+        default=False,
+        description="容缺预审: accept and pre-review now, but decide only after an "
+        "ItemSupplement has brought the prerequisites' results",
+    )
 
 
-class ItemCancel(_Message):
-    """Router → department: withdraw this filing (撤回), on the same queue as dispatches."""
+class SupplementPurpose(StrEnum):
+    PREREQUISITES = "prerequisites"  # the pre-reviewed item's prerequisites are decided
+    CORRECTION = "correction"  # 补齐补正: the applicant resubmitted what was asked for
 
-    kind: Literal["cancel"] = "cancel"
+
+class _ToFiling(_Message):
+    """Addressed to a filing the department already has, on the same queue as dispatches."""
+
     project_no: str
     item: str
     service: str
     department: str
-    dispatch_id: UUID = Field(description="message_id of the ItemDispatch being withdrawn")
+    dispatch_id: UUID = Field(description="message_id of the ItemDispatch that filed the item")
     idempotency_key: str = Field(description="The key the item was filed under")
     receipt_no: str | None = Field(default=None, description="The department's receipt, if any")
+
+
+class ItemSupplement(_ToFiling):
+    """Router → department: add to an existing filing; never a second filing."""
+
+    kind: Literal["supplement"] = "supplement"
+    item_name_zh: str
+    purpose: SupplementPurpose
+    prerequisite_results: tuple[PrerequisiteResult, ...] = ()
+    materials: tuple[MaterialRef, ...] = ()
+
+
+class ItemCancel(_ToFiling):
+    """Router → department: withdraw this filing (撤回)."""
+
+    kind: Literal["cancel"] = "cancel"
     reason: str
 
 
-DepartmentMessage = Annotated[ItemDispatch | ItemCancel, Field(discriminator="kind")]
+DepartmentMessage = Annotated[
+    ItemDispatch | ItemSupplement | ItemCancel, Field(discriminator="kind")
+]
+
+
+class ToleratedGap(BaseModel):
+    """容缺受理: a material accepted as missing, on the applicant's commitment to supply it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    material: str = Field(min_length=1, description="材料名称")
+    commitment: str = Field(min_length=1, description="The applicant's 承诺, in words")
+    due_date: date = Field(description="The day the material must be supplied by")
 
 
 class Accepted(BaseModel):
     status: Literal["accepted"] = "accepted"
-    receipt_no: str | None = Field(default=None, description="The department's 受理编号")
+    receipt_no: str | None = Field(
+        default=None, max_length=128, description="The department's 受理编号"
+    )
+    tolerated_gaps: tuple[ToleratedGap, ...] = ()
 
 
 class Rejected(BaseModel):
@@ -165,13 +206,20 @@ class ItemOutcome(_Message):
     result: OutcomeResult
 
     @classmethod
-    def answering(cls, dispatch: ItemDispatch, result: OutcomeResult) -> ItemOutcome:
+    def answering(
+        cls, request: ItemDispatch | ItemSupplement, result: OutcomeResult
+    ) -> ItemOutcome:
+        """The outcome of a dispatch, or of a supplement to it (which answers the same
+        dispatch, under an id of its own: a second "accepted" after a correction is news)."""
+        dispatch_id = (
+            request.message_id if isinstance(request, ItemDispatch) else request.dispatch_id
+        )
         return cls(
-            message_id=uuid5(_OUTCOME_NAMESPACE, f"{dispatch.message_id}:{result.status}"),
-            bundle_id=dispatch.bundle_id,
-            item=dispatch.item,
-            department=dispatch.department,
-            dispatch_id=dispatch.message_id,
+            message_id=uuid5(_OUTCOME_NAMESPACE, f"{request.message_id}:{result.status}"),
+            bundle_id=request.bundle_id,
+            item=request.item,
+            department=request.department,
+            dispatch_id=dispatch_id,
             occurred_at=datetime.now(UTC),
             result=result,
         )
@@ -193,6 +241,7 @@ class ItemResult(BaseModel):
     state: ItemState
     reason: str | None = None
     certificates: tuple[Certificate, ...] = ()
+    tolerated_gaps: tuple[ToleratedGap, ...] = ()
     finished_at: datetime
 
 

@@ -7,29 +7,43 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import FastAPI, Header, HTTPException, Request, Response, status
-from fastapi.responses import JSONResponse
+import structlog
+from fastapi import FastAPI, Header, HTTPException, Path, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
+from adapters.storage import (
+    MaterialMissing,
+    MaterialRejected,
+    MaterialStore,
+    MaterialTooLarge,
+    StoreUnavailable,
+)
 from contracts.api import (
     BundleStatus,
+    Correction,
     IntakeReceipt,
     OneTimeNotice,
     Problem,
     TimelineEntry,
     Withdrawal,
 )
-from contracts.application import Application
+from contracts.application import MATERIAL_MEDIA_TYPES, Application, MaterialRef
 from contracts.catalog import Catalog
 from contracts.messages import BundleReply
+from router.corrections import Resubmitted, resubmit
 from router.db import BundleRow, Database
 from router.intake import Accepted, Conflict, Intake, Refused
 from router.manual import manual_routes
-from router.materials import MaterialRejected, MaterialStore, MaterialTooLarge
+from router.materials import bundle_file
 from router.status import bundle_reply, bundle_status, bundle_timeline
+from router.validation import material_problems
 from router.withdrawal import Withdrawn, withdraw
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
         responses={
             413: {"description": "The file is larger than the cap"},
             422: {"description": "The file is not what it claims to be"},
+            503: {"description": "The material store is unavailable; try again later"},
         },
     )
     async def upload_material(
@@ -123,11 +138,14 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
             except BaseException:
                 upload.abort()  # the client went away mid-upload: keep nothing
                 raise
-            size = upload.commit()
+            # Off the event loop: the store may put the file to S3, or fsync it.
+            size = await run_in_threadpool(upload.commit)
         except MaterialTooLarge as error:
             raise HTTPException(status_code=413, detail=str(error)) from None
         except MaterialRejected as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
+        except StoreUnavailable as error:
+            raise _unavailable(error) from None
         return {"sha256": sha256, "size": size}
 
     @app.get("/v1/bundles/{bundle_id}", response_model=BundleStatus)
@@ -155,6 +173,42 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
             raise HTTPException(status_code=404, detail=detail)
         return reply
 
+    @app.get(
+        "/v1/bundles/{bundle_id}/files/{sha256}",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "The file, as its own media type",
+                "content": {
+                    media_type: {"schema": {"type": "string", "format": "binary"}}
+                    for media_type in sorted(MATERIAL_MEDIA_TYPES)
+                },
+            },
+            404: {"description": "No such bundle, or the bundle references no such file"},
+            503: {"description": "The material store is unavailable; try again later"},
+        },
+    )
+    def get_file(
+        bundle_id: uuid.UUID,
+        sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
+        request: Request,
+    ) -> StreamingResponse:
+        """A file the bundle references: a material of its application, or the file of a
+        certificate a department issued (电子证照). Any other digest is a 404."""
+        services = _services(request)
+        with services.database.transaction() as session:
+            ref = bundle_file(session, bundle_id, sha256)
+        if ref is None:
+            raise HTTPException(status_code=404, detail="the bundle references no such file")
+        try:
+            chunks = services.materials.stream(sha256)
+        except MaterialMissing:
+            log.error("materials.referenced_file_missing", bundle_id=str(bundle_id), sha256=sha256)
+            raise HTTPException(status_code=404, detail="the file is no longer stored") from None
+        except StoreUnavailable as error:
+            raise _unavailable(error) from None
+        return StreamingResponse(chunks, media_type=ref.media_type, headers=_file_headers(ref))
+
     @app.post(
         "/v1/bundles/{bundle_id}/withdraw",
         response_model=BundleReply,
@@ -176,6 +230,37 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
             reply = bundle_reply(session, bundle_id)
         assert reply is not None  # withdrawal commits the reply with it
         return reply
+
+    @app.post(
+        "/v1/bundles/{bundle_id}/items/{item}/corrections",
+        response_model=BundleStatus,
+        status_code=status.HTTP_202_ACCEPTED,
+        responses={
+            404: {"description": "No such bundle or item"},
+            409: {"description": "The item's department has not asked for a correction"},
+            422: {"model": OneTimeNotice, "description": "A material was not uploaded"},
+        },
+    )
+    def submit_correction(
+        bundle_id: uuid.UUID, item: str, body: Correction, request: Request
+    ) -> BundleStatus | JSONResponse:
+        """补齐补正: resubmit what the department asked for; the item resumes at the same
+        department without a second filing."""
+        services = _services(request)
+        problems = list(
+            material_problems(
+                [material.model_dump() for material in body.materials], services.materials.exists
+            )
+        )
+        if problems:
+            return _notice(*problems)
+        result = resubmit(services.database, bundle_id, item, body.materials)
+        if result is Resubmitted.UNKNOWN:
+            raise HTTPException(status_code=404, detail="no such bundle or item")
+        if result is Resubmitted.NOT_REQUESTED:
+            raise HTTPException(status_code=409, detail=f"no correction of {item} is awaited")
+        services.on_commit()
+        return get_bundle(bundle_id, request)
 
     @app.get("/v1/catalog", response_model=Catalog)
     def get_catalog() -> Catalog:
@@ -204,6 +289,28 @@ def _services(request: Request) -> Services:
     if services is None:
         raise HTTPException(status_code=503, detail="this app was built for documentation only")
     return services
+
+
+def _unavailable(error: StoreUnavailable) -> HTTPException:
+    log.warning("materials.store_unavailable", error=str(error)[:500])
+    return HTTPException(
+        status_code=503, detail="the material store is unavailable", headers={"Retry-After": "5"}
+    )
+
+
+def _file_headers(ref: MaterialRef) -> dict[str, str]:
+    # RFC 6266: an ASCII stand-in and the real (often Chinese) name percent-encoded, so no
+    # file name can break out of the header or pass for another media type.
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in ref.file_name
+    )
+    return {
+        "Content-Length": str(ref.size),
+        "Content-Disposition": f'attachment; filename="{fallback}"; '
+        f"filename*=UTF-8''{quote(ref.file_name, safe='')}",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",  # personal documents: no shared cache keeps a copy
+    }
 
 
 def _notice(*problems: Problem) -> JSONResponse:

@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import select
 
 from router.db import CallbackRow, Database
-from router.timeline import record_event
+from router.timeline import ROUTER, record_event
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +70,9 @@ class CallbackSender:
                 if error is None:
                     row.delivered_at = datetime.now(UTC)
                     row.last_error = None
-                    record_event(session, row.bundle_id, None, "callback_delivered", row.kind)
+                    record_event(
+                        session, row.bundle_id, None, "callback_delivered", row.kind, actor=ROUTER
+                    )
                 else:
                     delay = min(self._backoff * 2 ** (row.attempts - 1), self._max_backoff)
                     row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)

@@ -103,10 +103,13 @@ def _bundle_show(args: argparse.Namespace) -> int:
     for item in status.items:
         reason = f" — {item.reason}" if item.reason else ""
         print(f"  {item.state.value:<21} {item.name_zh} [{item.department}]{reason}")
+        for gap in item.tolerated_gaps:
+            print(f"  {'':<21}   容缺：{gap.material}，{gap.due_date.isoformat()}前补交")
     print("timeline:")
     for entry in status.timeline:
         detail = f" — {entry.detail}" if entry.detail else ""
-        print(f"  {entry.at.isoformat()}  {entry.state:<21} {entry.item or '(bundle)'}{detail}")
+        where = entry.item or "(bundle)"
+        print(f"  {entry.at.isoformat()}  {entry.state:<23} {where} by {entry.actor}{detail}")
     return 0
 
 

@@ -21,7 +21,7 @@ from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
 from router import states
 from router.db import BundleRow, Database, InboxRow
 from router.progress import advance, set_item_state
-from router.timeline import record_event
+from router.timeline import department, record_event
 
 log = structlog.get_logger(__name__)
 
@@ -90,11 +90,14 @@ class Correlator:
                 )
             )
             item = next((row for row in bundle.items if row.code == outcome.item), None)
-            target = states.target_state(outcome.result)
+            awaiting = item is not None and item.awaiting_prerequisites
+            target = states.target_state(outcome.result, awaiting_prerequisites=awaiting)
             if (
                 item is None
                 or item.dispatch_id != outcome.dispatch_id
-                or not states.allowed(ItemState(item.state), target)
+                or not states.allowed(
+                    ItemState(item.state), target, awaiting_prerequisites=awaiting
+                )
             ):
                 record_event(
                     session,
@@ -102,14 +105,26 @@ class Correlator:
                     outcome.item,
                     "ignored",
                     f"stale outcome {target.value} (item is {item.state if item else 'unknown'})",
+                    actor=department(outcome.department),
                 )
                 bound.warning("outcome.stale", target=target.value)
                 return Applied.STALE
-            if isinstance(outcome.result, Decided):
-                item.result = outcome.result.model_dump(mode="json")
-            if isinstance(outcome.result, Accepted) and outcome.result.receipt_no:
-                item.receipt_no = outcome.result.receipt_no
-            set_item_state(session, item, target, reason=states.reason_of(outcome.result))
+            result = outcome.result
+            if isinstance(result, Decided):
+                item.result = result.model_dump(mode="json")
+            if isinstance(result, Accepted):
+                item.receipt_no = result.receipt_no or item.receipt_no
+                if result.tolerated_gaps:
+                    item.tolerated_gaps = [
+                        gap.model_dump(mode="json") for gap in result.tolerated_gaps
+                    ]
+            set_item_state(
+                session,
+                item,
+                target,
+                actor=department(outcome.department),
+                reason=states.reason_of(result),
+            )
             advance(session, bundle, self._catalog.bundle_types[bundle.bundle_type])
             bound.info("outcome.applied", state=target.value)
             return Applied.APPLIED

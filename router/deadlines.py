@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 
 from contracts.messages import FINAL_ITEM_STATES, ItemState
 from router.db import Database, ItemRow
-from router.timeline import record_event
+from router.timeline import ROUTER, record_event
 from router.workdays import WorkingCalendar
 
 log = structlog.get_logger(__name__)
@@ -86,7 +86,9 @@ class DeadlineWatcher:
                 if kind is None or kind == item.overdue:
                     continue
                 item.overdue = kind
-                record_event(session, item.bundle_id, item.code, "overdue", kind, now)
+                record_event(
+                    session, item.bundle_id, item.code, "overdue", kind, actor=ROUTER, at=now
+                )
                 log.warning(
                     "item.overdue", bundle_id=str(item.bundle_id), item=item.code, kind=kind
                 )

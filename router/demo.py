@@ -2,9 +2,12 @@
 
 It submits three bundles over the real HTTP API (a newborn, a citizen's after-death
 matters and an enterprise opening), then a new-house deed-tax bundle that the applicant
-withdraws (撤回) while the tax office is still deciding. The installed department
-adapters (police, hrss, medical insurance, housing fund) call their department
-simulators over loopback SOAP and REST; every other department is simulated in process.
+withdraws (撤回) while the tax office is still deciding. The newborn goes through
+pre-review (容缺预审): its medical insurance and social security card are filed and
+pre-reviewed at once, and decided only after their prerequisites' results are forwarded.
+The installed department adapters (police, hrss, medical insurance, housing fund) call
+their department simulators over loopback SOAP and REST; every other department is
+simulated in process.
 It prints each bundle's one reply and its item timeline.
 """
 
@@ -117,7 +120,8 @@ def _print(client: httpx.Client, receipt: Any, reply: Any) -> None:
     start = status["timeline"][0]["at"]
     for event in status["timeline"]:
         offset = _milliseconds_between(start, event["at"])
-        print(f"  +{offset:>6.1f} ms  {event['state']:<12} {event['item'] or '(bundle)'}")
+        where = event["item"] or "(bundle)"
+        print(f"  +{offset:>6.1f} ms  {event['state']:<23} {where:<36} by {event['actor']}")
 
 
 def _wait_for_item_state(

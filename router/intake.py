@@ -15,14 +15,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from adapters.storage import MaterialStore
 from contracts.api import IntakeReceipt, OneTimeNotice, Problem
 from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
 from router.db import BundleRow, Database, ItemRow
-from router.materials import MaterialStore
 from router.progress import IN_PROGRESS, advance
-from router.timeline import record_event
+from router.timeline import PLATFORM, ROUTER, record_event
 from router.validation import find_problems
 
 
@@ -92,7 +92,18 @@ class Intake:
                 replied_at=None,
             )
             session.add(bundle)
-            record_event(session, bundle.id, None, "received", bundle_type.name_zh, now)
+            record_event(
+                session, bundle.id, None, "received", bundle_type.name_zh, actor=PLATFORM, at=now
+            )
+            record_event(
+                session,
+                bundle.id,
+                None,
+                "validated",
+                f"{len(application.items)} 个事项，{len(application.materials)} 份材料核验通过",
+                actor=ROUTER,
+                at=now,
+            )
             for position, code in enumerate(dependency_order(bundle_type, application.items)):
                 item = bundle_type.item(code)
                 bundle.items.append(

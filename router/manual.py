@@ -1,10 +1,12 @@
 """The manual work queue: departments with no system yet (尚未完成系统对接) handle their
 items by hand over HTTP.
 
-The manual adapter files each dispatch here; that department's staff list, claim and
-decide items or request a correction. A decision is written to the outbox as an
-`ItemOutcome` in the same transaction that closes the item, so it reaches the correlator
-like any department's answer. Each department's bearer token opens only its own queue.
+The manual adapter files each dispatch here, and adds supplements to it (a pre-reviewed
+item's prerequisites' results, corrected materials) so staff see them on the same item;
+that department's staff list, claim and decide items or request a correction. A
+decision is written to the outbox as an `ItemOutcome` in the same transaction that
+closes the item, so it reaches the correlator like any department's answer. Each
+department's bearer token opens only its own queue.
 """
 
 import secrets
@@ -23,7 +25,9 @@ from contracts.messages import (
     CorrectionRequested,
     ItemDispatch,
     ItemOutcome,
+    ItemSupplement,
     OutcomeResult,
+    SupplementPurpose,
 )
 from router.db import Database, ManualItemRow
 from router.outbox import enqueue
@@ -82,6 +86,35 @@ def manual_routes(
                     updated_at=now,
                 )
                 session.add(row)
+            return _view(row)
+
+    @routes.post("/items/supplements", response_model=ManualItem)
+    def supplement_item(department: Department, supplement: ItemSupplement) -> ManualItem:
+        """Merge a supplement into the filed item; merging it again changes nothing."""
+        with db().transaction() as session:
+            row = session.scalar(
+                select(ManualItemRow)
+                .where(ManualItemRow.idempotency_key == supplement.idempotency_key)
+                .with_for_update()
+            )
+            row = _own(row, department)
+            filed = ItemDispatch.model_validate(row.dispatch)
+            known_results = {done.item for done in filed.prerequisite_results}
+            known_materials = {material.sha256 for material in filed.materials}
+            merged = filed.model_copy(
+                update={
+                    "prerequisite_results": filed.prerequisite_results
+                    + tuple(
+                        r for r in supplement.prerequisite_results if r.item not in known_results
+                    ),
+                    "materials": filed.materials
+                    + tuple(m for m in supplement.materials if m.sha256 not in known_materials),
+                    "pre_review": filed.pre_review
+                    and supplement.purpose is not SupplementPurpose.PREREQUISITES,
+                }
+            )
+            row.dispatch = merged.model_dump(mode="json")
+            row.updated_at = datetime.now(UTC)
             return _view(row)
 
     @routes.get("/items", response_model=list[ManualItem])

@@ -1,7 +1,9 @@
 """Turns a selection of catalog items into a DAG and decides what moves next.
 
-Pure functions over item states: which waiting items may be dispatched now, and which
-must be cancelled because a prerequisite ended without approval.
+Pure functions over item states: which waiting items may be dispatched now (in full, or
+for pre-review while their prerequisites are still undecided), which pre-reviewed items
+may now be given their prerequisites' results, and which must be cancelled because a
+prerequisite ended without approval.
 """
 
 from __future__ import annotations
@@ -20,21 +22,55 @@ def selected_prerequisites(item: Item, selected: Container[str]) -> list[tuple[s
     ]
 
 
+def prerequisites_met(item: Item, states: Mapping[str, ItemState]) -> bool:
+    """Every prerequisite has an approved alternative."""
+    return all(
+        any(states[code] is ItemState.APPROVED for code in alternatives)
+        for alternatives in selected_prerequisites(item, states)
+    )
+
+
 def releasable(bundle_type: BundleType, states: Mapping[str, ItemState]) -> list[str]:
-    """Waiting items whose every prerequisite has an approved alternative, in catalog order."""
+    """Waiting items whose every prerequisite is approved, in catalog order."""
     return [
         item.code
         for item in bundle_type.items
-        if states.get(item.code) is ItemState.WAITING
-        and all(
-            any(states[code] is ItemState.APPROVED for code in alternatives)
-            for alternatives in selected_prerequisites(item, states)
-        )
+        if states.get(item.code) is ItemState.WAITING and prerequisites_met(item, states)
     ]
 
 
-def blocked(bundle_type: BundleType, states: Mapping[str, ItemState]) -> dict[str, str]:
-    """Waiting items that can never be released, with the prerequisite that stopped them.
+def pre_reviewable(bundle_type: BundleType, states: Mapping[str, ItemState]) -> list[str]:
+    """Waiting items the catalog lets a department pre-review (容缺预审) while their
+    prerequisites are undecided, in catalog order."""
+    return [
+        item.code
+        for item in bundle_type.items
+        if item.pre_review
+        and states.get(item.code) is ItemState.WAITING
+        and not prerequisites_met(item, states)
+    ]
+
+
+def forwardable(
+    bundle_type: BundleType, states: Mapping[str, ItemState], awaiting: Container[str]
+) -> list[str]:
+    """Pre-reviewed items still awaiting their prerequisites' results, now all approved."""
+    return [
+        item.code
+        for item in bundle_type.items
+        if item.code in awaiting
+        and states.get(item.code) is ItemState.PRE_REVIEWED
+        and prerequisites_met(item, states)
+    ]
+
+
+def blocked(
+    bundle_type: BundleType,
+    states: Mapping[str, ItemState],
+    awaiting: Container[str] = frozenset(),
+) -> dict[str, str]:
+    """Items that can never go on, with the prerequisite that stopped them: waiting ones,
+    and filed ones still awaiting their prerequisites' results (in `awaiting`).
 
     A prerequisite is lost when every selected alternative is final and none approved.
     Cancellation cascades: a cancelled item in turn blocks its own dependents.
@@ -45,7 +81,10 @@ def blocked(bundle_type: BundleType, states: Mapping[str, ItemState]) -> dict[st
     while changed:
         changed = False
         for item in bundle_type.items:
-            if states.get(item.code) is not ItemState.WAITING:
+            state = states.get(item.code)
+            if state is None or state.is_final:
+                continue
+            if state is not ItemState.WAITING and item.code not in awaiting:
                 continue
             for alternatives in selected_prerequisites(item, states):
                 if alternatives and all(

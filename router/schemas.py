@@ -18,7 +18,7 @@ from contracts import topology
 from contracts.api import BundleStatus, IntakeReceipt, OneTimeNotice
 from contracts.application import Application
 from contracts.catalog import Catalog
-from contracts.messages import BundleReply, ItemCancel, ItemDispatch, ItemOutcome
+from contracts.messages import BundleReply, ItemCancel, ItemDispatch, ItemOutcome, ItemSupplement
 
 SCHEMA_DIR = Path(contracts.__file__).parent / "schemas"
 
@@ -28,6 +28,7 @@ DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (
     OneTimeNotice,
     BundleStatus,
     ItemDispatch,
+    ItemSupplement,
     ItemCancel,
     ItemOutcome,
     BundleReply,
@@ -81,7 +82,7 @@ def asyncapi(departments: list[str]) -> dict[str, Any]:
     """AsyncAPI 3.0: what a department team reads to plug an adapter in."""
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for model in (ItemDispatch, ItemCancel, ItemOutcome, BundleReply):
+    for model in (ItemDispatch, ItemSupplement, ItemCancel, ItemOutcome, BundleReply):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -105,6 +106,7 @@ def asyncapi(departments: list[str]) -> dict[str, Any]:
             "letters go to lianban.dept.{department}.parking.",
             "messages": {
                 "ItemDispatch": {"$ref": "#/components/messages/ItemDispatch"},
+                "ItemSupplement": {"$ref": "#/components/messages/ItemSupplement"},
                 "ItemCancel": {"$ref": "#/components/messages/ItemCancel"},
             },
         },

@@ -23,8 +23,10 @@ from router.callbacks import CallbackSender
 from router.correlator import Correlator
 from router.db import Database
 from router.deadlines import DeadlineWatcher
+from router.filedrop import Layout, PackageWatcher
+from router.filedrop_export import ReplyExporter
 from router.intake import Intake
-from router.materials import MaterialStore
+from router.materials import material_store
 from router.outbox import Relay
 from router.settings import Settings
 
@@ -53,7 +55,7 @@ class Stack:
         self.adapters = list(adapters)
         self.database = Database(settings.database_url)
         self.broker = Broker(settings.broker_url)
-        self.materials = MaterialStore(settings.materials_dir)
+        self.materials = material_store(settings)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ready: list[threading.Event] = []
@@ -74,17 +76,25 @@ class Stack:
             )
             self._spawn("callbacks", sender.run)
             self._spawn("deadlines", DeadlineWatcher(self.database).run)
+            if self.settings.filedrop_dir is not None:
+                layout = Layout(self.settings.filedrop_dir)
+                exporter = ReplyExporter(layout, self.database, self.materials)
+                self._spawn("filedrop-export", exporter.run)
         if Role.CORRELATE in self.roles:
             correlator = Correlator(self.database, self.catalog, on_commit=self.relay_wake.set)
             consumer = ConsumerLoop(self.broker, outcomes_queue(), correlator.handle_message)
             self._ready.append(consumer.ready)
             self._spawn("correlator", consumer.run)
         for adapter in self.adapters:
-            worker = AdapterWorker(adapter, self.broker)
+            worker = AdapterWorker(adapter, self.broker, materials=self.materials)
             self._ready.append(worker.ready)
             self._spawn(f"adapter-{adapter.department}", worker.run)
         if Role.SERVE in self.roles:
             self._start_server()
+            if self.settings.filedrop_dir is not None:
+                layout = Layout(self.settings.filedrop_dir)
+                watcher = PackageWatcher(layout, self.intake, self.materials, self.catalog)
+                self._spawn("filedrop-inbox", watcher.run)
         for ready in self._ready:
             if not ready.wait(timeout=30):
                 raise TimeoutError("a consumer did not connect within 30 s")

@@ -2,7 +2,9 @@
 
 Outcomes may arrive out of order or more than once; a transition that is not in the
 table (for example "accepted" after "approved") is ignored and noted on the timeline,
-so the state only ever moves forward.
+so the state only ever moves forward. An item filed for pre-review (容缺预审) is
+pre-reviewed, not accepted, and may not be decided before its prerequisites' results
+have been forwarded (the router then moves it to accepted).
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ _DECISIONS = {S.APPROVED, S.DENIED, S.FAILED}
 
 TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
     S.WAITING: frozenset({S.DISPATCHED, S.CANCELLED}),
-    S.DISPATCHED: frozenset({S.ACCEPTED, S.REJECTED, S.CORRECTION_REQUESTED, *_DECISIONS}),
+    S.DISPATCHED: frozenset(
+        {S.PRE_REVIEWED, S.ACCEPTED, S.REJECTED, S.CORRECTION_REQUESTED, *_DECISIONS}
+    ),
+    S.PRE_REVIEWED: frozenset({S.CORRECTION_REQUESTED, S.REJECTED, S.FAILED}),
     S.ACCEPTED: frozenset({S.CORRECTION_REQUESTED, *_DECISIONS}),
-    S.CORRECTION_REQUESTED: frozenset({S.ACCEPTED, S.REJECTED, *_DECISIONS}),
+    S.CORRECTION_REQUESTED: frozenset({S.PRE_REVIEWED, S.ACCEPTED, S.REJECTED, *_DECISIONS}),
     S.APPROVED: frozenset(),
     S.DENIED: frozenset(),
     S.REJECTED: frozenset(),
@@ -33,10 +38,10 @@ TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
 }
 
 
-def target_state(result: OutcomeResult) -> ItemState:
+def target_state(result: OutcomeResult, *, awaiting_prerequisites: bool) -> ItemState:
     match result:
         case Accepted():
-            return S.ACCEPTED
+            return S.PRE_REVIEWED if awaiting_prerequisites else S.ACCEPTED
         case Rejected():
             return S.REJECTED
         case CorrectionRequested():
@@ -52,6 +57,11 @@ def target_state(result: OutcomeResult) -> ItemState:
 
 def reason_of(result: OutcomeResult) -> str | None:
     match result:
+        case Accepted(tolerated_gaps=gaps) if gaps:
+            return "容缺受理：" + "；".join(
+                f"{gap.material}（{gap.commitment}，{gap.due_date.isoformat()}前补交）"
+                for gap in gaps
+            )
         case Rejected(reason=reason) | CorrectionRequested(reason=reason):
             return reason
         case Decided(reason=reason):
@@ -61,5 +71,7 @@ def reason_of(result: OutcomeResult) -> str | None:
     return None
 
 
-def allowed(current: ItemState, target: ItemState) -> bool:
+def allowed(current: ItemState, target: ItemState, *, awaiting_prerequisites: bool) -> bool:
+    if awaiting_prerequisites and target in (S.APPROVED, S.DENIED):
+        return False  # decided without its prerequisites' results: not a decision to keep
     return target in TRANSITIONS[current]

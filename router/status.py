@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from contracts.api import BundleStatus, CallbackStatus, ItemStatus, TimelineEntry
 from contracts.messages import BundleReply, ItemState
 from router.db import BundleRow, CallbackRow, EventRow, ReplyRow
+from router.progress import tolerated_gaps
 
 
 def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None:
@@ -34,6 +35,7 @@ def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None
                 accept_due_at=item.accept_due_at,
                 decide_due_at=item.decide_due_at,
                 overdue=item.overdue,
+                tolerated_gaps=tolerated_gaps(item),
             )
             for item in bundle.items
         ),
@@ -62,7 +64,9 @@ def bundle_timeline(session: Session, bundle_id: uuid.UUID) -> list[TimelineEntr
         select(EventRow).where(EventRow.bundle_id == bundle_id).order_by(EventRow.id)
     )
     return [
-        TimelineEntry(at=event.at, item=event.item, state=event.state, detail=event.detail)
+        TimelineEntry(
+            at=event.at, item=event.item, state=event.state, detail=event.detail, actor=event.actor
+        )
         for event in events
     ]
 

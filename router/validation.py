@@ -78,7 +78,7 @@ def find_problems(
         problems.extend(_contract_problem(detail) for detail in error.errors())
     if isinstance(raw, dict):
         problems.extend(_catalog_problems(raw, catalog))
-        problems.extend(_material_problems(raw.get("materials"), material_exists))
+        problems.extend(material_problems(raw.get("materials"), material_exists))
     return (application if not problems else None), problems
 
 
@@ -176,7 +176,7 @@ def _group_problems(bundle_type: BundleType, chosen: set[str]) -> Iterable[Probl
             )
 
 
-def _material_problems(
+def material_problems(
     materials: Any, material_exists: Callable[[str, int], bool]
 ) -> Iterable[Problem]:
     if not isinstance(materials, list):

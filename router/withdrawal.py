@@ -11,17 +11,10 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from contracts import topology
-from contracts.messages import BundleOutcome, ItemCancel, ItemState
+from contracts.messages import BundleOutcome, ItemState
 from router.db import BundleRow, Database
-from router.outbox import enqueue
-from router.progress import (
-    REPLIED,
-    assemble_reply,
-    filing_key,
-    set_item_state,
-)
-from router.timeline import record_event
+from router.progress import REPLIED, assemble_reply, cancel_at_department, set_item_state
+from router.timeline import PLATFORM, ROUTER, record_event
 
 DEFAULT_REASON = "申请人撤回申请"
 
@@ -39,29 +32,11 @@ def withdraw(database: Database, bundle_id: uuid.UUID, reason: str = DEFAULT_REA
             return Withdrawn.UNKNOWN
         if bundle.state == REPLIED:
             return Withdrawn.ALREADY_REPLIED
-        record_event(session, bundle.id, None, "withdrawn", reason)
+        record_event(session, bundle.id, None, "withdrawn", reason, actor=PLATFORM)
         for item in bundle.items:
-            state = ItemState(item.state)
-            if state.is_final:
+            if ItemState(item.state).is_final:
                 continue
-            if state is not ItemState.WAITING and item.dispatch_id is not None:
-                cancel = ItemCancel(
-                    bundle_id=bundle.id,
-                    project_no=bundle.project_no,
-                    item=item.code,
-                    service=item.service,
-                    department=item.department,
-                    dispatch_id=item.dispatch_id,
-                    idempotency_key=filing_key(bundle.id, item.code),
-                    receipt_no=item.receipt_no,
-                    reason=reason,
-                )
-                enqueue(
-                    session,
-                    exchange=topology.DISPATCH_EXCHANGE,
-                    routing_key=topology.dispatch_routing_key(item.department, item.service),
-                    message=cancel,
-                )
-            set_item_state(session, item, ItemState.CANCELLED, reason=reason)
+            cancel_at_department(session, bundle, item, reason)
+            set_item_state(session, item, ItemState.CANCELLED, actor=ROUTER, reason=reason)
         assemble_reply(session, bundle, BundleOutcome.WITHDRAWN)
         return Withdrawn.WITHDRAWN

@@ -43,6 +43,15 @@ class Running:
             time.sleep(0.02)
         raise AssertionError(f"no reply at {reply_url} within {timeout} s")
 
+    def wait_for_item(self, status_url: str, item: str, state: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            items = {i["item"]: i["state"] for i in self.client.get(status_url).json()["items"]}
+            if items[item] == state:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{item} never reached {state}")
+
 
 @contextmanager
 def running_stack(
@@ -68,6 +77,18 @@ def running_stack(
             yield Running(stack, client, ledger)
     finally:
         stack.stop()
+
+
+def put_material(
+    stack: Stack, digest: str, content: bytes | Iterator[bytes], media_type: str
+) -> httpx.Response:
+    """Upload a material (or anything claiming to be one) to a running intake API."""
+    return httpx.put(
+        f"{stack.base_url}/v1/materials/{digest}",
+        content=content,
+        headers={"Content-Type": media_type},
+        timeout=60,
+    )
 
 
 def new_project_no() -> str:

@@ -15,6 +15,7 @@ import pytest
 from harness import new_project_no
 from sqlalchemy import select
 
+from adapters.storage import LocalMaterialStore
 from contracts.catalog import Catalog
 from contracts.messages import (
     Accepted,
@@ -28,7 +29,6 @@ from router.correlator import Applied, Correlator
 from router.db import Database, EventRow, OutboxRow
 from router.intake import Accepted as Received
 from router.intake import Intake
-from router.materials import MaterialStore
 from router.status import bundle_status
 
 
@@ -47,7 +47,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 @pytest.fixture
 def dispatches(database: Database, catalog: Catalog, tmp_path: Path) -> list[ItemDispatch]:
     """A newborn bundle received; returns the dispatches its intake wrote to the outbox."""
-    materials = MaterialStore(tmp_path / "materials")
+    materials = LocalMaterialStore(tmp_path / "materials")
     materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
     project_no = new_project_no()
     result = Intake(database, catalog, materials).submit(

@@ -18,3 +18,6 @@ def test_the_demo_prints_three_replies_and_a_withdrawal(
     assert "答复 reply: withdrawn" in out
     assert "real adapters against their department simulators: housing_fund, hrss" in out
     assert "cancelled  契税申报 [tax] 申请人撤回" in out
+    # The newborn's social security card is pre-reviewed by hrss, then given its results.
+    assert "pre_reviewed            social_security_card_application     by department:hrss" in out
+    assert "prerequisites_forwarded social_security_card_application     by router" in out

@@ -24,6 +24,7 @@ def test_the_asyncapi_document_names_every_department_queue_and_message(catalog:
     assert document["asyncapi"].startswith("3.")
     assert set(document["components"]["messages"]) == {
         "ItemDispatch",
+        "ItemSupplement",
         "ItemCancel",
         "ItemOutcome",
         "BundleReply",

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from harness import put_material
 
 from contracts.application import MAX_MATERIAL_BYTES
 from contracts.catalog import Catalog
@@ -19,21 +20,10 @@ def api(intake_only: Stack) -> Stack:
     return intake_only
 
 
-def _put(
-    stack: Stack, digest: str, content: bytes | Iterator[bytes], media_type: str
-) -> httpx.Response:
-    return httpx.put(
-        f"{stack.base_url}/v1/materials/{digest}",
-        content=content,
-        headers={"Content-Type": media_type},
-        timeout=60,
-    )
-
-
 def test_a_streamed_upload_is_stored_under_its_digest(api: Stack) -> None:
     digest = hashlib.sha256(SAMPLE_PDF).hexdigest()
     chunks = iter([SAMPLE_PDF[:3], SAMPLE_PDF[3:20], SAMPLE_PDF[20:]])
-    response = _put(api, digest, chunks, "application/pdf")
+    response = put_material(api, digest, chunks, "application/pdf")
     assert response.status_code == 201, response.text
     assert api.materials.read(digest) == SAMPLE_PDF
     assert [path.name for path in api.materials.stored_files()] == [digest]
@@ -46,7 +36,7 @@ def test_an_upload_over_the_cap_is_cut_off_and_nothing_is_kept(api: Stack) -> No
         for _ in range(MAX_MATERIAL_BYTES // len(chunk) + 2):
             yield chunk
 
-    response = _put(api, "a" * 64, too_much(), "application/pdf")
+    response = put_material(api, "a" * 64, too_much(), "application/pdf")
     assert response.status_code == 413
     assert "exceeds" in response.json()["detail"]
     assert api.materials.stored_files() == []
@@ -74,7 +64,7 @@ def test_a_refused_upload_says_why_and_stores_nothing(
         "sample": hashlib.sha256(content).hexdigest(),
         "wrong": "0" * 64,
     }.get(digest, digest)
-    response = _put(api, named, content, media_type)
+    response = put_material(api, named, content, media_type)
     assert response.status_code in (404, 422), response.text
     if message:
         assert message in response.json()["detail"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from harness import Running, new_project_no, running_stack
+from harness import new_project_no, running_stack
 
 from adapters.simulated import Rule, Scenario, Verdict
 from contracts.catalog import Catalog
@@ -15,16 +15,6 @@ from router.settings import Settings
 SLOW = Rule(Verdict.APPROVE, delay_seconds=3.0)
 
 
-def _wait_for_state(running: Running, status_url: str, item: str, state: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        items = {i["item"]: i["state"] for i in running.client.get(status_url).json()["items"]}
-        if items[item] == state:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{item} never reached {state}")
-
-
 def test_withdrawal_cancels_pending_items_at_their_departments(
     settings: Settings, catalog: Catalog
 ) -> None:
@@ -32,8 +22,8 @@ def test_withdrawal_cancels_pending_items_at_their_departments(
     scenario = Scenario(rules={"birth_medical_certificate": SLOW})
     with running_stack(settings, catalog, scenario) as running:
         receipt = running.submit(sample_application(newborn, new_project_no())).json()
-        _wait_for_state(running, receipt["status_url"], "vaccination_certificate", "approved")
-        _wait_for_state(running, receipt["status_url"], "birth_medical_certificate", "accepted")
+        running.wait_for_item(receipt["status_url"], "vaccination_certificate", "approved")
+        running.wait_for_item(receipt["status_url"], "birth_medical_certificate", "accepted")
 
         withdrawn = running.client.post(
             f"/v1/bundles/{receipt['bundle_id']}/withdraw", json={"reason": "家长决定暂缓办理"}
@@ -56,5 +46,11 @@ def test_withdrawal_cancels_pending_items_at_their_departments(
         if code != "vaccination_certificate":
             assert item["state"] == "cancelled"
             assert item["reason"] == "家长决定暂缓办理"
-    # Only the filed, undecided item is withdrawn at a department; waiting ones never left.
-    assert cancellations == [("health", receipt["bundle_id"], "birth_medical_certificate")]
+    # Filed, undecided items are withdrawn at their departments, those filed for pre-review
+    # (容缺预审) included; the birth registration was still waiting and never left.
+    bundle_id = receipt["bundle_id"]
+    assert sorted(cancellations) == [
+        ("health", bundle_id, "birth_medical_certificate"),
+        ("hrss", bundle_id, "social_security_card_application"),
+        ("medical_insurance", bundle_id, "medical_insurance_nonlocal_parents"),
+    ]

@@ -4,7 +4,10 @@ API and polls it for the decision.
 Wire contract (the simulator in `simulator.py` serves the same models):
 `POST /api/v1/applications` with an `Idempotency-Key` header files once per key;
 `GET /api/v1/applications/{receipt_no}` answers the status and, once approved, the
-certificate; `POST /api/v1/applications/{receipt_no}/cancel` withdraws a pending one,
+certificate; `POST /api/v1/applications/{receipt_no}/supplements` adds a pre-reviewed
+filing's prerequisites' results or corrected materials to the same filing (PRE_REVIEWED:
+it waits for them; CORRECTION_REQUIRED: it asks for materials);
+`POST /api/v1/applications/{receipt_no}/cancel` withdraws a pending one,
 and `POST /api/v1/applications/cancel` the one under its `Idempotency-Key` header while no
 receipt is known (NOT_FOUND: nothing was filed). A decided filing answers 409.
 """
@@ -20,14 +23,17 @@ from pydantic import BaseModel, Field
 from adapters.base import Adapter
 from adapters.context import AdapterContext
 from adapters.errors import BadAnswerError, FatalDepartmentError
-from contracts.application import NaturalPerson
+from contracts.application import MaterialRef, NaturalPerson
 from contracts.messages import (
     Accepted,
     Certificate,
+    CorrectionRequested,
     Decided,
     ItemCancel,
     ItemDispatch,
+    ItemSupplement,
     OutcomeResult,
+    PrerequisiteResult,
     Rejected,
 )
 
@@ -68,6 +74,8 @@ USCC_ID_TYPE = "USCC"  # hrss files enterprises under their unified social credi
 
 class Status(StrEnum):
     PENDING = "PENDING"
+    PRE_REVIEWED = "PRE_REVIEWED"
+    CORRECTION_REQUIRED = "CORRECTION_REQUIRED"
     APPROVED = "APPROVED"
     DENIED = "DENIED"
     REJECTED = "REJECTED"
@@ -94,6 +102,14 @@ class FilingRequest(BaseModel):
     area_code: str = Field(pattern=r"^\d{6}$")
     form: dict[str, Any] = {}
     prerequisites: list[PrerequisiteInfo] = []
+    pre_review: bool = Field(
+        default=False, description="容缺预审: decide only after the prerequisites are supplied"
+    )
+
+
+class SupplementRequest(BaseModel):
+    prerequisites: list[PrerequisiteInfo] | None = None
+    materials: list[MaterialRef] | None = None
 
 
 class FilingReceipt(BaseModel):
@@ -111,6 +127,7 @@ class DecisionAnswer(BaseModel):
     receipt_no: str
     status: Status
     reason: str | None = None
+    missing_materials: list[str] = []
     certificate: CertificateInfo | None = None
 
 
@@ -142,9 +159,25 @@ class HrssAdapter(Adapter):
         receipt = FilingReceipt.model_validate_json(response.content)
         ctx.log.info("hrss.filed", receipt_no=receipt.receipt_no)
         await ctx.report(Accepted(receipt_no=receipt.receipt_no))
+        return await self._next_outcome(receipt.receipt_no, ctx)
 
+    async def supplement(self, item: ItemSupplement, ctx: AdapterContext) -> OutcomeResult:
+        if item.receipt_no is None:
+            raise FatalDepartmentError("hrss gave no receipt to supplement")
+        body = SupplementRequest(
+            prerequisites=_prerequisites(item.prerequisite_results) or None,
+            materials=list(item.materials) or None,
+        )
+        response = await ctx.http.post(
+            f"/api/v1/applications/{item.receipt_no}/supplements",
+            json=body.model_dump(mode="json", exclude_none=True),
+        )
+        response.raise_for_status()
+        return await self._next_outcome(item.receipt_no, ctx)
+
+    async def _next_outcome(self, receipt_no: str, ctx: AdapterContext) -> OutcomeResult:
         async def check() -> OutcomeResult | None:
-            answer = await ctx.http.get(f"/api/v1/applications/{receipt.receipt_no}")
+            answer = await ctx.http.get(f"/api/v1/applications/{receipt_no}")
             answer.raise_for_status()
             return self.outcome(DecisionAnswer.model_validate_json(answer.content))
 
@@ -185,19 +218,21 @@ class HrssAdapter(Adapter):
             applicant=applicant,
             area_code=item.area_code,
             form=item.form,
-            prerequisites=[
-                PrerequisiteInfo(
-                    item=done.item,
-                    department=done.department,
-                    certificate_numbers=[c.certificate_number for c in done.certificates],
-                )
-                for done in item.prerequisite_results
-            ],
+            prerequisites=_prerequisites(item.prerequisite_results),
+            pre_review=item.pre_review,
         )
 
     def outcome(self, answer: DecisionAnswer) -> OutcomeResult | None:
         if answer.status is Status.PENDING:
             return None
+        if answer.status is Status.PRE_REVIEWED:
+            # The acceptance already reported: the filing now waits for its supplement.
+            return Accepted(receipt_no=answer.receipt_no)
+        if answer.status is Status.CORRECTION_REQUIRED:
+            return CorrectionRequested(
+                reason=answer.reason or "人社部门要求补齐补正材料",
+                missing_materials=tuple(answer.missing_materials),
+            )
         if answer.status is Status.REJECTED:
             return Rejected(reason=answer.reason or "人社部门不予受理")
         if answer.status is Status.DENIED:
@@ -213,3 +248,14 @@ class HrssAdapter(Adapter):
             issue_date=answer.certificate.issue_date,
         )
         return Decided(approved=True, certificates=(certificate,))
+
+
+def _prerequisites(results: tuple[PrerequisiteResult, ...]) -> list[PrerequisiteInfo]:
+    return [
+        PrerequisiteInfo(
+            item=done.item,
+            department=done.department,
+            certificate_numbers=[c.certificate_number for c in done.certificates],
+        )
+        for done in results
+    ]

@@ -21,6 +21,7 @@ from adapters.hrss.adapter import (
     FilingReceipt,
     FilingRequest,
     Status,
+    SupplementRequest,
 )
 from adapters.testing.rest import (
     IdempotencyKeyHeader,
@@ -29,7 +30,7 @@ from adapters.testing.rest import (
     require_idempotency_key,
     withdraw,
 )
-from adapters.testing.simulator import DepartmentState, Filing
+from adapters.testing.simulator import CORRECTION_MATERIALS, DepartmentState, Filing
 
 CERTIFICATE_NAME = "人力资源社会保障业务办结通知书"
 
@@ -56,9 +57,25 @@ def create_app(state: DepartmentState) -> FastAPI:
         if key in state.filings:
             response.status_code = 200
         filing = state.file(
-            key, body.catalog_service, body.project_no, body.model_dump(mode="json")
+            key,
+            body.catalog_service,
+            body.project_no,
+            body.model_dump(mode="json"),
+            pre_review=body.pre_review,
         )
         return FilingReceipt(receipt_no=filing.receipt_no, status=Status.PENDING)
+
+    @app.post("/api/v1/applications/{receipt_no}/supplements")
+    async def supplement_application(receipt_no: str, body: SupplementRequest) -> DecisionAnswer:
+        """Add prerequisites' results or corrected materials to an undecided application;
+        a repeat (or one after the decision) changes nothing and answers where it stands."""
+        supplied = body.model_dump(mode="json", exclude_none=True)
+        if not supplied:
+            raise HTTPException(status_code=422, detail="give prerequisites or materials")
+        filing = state.supplement(receipt_no, **supplied)
+        if filing is None:
+            raise HTTPException(status_code=404, detail=f"no application {receipt_no}")
+        return _answer(filing)
 
     @app.get("/api/v1/applications/{receipt_no}")
     async def application_status(receipt_no: str) -> DecisionAnswer:
@@ -101,7 +118,13 @@ def _answer(filing: Filing) -> DecisionAnswer:
         if status is Status.APPROVED
         else None
     )
-    reason = filing.reason if status in (Status.DENIED, Status.REJECTED) else None
+    explained = (Status.DENIED, Status.REJECTED, Status.CORRECTION_REQUIRED)
     return DecisionAnswer(
-        receipt_no=filing.receipt_no, status=status, reason=reason, certificate=certificate
+        receipt_no=filing.receipt_no,
+        status=status,
+        reason=filing.reason if status in explained else None,
+        missing_materials=(
+            list(CORRECTION_MATERIALS) if status is Status.CORRECTION_REQUIRED else []
+        ),
+        certificate=certificate,
     )

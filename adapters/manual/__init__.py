@@ -1,29 +1,40 @@
 """The manual adapter: for a department with no system yet, file each item into Lianban's
 manual work queue (`/v1/manual/<department>/items`), where its staff decide by hand.
 
-The filing is the adapter's whole job: the department "calls back" — its staff's
-acceptance, corrections and decision reach the correlator from the work queue itself.
+Filing, and adding supplements to the filed item, are the adapter's whole job: the
+department "calls back" — its staff's acceptance, corrections and decision reach the
+correlator from the work queue itself.
 """
 
 from __future__ import annotations
 
 import os
 
+from pydantic import BaseModel
+
 from adapters.base import Adapter
 from adapters.context import AdapterContext
 from adapters.errors import BadAnswerError
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
-from contracts.messages import ItemDispatch, OutcomeResult
+from contracts.messages import ItemDispatch, ItemSupplement, OutcomeResult
 
 
 class ManualAdapter(Adapter):
     token: str = ""
 
     async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult | None:
+        await self._post("items", item, ctx)
+        return None
+
+    async def supplement(self, item: ItemSupplement, ctx: AdapterContext) -> OutcomeResult | None:
+        await self._post("items/supplements", item, ctx)
+        return None
+
+    async def _post(self, path: str, message: BaseModel, ctx: AdapterContext) -> None:
         response = await ctx.http.post(
-            f"/v1/manual/{self.department}/items",
-            content=item.model_dump_json(),
+            f"/v1/manual/{self.department}/{path}",
+            content=message.model_dump_json(),
             headers={
                 "Authorization": f"Bearer {self.token}",
                 "Content-Type": "application/json",
@@ -32,10 +43,9 @@ class ManualAdapter(Adapter):
         )
         response.raise_for_status()
         try:
-            ctx.log.info("manual.filed", receipt_no=str(response.json()["receipt_no"]))
+            ctx.log.info("manual.filed", path=path, receipt_no=str(response.json()["receipt_no"]))
         except (ValueError, KeyError, TypeError) as error:
             raise BadAnswerError(f"the work queue answered without a receipt: {error}") from None
-        return None
 
 
 def manual_adapter(department: str, catalog: Catalog, endpoint: str | None) -> ManualAdapter:

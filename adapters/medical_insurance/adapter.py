@@ -6,32 +6,44 @@ Wire contract (the simulator in `simulator.py` serves the same models): every ca
 `input`) and answers `{infcode, err_msg, output}`; `infcode` 0 is success. Filing
 transactions are the values of `OPERATIONS`; `QUERY_INFNO` asks where a filing stands.
 不予受理 is reviewed while filing, so a filing may answer `infcode` -1 with status 3.
+`SUPPLEMENT_INFNO` adds to an undecided filing: a pre-reviewed one's (status 4)
+prerequisite certificates, or the materials a correction (status 5) asked for.
 `CANCEL_INFNO` withdraws an undecided filing by `rcpt_no` or, while none is known, by the
 `Idempotency-Key` header; it answers no output when nothing was filed under the key, and
 `infcode` -1 for a filing already decided.
+
+Materials travel inside the filing or supplement (base64, with the SHA-256 the platform
+checks them by), so a filing and its files arrive together, once per key. An approval
+names its certificate's file (`cert_file_qury_no`); `FILE_DOWNLOAD_INFNO` hands it out,
+and the adapter keeps it in the material store for `Certificate.file`.
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
 from adapters.errors import BadAnswerError, FatalDepartmentError
-from contracts.application import IdType, NaturalPerson
+from contracts.application import IdType, MaterialRef, NaturalPerson
 from contracts.messages import (
     Accepted,
     Certificate,
+    CorrectionRequested,
     Decided,
     ItemCancel,
     ItemDispatch,
+    ItemSupplement,
     OutcomeResult,
+    PrerequisiteResult,
     Rejected,
+    SupplementPurpose,
 )
 
 # Catalog service → filing transaction: 25xx 参保登记, 26xx 转移接续, 27xx 待遇支取, 28xx 救助.
@@ -49,6 +61,9 @@ OPERATIONS: dict[str, str] = {
 }
 QUERY_INFNO = "5901"  # 办理结果查询
 CANCEL_INFNO = "5902"  # 撤销申请
+SUPPLEMENT_INFNO = "5903"  # 补充申请（前置结果、补正材料）
+FILE_DOWNLOAD_INFNO = "9102"  # 文件下载
+CERTIFICATE_MEDIA_TYPE = "application/pdf"  # the 医保 platform issues its 凭证 as PDF
 CHINA_TIME = timezone(timedelta(hours=8))
 # psn_cert_type: 01 居民身份证（户口簿）, 99 其他; units file under their credit code.
 CERT_TYPES = {IdType.RESIDENT_ID: "01", IdType.HOUSEHOLD_BOOKLET: "01"}
@@ -60,6 +75,8 @@ class HandlingStatus(StrEnum):
     APPROVED = "1"  # 办结，准予
     DENIED = "2"  # 办结，不予
     REJECTED = "3"  # 不予受理
+    PRE_REVIEWED = "4"  # 容缺预审通过，待前置事项结果
+    CORRECTION_REQUIRED = "5"  # 需补齐补正
     CANCELLED = "9"  # 已撤销
 
 
@@ -77,6 +94,29 @@ class Envelope(BaseModel):
     input: dict[str, Any]
 
 
+def _from_base64(value: object) -> object:
+    return base64.b64decode(value, validate=True) if isinstance(value, str) else value
+
+
+# Bytes in Python, base64 text on the wire (and in the JSON-decoded input a server reads).
+Base64Content = Annotated[
+    bytes,
+    BeforeValidator(_from_base64),
+    PlainSerializer(
+        lambda data: base64.b64encode(data).decode(), return_type=str, when_used="json"
+    ),
+]
+
+
+class FilingMaterial(BaseModel):
+    """A material sent with a filing or supplement, its bytes inline (base64 on the wire)."""
+
+    name: str  # 材料名称
+    filename: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The platform checks the bytes")
+    content: Base64Content = Field(repr=False)
+
+
 class FilingInput(BaseModel):
     idempotency_key: str = Field(min_length=1)
     catalog_service: str = Field(description="Lianban catalog service; the simulator's verdicts")
@@ -86,10 +126,22 @@ class FilingInput(BaseModel):
     certno: str = Field(repr=False)  # kept out of reprs, so out of logs and errors
     form: dict[str, Any] = {}
     prerequisite_certnos: list[str] = []
+    pre_review_flag: str = Field(default="0", pattern="^[01]$", description="1: 容缺预审")
+    materials: list[FilingMaterial] = []
 
 
 class QueryInput(BaseModel):
     rcpt_no: str
+
+
+class SupplementInput(BaseModel):
+    rcpt_no: str
+    prerequisite_certnos: list[str] | None = None
+    materials: list[FilingMaterial] | None = None
+
+
+class FileQuery(BaseModel):
+    file_qury_no: str = Field(min_length=1)  # 文件查询号
 
 
 class CancelInput(BaseModel):
@@ -102,15 +154,35 @@ class Output(BaseModel):
     rcpt_no: str = Field(min_length=1)
     hndl_stas: HandlingStatus
     hndl_opnn: str | None = None  # 办理意见
+    bzcl_list: list[str] = []  # 需补正材料
     cert_name: str | None = None
     cert_no: str | None = None
     issu_date: date | None = None
+    cert_file_qury_no: str | None = None  # the certificate's file, for FILE_DOWNLOAD_INFNO
 
 
-class Reply(BaseModel):
+class FileOutput(BaseModel):
+    file_qury_no: str
+    filename: str
+    content: Base64Content = Field(repr=False)
+
+
+class Answer(BaseModel):
+    """What every transaction answers; `infcode` 0 is success."""
+
     infcode: int
     err_msg: str | None = None
+
+
+class Reply(Answer):
     output: Output | None = None
+
+
+class FileReply(Answer):
+    output: FileOutput | None = None
+
+
+AnswerT = TypeVar("AnswerT", bound=Answer)
 
 
 class MedicalInsuranceAdapter(Adapter):
@@ -129,17 +201,37 @@ class MedicalInsuranceAdapter(Adapter):
         self._sequence = itertools.count()
 
     async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult:
-        filed = await self.call(
-            ctx, item, self.services[item.service], self.filing(item, ctx.idempotency_key)
-        )
+        filing = self.filing(item, ctx.idempotency_key, await _materials(ctx, item.materials))
+        filed = await self.call(ctx, item, self.services[item.service], filing)
         if isinstance(filed, Rejected):
             return filed  # refused while filing: it was never accepted
         ctx.log.info("medical_insurance.filed", receipt_no=filed.rcpt_no)
         await ctx.report(Accepted(receipt_no=filed.rcpt_no))
+        return await self._next_outcome(ctx, item, filed.rcpt_no)
 
+    async def supplement(self, item: ItemSupplement, ctx: AdapterContext) -> OutcomeResult:
+        if item.receipt_no is None:
+            raise FatalDepartmentError("medical insurance gave no receipt to supplement")
+        data = SupplementInput(
+            rcpt_no=item.receipt_no,
+            prerequisite_certnos=_certificate_numbers(item.prerequisite_results)
+            if item.purpose is SupplementPurpose.PREREQUISITES
+            else None,
+            materials=await _materials(ctx, item.materials) or None,
+        )
+        answer = await self.call(ctx, item, SUPPLEMENT_INFNO, data)
+        if isinstance(answer, Rejected):
+            return answer
+        return await self._next_outcome(ctx, item, item.receipt_no)
+
+    async def _next_outcome(
+        self, ctx: AdapterContext, item: ItemDispatch | ItemSupplement, receipt_no: str
+    ) -> OutcomeResult:
         async def check() -> OutcomeResult | None:
-            answer = await self.call(ctx, item, QUERY_INFNO, QueryInput(rcpt_no=filed.rcpt_no))
-            return answer if isinstance(answer, Rejected) else self.outcome(answer)
+            answer = await self.call(ctx, item, QUERY_INFNO, QueryInput(rcpt_no=receipt_no))
+            if isinstance(answer, Rejected):
+                return answer
+            return self.outcome(answer, await self.certificate_file(ctx, item, answer))
 
         return await ctx.wait_for_decision(
             check,
@@ -148,7 +240,8 @@ class MedicalInsuranceAdapter(Adapter):
         )
 
     async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
-        reply = await self.transact(ctx, item, CANCEL_INFNO, CancelInput(rcpt_no=item.receipt_no))
+        withdrawal = CancelInput(rcpt_no=item.receipt_no)
+        reply = await self.transact(ctx, item, CANCEL_INFNO, withdrawal, Reply)
         if reply.infcode != 0:
             raise FatalDepartmentError(
                 f"medical insurance refused to withdraw {item.receipt_no or 'the filing'}: "
@@ -161,10 +254,14 @@ class MedicalInsuranceAdapter(Adapter):
             raise BadAnswerError(f"withdrawal answered status {reply.output.hndl_stas}")
 
     async def call(
-        self, ctx: AdapterContext, item: ItemDispatch, infno: str, data: BaseModel
+        self,
+        ctx: AdapterContext,
+        item: ItemDispatch | ItemSupplement,
+        infno: str,
+        data: BaseModel,
     ) -> Output | Rejected:
         """One transaction: its output, or the 不予受理 the department answered instead."""
-        reply = await self.transact(ctx, item, infno, data)
+        reply = await self.transact(ctx, item, infno, data, Reply)
         if reply.infcode == 0 and reply.output is not None:
             return reply.output
         if reply.output is not None and reply.output.hndl_stas is HandlingStatus.REJECTED:
@@ -173,23 +270,59 @@ class MedicalInsuranceAdapter(Adapter):
             f"transaction {infno} answered infcode {reply.infcode}: {reply.err_msg}"
         )
 
+    async def certificate_file(
+        self, ctx: AdapterContext, item: ItemDispatch | ItemSupplement, answer: Output
+    ) -> MaterialRef | None:
+        """The approval's certificate file, downloaded and kept in the material store;
+        None when the department offers none."""
+        approved = answer.hndl_stas is HandlingStatus.APPROVED
+        if not (approved and answer.cert_name and answer.cert_file_qury_no):
+            return None  # nothing to download (an approval without a name fails in outcome)
+        query = FileQuery(file_qury_no=answer.cert_file_qury_no)
+
+        async def download() -> FileOutput:
+            reply = await self.transact(ctx, item, FILE_DOWNLOAD_INFNO, query, FileReply)
+            if reply.infcode != 0 or reply.output is None:
+                raise BadAnswerError(
+                    f"certificate file {query.file_qury_no} answered infcode {reply.infcode}: "
+                    f"{reply.err_msg}"
+                )
+            return reply.output
+
+        # Retried on its own, as a poll is: a failed download must not query or file again.
+        file = await ctx.wait_for_decision(
+            download,
+            every_seconds=self.poll_every_seconds,
+            within_seconds=self.decision_within_seconds,
+        )
+        return await ctx.store_certificate(
+            file.content, CERTIFICATE_MEDIA_TYPE, file.filename, answer.cert_name
+        )
+
     async def transact(
-        self, ctx: AdapterContext, item: ItemDispatch | ItemCancel, infno: str, data: BaseModel
-    ) -> Reply:
-        """One transaction's reply, whatever its infcode."""
+        self,
+        ctx: AdapterContext,
+        item: ItemDispatch | ItemSupplement | ItemCancel,
+        infno: str,
+        data: BaseModel,
+        answer: type[AnswerT],
+    ) -> AnswerT:
+        """One transaction's answer, whatever its infcode."""
         response = await ctx.http.post(
             f"/fsi/api/{infno}",
             json=self.envelope(item, infno, data).model_dump(mode="json"),
             headers={"Idempotency-Key": ctx.idempotency_key},
         )
         response.raise_for_status()
-        return Reply.model_validate_json(response.content)
+        return answer.model_validate_json(response.content)
 
-    def envelope(self, item: ItemDispatch | ItemCancel, infno: str, data: BaseModel) -> Envelope:
+    def envelope(
+        self, item: ItemDispatch | ItemSupplement | ItemCancel, infno: str, data: BaseModel
+    ) -> Envelope:
         """The national envelope of one request, with a msgid of its own."""
         now = datetime.now(CHINA_TIME)
-        # Filed where the applicant applies; a withdrawal names no area (the receipt or
-        # key finds the filing), so it is sent from Lianban's own.
+        # Filed where the applicant applies; a supplement or withdrawal names no area (the
+        # receipt or key finds the filing), so it is sent from Lianban's own.
         area = item.area_code if isinstance(item, ItemDispatch) else self.home_admdvs
         return Envelope(
             infno=infno,
@@ -201,7 +334,9 @@ class MedicalInsuranceAdapter(Adapter):
             input=data.model_dump(mode="json"),
         )
 
-    def filing(self, item: ItemDispatch, idempotency_key: str) -> FilingInput:
+    def filing(
+        self, item: ItemDispatch, idempotency_key: str, materials: list[FilingMaterial]
+    ) -> FilingInput:
         person = item.applicant
         if isinstance(person, NaturalPerson):
             cert_type, certno = CERT_TYPES.get(person.id_type, "99"), person.id_number
@@ -215,17 +350,25 @@ class MedicalInsuranceAdapter(Adapter):
             psn_cert_type=cert_type,
             certno=certno,
             form=item.form,
-            prerequisite_certnos=[
-                c.certificate_number
-                for done in item.prerequisite_results
-                for c in done.certificates
-            ],
+            prerequisite_certnos=_certificate_numbers(item.prerequisite_results),
+            pre_review_flag="1" if item.pre_review else "0",
+            materials=materials,
         )
 
-    def outcome(self, answer: Output) -> OutcomeResult | None:
+    def outcome(self, answer: Output, file: MaterialRef | None = None) -> OutcomeResult | None:
+        """Where the filing stands (None: undecided), with the certificate's file when one
+        was kept."""
         status = answer.hndl_stas
         if status is HandlingStatus.PENDING:
             return None
+        if status is HandlingStatus.PRE_REVIEWED:
+            # The acceptance already reported: the filing now waits for its supplement.
+            return Accepted(receipt_no=answer.rcpt_no)
+        if status is HandlingStatus.CORRECTION_REQUIRED:
+            return CorrectionRequested(
+                reason=answer.hndl_opnn or "医保部门要求补齐补正材料",
+                missing_materials=tuple(answer.bzcl_list),
+            )
         if status is HandlingStatus.REJECTED:
             return Rejected(reason=answer.hndl_opnn or "医保部门不予受理")
         if status is HandlingStatus.DENIED:
@@ -239,5 +382,23 @@ class MedicalInsuranceAdapter(Adapter):
             certificate_number=answer.cert_no,
             issuer_name=self.issuer_name,
             issue_date=answer.issu_date,
+            file=file,
         )
         return Decided(approved=True, certificates=(certificate,))
+
+
+async def _materials(ctx: AdapterContext, refs: tuple[MaterialRef, ...]) -> list[FilingMaterial]:
+    """The referenced materials with their bytes, read from the material store."""
+    return [
+        FilingMaterial(
+            name=ref.name,
+            filename=ref.file_name,
+            sha256=ref.sha256,
+            content=await ctx.fetch_material(ref),
+        )
+        for ref in refs
+    ]
+
+
+def _certificate_numbers(results: tuple[PrerequisiteResult, ...]) -> list[str]:
+    return [c.certificate_number for done in results for c in done.certificates]

@@ -5,13 +5,17 @@ over a `DepartmentState`.
 Filing transactions (the adapter's `OPERATIONS` values) file once per `Idempotency-Key`
 and decide by the state's verdict for `input.catalog_service` (the Lianban catalog code
 the adapter sends beside the transaction code); `QUERY_INFNO` answers where a filing
-stands; `CANCEL_INFNO` withdraws one. Business errors answer `infcode` -1 with
+stands; `SUPPLEMENT_INFNO` adds prerequisites' certificates or corrected materials to
+one; `CANCEL_INFNO` withdraws one. Materials inline in a filing or supplement must match
+their SHA-256. An approval offers its certificate as a small PDF (`certificate_pdf`),
+handed out by `FILE_DOWNLOAD_INFNO`. Business errors answer `infcode` -1 with
 `err_msg`, as the platform does; the state's fault mode applies first
 (`adapters.testing.rest`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from typing import Annotated
 
@@ -20,15 +24,22 @@ from pydantic import ValidationError
 
 from adapters.medical_insurance.adapter import (
     CANCEL_INFNO,
+    FILE_DOWNLOAD_INFNO,
     OPERATIONS,
     QUERY_INFNO,
+    SUPPLEMENT_INFNO,
     CancelInput,
     Envelope,
+    FileOutput,
+    FileQuery,
+    FileReply,
     FilingInput,
+    FilingMaterial,
     HandlingStatus,
     Output,
     QueryInput,
     Reply,
+    SupplementInput,
 )
 from adapters.testing.rest import (
     FilingStatus,
@@ -37,12 +48,15 @@ from adapters.testing.rest import (
     install_faults,
     require_idempotency_key,
 )
-from adapters.testing.simulator import DepartmentState, Filing, Verdict
+from adapters.testing.simulator import CORRECTION_MATERIALS, DepartmentState, Filing, Verdict
 
 FILING_INFNOS = frozenset(OPERATIONS.values())
 CERTIFICATE_NAME = "医疗保障业务办结凭证"
+CERTIFICATE_FILE_SUFFIX = "-ZZ"  # 证照: a certificate file's number is its receipt's + this
 STATUS_CODES = {
     FilingStatus.PENDING: HandlingStatus.PENDING,
+    FilingStatus.PRE_REVIEWED: HandlingStatus.PRE_REVIEWED,
+    FilingStatus.CORRECTION_REQUIRED: HandlingStatus.CORRECTION_REQUIRED,
     FilingStatus.APPROVED: HandlingStatus.APPROVED,
     FilingStatus.DENIED: HandlingStatus.DENIED,
     FilingStatus.REJECTED: HandlingStatus.REJECTED,
@@ -55,8 +69,9 @@ def create_app(state: DepartmentState) -> FastAPI:
         title="医疗保障信息平台经办接口（模拟）",
         version="V1.0",
         description="National envelope transactions: filings "
-        f"({', '.join(sorted(FILING_INFNOS))}), the result query ({QUERY_INFNO}) and "
-        f"withdrawal ({CANCEL_INFNO}).",
+        f"({', '.join(sorted(FILING_INFNOS))}), the result query ({QUERY_INFNO}), "
+        f"supplements ({SUPPLEMENT_INFNO}), withdrawal ({CANCEL_INFNO}) and certificate "
+        f"file download ({FILE_DOWNLOAD_INFNO}).",
     )
     install_faults(app, state)
 
@@ -65,7 +80,7 @@ def create_app(state: DepartmentState) -> FastAPI:
         infno: Annotated[str, Path(pattern=r"^\d{4}$")],
         envelope: Envelope,
         key: IdempotencyKeyHeader = None,
-    ) -> Reply:
+    ) -> Reply | FileReply:
         """Run transaction `infno`; filings need the Idempotency-Key header (400 without)."""
         if envelope.infno != infno:
             return _error(f"报文交易编号 {envelope.infno} 与地址 {infno} 不一致")
@@ -73,8 +88,12 @@ def create_app(state: DepartmentState) -> FastAPI:
             return _file(state, infno, envelope, require_idempotency_key(key))
         if infno == QUERY_INFNO:
             return _query(state, envelope)
+        if infno == SUPPLEMENT_INFNO:
+            return _supplement(state, envelope)
         if infno == CANCEL_INFNO:
             return _cancel(state, envelope, key)
+        if infno == FILE_DOWNLOAD_INFNO:
+            return _download(state, envelope)
         return _error(f"交易编号 {infno} 不存在")
 
     return app
@@ -89,8 +108,82 @@ def _file(state: DepartmentState, infno: str, envelope: Envelope, key: str) -> R
         return _error("input.idempotency_key 与 Idempotency-Key 不一致")
     if OPERATIONS.get(data.catalog_service) != infno:
         return _error(f"交易 {infno} 不办理 {data.catalog_service}")
-    filing = state.file(key, data.catalog_service, data.project_no, data.model_dump(mode="json"))
+    if problem := _unverified(data.materials):
+        return _error(problem)
+    filing = state.file(
+        key,
+        data.catalog_service,
+        data.project_no,
+        data.model_dump(mode="json"),
+        pre_review=data.pre_review_flag == "1",
+    )
     return _reply(filing)
+
+
+def _supplement(state: DepartmentState, envelope: Envelope) -> Reply:
+    try:
+        data = SupplementInput.model_validate(envelope.input)
+    except ValidationError as error:
+        return _error(f"入参校验失败（{error.error_count()} 处）")
+    supplied = data.model_dump(mode="json", exclude_none=True, exclude={"rcpt_no"})
+    if not supplied:
+        return _error("未提供前置事项结果或补正材料")
+    if problem := _unverified(data.materials or []):
+        return _error(problem)
+    # A repeat (or one after the decision) changes nothing and answers where it stands.
+    filing = state.supplement(
+        data.rcpt_no,
+        prerequisites=supplied.get("prerequisite_certnos"),
+        materials=supplied.get("materials"),
+    )
+    return _error(f"受理编号 {data.rcpt_no} 不存在") if filing is None else _reply(filing)
+
+
+def _unverified(materials: list[FilingMaterial]) -> str | None:
+    """Why the materials cannot be accepted (a file that is not what it says), or None."""
+    for material in materials:
+        if hashlib.sha256(material.content).hexdigest() != material.sha256:
+            return f"材料“{material.name}”与其校验值不符"
+    return None
+
+
+def _download(state: DepartmentState, envelope: Envelope) -> FileReply:
+    try:
+        data = FileQuery.model_validate(envelope.input)
+    except ValidationError as error:
+        return FileReply(infcode=-1, err_msg=f"入参校验失败（{error.error_count()} 处）")
+    number = data.file_qury_no
+    filing = state.find(number.removesuffix(CERTIFICATE_FILE_SUFFIX))
+    if (
+        filing is None
+        or _certificate_file_no(filing) != number
+        or filing_status(filing) is not FilingStatus.APPROVED
+    ):
+        return FileReply(infcode=-1, err_msg=f"文件 {number} 不存在")
+    return FileReply(
+        infcode=0,
+        output=FileOutput(
+            file_qury_no=number,
+            filename=f"{_certificate_no(filing)}.pdf",
+            content=certificate_pdf(filing),
+        ),
+    )
+
+
+def certificate_pdf(filing: Filing) -> bytes:
+    """The certificate file an approved filing is issued: a small PDF that names it."""
+    return (
+        f"%PDF-1.4\n% {CERTIFICATE_NAME} {_certificate_no(filing)} {filing.receipt_no}\n"
+        "1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
+    ).encode()
+
+
+def _certificate_no(filing: Filing) -> str:
+    return f"YB{filing.receipt_no.rsplit('-', 1)[-1]}"
+
+
+def _certificate_file_no(filing: Filing) -> str:
+    return f"{filing.receipt_no}{CERTIFICATE_FILE_SUFFIX}"
 
 
 def _query(state: DepartmentState, envelope: Envelope) -> Reply:
@@ -120,6 +213,9 @@ def _cancel(state: DepartmentState, envelope: Envelope, key: str | None) -> Repl
     return _reply(filing)
 
 
+EXPLAINED = (HandlingStatus.DENIED, HandlingStatus.REJECTED, HandlingStatus.CORRECTION_REQUIRED)
+
+
 def _reply(filing: Filing) -> Reply:
     # Acceptance is reviewed while filing, so 不予受理 is known at once, not after the delay.
     rejected = filing.verdict is Verdict.REJECT and not filing.cancelled
@@ -128,12 +224,14 @@ def _reply(filing: Filing) -> Reply:
     output = Output(
         rcpt_no=filing.receipt_no,
         hndl_stas=status,
-        hndl_opnn=filing.reason
-        if status in (HandlingStatus.DENIED, HandlingStatus.REJECTED)
-        else None,
+        hndl_opnn=filing.reason if status in EXPLAINED else None,
+        bzcl_list=list(CORRECTION_MATERIALS)
+        if status is HandlingStatus.CORRECTION_REQUIRED
+        else [],
         cert_name=CERTIFICATE_NAME if approved else None,
-        cert_no=f"YB{filing.receipt_no.rsplit('-', 1)[-1]}" if approved else None,
+        cert_no=_certificate_no(filing) if approved else None,
         issu_date=date.today() if approved else None,
+        cert_file_qury_no=_certificate_file_no(filing) if approved else None,
     )
     if rejected:
         return Reply(infcode=-1, err_msg=filing.reason, output=output)

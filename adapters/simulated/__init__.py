@@ -1,15 +1,18 @@
 """A configurable simulated department, so every department in the catalog can be exercised.
 
 It accepts each item, waits as configured, then decides as its scenario says (approve by
-default; deny, reject or fail for chosen services or items) and records when it decided
-in a ledger, which tests use to prove prerequisite order from the department side.
+default; deny, reject, fail or ask for a correction for chosen services or items) and
+records when it decided in a ledger, which tests use to prove prerequisite order from the
+department side. An item filed for pre-review (容缺预审) is accepted and decided only
+when its supplement brings the prerequisites' results; a correction is approved once
+its supplement brings materials.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -23,11 +26,14 @@ from contracts.catalog import Catalog
 from contracts.messages import (
     Accepted,
     Certificate,
+    CorrectionRequested,
     Decided,
     Failed,
     ItemCancel,
     ItemDispatch,
+    ItemSupplement,
     OutcomeResult,
+    PrerequisiteResult,
     Rejected,
 )
 
@@ -37,6 +43,11 @@ class Verdict(StrEnum):
     DENY = "deny"
     REJECT = "reject"
     FAIL = "fail"
+    CORRECT = "correct"  # ask for a correction first (补齐补正), approve once corrected
+
+
+# What a simulated department asking for a correction says is missing.
+MISSING_MATERIAL = "申请人有效身份证件（清晰完整）"
 
 
 @dataclass(frozen=True)
@@ -53,8 +64,8 @@ class Scenario:
     rules: dict[str, Rule] = field(default_factory=dict)
     default: Rule = Rule()
 
-    def rule_for(self, dispatch: ItemDispatch) -> Rule:
-        return self.rules.get(dispatch.item) or self.rules.get(dispatch.service) or self.default
+    def rule_for(self, request: ItemDispatch | ItemSupplement) -> Rule:
+        return self.rules.get(request.item) or self.rules.get(request.service) or self.default
 
     @classmethod
     def from_file(cls, path: Path) -> Scenario:
@@ -113,23 +124,54 @@ class SimulatedDepartment(Adapter):
             return self._decide(item, rule.verdict, Rejected(reason=rule.reason))
         receipt = f"SIM-{self.department.upper()}-{item.bundle_id.hex[:8]}-{item.item}"
         await ctx.report(Accepted(receipt_no=receipt))
-        await asyncio.sleep(rule.delay_seconds)
-        if rule.verdict is Verdict.FAIL:
-            return self._decide(item, rule.verdict, Failed(error=rule.reason))
-        if rule.verdict is Verdict.DENY:
-            return self._decide(item, rule.verdict, Decided(approved=False, reason=rule.reason))
-        certificate = Certificate(
-            certificate_name=item.item_name_zh,
-            certificate_number=receipt,
-            issuer_name=f"{self.department_name}（模拟）",
-            issue_date=date.today(),
-        )
-        return self._decide(item, rule.verdict, Decided(approved=True, certificates=(certificate,)))
+        if rule.verdict is Verdict.CORRECT:
+            return CorrectionRequested(reason=rule.reason, missing_materials=(MISSING_MATERIAL,))
+        if item.pre_review:
+            return Accepted(receipt_no=receipt)  # pre-reviewed: waits for its supplement
+        return await self._conclude(item, item.prerequisite_results, receipt, rule)
+
+    async def supplement(self, item: ItemSupplement, ctx: AdapterContext) -> OutcomeResult:
+        rule = self.scenario.rule_for(item)
+        if rule.verdict is Verdict.CORRECT:
+            if not item.materials:
+                return CorrectionRequested(
+                    reason=rule.reason, missing_materials=(MISSING_MATERIAL,)
+                )
+            rule = replace(rule, verdict=Verdict.APPROVE)
+        return await self._conclude(item, item.prerequisite_results, item.receipt_no or "", rule)
 
     async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
         self.ledger.record_cancel(self.department, str(item.bundle_id), item.item)
 
-    def _decide(self, item: ItemDispatch, verdict: Verdict, result: OutcomeResult) -> OutcomeResult:
+    async def _conclude(
+        self,
+        item: ItemDispatch | ItemSupplement,
+        prerequisites: tuple[PrerequisiteResult, ...],
+        receipt: str,
+        rule: Rule,
+    ) -> OutcomeResult:
+        await asyncio.sleep(rule.delay_seconds)
+        if rule.verdict is Verdict.FAIL:
+            result: OutcomeResult = Failed(error=rule.reason)
+        elif rule.verdict is Verdict.DENY:
+            result = Decided(approved=False, reason=rule.reason)
+        else:
+            certificate = Certificate(
+                certificate_name=item.item_name_zh,
+                certificate_number=receipt,
+                issuer_name=f"{self.department_name}（模拟）",
+                issue_date=date.today(),
+            )
+            result = Decided(approved=True, certificates=(certificate,))
+        return self._decide(item, rule.verdict, result, prerequisites)
+
+    def _decide(
+        self,
+        item: ItemDispatch | ItemSupplement,
+        verdict: Verdict,
+        result: OutcomeResult,
+        prerequisites: tuple[PrerequisiteResult, ...] = (),
+    ) -> OutcomeResult:
         self.ledger.record(
             DecisionRecord(
                 department=self.department,
@@ -137,7 +179,7 @@ class SimulatedDepartment(Adapter):
                 item=item.item,
                 verdict=verdict,
                 decided_at=datetime.now(UTC),
-                prerequisites_seen=tuple(done.item for done in item.prerequisite_results),
+                prerequisites_seen=tuple(done.item for done in prerequisites),
             )
         )
         return result

@@ -15,12 +15,17 @@ flaky or briefly-down department, timeouts, the circuit breaker, refusal of garb
 malformed and hostile XML, the delivery limit, and that a cancelled call files once.
 Withdrawals (撤回) go through `AdapterRunner.cancel`: by receipt or, before one is known,
 by idempotency key; nothing filed counts as withdrawn, a decided filing is refused.
+Supplements go through `AdapterRunner.run`: a filing for pre-review (容缺预审) is accepted
+and decided only after its prerequisites' results are supplied, and a correction request
+(补齐补正) is answered with materials on the same filing, never a second one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -28,18 +33,31 @@ import pytest
 from adapters.base import Adapter
 from adapters.resilience import RetryPolicy
 from adapters.runner import AdapterRunner
+from adapters.storage import LocalMaterialStore, MaterialStore
 from adapters.testing.dispatches import dispatch_for
-from adapters.testing.simulator import DepartmentState, FaultMode, SimulatorServer, Verdict
+from adapters.testing.simulator import (
+    CORRECTION_MATERIALS,
+    DepartmentState,
+    FaultMode,
+    SimulatorServer,
+    Stage,
+    Verdict,
+)
 from contracts.catalog import default_catalog
 from contracts.messages import (
     Accepted,
+    CorrectionRequested,
     Decided,
     Failed,
     ItemCancel,
     ItemDispatch,
+    ItemSupplement,
     OutcomeResult,
+    PrerequisiteResult,
     Rejected,
+    SupplementPurpose,
 )
+from contracts.samples import SAMPLE_PDF
 
 # Enough attempts to outlast a half-second outage (backoffs 0.05, 0.1, 0.2, 0.2, 0.2 s).
 FAST_RETRY = RetryPolicy(
@@ -59,6 +77,8 @@ class AdapterConformance:
 
     service: ClassVar[str | None] = None
     """The catalog service to exercise; by default the first one the adapter declares."""
+    materials: MaterialStore
+    """The adapter's material store in each test (see `material_store`)."""
 
     # -- fixtures ---------------------------------------------------------------------
 
@@ -70,6 +90,14 @@ class AdapterConformance:
     def server(self, state: DepartmentState) -> Iterator[SimulatorServer]:
         with SimulatorServer(type(self).create_simulator(state), state) as server:
             yield server
+
+    @pytest.fixture(autouse=True)
+    def material_store(self, tmp_path: Path) -> MaterialStore:
+        """Where `ctx.fetch_material` reads the sample dispatch's materials from and
+        `ctx.store_certificate` keeps the files a department issues."""
+        self.materials = LocalMaterialStore(tmp_path / "materials")
+        self.materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+        return self.materials
 
     def _service(self) -> str:
         return self.service or sorted(self.adapter_class.services)[0]
@@ -91,6 +119,29 @@ class AdapterConformance:
             reason="申请人撤回（测试）",
         )
 
+    def _supplement(
+        self, dispatch: ItemDispatch, receipt_no: str | None, purpose: SupplementPurpose
+    ) -> ItemSupplement:
+        """The router's supplement to `dispatch`: a decided prerequisite, or its materials
+        resubmitted as a correction."""
+        prerequisites = (PrerequisiteResult(item="prerequisite", department="other"),)
+        return ItemSupplement(
+            bundle_id=dispatch.bundle_id,
+            project_no=dispatch.project_no,
+            item=dispatch.item,
+            item_name_zh=dispatch.item_name_zh,
+            service=dispatch.service,
+            department=dispatch.department,
+            dispatch_id=dispatch.message_id,
+            idempotency_key=dispatch.idempotency_key,
+            receipt_no=receipt_no,
+            purpose=purpose,
+            prerequisite_results=prerequisites
+            if purpose is SupplementPurpose.PREREQUISITES
+            else (),
+            materials=dispatch.materials if purpose is SupplementPurpose.CORRECTION else (),
+        )
+
     def _fast_adapter(self, server: SimulatorServer, **overrides: Any) -> Adapter:
         """The adapter with test-speed settings, pointed at the simulator."""
         settings = {
@@ -107,20 +158,21 @@ class AdapterConformance:
     def _run(
         self,
         server: SimulatorServer,
-        dispatch: ItemDispatch | None = None,
+        dispatch: ItemDispatch | ItemSupplement | None = None,
         *,
         delivery: int = 1,
         cancel_after: float | None = None,
         **overrides: Any,
     ) -> tuple[OutcomeResult | None, list[OutcomeResult]]:
-        """Run one dispatch; returns the outcome (None if cancelled) and interim reports."""
+        """Run one dispatch or supplement; returns the outcome (None if cancelled) and
+        interim reports."""
         reports: list[OutcomeResult] = []
 
         async def report(result: OutcomeResult) -> None:
             reports.append(result)
 
         async def run() -> OutcomeResult | None:
-            runner = AdapterRunner(self._fast_adapter(server, **overrides))
+            runner = AdapterRunner(self._fast_adapter(server, **overrides), self.materials)
             try:
                 call = asyncio.ensure_future(
                     runner.run(dispatch or self._dispatch(), delivery, report)
@@ -139,7 +191,7 @@ class AdapterConformance:
         """Run one withdrawal as the worker does; True if the department withdrew it."""
 
         async def run() -> bool:
-            runner = AdapterRunner(self._fast_adapter(server, **overrides))
+            runner = AdapterRunner(self._fast_adapter(server, **overrides), self.materials)
             try:
                 return await runner.cancel(cancel, 1)
             finally:
@@ -308,3 +360,35 @@ class AdapterConformance:
         assert self._cancel(server, self._withdrawal(dispatch, receipt_no))
         assert state.filings[dispatch.idempotency_key].cancelled
         assert state.requests == state.flaky_every + 1, "the failed call was not retried"
+
+    def test_a_pre_reviewed_filing_is_decided_only_after_its_prerequisites(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        dispatch = self._dispatch().model_copy(update={"pre_review": True})
+        pre_reviewed, _ = self._run(server, dispatch)
+        assert isinstance(pre_reviewed, Accepted) and pre_reviewed.receipt_no, pre_reviewed
+        (filing,) = state.filings.values()
+        assert filing.stage() is Stage.PRE_REVIEWED
+        supplement = self._supplement(
+            dispatch, pre_reviewed.receipt_no, SupplementPurpose.PREREQUISITES
+        )
+        decided, _ = self._run(server, supplement)
+        assert isinstance(decided, Decided) and decided.approved, decided
+        assert [s["prerequisites"] is not None for s in filing.supplements] == [True]
+        assert len(state.filings) == 1
+
+    def test_a_correction_is_supplied_to_the_same_filing(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        state.verdicts[self._service()] = (Verdict.CORRECT, None)
+        dispatch = self._dispatch()
+        asked, reports = self._run(server, dispatch)
+        assert isinstance(asked, CorrectionRequested), asked
+        assert asked.missing_materials == CORRECTION_MATERIALS and asked.reason
+        receipt_no = next(r.receipt_no for r in reports if isinstance(r, Accepted))
+        correction = self._supplement(dispatch, receipt_no, SupplementPurpose.CORRECTION)
+        decided, _ = self._run(server, correction)
+        assert isinstance(decided, Decided) and decided.approved, decided
+        (filing,) = state.filings.values()
+        assert [bool(s["materials"]) for s in filing.supplements] == [True]
+        assert state.duplicate_filings() == {}

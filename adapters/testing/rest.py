@@ -26,7 +26,6 @@ from adapters.testing.simulator import (
     DepartmentState,
     FaultMode,
     Filing,
-    Verdict,
 )
 from contracts.catalog import default_catalog
 from contracts.messages import Decided, ItemDispatch
@@ -115,6 +114,8 @@ class FilingStatus(StrEnum):
     """Where a simulated filing stands; each department spells it in its own codes."""
 
     PENDING = "PENDING"
+    PRE_REVIEWED = "PRE_REVIEWED"
+    CORRECTION_REQUIRED = "CORRECTION_REQUIRED"
     APPROVED = "APPROVED"
     DENIED = "DENIED"
     REJECTED = "REJECTED"
@@ -122,15 +123,7 @@ class FilingStatus(StrEnum):
 
 
 def filing_status(filing: Filing) -> FilingStatus:
-    if filing.cancelled:
-        return FilingStatus.CANCELLED
-    if not filing.decided:
-        return FilingStatus.PENDING
-    return {
-        Verdict.APPROVE: FilingStatus.APPROVED,
-        Verdict.DENY: FilingStatus.DENIED,
-        Verdict.REJECT: FilingStatus.REJECTED,
-    }[filing.verdict]
+    return FilingStatus(filing.stage().value.upper())
 
 
 FILING_KEY = "bundle:item"

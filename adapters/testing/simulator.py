@@ -36,6 +36,19 @@ class Verdict(StrEnum):
     APPROVE = "approve"
     DENY = "deny"
     REJECT = "reject"
+    CORRECT = "correct"  # asks for a correction (补齐补正), then approves once supplemented
+
+
+class Stage(StrEnum):
+    """What a department says of a filing when asked."""
+
+    PENDING = "pending"
+    PRE_REVIEWED = "pre_reviewed"  # passed pre-review; decides once prerequisites arrive
+    CORRECTION_REQUIRED = "correction_required"
+    APPROVED = "approved"
+    DENIED = "denied"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
 
 
 # An XML bomb: a few hundred bytes that expand to gigabytes if entities are resolved.
@@ -65,10 +78,31 @@ class Filing:
     decide_at: float
     payload: dict[str, Any]
     cancelled: bool = False
+    awaiting_prerequisites: bool = False
+    corrected: bool = False
+    supplements: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def decided(self) -> bool:
-        return time.monotonic() >= self.decide_at
+        return self.stage() in _DECIDED
+
+    def stage(self) -> Stage:
+        if self.cancelled:
+            return Stage.CANCELLED
+        if time.monotonic() < self.decide_at:
+            return Stage.PENDING
+        if self.verdict is Verdict.REJECT:
+            return Stage.REJECTED
+        if self.awaiting_prerequisites:
+            return Stage.PRE_REVIEWED
+        if self.verdict is Verdict.CORRECT and not self.corrected:
+            return Stage.CORRECTION_REQUIRED
+        return Stage.DENIED if self.verdict is Verdict.DENY else Stage.APPROVED
+
+
+_DECIDED = frozenset({Stage.APPROVED, Stage.DENIED, Stage.REJECTED})
+# What a department that asks for a correction (Verdict.CORRECT) says is missing.
+CORRECTION_MATERIALS = ("申请人有效身份证件（清晰完整）",)
 
 
 @dataclass
@@ -111,9 +145,16 @@ class DepartmentState:
             await asyncio.sleep(3600)
 
     def file(
-        self, idempotency_key: str, service: str, subject: str, payload: dict[str, Any]
+        self,
+        idempotency_key: str,
+        service: str,
+        subject: str,
+        payload: dict[str, Any],
+        *,
+        pre_review: bool = False,
     ) -> Filing:
-        """File once per idempotency key; a repeat returns the first filing."""
+        """File once per idempotency key; a repeat returns the first filing. A filing for
+        pre-review is not decided before its prerequisites' results are supplied."""
         with self._lock:
             existing = self.filings.get(idempotency_key)
             if existing is not None:
@@ -130,6 +171,7 @@ class DepartmentState:
                 filed_at=now,
                 decide_at=now + self.decision_delay,
                 payload=payload,
+                awaiting_prerequisites=pre_review,
             )
             self.filings[idempotency_key] = filing
             key = (subject, service)
@@ -150,6 +192,27 @@ class DepartmentState:
         """As `cancel`, for a filing known only by its key; None: nothing filed under it."""
         with self._lock:
             return _withdraw(self.filings.get(idempotency_key))
+
+    def supplement(
+        self,
+        receipt_no: str,
+        *,
+        prerequisites: list[Any] | None = None,
+        materials: list[Any] | None = None,
+    ) -> Filing | None:
+        """Add prerequisites' results or corrected materials to an undecided filing, which
+        then goes back for a decision; None if there is no such receipt."""
+        with self._lock:
+            filing = self._by_receipt(receipt_no)
+            if filing is None or filing.cancelled or filing.decided:
+                return filing
+            filing.supplements.append({"prerequisites": prerequisites, "materials": materials})
+            if prerequisites is not None:
+                filing.awaiting_prerequisites = False
+            if materials:
+                filing.corrected = True
+            filing.decide_at = time.monotonic() + self.decision_delay
+            return filing
 
     def _by_receipt(self, receipt_no: str) -> Filing | None:
         return next((f for f in self.filings.values() if f.receipt_no == receipt_no), None)
@@ -172,6 +235,7 @@ def _default_reason(verdict: Verdict) -> str | None:
         Verdict.APPROVE: None,
         Verdict.DENY: "经审查不符合办理条件",
         Verdict.REJECT: "申请材料不齐全，不予受理",
+        Verdict.CORRECT: "申请材料需补正：请补充提交清晰完整的证明材料",
     }[verdict]
 
 

@@ -1,5 +1,6 @@
 """SOAP 1.1 department simulators for the filing service (SubmitApplication,
-QueryDecision, CancelApplication) that the police and housing-fund WSDLs both describe.
+QueryDecision, SupplementApplication, CancelApplication) that the police and
+housing-fund WSDLs both describe.
 
 A department's `simulator.py` describes its service in a `FilingService` (its WSDL,
 namespace, operation codes and certificates) and gets a real HTTP app from
@@ -32,11 +33,12 @@ from starlette.routing import Route
 from adapters.testing.dispatches import dispatch_for
 from adapters.testing.simulator import (
     BILLION_LAUGHS,
+    CORRECTION_MATERIALS,
     EXTERNAL_ENTITY,
     DepartmentState,
     FaultMode,
     Filing,
-    Verdict,
+    Stage,
 )
 from contracts.application import LegalEntity
 from contracts.messages import Decided
@@ -160,11 +162,8 @@ def filing_app(state: DepartmentState, service: FilingService) -> Starlette:
         return found
 
     def decision(found: Filing) -> dict[str, str | None]:
-        if found.cancelled:
-            return {"Status": "CANCELLED"}
-        if not found.decided:
-            return {"Status": "PENDING"}
-        if found.verdict is Verdict.APPROVE:
+        stage = found.stage()
+        if stage is Stage.APPROVED:
             code = str(found.payload.get("ServiceCode", ""))
             return {
                 "Status": "APPROVED",
@@ -172,8 +171,14 @@ def filing_app(state: DepartmentState, service: FilingService) -> Starlette:
                 "CertificateNumber": f"{service.certificate_prefix}{found.receipt_no}",
                 "IssueDate": date.today().isoformat(),
             }
-        status = "DENIED" if found.verdict is Verdict.DENY else "REJECTED"
-        return {"Status": status, "Reason": found.reason}
+        if stage is Stage.CORRECTION_REQUIRED:
+            return {
+                "Status": "CORRECTION_REQUIRED",
+                "Reason": found.reason,
+                "MissingMaterialsJson": json.dumps(CORRECTION_MATERIALS, ensure_ascii=False),
+            }
+        reason = found.reason if stage in (Stage.DENIED, Stage.REJECTED) else None
+        return {"Status": stage.value.upper(), "Reason": reason}
 
     def submit(fields: Mapping[str, str]) -> dict[str, str | None]:
         missing = [name for name in SUBMIT_FIELDS if not fields.get(name)]
@@ -189,9 +194,33 @@ def filing_app(state: DepartmentState, service: FilingService) -> Starlette:
             raise ClientFault("FormJson and PrerequisitesJson must be JSON") from None
         payload = {**fields, "FormJson": form, "PrerequisitesJson": prerequisites}
         filed = state.file(
-            fields["IdempotencyKey"], catalog_service[code], fields["ProjectNo"], payload
+            fields["IdempotencyKey"],
+            catalog_service[code],
+            fields["ProjectNo"],
+            payload,
+            pre_review=fields.get("PreReview") in ("true", "1"),
         )
         return {"ReceiptNo": filed.receipt_no, "Status": "ACCEPTED"}
+
+    def supplement(fields: Mapping[str, str]) -> dict[str, str | None]:
+        try:
+            supplied = {
+                key: json.loads(fields[name])
+                for key, name in (
+                    ("prerequisites", "PrerequisitesJson"),
+                    ("materials", "MaterialsJson"),
+                )
+                if fields.get(name)
+            }
+        except json.JSONDecodeError:
+            raise ClientFault("PrerequisitesJson and MaterialsJson must be JSON") from None
+        if not supplied:
+            raise ClientFault("give PrerequisitesJson or MaterialsJson")
+        found = state.supplement(fields.get("ReceiptNo", ""), **supplied)
+        if found is None:
+            raise ClientFault("no application with this ReceiptNo")
+        # A repeated supplement (a redelivery) changes nothing and answers the same way.
+        return {"Status": found.stage().value.upper()}
 
     def cancel(fields: Mapping[str, str]) -> dict[str, str | None]:
         receipt_no, key = fields.get("ReceiptNo"), fields.get("IdempotencyKey")
@@ -212,6 +241,7 @@ def filing_app(state: DepartmentState, service: FilingService) -> Starlette:
     operations: dict[str, Callable[[Mapping[str, str]], dict[str, str | None]]] = {
         "SubmitApplication": submit,
         "QueryDecision": lambda fields: decision(filing(fields)),
+        "SupplementApplication": supplement,
         "CancelApplication": cancel,
     }
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -86,10 +87,13 @@ class ItemRow(Base):
     state: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
     dispatch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    receipt_no: Mapped[str | None] = mapped_column(String(64))
+    receipt_no: Mapped[str | None] = mapped_column(String(128))
     accept_due_at: Mapped[datetime | None]
     decide_due_at: Mapped[datetime | None]
     overdue: Mapped[str | None] = mapped_column(String(16))
+    awaiting_prerequisites: Mapped[bool] = mapped_column(server_default=false())
+    """Filed for pre-review (容缺预审); its prerequisites' results are not forwarded yet."""
+    tolerated_gaps: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDocument)
     result: Mapped[dict[str, Any] | None]
     updated_at: Mapped[datetime]
 
@@ -144,6 +148,7 @@ class EventRow(Base):
     item: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64), server_default="router")
     at: Mapped[datetime]
 
 

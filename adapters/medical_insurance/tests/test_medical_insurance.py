@@ -1,19 +1,26 @@
 """The medical insurance adapter against its simulator over loopback HTTP: the
-conformance suite, the REST simulator's checks, and the national envelope's own rules."""
+conformance suite, the REST simulator's checks, the national envelope's own rules, and
+files both ways (materials filed with their bytes, the certificate's file kept)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from typing import Any
 
+import httpx
+
 from adapters.medical_insurance import OPERATIONS, MedicalInsuranceAdapter
-from adapters.medical_insurance.adapter import QUERY_INFNO, QueryInput
-from adapters.medical_insurance.simulator import create_app
+from adapters.medical_insurance.adapter import QUERY_INFNO, FilingMaterial, QueryInput
+from adapters.medical_insurance.simulator import certificate_pdf, create_app
 from adapters.testing.conformance import AdapterConformance
 from adapters.testing.dispatches import dispatch_for
-from adapters.testing.rest import RestSimulatorChecks
+from adapters.testing.rest import FILING_KEY, RestSimulatorChecks
 from adapters.testing.simulator import DepartmentState, SimulatorServer, Verdict
+from contracts.application import MaterialRef
 from contracts.messages import Decided, Failed, ItemDispatch, Rejected
+from contracts.samples import SAMPLE_PDF
 
 DEPARTMENT = "medical_insurance"
 SERVICE = "resident_medical_insurance_enrolment"
@@ -28,7 +35,7 @@ class TestMedicalInsuranceAdapter(RestSimulatorChecks, AdapterConformance):
     def filing_call(self, dispatch: ItemDispatch, key: str) -> tuple[str, dict[str, Any]]:
         adapter = MedicalInsuranceAdapter()
         infno = adapter.services[dispatch.service]
-        data = adapter.filing(dispatch, key)
+        data = adapter.filing(dispatch, key, [])
         return f"/fsi/api/{infno}", adapter.envelope(dispatch, infno, data).model_dump()
 
     def test_the_envelope_carries_the_key_and_a_fresh_national_msgid(
@@ -64,4 +71,54 @@ class TestMedicalInsuranceAdapter(RestSimulatorChecks, AdapterConformance):
         unknown_transaction = {**OPERATIONS, SERVICE: "2999"}
         outcome, _ = self._run(server, services=unknown_transaction)
         assert isinstance(outcome, Failed) and "infcode -1" in outcome.error, outcome
+        assert state.filings == {}
+
+    def test_materials_are_filed_with_their_bytes_and_the_certificate_file_is_kept(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        outcome, _ = self._run(server)
+        assert isinstance(outcome, Decided) and outcome.approved, outcome
+        (filing,) = state.filings.values()
+        (material,) = filing.payload["materials"]
+        assert base64.b64decode(material["content"]) == SAMPLE_PDF
+        assert material["sha256"] == hashlib.sha256(SAMPLE_PDF).hexdigest()
+        (certificate,) = outcome.certificates
+        issued = certificate_pdf(filing)
+        assert certificate.file is not None
+        assert certificate.file.sha256 == hashlib.sha256(issued).hexdigest()
+        assert certificate.file.media_type == "application/pdf"
+        assert certificate.file.name == certificate.certificate_name
+        assert self.materials.fetch(certificate.file) == issued
+
+    def test_a_material_missing_from_the_store_fails_the_item_before_filing(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        missing = MaterialRef(
+            name="户口簿",
+            sha256="0" * 64,
+            size=10,
+            media_type="application/pdf",
+            file_name="hukou.pdf",
+        )
+        dispatch = self._dispatch().model_copy(update={"materials": (missing,)})
+        outcome, _ = self._run(server, dispatch)
+        assert isinstance(outcome, Failed), outcome
+        assert f"MaterialMissing: nothing is stored under {'0' * 64}" in outcome.error
+        assert state.requests == 0, "a material that cannot be read must not be retried"
+
+    def test_the_platform_refuses_a_material_that_does_not_match_its_digest(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        dispatch = self._dispatch()
+        adapter = MedicalInsuranceAdapter()
+        infno = adapter.services[dispatch.service]
+        forged = FilingMaterial(
+            name="申请表", filename="a.pdf", sha256="0" * 64, content=SAMPLE_PDF
+        )
+        data = adapter.filing(dispatch, FILING_KEY, [forged])
+        body = adapter.envelope(dispatch, infno, data).model_dump(mode="json")
+        answer = httpx.post(
+            f"{server.url}/fsi/api/{infno}", json=body, headers={"Idempotency-Key": FILING_KEY}
+        ).json()
+        assert (answer["infcode"], answer["err_msg"]) == (-1, "材料“申请表”与其校验值不符")
         assert state.filings == {}
