@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from contracts.messages import (
     ItemDispatch,
     ItemOutcome,
     OutcomeResult,
+    ToleratedGap,
 )
 from contracts.samples import SAMPLE_PDF, sample_application
 from router.correlator import Applied, Correlator
@@ -105,6 +106,37 @@ def test_a_late_accepted_does_not_undo_a_decision(
     assert correlator.apply(_outcome(dispatch, Decided(approved=True))) is Applied.APPLIED
     assert correlator.apply(_outcome(dispatch, Accepted())) is Applied.STALE
     assert _item_state(database, dispatch) == "approved"
+
+
+def test_an_acceptance_with_tolerated_gaps_keeps_the_commitment_and_due_date(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    gap = ToleratedGap(
+        material="父母结婚证", commitment="承诺10个工作日内补交原件", due_date=date(2026, 12, 7)
+    )
+    dispatch = dispatches[0]
+    accepted = _outcome(dispatch, Accepted(receipt_no="R-1", tolerated_gaps=(gap,)))
+    assert Correlator(database, catalog).apply(accepted) is Applied.APPLIED
+
+    with database.transaction() as session:
+        status = bundle_status(session, dispatch.bundle_id)
+    assert status is not None
+    item = next(item for item in status.items if item.item == dispatch.item)
+    assert item.tolerated_gaps == (gap,)
+    assert item.reason is not None and "父母结婚证" in item.reason and "2026-12-07" in item.reason
+
+
+def test_a_pre_reviewed_item_is_not_decided_before_its_prerequisites(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    correlator = Correlator(database, catalog)
+    (pre_review,) = [d for d in dispatches if d.item == "social_security_card_application"]
+    assert pre_review.pre_review and pre_review.prerequisite_results == ()
+
+    assert correlator.apply(_outcome(pre_review, Accepted(receipt_no="R-2"))) is Applied.APPLIED
+    assert _item_state(database, pre_review) == "pre_reviewed"
+    assert correlator.apply(_outcome(pre_review, Decided(approved=True))) is Applied.STALE
+    assert _item_state(database, pre_review) == "pre_reviewed"
 
 
 def test_an_outcome_for_another_dispatch_or_bundle_is_not_applied(
