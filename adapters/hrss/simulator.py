@@ -28,6 +28,7 @@ from adapters.testing.rest import (
     filing_status,
     install_faults,
     require_idempotency_key,
+    supplement,
     withdraw,
 )
 from adapters.testing.simulator import CORRECTION_MATERIALS, DepartmentState, Filing
@@ -69,13 +70,7 @@ def create_app(state: DepartmentState) -> FastAPI:
     async def supplement_application(receipt_no: str, body: SupplementRequest) -> DecisionAnswer:
         """Add prerequisites' results or corrected materials to an undecided application;
         a repeat (or one after the decision) changes nothing and answers where it stands."""
-        supplied = body.model_dump(mode="json", exclude_none=True)
-        if not supplied:
-            raise HTTPException(status_code=422, detail="give prerequisites or materials")
-        filing = state.supplement(receipt_no, **supplied)
-        if filing is None:
-            raise HTTPException(status_code=404, detail=f"no application {receipt_no}")
-        return _answer(filing)
+        return _answer(supplement(state, receipt_no, body))
 
     @app.get("/api/v1/applications/{receipt_no}")
     async def application_status(receipt_no: str) -> DecisionAnswer:

@@ -3,8 +3,8 @@
 A department's `simulator.py` is a FastAPI app in the department's own wire format; it
 calls `install_faults` so each API request first meets the state's fault mode, takes the
 `Idempotency-Key` header through `require_idempotency_key`, reads a filing's state
-with `filing_status` and withdraws one with `withdraw`. The API description
-(`/openapi.json`) is always served.
+with `filing_status`, supplements one with `supplement` and withdraws one with
+`withdraw`. The API description (`/openapi.json`) is always served.
 
 `RestSimulatorChecks` holds the tests of this module, mixed into each REST department's
 conformance test class so they run against that department's own simulator.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import httpx
 from fastapi import FastAPI, Header, HTTPException, Request, Response
+from pydantic import BaseModel
 
 from adapters.resilience import RetryPolicy
 from adapters.testing.simulator import (
@@ -107,6 +108,19 @@ def withdraw(
         filing = state.cancel_by_key(require_idempotency_key(key))
     if filing is not None and not filing.cancelled:
         raise HTTPException(status_code=409, detail=f"{filing.receipt_no} is already decided")
+    return filing
+
+
+def supplement(state: DepartmentState, receipt_no: str, body: BaseModel) -> Filing:
+    """Add the body's prerequisites and/or materials to the filing with `receipt_no` (404 if
+    unknown; a body with neither is 422). A repeat, or one after the decision, changes
+    nothing."""
+    supplied = body.model_dump(mode="json", exclude_none=True)
+    if not supplied:
+        raise HTTPException(status_code=422, detail="give prerequisites or materials")
+    filing = state.supplement(receipt_no, **supplied)
+    if filing is None:
+        raise HTTPException(status_code=404, detail=f"no application {receipt_no}")
     return filing
 
 
