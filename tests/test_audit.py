@@ -1,0 +1,290 @@
+"""The audit log: every message received, sent and decided is recorded in a hash chain, and
+`lianban audit verify` finds any record changed, removed or reordered — on SQLite and on
+PostgreSQL, with writers and sealers running concurrently."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import POSTGRES_ADMIN_URL, _unavailable
+from harness import new_project_no, running_stack
+from sqlalchemy import create_engine, delete, select, text, update
+
+from contracts.catalog import Catalog
+from contracts.errors import ConfigurationError
+from contracts.samples import sample_application
+from router import audit
+from router.audit import AuditEvent
+from router.audit_chain import (
+    DEFAULT_RETENTION,
+    MINIMUM_RETENTION,
+    ChainBroken,
+    prune,
+    record_hash,
+    retention_from_days,
+    seal_pending,
+    verify,
+)
+from router.cli import main
+from router.db import AuditChainRow, AuditRow, Database
+from router.settings import Settings
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.connected)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database of this test's own: tampering here touches no other test."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'audit.db'}"
+        yield from _migrated(url)
+        return
+    name = f"lianban_audit_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:
+        admin.dispose()
+        _unavailable(f"PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable: {error}")
+    try:
+        yield from _migrated(f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}")
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _migrated(url: str) -> Iterator[Database]:
+    database = Database(url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+def _write(database: Database, count: int, actor: str = "platform") -> None:
+    for n in range(count):
+        with database.transaction() as session:
+            audit.record(
+                session,
+                actor=actor,
+                event=AuditEvent.RECEIVED,
+                outcome="accepted",
+                bundle_id=uuid.uuid4(),
+                message_id=f"P{n}",
+                detail=f"record {n}",
+            )
+
+
+def _ids_by_seq(database: Database) -> list[int]:
+    with database.transaction() as session:
+        return list(
+            session.scalars(
+                select(AuditRow.id).where(AuditRow.seq.is_not(None)).order_by(AuditRow.seq)
+            )
+        )
+
+
+def test_sealed_records_form_a_chain_that_verifies(database: Database) -> None:
+    _write(database, 5)
+    assert verify(database).unsealed == 5
+    assert seal_pending(database) == 5
+    result = verify(database)
+    assert result.ok, result.problem
+    assert (result.records, result.unsealed, result.head_seq) == (5, 0, 5)
+    with database.transaction() as session:
+        rows = session.scalars(select(AuditRow).order_by(AuditRow.seq)).all()
+    assert [row.seq for row in rows] == [1, 2, 3, 4, 5]
+    assert all(row.prev_hash == before.hash for before, row in itertools.pairwise(rows))
+    assert rows[-1].hash == result.head_hash
+
+
+def _change(database: Database, ids: list[int]) -> int:
+    with database.transaction() as session:
+        session.execute(update(AuditRow).where(AuditRow.id == ids[2]).values(outcome="refused"))
+    return ids[2]
+
+
+def _remove(database: Database, ids: list[int]) -> int:
+    with database.transaction() as session:
+        session.execute(delete(AuditRow).where(AuditRow.id == ids[2]))
+    return ids[3]  # the first record whose predecessor is gone
+
+
+def _swap(database: Database, ids: list[int]) -> int:
+    with database.transaction() as session:  # exchange the places of records 2 and 3
+        session.execute(update(AuditRow).where(AuditRow.id == ids[1]).values(seq=-1))
+        session.execute(update(AuditRow).where(AuditRow.id == ids[2]).values(seq=2))
+        session.execute(update(AuditRow).where(AuditRow.id == ids[1]).values(seq=3))
+    return ids[2]
+
+
+def _rehash_after_change(database: Database, ids: list[int]) -> int:
+    """A forger who changes a record and recomputes its hash breaks the next link."""
+    with database.transaction() as session:
+        row = session.get(AuditRow, ids[2])
+        assert row is not None and row.seq is not None and row.prev_hash is not None
+        row.detail = "forged"
+        row.hash = record_hash(row, row.seq, row.prev_hash)
+    return ids[3]
+
+
+def _truncate(database: Database, ids: list[int]) -> int | None:
+    with database.transaction() as session:
+        session.execute(delete(AuditRow).where(AuditRow.id == ids[-1]))
+    return None  # nothing is wrong with a record: the chain stops short of its head
+
+
+@pytest.mark.parametrize(
+    "tamper", [_change, _remove, _swap, _rehash_after_change, _truncate], ids=lambda f: f.__name__
+)
+def test_tampering_is_found_and_named(
+    database: Database,
+    tamper: Callable[[Database, list[int]], int | None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _write(database, 5)
+    seal_pending(database)
+    ids = _ids_by_seq(database)
+    bad = tamper(database, ids)
+
+    result = verify(database)
+    assert not result.ok
+    assert result.bad_record == bad, result.problem
+
+    monkeypatch.setenv("LIANBAN_DATABASE_URL", database.url)
+    assert main(["audit", "verify"]) == 1
+    error = capsys.readouterr().err
+    assert "does not verify" in error
+    assert (f"record id={bad}" if bad else "the chain's end") in error
+
+
+def test_the_cli_reports_a_chain_that_verifies(
+    database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(database, 3)
+    seal_pending(database)
+    monkeypatch.setenv("LIANBAN_DATABASE_URL", database.url)
+    assert main(["audit", "verify"]) == 0
+    assert "3 records up to seq 3" in capsys.readouterr().out
+
+
+def test_concurrent_writers_and_sealers_make_one_unbroken_chain(database: Database) -> None:
+    """Four writers and two sealers at once: every record sealed exactly once, in one chain."""
+    writers_done = threading.Event()
+    failures: list[BaseException] = []
+
+    def seal_until_done() -> None:
+        try:
+            while not writers_done.is_set() or seal_pending(database, batch_size=7) > 0:
+                seal_pending(database, batch_size=7)
+        except BaseException as error:  # two sealers fought over a place in the chain
+            failures.append(error)
+
+    sealers = [threading.Thread(target=seal_until_done) for _ in range(2)]
+    writers = [threading.Thread(target=_write, args=(database, 40, f"w{n}")) for n in range(4)]
+    for thread in [*sealers, *writers]:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    writers_done.set()
+    for thread in sealers:
+        thread.join()
+    seal_pending(database)
+
+    assert failures == []
+    result = verify(database)
+    assert result.ok, result.problem
+    assert (result.records, result.unsealed, result.head_seq) == (160, 0, 160)
+
+
+def _write_old(database: Database, count: int, days: int) -> None:
+    with database.transaction() as session:
+        for n in range(count):
+            session.add(
+                AuditRow(
+                    at=datetime.now(UTC) - timedelta(days=days),
+                    actor="router",
+                    event=AuditEvent.SENT.value,
+                    outcome="confirmed",
+                    message_id=f"old{n}",
+                )
+            )
+
+
+def test_pruning_past_retention_keeps_the_rest_verifiable(database: Database) -> None:
+    _write_old(database, 4, days=400)
+    _write(database, 2)
+    seal_pending(database)
+    ids = _ids_by_seq(database)
+
+    assert prune(database, DEFAULT_RETENTION) == 4
+    assert _ids_by_seq(database) == ids[4:]
+    result = verify(database)
+    assert result.ok, result.problem
+    assert result.records == 2
+    with database.transaction() as session:
+        chain = session.get(AuditChainRow, 1)
+        assert chain is not None and chain.anchor_seq == 4
+    _write(database, 1)
+    seal_pending(database)
+    assert verify(database).ok
+    assert prune(database, DEFAULT_RETENTION) == 0
+
+
+def test_pruning_refuses_a_tampered_chain(database: Database) -> None:
+    _write(database, 3)
+    seal_pending(database)
+    ids = _ids_by_seq(database)
+    _change(database, ids)
+    with pytest.raises(ChainBroken):
+        prune(database, DEFAULT_RETENTION, now=datetime.now(UTC) + timedelta(days=1000))
+    assert len(_ids_by_seq(database)) == 3
+
+
+def test_retention_is_at_least_six_months() -> None:
+    assert DEFAULT_RETENTION >= MINIMUM_RETENTION >= timedelta(days=184)
+    assert Settings().audit_retention_days >= 184
+    assert retention_from_days(365) == timedelta(days=365)
+    with pytest.raises(ConfigurationError, match="网络安全法"):
+        retention_from_days(90)
+
+
+def test_a_bundles_messages_are_audited(settings: Settings, catalog: Catalog) -> None:
+    newborn = catalog.bundle_types["newborn"]
+    with running_stack(settings, catalog) as running:
+        application = sample_application(newborn, new_project_no())
+        receipt = running.submit(application).json()
+        reply = running.wait_for_reply(receipt["reply_url"])
+        refused = running.submit({**application, "items": ["no_such_item"]})
+        database = running.stack.database
+        seal_pending(database)
+        with database.transaction() as session:
+            bundle_id = uuid.UUID(receipt["bundle_id"])
+            rows = session.scalars(select(AuditRow).where(AuditRow.bundle_id == bundle_id)).all()
+            refusal = session.scalars(
+                select(AuditRow).where(
+                    AuditRow.message_id == application["project_no"],
+                    AuditRow.outcome == "refused",
+                )
+            ).one()
+        result = verify(database)
+
+    assert refused.status_code == 422
+    assert result.ok, result.problem
+    events = [(row.event, row.outcome) for row in rows]
+    assert events.count(("received", "accepted")) == 1
+    decided = {row.item for row in rows if row.event == "decided"}
+    assert decided == {item["item"] for item in reply["items"]}
+    sent = [row for row in rows if row.event == "sent"]
+    assert len(sent) >= len(reply["items"]) + 1  # each dispatch, and the reply
+    assert all(row.seq is not None and row.hash for row in rows)
+    assert {row.actor for row in rows if row.event == "decided"} <= {
+        f"department:{item.department}" for item in newborn.items
+    }
+    assert refusal.event == "received" and "item" in (refusal.detail or "")

@@ -1,0 +1,186 @@
+"""deploy/rabbitmq/definitions.json: current with the code, and, loaded into the machine's
+RabbitMQ, each department's user may read only its own queue and publish only its outcomes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import AMQP_HOST
+from harness import signed
+from kombu import Connection, Queue
+
+from adapters.messaging import Broker, Outgoing, Publisher, PublishFailed
+from adapters.messaging.consumer import raw_body
+from adapters.registry import adapter_for
+from adapters.testing.dispatches import dispatch_for
+from contracts import topology
+from contracts.catalog import Catalog
+from contracts.messages import ItemOutcome
+from router.broker_definitions import definitions, is_current, password_hash
+from router.settings import Settings
+from router.stack import Stack
+
+SERVICE = "birth_household_registration"
+
+
+def test_the_checked_in_definitions_are_current(catalog: Catalog) -> None:
+    assert is_current(catalog.departments), "run `lianban broker definitions`"
+
+
+def test_no_password_is_stored_in_clear() -> None:
+    stored = password_hash("s3cret-password")
+    assert "s3cret" not in stored and stored != password_hash("s3cret-password")  # salted
+    document = definitions(["police"], passwords={"lianban-police": "s3cret-password"})
+    assert "s3cret" not in json.dumps(document)
+
+
+@dataclass
+class Deployment:
+    vhost: str
+    passwords: dict[str, str]
+    prefix: str
+
+    def url(self, user: str) -> str:
+        name = f"{self.prefix}{user}"
+        return f"amqp://{name}:{self.passwords[name]}@{AMQP_HOST}/{self.vhost}"
+
+
+def _rabbitmqctl(*args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(
+        ["rabbitmqctl", "--quiet", *args],
+        input=stdin,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.stdout
+
+
+@pytest.fixture
+def deployment(amqp_url: str) -> Iterator[Deployment]:
+    """The definitions for police and hrss, loaded into a vhost and users of this test's own
+    (`amqp_url`: skipped, or failed on CI, when RabbitMQ is unreachable)."""
+    tag = uuid.uuid4().hex[:10]
+    vhost, prefix = f"lianban_perm_{tag}", f"lbperm{tag}-"
+    users = [f"{prefix}{name}" for name in ("router", "police", "hrss")]
+    passwords = {user: secrets.token_urlsafe(16) for user in users}
+    document = definitions(["police", "hrss"], vhost=vhost, user_prefix=prefix, passwords=passwords)
+    # From stdin: rabbitmqctl runs as the rabbitmq user, who cannot read pytest's tmp dirs.
+    try:
+        _rabbitmqctl("import_definitions", stdin=json.dumps(document))
+        _wait_until_imported(vhost, len(document["queues"]), len(document["topic_permissions"]))
+        yield Deployment(vhost, passwords, prefix)
+    finally:
+        for command in [("delete_user", user) for user in users] + [("delete_vhost", vhost)]:
+            with contextlib.suppress(subprocess.CalledProcessError):  # never created
+                _rabbitmqctl(*command)
+
+
+def _wait_until_imported(vhost: str, queues: int, topic_permissions: int) -> None:
+    """The import runs asynchronously in the broker."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            listed_queues = _rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name")
+            listed_topics = _rabbitmqctl(
+                "list_topic_permissions", "-p", vhost, "--no-table-headers"
+            )
+        except subprocess.CalledProcessError:  # the vhost is not there yet
+            listed_queues = listed_topics = ""
+        if (len(listed_queues.split()), len(listed_topics.splitlines())) == (
+            queues,
+            topic_permissions,
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the definitions were not imported into {vhost} within 60 s")
+
+
+def _publish(url: str, exchange: str, routing_key: str, body: bytes = b"{}") -> None:
+    message = Outgoing(exchange, routing_key, body, str(uuid.uuid4()), str(uuid.uuid4()))
+    with Publisher(Broker(url)) as publisher:
+        publisher.publish(message)
+
+
+def _get(url: str, queue: str) -> bytes | None:
+    with Connection(url) as connection:
+        message = Queue(queue, no_declare=True)(connection.default_channel).get(no_ack=True)
+        return None if message is None else raw_body(message)
+
+
+@pytest.mark.connected
+def test_the_police_user_reads_only_its_queue_and_publishes_only_its_outcomes(
+    deployment: Deployment,
+) -> None:
+    router, police = deployment.url("router"), deployment.url("police")
+    _publish(router, topology.DISPATCH_EXCHANGE, "dept.police.x", b'"for police"')
+    _publish(router, topology.DISPATCH_EXCHANGE, "dept.hrss.x", b'"for hrss"')
+
+    assert _get(police, topology.department_queue("police")) == b'"for police"'
+    with Connection(police) as connection:  # the consumer's liveness check: a passive declare
+        own = Queue(topology.department_queue("police"), no_declare=True)
+        assert own(connection.default_channel).queue_declare(passive=True).message_count == 0
+    _publish(police, topology.OUTCOMES_EXCHANGE, topology.outcome_routing_key("police"))
+
+    with pytest.raises(Exception, match="ACCESS_REFUSED"):
+        _get(police, topology.department_queue("hrss"))
+    with pytest.raises(PublishFailed, match="ACCESS_REFUSED"):
+        _publish(police, topology.DISPATCH_EXCHANGE, "dept.hrss.x")
+    with pytest.raises(PublishFailed, match="ACCESS_REFUSED"):
+        _publish(police, topology.OUTCOMES_EXCHANGE, topology.outcome_routing_key("hrss"))
+    with pytest.raises(Exception, match="ACCESS_REFUSED"), Connection(police) as connection:
+        Queue("lianban.dept.police.mine", durable=True)(connection.default_channel).declare()
+
+    # Untouched by the refusals: hrss's dispatch is still there, and police's outcome arrived.
+    assert _get(router, topology.department_queue("hrss")) == b'"for hrss"'
+    assert _get(router, topology.OUTCOMES_QUEUE) == b"{}"
+
+
+@pytest.mark.connected
+def test_an_adapter_process_works_with_only_its_department_permissions(
+    deployment: Deployment, catalog: Catalog, tmp_path: Path
+) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'unused.db'}",
+        broker_url=deployment.url("police"),
+        materials_dir=tmp_path / "materials",
+    )
+    police = adapter_for("police", catalog, simulated=True)
+    stack = Stack(settings, catalog, roles=(), adapters=[police])
+    stack.start()  # declares nothing: the police user may not
+    try:
+        dispatch = dispatch_for(SERVICE, department="police")
+        request = Outgoing(
+            exchange=topology.DISPATCH_EXCHANGE,
+            routing_key=topology.dispatch_routing_key("police", SERVICE),
+            body=dispatch.model_dump_json().encode(),
+            message_id=str(dispatch.message_id),
+            correlation_id=str(dispatch.bundle_id),
+        )
+        with Publisher(Broker(deployment.url("router"))) as publisher:
+            publisher.publish(signed(request, keyring=stack.keyring))
+        answered = _wait_for_body(deployment.url("router"), topology.OUTCOMES_QUEUE)
+    finally:
+        stack.stop()
+    outcome = ItemOutcome.model_validate_json(answered)
+    assert (outcome.department, outcome.dispatch_id) == ("police", dispatch.message_id)
+
+
+def _wait_for_body(url: str, queue: str, timeout: float = 30) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = _get(url, queue)
+        if body is not None:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"nothing arrived in {queue}")
