@@ -1,0 +1,131 @@
+"""One bundle, one trace: the platform's trace context reaches intake over HTTP, is stored
+with the outbox rows, and travels in AMQP headers through the relay, every adapter and the
+correlator (and back through the outbox for the next dispatches); log lines carry it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from harness import new_project_no, running_stack
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import format_span_id, format_trace_id
+
+from adapters.tracing import configure_tracing
+from contracts.catalog import Catalog
+from contracts.samples import sample_application
+from router.logs import json_formatter
+from router.settings import Settings
+
+
+@pytest.fixture
+def exported_spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    configure_tracing("lianban-tests").add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()  # the processor stays on the process's provider; it exports nothing
+
+
+class _Lines(logging.Handler):
+    """Every log line as production renders it, parsed back."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(json_formatter())
+        self.lines: list[dict[str, object]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[dict[str, object]]]:
+    handler = _Lines()
+    logging.getLogger().addHandler(handler)
+    yield handler.lines
+    logging.getLogger().removeHandler(handler)
+
+
+def test_one_bundle_is_one_trace_across_intake_relay_adapters_and_correlator(
+    settings: Settings,
+    catalog: Catalog,
+    exported_spans: InMemorySpanExporter,
+    log_lines: list[dict[str, object]],
+) -> None:
+    # The platform calls with a trace of its own: the bundle must stay in it.
+    trace_id, platform_span = secrets.token_hex(16), secrets.token_hex(8)
+    newborn = catalog.bundle_types["newborn"]
+    with running_stack(settings, catalog) as running:
+        application = sample_application(newborn, new_project_no())
+        receipt = running.client.post(
+            "/v1/bundles",
+            json=application,
+            headers={
+                "Idempotency-Key": application["project_no"],
+                "traceparent": f"00-{trace_id}-{platform_span}-01",
+            },
+        ).json()
+        reply = running.wait_for_reply(receipt["reply_url"])
+    # Stopped: every span has ended and been exported.
+    bundle_id = receipt["bundle_id"]
+    finished = exported_spans.get_finished_spans()
+    by_id = {format_span_id(span.context.span_id): span for span in finished}
+    spans = [span for span in finished if _attribute(span, "lianban.bundle_id") == bundle_id]
+
+    assert {format_trace_id(span.context.trace_id) for span in spans} == {trace_id}
+    (intake,) = [span for span in finished if span.name == "POST /v1/bundles"]
+    assert intake.parent is not None and format_span_id(intake.parent.span_id) == platform_span
+    items = {item["item"] for item in reply["items"]}
+    handled = _named(spans, "adapter.handle")
+    applied = _named(spans, "correlator.apply")
+    assert {_attribute(span, "lianban.item") for span in handled} == items
+    assert {_attribute(span, "lianban.item") for span in applied} == items
+    # Each hop is the child of the one before: relay → adapter → correlator → relay …
+    assert {_parent(span, by_id).name for span in handled} == {"relay.publish"}
+    assert {_parent(span, by_id).name for span in applied} == {"adapter.handle"}
+    # The first dispatches go out under the intake request, the later ones (and the
+    # reply) under the correlator's span that released them.
+    hops = {"POST /v1/bundles", "correlator.apply"}
+    published = _named(spans, "relay.publish")
+    assert {_nearest(span, hops, by_id).name for span in published} == hops
+
+    # Log lines of the bundle carry its trace and, while a message is handled, its ids.
+    applied_lines = [line for line in log_lines if line.get("event") == "outcome.applied"]
+    mine = [line for line in applied_lines if line.get("bundle_id") == bundle_id]
+    assert mine and {line["trace_id"] for line in mine} == {trace_id}
+    assert all(line["item"] in items and line["department"] and line["message_id"] for line in mine)
+    (accepted,) = [
+        line
+        for line in log_lines
+        if line.get("event") == "intake.accepted" and line.get("bundle_id") == bundle_id
+    ]
+    assert accepted["trace_id"] == trace_id
+
+
+def _attribute(span: ReadableSpan, name: str) -> object:
+    return (span.attributes or {}).get(name)
+
+
+def _nearest(span: ReadableSpan, names: set[str], by_id: dict[str, ReadableSpan]) -> ReadableSpan:
+    """The closest ancestor of `span` with one of `names`."""
+    while span.parent is not None:
+        span = by_id[format_span_id(span.parent.span_id)]
+        if span.name in names:
+            return span
+    raise AssertionError(f"no ancestor named {names}")
+
+
+def _named(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:
+    named = [span for span in spans if span.name == name]
+    assert named, f"no {name} span"
+    return named
+
+
+def _parent(span: ReadableSpan, by_id: dict[str, ReadableSpan]) -> ReadableSpan:
+    assert span.parent is not None, f"{span.name} has no parent"
+    return by_id[format_span_id(span.parent.span_id)]
