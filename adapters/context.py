@@ -3,7 +3,8 @@ material store, a logger.
 
 Clients are built once per adapter process (never per call): one httpx client, and one
 zeep client per shipped WSDL. zeep is hardened: DTDs, entities and external references
-are forbidden, huge trees are off, and every operation has a timeout. Materials travel
+are forbidden, huge trees are off, every operation has a timeout, and no answer is read
+past a size cap (`adapters.answer_limit`). Materials travel
 by reference; the handler reads their bytes, and keeps the files a department issues,
 through the same store the router uses (`adapters.storage`).
 """
@@ -23,6 +24,7 @@ import zeep
 from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
+from adapters.answer_limit import MAX_ANSWER_BYTES, CappedTransport
 from adapters.errors import Action, RetryableError, classify, describe
 from adapters.storage import MaterialStore
 from contracts.application import MaterialRef
@@ -53,14 +55,16 @@ class DepartmentClients:
         timeout_seconds: float,
         max_connections: int,
         materials: MaterialStore | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.endpoint = endpoint
         self._materials = materials
         self._timeout = httpx.Timeout(timeout_seconds)
+        transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=max_connections))
         self.http = httpx.AsyncClient(
             base_url=endpoint or "",
             timeout=self._timeout,
-            limits=httpx.Limits(max_connections=max_connections),
+            transport=CappedTransport(transport, max_answer_bytes),
         )
         self._soap: dict[tuple[Path, str | None], Any] = {}
 

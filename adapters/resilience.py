@@ -38,6 +38,9 @@ class RetryPolicy:
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
     budget_seconds: float = 300.0  # wall-clock for all attempts of one delivery
+    # Past this, counted from the first delayed retry, a department still unavailable
+    # fails the item (an operator sees it) instead of being retried again.
+    give_up_after_seconds: float = 24 * 3600.0
 
 
 class BreakerState(StrEnum):

@@ -15,9 +15,11 @@ from pydantic import ValidationError
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext, DepartmentClients, Reporter
-from adapters.errors import describe
+from adapters.errors import Action, classify, describe
+from adapters.metrics import BREAKERS
 from adapters.resilience import CircuitBreaker, RateLimiter, call_department
 from adapters.storage import MaterialStore
+from contracts.errors import TransientError
 from contracts.messages import (
     Decided,
     Failed,
@@ -30,6 +32,11 @@ from contracts.messages import (
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+
+class RetryLater(TransientError):
+    """The department stayed unavailable through every attempt of this delivery: try the
+    message again after a delay, through the broker, instead of failing the item."""
 
 
 class AdapterRunner:
@@ -45,14 +52,21 @@ class AdapterRunner:
             threshold=adapter.breaker_threshold,
             reset_seconds=adapter.breaker_reset_seconds,
         )
+        BREAKERS.track(adapter.department, self.breaker)  # reported on the process's /metrics
         rate = adapter.rate_limit_per_second
         self.limiter = RateLimiter(rate, burst=max(1, int(rate))) if rate else None
 
     async def run(
-        self, request: ItemDispatch | ItemSupplement, delivery: int, report: Reporter
+        self,
+        request: ItemDispatch | ItemSupplement,
+        delivery: int,
+        report: Reporter,
+        *,
+        last_chance: bool = False,
     ) -> OutcomeResult | None:
-        """The item's outcome (None: the department calls back); department failures
-        become `Failed`, never exceptions."""
+        """The item's outcome (None: the department calls back). A department that stays
+        unavailable through this delivery's attempts raises RetryLater, unless this is the
+        last chance; every other department failure becomes `Failed`."""
         adapter = self.adapter
         ctx = self._context(request, delivery, report)
         if delivery > adapter.retry.max_deliveries:
@@ -70,6 +84,7 @@ class AdapterRunner:
         try:
             result = await self._protected(call)
         except Exception as error:
+            self._retry_later_unless(last_chance, error, ctx)
             ctx.log.error("department.failed", error=describe(error))
             return Failed(error=describe(error))
         if isinstance(request, ItemDispatch) and request.pre_review and isinstance(result, Decided):
@@ -78,8 +93,9 @@ class AdapterRunner:
             return None
         return result
 
-    async def cancel(self, cancel: ItemCancel, delivery: int) -> bool:
-        """Withdraw a filing with the same protections as filing; False if it could not be."""
+    async def cancel(self, cancel: ItemCancel, delivery: int, *, last_chance: bool = False) -> bool:
+        """Withdraw a filing with the same protections as filing; False if it could not be
+        (RetryLater while the department is unavailable, as for filing)."""
 
         async def nothing_to_report(result: OutcomeResult) -> None:
             ctx.log.warning("cancel.unexpected_report", status=result.status)
@@ -88,10 +104,17 @@ class AdapterRunner:
         try:
             await self._protected(lambda: self.adapter.cancel(cancel, ctx))
         except Exception as error:
+            self._retry_later_unless(last_chance, error, ctx)
             ctx.log.error("department.cancel_failed", error=describe(error))
             return False
         ctx.log.info("department.cancelled")
         return True
+
+    @staticmethod
+    def _retry_later_unless(last_chance: bool, error: Exception, ctx: AdapterContext) -> None:
+        if classify(error) is Action.RETRY and not last_chance:
+            ctx.log.warning("department.unavailable", error=describe(error))
+            raise RetryLater(describe(error)) from error
 
     def _context(
         self,
@@ -127,6 +150,7 @@ class AdapterRunner:
         )
 
     async def aclose(self) -> None:
+        BREAKERS.untrack(self.breaker)
         await self.clients.aclose()
 
 

@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import uvicorn
 
 
 class ThreadedServer:
-    """Serves `app` on `host:port` (port 0 picks a free one) until `stop`."""
+    """Serves `app` on `host:port` (port 0 picks a free one) until `stop`.
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    `ssl` takes uvicorn's `ssl_*` options (certificate, key, client CA, whether a client
+    certificate is required); with them the server speaks HTTPS.
+    """
+
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, ssl: Mapping[str, Any] = {}
+    ) -> None:
         config = uvicorn.Config(
             app,
             host=host,
             port=port,
             log_level="warning",
+            log_config=None,  # no handlers of uvicorn's own: records reach the masked root's
             access_log=False,
             # A simulator told to never answer holds requests open: do not wait for them.
             timeout_graceful_shutdown=1,
+            **ssl,
         )
+        self._scheme = "https" if ssl else "http"
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="http-server", daemon=True)
         self._port = port
@@ -37,7 +47,7 @@ class ThreadedServer:
     @property
     def url(self) -> str:
         host, port = self._server.servers[0].sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     def stop(self) -> None:
         self._server.should_exit = True

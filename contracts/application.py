@@ -57,7 +57,8 @@ Mobile = Annotated[str, Field(pattern=r"^1[3-9]\d{9}$", description="Mainland mo
 
 
 class NaturalPerson(_Strict):
-    applicant_type: Literal[ApplicantType.NATURAL_PERSON] = ApplicantType.NATURAL_PERSON
+    # No default: it is the union's discriminator, so every applicant must state it.
+    applicant_type: Literal[ApplicantType.NATURAL_PERSON]
     name: str = Field(min_length=1, max_length=50)
     id_type: IdType = IdType.RESIDENT_ID
     id_number: str = Field(min_length=1, max_length=32)

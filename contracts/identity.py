@@ -20,7 +20,9 @@ __all__ = [
     "mask_resident_id",
     "mask_uscc",
     "resident_id_birth_date",
+    "resident_id_check_passes",
     "resident_id_problem",
+    "uscc_check_passes",
     "uscc_problem",
 ]
 
@@ -103,6 +105,16 @@ def resident_id_problem(value: str, *, today: datetime.date | None = None) -> st
     return None
 
 
+def resident_id_check_passes(value: str) -> bool:
+    """Whether ``value`` has a resident ID's shape and check character, whatever its region
+    and birth date: loose on purpose, to find ID numbers in text (a log line) and mask them."""
+    return (
+        len(value) == _RESIDENT_ID_LENGTH
+        and _is_ascii_digits(value[:17])
+        and value[17] == _resident_id_check_char(value[:17])
+    )
+
+
 def resident_id_birth_date(value: str) -> datetime.date:
     """The birth date encoded in a valid resident ID; ValueError (with the problem) otherwise."""
     problem = resident_id_problem(value)
@@ -170,6 +182,16 @@ def uscc_problem(value: str) -> str | None:
     if value[17] != _uscc_check_char(value[:17]):
         return "checksum"
     return None
+
+
+def uscc_check_passes(value: str) -> bool:
+    """Whether ``value`` is 18 characters of the alphabet with a valid check character,
+    whatever its authority, type and region: loose on purpose, to find codes in text."""
+    return (
+        len(value) == _USCC_LENGTH
+        and all(char in _USCC_VALUES for char in value)
+        and value[17] == _uscc_check_char(value[:17])
+    )
 
 
 def make_uscc(registration_authority: str, org_type: str, region: str, org_code: str) -> str:

@@ -6,6 +6,7 @@ DISPATCH_EXCHANGE = "lianban.dispatch"  # topic: router → department adapters
 OUTCOMES_EXCHANGE = "lianban.outcomes"  # topic: adapters → correlator
 REPLIES_EXCHANGE = "lianban.replies"  # topic: router → platform consumers that prefer AMQP
 DEAD_LETTER_EXCHANGE = "lianban.dead"  # direct: rejected messages → parking-lot queues
+RETRY_EXCHANGE = "lianban.retry"  # headers: delayed retries → TTL queues → back to dispatch
 
 OUTCOMES_QUEUE = "lianban.outcomes"
 REPLIES_QUEUE = "lianban.replies"
@@ -18,6 +19,11 @@ def department_queue(department: str) -> str:
 def parking_queue(queue: str) -> str:
     """Where a queue's dead letters rest until an operator replays them."""
     return f"{queue}.parking"
+
+
+def retry_queue(delay_label: str) -> str:
+    """A delayed-retry tier: messages wait here for `delay_label` (e.g. `30s`)."""
+    return f"lianban.retry.{delay_label}"
 
 
 def dispatch_routing_key(department: str, service: str) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import structlog
-from fastapi import FastAPI, Header, HTTPException, Path, Request, Response, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -33,17 +33,24 @@ from contracts.api import (
 from contracts.application import MATERIAL_MEDIA_TYPES, Application, MaterialRef
 from contracts.catalog import Catalog
 from contracts.messages import BundleReply
+from router.auth import ApiToken, Scope, require_scope
 from router.corrections import Resubmitted, resubmit
 from router.db import BundleRow, Database
 from router.intake import Accepted, Conflict, Intake, Refused
 from router.manual import manual_routes
 from router.materials import bundle_file
+from router.ops import OpsServices, ops_routes
+from router.refusals import answer_refusals_as_notices, document_refusals
 from router.status import bundle_reply, bundle_status, bundle_timeline
 from router.validation import material_problems
 from router.withdrawal import Withdrawn, withdraw
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 log = structlog.get_logger(__name__)
+BUNDLES_WRITE = [Depends(require_scope(Scope.BUNDLES_WRITE))]
+BUNDLES_READ = [Depends(require_scope(Scope.BUNDLES_READ))]
+FILES_WRITE = [Depends(require_scope(Scope.FILES_WRITE))]
+FILES_READ = [Depends(require_scope(Scope.FILES_READ))]
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,9 @@ class Services:
     database: Database
     intake: Intake
     materials: MaterialStore
-    manual_tokens: Mapping[str, str] = field(default_factory=dict)
+    api_tokens: Sequence[ApiToken] = ()
     on_commit: Callable[[], None] = lambda: None
+    ops: OpsServices | None = None
 
 
 def openapi_document(catalog: Catalog) -> dict[str, Any]:
@@ -72,6 +80,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     @app.post(
         "/v1/bundles",
         status_code=status.HTTP_202_ACCEPTED,
+        dependencies=BUNDLES_WRITE,
         response_model=IntakeReceipt,
         responses={
             200: {"model": IntakeReceipt, "description": "Repeat of an accepted case number"},
@@ -120,6 +129,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     @app.put(
         "/v1/materials/{sha256}",
         status_code=status.HTTP_201_CREATED,
+        dependencies=FILES_WRITE,
         responses={
             413: {"description": "The file is larger than the cap"},
             422: {"description": "The file is not what it claims to be"},
@@ -148,7 +158,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
             raise _unavailable(error) from None
         return {"sha256": sha256, "size": size}
 
-    @app.get("/v1/bundles/{bundle_id}", response_model=BundleStatus)
+    @app.get("/v1/bundles/{bundle_id}", response_model=BundleStatus, dependencies=BUNDLES_READ)
     def get_bundle(bundle_id: uuid.UUID, request: Request) -> BundleStatus:
         with _services(request).database.transaction() as session:
             found = bundle_status(session, bundle_id)
@@ -156,14 +166,18 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
             raise HTTPException(status_code=404, detail="no such bundle")
         return found
 
-    @app.get("/v1/bundles/{bundle_id}/timeline", response_model=list[TimelineEntry])
+    @app.get(
+        "/v1/bundles/{bundle_id}/timeline",
+        response_model=list[TimelineEntry],
+        dependencies=BUNDLES_READ,
+    )
     def get_timeline(bundle_id: uuid.UUID, request: Request) -> list[TimelineEntry]:
         with _services(request).database.transaction() as session:
             if session.get(BundleRow, bundle_id) is None:
                 raise HTTPException(status_code=404, detail="no such bundle")
             return bundle_timeline(session, bundle_id)
 
-    @app.get("/v1/bundles/{bundle_id}/reply", response_model=BundleReply)
+    @app.get("/v1/bundles/{bundle_id}/reply", response_model=BundleReply, dependencies=BUNDLES_READ)
     def get_reply(bundle_id: uuid.UUID, request: Request) -> BundleReply:
         with _services(request).database.transaction() as session:
             reply = bundle_reply(session, bundle_id)
@@ -176,6 +190,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     @app.get(
         "/v1/bundles/{bundle_id}/files/{sha256}",
         response_class=StreamingResponse,
+        dependencies=FILES_READ,
         responses={
             200: {
                 "description": "The file, as its own media type",
@@ -212,6 +227,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     @app.post(
         "/v1/bundles/{bundle_id}/withdraw",
         response_model=BundleReply,
+        dependencies=BUNDLES_WRITE,
         responses={409: {"description": "The bundle was already answered"}},
     )
     def withdraw_bundle(
@@ -234,6 +250,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     @app.post(
         "/v1/bundles/{bundle_id}/items/{item}/corrections",
         response_model=BundleStatus,
+        dependencies=BUNDLES_WRITE,
         status_code=status.HTTP_202_ACCEPTED,
         responses={
             404: {"description": "No such bundle or item"},
@@ -262,7 +279,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
         services.on_commit()
         return get_bundle(bundle_id, request)
 
-    @app.get("/v1/catalog", response_model=Catalog)
+    @app.get("/v1/catalog", response_model=Catalog, dependencies=BUNDLES_READ)
     def get_catalog() -> Catalog:
         return catalog
 
@@ -275,12 +292,14 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     app.include_router(
         manual_routes(
             services.database if services else None,
-            services.manual_tokens if services else {},
             services.on_commit if services else lambda: None,
         )
     )
+    app.include_router(ops_routes(services.ops if services else None))
     _register_schema(app, Application)
+    answer_refusals_as_notices(app)
     app.state.services = services
+    app.state.api_tokens = services.api_tokens if services else ()
     return app
 
 
@@ -318,6 +337,24 @@ def _notice(*problems: Problem) -> JSONResponse:
     return JSONResponse(notice.model_dump(mode="json"), status_code=422)
 
 
+def _drop_integer_discriminators(schemas: dict[str, Any]) -> None:
+    """An OpenAPI discriminator maps string values, but applicant_type is an integer code:
+    clients (and the fuzzer) read it as a conflict. The branches' own const and enum of
+    applicant_type tell them apart without it."""
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("discriminator", {}).get("propertyName") == "applicant_type":
+                del node["discriminator"]
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(schemas)
+
+
 def _register_schema(app: FastAPI, model: type[Application]) -> None:
     build = app.openapi
 
@@ -328,6 +365,8 @@ def _register_schema(app: FastAPI, model: type[Application]) -> None:
             components = document.setdefault("components", {}).setdefault("schemas", {})
             components.update(schema.pop("$defs", {}))
             components[model.__name__] = schema
+            _drop_integer_discriminators(components)
+            document_refusals(document)
             app.openapi_schema = document
         return app.openapi_schema
 

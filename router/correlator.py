@@ -7,7 +7,7 @@ competing correlator replicas change nothing twice.
 
 from __future__ import annotations
 
-import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -15,10 +15,16 @@ from enum import StrEnum
 import structlog
 from kombu import Message
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from adapters.failpoints import failpoint
+from adapters.messaging import Refused
+from adapters.messaging.signing import ROUTER, Keyring
+from adapters.tracing import handling
 from contracts.catalog import Catalog
+from contracts.errors import TransientError
 from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
-from router import states
+from router import audit, states
 from router.db import BundleRow, Database, InboxRow
 from router.progress import advance, set_item_state
 from router.timeline import department, record_event
@@ -34,35 +40,72 @@ class Applied(StrEnum):
 
 
 class Correlator:
-    retry_pause_seconds = 1.0
-
     def __init__(
-        self, database: Database, catalog: Catalog, on_commit: Callable[[], None] = lambda: None
+        self,
+        database: Database,
+        catalog: Catalog,
+        on_commit: Callable[[], None] = lambda: None,
+        *,
+        keyring: Keyring,
     ) -> None:
         self._database = database
         self._catalog = catalog
         self._on_commit = on_commit
+        self._keyring = keyring
 
     def handle_message(self, body: bytes, message: Message) -> None:
-        """Consumer callback: validate, apply, then acknowledge."""
+        """Consumer callback: validate, apply, then acknowledge.
+
+        The consumer loop parks what is refused (recorded in the audit log first) and
+        holds the message (no requeue, no delivery count spent) while the database is
+        unreachable.
+        """
+        try:
+            self._handle(body, message)
+        except Refused as refusal:
+            self._record_refusal(message, refusal)
+            raise
+
+    def _record_refusal(self, message: Message, refusal: Refused) -> None:
+        try:
+            with self._database.transaction() as session:
+                audit.record(
+                    session,
+                    actor=ROUTER,
+                    event=audit.AuditEvent.REFUSED,
+                    outcome="parked",
+                    bundle_id=_uuid_or_none(message.properties.get("correlation_id")),
+                    message_id=message.properties.get("message_id"),
+                    detail=refusal.reason,
+                )
+        except (OperationalError, InterfaceError) as error:
+            # Not parked before it is recorded: held until the database is back.
+            raise TransientError(f"database unavailable: {error.orig!r}") from error
+
+    def _handle(self, body: bytes, message: Message) -> None:
+        signer = self._keyring.verify_delivery(body, message)
         try:
             outcome = ItemOutcome.model_validate_json(body)
         except ValidationError as error:
-            log.error("outcome.invalid", errors=error.error_count(), detail=str(error)[:500])
-            message.reject()  # dead-lettered to the parking lot, never processed
-            return
+            raise Refused(f"breaks the outcome contract: {error}"[:500]) from error
+        # A department answers for itself only; the router signs what its manual work
+        # queue decided on a department's behalf.
+        if signer not in (outcome.department, ROUTER):
+            raise Refused(f"an outcome of {outcome.department} signed by {signer}")
         try:
-            result = self.apply(outcome)
-        except Exception:
-            # The database is away or failed: nothing was committed, so the outcome goes
-            # back to the queue after a pause (a tight requeue loop would spin).
-            log.exception("outcome.apply_failed", message_id=str(outcome.message_id))
-            time.sleep(self.retry_pause_seconds)
-            message.requeue()
-            return
+            # The messages this outcome causes are written under this span: the next
+            # dispatches and the reply stay in the bundle's trace.
+            with handling("correlator.apply", outcome, message.headers):
+                result = self.apply(outcome)
+        except (OperationalError, InterfaceError) as error:
+            # Connection-level trouble: nothing was committed; try the same message again.
+            raise TransientError(f"database unavailable: {error.orig!r}") from error
+        except DBAPIError as error:
+            # Data the database refuses (too long, invalid) would fail every time.
+            raise Refused(f"the database refuses this outcome: {error.orig!r}"[:500]) from error
         if result is Applied.UNKNOWN_BUNDLE:
-            message.reject()
-            return
+            raise Refused(f"no bundle {outcome.bundle_id}")
+        failpoint("correlator.after_commit")
         message.ack()
         if result is Applied.APPLIED:
             self._on_commit()
@@ -126,5 +169,15 @@ class Correlator:
                 reason=states.reason_of(result),
             )
             advance(session, bundle, self._catalog.bundle_types[bundle.bundle_type])
+            session.flush()
+            failpoint("correlator.before_commit")
+            audit.record_decided(session, outcome, target)
             bound.info("outcome.applied", state=target.value)
             return Applied.APPLIED
+
+
+def _uuid_or_none(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

@@ -17,6 +17,7 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from adapters.simulated import Rule, Scenario
 from adapters.testing.systems import simulated_department_systems
 from contracts.catalog import Catalog, default_catalog
 from contracts.samples import SAMPLE_PDF, sample_application
+from router.auth import ApiToken, Scope, mint
 from router.logs import configure_logging
 from router.settings import Settings
 from router.stack import Role, Stack
@@ -44,6 +46,7 @@ def embedded_stack(
     catalog: Catalog,
     adapters: Sequence[Adapter] = (),
     scenario: Scenario | None = None,
+    api_tokens: tuple[ApiToken, ...] = (),
 ) -> Stack:
     """Every role, the given adapters and a simulator for every other department, in this
     process, with no server."""
@@ -52,6 +55,7 @@ def embedded_stack(
         broker_url="memory://",
         materials_dir=workdir / "materials",
         port=0,
+        api_tokens=api_tokens,
     )
     simulators = simulate_every_department(
         catalog, scenario, except_for=[adapter.department for adapter in adapters]
@@ -71,10 +75,13 @@ def run_demo() -> int:
             "real adapters against their department simulators: "
             + (", ".join(sorted(systems)) or "none installed")
         )
-        stack = embedded_stack(Path(workdir), catalog, real, DEMO_SCENARIO)
+        # The demo plays the platform: it mints its own token, valid for this run only.
+        token, entry = mint("demo platform", Scope, lifetime=timedelta(hours=1))
+        stack = embedded_stack(Path(workdir), catalog, real, DEMO_SCENARIO, (entry,))
         stack.start()
+        auth = {"Authorization": f"Bearer {token.get_secret_value()}"}
         try:
-            with httpx.Client(base_url=stack.base_url, timeout=10) as client:
+            with httpx.Client(base_url=stack.base_url, headers=auth, timeout=10) as client:
                 upload = client.put(
                     f"/v1/materials/{hashlib.sha256(SAMPLE_PDF).hexdigest()}",
                     content=SAMPLE_PDF,

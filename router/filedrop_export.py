@@ -35,7 +35,7 @@ from pathlib import Path
 
 import structlog
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import select, tuple_
+from sqlalchemy import and_, or_, select
 
 from adapters.storage import MaterialCorrupted, MaterialMissing, MaterialStore
 from contracts.application import MaterialRef
@@ -118,8 +118,15 @@ class ReplyExporter:
                     yield bundle_id, created_at
             if len(page) < _PAGE:
                 return
-            last = page[-1]
-            page_query = query.where(tuple_(ReplyRow.created_at, ReplyRow.bundle_id) > last)
+            last_bundle, last_at = page[-1]
+            # Spelled out rather than as a row-value comparison: SQLAlchemy 2.1 binds both
+            # sides of `tuple_(…) > row` with the first column's type.
+            page_query = query.where(
+                or_(
+                    ReplyRow.created_at > last_at,
+                    and_(ReplyRow.created_at == last_at, ReplyRow.bundle_id > last_bundle),
+                )
+            )
 
     def _export(self, bundle_id: uuid.UUID) -> None:
         with self._database.transaction() as session:

@@ -12,18 +12,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from adapters.failpoints import failpoint
 from adapters.storage import MaterialStore
 from contracts.api import IntakeReceipt, OneTimeNotice, Problem
 from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
+from router import audit
+from router.audit import AuditEvent
 from router.db import BundleRow, Database, ItemRow
 from router.progress import IN_PROGRESS, advance
 from router.timeline import PLATFORM, ROUTER, record_event
 from router.validation import find_problems
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,12 +70,17 @@ class Intake:
         if key_problem is not None:
             problems.append(key_problem)
         if application is None or problems:
+            codes = ", ".join(sorted({problem.code for problem in problems}))
+            self._audit_received(raw, "refused", codes)
             return Refused(OneTimeNotice(problems=tuple(problems)))
         try:
             result = self._store(application)
         except IntegrityError:
             # Another request with the same case number committed first.
             result = self._replay(application)
+        if isinstance(result, Conflict) or (isinstance(result, Accepted) and result.replayed):
+            self._audit_received(raw, "conflict" if isinstance(result, Conflict) else "duplicate")
+        failpoint("intake.after_commit")
         self._on_commit()
         return result
 
@@ -95,6 +106,15 @@ class Intake:
             record_event(
                 session, bundle.id, None, "received", bundle_type.name_zh, actor=PLATFORM, at=now
             )
+            audit.record(
+                session,
+                actor=PLATFORM,
+                event=AuditEvent.RECEIVED,
+                outcome="accepted",
+                bundle_id=bundle.id,
+                message_id=application.project_no,
+                detail=application.bundle_type,
+            )
             record_event(
                 session,
                 bundle.id,
@@ -119,7 +139,26 @@ class Intake:
                 )
             session.flush()
             advance(session, bundle, bundle_type)
+            log.info(
+                "intake.accepted",
+                bundle_id=str(bundle.id),
+                bundle_type=bundle.bundle_type,
+                items=len(bundle.items),
+            )
             return Accepted(receipt_for(bundle), replayed=False)
+
+    def _audit_received(self, raw: Any, outcome: str, detail: str | None = None) -> None:
+        """An application that stored nothing (refused, repeated, conflicting) is audited too."""
+        project_no = raw.get("project_no") if isinstance(raw, dict) else None
+        with self._database.transaction() as session:
+            audit.record(
+                session,
+                actor=PLATFORM,
+                event=AuditEvent.RECEIVED,
+                outcome=outcome,
+                message_id=str(project_no)[:64] if project_no is not None else None,
+                detail=detail,
+            )
 
     def _replay(self, application: Application) -> IntakeResult:
         with self._database.transaction() as session:

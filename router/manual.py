@@ -6,16 +6,16 @@ item's prerequisites' results, corrected materials) so staff see them on the sam
 that department's staff list, claim and decide items or request a correction. A
 decision is written to the outbox as an `ItemOutcome` in the same transaction that
 closes the item, so it reaches the correlator like any department's answer. Each
-department's bearer token opens only its own queue.
+department's staff hold tokens with the scope `manual:<department>`, which open only that
+department's queue; another department's item is reported as missing.
 """
 
-import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from sqlalchemy import select
 
 from contracts import topology
@@ -29,6 +29,7 @@ from contracts.messages import (
     OutcomeResult,
     SupplementPurpose,
 )
+from router.auth import Credentials, authorize, manual_scope
 from router.db import Database, ManualItemRow
 from router.outbox import enqueue
 
@@ -36,22 +37,15 @@ OPEN, CLAIMED, DONE = "open", "claimed", "done"
 
 
 def manual_routes(
-    database: Database | None,
-    tokens: Mapping[str, str],
-    on_commit: Callable[[], None] = lambda: None,
+    database: Database | None, on_commit: Callable[[], None] = lambda: None
 ) -> APIRouter:
-    """The work-queue routes; `tokens` maps department code → its bearer token."""
+    """The work-queue routes, each open only to its department's `manual:<code>` scope."""
     routes = APIRouter(prefix="/v1/manual/{department}", tags=["manual departments"])
 
     def department_of(
-        department: Annotated[str, Path()],
-        authorization: Annotated[str | None, Header()] = None,
+        department: Annotated[str, Path()], request: Request, credentials: Credentials
     ) -> str:
-        expected = tokens.get(department)
-        if authorization is None or not authorization.startswith("Bearer "):
-            raise HTTPException(status_code=401, detail="a department bearer token is required")
-        if expected is None or not secrets.compare_digest(authorization[7:], expected):
-            raise HTTPException(status_code=403, detail=f"this token does not open {department}")
+        authorize(request, credentials, manual_scope(department))
         return department
 
     # Resolved at definition time (no postponed annotations in this module): FastAPI reads

@@ -16,8 +16,14 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.messaging import Outgoing, Publisher
+from adapters.failpoints import failpoint
+from adapters.messaging import Outgoing, Publisher, PublishFailed
+from adapters.messaging.backoff import Backoff
+from adapters.messaging.signing import ROUTER, Keyring
+from adapters.tracing import current_traceparent, publishing
+from router import audit
 from router.db import Database, OutboxRow
+from router.outbox_wakeup import notify_relays
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +42,7 @@ class BundleMessage(Protocol):
 
 def enqueue(session: Session, *, exchange: str, routing_key: str, message: BundleMessage) -> None:
     """Add a message to the outbox inside the caller's transaction."""
+    notify_relays(session)
     session.add(
         OutboxRow(
             exchange=exchange,
@@ -44,6 +51,7 @@ def enqueue(session: Session, *, exchange: str, routing_key: str, message: Bundl
             correlation_id=str(message.bundle_id),
             body=message.model_dump_json().encode(),
             created_at=datetime.now(UTC),
+            traceparent=current_traceparent(),
         )
     )
 
@@ -59,32 +67,39 @@ class Relay:
         batch_size: int = 200,
         idle_seconds: float = 0.2,
         wake: threading.Event | None = None,
+        keyring: Keyring,
     ) -> None:
         self._database = database
         self._publisher = publisher
+        self._keyring = keyring
         self._batch_size = batch_size
         self._idle_seconds = idle_seconds
         self.wake = wake or threading.Event()
+        self._backoff = Backoff(0.2, 10.0)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 published = self.publish_pending()
             except Exception as error:  # broker or database away: rows stay unsent, retry
-                log.warning("relay.failed", error=repr(error))
+                delay = self._backoff.next_delay()
+                log.warning("relay.failed", error=repr(error), retry_in=round(delay, 2))
                 published = 0
-                stop.wait(1.0)
+                stop.wait(delay)
+            else:
+                self._backoff.reset()
             if published < self._batch_size:
                 self.wake.wait(self._idle_seconds)
                 self.wake.clear()
 
     def publish_pending(self) -> int:
-        """Publish one batch; returns how many rows were published.
+        """Publish one batch, pipelined; returns how many rows the broker confirmed.
 
-        Rows published before a failure are still marked sent, so a broker outage
-        mid-batch does not publish them a second time.
+        Every confirmed row is marked sent even when others in the batch failed, so an
+        outage mid-batch does not publish them a second time. A crash after the confirm
+        and before this commit publishes the batch again: consumers deduplicate.
         """
-        failure: Exception | None = None
+        failure: PublishFailed | None = None
         with self._database.transaction() as session:
             rows = session.scalars(
                 select(OutboxRow)
@@ -93,23 +108,37 @@ class Relay:
                 .limit(self._batch_size)
                 .with_for_update(skip_locked=True)
             ).all()
-            published = 0
-            for row in rows:
-                try:
-                    self._publisher.publish(
-                        Outgoing(
-                            exchange=row.exchange,
-                            routing_key=row.routing_key,
-                            body=row.body,
-                            message_id=row.message_id,
-                            correlation_id=row.correlation_id,
-                        )
-                    )
-                except Exception as error:
-                    failure = error
-                    break
-                row.sent_at = datetime.now(UTC)
-                published += 1
+            if not rows:
+                return 0
+            failpoint("relay.before_publish")
+            try:
+                outgoing = [self._outgoing(row) for row in rows]
+                parents = [row.traceparent for row in rows]
+                with publishing("relay.publish", outgoing, parents) as traced:
+                    self._publisher.publish_many(traced)
+                confirmed = [True] * len(rows)
+            except PublishFailed as error:
+                failure = error
+                confirmed = error.confirmed
+            failpoint("relay.after_publish")
+            sent_at = datetime.now(UTC)
+            for row, ok in zip(rows, confirmed, strict=True):
+                if ok:
+                    row.sent_at = sent_at
+                    audit.record_sent(session, row)
         if failure is not None:
             raise failure
-        return published
+        return len(rows)
+
+    def _outgoing(self, row: OutboxRow) -> Outgoing:
+        signature = self._keyring.sign(
+            ROUTER, body=row.body, message_id=row.message_id, correlation_id=row.correlation_id
+        )
+        return Outgoing(
+            exchange=row.exchange,
+            routing_key=row.routing_key,
+            body=row.body,
+            message_id=row.message_id,
+            correlation_id=row.correlation_id,
+            headers=signature,
+        )

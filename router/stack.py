@@ -9,25 +9,35 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from enum import StrEnum
+from http.server import ThreadingHTTPServer
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 
 from adapters.base import Adapter
 from adapters.messaging import Broker, ConsumerLoop, Publisher, declare_topology
+from adapters.messaging.signing import ROUTER, Keyring
 from adapters.messaging.topology import outcomes_queue
+from adapters.metrics import serve_process_metrics
 from adapters.serving import ThreadedServer
 from adapters.worker import AdapterWorker
 from contracts.catalog import Catalog
 from router.api import Services, create_app
+from router.audit_chain import AuditSealer, retention_from_days
 from router.callbacks import CallbackSender
 from router.correlator import Correlator
 from router.db import Database
 from router.deadlines import DeadlineWatcher
+from router.dlq import DeadLetterQueues
 from router.filedrop import Layout, PackageWatcher
 from router.filedrop_export import ReplyExporter
+from router.health import Health, serve_health
 from router.intake import Intake
 from router.materials import material_store
+from router.ops import OpsServices
 from router.outbox import Relay
+from router.outbox_wakeup import OutboxListener
+from router.queues import count_source
 from router.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -56,37 +66,58 @@ class Stack:
         self.database = Database(settings.database_url)
         self.broker = Broker(settings.broker_url)
         self.materials = material_store(settings)
+        self.keyring = message_keyring(settings, catalog.departments)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ready: list[threading.Event] = []
         self._server: ThreadedServer | None = None
+        self._metrics_server: WSGIServer | None = None
+        self._health_server: ThreadingHTTPServer | None = None
         self.relay_wake = threading.Event()
         self.intake = Intake(self.database, catalog, self.materials, on_commit=self.relay_wake.set)
 
     def start(self) -> None:
         if self.roles:  # an adapter-only process never touches the database
             self.database.migrate()
-        with self.broker.connect() as connection:
-            declare_topology(connection, self.catalog.departments)
+        if self.roles:
+            # The router owns the topology. An adapter-only process declares nothing: its
+            # broker user may only read its own queue (deploy/rabbitmq/definitions.json).
+            with self.broker.connect() as connection:
+                declare_topology(connection, self.catalog.departments)
         if Role.RELAY in self.roles:
-            relay = Relay(self.database, Publisher(self.broker), wake=self.relay_wake)
+            relay = Relay(
+                self.database, Publisher(self.broker), wake=self.relay_wake, keyring=self.keyring
+            )
             self._spawn("relay", relay.run)
+            if self.database.is_postgresql:
+                listener = OutboxListener(self.settings.database_url, self.relay_wake)
+                self._spawn("outbox-listener", listener.run)
             sender = CallbackSender(
                 self.database, backoff_seconds=self.settings.callback_backoff_seconds
             )
             self._spawn("callbacks", sender.run)
             self._spawn("deadlines", DeadlineWatcher(self.database).run)
+            retention = retention_from_days(self.settings.audit_retention_days)
+            self._spawn("audit-sealer", AuditSealer(self.database, retention).run)
             if self.settings.filedrop_dir is not None:
                 layout = Layout(self.settings.filedrop_dir)
                 exporter = ReplyExporter(layout, self.database, self.materials)
                 self._spawn("filedrop-export", exporter.run)
         if Role.CORRELATE in self.roles:
-            correlator = Correlator(self.database, self.catalog, on_commit=self.relay_wake.set)
+            correlator = Correlator(
+                self.database, self.catalog, on_commit=self.relay_wake.set, keyring=self.keyring
+            )
             consumer = ConsumerLoop(self.broker, outcomes_queue(), correlator.handle_message)
             self._ready.append(consumer.ready)
             self._spawn("correlator", consumer.run)
         for adapter in self.adapters:
-            worker = AdapterWorker(adapter, self.broker, materials=self.materials)
+            worker = AdapterWorker(
+                adapter,
+                self.broker,
+                materials=self.materials,
+                keyring=self.keyring,
+                declare_queue=bool(self.roles),
+            )
             self._ready.append(worker.ready)
             self._spawn(f"adapter-{adapter.department}", worker.run)
         if Role.SERVE in self.roles:
@@ -95,6 +126,15 @@ class Stack:
                 layout = Layout(self.settings.filedrop_dir)
                 watcher = PackageWatcher(layout, self.intake, self.materials, self.catalog)
                 self._spawn("filedrop-inbox", watcher.run)
+        if self.settings.metrics_port is not None:
+            self._metrics_server = serve_process_metrics(
+                self.settings.metrics_host, self.settings.metrics_port
+            )
+        if self.settings.health_port is not None:
+            health = Health(self._threads, self._ready)
+            self._health_server = serve_health(
+                health, self.settings.health_host, self.settings.health_port
+            )
         for ready in self._ready:
             if not ready.wait(timeout=30):
                 raise TimeoutError("a consumer did not connect within 30 s")
@@ -120,6 +160,10 @@ class Stack:
         self._stop.set()
         if self._server is not None:
             self._server.stop()
+        for server in (self._metrics_server, self._health_server):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
         for thread in self._threads:
             thread.join(timeout=10)
         self.database.dispose()
@@ -129,14 +173,37 @@ class Stack:
             self.database,
             self.intake,
             self.materials,
-            manual_tokens=self.settings.manual_tokens,
+            api_tokens=self.settings.api_tokens,
             on_commit=self.relay_wake.set,
+            ops=OpsServices(
+                self.database,
+                self.catalog,
+                count_source(self.broker, self.settings.rabbitmq_management_url),
+                DeadLetterQueues(self.broker, self.catalog.departments),
+                adapter_metrics_urls=self.settings.adapter_metrics_urls,
+            ),
         )
         app = create_app(self.catalog, services)
-        self._server = ThreadedServer(app, self.settings.host, self.settings.port)
+        tls = self.settings.tls.uvicorn_options() if self.settings.tls else {}
+        self._server = ThreadedServer(app, self.settings.host, self.settings.port, ssl=tls)
         self._server.start()
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def message_keyring(settings: Settings, departments: Iterable[str]) -> Keyring:
+    """The configured signing and trusted keys; without any, fresh keys for the router
+    and every department, which only this process knows — enough when every role runs
+    here (the demo, `run-all`, tests), never across processes."""
+    if settings.signing_keys_dir or settings.trusted_keys_file:
+        return Keyring.load(settings.signing_keys_dir, settings.trusted_keys_file)
+    if not Broker(settings.broker_url).is_memory:
+        log.warning(
+            "signing.ephemeral_keys",
+            hint="set LIANBAN_SIGNING_KEYS_DIR and LIANBAN_TRUSTED_KEYS, or other processes "
+            "will refuse this one's messages",
+        )
+    return Keyring.ephemeral([ROUTER, *departments])

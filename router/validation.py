@@ -8,6 +8,7 @@ applicant hears about all of them at once, not one per attempt.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -91,13 +92,14 @@ def _contract_problem(detail: ErrorDetails) -> Problem:
     context = detail.get("ctx") or {}
     if "field" in context:
         location.append(context["field"])
-    zh, en = _MESSAGES.get(detail["type"], (f"填写有误：{detail['msg']}", detail["msg"]))
-    return Problem(
-        pointer=_pointer(location),
-        code=detail["type"],
-        message_zh=zh.format(**context) if context else zh,
-        message_en=en.format(**context) if context else en,
-    )
+    template = _MESSAGES.get(detail["type"])
+    if template is None:
+        # pydantic's own message, already complete: it may hold braces ("Input tag '{}'"),
+        # so it is not a template (a 500 found by tests/test_fuzz_intake.py).
+        zh, en = f"填写有误：{detail['msg']}", detail["msg"]
+    else:
+        zh, en = (part.format(**context) if context else part for part in template)
+    return Problem(pointer=_pointer(location), code=detail["type"], message_zh=zh, message_en=en)
 
 
 def _catalog_problems(raw: dict[str, Any], catalog: Catalog) -> Iterable[Problem]:
@@ -176,6 +178,9 @@ def _group_problems(bundle_type: BundleType, chosen: set[str]) -> Iterable[Probl
             )
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def material_problems(
     materials: Any, material_exists: Callable[[str, int], bool]
 ) -> Iterable[Problem]:
@@ -185,7 +190,10 @@ def material_problems(
         if not isinstance(material, dict):
             continue
         digest, size = material.get("sha256"), material.get("size")
-        if isinstance(digest, str) and isinstance(size, int) and not material_exists(digest, size):
+        # A malformed digest is the shape check's problem; the store would refuse to look.
+        if not (isinstance(digest, str) and _SHA256.fullmatch(digest) and isinstance(size, int)):
+            continue
+        if not material_exists(digest, size):
             yield Problem(
                 pointer=f"/materials/{index}",
                 code="material_not_uploaded",

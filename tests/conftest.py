@@ -11,16 +11,21 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from harness import TEST_API_TOKEN, serving_intake
 from kombu import Connection
 from kombu.transport import memory
 from sqlalchemy import create_engine, text
 
 from contracts.catalog import Catalog, default_catalog
 from router.settings import Settings
-from router.stack import Role, Stack
+from router.stack import Stack
+
+# The whole run's output is scanned for unmasked ID numbers; a leak fails the session.
+pytest_plugins = ["log_scanner"]
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "LIANBAN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -39,11 +44,12 @@ def catalog() -> Catalog:
     return default_catalog()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database, dropped afterwards."""
     name = f"lianban_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # Pre-ping: the chaos suite restarts PostgreSQL, killing pooled connections.
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -51,15 +57,17 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
         _unavailable(f"PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable: {error}")
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
-@pytest.fixture(scope="session")
-def amqp_url() -> Iterator[str]:
-    """A fresh RabbitMQ vhost for this test session, deleted afterwards."""
+@contextmanager
+def fresh_vhost() -> Iterator[str]:
+    """A new RabbitMQ vhost, deleted afterwards."""
     vhost = f"lianban_test_{uuid.uuid4().hex[:12]}"
     try:
         _rabbitmqctl("add_vhost", vhost)
@@ -69,8 +77,24 @@ def amqp_url() -> Iterator[str]:
             connection.ensure_connection(max_retries=1)
     except Exception as error:
         _unavailable(f"RabbitMQ at {AMQP_HOST} is unreachable: {error}")
-    yield url
-    _rabbitmqctl("delete_vhost", vhost)
+    try:
+        yield url
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """A fresh RabbitMQ vhost for this test session."""
+    with fresh_vhost() as url:
+        yield url
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -88,24 +112,19 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
             broker_url="memory://",
             materials_dir=tmp_path / "materials",
             port=0,
+            api_tokens=(TEST_API_TOKEN,),
         )
     return Settings(
         database_url=request.getfixturevalue("postgres_url"),
         broker_url=request.getfixturevalue("amqp_url"),
         materials_dir=tmp_path / "materials",
         port=0,
+        api_tokens=(TEST_API_TOKEN,),
     )
 
 
 @pytest.fixture
 def intake_only(tmp_path: Path, catalog: Catalog) -> Iterator[Stack]:
     """The intake API alone on a real port: nothing consumes, so the outbox keeps its rows."""
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'intake.db'}",
-        materials_dir=tmp_path / "materials",
-        port=0,
-    )
-    stack = Stack(settings, catalog, {Role.SERVE})
-    stack.start()
-    yield stack
-    stack.stop()
+    with serving_intake(tmp_path, catalog) as stack:
+        yield stack

@@ -2,24 +2,51 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+from kombu import Queue
 
 from adapters.base import Adapter
+from adapters.messaging import Broker, ConsumerLoop, Outgoing, Publisher, declare_topology
+from adapters.messaging.signing import ROUTER, Keyring
+from adapters.messaging.topology import department_queue
 from adapters.registry import simulate_every_department
 from adapters.simulated import DecisionLedger, Scenario
-from contracts.catalog import Catalog
+from contracts import topology
+from contracts.catalog import Catalog, default_catalog
 from contracts.samples import SAMPLE_PDF
+from router.auth import Scope, mint
 from router.settings import Settings
 from router.stack import Role, Stack
+
+# The tests call the API as the platform and as an operator: one token with every scope.
+TEST_TOKEN, TEST_API_TOKEN = mint("tests", Scope)
+AUTH = {"Authorization": f"Bearer {TEST_TOKEN.get_secret_value()}"}
+# Keys for the router and every department, all trusted: for workers and correlators that
+# tests build themselves (a Stack without configured keys makes its own the same way).
+KEYRING = Keyring.ephemeral([ROUTER, *default_catalog().departments])
+
+
+def signed(message: Outgoing, signer: str = ROUTER, keyring: Keyring = KEYRING) -> Outgoing:
+    """`message` with `signer`'s signature headers."""
+    signature = keyring.sign(
+        signer,
+        body=message.body,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+    )
+    return dataclasses.replace(message, headers={**message.headers, **signature})
 
 
 @dataclass
@@ -68,7 +95,7 @@ def running_stack(
     stack = Stack(settings, catalog, set(Role), [*adapters, *simulators])
     stack.start()
     try:
-        with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        with httpx.Client(base_url=stack.base_url, headers=AUTH, timeout=30) as client:
             client.put(
                 f"/v1/materials/{hashlib.sha256(SAMPLE_PDF).hexdigest()}",
                 content=SAMPLE_PDF,
@@ -86,7 +113,7 @@ def put_material(
     return httpx.put(
         f"{stack.base_url}/v1/materials/{digest}",
         content=content,
-        headers={"Content-Type": media_type},
+        headers={"Content-Type": media_type, **AUTH},
         timeout=60,
     )
 
@@ -101,3 +128,64 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+@contextmanager
+def serving_intake(directory: Path, catalog: Catalog) -> Iterator[Stack]:
+    """The intake API alone on a real port, on SQLite in `directory`: nothing consumes,
+    so the outbox keeps its rows."""
+    settings = Settings(
+        database_url=f"sqlite:///{directory / 'intake.db'}",
+        materials_dir=directory / "materials",
+        port=0,
+        api_tokens=(TEST_API_TOKEN,),
+    )
+    stack = Stack(settings, catalog, {Role.SERVE})
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def emptied_department_queue(broker_url: str, catalog: Catalog, department: str) -> Broker:
+    """A broker with the topology declared, and `department`'s queue and parking lot
+    empty (the session's vhost is shared by every test)."""
+    broker = Broker(broker_url)
+    queue = department_queue(department)
+    with broker.connect() as connection:
+        declare_topology(connection, catalog.departments)
+        for name in (queue.name, topology.parking_queue(queue.name)):
+            Queue(name, no_declare=True)(connection.default_channel).purge()
+    return broker
+
+
+def publish_to_department(broker: Broker, department: str, *bodies: bytes) -> list[str]:
+    """Publish raw bodies onto `department`'s queue; returns their message ids."""
+    outgoing = [
+        Outgoing(
+            exchange=topology.DISPATCH_EXCHANGE,
+            routing_key=topology.dispatch_routing_key(department, "any"),
+            body=body,
+            message_id=str(uuid.uuid4()),
+            correlation_id=str(uuid.uuid4()),
+        )
+        for body in bodies
+    ]
+    with Publisher(broker) as publisher:
+        publisher.publish_many(outgoing)
+    return [message.message_id for message in outgoing]
+
+
+@contextmanager
+def consuming(loop: ConsumerLoop) -> Iterator[None]:
+    """Run `loop` on a thread of its own while the block runs."""
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    thread.start()
+    assert loop.ready.wait(30)
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)

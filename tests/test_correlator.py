@@ -12,22 +12,26 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from harness import new_project_no
+from harness import KEYRING, new_project_no
 from sqlalchemy import select
 
+from adapters.messaging import Refused
+from adapters.messaging.signing import ROUTER
 from adapters.storage import LocalMaterialStore
 from contracts.catalog import Catalog
+from contracts.errors import TransientError
 from contracts.messages import (
     Accepted,
     Decided,
     ItemDispatch,
     ItemOutcome,
     OutcomeResult,
+    Rejected,
     ToleratedGap,
 )
 from contracts.samples import SAMPLE_PDF, sample_application
 from router.correlator import Applied, Correlator
-from router.db import Database, EventRow, OutboxRow
+from router.db import AuditRow, Database, EventRow, OutboxRow
 from router.intake import Accepted as Received
 from router.intake import Intake
 from router.status import bundle_status
@@ -83,7 +87,7 @@ def _item_state(database: Database, dispatch: ItemDispatch) -> str:
 def test_a_redelivered_outcome_changes_nothing(
     database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
 ) -> None:
-    correlator = Correlator(database, catalog)
+    correlator = Correlator(database, catalog, keyring=KEYRING)
     decided = _outcome(dispatches[0], Decided(approved=True))
 
     assert correlator.apply(decided) is Applied.APPLIED
@@ -100,7 +104,7 @@ def test_a_redelivered_outcome_changes_nothing(
 def test_a_late_accepted_does_not_undo_a_decision(
     database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
 ) -> None:
-    correlator = Correlator(database, catalog)
+    correlator = Correlator(database, catalog, keyring=KEYRING)
     dispatch = dispatches[0]
 
     assert correlator.apply(_outcome(dispatch, Decided(approved=True))) is Applied.APPLIED
@@ -116,7 +120,7 @@ def test_an_acceptance_with_tolerated_gaps_keeps_the_commitment_and_due_date(
     )
     dispatch = dispatches[0]
     accepted = _outcome(dispatch, Accepted(receipt_no="R-1", tolerated_gaps=(gap,)))
-    assert Correlator(database, catalog).apply(accepted) is Applied.APPLIED
+    assert Correlator(database, catalog, keyring=KEYRING).apply(accepted) is Applied.APPLIED
 
     with database.transaction() as session:
         status = bundle_status(session, dispatch.bundle_id)
@@ -129,7 +133,7 @@ def test_an_acceptance_with_tolerated_gaps_keeps_the_commitment_and_due_date(
 def test_a_pre_reviewed_item_is_not_decided_before_its_prerequisites(
     database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
 ) -> None:
-    correlator = Correlator(database, catalog)
+    correlator = Correlator(database, catalog, keyring=KEYRING)
     (pre_review,) = [d for d in dispatches if d.item == "social_security_card_application"]
     assert pre_review.pre_review and pre_review.prerequisite_results == ()
 
@@ -142,7 +146,7 @@ def test_a_pre_reviewed_item_is_not_decided_before_its_prerequisites(
 def test_an_outcome_for_another_dispatch_or_bundle_is_not_applied(
     database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
 ) -> None:
-    correlator = Correlator(database, catalog)
+    correlator = Correlator(database, catalog, keyring=KEYRING)
     dispatch = dispatches[0]
     foreign = _outcome(dispatch, Decided(approved=True)).model_copy(
         update={"dispatch_id": uuid.uuid4()}
@@ -157,30 +161,72 @@ def test_an_outcome_for_another_dispatch_or_bundle_is_not_applied(
 
 
 class _RecordedMessage:
-    """Stands in for a kombu message: records what the consumer decided to do with it."""
+    """Stands in for a kombu message of `body`, signed by the router: records what the
+    consumer decided to do with it."""
 
-    def __init__(self) -> None:
+    def __init__(self, body: bytes) -> None:
         self.actions: list[str] = []
+        self.properties = {"message_id": "m-1", "correlation_id": "c-1"}
+        self.headers = KEYRING.sign(ROUTER, body=body, message_id="m-1", correlation_id="c-1")
 
     def ack(self) -> None:
         self.actions.append("ack")
 
-    def reject(self) -> None:
-        self.actions.append("reject")
 
-    def requeue(self) -> None:
-        self.actions.append("requeue")
-
-
-def test_a_message_breaking_the_contract_is_dead_lettered_not_applied(
+def test_a_message_breaking_the_contract_is_refused_not_applied(
     database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
 ) -> None:
-    message = _RecordedMessage()
-    Correlator(database, catalog).handle_message(b'{"status": "approved"}', message)  # type: ignore[arg-type]
-    assert message.actions == ["reject"]
+    broken = b'{"status": "approved"}'
+    message = _RecordedMessage(broken)
+    with pytest.raises(Refused, match="outcome contract"):
+        Correlator(database, catalog, keyring=KEYRING).handle_message(broken, message)  # type: ignore[arg-type]
+    assert message.actions == []
+    with database.transaction() as session:
+        refused = session.scalars(select(AuditRow).where(AuditRow.event == "refused")).all()
+    assert [(row.message_id, row.outcome) for row in refused] == [("m-1", "parked")]
+    assert "outcome contract" in (refused[0].detail or "")
 
-    valid = _RecordedMessage()
     body = _outcome(dispatches[0], Accepted()).model_dump_json().encode()
-    Correlator(database, catalog).handle_message(body, valid)  # type: ignore[arg-type]
+    valid = _RecordedMessage(body)
+    Correlator(database, catalog, keyring=KEYRING).handle_message(body, valid)  # type: ignore[arg-type]
     assert valid.actions == ["ack"]
     assert _item_state(database, dispatches[0]) == "accepted"
+
+
+def test_an_unreachable_database_holds_the_outcome_rather_than_refusing_it(
+    catalog: Catalog,
+) -> None:
+    unreachable = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    body = _outcome_for_unknown_item().model_dump_json().encode()
+    message = _RecordedMessage(body)
+    with pytest.raises(TransientError, match="database unavailable"):
+        Correlator(unreachable, catalog, keyring=KEYRING).handle_message(body, message)  # type: ignore[arg-type]
+    assert message.actions == []
+
+
+@pytest.mark.connected
+def test_an_outcome_the_database_refuses_is_refused_not_retried_forever(
+    postgres_url: str, catalog: Catalog, tmp_path: Path
+) -> None:
+    database = Database(postgres_url)
+    database.migrate()
+    newborn = dispatches.__wrapped__(database, catalog, tmp_path)  # type: ignore[attr-defined]
+    # PostgreSQL text cannot hold NUL: the same outcome would fail on every redelivery.
+    poison = _outcome(newborn[0], Rejected(reason="材料不全\x00")).model_dump_json().encode()
+    message = _RecordedMessage(poison)
+    with pytest.raises(Refused, match="database refuses"):
+        Correlator(database, catalog, keyring=KEYRING).handle_message(poison, message)  # type: ignore[arg-type]
+    assert message.actions == []
+    assert _item_state(database, newborn[0]) == "dispatched"
+    database.dispose()
+
+
+def _outcome_for_unknown_item() -> ItemOutcome:
+    return ItemOutcome(
+        bundle_id=uuid.uuid4(),
+        item="nothing",
+        department="police",
+        dispatch_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+        result=Accepted(),
+    )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
-from harness import new_project_no
+from harness import AUTH, new_project_no
 
 from contracts.catalog import Catalog
 from contracts.samples import SAMPLE_PDF, sample_application
@@ -48,10 +48,10 @@ def test_overdue_items_are_marked_once_and_the_mark_survives_a_restart(
         receipt = httpx.post(
             f"{stack.base_url}/v1/bundles",
             json=application,
-            headers={"Idempotency-Key": application["project_no"]},
+            headers={"Idempotency-Key": application["project_no"], **AUTH},
         ).json()
         status_url = f"{stack.base_url}{receipt['status_url']}"
-        before = httpx.get(status_url).json()
+        before = httpx.get(status_url, headers=AUTH).json()
         dispatched = [item for item in before["items"] if item["state"] == "dispatched"]
         assert dispatched and all(item["accept_due_at"] for item in dispatched)
 
@@ -60,7 +60,7 @@ def test_overdue_items_are_marked_once_and_the_mark_survives_a_restart(
         first = watcher.mark_overdue()
         again = watcher.mark_overdue()
         restarted = DeadlineWatcher(stack.database, clock=lambda: in_a_month).mark_overdue()
-        after = httpx.get(status_url).json()
+        after = httpx.get(status_url, headers=AUTH).json()
     finally:
         stack.stop()
 

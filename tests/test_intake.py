@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import new_project_no
+from harness import AUTH, new_project_no
 from sqlalchemy import func, select
 
 from contracts.catalog import Catalog
@@ -26,7 +26,7 @@ def database(intake_only: Stack) -> Database:
 @pytest.fixture
 def client(intake_only: Stack) -> Iterator[httpx.Client]:
     intake_only.materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
-    with httpx.Client(base_url=intake_only.base_url) as client:
+    with httpx.Client(base_url=intake_only.base_url, headers=AUTH) as client:
         yield client
 
 

@@ -13,9 +13,11 @@ from harness import free_port, new_project_no, running_stack
 from adapters.manual import manual_adapter
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
+from router.auth import manual_scope, mint
 from router.settings import Settings
 
-TOKENS = {"health": "health-secret", "police": "police-secret"}
+MINTED = {code: mint(f"{code} staff", [manual_scope(code)]) for code in ("health", "police")}
+TOKENS = {code: token.get_secret_value() for code, (token, _) in MINTED.items()}
 
 
 def _as(department: str) -> dict[str, str]:
@@ -38,7 +40,10 @@ def test_staff_decide_by_hand_and_see_only_their_own_queue(
     settings: Settings, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = free_port()
-    settings = dataclasses.replace(settings, port=port, manual_tokens=TOKENS)
+    staff_tokens = tuple(entry for _, entry in MINTED.values())
+    settings = dataclasses.replace(
+        settings, port=port, api_tokens=(*settings.api_tokens, *staff_tokens)
+    )
     monkeypatch.setenv("LIANBAN_ADAPTER_HEALTH_TOKEN", TOKENS["health"])
     health = manual_adapter("health", catalog, f"http://127.0.0.1:{port}")
     newborn = catalog.bundle_types["newborn"]
@@ -50,12 +55,24 @@ def test_staff_decide_by_hand_and_see_only_their_own_queue(
         client = running.client
         queued = _wait_for_open_items(client, 2)
 
-        assert client.get("/v1/manual/health/items").status_code == 401
+        assert (
+            client.get("/v1/manual/health/items", headers={"Authorization": ""}).status_code == 401
+        )
         assert client.get("/v1/manual/health/items", headers=_as("police")).status_code == 403
         police_view = client.get(
             f"/v1/manual/police/items/{queued[0]['id']}", headers=_as("police")
         )
         assert police_view.status_code == 404
+        for action, body in (("claim", {"staff": "警员"}), ("outcome", {"status": "accepted"})):
+            police_act = client.post(
+                f"/v1/manual/police/items/{queued[0]['id']}/{action}",
+                json=body,
+                headers=_as("police"),
+            )
+            assert police_act.status_code == 404, action
+        # The platform's token has every API scope but opens no department's queue.
+        assert client.get("/v1/manual/health/items").status_code == 403
+        assert [item["claimed_by"] for item in _wait_for_open_items(client, 2)] == [None, None]
 
         by_item = {entry["item"]: entry for entry in queued}
         certificate = by_item["birth_medical_certificate"]["id"]

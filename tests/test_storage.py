@@ -27,7 +27,7 @@ from urllib.parse import quote
 import boto3
 import httpx
 import pytest
-from harness import free_port, new_project_no, put_material, running_stack
+from harness import AUTH, TEST_API_TOKEN, free_port, new_project_no, put_material, running_stack
 
 from adapters.context import AdapterContext, DepartmentClients
 from adapters.errors import Action, classify
@@ -123,7 +123,10 @@ def _bucket_contents(s3: S3Client, url: str) -> list[str]:
 @pytest.fixture
 def s3_api(tmp_path: Path, catalog: Catalog, bucket_url: str) -> Iterator[Stack]:
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'intake.db'}", materials_url=bucket_url, port=0
+        database_url=f"sqlite:///{tmp_path / 'intake.db'}",
+        materials_url=bucket_url,
+        port=0,
+        api_tokens=(TEST_API_TOKEN,),
     )
     stack = Stack(settings, catalog, {Role.SERVE})
     stack.start()
@@ -210,7 +213,10 @@ def test_an_unreachable_bucket_is_a_503_to_try_again(
 ) -> None:
     nowhere = f"s3://lianban/materials?endpoint_url=http://127.0.0.1:{free_port()}"
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'intake.db'}", materials_url=nowhere, port=0
+        database_url=f"sqlite:///{tmp_path / 'intake.db'}",
+        materials_url=nowhere,
+        port=0,
+        api_tokens=(TEST_API_TOKEN,),
     )
     stack = Stack(settings, catalog, {Role.SERVE})
     stack.start()
@@ -385,7 +391,7 @@ def test_a_certificate_file_is_issued_kept_and_pulled_with_identical_bytes(
 @pytest.fixture
 def submitted(intake_only: Stack, catalog: Catalog) -> tuple[httpx.Client, str]:
     """A bundle whose one material has a file name no header could carry as it is."""
-    client = httpx.Client(base_url=intake_only.base_url, timeout=30)
+    client = httpx.Client(base_url=intake_only.base_url, headers=AUTH, timeout=30)
     client.put(
         f"/v1/materials/{SAMPLE_DIGEST}",
         content=SAMPLE_PDF,

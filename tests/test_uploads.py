@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from harness import put_material
+from harness import AUTH, put_material
 
 from contracts.application import MAX_MATERIAL_BYTES
 from contracts.catalog import Catalog
@@ -79,7 +79,7 @@ def test_a_path_traversal_file_name_is_a_problem_in_the_one_time_notice(
     response = httpx.post(
         f"{api.base_url}/v1/bundles",
         json=application,
-        headers={"Idempotency-Key": "TRAVERSAL1"},
+        headers={"Idempotency-Key": "TRAVERSAL1", **AUTH},
     )
     assert response.status_code == 422
     pointers = {problem["pointer"] for problem in response.json()["problems"]}

@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 from typing import ClassVar
 
+import pytest
+from harness import KEYRING, signed
 from kombu import Connection
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
+from adapters.errors import RetryableError
 from adapters.messaging import Broker, Outgoing, Publisher, declare_topology
 from adapters.messaging.topology import department_queue, outcomes_queue
+from adapters.resilience import RetryPolicy
 from adapters.testing.dispatches import dispatch_for
 from adapters.worker import AdapterWorker
 from contracts import topology
 from contracts.catalog import Catalog
-from contracts.messages import Decided, ItemOutcome, OutcomeResult
+from contracts.messages import Decided, Failed, ItemOutcome, OutcomeResult
 from router.settings import Settings
 
 SERVICE = "birth_household_registration"
@@ -47,12 +52,14 @@ def _publish_dispatches(broker: Broker, count: int) -> set[str]:
         for _ in range(count):
             dispatch = dispatch_for(SERVICE, department="police")
             publisher.publish(
-                Outgoing(
-                    exchange=topology.DISPATCH_EXCHANGE,
-                    routing_key=topology.dispatch_routing_key("police", SERVICE),
-                    body=dispatch.model_dump_json().encode(),
-                    message_id=str(dispatch.message_id),
-                    correlation_id=str(dispatch.bundle_id),
+                signed(
+                    Outgoing(
+                        exchange=topology.DISPATCH_EXCHANGE,
+                        routing_key=topology.dispatch_routing_key("police", SERVICE),
+                        body=dispatch.model_dump_json().encode(),
+                        message_id=str(dispatch.message_id),
+                        correlation_id=str(dispatch.bundle_id),
+                    )
                 )
             )
             ids.add(str(dispatch.message_id))
@@ -106,7 +113,7 @@ def test_one_worker_keeps_64_calls_in_flight(settings: Settings, catalog: Catalo
     _fresh_queues(broker, catalog)
     SlowPolice.peak = SlowPolice.in_flight = 0
     dispatched = _publish_dispatches(broker, 100)
-    thread, stop = _start(AdapterWorker(SlowPolice(), broker))
+    thread, stop = _start(AdapterWorker(SlowPolice(), broker, keyring=KEYRING))
     try:
         outcomes = _drain_outcomes(broker, 100)
     finally:
@@ -123,7 +130,7 @@ def test_a_graceful_stop_finishes_in_flight_calls_and_acknowledges_them(
     _fresh_queues(broker, catalog)
     SlowPolice.peak = SlowPolice.in_flight = 0
     dispatched = _publish_dispatches(broker, 10)
-    thread, stop = _start(AdapterWorker(SlowPolice(), broker, grace_seconds=10))
+    thread, stop = _start(AdapterWorker(SlowPolice(), broker, grace_seconds=10, keyring=KEYRING))
     deadline = time.monotonic() + 10
     while SlowPolice.in_flight < 10 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -134,3 +141,86 @@ def test_a_graceful_stop_finishes_in_flight_calls_and_acknowledges_them(
     assert {str(outcome.dispatch_id) for outcome in outcomes} == dispatched
     if not broker.is_memory:  # the in-memory transport does not redeliver unacked messages
         assert _queue_depth(broker) == 0, "an acknowledgement was lost"
+
+
+class PoliceDownFor(Adapter):
+    """Unavailable for the first `failures` calls, then approves; counts calls."""
+
+    department = "police"
+    services = frozenset({SERVICE})
+    retry = RetryPolicy(max_attempts=1, initial_backoff=0.01, budget_seconds=1)
+    failures: ClassVar[int] = 0
+    calls: ClassVar[int] = 0
+
+    async def handle(self, item: object, ctx: AdapterContext) -> OutcomeResult:
+        cls = type(self)
+        cls.calls += 1
+        if cls.calls <= cls.failures:
+            raise RetryableError("connection refused")
+        return Decided(approved=True)
+
+
+def _outcomes_of(adapter: Adapter, broker: Broker) -> list[ItemOutcome]:
+    """Run a worker for `adapter` until it has answered the one dispatch published."""
+    thread, stop = _start(AdapterWorker(adapter, broker, keyring=KEYRING))
+    try:
+        return _drain_outcomes(broker, 1, timeout=30)
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def test_a_department_down_past_its_attempts_is_retried_after_a_delay_not_failed(
+    settings: Settings, catalog: Catalog
+) -> None:
+    broker = Broker(settings.broker_url)
+    _fresh_queues(broker, catalog)
+    PoliceDownFor.calls, PoliceDownFor.failures = 0, 2
+    dispatched = _publish_dispatches(broker, 1)
+    outcomes = _outcomes_of(PoliceDownFor(), broker)
+    # Two deliveries failed (each one attempt); the delays (1 s, then 5 s) brought it back.
+    assert PoliceDownFor.calls == 3
+    assert [str(outcome.dispatch_id) for outcome in outcomes] == list(dispatched)
+    assert isinstance(outcomes[0].result, Decided) and outcomes[0].result.approved
+
+
+def test_a_department_down_past_the_retry_window_fails_the_item(
+    settings: Settings, catalog: Catalog
+) -> None:
+    class GivesUpAtOnce(PoliceDownFor):
+        retry = replace(PoliceDownFor.retry, give_up_after_seconds=0)
+
+    broker = Broker(settings.broker_url)
+    _fresh_queues(broker, catalog)
+    GivesUpAtOnce.calls, GivesUpAtOnce.failures = 0, 100
+    _publish_dispatches(broker, 1)
+    outcomes = _outcomes_of(GivesUpAtOnce(), broker)
+    # The first delivery is retried later; the retried one is past the window: failed.
+    assert GivesUpAtOnce.calls == 2
+    assert isinstance(outcomes[0].result, Failed), outcomes[0].result
+    assert "connection refused" in outcomes[0].result.error
+
+
+@pytest.mark.connected
+def test_heartbeats_continue_through_a_department_call_longer_than_the_heartbeat(
+    amqp_url: str, catalog: Catalog
+) -> None:
+    broker = Broker(amqp_url, heartbeat=2)  # the broker drops a silent client after ~4 s
+    _fresh_queues(broker, catalog)
+    SlowPolice.seconds, SlowPolice.in_flight = 8.0, 0
+    try:
+        dispatched = _publish_dispatches(broker, 1)
+        thread, stop = _start(AdapterWorker(SlowPolice(), broker, keyring=KEYRING))
+        try:
+            outcomes = _drain_outcomes(broker, 1, timeout=60)
+            time.sleep(3)  # a redelivery, had the connection died, would answer again
+            outcomes += _drain_outcomes(broker, 1, timeout=3)
+        finally:
+            stop.set()
+            thread.join(30)
+    finally:
+        SlowPolice.seconds = 0.5
+    # Answered exactly once (the vhost is shared: only this test's dispatch counts).
+    answers = [str(o.dispatch_id) for o in outcomes if str(o.dispatch_id) in dispatched]
+    assert answers == list(dispatched), outcomes
+    assert _queue_depth(broker) == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
@@ -21,7 +21,7 @@ from contracts.messages import ItemDispatch, ItemSupplement, OutcomeResult
 
 
 class ManualAdapter(Adapter):
-    token: str = ""
+    token: SecretStr = SecretStr("")
 
     async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult | None:
         await self._post("items", item, ctx)
@@ -36,7 +36,7 @@ class ManualAdapter(Adapter):
             f"/v1/manual/{self.department}/{path}",
             content=message.model_dump_json(),
             headers={
-                "Authorization": f"Bearer {self.token}",
+                "Authorization": f"Bearer {self.token.get_secret_value()}",
                 "Content-Type": "application/json",
                 "Idempotency-Key": ctx.idempotency_key,
             },
@@ -51,7 +51,8 @@ class ManualAdapter(Adapter):
 def manual_adapter(department: str, catalog: Catalog, endpoint: str | None) -> ManualAdapter:
     """A manual adapter for `department`, filing into the work queue at `endpoint`.
 
-    The queue's token comes from LIANBAN_ADAPTER_<DEPARTMENT>_TOKEN.
+    The queue's token (scope `manual:<department>`) comes from
+    LIANBAN_ADAPTER_<DEPARTMENT>_TOKEN.
     """
     variable = f"LIANBAN_ADAPTER_{department.upper()}_TOKEN"
     token = os.environ.get(variable)
@@ -63,7 +64,11 @@ def manual_adapter(department: str, catalog: Catalog, endpoint: str | None) -> M
     cls: type[ManualAdapter] = type(
         f"Manual_{department}",
         (ManualAdapter,),
-        {"department": department, "services": catalog.services_of(department), "token": token},
+        {
+            "department": department,
+            "services": catalog.services_of(department),
+            "token": SecretStr(token),
+        },
     )
     cls.check_declaration(catalog)
     return cls(endpoint=endpoint)

@@ -6,8 +6,16 @@ RabbitMQ, so one test body exercises both.
 """
 
 from adapters.messaging.broker import Broker
-from adapters.messaging.consumer import ConsumerLoop
-from adapters.messaging.publisher import Outgoing, Publisher
+from adapters.messaging.consumer import ConsumerLoop, Refused
+from adapters.messaging.publisher import Outgoing, Publisher, PublishFailed
 from adapters.messaging.topology import declare_topology
 
-__all__ = ["Broker", "ConsumerLoop", "Outgoing", "Publisher", "declare_topology"]
+__all__ = [
+    "Broker",
+    "ConsumerLoop",
+    "Outgoing",
+    "PublishFailed",
+    "Publisher",
+    "Refused",
+    "declare_topology",
+]

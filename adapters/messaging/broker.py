@@ -20,6 +20,7 @@ class Broker:
     url: str = MEMORY_URL
     heartbeat: int = 30
     confirm_timeout: float = 10.0
+    connect_timeout: float = 5.0
     # The in-memory transport polls; a short interval keeps embedded latency low.
     memory_polling_interval: float = 0.005
 
@@ -32,8 +33,12 @@ class Broker:
             return Connection(
                 self.url, transport_options={"polling_interval": self.memory_polling_interval}
             )
+        # No `confirm_publish`: the Publisher pipelines its own confirms. A URL may list
+        # several cluster nodes (`amqp://a;amqp://b`): a node that refuses is skipped at
+        # once; past the connect timeout the caller's own backoff takes over.
         return Connection(
             self.url,
             heartbeat=self.heartbeat,
-            transport_options={"confirm_publish": True},
+            connect_timeout=self.connect_timeout,
+            transport_options={"interval_start": 0, "interval_step": 0.5, "interval_max": 2},
         )

@@ -2,7 +2,15 @@
 
 Every consumed queue dead-letters into its own parking-lot queue, so a message the
 consumer refuses (bad contract, delivery limit reached) is kept for an operator,
-never dropped.
+never dropped. Dead-lettering is at-least-once (quorum queues, RabbitMQ ≥ 3.10): the
+message leaves the source only once the parking lot has confirmed it.
+
+Delayed retries go through TTL queues, one per delay in `RETRY_DELAYS_SECONDS`, bound to
+the headers exchange `lianban.retry` by the delay header. An expired message is
+dead-lettered back to `lianban.dispatch` under its own routing key, so it reaches the
+same department queue again — without a tight requeue loop and without holding a
+consumer while it waits. The in-memory transport has no TTL or dead-lettering: the
+embedded mode delays retries in the worker instead.
 """
 
 from __future__ import annotations
@@ -14,6 +22,12 @@ from kombu import Connection, Exchange, Queue
 from contracts import topology
 
 DELIVERY_LIMIT = 10
+RETRY_DELAYS_SECONDS = (1, 5, 30, 120, 600)
+RETRY_DELAY_HEADER = "x-lianban-delay"
+
+# Dead letters must not be lost between queues: at-least-once dead-lettering needs
+# the source queue to refuse publishes rather than drop its head when it overflows.
+_AT_LEAST_ONCE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 
 
 def dispatch_exchange() -> Exchange:
@@ -32,6 +46,32 @@ def dead_letter_exchange() -> Exchange:
     return Exchange(topology.DEAD_LETTER_EXCHANGE, type="direct", durable=True)
 
 
+def retry_exchange() -> Exchange:
+    return Exchange(topology.RETRY_EXCHANGE, type="headers", durable=True)
+
+
+def retry_delay_label(retries: int) -> str:
+    """The delay for the n-th retry (0-based): each retry waits longer, up to the last tier."""
+    return f"{RETRY_DELAYS_SECONDS[min(retries, len(RETRY_DELAYS_SECONDS) - 1)]}s"
+
+
+def retry_queue(delay_seconds: int) -> Queue:
+    label = f"{delay_seconds}s"
+    return Queue(
+        topology.retry_queue(label),
+        retry_exchange(),
+        durable=True,
+        binding_arguments={"x-match": "all", RETRY_DELAY_HEADER: label},
+        queue_arguments={
+            "x-queue-type": "quorum",
+            "x-message-ttl": delay_seconds * 1000,
+            # No dead-letter routing key: the message keeps its own (dept.<d>.<service>).
+            "x-dead-letter-exchange": topology.DISPATCH_EXCHANGE,
+            **_AT_LEAST_ONCE,
+        },
+    )
+
+
 def _quorum_queue(name: str, exchange: Exchange, routing_key: str) -> Queue:
     return Queue(
         name,
@@ -43,6 +83,7 @@ def _quorum_queue(name: str, exchange: Exchange, routing_key: str) -> Queue:
             "x-dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE,
             "x-dead-letter-routing-key": topology.parking_queue(name),
             "x-delivery-limit": DELIVERY_LIMIT,
+            **_AT_LEAST_ONCE,
         },
     )
 
@@ -58,12 +99,16 @@ def _parking_queue(name: str) -> Queue:
     )
 
 
-def department_queue(department: str) -> Queue:
-    return _quorum_queue(
+def department_queue(department: str, *, declare: bool = True) -> Queue:
+    """`declare=False`: consume the queue as the router declared it, never declaring or
+    binding anything (a department's broker user may only read its own queue)."""
+    queue = _quorum_queue(
         topology.department_queue(department),
         dispatch_exchange(),
         topology.department_binding(department),
     )
+    queue.no_declare = not declare  # type: ignore[attr-defined]  # kombu's untyped attrs
+    return queue
 
 
 def outcomes_queue() -> Queue:
@@ -74,17 +119,31 @@ def replies_queue() -> Queue:
     return _quorum_queue(topology.REPLIES_QUEUE, replies_exchange(), "reply.#")
 
 
-def declare_topology(connection: Connection, departments: Iterable[str]) -> None:
-    """Declare everything (idempotent): exchanges, department/outcome/reply queues, parking lots."""
-    channel = connection.default_channel
-    for exchange in (
+def exchanges(*, delayed_retries: bool = True) -> list[Exchange]:
+    declared = [
         dispatch_exchange(),
         outcomes_exchange(),
         replies_exchange(),
         dead_letter_exchange(),
-    ):
+    ]
+    return [*declared, retry_exchange()] if delayed_retries else declared
+
+
+def queues(departments: Iterable[str], *, delayed_retries: bool = True) -> list[Queue]:
+    """Every queue, in declaration order: consumed queues, their parking lots, retry tiers."""
+    consumed = [outcomes_queue(), replies_queue(), *map(department_queue, sorted(departments))]
+    declared = [queue for each in consumed for queue in (each, _parking_queue(each.name))]
+    if delayed_retries:
+        declared += [retry_queue(delay) for delay in RETRY_DELAYS_SECONDS]
+    return declared
+
+
+def declare_topology(connection: Connection, departments: Iterable[str]) -> None:
+    """Declare everything (idempotent). The in-memory transport gets no retry tiers: it
+    has neither headers exchanges nor message TTL."""
+    channel = connection.default_channel
+    delayed_retries = connection.transport.driver_type != "memory"
+    for exchange in exchanges(delayed_retries=delayed_retries):
         exchange(channel).declare()
-    queues = [outcomes_queue(), replies_queue(), *map(department_queue, sorted(departments))]
-    for queue in queues:
+    for queue in queues(departments, delayed_retries=delayed_retries):
         queue(channel).declare()
-        _parking_queue(queue.name)(channel).declare()

@@ -3,7 +3,8 @@
 Materials are content-addressed (claim check): stored under their SHA-256, while
 messages carry only a `MaterialRef`. An upload is spooled to a local temporary file
 while it is hashed and cut off at the size cap, then checked against its own magic
-bytes and its claimed digest; only then does the backend make it visible under its
+bytes and its claimed digest (an OFD, a ZIP container, is opened and checked as an
+archive: `adapters.storage.ofd`); only then does the backend make it visible under its
 digest. A refused upload leaves nothing behind. Names in a store are the digest, never
 the client's file name.
 """
@@ -18,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from adapters.storage.errors import MaterialCorrupted, MaterialRejected, MaterialTooLarge
+from adapters.storage.ofd import ofd_problem
 from contracts.application import MATERIAL_MEDIA_TYPES, MAX_MATERIAL_BYTES, MaterialRef
 
 CHUNK_BYTES = 1024 * 1024
@@ -82,14 +84,20 @@ class MaterialUpload:
             if self._digest.hexdigest() != self._sha256:
                 raise MaterialRejected("content does not match its SHA-256")
             self._file.close()
-            self._publish(Path(self._file.name))
+            if self._media_type == "application/ofd" and (problem := ofd_problem(self._path)):
+                raise MaterialRejected(f"the OFD container {problem}")
+            self._publish(self._path)
         finally:
             self.abort()  # what is left of the spool: the store has its own copy, or nothing
         return self.size
 
+    @property
+    def _path(self) -> Path:
+        return Path(self._file.name)
+
     def abort(self) -> None:
         self._file.close()
-        Path(self._file.name).unlink(missing_ok=True)
+        self._path.unlink(missing_ok=True)
 
 
 class MaterialStore(ABC):

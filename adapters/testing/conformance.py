@@ -32,7 +32,7 @@ import pytest
 
 from adapters.base import Adapter
 from adapters.resilience import RetryPolicy
-from adapters.runner import AdapterRunner
+from adapters.runner import AdapterRunner, RetryLater
 from adapters.storage import LocalMaterialStore, MaterialStore
 from adapters.testing.dispatches import dispatch_for
 from adapters.testing.simulator import (
@@ -161,6 +161,7 @@ class AdapterConformance:
         dispatch: ItemDispatch | ItemSupplement | None = None,
         *,
         delivery: int = 1,
+        last_chance: bool = False,
         cancel_after: float | None = None,
         **overrides: Any,
     ) -> tuple[OutcomeResult | None, list[OutcomeResult]]:
@@ -175,7 +176,9 @@ class AdapterConformance:
             runner = AdapterRunner(self._fast_adapter(server, **overrides), self.materials)
             try:
                 call = asyncio.ensure_future(
-                    runner.run(dispatch or self._dispatch(), delivery, report)
+                    runner.run(
+                        dispatch or self._dispatch(), delivery, report, last_chance=last_chance
+                    )
                 )
                 if cancel_after is None:
                     return await call
@@ -258,12 +261,14 @@ class AdapterConformance:
         assert isinstance(outcome, Decided) and outcome.approved, outcome
         assert len(state.filings) == 1
 
-    def test_a_department_that_never_answers_times_out(
+    def test_a_department_that_never_answers_is_retried_later_then_fails(
         self, server: SimulatorServer, state: DepartmentState
     ) -> None:
         state.set_fault(FaultMode.TIMEOUT)
         retry = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.05)
-        outcome, _ = self._run(server, timeout_seconds=0.3, retry=retry)
+        with pytest.raises(RetryLater):
+            self._run(server, timeout_seconds=0.3, retry=retry)
+        outcome, _ = self._run(server, timeout_seconds=0.3, retry=retry, last_chance=True)
         assert isinstance(outcome, Failed), outcome
 
     def test_the_breaker_stops_calls_to_a_department_that_is_down(
@@ -271,7 +276,9 @@ class AdapterConformance:
     ) -> None:
         state.set_fault(FaultMode.DOWN)
         retry = RetryPolicy(max_attempts=6, initial_backoff=0.01, budget_seconds=1.0)
-        outcome, _ = self._run(server, breaker_threshold=2, breaker_reset_seconds=60, retry=retry)
+        outcome, _ = self._run(
+            server, breaker_threshold=2, breaker_reset_seconds=60, retry=retry, last_chance=True
+        )
         assert isinstance(outcome, Failed), outcome
         assert "circuit" in outcome.error
         assert state.requests == 2, "calls after the breaker opened reached the department"

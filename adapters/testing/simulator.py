@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -30,6 +31,7 @@ class FaultMode(StrEnum):
     BILLION_LAUGHS = "billion_laughs"  # answers an entity-expansion bomb
     EXTERNAL_ENTITY = "external_entity"  # answers XML that references a local file
     TIMEOUT = "timeout"  # never answers in time
+    OVERSIZED = "oversized"  # answers a document of `oversized_bytes`, more than a cap allows
 
 
 class Verdict(StrEnum):
@@ -64,6 +66,15 @@ EXTERNAL_ENTITY = (
     '<?xml version="1.0"?>\n<!DOCTYPE data [<!ENTITY secret SYSTEM "file:///etc/passwd">]>\n'
     "<data>&secret;</data>\n"
 )
+
+
+async def oversized_body(head: bytes, size: int) -> AsyncIterator[bytes]:
+    """`head`, then blanks up to `size` bytes in chunks, with no Content-Length: a client
+    learns how big the answer is only by reading it."""
+    yield head
+    blanks = b" " * 65536
+    for _ in range(max(0, size - len(head)) // len(blanks) + 1):
+        yield blanks
 
 
 @dataclass
@@ -116,6 +127,7 @@ class DepartmentState:
     fault_until: float | None = None  # monotonic time the fault ends; None = until changed
     slow_seconds: float = 2.0
     flaky_every: int = 2
+    oversized_bytes: int = 4 * 1024 * 1024
     filings: dict[str, Filing] = field(default_factory=dict)
     filings_per_subject: dict[tuple[str, str], int] = field(default_factory=dict)
     requests: int = 0

@@ -27,7 +27,7 @@ import httpx
 from lxml import etree
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from adapters.testing.dispatches import dispatch_for
@@ -39,6 +39,7 @@ from adapters.testing.simulator import (
     FaultMode,
     Filing,
     Stage,
+    oversized_body,
 )
 from contracts.application import LegalEntity
 from contracts.messages import Decided
@@ -51,6 +52,7 @@ else:
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 XML_MEDIA_TYPE = "text/xml; charset=utf-8"
+MAX_REQUEST_BYTES = 1024 * 1024  # a filing carries references to materials, never their bytes
 SUBMIT_FIELDS = (
     "IdempotencyKey",
     "ServiceCode",
@@ -85,6 +87,16 @@ class FilingService:
 def safe_parser() -> etree.XMLParser:
     # One per request: lxml parsers must not be shared between threads.
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+
+async def read_capped(request: Request) -> bytes:
+    """The request's body, refused as soon as it passes MAX_REQUEST_BYTES."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_REQUEST_BYTES:
+            raise ClientFault(f"the request is larger than {MAX_REQUEST_BYTES} bytes")
+    return bytes(body)
 
 
 def parse_call(body: bytes, namespace: str) -> tuple[str, dict[str, str]]:
@@ -128,8 +140,12 @@ def soap_fault(code: Literal["Client", "Server"], message: str) -> Response:
     return Response(body, status_code=500, media_type=XML_MEDIA_TYPE)
 
 
-def misbehaviour(mode: FaultMode, namespace: str) -> Response | None:
+def misbehaviour(state: DepartmentState, mode: FaultMode, namespace: str) -> Response | None:
     """The answer a fault mode gives instead of the real one; None to answer normally."""
+    if mode is FaultMode.OVERSIZED:
+        head = f'<?xml version="1.0"?><soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body>'
+        endless = oversized_body(head.encode(), state.oversized_bytes)
+        return StreamingResponse(endless, media_type=XML_MEDIA_TYPE)
     if mode is FaultMode.DOWN:
         return soap_fault("Server", "部门系统暂时不可用（模拟）")
     if mode is FaultMode.GARBAGE:
@@ -252,11 +268,11 @@ def filing_app(state: DepartmentState, service: FilingService) -> Starlette:
             return Response(service.wsdl.read_bytes(), media_type=XML_MEDIA_TYPE)
         fault = state.active_fault()
         await state.delay_for(fault)
-        bad = misbehaviour(fault, service.namespace)
+        bad = misbehaviour(state, fault, service.namespace)
         if bad is not None:
             return bad
         try:
-            name, fields = parse_call(await request.body(), service.namespace)
+            name, fields = parse_call(await read_capped(request), service.namespace)
             if name not in operations:
                 raise ClientFault(f"unknown operation {name}")
             answer = envelope(service.namespace, f"{name}Response", operations[name](fields))

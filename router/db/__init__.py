@@ -2,6 +2,8 @@
 
 from router.db.engine import Database
 from router.db.tables import (
+    AuditChainRow,
+    AuditRow,
     Base,
     BundleRow,
     CallbackRow,
@@ -14,6 +16,8 @@ from router.db.tables import (
 )
 
 __all__ = [
+    "AuditChainRow",
+    "AuditRow",
     "Base",
     "BundleRow",
     "CallbackRow",

@@ -120,6 +120,8 @@ class OutboxRow(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    traceparent: Mapped[str | None] = mapped_column(String(55))
+    """W3C trace context of the transaction that wrote the row; the relay's span continues it."""
 
 
 class InboxRow(Base):
@@ -191,3 +193,49 @@ class CallbackRow(Base):
     delivered_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class AuditRow(Base):
+    """One audit record (审计日志): a message received, sent, decided or refused.
+
+    Writers add it unsealed (`seq`, `prev_hash` and `hash` empty) inside their own
+    transaction; the sealer (`router.audit_chain`) later gives it its place in the hash chain.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index(
+            "ix_audit_log_unsealed",
+            "id",
+            postgresql_where=text("seq IS NULL"),
+            sqlite_where=text("seq IS NULL"),
+        ),
+        Index("ux_audit_log_seq", "seq", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    event: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(64))
+    bundle_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    item: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainRow(Base):
+    """The chain's one state row: its head (last sealed record) and its anchor (the last
+    record pruned, whose hash the first kept record covers). Sealers lock it to take turns."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    anchor_seq: Mapped[int] = mapped_column(BigInteger)
+    anchor_hash: Mapped[str] = mapped_column(String(64))
+    anchored_at: Mapped[datetime | None]

@@ -1,0 +1,168 @@
+"""The consumer loop never drops and never spins: refused and failing messages are parked
+with their reason, a handler whose dependency is down holds the message and keeps its
+order, and a consumer the broker stopped feeding is restarted."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+from harness import consuming, emptied_department_queue, publish_to_department
+from kombu import Connection, Message, Queue
+
+from adapters.messaging import Broker, ConsumerLoop, Outgoing, Publisher, PublishFailed, Refused
+from adapters.messaging.consumer import REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER, raw_body
+from adapters.messaging.topology import declare_topology, department_queue
+from contracts import topology
+from contracts.catalog import Catalog
+from contracts.errors import TransientError
+from router.settings import Settings
+
+QUEUE = department_queue("police")
+PARKING = topology.parking_queue(QUEUE.name)
+
+
+@pytest.fixture
+def broker(settings: Settings, catalog: Catalog) -> Broker:
+    return emptied_department_queue(settings.broker_url, catalog, "police")
+
+
+def _publish(broker: Broker, *bodies: bytes) -> None:
+    publish_to_department(broker, "police", *bodies)
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _parked(broker: Broker) -> list[Message]:
+    messages = []
+    with Connection(broker.url) as connection:
+        queue = connection.SimpleQueue(Queue(PARKING, no_declare=True))
+        while True:
+            try:
+                message = queue.get(timeout=1)
+            except queue.Empty:
+                return messages
+            message.ack()
+            messages.append(message)
+
+
+def _depth(broker: Broker) -> int:
+    with broker.connect() as connection:
+        declared = QUEUE(connection.default_channel).queue_declare(passive=True)
+        return int(declared.message_count)
+
+
+def test_refused_and_failing_messages_are_parked_with_their_reason(broker: Broker) -> None:
+    handled: list[bytes] = []
+
+    def handler(body: bytes, message: Message) -> None:
+        if body == b'"forged"':
+            raise Refused("bad signature")
+        if body == b'"poison"':
+            raise KeyError("a bug")
+        handled.append(body)
+        message.ack()
+
+    with consuming(ConsumerLoop(broker, QUEUE, handler)):
+        _publish(broker, b'"forged"', b'"poison"', b'"fine"')
+        _wait(lambda: handled == [b'"fine"'])
+    parked = {raw_body(message): message.headers for message in _parked(broker)}
+    assert set(parked) == {b'"forged"', b'"poison"'}
+    assert parked[b'"forged"'][REFUSED_REASON_HEADER] == "bad signature"
+    assert "KeyError" in parked[b'"poison"'][REFUSED_REASON_HEADER]
+    assert parked[b'"poison"'][SOURCE_QUEUE_HEADER] == QUEUE.name
+    assert _depth(broker) == 0
+
+
+def test_an_unavailable_dependency_holds_the_message_in_order_without_redelivery(
+    broker: Broker,
+) -> None:
+    handled: list[tuple[bytes, int]] = []
+    failures_left = [3]
+
+    def handler(body: bytes, message: Message) -> None:
+        if failures_left[0]:
+            failures_left[0] -= 1
+            raise TransientError("database unavailable")
+        handled.append((body, int((message.headers or {}).get("x-delivery-count", 0))))
+        message.ack()
+
+    with consuming(ConsumerLoop(broker, QUEUE, handler)):
+        _publish(broker, b'"first"', b'"second"', b'"third"')
+        _wait(lambda: len(handled) == 3)
+    assert [body for body, _ in handled] == [b'"first"', b'"second"', b'"third"']
+    assert all(redeliveries == 0 for _, redeliveries in handled), handled
+    assert _parked(broker) == []
+
+
+def test_a_consumer_the_broker_stopped_feeding_is_restarted(broker: Broker) -> None:
+    handled: list[bytes] = []
+    silenced = threading.Event()
+
+    def handler(body: bytes, message: Message) -> None:
+        handled.append(body)
+        message.ack()
+
+    def silence_once() -> None:
+        # What a lost basic.cancel or a wedged channel looks like from the client: the
+        # connection is healthy and nothing arrives.
+        if not silenced.is_set():
+            channel = loop._channel
+            # py-amqp keeps consumer tags in `callbacks`, kombu's virtual channels elsewhere.
+            tags = getattr(channel, "callbacks", None) or channel._tag_to_queue
+            for tag in list(tags):
+                channel.basic_cancel(tag)
+            silenced.set()
+
+    loop = ConsumerLoop(broker, QUEUE, handler, on_tick=silence_once, liveness_seconds=1.0)
+    with consuming(loop):
+        assert silenced.wait(10)
+        _publish(broker, b'"after the silence"')
+        _wait(lambda: handled == [b'"after the silence"'])
+
+
+@pytest.mark.connected
+def test_a_consumer_whose_connection_is_closed_reconnects(amqp_url: str, catalog: Catalog) -> None:
+    broker = emptied_department_queue(amqp_url, catalog, "police")
+    handled: list[bytes] = []
+
+    def handler(body: bytes, message: Message) -> None:
+        handled.append(body)
+        message.ack()
+
+    with consuming(ConsumerLoop(broker, QUEUE, handler)):
+        vhost = amqp_url.rsplit("/", 1)[1]
+        subprocess.run(
+            ["rabbitmqctl", "close_all_connections", "-p", vhost, "test"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        _publish(broker, b'"after the reconnect"')
+        _wait(lambda: b'"after the reconnect"' in handled)
+
+
+@pytest.mark.connected
+def test_an_unroutable_publish_is_not_reported_sent(amqp_url: str, catalog: Catalog) -> None:
+    broker = Broker(amqp_url)
+    with broker.connect() as connection:
+        declare_topology(connection, catalog.departments)
+    with Publisher(broker) as publisher, pytest.raises(PublishFailed, match="unroutable"):
+        publisher.publish(
+            Outgoing(
+                exchange=topology.DISPATCH_EXCHANGE,
+                routing_key="dept.nowhere.any",
+                body=b"{}",
+                message_id=str(uuid.uuid4()),
+                correlation_id=str(uuid.uuid4()),
+            )
+        )

@@ -1,0 +1,109 @@
+"""`lianban dlq`: dead letters are listed with where they came from and why, and a replay
+puts them back on their queue exactly once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+from harness import consuming, emptied_department_queue, publish_to_department
+from kombu import Connection, Message, Queue
+
+from adapters.messaging import Broker, ConsumerLoop, Refused
+from adapters.messaging.topology import DELIVERY_LIMIT, department_queue
+from contracts import topology
+from contracts.catalog import Catalog
+from router.cli import main
+from router.dlq import REPLAYED_HEADER, DeadLetterQueues
+from router.settings import Settings
+
+QUEUE = department_queue("hrss")
+PARKING = topology.parking_queue(QUEUE.name)
+
+
+@pytest.fixture
+def broker(settings: Settings, catalog: Catalog) -> Broker:
+    return emptied_department_queue(settings.broker_url, catalog, "hrss")
+
+
+def _publish(broker: Broker, body: bytes) -> str:
+    (message_id,) = publish_to_department(broker, "hrss", body)
+    return message_id
+
+
+def _consume_until(loop: ConsumerLoop, done: threading.Event) -> None:
+    with consuming(loop):
+        assert done.wait(30)
+
+
+def test_a_refused_message_is_listed_with_its_reason_and_replayed_once(
+    broker: Broker, catalog: Catalog
+) -> None:
+    refused_once = threading.Event()
+    handled: list[dict[str, object]] = []
+    replay_handled = threading.Event()
+
+    def refuse(body: bytes, message: Message) -> None:
+        refused_once.set()
+        raise Refused("signature by an unknown key")
+
+    message_id = _publish(broker, b'{"n": 1}')
+    _consume_until(ConsumerLoop(broker, QUEUE, refuse), refused_once)
+
+    dead = DeadLetterQueues(broker, catalog.departments)
+    assert dead.counts()[PARKING] == 1
+    (letter,) = dead.list(PARKING)
+    assert (letter.message_id, letter.source_queue) == (message_id, QUEUE.name)
+    assert letter.reason == "signature by an unknown key"
+    assert dead.counts()[PARKING] == 1, "listing took the message away"
+    assert dead.find(message_id) == letter
+
+    assert dead.replay(PARKING, {str(uuid.uuid4())}) == 0  # not the one parked
+    assert dead.replay(PARKING) == 1
+    assert dead.counts()[PARKING] == 0
+
+    def accept(body: bytes, message: Message) -> None:
+        handled.append(message.headers or {})
+        message.ack()
+        replay_handled.set()
+
+    _consume_until(ConsumerLoop(broker, QUEUE, accept), replay_handled)
+    assert len(handled) == 1 and handled[0][REPLAYED_HEADER] == 1
+
+
+@pytest.mark.connected
+def test_a_message_past_its_delivery_limit_is_listed_and_replayable_from_the_cli(
+    amqp_url: str,
+    catalog: Catalog,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    broker = emptied_department_queue(amqp_url, catalog, "hrss")
+    message_id = _publish(broker, b'{"n": 2}')
+    # A consumer of another kind that requeues forever: RabbitMQ stops it at the limit.
+    with Connection(amqp_url) as connection:
+        queue = connection.SimpleQueue(Queue(QUEUE.name, no_declare=True))
+        for _ in range(DELIVERY_LIMIT + 1):
+            queue.get(timeout=10).requeue()
+        queue.close()
+    dead = DeadLetterQueues(broker, catalog.departments)
+    deadline = time.monotonic() + 10
+    while not dead.counts()[PARKING] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (letter,) = dead.list(PARKING)
+    assert letter.reason == "delivery_limit" and letter.source_queue == QUEUE.name
+
+    monkeypatch.setenv("LIANBAN_BROKER_URL", amqp_url)
+    assert main(["dlq", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [entry["message_id"] for entry in listed] == [message_id]
+    assert main(["dlq", "replay", PARKING, "--message-id", message_id]) == 0
+    assert dead.counts()[PARKING] == 0
+    with broker.connect() as connection:
+        depth = QUEUE(connection.default_channel).queue_declare(passive=True).message_count
+    assert depth == 1
+    # Leave the shared vhost as found: the replayed message is unsigned test data.
+    emptied_department_queue(amqp_url, catalog, "hrss")
