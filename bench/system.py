@@ -1,0 +1,164 @@
+"""Lianban under test: `lianban serve`, `lianban relay`, `lianban correlate` and one
+process per department (`python -m bench.department`), on this run's database and vhost."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pika
+from sqlalchemy import create_engine, text
+
+from adapters.messaging.signing import ROUTER, new_key
+from bench.environment import VENV_BIN, Processes, Services, free_port, retrying, wait_until
+from contracts.catalog import default_catalog
+from router.auth import Scope, mint
+
+ROUTER_ROLES = ("serve", "relay", "correlate")
+
+
+@dataclass(frozen=True)
+class MessageCount:
+    """Messages that passed through the broker for the router: what the relay published
+    (dispatches, supplements, replies) plus the outcomes the correlator applied."""
+
+    published: int
+    applied: int
+
+    @property
+    def total(self) -> int:
+        return self.published + self.applied
+
+    def __sub__(self, earlier: MessageCount) -> MessageCount:
+        return MessageCount(self.published - earlier.published, self.applied - earlier.applied)
+
+
+class LianbanSystem:
+    def __init__(self, services: Services, workdir: Path) -> None:
+        self.services = services
+        self.port = free_port()
+        secret, entry = mint("bench", [Scope.BUNDLES_WRITE, Scope.BUNDLES_READ, Scope.FILES_WRITE])
+        self.token = secret.get_secret_value()
+        tokens_file = workdir / "tokens.json"
+        tokens_file.write_text(json.dumps([entry.as_json()]))
+        (workdir / "logs").mkdir(exist_ok=True)
+        self.processes = Processes(
+            workdir / "logs",
+            {
+                **_signing_keys(workdir, default_catalog().departments),
+                "LIANBAN_DATABASE_URL": services.database_url,
+                "LIANBAN_BROKER_URL": services.amqp_url,
+                "LIANBAN_MATERIALS_DIR": str(workdir / "materials"),
+                "LIANBAN_TOKENS_FILE": str(tokens_file),
+                "LIANBAN_PORT": str(self.port),
+                "LIANBAN_LOG_LEVEL": "warning",
+            },
+        )
+        self.engine = create_engine(services.database_url, pool_pre_ping=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, departments: Iterable[str]) -> None:
+        # `serve` migrates the fresh database first; the other roles then find it ready.
+        self.processes.start("serve", [str(VENV_BIN / "lianban"), "serve"])
+        wait_until(self._serving, 60, "the intake API")
+        for role in ROUTER_ROLES[1:]:
+            self.processes.start(role, [str(VENV_BIN / "lianban"), role])
+        for department in departments:
+            self.start_department(department)
+
+    def start_department(self, department: str, *answering: str) -> None:
+        """`answering`: `--delay SECONDS` or `--later` (see bench.department); at once if none."""
+        argv = [sys.executable, "-m", "bench.department", department, *answering]
+        self.processes.start(f"dept-{department}", argv)
+
+    def restart_department(self, department: str, *answering: str) -> None:
+        self.processes.stop(f"dept-{department}")
+        self.start_department(department, *answering)
+
+    def wait_for_consumers(self, queues: Iterable[str], timeout: float = 60) -> None:
+        """Until each queue has a consumer: the processes behind them are ready."""
+        parameters = pika.URLParameters(self.services.amqp_url)
+        connection = retrying(lambda: pika.BlockingConnection(parameters))
+        try:
+            channel = connection.channel()
+            for queue in queues:
+
+                def consumed(queue: str = queue) -> bool:
+                    self.processes.check_alive()
+                    declared = channel.queue_declare(queue, passive=True)
+                    return bool(declared.method.consumer_count)
+
+                wait_until(consumed, timeout, f"a consumer on {queue}", poll=0.2)
+        finally:
+            connection.close()
+
+    def _serving(self) -> bool:
+        self.processes.check_alive()
+        try:
+            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def message_count(self) -> MessageCount:
+        return retrying(self._message_count)
+
+    def _message_count(self) -> MessageCount:
+        with self.engine.connect() as connection:
+            published = connection.scalar(
+                text("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL")
+            )
+            applied = connection.scalar(text("SELECT count(*) FROM inbox"))
+        return MessageCount(int(published or 0), int(applied or 0))
+
+    def sequential_scans(self) -> dict[str, tuple[int, int]]:
+        """Per table: sequential scans so far and the rows they read (pg_stat_user_tables),
+        to see which lookups stop using an index as the tables grow."""
+        return retrying(self._sequential_scans)
+
+    def _sequential_scans(self) -> dict[str, tuple[int, int]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables")
+            )
+            return {name: (int(scans), int(read)) for name, scans, read in rows}
+
+    def mean_message_bytes(self) -> int:
+        """The mean size of what the router sends, for the raw broker comparison."""
+        return retrying(self._mean_message_bytes)
+
+    def _mean_message_bytes(self) -> int:
+        with self.engine.connect() as connection:
+            mean = connection.scalar(text("SELECT avg(length(body)) FROM outbox"))
+        return int(mean or 1024)
+
+    def router_cpu_seconds(self) -> float:
+        cpu = self.processes.cpu_seconds()
+        return sum(cpu[role] for role in ROUTER_ROLES)
+
+    def stop(self) -> None:
+        self.processes.stop_all()
+        self.engine.dispose()
+
+
+def _signing_keys(workdir: Path, departments: Iterable[str]) -> dict[str, str]:
+    """A signing key for the router and each department, all trusted, as an operator
+    provisions them (one directory serves every process here)."""
+    keys = workdir / "keys"
+    keys.mkdir(exist_ok=True)
+    trusted = []
+    for signer in (ROUTER, *departments):
+        pem, entry = new_key(signer)
+        (keys / f"{signer}.pem").write_bytes(pem)
+        trusted.append(entry.as_json())
+    (workdir / "trusted.json").write_text(json.dumps(trusted))
+    return {
+        "LIANBAN_SIGNING_KEYS_DIR": str(keys),
+        "LIANBAN_TRUSTED_KEYS": str(workdir / "trusted.json"),
+    }
