@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest schemas clean
+.PHONY: demo test lint typecheck pytest test-services schemas clean bench chaos fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,36 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev
+pytest: $(VENV)/.installed-dev test-services
 	$(BIN)/python -m pytest
+
+# What the tests and the benchmark need of the machine: RabbitMQ (with its management
+# API and a raised file limit), PostgreSQL and Redis running, chromium for the ops page.
+test-services:
+	.ci/services
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	touch $@ $(VENV)/.installed
+
+# The end-to-end benchmark on the machine's RabbitMQ, PostgreSQL and Redis (about ten
+# minutes): writes bench/report.md and its plot. See bench/README.md.
+bench: $(VENV)/.installed-bench test-services
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The long chaos run (`make test` runs one round): SIGKILLs at every step boundary, broker,
+# database and department outages, a three-node cluster losing nodes; then the verdict.
+CHAOS_ROUNDS ?= 3
+chaos: $(VENV)/.installed-dev test-services
+	LIANBAN_CHAOS_ROUNDS=$(CHAOS_ROUNDS) LIANBAN_CHAOS_OUTAGE_SECONDS=60 \
+	LIANBAN_CHAOS_NODE_DOWN_SECONDS=20 LIANBAN_STATEFUL_EXAMPLES=100 \
+	$(BIN)/python -m pytest -s -m chaos tests/test_chaos.py tests/test_correlator_stateful.py
+
+# The long fuzzing run of the intake API (`make test` runs 10 examples per operation);
+# it prints how many requests it sent, by status.
+FUZZ_EXAMPLES ?= 300
+fuzz: $(VENV)/.installed-dev
+	LIANBAN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -s tests/test_fuzz_intake.py
 
 # Regenerate the checked-in JSON Schema, OpenAPI and AsyncAPI documents.
 schemas: $(VENV)/.installed
