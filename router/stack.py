@@ -7,6 +7,7 @@ Each role runs on threads of its own, so one process can run any subset: a singl
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from http.server import ThreadingHTTPServer
@@ -164,8 +165,13 @@ class Stack:
             if server is not None:
                 server.shutdown()
                 server.server_close()
+        # An adapter worker may spend its grace period finishing department calls in
+        # flight, then closing its clients: wait longer than that.
+        deadline = time.monotonic() + 30
         for thread in self._threads:
-            thread.join(timeout=10)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("stack.thread_did_not_stop", thread=thread.name)
         self.database.dispose()
 
     def _start_server(self) -> None:

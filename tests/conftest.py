@@ -1,19 +1,20 @@
 """Fixtures for the two modes of the same test bodies: in memory, and connected.
 
-Connected tests use the machine's real RabbitMQ and PostgreSQL, each test session in a
-vhost and a database of its own. When either cannot be reached they are skipped on a
+Connected tests use the machine's real RabbitMQ and PostgreSQL: each test in a vhost of
+its own (nothing an earlier test left in a queue or a retry tier reaches it), each test
+session in a database of its own. When either cannot be reached they are skipped on a
 developer's machine and FAIL on CI (CI=true), so a green CI always means they ran.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from harness import TEST_API_TOKEN, serving_intake
 from kombu import Connection
@@ -31,6 +32,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "LIANBAN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 AMQP_HOST = os.environ.get("LIANBAN_TEST_AMQP_HOST", "127.0.0.1:5672")
+MANAGEMENT_URL = os.environ.get("LIANBAN_TEST_RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 
 
 def _unavailable(reason: str) -> None:
@@ -67,20 +69,23 @@ def fresh_postgres_database() -> Iterator[str]:
 
 @contextmanager
 def fresh_vhost() -> Iterator[str]:
-    """A new RabbitMQ vhost, deleted afterwards."""
+    """A new RabbitMQ vhost, deleted afterwards (through the management API: a
+    `rabbitmqctl` call starts an Erlang VM, about a second, and every test takes one)."""
     vhost = f"lianban_test_{uuid.uuid4().hex[:12]}"
-    try:
-        _rabbitmqctl("add_vhost", vhost)
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        url = f"amqp://guest:guest@{AMQP_HOST}/{vhost}"
-        with Connection(url, connect_timeout=5) as connection:
-            connection.ensure_connection(max_retries=1)
-    except Exception as error:
-        _unavailable(f"RabbitMQ at {AMQP_HOST} is unreachable: {error}")
-    try:
-        yield url
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+    with httpx.Client(base_url=MANAGEMENT_URL, auth=("guest", "guest"), timeout=60) as management:
+        try:
+            management.put(f"/api/vhosts/{vhost}").raise_for_status()
+            permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+            management.put(f"/api/permissions/{vhost}/guest", json=permissions).raise_for_status()
+            url = f"amqp://guest:guest@{AMQP_HOST}/{vhost}"
+            with Connection(url, connect_timeout=5) as connection:
+                connection.ensure_connection(max_retries=1)
+        except Exception as error:
+            _unavailable(f"RabbitMQ at {AMQP_HOST} or its management API is unreachable: {error}")
+        try:
+            yield url
+        finally:
+            management.delete(f"/api/vhosts/{vhost}").raise_for_status()
 
 
 @pytest.fixture(scope="session")
@@ -90,15 +95,11 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def amqp_url() -> Iterator[str]:
-    """A fresh RabbitMQ vhost for this test session."""
+    """A fresh RabbitMQ vhost for this test."""
     with fresh_vhost() as url:
         yield url
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture(params=["memory", pytest.param("connected", marks=pytest.mark.connected)])

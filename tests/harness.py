@@ -150,7 +150,7 @@ def serving_intake(directory: Path, catalog: Catalog) -> Iterator[Stack]:
 
 def emptied_department_queue(broker_url: str, catalog: Catalog, department: str) -> Broker:
     """A broker with the topology declared, and `department`'s queue and parking lot
-    empty (the session's vhost is shared by every test)."""
+    empty."""
     broker = Broker(broker_url)
     queue = department_queue(department)
     with broker.connect() as connection:

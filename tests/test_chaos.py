@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from chaos_harness import ChaosStack, running_chaos_stack
-from conftest import fresh_postgres_database, fresh_vhost
+from conftest import fresh_postgres_database
 from rabbitmq_cluster import Cluster
 
 from adapters.failpoints import BOUNDARIES
@@ -48,22 +48,16 @@ def _kill_at_every_boundary(stack: ChaosStack, nth: int) -> None:
 
 @pytest.fixture
 def own_database() -> Iterator[str]:
-    """The chaos tests count everything in the database and the broker: a database and
-    a vhost of their own, which no earlier test has left messages in."""
+    """The chaos tests count everything in the database: one of their own, which no
+    earlier test has left bundles in (each test has a vhost of its own anyway)."""
     with fresh_postgres_database() as url:
         yield url
 
 
-@pytest.fixture
-def own_vhost() -> Iterator[str]:
-    with fresh_vhost() as url:
-        yield url
-
-
 def test_nothing_is_lost_or_duplicated_through_kills_restarts_and_an_outage(
-    own_database: str, own_vhost: str, catalog: Catalog, tmp_path: Path
+    own_database: str, amqp_url: str, catalog: Catalog, tmp_path: Path
 ) -> None:
-    postgres_url, amqp_url = own_database, own_vhost
+    postgres_url = own_database
     with running_chaos_stack(
         database_url=postgres_url, broker_url=amqp_url, catalog=catalog, workdir=tmp_path
     ) as stack:

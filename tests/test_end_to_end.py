@@ -85,8 +85,7 @@ def test_prerequisites_are_decided_first_for_every_bundle_type(
             bundle_id: running.wait_for_reply(f"/v1/bundles/{bundle_id}/reply")
             for bundle_id in receipts
         }
-        # Only this test's bundles: on the shared broker, a previous test's unfinished
-        # dispatches may still reach these simulators.
+        # Only this test's bundles.
         records = [r for r in running.ledger.records() if r.bundle_id in receipts]
 
     decided: dict[tuple[str, str], datetime] = {

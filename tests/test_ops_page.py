@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from harness import TEST_TOKEN, Running, new_project_no, running_stack
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Exchange, Producer
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from contracts import topology
@@ -53,10 +53,8 @@ def browser() -> Iterator[Browser]:
 
 
 def _park_a_dead_letter(broker_url: str) -> None:
-    """A dispatch the police adapter cannot read: it is parked, never processed. The
-    parking lot is emptied first: earlier tests in the session's vhost park there too."""
+    """A dispatch the police adapter cannot read: it is parked, never processed."""
     with Connection(broker_url) as connection:
-        Queue(POLICE_PARKING, no_declare=True)(connection.default_channel).purge()
         Producer(connection.default_channel).publish(
             b'{"not": "a dispatch"}',
             exchange=Exchange(topology.DISPATCH_EXCHANGE, type="topic", durable=True),

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,38 +30,17 @@ from router.settings import Settings
 from router.stack import Role, Stack
 
 pytestmark = pytest.mark.connected
-AMQP_HOST = os.environ.get("LIANBAN_TEST_AMQP_HOST", "127.0.0.1:5672")
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture
-def own_vhost() -> Iterator[str]:
-    vhost = f"lianban_queues_{uuid.uuid4().hex[:10]}"
-    url = f"amqp://guest:guest@{AMQP_HOST}/{vhost}"
-    try:
-        _rabbitmqctl("add_vhost", vhost)
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        ManagementApi.for_broker(url).counts([])
-    except Exception as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"RabbitMQ or its management API is unavailable: {error}")
-        pytest.skip(f"RabbitMQ or its management API is unavailable: {error}")
-    yield url
-    _rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture
 def dispatching(
-    own_vhost: str, tmp_path: Path, catalog: Catalog
+    amqp_url: str, tmp_path: Path, catalog: Catalog
 ) -> Iterator[tuple[Settings, dict[str, int]]]:
     """Intake and relay on the real broker; nothing consumes the department queues. Yields
     the settings and how many items were dispatched to each department."""
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'queues.db'}",
-        broker_url=own_vhost,
+        broker_url=amqp_url,
         materials_dir=tmp_path / "materials",
         port=0,
         api_tokens=(TEST_API_TOKEN,),

@@ -85,7 +85,7 @@ def _drain_outcomes(broker: Broker, expected: int, timeout: float = 60) -> list[
 
 
 def _fresh_queues(broker: Broker, catalog: Catalog) -> None:
-    """Declare the topology and empty the queues these tests read (the vhost is shared)."""
+    """Declare the topology and empty the queues these tests read."""
     with broker.connect() as connection:
         declare_topology(connection, catalog.departments)
         for queue in (department_queue("police"), outcomes_queue()):
@@ -220,7 +220,7 @@ def test_heartbeats_continue_through_a_department_call_longer_than_the_heartbeat
             thread.join(30)
     finally:
         SlowPolice.seconds = 0.5
-    # Answered exactly once (the vhost is shared: only this test's dispatch counts).
+    # Answered exactly once.
     answers = [str(o.dispatch_id) for o in outcomes if str(o.dispatch_id) in dispatched]
     assert answers == list(dispatched), outcomes
     assert _queue_depth(broker) == 0
