@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from harness import consuming, emptied_department_queue, publish_to_department
@@ -102,6 +102,62 @@ def test_an_unavailable_dependency_holds_the_message_in_order_without_redelivery
     assert [body for body, _ in handled] == [b'"first"', b'"second"', b'"third"']
     assert all(redeliveries == 0 for _, redeliveries in handled), handled
     assert _parked(broker) == []
+
+
+def test_deliveries_waiting_together_go_to_the_batch_handler_in_one_call(
+    broker: Broker,
+) -> None:
+    batches: list[list[bytes]] = []
+    singles: list[bytes] = []
+
+    def handler(body: bytes, message: Message) -> None:
+        singles.append(body)
+        message.ack()
+
+    def batch_handler(messages: Sequence[Message]) -> list[tuple[Message, Refused]]:
+        batches.append([raw_body(message) for message in messages])
+        refused = []
+        for message in messages:
+            if raw_body(message) == b'"forged"':
+                refused.append((message, Refused("bad signature")))
+            else:
+                message.ack()
+        return refused
+
+    bodies = [f'"{n}"'.encode() for n in range(6)]
+    _publish(broker, *bodies[:3], b'"forged"', *bodies[3:])  # waiting before the consumer
+    with consuming(ConsumerLoop(broker, QUEUE, handler, batch_handler=batch_handler)):
+        _wait(lambda: sum(map(len, batches)) + len(singles) == 7)
+    assert max(map(len, batches)) > 1, batches
+    handed_over = [body for batch in batches for body in batch]
+    assert [body for body in handed_over + singles if body != b'"forged"'] == bodies
+    parked = _parked(broker)
+    assert [(raw_body(m), m.headers[REFUSED_REASON_HEADER]) for m in parked] == [
+        (b'"forged"', "bad signature")
+    ]
+    assert _depth(broker) == 0
+
+
+def test_a_failing_batch_is_retried_one_at_a_time_and_only_the_poison_is_parked(
+    broker: Broker,
+) -> None:
+    singles: list[bytes] = []
+
+    def handler(body: bytes, message: Message) -> None:
+        if body == b'"poison"':
+            raise KeyError("a bug")
+        singles.append(body)
+        message.ack()
+
+    def batch_handler(messages: Sequence[Message]) -> list[tuple[Message, Refused]]:
+        raise KeyError("one of these is poison")
+
+    _publish(broker, b'"first"', b'"poison"', b'"last"')
+    with consuming(ConsumerLoop(broker, QUEUE, handler, batch_handler=batch_handler)):
+        _wait(lambda: len(singles) == 2)
+    assert singles == [b'"first"', b'"last"']
+    assert [raw_body(message) for message in _parked(broker)] == [b'"poison"']
+    assert _depth(broker) == 0
 
 
 def test_a_consumer_the_broker_stopped_feeding_is_restarted(broker: Broker) -> None:

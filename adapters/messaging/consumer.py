@@ -10,15 +10,21 @@ What the handler's outcome means for the message:
                              later deliveries wait behind it, in order
     raises anything else ... a bug or a poison message: parked with the error as reason,
                              unless it is the broker connection failing: then reconnect
+
+With a batch handler, the deliveries waiting together go to it in one call, in order: it
+acks what it settled and returns the ones it refuses, which are parked. If it raises
+anything but TransientError or a connection error, the same messages go to the
+per-message handler one at a time, which isolates the one at fault.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +41,9 @@ log = structlog.get_logger(__name__)
 
 MessageHandler = Callable[[bytes, Message], None]
 """Called with the raw body and the message; it must ack it now or later (see module doc)."""
+
+BatchHandler = Callable[[Sequence[Message]], "list[tuple[Message, Refused]]"]
+"""Called with several messages in delivery order; returns the refused (see module doc)."""
 
 REFUSED_REASON_HEADER = "x-lianban-refused-reason"
 SOURCE_QUEUE_HEADER = "x-lianban-source-queue"
@@ -105,6 +114,7 @@ class ConsumerLoop:
         queue: Queue,
         handler: MessageHandler,
         *,
+        batch_handler: BatchHandler | None = None,
         prefetch: int = 32,
         on_tick: Callable[[], None] | None = None,
         on_stop: Callable[[], None] | None = None,
@@ -116,6 +126,8 @@ class ConsumerLoop:
         self._broker = broker
         self._queue = queue
         self._handler = handler
+        self._batch_handler = batch_handler
+        self._one_at_a_time = 0  # messages to hand over singly after a failed batch
         self._prefetch = prefetch
         self._on_tick = on_tick
         self._on_stop = on_stop
@@ -181,8 +193,7 @@ class ConsumerLoop:
             self.ready.set()
             log.info("consumer.started", queue=self._queue.name)
             while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    connection.drain_events(timeout=self._tick_seconds)
+                self._receive(connection)
                 self._heartbeat(connection)
                 self._hand_over_waiting()
                 if self._on_tick is not None:
@@ -194,6 +205,15 @@ class ConsumerLoop:
             consumer.cancel()
             if self._on_stop is not None:
                 self._on_stop()
+
+    def _receive(self, connection: Connection) -> None:
+        """Wait up to a tick for deliveries. py-amqp reads one message per drain: with a
+        batch handler, also take every delivery already on the wire, so that one batch
+        holds them."""
+        with contextlib.suppress(TimeoutError):
+            connection.drain_events(timeout=self._tick_seconds)
+            while self._batch_handler is not None and len(self._waiting) < self._prefetch:
+                connection.drain_events(timeout=0.001)
 
     def _heartbeat(self, connection: Connection) -> None:
         """Send and check heartbeats once a second, however short the tick (py-amqp logs
@@ -209,9 +229,17 @@ class ConsumerLoop:
 
     def _hand_over_waiting(self) -> None:
         while self._waiting and time.monotonic() >= self._held_until:
-            message = self._waiting[0]
+            if self._batch_handler is not None and not self._one_at_a_time:
+                batch = list(itertools.islice(self._waiting, self._prefetch))
+            else:
+                batch = [self._waiting[0]]
             try:
-                self._handler(raw_body(message), message)
+                if len(batch) == 1:
+                    self._hand_over(batch[0])
+                else:
+                    assert self._batch_handler is not None
+                    for message, refusal in self._batch_handler(batch):
+                        self.park(message, refusal.reason)
             except TransientError as error:
                 delay = self._hold.next_delay()
                 self._held_until = time.monotonic() + delay
@@ -223,19 +251,37 @@ class ConsumerLoop:
                     waiting=len(self._waiting),
                 )
                 return
-            except Refused as refusal:
-                self.park(message, refusal.reason)
             except self._connection_errors:
                 raise  # the broker connection broke (an ack, say): reconnect, redelivered
             except Exception as error:
-                log.exception("consumer.handler_failed", queue=self._queue.name)
-                self.park(message, f"handler failed: {error!r}"[:500])
+                log.warning("consumer.batch_failed", queue=self._queue.name, error=repr(error))
+                self._one_at_a_time = len(batch)
+                continue
             self._hold.reset()
-            self._waiting.popleft()
-            if not message.acknowledged:
-                self._unsettled.append(message)
-                if len(self._unsettled) > 2 * self._prefetch:  # keep it bounded between checks
-                    self._unsettled = [m for m in self._unsettled if not m.acknowledged]
+            self._one_at_a_time = max(0, self._one_at_a_time - len(batch))
+            for _ in batch:
+                self._track(self._waiting.popleft())
+
+    def _hand_over(self, message: Message) -> None:
+        """One message to the per-message handler; a refusal or a failure parks it."""
+        try:
+            self._handler(raw_body(message), message)
+        except TransientError:
+            raise  # held by the caller
+        except self._connection_errors:
+            raise
+        except Refused as refusal:
+            self.park(message, refusal.reason)
+        except Exception as error:
+            log.exception("consumer.handler_failed", queue=self._queue.name)
+            self.park(message, f"handler failed: {error!r}"[:500])
+
+    def _track(self, message: Message) -> None:
+        """Remember a handed-over message until someone acks it (for the liveness check)."""
+        if not message.acknowledged:
+            self._unsettled.append(message)
+            if len(self._unsettled) > 2 * self._prefetch:  # keep it bounded between checks
+                self._unsettled = [m for m in self._unsettled if not m.acknowledged]
 
     def park(self, message: Message, reason: str) -> None:
         """Move a message to this queue's parking lot with the reason, then ack it.
