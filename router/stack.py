@@ -108,7 +108,12 @@ class Stack:
             correlator = Correlator(
                 self.database, self.catalog, on_commit=self.relay_wake.set, keyring=self.keyring
             )
-            consumer = ConsumerLoop(self.broker, outcomes_queue(), correlator.handle_message)
+            consumer = ConsumerLoop(
+                self.broker,
+                outcomes_queue(),
+                correlator.handle_message,
+                batch_handler=correlator.handle_batch,
+            )
             self._ready.append(consumer.ready)
             self._spawn("correlator", consumer.run)
         for adapter in self.adapters:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from harness import KEYRING, new_project_no
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from adapters.messaging import Refused
 from adapters.messaging.signing import ROUTER
@@ -164,10 +164,15 @@ class _RecordedMessage:
     """Stands in for a kombu message of `body`, signed by the router: records what the
     consumer decided to do with it."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, message_id: str = "m-1") -> None:
+        self.body = body
         self.actions: list[str] = []
-        self.properties = {"message_id": "m-1", "correlation_id": "c-1"}
-        self.headers = KEYRING.sign(ROUTER, body=body, message_id="m-1", correlation_id="c-1")
+        self.properties = {"message_id": message_id, "correlation_id": "c-1"}
+        self.headers = KEYRING.sign(ROUTER, body=body, message_id=message_id, correlation_id="c-1")
+
+    @classmethod
+    def of(cls, outcome: ItemOutcome) -> _RecordedMessage:
+        return cls(outcome.model_dump_json().encode(), str(outcome.message_id))
 
     def ack(self) -> None:
         self.actions.append("ack")
@@ -191,6 +196,40 @@ def test_a_message_breaking_the_contract_is_refused_not_applied(
     Correlator(database, catalog, keyring=KEYRING).handle_message(body, valid)  # type: ignore[arg-type]
     assert valid.actions == ["ack"]
     assert _item_state(database, dispatches[0]) == "accepted"
+
+
+def test_outcomes_waiting_together_are_applied_in_one_transaction(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    commits: list[object] = []
+    event.listen(database.engine, "commit", commits.append)
+    health, vaccination = dispatches[0], dispatches[1]
+    decided = _outcome(health, Decided(approved=True))
+    unknown = _outcome_for_unknown_item()
+    batch = [
+        _RecordedMessage.of(_outcome(health, Accepted(receipt_no="R-1"))),
+        _RecordedMessage.of(decided),
+        _RecordedMessage.of(_outcome(vaccination, Decided(approved=True))),
+        _RecordedMessage.of(unknown),
+        _RecordedMessage(b'{"status": "approved"}', "m-broken"),
+        _RecordedMessage.of(decided),  # redelivered while the first copy waits
+    ]
+
+    refused = Correlator(database, catalog, keyring=KEYRING).handle_batch(batch)  # type: ignore[arg-type]
+
+    assert len(commits) == 1
+    reasons = {message.properties["message_id"]: refusal.reason for message, refusal in refused}
+    assert reasons.keys() == {"m-broken", str(unknown.message_id)}
+    assert reasons["m-broken"].startswith("breaks the outcome contract")
+    assert reasons[str(unknown.message_id)] == f"no bundle {unknown.bundle_id}"
+    assert [message.actions for message in batch] == [["ack"]] * 3 + [[], []] + [["ack"]]
+    assert _item_state(database, health) == _item_state(database, vaccination) == "approved"
+    with database.transaction() as session:
+        audited = session.execute(select(AuditRow.event, AuditRow.message_id)).all()
+    assert reasons.keys() <= {message_id for kind, message_id in audited if kind == "refused"}
+    assert [message_id for kind, message_id in audited if kind == "decided"].count(
+        str(decided.message_id)
+    ) == 1
 
 
 def test_an_unreachable_database_holds_the_outcome_rather_than_refusing_it(

@@ -1,6 +1,7 @@
 """A Hypothesis state machine drives the correlator the way the broker may: department
 answers in any order, delivered late, twice, or into a transaction that dies before its
-commit — and the invariants hold after every step:
+commit, one at a time or several in one transaction — and the invariants hold after
+every step:
 
 - a bundle has at most one reply, and only once every item is final;
 - an item never leaves a final state, and its timeline never goes back;
@@ -161,11 +162,23 @@ class CorrelatorWorld(RuleBasedStateMachine):
 
     @precondition(lambda self: self.outcomes)
     @rule(data=st.data())
+    def several_outcomes_are_delivered_together(self, data: st.DataObject) -> None:
+        # What waits in the prefetch goes into one transaction, redeliveries included.
+        batch = data.draw(st.lists(st.sampled_from(self.outcomes), min_size=2, max_size=6))
+        self.correlator.apply_all(batch)
+        for outcome in batch:
+            if outcome in self.outcomes:
+                self.outcomes.remove(outcome)
+        self._collect_published()
+
+    @precondition(lambda self: self.outcomes)
+    @rule(data=st.data())
     def the_correlator_dies_before_committing(self, data: st.DataObject) -> None:
-        outcome = data.draw(st.sampled_from(self.outcomes))  # stays: it is redelivered
+        # They stay: they are redelivered.
+        batch = data.draw(st.lists(st.sampled_from(self.outcomes), min_size=1, max_size=4))
         self.database.crash_next = True
         with suppress(Crash):
-            self.correlator.apply(outcome)
+            self.correlator.apply_all(batch)
         self.database.crash_next = False
 
     @invariant()
