@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 
-from contracts.messages import FINAL_ITEM_STATES, ItemState
-from router.db import Database, ItemRow
+from contracts.messages import ItemState
+from router.db import OPEN_ITEM, Database, ItemRow
 from router.timeline import ROUTER, record_event
 from router.workdays import WorkingCalendar
 
@@ -69,17 +69,8 @@ class DeadlineWatcher:
     def mark_overdue(self) -> int:
         """Mark every item past a deadline it has not met; returns how many were marked."""
         now = self._clock()
-        open_states = [state.value for state in ItemState if state not in FINAL_ITEM_STATES]
         with self._database.transaction() as session:
-            rows = session.scalars(
-                select(ItemRow)
-                .where(
-                    ItemRow.state.in_(open_states),
-                    or_(ItemRow.overdue.is_(None), ItemRow.overdue == ACCEPTANCE),
-                    or_(ItemRow.accept_due_at < now, ItemRow.decide_due_at < now),
-                )
-                .with_for_update(skip_locked=True)
-            ).all()
+            rows = session.scalars(overdue_candidates(now)).all()
             marked = 0
             for item in rows:
                 kind = _missed(item, now)
@@ -94,6 +85,19 @@ class DeadlineWatcher:
                 )
                 marked += 1
             return marked
+
+
+def overdue_candidates(now: datetime) -> Select[ItemRow]:
+    """Open items past a deadline they may not have been marked for yet (locked)."""
+    return (
+        select(ItemRow)
+        .where(
+            OPEN_ITEM,
+            or_(ItemRow.overdue.is_(None), ItemRow.overdue == ACCEPTANCE),
+            or_(ItemRow.accept_due_at < now, ItemRow.decide_due_at < now),
+        )
+        .with_for_update(skip_locked=True)
+    )
 
 
 def _missed(item: ItemRow, now: datetime) -> str | None:

@@ -2,6 +2,7 @@
 
 from router.db.engine import Database
 from router.db.tables import (
+    OPEN_ITEM,
     AuditChainRow,
     AuditRow,
     Base,
@@ -16,6 +17,7 @@ from router.db.tables import (
 )
 
 __all__ = [
+    "OPEN_ITEM",
     "AuditChainRow",
     "AuditRow",
     "Base",

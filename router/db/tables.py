@@ -30,6 +30,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from contracts.messages import FINAL_ITEM_STATES
+
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 # SQLite autoincrements only an INTEGER PRIMARY KEY; PostgreSQL gets 64 bits.
 SerialId = BigInteger().with_variant(Integer(), "sqlite")
@@ -75,8 +77,25 @@ class BundleRow(Base):
     )
 
 
+OPEN_ITEM = text(
+    "state NOT IN ({})".format(", ".join(f"'{state}'" for state in sorted(FINAL_ITEM_STATES)))
+)
+"""An item not yet in a final state. The deadline watcher's query and the partial index
+that serves it use this same literal text: PostgreSQL uses a partial index only when it
+can prove the query's condition implies the index's."""
+
+
 class ItemRow(Base):
     __tablename__ = "items"
+    # Finished items pile up by the million; the deadline watcher looks at open ones only.
+    __table_args__ = (
+        Index(
+            "ix_items_open_deadlines",
+            "decide_due_at",
+            postgresql_where=OPEN_ITEM,
+            sqlite_where=OPEN_ITEM,
+        ),
+    )
 
     bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), primary_key=True)
     code: Mapped[str] = mapped_column(String(64), primary_key=True)
