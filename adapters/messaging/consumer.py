@@ -233,13 +233,13 @@ class ConsumerLoop:
                 batch = list(itertools.islice(self._waiting, self._prefetch))
             else:
                 batch = [self._waiting[0]]
+            refused: list[tuple[Message, Refused]] = []
             try:
                 if len(batch) == 1:
                     self._hand_over(batch[0])
                 else:
                     assert self._batch_handler is not None
-                    for message, refusal in self._batch_handler(batch):
-                        self.park(message, refusal.reason)
+                    refused = self._batch_handler(batch)
             except TransientError as error:
                 delay = self._hold.next_delay()
                 self._held_until = time.monotonic() + delay
@@ -254,9 +254,15 @@ class ConsumerLoop:
             except self._connection_errors:
                 raise  # the broker connection broke (an ack, say): reconnect, redelivered
             except Exception as error:
+                if len(batch) == 1:
+                    raise  # parking failed (the handler's own errors park): reconnect
                 log.warning("consumer.batch_failed", queue=self._queue.name, error=repr(error))
                 self._one_at_a_time = len(batch)
                 continue
+            # Outside the try: a parking that fails after the batch committed must not hand
+            # the batch, acked already, to the fallback; it reconnects instead.
+            for message, refusal in refused:
+                self.park(message, refusal.reason)
             self._hold.reset()
             self._one_at_a_time = max(0, self._one_at_a_time - len(batch))
             for _ in batch:
