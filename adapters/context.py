@@ -6,7 +6,7 @@ zeep client per shipped WSDL. zeep is hardened: DTDs, entities and external refe
 are forbidden, huge trees are off, every operation has a timeout, and no answer is read
 past a size cap (`adapters.answer_limit`). Materials travel
 by reference; the handler reads their bytes, and keeps the files a department issues,
-through the same store the router uses (`adapters.storage`).
+through the same store the router uses (`runtime.storage`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from zeep.transports import AsyncTransport
 
 from adapters.answer_limit import MAX_ANSWER_BYTES, CappedTransport
 from adapters.errors import Action, RetryableError, classify, describe
-from adapters.storage import MaterialStore
 from contracts.application import MaterialRef
 from contracts.errors import ConfigurationError
 from contracts.messages import OutcomeResult
+from runtime.storage import MaterialStore
 
 T = TypeVar("T")
 

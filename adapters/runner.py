@@ -16,9 +16,7 @@ from pydantic import ValidationError
 from adapters.base import Adapter
 from adapters.context import AdapterContext, DepartmentClients, Reporter
 from adapters.errors import Action, classify, describe
-from adapters.metrics import BREAKERS
 from adapters.resilience import CircuitBreaker, RateLimiter, call_department
-from adapters.storage import MaterialStore
 from contracts.errors import TransientError
 from contracts.messages import (
     Decided,
@@ -29,6 +27,8 @@ from contracts.messages import (
     OutcomeResult,
     Rejected,
 )
+from runtime.breakers import BREAKERS
+from runtime.storage import MaterialStore
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -10,7 +10,7 @@ key again. On stop, in-flight calls get a grace period to finish; what does not 
 stays unacknowledged and is redelivered.
 
 A department still unavailable after a delivery's attempts is retried later: a copy of
-the message goes to a delay tier (see `adapters.messaging.topology`) with a retry count
+the message goes to a delay tier (see `runtime.messaging.declaration`) with a retry count
 and the time of the first retry in its headers, and the delivery is acknowledged. Past
 the policy's `give_up_after_seconds` the last attempt fails the item instead.
 """
@@ -32,14 +32,7 @@ from opentelemetry.trace import Span
 from pydantic import TypeAdapter, ValidationError
 
 from adapters.base import Adapter
-from adapters.failpoints import failpoint
-from adapters.messaging import Broker, ConsumerLoop, Outgoing, Publisher, Refused
-from adapters.messaging.consumer import copy_of, fresh_headers
-from adapters.messaging.signing import ROUTER, Keyring
-from adapters.messaging.topology import RETRY_DELAY_HEADER, department_queue, retry_delay_label
 from adapters.runner import AdapterRunner, RetryLater
-from adapters.storage import MaterialStore
-from adapters.tracing import current_headers, headers_of, start_span, traced
 from contracts import topology
 from contracts.messages import (
     DepartmentMessage,
@@ -49,6 +42,13 @@ from contracts.messages import (
     ItemSupplement,
     OutcomeResult,
 )
+from runtime.failpoints import failpoint
+from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher, Refused
+from runtime.messaging.consumer import copy_of, fresh_headers
+from runtime.messaging.declaration import RETRY_DELAY_HEADER, department_queue, retry_delay_label
+from runtime.messaging.signing import ROUTER, Keyring
+from runtime.storage import MaterialStore
+from runtime.tracing import current_headers, headers_of, start_span, traced
 
 log = structlog.get_logger(__name__)
 _DEPARTMENT_MESSAGE: TypeAdapter[DepartmentMessage] = TypeAdapter(DepartmentMessage)

@@ -25,9 +25,9 @@ from contracts.messages import (
     ItemSupplement,
     OutcomeResult,
 )
-from router.logs import configure_logging
-from router.settings import Settings
-from router.stack import Stack
+from lianban.settings import Settings
+from lianban.stack import Stack
+from runtime.logs import configure_logging
 
 
 class InstantDepartment(Adapter):

@@ -13,10 +13,10 @@ import httpx
 import pika
 from sqlalchemy import create_engine, text
 
-from adapters.messaging.signing import ROUTER, new_key
 from bench.environment import VENV_BIN, Processes, Services, free_port, retrying, wait_until
 from contracts.catalog import default_catalog
-from router.auth import Scope, mint
+from router.http.auth import Scope, mint
+from runtime.messaging.signing import ROUTER, new_key
 
 ROUTER_ROLES = ("serve", "relay", "correlate")
 

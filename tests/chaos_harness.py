@@ -10,7 +10,7 @@ supervisor that restarts a process when it dies, as systemd or Kubernetes would.
 Department systems are the real simulators on loopback, in this process, so the check
 can count their filings. Faults:
 
-- SIGKILL of a role at a step boundary (`adapters.failpoints`), once per boundary;
+- SIGKILL of a role at a step boundary (`runtime.failpoints`), once per boundary;
 - RabbitMQ stopped and started under load (`rabbitmqctl stop_app`/`start_app`);
 - PostgreSQL restarted under load;
 - a department system down (its server stopped, connections refused) for longer than
@@ -45,16 +45,16 @@ from harness import AUTH, TEST_API_TOKEN, free_port, new_project_no
 from kombu import Connection, Message, Queue
 from sqlalchemy import select
 
-from adapters.messaging.signing import ROUTER, new_key
-from adapters.messaging.topology import queues
 from adapters.registry import installed_adapters
-from adapters.serving import ThreadedServer
-from adapters.testing.simulator import DepartmentState
-from adapters.testing.systems import installed_simulators
+from adapters.simulators.base import DepartmentState
+from adapters.simulators.systems import installed_simulators
 from contracts import topology
 from contracts.catalog import Catalog
 from contracts.samples import SAMPLE_PDF, sample_application
-from router.db import Database, EventRow, ItemRow
+from router.store import Database, EventRow, ItemRow
+from runtime.messaging.declaration import queues
+from runtime.messaging.signing import ROUTER, new_key
+from runtime.serving import ThreadedServer
 
 LIANBAN = str(Path(sys.executable).with_name("lianban"))
 REPLICAS = 2

@@ -22,8 +22,8 @@ from kombu.transport import memory
 from sqlalchemy import create_engine, text
 
 from contracts.catalog import Catalog, default_catalog
-from router.settings import Settings
-from router.stack import Stack
+from lianban.settings import Settings
+from lianban.stack import Stack
 
 # The whole run's output is scanned for unmasked ID numbers; a leak fails the session.
 pytest_plugins = ["log_scanner"]

@@ -18,17 +18,17 @@ import httpx
 from kombu import Queue
 
 from adapters.base import Adapter
-from adapters.messaging import Broker, ConsumerLoop, Outgoing, Publisher, declare_topology
-from adapters.messaging.signing import ROUTER, Keyring
-from adapters.messaging.topology import department_queue
 from adapters.registry import simulate_every_department
 from adapters.simulated import DecisionLedger, Scenario
 from contracts import topology
 from contracts.catalog import Catalog, default_catalog
 from contracts.samples import SAMPLE_PDF
-from router.auth import Scope, mint
-from router.settings import Settings
-from router.stack import Role, Stack
+from lianban.settings import Settings
+from lianban.stack import Role, Stack
+from router.http.auth import Scope, mint
+from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher, declare_topology
+from runtime.messaging.declaration import department_queue
+from runtime.messaging.signing import ROUTER, Keyring
 
 # The tests call the API as the platform and as an operator: one token with every scope.
 TEST_TOKEN, TEST_API_TOKEN = mint("tests", Scope)

@@ -1,6 +1,6 @@
 """A pytest plugin: the whole run's log output must hold no unmasked ID number.
 
-The run logs as production does (`router.logs.configure_logging`). Everything a test
+The run logs as production does (`runtime.logs.configure_logging`). Everything a test
 prints or logs — its captured stdout, stderr and log records, setup and teardown
 included — and every record logged between tests (background threads) is scanned for
 resident ID numbers and credit codes with a valid check character
@@ -17,7 +17,7 @@ import pytest
 
 from contracts.identity import mask_resident_id
 from contracts.personal_data import unmasked_identifiers
-from router.logs import configure_logging, json_formatter
+from runtime.logs import configure_logging, json_formatter
 
 
 @dataclass

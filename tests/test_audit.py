@@ -19,9 +19,11 @@ from sqlalchemy import create_engine, delete, select, text, update
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
 from contracts.samples import sample_application
-from router import audit
-from router.audit import AuditEvent
-from router.audit_chain import (
+from lianban.cli import main
+from lianban.settings import Settings
+from router.store import AuditChainRow, AuditRow, Database, audit
+from router.store.audit import AuditEvent
+from router.store.audit_chain import (
     DEFAULT_RETENTION,
     MINIMUM_RETENTION,
     ChainBroken,
@@ -31,9 +33,6 @@ from router.audit_chain import (
     seal_pending,
     verify,
 )
-from router.cli import main
-from router.db import AuditChainRow, AuditRow, Database
-from router.settings import Settings
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.connected)])

@@ -15,14 +15,14 @@ from fastapi import Depends
 from harness import AUTH, TEST_API_TOKEN
 from sqlalchemy import MetaData, func, select
 
-from adapters.serving import ThreadedServer
 from contracts.catalog import Catalog
 from contracts.samples import SAMPLE_PDF, sample_application
-from router.api import Services, create_app
-from router.auth import ApiToken, Scope, find_token, mint, require_scope
-from router.cli import main
-from router.settings import Settings
-from router.stack import Role, Stack
+from lianban.cli import main
+from lianban.settings import Settings
+from lianban.stack import Role, Stack
+from router.http.app import Services, create_app
+from router.http.auth import ApiToken, Scope, find_token, mint, require_scope
+from runtime.serving import ThreadedServer
 
 SAMPLE_DIGEST = hashlib.sha256(SAMPLE_PDF).hexdigest()
 READER, READER_ENTRY = mint("dashboard", [Scope.BUNDLES_READ, Scope.FILES_READ])

@@ -18,16 +18,16 @@ from conftest import AMQP_HOST
 from harness import signed
 from kombu import Connection, Queue
 
-from adapters.messaging import Broker, Outgoing, Publisher, PublishFailed
-from adapters.messaging.consumer import raw_body
 from adapters.registry import adapter_for
 from adapters.testing.dispatches import dispatch_for
 from contracts import topology
 from contracts.catalog import Catalog
 from contracts.messages import ItemOutcome
-from router.broker_definitions import definitions, is_current, password_hash
-from router.settings import Settings
-from router.stack import Stack
+from lianban.settings import Settings
+from lianban.stack import Stack
+from router.operations.broker_definitions import definitions, is_current, password_hash
+from runtime.messaging import Broker, Outgoing, Publisher, PublishFailed
+from runtime.messaging.consumer import raw_body
 
 SERVICE = "birth_household_registration"
 

@@ -19,8 +19,8 @@ from chaos_harness import ChaosStack, running_chaos_stack
 from conftest import fresh_postgres_database
 from rabbitmq_cluster import Cluster
 
-from adapters.failpoints import BOUNDARIES
 from contracts.catalog import Catalog
+from runtime.failpoints import BOUNDARIES
 
 pytestmark = [pytest.mark.chaos, pytest.mark.connected]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.catalog import Catalog, dependency_order
-from router.cli import main
+from lianban.cli import main
 
 
 def test_catalog_list_names_every_bundle_type(

@@ -14,13 +14,13 @@ import pytest
 from harness import consuming, emptied_department_queue, publish_to_department
 from kombu import Connection, Message, Queue
 
-from adapters.messaging import Broker, ConsumerLoop, Outgoing, Publisher, PublishFailed, Refused
-from adapters.messaging.consumer import REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER, raw_body
-from adapters.messaging.topology import declare_topology, department_queue
 from contracts import topology
 from contracts.catalog import Catalog
 from contracts.errors import TransientError
-from router.settings import Settings
+from lianban.settings import Settings
+from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher, PublishFailed, Refused
+from runtime.messaging.consumer import REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER, raw_body
+from runtime.messaging.declaration import declare_topology, department_queue
 
 QUEUE = department_queue("police")
 PARKING = topology.parking_queue(QUEUE.name)

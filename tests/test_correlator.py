@@ -15,9 +15,6 @@ import pytest
 from harness import KEYRING, new_project_no
 from sqlalchemy import event, select
 
-from adapters.messaging import Refused
-from adapters.messaging.signing import ROUTER
-from adapters.storage import LocalMaterialStore
 from contracts.catalog import Catalog
 from contracts.errors import TransientError
 from contracts.messages import (
@@ -30,11 +27,14 @@ from contracts.messages import (
     ToleratedGap,
 )
 from contracts.samples import SAMPLE_PDF, sample_application
-from router.correlator import Applied, Correlator
-from router.db import AuditRow, Database, EventRow, OutboxRow
-from router.intake import Accepted as Received
-from router.intake import Intake
-from router.status import bundle_status
+from router.domain.correlator import Applied, Correlator
+from router.domain.intake import Accepted as Received
+from router.domain.intake import Intake
+from router.domain.views import bundle_status
+from router.store import AuditRow, Database, EventRow, OutboxRow
+from runtime.messaging import Refused
+from runtime.messaging.signing import ROUTER
+from runtime.storage import LocalMaterialStore
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.connected)])

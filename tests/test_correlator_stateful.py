@@ -28,7 +28,6 @@ from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.storage import LocalMaterialStore
 from contracts import topology
 from contracts.catalog import default_catalog
 from contracts.messages import (
@@ -42,10 +41,11 @@ from contracts.messages import (
     OutcomeResult,
 )
 from contracts.samples import SAMPLE_PDF, sample_application
-from router.correlator import Correlator
-from router.db import Database, EventRow, ItemRow, OutboxRow
-from router.intake import Accepted as Received
-from router.intake import Intake
+from router.domain.correlator import Correlator
+from router.domain.intake import Accepted as Received
+from router.domain.intake import Intake
+from router.store import Database, EventRow, ItemRow, OutboxRow
+from runtime.storage import LocalMaterialStore
 
 pytestmark = pytest.mark.chaos
 

@@ -12,11 +12,11 @@ from sqlalchemy import text
 
 from contracts.catalog import Catalog
 from contracts.samples import SAMPLE_PDF, sample_application
-from router.db import Database
-from router.deadlines import DeadlineWatcher, deadlines_for, overdue_candidates
-from router.settings import Settings
-from router.stack import Role, Stack
-from router.workdays import UnknownYearError, WorkingCalendar
+from lianban.settings import Settings
+from lianban.stack import Role, Stack
+from router.domain.deadlines import DeadlineWatcher, deadlines_for, overdue_candidates
+from router.domain.workdays import UnknownYearError, WorkingCalendar
+from router.store import Database
 
 BEIJING = timezone(timedelta(hours=8))
 END_OF_DAY = (23, 59, 59, 999999)

@@ -12,10 +12,10 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from harness import Running, new_project_no, running_stack
 
-from adapters.serving import ThreadedServer
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
-from router.settings import Settings
+from lianban.settings import Settings
+from runtime.serving import ThreadedServer
 
 
 class Platform:

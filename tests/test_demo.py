@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.cli import main
+from lianban.cli import main
 
 
 def test_the_demo_prints_three_replies_and_a_withdrawal(

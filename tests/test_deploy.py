@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from contracts.catalog import Catalog
-from router.cli import _parser
-from router.metrics import METRICS
+from lianban.cli import _parser
+from router.operations.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -157,7 +157,7 @@ def _set_variables() -> dict[str, str]:
 def test_every_setting_the_deployment_sets_is_read_by_the_code() -> None:
     source = "\n".join(
         path.read_text()
-        for package in ("router", "adapters")
+        for package in ("runtime", "router", "adapters", "lianban")
         for path in (ROOT / package).rglob("*.py")
     )
     for name, where in _set_variables().items():

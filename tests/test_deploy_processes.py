@@ -27,7 +27,7 @@ import pytest
 from harness import TEST_API_TOKEN, free_port
 from test_deploy import manifests
 
-from adapters.messaging.signing import new_key
+from runtime.messaging.signing import new_key
 
 LIANBAN = Path(sys.executable).with_name("lianban")
 # Which variable sets the port a probe names, by the container port in the manifest.

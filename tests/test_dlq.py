@@ -12,13 +12,13 @@ import pytest
 from harness import consuming, emptied_department_queue, publish_to_department
 from kombu import Connection, Message, Queue
 
-from adapters.messaging import Broker, ConsumerLoop, Refused
-from adapters.messaging.topology import DELIVERY_LIMIT, department_queue
 from contracts import topology
 from contracts.catalog import Catalog
-from router.cli import main
-from router.dlq import REPLAYED_HEADER, DeadLetterQueues
-from router.settings import Settings
+from lianban.cli import main
+from lianban.settings import Settings
+from router.operations.dlq import REPLAYED_HEADER, DeadLetterQueues
+from runtime.messaging import Broker, ConsumerLoop, Refused
+from runtime.messaging.declaration import DELIVERY_LIMIT, department_queue
 
 QUEUE = department_queue("hrss")
 PARKING = topology.parking_queue(QUEUE.name)

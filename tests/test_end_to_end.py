@@ -8,12 +8,12 @@ import pytest
 from harness import new_project_no, running_stack
 from kombu import Connection
 
-from adapters.messaging.topology import replies_queue
 from adapters.simulated import Rule, Scenario, Verdict
 from contracts.catalog import Catalog
 from contracts.samples import full_selection, sample_application
-from router.cli import main
-from router.settings import Settings
+from lianban.cli import main
+from lianban.settings import Settings
+from runtime.messaging.declaration import replies_queue
 
 
 def test_newborn_gets_one_reply_with_every_item_approved(

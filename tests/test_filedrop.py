@@ -29,18 +29,18 @@ from harness import new_project_no, running_stack
 from adapters.base import Adapter
 from adapters.context import AdapterContext
 from adapters.simulated import simulated_adapter
-from adapters.storage import LocalMaterialStore
 from contracts.application import MAX_MATERIAL_BYTES
 from contracts.catalog import Catalog
 from contracts.messages import Decided, ItemDispatch, OutcomeResult
 from contracts.samples import SAMPLE_PDF, sample_application
-from router import filedrop
-from router.db import Database, ReplyRow
-from router.filedrop import Layout, PackageWatcher
-from router.filedrop_export import ReplyExporter
-from router.intake import Intake
-from router.settings import Settings
-from router.withdrawal import withdraw
+from lianban.settings import Settings
+from router.channels import filedrop
+from router.channels.filedrop import Layout, PackageWatcher
+from router.channels.filedrop_export import ReplyExporter
+from router.domain.intake import Intake
+from router.domain.withdrawal import withdraw
+from router.store import Database, ReplyRow
+from runtime.storage import LocalMaterialStore
 
 CERTIFICATE_PNG = b"\x89PNG\r\n\x1a\n" + "出生医学证明".encode() * 8
 

@@ -19,8 +19,8 @@ from harness import AUTH, serving_intake
 from schemathesis import checks
 
 from contracts.catalog import Catalog
-from router.schemas import SCHEMA_DIR
-from router.stack import Stack
+from lianban.schemas import SCHEMA_DIR
+from lianban.stack import Stack
 
 FUZZ_EXAMPLES = int(os.environ.get("LIANBAN_FUZZ_EXAMPLES", "10"))
 SENT: Counter[int] = Counter()

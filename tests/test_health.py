@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from router.health import Health, serve_health
+from runtime.health import Health, serve_health
 
 
 @pytest.fixture

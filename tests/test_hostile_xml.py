@@ -17,9 +17,9 @@ from adapters.context import DepartmentClients
 from adapters.errors import Action, classify
 from adapters.police.adapter import NAMESPACE, OPERATIONS, WSDL, PoliceAdapter
 from adapters.police.simulator import create_app
+from adapters.simulators.base import SimulatorServer
+from adapters.simulators.soap import MAX_REQUEST_BYTES, SUBMIT_FIELDS, XML_MEDIA_TYPE, envelope
 from adapters.testing import BILLION_LAUGHS, EXTERNAL_ENTITY, DepartmentState, FaultMode
-from adapters.testing.simulator import SimulatorServer
-from adapters.testing.soap import MAX_REQUEST_BYTES, SUBMIT_FIELDS, XML_MEDIA_TYPE, envelope
 
 CAP = 1024 * 1024
 

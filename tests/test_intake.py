@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 from contracts.catalog import Catalog
 from contracts.samples import SAMPLE_PDF, sample_application
-from router.db import BundleRow, Database, OutboxRow
-from router.stack import Stack
+from lianban.stack import Stack
+from router.store import BundleRow, Database, OutboxRow
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from harness import free_port, new_project_no, running_stack
 from adapters.manual import manual_adapter
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
-from router.auth import manual_scope, mint
-from router.settings import Settings
+from lianban.settings import Settings
+from router.http.auth import manual_scope, mint
 
 MINTED = {code: mint(f"{code} staff", [manual_scope(code)]) for code in ("health", "police")}
 TOKENS = {code: token.get_secret_value() for code, (token, _) in MINTED.items()}

@@ -25,14 +25,14 @@ from harness import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.simulated import Rule, Scenario, Verdict
-from adapters.testing.simulator import FaultMode
-from adapters.testing.systems import simulated_department_systems
+from adapters.simulators.base import FaultMode
+from adapters.simulators.systems import simulated_department_systems
 from contracts.catalog import BundleType, Catalog
 from contracts.samples import SAMPLE_PDF, full_selection, sample_application
-from router.auth import Scope, mint
-from router.deadlines import DeadlineWatcher
-from router.settings import Settings
-from router.stack import Role, Stack
+from lianban.settings import Settings
+from lianban.stack import Role, Stack
+from router.domain.deadlines import DeadlineWatcher
+from router.http.auth import Scope, mint
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from contracts import topology
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
-from router.settings import Settings
+from lianban.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

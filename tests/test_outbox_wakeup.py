@@ -10,9 +10,9 @@ import pytest
 
 from adapters.testing.dispatches import dispatch_for
 from contracts import topology
-from router.db import Database
-from router.outbox import enqueue
-from router.outbox_wakeup import OutboxListener
+from router.store import Database
+from router.store.outbox import enqueue
+from router.store.outbox_wakeup import OutboxListener
 
 pytestmark = pytest.mark.connected
 

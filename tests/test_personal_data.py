@@ -21,8 +21,8 @@ from contracts.identity import (
     uscc_problem,
 )
 from contracts.personal_data import mask_fields, mask_text, unmasked_identifiers
-from router.logs import configure_logging
-from router.settings import Settings
+from lianban.settings import Settings
+from runtime.logs import configure_logging
 
 RESIDENT_ID = "11010519491231002X"
 CREDIT_CODE = "91350100M000100Y43"

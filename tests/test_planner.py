@@ -5,7 +5,7 @@ from __future__ import annotations
 from contracts.catalog import BundleType
 from contracts.catalog.model import Item, Level, Prerequisite, Source
 from contracts.messages import ItemState as S
-from router import planner
+from router.domain import planner
 
 
 def _item(code: str, *needs: tuple[str, ...]) -> Item:

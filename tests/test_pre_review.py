@@ -12,7 +12,7 @@ from harness import new_project_no, running_stack
 from adapters.simulated import Rule, Scenario, Verdict
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
-from router.settings import Settings
+from lianban.settings import Settings
 
 REGISTRATION = "birth_registration"  # police, after the birth certificate
 INSURANCE = "medical_insurance_nonlocal_parents"  # pre-reviewable, after the registration

@@ -20,14 +20,14 @@ import pytest
 from harness import AUTH, TEST_API_TOKEN, new_project_no, put_material
 from kombu import Connection, Consumer, Message
 
-from adapters.messaging.topology import department_queue
 from contracts import topology
 from contracts.catalog import Catalog
 from contracts.samples import SAMPLE_PDF, sample_application
-from router.cli import main
-from router.queues import ManagementApi
-from router.settings import Settings
-from router.stack import Role, Stack
+from lianban.cli import main
+from lianban.settings import Settings
+from lianban.stack import Role, Stack
+from router.operations.queues import ManagementApi
+from runtime.messaging.declaration import department_queue
 
 pytestmark = pytest.mark.connected
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 from harness import Running, new_project_no, running_stack
 
-from adapters.testing.simulator import DepartmentState, FaultMode
-from adapters.testing.systems import simulated_department_systems
+from adapters.simulators.base import DepartmentState, FaultMode
+from adapters.simulators.systems import simulated_department_systems
 from contracts.catalog import Catalog
 from contracts.samples import full_selection, sample_application
-from router.settings import Settings
+from lianban.settings import Settings
 
 BUNDLES = ("newborn", "citizen_after_death", "employee_hiring")
 

@@ -12,8 +12,8 @@ from harness import AUTH
 
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
-from router.schemas import SCHEMA_DIR
-from router.stack import Stack
+from lianban.schemas import SCHEMA_DIR
+from lianban.stack import Stack
 
 
 def _post_bundle(stack: Stack, application: dict[str, Any]) -> httpx.Response:

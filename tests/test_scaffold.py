@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from router.cli import main
+from lianban.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 

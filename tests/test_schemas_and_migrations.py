@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from contracts.catalog import Catalog
-from router.db import Base, Database
-from router.schemas import SCHEMA_DIR, stale_documents
+from lianban.schemas import SCHEMA_DIR, stale_documents
+from router.store import Base, Database
 
 
 def test_checked_in_schemas_are_current(catalog: Catalog) -> None:

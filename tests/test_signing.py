@@ -15,9 +15,20 @@ from kombu import Connection, Queue
 from pydantic import TypeAdapter
 from sqlalchemy import select
 
-from adapters.messaging import Outgoing, Publisher
-from adapters.messaging.consumer import REFUSED_REASON_HEADER
-from adapters.messaging.signing import (
+from adapters.simulated import Rule, Scenario
+from adapters.testing.dispatches import dispatch_for
+from contracts import topology
+from contracts.catalog import Catalog
+from contracts.errors import ConfigurationError
+from contracts.messages import Decided, DepartmentMessage, ItemDispatch, ItemOutcome
+from contracts.samples import sample_application
+from lianban.cli import main
+from lianban.settings import Settings
+from lianban.stack import message_keyring
+from router.store import OutboxRow
+from runtime.messaging import Outgoing, Publisher
+from runtime.messaging.consumer import REFUSED_REASON_HEADER
+from runtime.messaging.signing import (
     KEY_ID_HEADER,
     ROUTER,
     SIGNATURE_HEADER,
@@ -26,17 +37,6 @@ from adapters.messaging.signing import (
     TrustedKey,
     new_key,
 )
-from adapters.simulated import Rule, Scenario
-from adapters.testing.dispatches import dispatch_for
-from contracts import topology
-from contracts.catalog import Catalog
-from contracts.errors import ConfigurationError
-from contracts.messages import Decided, DepartmentMessage, ItemDispatch, ItemOutcome
-from contracts.samples import sample_application
-from router.cli import main
-from router.db import OutboxRow
-from router.settings import Settings
-from router.stack import message_keyring
 
 SERVICE = "birth_household_registration"
 HRSS_SERVICE = "employee_social_insurance_enrolment"

@@ -33,7 +33,15 @@ from adapters.context import AdapterContext, DepartmentClients
 from adapters.errors import Action, classify
 from adapters.medical_insurance import MedicalInsuranceAdapter
 from adapters.medical_insurance.simulator import certificate_pdf, create_app
-from adapters.storage import (
+from adapters.simulators.base import DepartmentState, SimulatorServer
+from contracts.application import MAX_MATERIAL_BYTES, MaterialRef
+from contracts.catalog import Catalog
+from contracts.errors import ConfigurationError
+from contracts.messages import OutcomeResult
+from contracts.samples import SAMPLE_PDF, sample_application
+from lianban.settings import Settings
+from lianban.stack import Role, Stack
+from runtime.storage import (
     LocalMaterialStore,
     MaterialCorrupted,
     MaterialMissing,
@@ -42,15 +50,7 @@ from adapters.storage import (
     StoreUnavailable,
     open_store,
 )
-from adapters.storage.s3 import S3MaterialStore
-from adapters.testing.simulator import DepartmentState, SimulatorServer
-from contracts.application import MAX_MATERIAL_BYTES, MaterialRef
-from contracts.catalog import Catalog
-from contracts.errors import ConfigurationError
-from contracts.messages import OutcomeResult
-from contracts.samples import SAMPLE_PDF, sample_application
-from router.settings import Settings
-from router.stack import Role, Stack
+from runtime.storage.s3 import S3MaterialStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -17,8 +17,8 @@ from cryptography.x509.oid import NameOID
 from harness import AUTH, TEST_API_TOKEN
 
 from contracts.catalog import Catalog
-from router.settings import Settings
-from router.stack import Role, Stack
+from lianban.settings import Settings
+from lianban.stack import Role, Stack
 
 Issued = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 

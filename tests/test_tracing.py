@@ -16,11 +16,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_span_id, format_trace_id
 
-from adapters.tracing import configure_tracing
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
-from router.logs import json_formatter
-from router.settings import Settings
+from lianban.settings import Settings
+from runtime.logs import json_formatter
+from runtime.tracing import configure_tracing
 
 
 @pytest.fixture

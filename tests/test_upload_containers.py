@@ -11,7 +11,7 @@ import zipfile
 import pytest
 from harness import put_material
 
-from router.stack import Stack
+from lianban.stack import Stack
 
 OFD = "application/ofd"
 

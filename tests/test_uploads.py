@@ -12,7 +12,7 @@ from harness import AUTH, put_material
 from contracts.application import MAX_MATERIAL_BYTES
 from contracts.catalog import Catalog
 from contracts.samples import SAMPLE_PDF, sample_application
-from router.stack import Stack
+from lianban.stack import Stack
 
 
 @pytest.fixture

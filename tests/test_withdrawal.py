@@ -10,7 +10,7 @@ from harness import new_project_no, running_stack
 from adapters.simulated import Rule, Scenario, Verdict
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
-from router.settings import Settings
+from lianban.settings import Settings
 
 SLOW = Rule(Verdict.APPROVE, delay_seconds=3.0)
 

@@ -16,7 +16,7 @@ import chinese_calendar
 import pytest
 
 from contracts.errors import ConfigurationError
-from router.workdays import CHINA_TZ, CalendarFileError, UnknownYearError, WorkingCalendar
+from router.domain.workdays import CHINA_TZ, CalendarFileError, UnknownYearError, WorkingCalendar
 
 
 @pytest.fixture(scope="module")

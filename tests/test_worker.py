@@ -15,15 +15,15 @@ from kombu import Connection
 from adapters.base import Adapter
 from adapters.context import AdapterContext
 from adapters.errors import RetryableError
-from adapters.messaging import Broker, Outgoing, Publisher, declare_topology
-from adapters.messaging.topology import department_queue, outcomes_queue
 from adapters.resilience import RetryPolicy
 from adapters.testing.dispatches import dispatch_for
 from adapters.worker import AdapterWorker
 from contracts import topology
 from contracts.catalog import Catalog
 from contracts.messages import Decided, Failed, ItemOutcome, OutcomeResult
-from router.settings import Settings
+from lianban.settings import Settings
+from runtime.messaging import Broker, Outgoing, Publisher, declare_topology
+from runtime.messaging.declaration import department_queue, outcomes_queue
 
 SERVICE = "birth_household_registration"
 

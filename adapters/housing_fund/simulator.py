@@ -10,8 +10,8 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from adapters.housing_fund.adapter import NAMESPACE, OPERATIONS, WSDL
-from adapters.testing.simulator import DepartmentState
-from adapters.testing.soap import FilingService, filing_app
+from adapters.simulators.base import DepartmentState
+from adapters.simulators.soap import FilingService, filing_app
 
 LOAN_APPROVAL = "住房公积金个人住房贷款审批通知书"
 WITHDRAWAL_VOUCHER = "住房公积金提取凭证"

@@ -3,7 +3,7 @@ FastAPI (so it describes itself at `/openapi.json`) over a `DepartmentState`.
 
 It files once per `Idempotency-Key`, decides by the state's verdict for the body's
 `catalog_service` (the Lianban catalog code the adapter sends beside the hrss business
-code), and misbehaves as the state's fault mode says (`adapters.testing.rest`).
+code), and misbehaves as the state's fault mode says (`adapters.simulators.rest`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from adapters.hrss.adapter import (
     Status,
     SupplementRequest,
 )
-from adapters.testing.rest import (
+from adapters.simulators.base import CORRECTION_MATERIALS, DepartmentState, Filing
+from adapters.simulators.rest import (
     IdempotencyKeyHeader,
     filing_status,
     install_faults,
@@ -31,7 +32,6 @@ from adapters.testing.rest import (
     supplement,
     withdraw,
 )
-from adapters.testing.simulator import CORRECTION_MATERIALS, DepartmentState, Filing
 
 CERTIFICATE_NAME = "人力资源社会保障业务办结通知书"
 

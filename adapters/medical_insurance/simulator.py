@@ -10,7 +10,7 @@ one; `CANCEL_INFNO` withdraws one. Materials inline in a filing or supplement mu
 their SHA-256. An approval offers its certificate as a small PDF (`certificate_pdf`),
 handed out by `FILE_DOWNLOAD_INFNO`. Business errors answer `infcode` -1 with
 `err_msg`, as the platform does; the state's fault mode applies first
-(`adapters.testing.rest`).
+(`adapters.simulators.rest`).
 """
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ from adapters.medical_insurance.adapter import (
     Reply,
     SupplementInput,
 )
-from adapters.testing.rest import (
+from adapters.simulators.base import CORRECTION_MATERIALS, DepartmentState, Filing, Verdict
+from adapters.simulators.rest import (
     FilingStatus,
     IdempotencyKeyHeader,
     filing_status,
     install_faults,
     require_idempotency_key,
 )
-from adapters.testing.simulator import CORRECTION_MATERIALS, DepartmentState, Filing, Verdict
 
 FILING_INFNOS = frozenset(OPERATIONS.values())
 CERTIFICATE_NAME = "医疗保障业务办结凭证"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from adapters.police.adapter import NAMESPACE, OPERATIONS, WSDL
-from adapters.testing.simulator import DepartmentState
-from adapters.testing.soap import FilingService, filing_app
+from adapters.simulators.base import DepartmentState
+from adapters.simulators.soap import FilingService, filing_app
 
 SERVICE = FilingService(
     wsdl=WSDL,

@@ -1,6 +1,6 @@
 """Tools for adapter authors: department simulators and the conformance suite."""
 
-from adapters.testing.simulator import (
+from adapters.simulators.base import (
     BILLION_LAUGHS,
     EXTERNAL_ENTITY,
     DepartmentState,

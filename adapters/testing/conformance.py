@@ -33,9 +33,7 @@ import pytest
 from adapters.base import Adapter
 from adapters.resilience import RetryPolicy
 from adapters.runner import AdapterRunner, RetryLater
-from adapters.storage import LocalMaterialStore, MaterialStore
-from adapters.testing.dispatches import dispatch_for
-from adapters.testing.simulator import (
+from adapters.simulators.base import (
     CORRECTION_MATERIALS,
     DepartmentState,
     FaultMode,
@@ -43,6 +41,7 @@ from adapters.testing.simulator import (
     Stage,
     Verdict,
 )
+from adapters.testing.dispatches import dispatch_for
 from contracts.catalog import default_catalog
 from contracts.messages import (
     Accepted,
@@ -58,6 +57,7 @@ from contracts.messages import (
     SupplementPurpose,
 )
 from contracts.samples import SAMPLE_PDF
+from runtime.storage import LocalMaterialStore, MaterialStore
 
 # Enough attempts to outlast a half-second outage (backoffs 0.05, 0.1, 0.2, 0.2, 0.2 s).
 FAST_RETRY = RetryPolicy(

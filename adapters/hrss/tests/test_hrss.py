@@ -9,10 +9,10 @@ import httpx
 
 from adapters.hrss import HrssAdapter
 from adapters.hrss.simulator import create_app
+from adapters.simulators.base import DepartmentState, SimulatorServer
+from adapters.simulators.rest import FILING_KEY, RestSimulatorChecks
 from adapters.testing.conformance import AdapterConformance
 from adapters.testing.dispatches import dispatch_for
-from adapters.testing.rest import FILING_KEY, RestSimulatorChecks
-from adapters.testing.simulator import DepartmentState, SimulatorServer
 from contracts.messages import Decided, ItemDispatch
 
 

@@ -14,10 +14,10 @@ import httpx
 from adapters.medical_insurance import OPERATIONS, MedicalInsuranceAdapter
 from adapters.medical_insurance.adapter import QUERY_INFNO, FilingMaterial, QueryInput
 from adapters.medical_insurance.simulator import certificate_pdf, create_app
+from adapters.simulators.base import DepartmentState, SimulatorServer, Verdict
+from adapters.simulators.rest import FILING_KEY, RestSimulatorChecks
 from adapters.testing.conformance import AdapterConformance
 from adapters.testing.dispatches import dispatch_for
-from adapters.testing.rest import FILING_KEY, RestSimulatorChecks
-from adapters.testing.simulator import DepartmentState, SimulatorServer, Verdict
 from contracts.application import MaterialRef
 from contracts.messages import Decided, Failed, ItemDispatch, Rejected
 from contracts.samples import SAMPLE_PDF

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from adapters.police import OPERATIONS, PoliceAdapter
 from adapters.police.simulator import SERVICE, create_app
+from adapters.simulators.soap import SoapSimulatorChecks
 from adapters.testing.conformance import AdapterConformance
-from adapters.testing.soap import SoapSimulatorChecks
 from contracts.catalog import default_catalog
 
 

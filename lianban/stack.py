@@ -1,0 +1,220 @@
+"""Wires the roles together: intake API, relay, correlator and department adapters.
+
+Each role runs on threads of its own, so one process can run any subset: a single role
+(`lianban relay`), everything (`lianban run-all`), or the embedded demo.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from enum import StrEnum
+from http.server import ThreadingHTTPServer
+from wsgiref.simple_server import WSGIServer
+
+import structlog
+
+from adapters.base import Adapter
+from adapters.worker import AdapterWorker
+from contracts.catalog import Catalog
+from lianban.settings import Settings
+from router.channels.callbacks import CallbackSender
+from router.channels.filedrop import Layout, PackageWatcher
+from router.channels.filedrop_export import ReplyExporter
+from router.domain.correlator import Correlator
+from router.domain.deadlines import DeadlineWatcher
+from router.domain.intake import Intake
+from router.http.app import Services, create_app
+from router.http.ops import OpsServices
+from router.operations.dlq import DeadLetterQueues
+from router.operations.queues import count_source
+from router.store import Database
+from router.store.audit_chain import AuditSealer, retention_from_days
+from router.store.materials import material_store
+from router.store.outbox import Relay
+from router.store.outbox_wakeup import OutboxListener
+from runtime.breakers import serve_process_metrics
+from runtime.health import Health, serve_health
+from runtime.messaging import Broker, ConsumerLoop, Publisher, declare_topology
+from runtime.messaging.declaration import outcomes_queue
+from runtime.messaging.signing import ROUTER, Keyring
+from runtime.serving import ThreadedServer
+
+log = structlog.get_logger(__name__)
+
+
+class Role(StrEnum):
+    SERVE = "serve"
+    RELAY = "relay"
+    CORRELATE = "correlate"
+
+
+class Stack:
+    """Starts the chosen roles on threads and stops them together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        roles: Iterable[Role],
+        adapters: Iterable[Adapter] = (),
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.roles = frozenset(roles)
+        self.adapters = list(adapters)
+        self.database = Database(settings.database_url)
+        self.broker = Broker(settings.broker_url)
+        self.materials = material_store(settings)
+        self.keyring = message_keyring(settings, catalog.departments)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._ready: list[threading.Event] = []
+        self._server: ThreadedServer | None = None
+        self._metrics_server: WSGIServer | None = None
+        self._health_server: ThreadingHTTPServer | None = None
+        self.relay_wake = threading.Event()
+        self.intake = Intake(self.database, catalog, self.materials, on_commit=self.relay_wake.set)
+
+    def start(self) -> None:
+        if self.roles:  # an adapter-only process never touches the database
+            self.database.migrate()
+        if self.roles:
+            # The router owns the topology. An adapter-only process declares nothing: its
+            # broker user may only read its own queue (deploy/rabbitmq/definitions.json).
+            with self.broker.connect() as connection:
+                declare_topology(connection, self.catalog.departments)
+        if Role.RELAY in self.roles:
+            relay = Relay(
+                self.database, Publisher(self.broker), wake=self.relay_wake, keyring=self.keyring
+            )
+            self._spawn("relay", relay.run)
+            if self.database.is_postgresql:
+                listener = OutboxListener(self.settings.database_url, self.relay_wake)
+                self._spawn("outbox-listener", listener.run)
+            sender = CallbackSender(
+                self.database, backoff_seconds=self.settings.callback_backoff_seconds
+            )
+            self._spawn("callbacks", sender.run)
+            self._spawn("deadlines", DeadlineWatcher(self.database).run)
+            retention = retention_from_days(self.settings.audit_retention_days)
+            self._spawn("audit-sealer", AuditSealer(self.database, retention).run)
+            if self.settings.filedrop_dir is not None:
+                layout = Layout(self.settings.filedrop_dir)
+                exporter = ReplyExporter(layout, self.database, self.materials)
+                self._spawn("filedrop-export", exporter.run)
+        if Role.CORRELATE in self.roles:
+            correlator = Correlator(
+                self.database, self.catalog, on_commit=self.relay_wake.set, keyring=self.keyring
+            )
+            consumer = ConsumerLoop(
+                self.broker,
+                outcomes_queue(),
+                correlator.handle_message,
+                batch_handler=correlator.handle_batch,
+            )
+            self._ready.append(consumer.ready)
+            self._spawn("correlator", consumer.run)
+        for adapter in self.adapters:
+            worker = AdapterWorker(
+                adapter,
+                self.broker,
+                materials=self.materials,
+                keyring=self.keyring,
+                declare_queue=bool(self.roles),
+            )
+            self._ready.append(worker.ready)
+            self._spawn(f"adapter-{adapter.department}", worker.run)
+        if Role.SERVE in self.roles:
+            self._start_server()
+            if self.settings.filedrop_dir is not None:
+                layout = Layout(self.settings.filedrop_dir)
+                watcher = PackageWatcher(layout, self.intake, self.materials, self.catalog)
+                self._spawn("filedrop-inbox", watcher.run)
+        if self.settings.metrics_port is not None:
+            self._metrics_server = serve_process_metrics(
+                self.settings.metrics_host, self.settings.metrics_port
+            )
+        if self.settings.health_port is not None:
+            health = Health(self._threads, self._ready)
+            self._health_server = serve_health(
+                health, self.settings.health_host, self.settings.health_port
+            )
+        for ready in self._ready:
+            if not ready.wait(timeout=30):
+                raise TimeoutError("a consumer did not connect within 30 s")
+        log.info("stack.started", roles=sorted(self.roles), adapters=len(self.adapters))
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the intake API is not running in this process")
+        return self._server.url
+
+    def wait(self) -> None:
+        """Block until stopped (by `stop` or Ctrl-C)."""
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.stop()
+        for server in (self._metrics_server, self._health_server):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        # An adapter worker may spend its grace period finishing department calls in
+        # flight, then closing its clients: wait longer than that.
+        deadline = time.monotonic() + 30
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("stack.thread_did_not_stop", thread=thread.name)
+        self.database.dispose()
+
+    def _start_server(self) -> None:
+        services = Services(
+            self.database,
+            self.intake,
+            self.materials,
+            api_tokens=self.settings.api_tokens,
+            on_commit=self.relay_wake.set,
+            ops=OpsServices(
+                self.database,
+                self.catalog,
+                count_source(self.broker, self.settings.rabbitmq_management_url),
+                DeadLetterQueues(self.broker, self.catalog.departments),
+                adapter_metrics_urls=self.settings.adapter_metrics_urls,
+            ),
+        )
+        app = create_app(self.catalog, services)
+        tls = self.settings.tls.uvicorn_options() if self.settings.tls else {}
+        self._server = ThreadedServer(app, self.settings.host, self.settings.port, ssl=tls)
+        self._server.start()
+
+    def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+
+def message_keyring(settings: Settings, departments: Iterable[str]) -> Keyring:
+    """The configured signing and trusted keys; without any, fresh keys for the router
+    and every department, which only this process knows — enough when every role runs
+    here (the demo, `run-all`, tests), never across processes."""
+    if settings.signing_keys_dir or settings.trusted_keys_file:
+        return Keyring.load(settings.signing_keys_dir, settings.trusted_keys_file)
+    if not Broker(settings.broker_url).is_memory:
+        log.warning(
+            "signing.ephemeral_keys",
+            hint="set LIANBAN_SIGNING_KEYS_DIR and LIANBAN_TRUSTED_KEYS, or other processes "
+            "will refuse this one's messages",
+        )
+    return Keyring.ephemeral([ROUTER, *departments])

@@ -1,0 +1,98 @@
+"""Pushes replies and per-item notices to the platform's callback URL.
+
+Each push is a row written with the reply or notice it carries (so it exists exactly
+when they do). The sender POSTs due rows and marks them delivered on a 2xx; any other
+answer or a network error is recorded and retried with exponential backoff, for as
+long as it takes: a callback that keeps failing stays visible in the bundle's status,
+never dropped. Rows are claimed with SKIP LOCKED, so several senders may run.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import structlog
+from sqlalchemy import select
+
+from router.store import CallbackRow, Database
+from router.store.timeline import ROUTER, record_event
+
+log = structlog.get_logger(__name__)
+
+
+class CallbackSender:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        backoff_seconds: float = 1.0,
+        max_backoff_seconds: float = 600.0,
+        idle_seconds: float = 0.2,
+        batch_size: int = 50,
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        self._database = database
+        self._backoff = backoff_seconds
+        self._max_backoff = max_backoff_seconds
+        self._idle = idle_seconds
+        self._batch_size = batch_size
+        self._client = httpx.Client(timeout=timeout_seconds)
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    sent = self.send_due()
+                except Exception as error:  # the database is away: try again shortly
+                    log.warning("callbacks.failed", error=repr(error))
+                    sent = 0
+                if sent < self._batch_size:
+                    stop.wait(self._idle)
+        finally:
+            self._client.close()
+
+    def send_due(self) -> int:
+        """Attempt every due callback once; returns how many were attempted."""
+        now = datetime.now(UTC)
+        with self._database.transaction() as session:
+            rows = session.scalars(
+                select(CallbackRow)
+                .where(CallbackRow.delivered_at.is_(None), CallbackRow.next_attempt_at <= now)
+                .order_by(CallbackRow.id)
+                .limit(self._batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                error = self._post(row)
+                row.attempts += 1
+                if error is None:
+                    row.delivered_at = datetime.now(UTC)
+                    row.last_error = None
+                    record_event(
+                        session, row.bundle_id, None, "callback_delivered", row.kind, actor=ROUTER
+                    )
+                else:
+                    delay = min(self._backoff * 2 ** (row.attempts - 1), self._max_backoff)
+                    row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+                    row.last_error = error
+                    log.warning(
+                        "callback.failed",
+                        bundle_id=str(row.bundle_id),
+                        attempts=row.attempts,
+                        error=error,
+                    )
+            return len(rows)
+
+    def _post(self, row: CallbackRow) -> str | None:
+        """None when the platform took it, else why not."""
+        try:
+            response = self._client.post(
+                row.url, content=row.body, headers={"Content-Type": "application/json"}
+            )
+        except httpx.HTTPError as error:
+            return f"{type(error).__name__}: {error}"[:500]
+        if response.is_success:
+            return None
+        return f"HTTP {response.status_code}"

@@ -1,0 +1,266 @@
+"""The correlator: applies department outcomes to bundle state, exactly once each.
+
+Each outcome's message id is recorded (inbox) in the same transaction as the change it
+causes, and the bundle row is locked for that transaction, so redeliveries and
+competing correlator replicas change nothing twice. Outcomes that wait together are
+applied together: one transaction, one commit, per batch.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from kombu import Message
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+from contracts.catalog import Catalog
+from contracts.errors import TransientError
+from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
+from router.domain import states
+from router.domain.progress import advance, set_item_state
+from router.store import BundleRow, Database, InboxRow, audit
+from router.store.timeline import department, record_event
+from runtime.failpoints import failpoint
+from runtime.messaging import Refused
+from runtime.messaging.consumer import raw_body
+from runtime.messaging.signing import ROUTER, Keyring
+from runtime.tracing import handling
+
+log = structlog.get_logger(__name__)
+
+
+class Applied(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    STALE = "stale"  # answers a superseded dispatch, or would move the state backwards
+    UNKNOWN_BUNDLE = "unknown_bundle"
+
+
+class Correlator:
+    def __init__(
+        self,
+        database: Database,
+        catalog: Catalog,
+        on_commit: Callable[[], None] = lambda: None,
+        *,
+        keyring: Keyring,
+    ) -> None:
+        self._database = database
+        self._catalog = catalog
+        self._on_commit = on_commit
+        self._keyring = keyring
+
+    def handle_message(self, body: bytes, message: Message) -> None:
+        """Consumer callback for one message: validate, apply, then acknowledge.
+
+        The consumer loop parks what is refused (recorded in the audit log first) and
+        holds the message (no requeue, no delivery count spent) while the database is
+        unreachable.
+        """
+        try:
+            refused = self.handle_batch([message])
+        except DBAPIError as error:
+            # Data the database refuses (too long, invalid) would fail every time.
+            refusal = Refused(f"the database refuses this outcome: {error.orig!r}"[:500])
+            self._record_refusal(message, refusal)
+            raise refusal from error
+        for _, refusal in refused:
+            raise refusal
+
+    def handle_batch(self, messages: Sequence[Message]) -> list[tuple[Message, Refused]]:
+        """Consumer callback for the deliveries waiting together: apply them in order in
+        one transaction (one commit and one lock per bundle for all), acknowledge them
+        after the commit, and return the ones refused, recorded in the audit log.
+
+        A database error other than a lost connection propagates: the consumer loop then
+        hands the same messages to `handle_message` one at a time, which refuses the one
+        at fault.
+        """
+        valid: list[tuple[Message, ItemOutcome]] = []
+        refused: list[tuple[Message, Refused]] = []
+        for message in messages:
+            try:
+                valid.append((message, self._outcome_of(raw_body(message), message)))
+            except Refused as refusal:
+                refused.append((message, refusal))
+        try:
+            with self._database.transaction() as session:
+                results = self._apply_all(
+                    session, [outcome for _, outcome in valid], [m.headers for m, _ in valid]
+                )
+                for (message, outcome), result in zip(valid, results, strict=True):
+                    if result is Applied.UNKNOWN_BUNDLE:
+                        refused.append((message, Refused(f"no bundle {outcome.bundle_id}")))
+                for refused_message, reason in refused:
+                    _audit_refusal(session, refused_message, reason)
+                session.flush()
+                failpoint("correlator.before_commit")
+        except (OperationalError, InterfaceError) as error:
+            # Connection-level trouble: nothing was committed; try the same messages again.
+            raise TransientError(f"database unavailable: {error.orig!r}") from error
+        failpoint("correlator.after_commit")
+        for (settled, _), result in zip(valid, results, strict=True):
+            if result is not Applied.UNKNOWN_BUNDLE:
+                settled.ack()
+        if Applied.APPLIED in results:
+            self._on_commit()
+        return refused
+
+    def _record_refusal(self, message: Message, refusal: Refused) -> None:
+        try:
+            with self._database.transaction() as session:
+                _audit_refusal(session, message, refusal)
+        except (OperationalError, InterfaceError) as error:
+            # Not parked before it is recorded: held until the database is back.
+            raise TransientError(f"database unavailable: {error.orig!r}") from error
+
+    def _outcome_of(self, body: bytes, message: Message) -> ItemOutcome:
+        signer = self._keyring.verify_delivery(body, message)
+        try:
+            outcome = ItemOutcome.model_validate_json(body)
+        except ValidationError as error:
+            raise Refused(f"breaks the outcome contract: {error}"[:500]) from error
+        # A department answers for itself only; the router signs what its manual work
+        # queue decided on a department's behalf.
+        if signer not in (outcome.department, ROUTER):
+            raise Refused(f"an outcome of {outcome.department} signed by {signer}")
+        return outcome
+
+    def apply(self, outcome: ItemOutcome) -> Applied:
+        """Apply one outcome in a transaction of its own."""
+        [result] = self.apply_all([outcome])
+        return result
+
+    def apply_all(self, outcomes: Sequence[ItemOutcome]) -> list[Applied]:
+        """Apply outcomes in order, in one transaction."""
+        with self._database.transaction() as session:
+            results = self._apply_all(session, outcomes, [None] * len(outcomes))
+            session.flush()
+            failpoint("correlator.before_commit")
+        return results
+
+    def _apply_all(
+        self,
+        session: Session,
+        outcomes: Sequence[ItemOutcome],
+        headers: Sequence[Mapping[str, Any] | None],
+    ) -> list[Applied]:
+        # Lock every bundle concerned up front, in one order: competing correlators
+        # applying overlapping batches wait for each other instead of deadlocking.
+        bundle_ids = sorted({outcome.bundle_id for outcome in outcomes})
+        bundles = {
+            bundle.id: bundle
+            for bundle in session.scalars(
+                select(BundleRow)
+                .where(BundleRow.id.in_(bundle_ids))
+                .order_by(BundleRow.id)
+                .with_for_update()
+            )
+        }
+        first_deliveries = _record_in_inbox(
+            session, [outcome for outcome in outcomes if outcome.bundle_id in bundles]
+        )
+        results = []
+        for outcome, outcome_headers in zip(outcomes, headers, strict=True):
+            with handling("correlator.apply", outcome, outcome_headers):
+                bundle = bundles.get(outcome.bundle_id)
+                message_id = str(outcome.message_id)
+                if bundle is None:
+                    log.error("outcome.unknown_bundle")
+                    results.append(Applied.UNKNOWN_BUNDLE)
+                elif message_id not in first_deliveries:
+                    log.info("outcome.duplicate")
+                    results.append(Applied.DUPLICATE)
+                else:
+                    first_deliveries.remove(message_id)  # the same message twice in one batch
+                    results.append(self._apply_to(session, bundle, outcome))
+        return results
+
+    def _apply_to(self, session: Session, bundle: BundleRow, outcome: ItemOutcome) -> Applied:
+        item = next((row for row in bundle.items if row.code == outcome.item), None)
+        awaiting = item is not None and item.awaiting_prerequisites
+        target = states.target_state(outcome.result, awaiting_prerequisites=awaiting)
+        if (
+            item is None
+            or item.dispatch_id != outcome.dispatch_id
+            or not states.allowed(ItemState(item.state), target, awaiting_prerequisites=awaiting)
+        ):
+            record_event(
+                session,
+                bundle.id,
+                outcome.item,
+                "ignored",
+                f"stale outcome {target.value} (item is {item.state if item else 'unknown'})",
+                actor=department(outcome.department),
+            )
+            log.warning("outcome.stale", target=target.value)
+            return Applied.STALE
+        result = outcome.result
+        if isinstance(result, Decided):
+            item.result = result.model_dump(mode="json")
+        if isinstance(result, Accepted):
+            item.receipt_no = result.receipt_no or item.receipt_no
+            if result.tolerated_gaps:
+                item.tolerated_gaps = [gap.model_dump(mode="json") for gap in result.tolerated_gaps]
+        set_item_state(
+            session,
+            item,
+            target,
+            actor=department(outcome.department),
+            reason=states.reason_of(result),
+        )
+        advance(session, bundle, self._catalog.bundle_types[bundle.bundle_type])
+        audit.record_decided(session, outcome, target)
+        log.info("outcome.applied", state=target.value)
+        return Applied.APPLIED
+
+
+def _record_in_inbox(session: Session, outcomes: Sequence[ItemOutcome]) -> set[str]:
+    """Record the outcomes' message ids; return those seen for the first time.
+
+    One `INSERT … ON CONFLICT DO NOTHING RETURNING` for the whole batch: the ids it
+    returns are new, the others were applied before (a redelivery)."""
+    if not outcomes:
+        return set()
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    now = datetime.now(UTC)
+    statement = (
+        insert(InboxRow)
+        .values(
+            [
+                {"message_id": str(o.message_id), "bundle_id": o.bundle_id, "processed_at": now}
+                for o in outcomes
+            ]
+        )
+        .on_conflict_do_nothing()
+        .returning(InboxRow.message_id)
+    )
+    return set(session.scalars(statement))
+
+
+def _audit_refusal(session: Session, message: Message, refusal: Refused) -> None:
+    audit.record(
+        session,
+        actor=ROUTER,
+        event=audit.AuditEvent.REFUSED,
+        outcome="parked",
+        bundle_id=_uuid_or_none(message.properties.get("correlation_id")),
+        message_id=message.properties.get("message_id"),
+        detail=refusal.reason,
+    )
+
+
+def _uuid_or_none(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

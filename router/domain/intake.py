@@ -1,0 +1,205 @@
+"""Intake (收件): validate an application, store the bundle and dispatch its first items.
+
+The case number (办件编号) is the idempotency key: posting the same application again
+returns the first receipt; posting a different one under the same number is a conflict.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from contracts.api import IntakeReceipt, OneTimeNotice, Problem
+from contracts.application import Application
+from contracts.catalog import Catalog, dependency_order
+from contracts.messages import ItemState
+from router.domain.progress import IN_PROGRESS, advance
+from router.domain.validation import find_problems
+from router.store import BundleRow, Database, ItemRow, audit
+from router.store.audit import AuditEvent
+from router.store.timeline import PLATFORM, ROUTER, record_event
+from runtime.failpoints import failpoint
+from runtime.storage import MaterialStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    receipt: IntakeReceipt
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Refused:
+    notice: OneTimeNotice
+
+
+@dataclass(frozen=True)
+class Conflict:
+    message: str
+
+
+IntakeResult = Accepted | Refused | Conflict
+
+
+class Intake:
+    def __init__(
+        self,
+        database: Database,
+        catalog: Catalog,
+        materials: MaterialStore,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._database = database
+        self._catalog = catalog
+        self._materials = materials
+        self._on_commit = on_commit
+
+    def submit(self, raw: Any, idempotency_key: str | None) -> IntakeResult:
+        application, problems = find_problems(raw, self._catalog, self._materials.exists)
+        key_problem = _idempotency_problem(raw, idempotency_key)
+        if key_problem is not None:
+            problems.append(key_problem)
+        if application is None or problems:
+            codes = ", ".join(sorted({problem.code for problem in problems}))
+            self._audit_received(raw, "refused", codes)
+            return Refused(OneTimeNotice(problems=tuple(problems)))
+        try:
+            result = self._store(application)
+        except IntegrityError:
+            # Another request with the same case number committed first.
+            result = self._replay(application)
+        if isinstance(result, Conflict) or (isinstance(result, Accepted) and result.replayed):
+            self._audit_received(raw, "conflict" if isinstance(result, Conflict) else "duplicate")
+        failpoint("intake.after_commit")
+        self._on_commit()
+        return result
+
+    def _store(self, application: Application) -> IntakeResult:
+        with self._database.transaction() as session:
+            existing = session.scalar(
+                select(BundleRow).where(BundleRow.project_no == application.project_no)
+            )
+            if existing is not None:
+                return _replay_of(existing, application)
+            bundle_type = self._catalog.bundle_types[application.bundle_type]
+            now = datetime.now(UTC)
+            bundle = BundleRow(
+                id=uuid.uuid4(),
+                project_no=application.project_no,
+                bundle_type=application.bundle_type,
+                state=IN_PROGRESS,
+                application=application.model_dump(mode="json"),
+                received_at=now,
+                replied_at=None,
+            )
+            session.add(bundle)
+            record_event(
+                session, bundle.id, None, "received", bundle_type.name_zh, actor=PLATFORM, at=now
+            )
+            audit.record(
+                session,
+                actor=PLATFORM,
+                event=AuditEvent.RECEIVED,
+                outcome="accepted",
+                bundle_id=bundle.id,
+                message_id=application.project_no,
+                detail=application.bundle_type,
+            )
+            record_event(
+                session,
+                bundle.id,
+                None,
+                "validated",
+                f"{len(application.items)} 个事项，{len(application.materials)} 份材料核验通过",
+                actor=ROUTER,
+                at=now,
+            )
+            for position, code in enumerate(dependency_order(bundle_type, application.items)):
+                item = bundle_type.item(code)
+                bundle.items.append(
+                    ItemRow(
+                        code=code,
+                        position=position,
+                        service=item.service,
+                        department=item.department,
+                        name_zh=item.name_zh,
+                        state=ItemState.WAITING.value,
+                        updated_at=now,
+                    )
+                )
+            session.flush()
+            advance(session, bundle, bundle_type)
+            log.info(
+                "intake.accepted",
+                bundle_id=str(bundle.id),
+                bundle_type=bundle.bundle_type,
+                items=len(bundle.items),
+            )
+            return Accepted(receipt_for(bundle), replayed=False)
+
+    def _audit_received(self, raw: Any, outcome: str, detail: str | None = None) -> None:
+        """An application that stored nothing (refused, repeated, conflicting) is audited too."""
+        project_no = raw.get("project_no") if isinstance(raw, dict) else None
+        with self._database.transaction() as session:
+            audit.record(
+                session,
+                actor=PLATFORM,
+                event=AuditEvent.RECEIVED,
+                outcome=outcome,
+                message_id=str(project_no)[:64] if project_no is not None else None,
+                detail=detail,
+            )
+
+    def _replay(self, application: Application) -> IntakeResult:
+        with self._database.transaction() as session:
+            existing = session.scalars(
+                select(BundleRow).where(BundleRow.project_no == application.project_no)
+            ).one()
+            return _replay_of(existing, application)
+
+
+def receipt_for(bundle: BundleRow) -> IntakeReceipt:
+    return IntakeReceipt(
+        bundle_id=bundle.id,
+        project_no=bundle.project_no,
+        bundle_type=bundle.bundle_type,
+        received_at=bundle.received_at,
+        status_url=f"/v1/bundles/{bundle.id}",
+        reply_url=f"/v1/bundles/{bundle.id}/reply",
+    )
+
+
+def _replay_of(existing: BundleRow, application: Application) -> IntakeResult:
+    if existing.application != application.model_dump(mode="json"):
+        return Conflict(
+            f"case number {application.project_no} was already used for a different application"
+        )
+    return Accepted(receipt_for(existing), replayed=True)
+
+
+def _idempotency_problem(raw: Any, key: str | None) -> Problem | None:
+    project_no = raw.get("project_no") if isinstance(raw, dict) else None
+    if not key:
+        return Problem(
+            pointer="/project_no",
+            code="idempotency_key_missing",
+            message_zh="请求头缺少Idempotency-Key（应为办件编号）",
+            message_en="the Idempotency-Key header (the case number) is missing",
+        )
+    if key != project_no:
+        return Problem(
+            pointer="/project_no",
+            code="idempotency_key_mismatch",
+            message_zh="Idempotency-Key应与办件编号一致",
+            message_en="the Idempotency-Key header must equal project_no",
+        )
+    return None

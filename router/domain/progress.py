@@ -1,0 +1,329 @@
+"""Moves a bundle forward after any change: cancel what is blocked, dispatch what is
+free, file for pre-review what may be pre-reviewed (容缺预审), forward prerequisites'
+results to pre-reviewed items, and assemble the one reply once every item is final.
+
+Called inside the transaction that made the change, so the new states, their timeline
+events and the messages they cause commit together (or not at all).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from contracts import topology
+from contracts.application import Application, Delivery, MaterialRef
+from contracts.catalog import BundleType, Item
+from contracts.messages import (
+    BundleOutcome,
+    BundleReply,
+    Certificate,
+    Decided,
+    ItemCancel,
+    ItemDispatch,
+    ItemNotice,
+    ItemResult,
+    ItemState,
+    ItemSupplement,
+    PrerequisiteResult,
+    SupplementPurpose,
+    ToleratedGap,
+)
+from router.domain import planner
+from router.domain.deadlines import deadlines_for
+from router.domain.workdays import UnknownYearError, working_calendar
+from router.store import BundleRow, CallbackRow, ItemRow, ReplyRow
+from router.store.outbox import enqueue
+from router.store.timeline import ROUTER, record_event
+
+REPLIED = "replied"
+IN_PROGRESS = "in_progress"
+
+
+def filing_key(bundle_id: uuid.UUID, item: str) -> str:
+    """The idempotency key an item is filed under at its department, stable forever."""
+    return f"{bundle_id}:{item}"
+
+
+def set_item_state(
+    session: Session,
+    item: ItemRow,
+    state: ItemState,
+    *,
+    actor: str,
+    reason: str | None = None,
+    event: str | None = None,
+) -> None:
+    """Move the item and record the step (as `event` when the state alone does not say
+    what happened, e.g. "corrected")."""
+    now = datetime.now(UTC)
+    item.state = state.value
+    item.reason = reason
+    item.updated_at = now
+    record_event(
+        session, item.bundle_id, item.code, event or state.value, reason, actor=actor, at=now
+    )
+    bundle = item.bundle
+    if state.is_final and bundle.application.get("delivery") == Delivery.PER_ITEM:
+        _notify(session, bundle, item)
+
+
+def _notify(session: Session, bundle: BundleRow, item: ItemRow) -> None:
+    """分别领取: tell the platform this item is final, before the bundle's reply."""
+    notice = ItemNotice(
+        bundle_id=bundle.id,
+        project_no=bundle.project_no,
+        bundle_type=bundle.bundle_type,
+        result=_item_result(item),
+    )
+    enqueue(
+        session,
+        exchange=topology.REPLIES_EXCHANGE,
+        routing_key=topology.notice_routing_key(bundle.bundle_type),
+        message=notice,
+    )
+    _push_to_callback(session, bundle, notice)
+
+
+def _push_to_callback(
+    session: Session, bundle: BundleRow, message: ItemNotice | BundleReply
+) -> None:
+    url = bundle.application.get("callback_url")
+    if url:
+        now = datetime.now(UTC)
+        session.add(
+            CallbackRow(
+                bundle_id=bundle.id,
+                url=url,
+                kind=message.kind,
+                body=message.model_dump_json().encode(),
+                attempts=0,
+                next_attempt_at=now,
+                delivered_at=None,
+                last_error=None,
+                created_at=now,
+            )
+        )
+
+
+def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> None:
+    items = {item.code: item for item in bundle.items}
+    states = {code: ItemState(item.state) for code, item in items.items()}
+    awaiting = {code for code, item in items.items() if item.awaiting_prerequisites}
+    for code, lost_prerequisite in planner.blocked(bundle_type, states, awaiting).items():
+        lost = items[lost_prerequisite]
+        reason = f"前置事项“{lost.name_zh}”未获办理（{lost.reason or lost.state}），本事项不再办理"
+        if states[code] is not ItemState.WAITING:
+            cancel_at_department(session, bundle, items[code], reason)
+        set_item_state(session, items[code], ItemState.CANCELLED, actor=ROUTER, reason=reason)
+        states[code] = ItemState.CANCELLED
+    for code in planner.releasable(bundle_type, states):
+        _dispatch(session, bundle, bundle_type, items[code], items, pre_review=False)
+        states[code] = ItemState.DISPATCHED
+    for code in planner.pre_reviewable(bundle_type, states):
+        _dispatch(session, bundle, bundle_type, items[code], items, pre_review=True)
+        states[code] = ItemState.DISPATCHED
+    for code in planner.forwardable(bundle_type, states, awaiting):
+        _forward_prerequisites(session, bundle, bundle_type, items[code], items)
+        states[code] = ItemState.ACCEPTED
+    if bundle.state != REPLIED and all(state.is_final for state in states.values()):
+        assemble_reply(session, bundle)
+
+
+def _dispatch(
+    session: Session,
+    bundle: BundleRow,
+    bundle_type: BundleType,
+    item: ItemRow,
+    items: dict[str, ItemRow],
+    *,
+    pre_review: bool,
+) -> None:
+    application = Application.model_validate(bundle.application)
+    catalog_item = bundle_type.item(item.code)
+    message = ItemDispatch(
+        bundle_id=bundle.id,
+        project_no=bundle.project_no,
+        bundle_type=bundle.bundle_type,
+        item=item.code,
+        item_name_zh=item.name_zh,
+        service=item.service,
+        department=item.department,
+        idempotency_key=filing_key(bundle.id, item.code),
+        area_code=application.area_code,
+        applicant=application.applicant,
+        form=application.form,
+        materials=tuple(application.materials),
+        prerequisite_results=() if pre_review else _prerequisite_results(catalog_item, items),
+        pre_review=pre_review,
+    )
+    item.dispatch_id = message.message_id
+    item.awaiting_prerequisites = pre_review
+    set_item_state(
+        session,
+        item,
+        ItemState.DISPATCHED,
+        actor=ROUTER,
+        reason="容缺预审：先行受理、预审，前置事项办结后再审批" if pre_review else None,
+    )
+    try:
+        due = deadlines_for(working_calendar(), item.updated_at, catalog_item.promise_days)
+    except UnknownYearError as error:
+        # Never a guessed deadline: the operator sees why there is none and adds the year.
+        record_event(
+            session, bundle.id, item.code, "deadline_unknown", str(error)[:1000], actor=ROUTER
+        )
+    else:
+        item.accept_due_at, item.decide_due_at = due.accept_due_at, due.decide_due_at
+    _send_to_department(session, item, message)
+
+
+def _forward_prerequisites(
+    session: Session,
+    bundle: BundleRow,
+    bundle_type: BundleType,
+    item: ItemRow,
+    items: dict[str, ItemRow],
+) -> None:
+    """A pre-reviewed item's prerequisites are all approved: give its department their
+    results (certificates included), after which it may decide."""
+    results = _prerequisite_results(bundle_type.item(item.code), items)
+    supplement(session, bundle, item, SupplementPurpose.PREREQUISITES, prerequisite_results=results)
+    item.awaiting_prerequisites = False
+    done = "、".join(items[result.item].name_zh for result in results)
+    set_item_state(
+        session,
+        item,
+        ItemState.ACCEPTED,
+        actor=ROUTER,
+        reason=f"前置事项（{done}）已办结，结果已转递，进入审批",
+        event="prerequisites_forwarded",
+    )
+
+
+def supplement(
+    session: Session,
+    bundle: BundleRow,
+    item: ItemRow,
+    purpose: SupplementPurpose,
+    *,
+    prerequisite_results: tuple[PrerequisiteResult, ...] = (),
+    materials: tuple[MaterialRef, ...] = (),
+) -> None:
+    """Add to the item's filing at its department (never a second filing)."""
+    message = ItemSupplement(
+        **_filing_of(bundle, item),
+        item_name_zh=item.name_zh,
+        purpose=purpose,
+        prerequisite_results=prerequisite_results,
+        materials=materials,
+    )
+    _send_to_department(session, item, message)
+
+
+def cancel_at_department(session: Session, bundle: BundleRow, item: ItemRow, reason: str) -> None:
+    """Ask the item's department to withdraw its filing (撤回), sent when this commits."""
+    if item.dispatch_id is not None:  # never filed: nothing to withdraw
+        _send_to_department(session, item, ItemCancel(**_filing_of(bundle, item), reason=reason))
+
+
+def _filing_of(bundle: BundleRow, item: ItemRow) -> dict[str, Any]:
+    """The fields that address a message to the item's filing at its department."""
+    if item.dispatch_id is None:
+        raise ValueError(f"item {item.code} was never dispatched")
+    return {
+        "bundle_id": bundle.id,
+        "project_no": bundle.project_no,
+        "item": item.code,
+        "service": item.service,
+        "department": item.department,
+        "dispatch_id": item.dispatch_id,
+        "idempotency_key": filing_key(bundle.id, item.code),
+        "receipt_no": item.receipt_no,
+    }
+
+
+def _send_to_department(
+    session: Session, item: ItemRow, message: ItemDispatch | ItemSupplement | ItemCancel
+) -> None:
+    # One routing key per item's department and service: dispatch, supplements and
+    # cancel share the department's queue.
+    enqueue(
+        session,
+        exchange=topology.DISPATCH_EXCHANGE,
+        routing_key=topology.dispatch_routing_key(item.department, item.service),
+        message=message,
+    )
+
+
+def _prerequisite_results(
+    catalog_item: Item, items: dict[str, ItemRow]
+) -> tuple[PrerequisiteResult, ...]:
+    return tuple(
+        PrerequisiteResult(
+            item=row.code, department=row.department, certificates=certificates_of(row)
+        )
+        for alternatives in planner.selected_prerequisites(catalog_item, items)
+        for row in (items[code] for code in alternatives)
+        if row.state == ItemState.APPROVED
+    )
+
+
+def certificates_of(item: ItemRow) -> tuple[Certificate, ...]:
+    if item.result is None or item.result.get("status") != "decided":
+        return ()
+    return Decided.model_validate(item.result).certificates
+
+
+def assemble_reply(
+    session: Session, bundle: BundleRow, outcome: BundleOutcome | None = None
+) -> None:
+    """The one reply: kept for pull, and published for AMQP consumers."""
+    now = datetime.now(UTC)
+    approved = sum(item.state == ItemState.APPROVED for item in bundle.items)
+    outcome = outcome or (
+        BundleOutcome.ALL_APPROVED
+        if approved == len(bundle.items)
+        else BundleOutcome.PARTLY_APPROVED
+        if approved
+        else BundleOutcome.NONE_APPROVED
+    )
+    reply = BundleReply(
+        bundle_id=bundle.id,
+        project_no=bundle.project_no,
+        bundle_type=bundle.bundle_type,
+        outcome=outcome,
+        items=tuple(_item_result(item) for item in bundle.items),
+        replied_at=now,
+    )
+    bundle.state = REPLIED
+    bundle.replied_at = now
+    session.add(ReplyRow(bundle_id=bundle.id, body=reply.model_dump(mode="json"), created_at=now))
+    record_event(session, bundle.id, None, REPLIED, outcome.value, actor=ROUTER, at=now)
+    enqueue(
+        session,
+        exchange=topology.REPLIES_EXCHANGE,
+        routing_key=topology.reply_routing_key(bundle.bundle_type),
+        message=reply,
+    )
+    _push_to_callback(session, bundle, reply)
+
+
+def _item_result(item: ItemRow) -> ItemResult:
+    return ItemResult(
+        item=item.code,
+        name_zh=item.name_zh,
+        department=item.department,
+        state=ItemState(item.state),
+        reason=item.reason,
+        certificates=certificates_of(item),
+        tolerated_gaps=tolerated_gaps(item),
+        finished_at=item.updated_at,
+    )
+
+
+def tolerated_gaps(item: ItemRow) -> tuple[ToleratedGap, ...]:
+    return tuple(ToleratedGap.model_validate(gap) for gap in item.tolerated_gaps or ())

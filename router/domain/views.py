@@ -1,0 +1,85 @@
+"""Read views of a bundle: its status with every item and timeline, and its reply."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.api import BundleStatus, CallbackStatus, ItemStatus, TimelineEntry
+from contracts.messages import BundleReply, ItemState
+from router.domain.progress import tolerated_gaps
+from router.store import BundleRow, CallbackRow, EventRow, ReplyRow
+
+
+def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None:
+    bundle = session.get(BundleRow, bundle_id)
+    if bundle is None:
+        return None
+    return BundleStatus(
+        bundle_id=bundle.id,
+        project_no=bundle.project_no,
+        bundle_type=bundle.bundle_type,
+        state=bundle.state,
+        received_at=bundle.received_at,
+        replied_at=bundle.replied_at,
+        items=tuple(
+            ItemStatus(
+                item=item.code,
+                name_zh=item.name_zh,
+                department=item.department,
+                state=ItemState(item.state),
+                reason=item.reason,
+                updated_at=item.updated_at,
+                accept_due_at=item.accept_due_at,
+                decide_due_at=item.decide_due_at,
+                overdue=item.overdue,
+                tolerated_gaps=tolerated_gaps(item),
+            )
+            for item in bundle.items
+        ),
+        timeline=tuple(bundle_timeline(session, bundle_id)),
+        callbacks=tuple(
+            CallbackStatus(
+                kind=row.kind,
+                url=row.url,
+                attempts=row.attempts,
+                delivered_at=row.delivered_at,
+                next_attempt_at=row.next_attempt_at,
+                last_error=row.last_error,
+            )
+            for row in session.scalars(
+                select(CallbackRow)
+                .where(CallbackRow.bundle_id == bundle_id)
+                .order_by(CallbackRow.id)
+            )
+        ),
+    )
+
+
+def bundle_timeline(session: Session, bundle_id: uuid.UUID) -> list[TimelineEntry]:
+    """Every step of the bundle (全程留痕), oldest first."""
+    events = session.scalars(
+        select(EventRow).where(EventRow.bundle_id == bundle_id).order_by(EventRow.id)
+    )
+    return [
+        TimelineEntry(
+            at=event.at, item=event.item, state=event.state, detail=event.detail, actor=event.actor
+        )
+        for event in events
+    ]
+
+
+def find_bundle(session: Session, key: str) -> uuid.UUID | None:
+    """The bundle with this id or case number (办件编号)."""
+    try:
+        bundle_id = uuid.UUID(key)
+    except ValueError:
+        return session.scalar(select(BundleRow.id).where(BundleRow.project_no == key))
+    return bundle_id if session.get(BundleRow, bundle_id) is not None else None
+
+
+def bundle_reply(session: Session, bundle_id: uuid.UUID) -> BundleReply | None:
+    row = session.get(ReplyRow, bundle_id)
+    return None if row is None else BundleReply.model_validate(row.body)

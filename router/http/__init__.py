@@ -1,0 +1,1 @@
+"""The HTTP side of the router: the intake API, the manual work queue, the ops page."""

@@ -1,0 +1,178 @@
+"""Dead letters: what rests in the parking lots, why, and sending it back.
+
+A message reaches a parking lot two ways: the consumer refused it (`Refused`, a handler
+failure; the reason is in `x-lianban-refused-reason`), or RabbitMQ dead-lettered it (the
+delivery limit; the reason is in `x-first-death-reason`). Either way it names the queue
+it came from, and a replay publishes it back to that queue through the default exchange
+— confirmed before the parked copy is acknowledged, so a replay interrupted half-way
+leaves a message in both places at worst, never in neither. Consumers deduplicate by
+message id (the correlator's inbox, the departments' idempotency keys), so a replayed
+message that had in fact been handled changes nothing.
+
+Browsing takes messages without acknowledging them and puts them back afterwards:
+parking lots have no delivery limit, so looking costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kombu import Message, Queue
+
+from runtime.messaging import Broker, Outgoing, Publisher
+from runtime.messaging.consumer import (
+    REFUSED_AT_HEADER,
+    REFUSED_REASON_HEADER,
+    SOURCE_QUEUE_HEADER,
+    copy_of,
+    fresh_headers,
+    raw_body,
+)
+from runtime.messaging.declaration import queues
+
+REPLAYED_HEADER = "x-lianban-replayed"
+_REFUSAL_HEADERS = (REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER, REFUSED_AT_HEADER)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    queue: str  # the parking lot it rests in
+    source_queue: str  # where a replay sends it
+    message_id: str
+    correlation_id: str  # the bundle
+    reason: str
+    count: int  # how often it was dead-lettered
+    died_at: datetime | None
+    replayed: int  # how often it was replayed before
+    body: bytes
+
+    @classmethod
+    def of(cls, queue: str, message: Message) -> DeadLetter:
+        headers: dict[str, Any] = message.headers or {}
+        deaths: list[dict[str, Any]] = headers.get("x-death") or []
+        died_at = headers.get(REFUSED_AT_HEADER)
+        return cls(
+            queue=queue,
+            source_queue=str(
+                headers.get(SOURCE_QUEUE_HEADER) or headers.get("x-first-death-queue") or ""
+            ),
+            message_id=str(message.properties.get("message_id", "")),
+            correlation_id=str(message.properties.get("correlation_id", "")),
+            reason=str(
+                headers.get(REFUSED_REASON_HEADER) or headers.get("x-first-death-reason") or ""
+            ),
+            count=sum(int(death.get("count", 1)) for death in deaths) or 1,
+            died_at=datetime.fromisoformat(died_at) if died_at else _death_time(deaths),
+            replayed=int(headers.get(REPLAYED_HEADER, 0)),
+            body=raw_body(message),
+        )
+
+
+class DeadLetterQueues:
+    """The parking lots of every consumed queue of one broker."""
+
+    def __init__(self, broker: Broker, departments: Iterable[str]) -> None:
+        self._broker = broker
+        self.parking_queues = [
+            queue.name
+            for queue in queues(departments, delayed_retries=False)
+            if queue.name.endswith(".parking")
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """Messages resting in each parking lot."""
+        with self._broker.connect() as connection:
+            channel = connection.default_channel
+            return {
+                name: int(Queue(name, no_declare=True)(channel).queue_declare(passive=True)[1])
+                for name in self.parking_queues
+            }
+
+    def list(self, queue: str | None = None, limit: int = 50) -> list[DeadLetter]:
+        found: list[DeadLetter] = []
+        for name in [queue] if queue else self.parking_queues:
+            self._check(name)
+            with self._browsing(name) as messages:
+                for message in messages:
+                    if len(found) >= limit:
+                        break
+                    found.append(DeadLetter.of(name, message))
+        return found
+
+    def find(self, message_id: str) -> DeadLetter | None:
+        for name in self.parking_queues:
+            with self._browsing(name) as messages:
+                for message in messages:
+                    if message.properties.get("message_id") == message_id:
+                        return DeadLetter.of(name, message)
+        return None
+
+    def replay(self, queue: str, message_ids: Collection[str] | None = None) -> int:
+        """Send the chosen (default: every) dead letter of `queue` back to its source
+        queue; returns how many were replayed."""
+        self._check(queue)
+        replayed = 0
+        with Publisher(self._broker) as publisher, self._browsing(queue) as messages:
+            for message in messages:
+                letter = DeadLetter.of(queue, message)
+                if message_ids is not None and letter.message_id not in message_ids:
+                    continue
+                if not letter.source_queue:
+                    continue  # nowhere to send it: left for an operator to inspect
+                publisher.publish(_replay_of(letter, message))
+                message.ack()
+                replayed += 1
+        return replayed
+
+    def _check(self, queue: str) -> None:
+        if queue not in self.parking_queues:
+            raise ValueError(f"{queue!r} is not a parking lot; these are: {self.parking_queues}")
+
+    @contextmanager
+    def _browsing(self, queue: str) -> Iterator[Iterator[Message]]:
+        """Each message currently in `queue`, once; whatever the caller does not
+        acknowledge goes back afterwards (all together, so none is taken twice)."""
+        taken: list[Message] = []
+        with self._broker.connect() as connection:
+            channel = connection.channel()
+            bound = Queue(queue, no_declare=True)(channel)
+            depth = int(bound.queue_declare(passive=True)[1])
+
+            def messages() -> Iterator[Message]:
+                for _ in range(depth):
+                    message = bound.get(no_ack=False, accept=None)
+                    if message is None:
+                        return
+                    taken.append(message)
+                    yield message
+
+            try:
+                yield messages()
+            finally:
+                for message in taken:
+                    if not message.acknowledged:
+                        message.requeue()
+                channel.close()
+
+
+def _replay_of(letter: DeadLetter, message: Message) -> Outgoing:
+    return copy_of(
+        message,
+        exchange="",  # the default exchange routes by queue name
+        routing_key=letter.source_queue,
+        headers={
+            **fresh_headers(message, drop=_REFUSAL_HEADERS),
+            REPLAYED_HEADER: letter.replayed + 1,
+        },
+    )
+
+
+def _death_time(deaths: list[dict[str, Any]]) -> datetime | None:
+    if not deaths or "time" not in deaths[0]:
+        return None
+    time = deaths[0]["time"]
+    return time if isinstance(time, datetime) else datetime.fromtimestamp(float(time), UTC)

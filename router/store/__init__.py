@@ -1,0 +1,33 @@
+"""Persistence: tables, engine set-up for SQLite and PostgreSQL, Alembic migrations."""
+
+from router.store.engine import Database
+from router.store.tables import (
+    OPEN_ITEM,
+    AuditChainRow,
+    AuditRow,
+    Base,
+    BundleRow,
+    CallbackRow,
+    EventRow,
+    InboxRow,
+    ItemRow,
+    ManualItemRow,
+    OutboxRow,
+    ReplyRow,
+)
+
+__all__ = [
+    "OPEN_ITEM",
+    "AuditChainRow",
+    "AuditRow",
+    "Base",
+    "BundleRow",
+    "CallbackRow",
+    "Database",
+    "EventRow",
+    "InboxRow",
+    "ItemRow",
+    "ManualItemRow",
+    "OutboxRow",
+    "ReplyRow",
+]

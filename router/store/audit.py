@@ -1,0 +1,92 @@
+"""The audit log (审计日志): every message received, sent, decided or refused, with its time,
+actor, event and outcome, in a hash chain that shows any later change.
+
+Recording is cheap and never contended: `record` adds an unsealed row inside the caller's
+transaction, so a record commits (or rolls back) with the change it describes. One sealer
+later gives each record its place in the chain (`router.store.audit_chain`).
+
+    with database.transaction() as session:
+        ...
+        audit.record(
+            session, actor="department:police", event=AuditEvent.REFUSED,
+            outcome="bad_signature", message_id=message_id, detail="signed with an unknown key",
+        )
+
+Keep `detail` short and free of personal data; it is masked like a log line all the same.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from contracts.messages import ItemOutcome, ItemState
+from contracts.personal_data import mask_text
+from router.store import AuditRow, OutboxRow
+from router.store.timeline import ROUTER, department
+
+__all__ = ["AuditEvent", "record", "record_decided", "record_sent"]
+
+_DETAIL_LIMIT = 1000
+
+
+class AuditEvent(StrEnum):
+    RECEIVED = "received"  # a message came in: an application, a withdrawal, a correction
+    SENT = "sent"  # the relay published a message and the broker confirmed it
+    DECIDED = "decided"  # the correlator applied a department's outcome to an item
+    REFUSED = "refused"  # a message was refused unprocessed (bad signature, unreadable, …)
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    event: AuditEvent,
+    outcome: str,
+    bundle_id: uuid.UUID | None = None,
+    item: str | None = None,
+    message_id: str | uuid.UUID | None = None,
+    detail: str | None = None,
+) -> None:
+    """Add one record to the audit log inside the caller's transaction."""
+    session.add(
+        AuditRow(
+            at=datetime.now(UTC),
+            actor=actor,
+            event=event.value,
+            outcome=outcome,
+            bundle_id=bundle_id,
+            item=item,
+            message_id=str(message_id) if message_id is not None else None,
+            detail=mask_text(detail[:_DETAIL_LIMIT]) if detail else None,
+        )
+    )
+
+
+def record_sent(session: Session, row: OutboxRow) -> None:
+    """The relay's hook: the broker confirmed an outbox message."""
+    record(
+        session,
+        actor=ROUTER,
+        event=AuditEvent.SENT,
+        outcome="confirmed",
+        bundle_id=uuid.UUID(row.correlation_id),
+        message_id=row.message_id,
+        detail=f"{row.exchange} {row.routing_key}",
+    )
+
+
+def record_decided(session: Session, outcome: ItemOutcome, state: ItemState) -> None:
+    """The correlator's hook: a department's outcome moved an item to `state`."""
+    record(
+        session,
+        actor=department(outcome.department),
+        event=AuditEvent.DECIDED,
+        outcome=state.value,
+        bundle_id=outcome.bundle_id,
+        item=outcome.item,
+        message_id=outcome.message_id,
+    )

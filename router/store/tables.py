@@ -1,0 +1,260 @@
+"""The router's tables. Bundle state and the messages it causes are written together.
+
+`outbox` holds messages committed with the state change that caused them (the relay
+publishes them); `inbox` holds the message ids of outcomes already applied, so a
+redelivered outcome changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+    false,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from contracts.messages import FINAL_ITEM_STATES
+
+JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+# SQLite autoincrements only an INTEGER PRIMARY KEY; PostgreSQL gets 64 bits.
+SerialId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on both targets; SQLite would otherwise hand back naive values."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: store aware UTC datetimes only")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        dict[str, Any]: JsonDocument,
+    }
+
+
+class BundleRow(Base):
+    __tablename__ = "bundles"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    project_no: Mapped[str] = mapped_column(String(50), unique=True)
+    bundle_type: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    application: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+    replied_at: Mapped[datetime | None]
+
+    items: Mapped[list[ItemRow]] = relationship(
+        back_populates="bundle", order_by="ItemRow.position", lazy="selectin"
+    )
+
+
+OPEN_ITEM = text(
+    "state NOT IN ({})".format(", ".join(f"'{state}'" for state in sorted(FINAL_ITEM_STATES)))
+)
+"""An item not yet in a final state. The deadline watcher's query and the partial index
+that serves it use this same literal text: PostgreSQL uses a partial index only when it
+can prove the query's condition implies the index's."""
+
+
+class ItemRow(Base):
+    __tablename__ = "items"
+    # Finished items pile up by the million; the deadline watcher looks at open ones only.
+    __table_args__ = (
+        Index(
+            "ix_items_open_deadlines",
+            "decide_due_at",
+            postgresql_where=OPEN_ITEM,
+            sqlite_where=OPEN_ITEM,
+        ),
+    )
+
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    service: Mapped[str] = mapped_column(String(96))
+    department: Mapped[str] = mapped_column(String(64))
+    name_zh: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    dispatch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    receipt_no: Mapped[str | None] = mapped_column(String(128))
+    accept_due_at: Mapped[datetime | None]
+    decide_due_at: Mapped[datetime | None]
+    overdue: Mapped[str | None] = mapped_column(String(16))
+    awaiting_prerequisites: Mapped[bool] = mapped_column(server_default=false())
+    """Filed for pre-review (容缺预审); its prerequisites' results are not forwarded yet."""
+    tolerated_gaps: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDocument)
+    result: Mapped[dict[str, Any] | None]
+    updated_at: Mapped[datetime]
+
+    bundle: Mapped[BundleRow] = relationship(back_populates="items")
+
+
+class OutboxRow(Base):
+    __tablename__ = "outbox"
+    # Only unsent rows are ever looked up; the partial index stays small as sent rows pile up.
+    __table_args__ = (
+        Index(
+            "ix_outbox_unsent",
+            "id",
+            postgresql_where=text("sent_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(64))
+    routing_key: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    correlation_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    traceparent: Mapped[str | None] = mapped_column(String(55))
+    """W3C trace context of the transaction that wrote the row; the relay's span continues it."""
+
+
+class InboxRow(Base):
+    __tablename__ = "inbox"
+
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    processed_at: Mapped[datetime]
+
+
+class ReplyRow(Base):
+    __tablename__ = "replies"
+
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), primary_key=True)
+    body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class EventRow(Base):
+    """The bundle's timeline: every state change and every ignored outcome, in order."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    item: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64), server_default="router")
+    at: Mapped[datetime]
+
+
+class ManualItemRow(Base):
+    """An item filed with a department that has no system yet, waiting for its staff."""
+
+    __tablename__ = "manual_items"
+    __table_args__ = (Index("ix_manual_items_department_state", "department", "state"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    department: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    dispatch: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CallbackRow(Base):
+    """A reply or notice to push to the platform's callback URL; kept until delivered."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (
+        Index(
+            "ix_callbacks_due",
+            "next_attempt_at",
+            postgresql_where=text("delivered_at IS NULL"),
+            sqlite_where=text("delivered_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    url: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class AuditRow(Base):
+    """One audit record (审计日志): a message received, sent, decided or refused.
+
+    Writers add it unsealed (`seq`, `prev_hash` and `hash` empty) inside their own
+    transaction; the sealer (`router.store.audit_chain`) later gives it its place in the hash chain.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index(
+            "ix_audit_log_unsealed",
+            "id",
+            postgresql_where=text("seq IS NULL"),
+            sqlite_where=text("seq IS NULL"),
+        ),
+        Index("ux_audit_log_seq", "seq", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    event: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(64))
+    bundle_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    item: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainRow(Base):
+    """The chain's one state row: its head (last sealed record) and its anchor (the last
+    record pruned, whose hash the first kept record covers). Sealers lock it to take turns."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    anchor_seq: Mapped[int] = mapped_column(BigInteger)
+    anchor_hash: Mapped[str] = mapped_column(String(64))
+    anchored_at: Mapped[datetime | None]

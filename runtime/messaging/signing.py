@@ -1,0 +1,188 @@
+"""Signed messages: proof of who sent each one, checked before anything is processed.
+
+Every message the router publishes (dispatch, supplement, cancel, …) is signed by the
+router's key, and every outcome by its department's key — Ed25519, so a verifier holds
+only public keys and a recorded message proves its sender. A consumer refuses a message
+that is unsigned, signed by a key it does not trust, or altered after signing: it is
+parked with the reason (`BadSignature` is a `Refused`) and never processed.
+
+What is signed: the message id, the correlation id and the body (which names the
+department and the kind). Not signed: the headers the broker and the delayed-retry path
+rewrite (delivery count, x-death, retry counters).
+
+A key is named by its id, the first 16 hex digits of the SHA-256 of its raw public key.
+Verifiers accept every key they trust, so keys rotate without a stop: trust the new
+key, switch the signer to it, and drop the old key once no message signed by it is left.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import structlog
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from contracts.errors import ConfigurationError
+from runtime.messaging.consumer import Refused
+
+SIGNATURE_HEADER = "x-lianban-signature"
+KEY_ID_HEADER = "x-lianban-key-id"
+ROUTER = "router"
+"""The signer name of the router's own key; departments sign under their code."""
+
+log = structlog.get_logger(__name__)
+
+
+class BadSignature(Refused):
+    """Unsigned, signed by an untrusted key, or altered after signing."""
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    signer: str
+    public_key: Ed25519PublicKey
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.public_key)
+
+    def as_json(self) -> dict[str, str]:
+        raw = self.public_key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return {
+            "key_id": self.key_id,
+            "signer": self.signer,
+            "public_key": base64.b64encode(raw).decode(),
+        }
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, str]) -> TrustedKey:
+        raw = base64.b64decode(entry["public_key"], validate=True)
+        trusted = cls(entry["signer"], Ed25519PublicKey.from_public_bytes(raw))
+        if entry.get("key_id", trusted.key_id) != trusted.key_id:
+            raise ValueError(f"key_id {entry['key_id']} does not match its public key")
+        return trusted
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class Keyring:
+    """The private keys this process signs with (by signer) and the public keys it trusts.
+
+    `refusals` counts refused messages by reason, for the operator's metrics.
+    """
+
+    def __init__(
+        self, signing: Mapping[str, Ed25519PrivateKey], trusted: Iterable[TrustedKey]
+    ) -> None:
+        self._signing = dict(signing)
+        self._trusted = {key.key_id: key for key in trusted}
+        self.refusals: Counter[str] = Counter()
+
+    def __repr__(self) -> str:  # never the keys themselves
+        return f"Keyring(signs_as={sorted(self._signing)}, trusts={sorted(self._trusted)})"
+
+    @classmethod
+    def ephemeral(cls, signers: Iterable[str]) -> Keyring:
+        """Fresh keys for `signers`, each trusted: for processes that talk only to
+        themselves (the embedded demo, tests, `run-all`)."""
+        signing = {signer: Ed25519PrivateKey.generate() for signer in signers}
+        return cls(signing, [TrustedKey(s, key.public_key()) for s, key in signing.items()])
+
+    @classmethod
+    def load(cls, signing_dir: Path | None, trusted_file: Path | None) -> Keyring:
+        """Private keys from `signing_dir` (`<signer>.pem`, PKCS #8) and trusted public
+        keys from `trusted_file` (a JSON list of `TrustedKey.as_json` entries)."""
+        signing: dict[str, Ed25519PrivateKey] = {}
+        for path in sorted(signing_dir.glob("*.pem")) if signing_dir else []:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ConfigurationError(f"{path} is not an Ed25519 private key")
+            signing[path.stem] = key
+        try:
+            entries = json.loads(trusted_file.read_text(encoding="utf-8")) if trusted_file else []
+            trusted = [TrustedKey.from_json(entry) for entry in entries]
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error) as error:
+            raise ConfigurationError(f"cannot read trusted keys {trusted_file}: {error}") from None
+        return cls(signing, trusted)
+
+    def sign(
+        self, signer: str, *, body: bytes, message_id: str, correlation_id: str
+    ) -> dict[str, str]:
+        """The headers that carry `signer`'s signature of this message."""
+        key = self._signing.get(signer)
+        if key is None:
+            raise ConfigurationError(f"no signing key for {signer!r} in this process")
+        signature = key.sign(_signed_bytes(body, message_id, correlation_id))
+        return {
+            KEY_ID_HEADER: key_id(key.public_key()),
+            SIGNATURE_HEADER: base64.b64encode(signature).decode(),
+        }
+
+    def verify(
+        self, *, body: bytes, headers: Mapping[str, Any], message_id: str, correlation_id: str
+    ) -> str:
+        """The signer of a message signed by a trusted key; raises BadSignature otherwise."""
+        presented_id, signature = headers.get(KEY_ID_HEADER), headers.get(SIGNATURE_HEADER)
+        if not presented_id or not signature:
+            self._refuse("unsigned", "the message carries no signature")
+        trusted = self._trusted.get(str(presented_id))
+        if trusted is None:
+            self._refuse("unknown_key", f"signed by key {presented_id}, which is not trusted")
+        try:
+            trusted.public_key.verify(
+                base64.b64decode(str(signature), validate=True),
+                _signed_bytes(body, message_id, correlation_id),
+            )
+        except (InvalidSignature, binascii.Error, ValueError):
+            self._refuse("bad_signature", f"the signature by {trusted.signer} does not match")
+        return trusted.signer
+
+    def verify_delivery(self, body: bytes, message: Any) -> str:
+        """`verify` for a kombu message (its headers and its AMQP ids)."""
+        properties = message.properties
+        return self.verify(
+            body=body,
+            headers=message.headers or {},
+            message_id=str(properties.get("message_id", "")),
+            correlation_id=str(properties.get("correlation_id", "")),
+        )
+
+    def _refuse(self, kind: str, reason: str) -> NoReturn:
+        self.refusals[kind] += 1
+        log.error("signature.refused", kind=kind, reason=reason)
+        raise BadSignature(reason)
+
+
+def _signed_bytes(body: bytes, message_id: str, correlation_id: str) -> bytes:
+    # JSON for the ids keeps the boundary between fields unambiguous.
+    return json.dumps(["lianban-signature-v1", message_id, correlation_id]).encode() + b"\n" + body
+
+
+def new_key(signer: str) -> tuple[bytes, TrustedKey]:
+    """A fresh private key for `signer` (PKCS #8 PEM, to keep secret) and the entry
+    verifiers add to their trusted keys."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return pem, TrustedKey(signer, key.public_key())

@@ -1,0 +1,156 @@
+"""The material store's interface, and the checks every upload passes whatever the backend.
+
+Materials are content-addressed (claim check): stored under their SHA-256, while
+messages carry only a `MaterialRef`. An upload is spooled to a local temporary file
+while it is hashed and cut off at the size cap, then checked against its own magic
+bytes and its claimed digest (an OFD, a ZIP container, is opened and checked as an
+archive: `runtime.storage.ofd`); only then does the backend make it visible under its
+digest. A refused upload leaves nothing behind. Names in a store are the digest, never
+the client's file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from contracts.application import MATERIAL_MEDIA_TYPES, MAX_MATERIAL_BYTES, MaterialRef
+from runtime.storage.errors import MaterialCorrupted, MaterialRejected, MaterialTooLarge
+from runtime.storage.ofd import ofd_problem
+
+CHUNK_BYTES = 1024 * 1024
+# The leading bytes each accepted type must start with; OFD is a ZIP container.
+_MAGIC: dict[str, tuple[bytes, ...]] = {
+    "application/pdf": (b"%PDF-",),
+    "application/ofd": (b"PK\x03\x04",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/tiff": (b"II*\x00", b"MM\x00*"),
+}
+_MAGIC_LENGTH = max(len(magic) for magics in _MAGIC.values() for magic in magics)
+
+
+def check_digest(sha256: str) -> str:
+    """`sha256` if it is a lowercase hex SHA-256; it becomes a file name or an object key."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise MaterialRejected("not a lowercase hex SHA-256")
+    return sha256
+
+
+class MaterialUpload:
+    """One upload in progress: `write` chunks as they arrive, then `commit` or `abort`.
+
+    `publish` is the backend's step that makes the checked spool file visible under its
+    digest; it runs only after every check passed.
+    """
+
+    def __init__(
+        self, sha256: str, media_type: str, spool_dir: Path, publish: Callable[[Path], None]
+    ) -> None:
+        if media_type not in MATERIAL_MEDIA_TYPES:
+            raise MaterialRejected(f"media type {media_type!r} is not accepted")
+        self._sha256 = check_digest(sha256)
+        self._media_type = media_type
+        self._publish = publish
+        self._digest = hashlib.sha256()
+        self._head = b""
+        self.size = 0
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in commit/abort
+            dir=spool_dir, delete=False
+        )
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > MAX_MATERIAL_BYTES:
+            self.abort()
+            raise MaterialTooLarge(f"file exceeds {MAX_MATERIAL_BYTES} bytes")
+        if len(self._head) < _MAGIC_LENGTH:
+            self._head += chunk[: _MAGIC_LENGTH - len(self._head)]
+        self._digest.update(chunk)
+        self._file.write(chunk)
+
+    def commit(self) -> int:
+        """Check what arrived and hand it to the store; returns its size."""
+        try:
+            if self.size == 0:
+                raise MaterialRejected("file is empty")
+            if not self._head.startswith(_MAGIC[self._media_type]):
+                raise MaterialRejected(f"content is not {self._media_type}")
+            if self._digest.hexdigest() != self._sha256:
+                raise MaterialRejected("content does not match its SHA-256")
+            self._file.close()
+            if self._media_type == "application/ofd" and (problem := ofd_problem(self._path)):
+                raise MaterialRejected(f"the OFD container {problem}")
+            self._publish(self._path)
+        finally:
+            self.abort()  # what is left of the spool: the store has its own copy, or nothing
+        return self.size
+
+    @property
+    def _path(self) -> Path:
+        return Path(self._file.name)
+
+    def abort(self) -> None:
+        self._file.close()
+        self._path.unlink(missing_ok=True)
+
+
+class MaterialStore(ABC):
+    """Where materials are kept, by SHA-256. A backend implements the four abstract
+    methods; storing, reading and checking by reference are built on them."""
+
+    @abstractmethod
+    def upload(self, sha256: str, media_type: str) -> MaterialUpload:
+        """Start a checked upload of the file claimed to have this digest and type."""
+
+    @abstractmethod
+    def exists(self, sha256: str, size: int) -> bool:
+        """Whether a file of this size is stored under `sha256`."""
+
+    @abstractmethod
+    def stream(self, sha256: str) -> Iterator[bytes]:
+        """The stored file's bytes in chunks; opened at once, so MaterialMissing is raised
+        here, before the first chunk, when nothing is stored under `sha256`."""
+
+    @abstractmethod
+    def stored_files(self) -> list[PurePosixPath]:
+        """Everything the store holds, finished or not, relative to its root (for checks
+        that a refusal left nothing)."""
+
+    def put(self, sha256: str, data: bytes, media_type: str) -> int:
+        """Store `data` in one piece (the same checks as a streamed upload)."""
+        upload = self.upload(sha256, media_type)
+        upload.write(data)
+        return upload.commit()
+
+    def read(self, sha256: str) -> bytes:
+        return b"".join(self.stream(sha256))
+
+    def fetch(self, ref: MaterialRef) -> bytes:
+        """The bytes `ref` names, checked against its size and SHA-256."""
+        data = self.read(ref.sha256)
+        if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise MaterialCorrupted(
+                f"material {ref.name!r} ({ref.file_name}) does not match its reference: "
+                f"stored {len(data)} bytes under {ref.sha256}, expected {ref.size} bytes "
+                "with that SHA-256"
+            )
+        return data
+
+    def keep(self, data: bytes, *, media_type: str, file_name: str, name: str) -> MaterialRef:
+        """Store a file a department issued (the same checks as an upload); its reference."""
+        # The reference is built first, so a bad name is refused before anything is stored.
+        ref = MaterialRef(
+            name=name,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            media_type=media_type,
+            file_name=file_name,
+        )
+        self.put(ref.sha256, data, media_type)
+        return ref
