@@ -12,15 +12,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from adapters.errors import BadAnswerError
 from contracts.application import MAX_MATERIAL_BYTES
+from contracts.errors import AnswerTooLarge
 
 # The largest answer is a certificate file sent inline (base64 grows it by a third).
 MAX_ANSWER_BYTES = 2 * MAX_MATERIAL_BYTES
-
-
-class AnswerTooLarge(BadAnswerError):
-    """The department's answer passed the cap; what came was dropped unread."""
 
 
 class _CappedStream(httpx.AsyncByteStream):

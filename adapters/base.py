@@ -15,10 +15,9 @@ from typing import ClassVar
 from pydantic import BaseModel
 
 from adapters.context import AdapterContext
-from adapters.errors import FatalDepartmentError
 from adapters.resilience import RetryPolicy
 from contracts.catalog import Catalog
-from contracts.errors import ConfigurationError
+from contracts.errors import ConfigurationError, FatalDepartmentError
 from contracts.messages import ItemCancel, ItemDispatch, ItemSupplement, OutcomeResult
 
 

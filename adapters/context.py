@@ -25,9 +25,9 @@ from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
 from adapters.answer_limit import MAX_ANSWER_BYTES, CappedTransport
-from adapters.errors import Action, RetryableError, classify, describe
+from adapters.errors import classify, describe
 from contracts.application import MaterialRef
-from contracts.errors import ConfigurationError
+from contracts.errors import Action, ConfigurationError, RetryableError
 from contracts.messages import OutcomeResult
 from runtime.storage import MaterialStore
 

@@ -1,53 +1,21 @@
-"""What happens next when a department call goes wrong, as a table.
+"""What happens next when a department call goes wrong, as tables: HTTP status, SOAP
+fault code and exception type → retry or fail.
 
-    DepartmentError (contracts.errors.LianbanError)
-    ├── RetryableError ......... try again with backoff, inside the item's budget
-    │   └── CircuitOpenError ... the endpoint's breaker is open: wait, do not call
-    ├── FatalDepartmentError ... the call cannot succeed by repeating it: item failed
-    └── BadAnswerError ......... the department answered something unreadable: item failed
-
-Business rejections (不予受理, denial, a correction request) are not errors: handlers
-return them as outcomes.
+The exceptions themselves are drawn in `contracts.errors` (`DepartmentError` and below).
+An adapter raises `RetryableError` for "busy, try again", `FatalDepartmentError` for
+"repeating cannot help" and `BadAnswerError` for "the answer is garbage"; anything else
+it lets through is classified here. Business rejections (不予受理, denial, a correction
+request) are not errors: handlers return them as outcomes.
 """
 
 from __future__ import annotations
-
-from enum import StrEnum
 
 import httpx
 from lxml.etree import XMLSyntaxError
 from pydantic import ValidationError
 from zeep.exceptions import DTDForbidden, EntitiesForbidden, Fault, TransportError, XMLParseError
 
-from contracts.errors import LianbanError
-
-
-class Action(StrEnum):
-    RETRY = "retry"
-    FAIL = "fail"
-
-
-class DepartmentError(LianbanError):
-    """A department call went wrong; `action` says what the SDK does next."""
-
-    action: Action = Action.FAIL
-
-
-class RetryableError(DepartmentError):
-    action = Action.RETRY
-
-
-class CircuitOpenError(RetryableError):
-    """The endpoint failed repeatedly; calls are held back until it has had time to recover."""
-
-
-class FatalDepartmentError(DepartmentError):
-    action = Action.FAIL
-
-
-class BadAnswerError(DepartmentError):
-    action = Action.FAIL
-
+from contracts.errors import Action, DepartmentError
 
 # HTTP status → what next. Statuses not listed: 5xx retry, anything else fails.
 HTTP_STATUS_ACTIONS: dict[int, Action] = {

@@ -1,5 +1,5 @@
 """Protections around department calls: retry with backoff inside a budget, a circuit
-breaker per endpoint, and a rate limit per department.
+breaker per endpoint (`runtime.breakers`), and a rate limit per department.
 
 All three live on the adapter's asyncio loop, so they need no locks.
 """
@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TypeVar
 
 import structlog
@@ -23,7 +22,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from adapters.errors import Action, CircuitOpenError, classify
+from adapters.errors import classify
+from contracts.errors import Action, CircuitOpenError
+from runtime.breakers import CircuitBreaker
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -31,7 +32,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try one item. Budgets are further cut by the item's deadline."""
+    """How hard to try one item's department calls: attempts and a wall-clock budget per
+    delivery, deliveries per dispatch, and how long delayed retries may go on."""
 
     max_attempts: int = 5  # calls per delivery
     max_deliveries: int = 5  # deliveries of the same dispatch before giving up
@@ -41,79 +43,6 @@ class RetryPolicy:
     # Past this, counted from the first delayed retry, a department still unavailable
     # fails the item (an operator sees it) instead of being retried again.
     give_up_after_seconds: float = 24 * 3600.0
-
-
-class BreakerState(StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-class CircuitBreaker:
-    """Opens after `threshold` consecutive transient failures; lets one probe through
-    after `reset_seconds`; closes again when a probe succeeds."""
-
-    def __init__(
-        self,
-        name: str,
-        threshold: int = 5,
-        reset_seconds: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = name
-        self._threshold = threshold
-        self._reset_seconds = reset_seconds
-        self._clock = clock
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._probing = False
-
-    @property
-    def state(self) -> BreakerState:
-        if self._opened_at is None:
-            return BreakerState.CLOSED
-        if self._clock() - self._opened_at >= self._reset_seconds:
-            return BreakerState.HALF_OPEN
-        return BreakerState.OPEN
-
-    def before_call(self) -> None:
-        state = self.state
-        if state is BreakerState.OPEN or (state is BreakerState.HALF_OPEN and self._probing):
-            raise CircuitOpenError(f"circuit for {self.name} is open")
-        if state is BreakerState.HALF_OPEN:
-            self._probing = True
-
-    async def wait_to_call(self, deadline: float) -> None:
-        """Wait until a call may go through, or raise CircuitOpenError at `deadline`.
-
-        While the circuit is open nobody calls; when it half-opens one caller probes and
-        the others keep waiting for the probe's verdict.
-        """
-        while True:
-            try:
-                self.before_call()
-                return
-            except CircuitOpenError:
-                now = self._clock()
-                if now >= deadline:
-                    raise
-                until_probe = (self._opened_at or now) + self._reset_seconds - now
-                await asyncio.sleep(min(max(until_probe, 0.05), deadline - now))
-
-    def record_success(self) -> None:
-        if self._opened_at is not None:
-            log.info("breaker.closed", endpoint=self.name)
-        self._failures = 0
-        self._opened_at = None
-        self._probing = False
-
-    def record_failure(self) -> None:
-        self._failures += 1
-        self._probing = False
-        if self._opened_at is not None or self._failures >= self._threshold:
-            if self._opened_at is None:
-                log.warning("breaker.opened", endpoint=self.name, failures=self._failures)
-            self._opened_at = self._clock()
 
 
 class RateLimiter:

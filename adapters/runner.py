@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext, DepartmentClients, Reporter
-from adapters.errors import Action, classify, describe
-from adapters.resilience import CircuitBreaker, RateLimiter, call_department
-from contracts.errors import TransientError
+from adapters.errors import classify, describe
+from adapters.resilience import RateLimiter, call_department
+from contracts.errors import Action, TransientError
 from contracts.messages import (
     Decided,
     Failed,
@@ -27,7 +27,7 @@ from contracts.messages import (
     OutcomeResult,
     Rejected,
 )
-from runtime.breakers import BREAKERS
+from runtime.breakers import BREAKERS, CircuitBreaker
 from runtime.storage import MaterialStore
 
 log = structlog.get_logger(__name__)

@@ -28,8 +28,9 @@ from zeep.exceptions import (
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
-from adapters.errors import Action, BadAnswerError, FatalDepartmentError, classify
+from adapters.errors import classify
 from contracts.application import LegalEntity, NaturalPerson
+from contracts.errors import Action, BadAnswerError, FatalDepartmentError
 from contracts.messages import (
     Accepted,
     Certificate,

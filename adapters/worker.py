@@ -34,6 +34,7 @@ from pydantic import TypeAdapter, ValidationError
 from adapters.base import Adapter
 from adapters.runner import AdapterRunner, RetryLater
 from contracts import topology
+from contracts.errors import MessageRefused
 from contracts.messages import (
     DepartmentMessage,
     ItemCancel,
@@ -43,7 +44,7 @@ from contracts.messages import (
     OutcomeResult,
 )
 from runtime.failpoints import failpoint
-from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher, Refused
+from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher
 from runtime.messaging.consumer import copy_of, fresh_headers
 from runtime.messaging.declaration import RETRY_DELAY_HEADER, department_queue, retry_delay_label
 from runtime.messaging.signing import ROUTER, Keyring
@@ -146,13 +147,15 @@ class AdapterWorker:
     def _on_message(self, body: bytes, message: Message) -> None:
         signer = self._keyring.verify_delivery(body, message)
         if signer != ROUTER:
-            raise Refused(f"a department message signed by {signer}, not the router")
+            raise MessageRefused(f"a department message signed by {signer}, not the router")
         try:
             received = _DEPARTMENT_MESSAGE.validate_json(body)
         except ValidationError as error:
-            raise Refused(f"breaks the department message contract: {error}"[:500]) from error
+            raise MessageRefused(
+                f"breaks the department message contract: {error}"[:500]
+            ) from error
         if received.department != self._adapter.department:
-            raise Refused(
+            raise MessageRefused(
                 f"a message for {received.department} on {self._adapter.department}'s queue"
             )
         delivery = 1 + int((message.headers or {}).get("x-delivery-count", 0))

@@ -17,7 +17,7 @@ from harness import new_project_no, running_stack
 from sqlalchemy import create_engine, delete, select, text, update
 
 from contracts.catalog import Catalog
-from contracts.errors import ConfigurationError
+from contracts.errors import ChainBroken, ConfigurationError
 from contracts.samples import sample_application
 from lianban.cli import main
 from lianban.settings import Settings
@@ -26,7 +26,6 @@ from router.store.audit import AuditEvent
 from router.store.audit_chain import (
     DEFAULT_RETENTION,
     MINIMUM_RETENTION,
-    ChainBroken,
     prune,
     record_hash,
     retention_from_days,

@@ -22,11 +22,12 @@ from adapters.registry import adapter_for
 from adapters.testing.dispatches import dispatch_for
 from contracts import topology
 from contracts.catalog import Catalog
+from contracts.errors import PublishFailed
 from contracts.messages import ItemOutcome
 from lianban.settings import Settings
 from lianban.stack import Stack
 from router.operations.broker_definitions import definitions, is_current, password_hash
-from runtime.messaging import Broker, Outgoing, Publisher, PublishFailed
+from runtime.messaging import Broker, Outgoing, Publisher
 from runtime.messaging.consumer import raw_body
 
 SERVICE = "birth_household_registration"

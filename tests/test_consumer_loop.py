@@ -16,9 +16,9 @@ from kombu import Connection, Message, Queue
 
 from contracts import topology
 from contracts.catalog import Catalog
-from contracts.errors import TransientError
+from contracts.errors import MessageRefused, PublishFailed, TransientError
 from lianban.settings import Settings
-from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher, PublishFailed, Refused
+from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher
 from runtime.messaging.consumer import REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER, raw_body
 from runtime.messaging.declaration import declare_topology, department_queue
 
@@ -66,7 +66,7 @@ def test_refused_and_failing_messages_are_parked_with_their_reason(broker: Broke
 
     def handler(body: bytes, message: Message) -> None:
         if body == b'"forged"':
-            raise Refused("bad signature")
+            raise MessageRefused("bad signature")
         if body == b'"poison"':
             raise KeyError("a bug")
         handled.append(body)
@@ -114,12 +114,12 @@ def test_deliveries_waiting_together_go_to_the_batch_handler_in_one_call(
         singles.append(body)
         message.ack()
 
-    def batch_handler(messages: Sequence[Message]) -> list[tuple[Message, Refused]]:
+    def batch_handler(messages: Sequence[Message]) -> list[tuple[Message, MessageRefused]]:
         batches.append([raw_body(message) for message in messages])
         refused = []
         for message in messages:
             if raw_body(message) == b'"forged"':
-                refused.append((message, Refused("bad signature")))
+                refused.append((message, MessageRefused("bad signature")))
             else:
                 message.ack()
         return refused
@@ -149,7 +149,7 @@ def test_a_failing_batch_is_retried_one_at_a_time_and_only_the_poison_is_parked(
         singles.append(body)
         message.ack()
 
-    def batch_handler(messages: Sequence[Message]) -> list[tuple[Message, Refused]]:
+    def batch_handler(messages: Sequence[Message]) -> list[tuple[Message, MessageRefused]]:
         raise KeyError("one of these is poison")
 
     _publish(broker, b'"first"', b'"poison"', b'"last"')

@@ -16,7 +16,7 @@ from harness import KEYRING, new_project_no
 from sqlalchemy import event, select
 
 from contracts.catalog import Catalog
-from contracts.errors import TransientError
+from contracts.errors import MessageRefused, TransientError
 from contracts.messages import (
     Accepted,
     Decided,
@@ -32,7 +32,6 @@ from router.domain.intake import Accepted as Received
 from router.domain.intake import Intake
 from router.domain.views import bundle_status
 from router.store import AuditRow, Database, EventRow, OutboxRow
-from runtime.messaging import Refused
 from runtime.messaging.signing import ROUTER
 from runtime.storage import LocalMaterialStore
 
@@ -183,7 +182,7 @@ def test_a_message_breaking_the_contract_is_refused_not_applied(
 ) -> None:
     broken = b'{"status": "approved"}'
     message = _RecordedMessage(broken)
-    with pytest.raises(Refused, match="outcome contract"):
+    with pytest.raises(MessageRefused, match="outcome contract"):
         Correlator(database, catalog, keyring=KEYRING).handle_message(broken, message)  # type: ignore[arg-type]
     assert message.actions == []
     with database.transaction() as session:
@@ -253,7 +252,7 @@ def test_an_outcome_the_database_refuses_is_refused_not_retried_forever(
     # PostgreSQL text cannot hold NUL: the same outcome would fail on every redelivery.
     poison = _outcome(newborn[0], Rejected(reason="材料不全\x00")).model_dump_json().encode()
     message = _RecordedMessage(poison)
-    with pytest.raises(Refused, match="database refuses"):
+    with pytest.raises(MessageRefused, match="database refuses"):
         Correlator(database, catalog, keyring=KEYRING).handle_message(poison, message)  # type: ignore[arg-type]
     assert message.actions == []
     assert _item_state(database, newborn[0]) == "dispatched"

@@ -11,11 +11,12 @@ from harness import AUTH, new_project_no
 from sqlalchemy import text
 
 from contracts.catalog import Catalog
+from contracts.errors import UnknownYearError
 from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
 from router.domain.deadlines import DeadlineWatcher, deadlines_for, overdue_candidates
-from router.domain.workdays import UnknownYearError, WorkingCalendar
+from router.domain.workdays import WorkingCalendar
 from router.store import Database
 
 BEIJING = timezone(timedelta(hours=8))

@@ -14,10 +14,11 @@ from kombu import Connection, Message, Queue
 
 from contracts import topology
 from contracts.catalog import Catalog
+from contracts.errors import MessageRefused
 from lianban.cli import main
 from lianban.settings import Settings
 from router.operations.dlq import REPLAYED_HEADER, DeadLetterQueues
-from runtime.messaging import Broker, ConsumerLoop, Refused
+from runtime.messaging import Broker, ConsumerLoop
 from runtime.messaging.declaration import DELIVERY_LIMIT, department_queue
 
 QUEUE = department_queue("hrss")
@@ -48,7 +49,7 @@ def test_a_refused_message_is_listed_with_its_reason_and_replayed_once(
 
     def refuse(body: bytes, message: Message) -> None:
         refused_once.set()
-        raise Refused("signature by an unknown key")
+        raise MessageRefused("signature by an unknown key")
 
     message_id = _publish(broker, b'{"n": 1}')
     _consume_until(ConsumerLoop(broker, QUEUE, refuse), refused_once)

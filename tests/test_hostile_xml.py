@@ -12,14 +12,14 @@ import httpx
 import pytest
 from zeep.exceptions import DTDForbidden, EntitiesForbidden, TransportError
 
-from adapters.answer_limit import AnswerTooLarge
 from adapters.context import DepartmentClients
-from adapters.errors import Action, classify
+from adapters.errors import classify
 from adapters.police.adapter import NAMESPACE, OPERATIONS, WSDL, PoliceAdapter
 from adapters.police.simulator import create_app
 from adapters.simulators.base import SimulatorServer
 from adapters.simulators.soap import MAX_REQUEST_BYTES, SUBMIT_FIELDS, XML_MEDIA_TYPE, envelope
 from adapters.testing import BILLION_LAUGHS, EXTERNAL_ENTITY, DepartmentState, FaultMode
+from contracts.errors import Action, AnswerTooLarge
 
 CAP = 1024 * 1024
 

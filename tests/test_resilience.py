@@ -8,14 +8,10 @@ import httpx
 import pytest
 from zeep.exceptions import Fault
 
-from adapters.errors import Action, BadAnswerError, CircuitOpenError, RetryableError, classify
-from adapters.resilience import (
-    BreakerState,
-    CircuitBreaker,
-    RateLimiter,
-    RetryPolicy,
-    call_department,
-)
+from adapters.errors import classify
+from adapters.resilience import RateLimiter, RetryPolicy, call_department
+from contracts.errors import Action, BadAnswerError, CircuitOpenError, RetryableError
+from runtime.breakers import BreakerState, CircuitBreaker
 
 FAST = RetryPolicy(max_attempts=4, initial_backoff=0.001, max_backoff=0.01, budget_seconds=5)
 

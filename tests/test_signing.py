@@ -19,7 +19,7 @@ from adapters.simulated import Rule, Scenario
 from adapters.testing.dispatches import dispatch_for
 from contracts import topology
 from contracts.catalog import Catalog
-from contracts.errors import ConfigurationError
+from contracts.errors import BadSignature, ConfigurationError
 from contracts.messages import Decided, DepartmentMessage, ItemDispatch, ItemOutcome
 from contracts.samples import sample_application
 from lianban.cli import main
@@ -32,7 +32,6 @@ from runtime.messaging.signing import (
     KEY_ID_HEADER,
     ROUTER,
     SIGNATURE_HEADER,
-    BadSignature,
     Keyring,
     TrustedKey,
     new_key,

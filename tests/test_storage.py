@@ -30,26 +30,25 @@ import pytest
 from harness import AUTH, TEST_API_TOKEN, free_port, new_project_no, put_material, running_stack
 
 from adapters.context import AdapterContext, DepartmentClients
-from adapters.errors import Action, classify
+from adapters.errors import classify
 from adapters.medical_insurance import MedicalInsuranceAdapter
 from adapters.medical_insurance.simulator import certificate_pdf, create_app
 from adapters.simulators.base import DepartmentState, SimulatorServer
 from contracts.application import MAX_MATERIAL_BYTES, MaterialRef
 from contracts.catalog import Catalog
-from contracts.errors import ConfigurationError
+from contracts.errors import (
+    Action,
+    ConfigurationError,
+    MaterialCorrupted,
+    MaterialMissing,
+    MaterialRejected,
+    StoreUnavailable,
+)
 from contracts.messages import OutcomeResult
 from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
-from runtime.storage import (
-    LocalMaterialStore,
-    MaterialCorrupted,
-    MaterialMissing,
-    MaterialRejected,
-    MaterialStore,
-    StoreUnavailable,
-    open_store,
-)
+from runtime.storage import LocalMaterialStore, MaterialStore, open_store
 from runtime.storage.s3 import S3MaterialStore
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ from pathlib import Path
 import chinese_calendar
 import pytest
 
-from contracts.errors import ConfigurationError
-from router.domain.workdays import CHINA_TZ, CalendarFileError, UnknownYearError, WorkingCalendar
+from contracts.errors import CalendarFileError, ConfigurationError, UnknownYearError
+from router.domain.workdays import CHINA_TZ, WorkingCalendar
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ from kombu import Connection
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
-from adapters.errors import RetryableError
 from adapters.resilience import RetryPolicy
 from adapters.testing.dispatches import dispatch_for
 from adapters.worker import AdapterWorker
 from contracts import topology
 from contracts.catalog import Catalog
+from contracts.errors import RetryableError
 from contracts.messages import Decided, Failed, ItemOutcome, OutcomeResult
 from lianban.settings import Settings
 from runtime.messaging import Broker, Outgoing, Publisher, declare_topology

@@ -22,8 +22,8 @@ from pydantic import BaseModel, Field
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
-from adapters.errors import BadAnswerError, FatalDepartmentError
 from contracts.application import MaterialRef, NaturalPerson
+from contracts.errors import BadAnswerError, FatalDepartmentError
 from contracts.messages import (
     Accepted,
     Certificate,

@@ -14,9 +14,8 @@ from pydantic import BaseModel, SecretStr
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
-from adapters.errors import BadAnswerError
 from contracts.catalog import Catalog
-from contracts.errors import ConfigurationError
+from contracts.errors import BadAnswerError, ConfigurationError
 from contracts.messages import ItemDispatch, ItemSupplement, OutcomeResult
 
 

@@ -30,8 +30,8 @@ from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
-from adapters.errors import BadAnswerError, FatalDepartmentError
 from contracts.application import IdType, MaterialRef, NaturalPerson
+from contracts.errors import BadAnswerError, FatalDepartmentError
 from contracts.messages import (
     Accepted,
     Certificate,

@@ -42,9 +42,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from contracts.api import IntakeReceipt, OneTimeNotice, Problem
 from contracts.application import MAX_MATERIAL_BYTES, MaterialRef
 from contracts.catalog import Catalog
+from contracts.errors import MaterialRejected
 from router.domain.intake import Accepted, Conflict, Intake, Refused
 from router.domain.validation import find_problems
-from runtime.storage import LocalMaterialStore, MaterialRejected, MaterialStore, MaterialUpload
+from runtime.storage import LocalMaterialStore, MaterialStore, MaterialUpload
 
 log = structlog.get_logger(__name__)
 

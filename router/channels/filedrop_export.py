@@ -38,10 +38,11 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import and_, or_, select
 
 from contracts.application import MaterialRef
+from contracts.errors import MaterialCorrupted, MaterialMissing
 from router.channels.filedrop import Layout, write_atomically
 from router.domain.views import bundle_reply
 from router.store import Database, ReplyRow
-from runtime.storage import MaterialCorrupted, MaterialMissing, MaterialStore
+from runtime.storage import MaterialStore
 
 log = structlog.get_logger(__name__)
 

@@ -23,14 +23,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from contracts.catalog import Catalog
-from contracts.errors import TransientError
+from contracts.errors import MessageRefused, TransientError
 from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
 from router.domain import states
 from router.domain.progress import advance, set_item_state
 from router.store import BundleRow, Database, InboxRow, audit
 from router.store.timeline import department, record_event
 from runtime.failpoints import failpoint
-from runtime.messaging import Refused
 from runtime.messaging.consumer import raw_body
 from runtime.messaging.signing import ROUTER, Keyring
 from runtime.tracing import handling
@@ -70,13 +69,13 @@ class Correlator:
             refused = self.handle_batch([message])
         except DBAPIError as error:
             # Data the database refuses (too long, invalid) would fail every time.
-            refusal = Refused(f"the database refuses this outcome: {error.orig!r}"[:500])
+            refusal = MessageRefused(f"the database refuses this outcome: {error.orig!r}"[:500])
             self._record_refusal(message, refusal)
             raise refusal from error
         for _, refusal in refused:
             raise refusal
 
-    def handle_batch(self, messages: Sequence[Message]) -> list[tuple[Message, Refused]]:
+    def handle_batch(self, messages: Sequence[Message]) -> list[tuple[Message, MessageRefused]]:
         """Consumer callback for the deliveries waiting together: apply them in order in
         one transaction (one commit and one lock per bundle for all), acknowledge them
         after the commit, and return the ones refused, recorded in the audit log.
@@ -86,11 +85,11 @@ class Correlator:
         at fault.
         """
         valid: list[tuple[Message, ItemOutcome]] = []
-        refused: list[tuple[Message, Refused]] = []
+        refused: list[tuple[Message, MessageRefused]] = []
         for message in messages:
             try:
                 valid.append((message, self._outcome_of(raw_body(message), message)))
-            except Refused as refusal:
+            except MessageRefused as refusal:
                 refused.append((message, refusal))
         try:
             with self._database.transaction() as session:
@@ -99,7 +98,7 @@ class Correlator:
                 )
                 for (message, outcome), result in zip(valid, results, strict=True):
                     if result is Applied.UNKNOWN_BUNDLE:
-                        refused.append((message, Refused(f"no bundle {outcome.bundle_id}")))
+                        refused.append((message, MessageRefused(f"no bundle {outcome.bundle_id}")))
                 for refused_message, reason in refused:
                     _audit_refusal(session, refused_message, reason)
                 session.flush()
@@ -115,7 +114,7 @@ class Correlator:
             self._on_commit()
         return refused
 
-    def _record_refusal(self, message: Message, refusal: Refused) -> None:
+    def _record_refusal(self, message: Message, refusal: MessageRefused) -> None:
         try:
             with self._database.transaction() as session:
                 _audit_refusal(session, message, refusal)
@@ -128,11 +127,11 @@ class Correlator:
         try:
             outcome = ItemOutcome.model_validate_json(body)
         except ValidationError as error:
-            raise Refused(f"breaks the outcome contract: {error}"[:500]) from error
+            raise MessageRefused(f"breaks the outcome contract: {error}"[:500]) from error
         # A department answers for itself only; the router signs what its manual work
         # queue decided on a department's behalf.
         if signer not in (outcome.department, ROUTER):
-            raise Refused(f"an outcome of {outcome.department} signed by {signer}")
+            raise MessageRefused(f"an outcome of {outcome.department} signed by {signer}")
         return outcome
 
     def apply(self, outcome: ItemOutcome) -> Applied:
@@ -247,7 +246,7 @@ def _record_in_inbox(session: Session, outcomes: Sequence[ItemOutcome]) -> set[s
     return set(session.scalars(statement))
 
 
-def _audit_refusal(session: Session, message: Message, refusal: Refused) -> None:
+def _audit_refusal(session: Session, message: Message, refusal: MessageRefused) -> None:
     audit.record(
         session,
         actor=ROUTER,

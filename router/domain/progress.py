@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from contracts import topology
 from contracts.application import Application, Delivery, MaterialRef
 from contracts.catalog import BundleType, Item
+from contracts.errors import UnknownYearError
 from contracts.messages import (
     BundleOutcome,
     BundleReply,
@@ -34,7 +35,7 @@ from contracts.messages import (
 )
 from router.domain import planner
 from router.domain.deadlines import deadlines_for
-from router.domain.workdays import UnknownYearError, working_calendar
+from router.domain.workdays import working_calendar
 from router.store import BundleRow, CallbackRow, ItemRow, ReplyRow
 from router.store.outbox import enqueue
 from router.store.timeline import ROUTER, record_event

@@ -30,7 +30,7 @@ from pathlib import Path
 import chinese_calendar
 import yaml
 
-from contracts.errors import ConfigurationError
+from contracts.errors import CalendarFileError, ConfigurationError, UnknownYearError
 
 # Asia/Shanghai has had no daylight saving time since 1991: a fixed offset is exact for
 # every year a calendar exists and needs no tzdata on the host.
@@ -42,14 +42,6 @@ _FORMAT_HINT = (
     "(see router/domain/workdays_data/README.md)"
 )
 _FILE_KEYS = {"year", "source", "holidays", "working_weekends"}
-
-
-class UnknownYearError(ConfigurationError):
-    """No calendar for the year asked: add a year file or upgrade chinesecalendar."""
-
-
-class CalendarFileError(ConfigurationError):
-    """A year file is malformed; the message names the file and the entry."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from contracts.api import (
 )
 from contracts.application import MATERIAL_MEDIA_TYPES, Application, MaterialRef
 from contracts.catalog import Catalog
+from contracts.errors import MaterialMissing, MaterialRejected, MaterialTooLarge, StoreUnavailable
 from contracts.messages import BundleReply
 from router.domain.corrections import Resubmitted, resubmit
 from router.domain.intake import Accepted, Conflict, Intake, Refused
@@ -37,13 +38,7 @@ from router.http.ops import OpsServices, ops_routes
 from router.http.problems import answer_refusals_as_notices, document_refusals
 from router.store import BundleRow, Database
 from router.store.materials import bundle_file
-from runtime.storage import (
-    MaterialMissing,
-    MaterialRejected,
-    MaterialStore,
-    MaterialTooLarge,
-    StoreUnavailable,
-)
+from runtime.storage import MaterialStore
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 log = structlog.get_logger(__name__)

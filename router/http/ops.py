@@ -24,7 +24,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from adapters.resilience import BreakerState
 from contracts.api import BundleStatus
 from contracts.catalog import Catalog
 from contracts.messages import FINAL_ITEM_STATES, ItemState
@@ -40,7 +39,7 @@ from router.operations.queues import (
 from router.operations.supervision import Figures, figures_by, item_timings
 from router.store import BundleRow, Database, EventRow, ItemRow
 from router.store.timeline import department as department_actor
-from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE
+from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE, BreakerState
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """Dead letters: what rests in the parking lots, why, and sending it back.
 
-A message reaches a parking lot two ways: the consumer refused it (`Refused`, a handler
+A message reaches a parking lot two ways: the consumer refused it (`MessageRefused`, a handler
 failure; the reason is in `x-lianban-refused-reason`), or RabbitMQ dead-lettered it (the
 delivery limit; the reason is in `x-first-death-reason`). Either way it names the queue
 it came from, and a replay publishes it back to that queue through the default exchange

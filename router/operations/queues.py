@@ -28,16 +28,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contracts import topology
-from contracts.errors import ConfigurationError, LianbanError
+from contracts.errors import ConfigurationError, QueuesUnavailable
 from contracts.messages import ItemState
 from router.store import ItemRow
 from runtime.messaging import Broker
 
 MANAGEMENT_PORT = 15672
-
-
-class QueuesUnavailable(LianbanError):
-    """The broker (or its management API) could not be asked."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import structlog
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from contracts.errors import ConfigurationError
+from contracts.errors import ChainBroken, ConfigurationError
 from router.store import AuditChainRow, AuditRow, Database
 
 log = structlog.get_logger(__name__)
@@ -171,10 +171,6 @@ def verify(database: Database) -> Verification:
             found.record if found else None,
             found.problem if found else None,
         )
-
-
-class ChainBroken(Exception):
-    """Pruning refused: the records it would delete do not verify."""
 
 
 def prune(database: Database, retention: timedelta, now: datetime | None = None) -> int:

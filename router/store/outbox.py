@@ -16,10 +16,11 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts.errors import PublishFailed
 from router.store import Database, OutboxRow, audit
 from router.store.outbox_wakeup import notify_relays
 from runtime.failpoints import failpoint
-from runtime.messaging import Outgoing, Publisher, PublishFailed
+from runtime.messaging import Outgoing, Publisher
 from runtime.messaging.backoff import Backoff
 from runtime.messaging.signing import ROUTER, Keyring
 from runtime.tracing import current_traceparent, publishing

@@ -5,17 +5,18 @@ consumer loop. The same code drives kombu's in-memory transport (embedded mode) 
 RabbitMQ, so one test body exercises both.
 """
 
+from contracts.errors import MessageRefused, PublishFailed
 from runtime.messaging.broker import Broker
-from runtime.messaging.consumer import ConsumerLoop, Refused
+from runtime.messaging.consumer import ConsumerLoop
 from runtime.messaging.declaration import declare_topology
-from runtime.messaging.publisher import Outgoing, Publisher, PublishFailed
+from runtime.messaging.publisher import Outgoing, Publisher
 
 __all__ = [
     "Broker",
     "ConsumerLoop",
+    "MessageRefused",
     "Outgoing",
     "PublishFailed",
     "Publisher",
-    "Refused",
     "declare_topology",
 ]

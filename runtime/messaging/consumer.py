@@ -4,7 +4,7 @@ spins on a message it cannot handle.
 What the handler's outcome means for the message:
 
     returns ................ the handler settled it (ack) or will settle it later
-    raises Refused ......... never to be processed: parked with the reason, then acked
+    raises MessageRefused ......... never to be processed: parked with the reason, then acked
     raises TransientError .. a dependency is down: the message is held (not requeued, so
                              its delivery count does not grow) and retried with backoff;
                              later deliveries wait behind it, in order
@@ -32,7 +32,7 @@ import structlog
 from kombu import Connection, Consumer, Message, Queue
 
 from contracts import topology
-from contracts.errors import ContractError, TransientError
+from contracts.errors import ConsumerStalled, MessageRefused, TransientError
 from runtime.messaging.backoff import Backoff
 from runtime.messaging.broker import Broker
 from runtime.messaging.publisher import Outgoing, Publisher
@@ -42,7 +42,7 @@ log = structlog.get_logger(__name__)
 MessageHandler = Callable[[bytes, Message], None]
 """Called with the raw body and the message; it must ack it now or later (see module doc)."""
 
-BatchHandler = Callable[[Sequence[Message]], "list[tuple[Message, Refused]]"]
+BatchHandler = Callable[[Sequence[Message]], "list[tuple[Message, MessageRefused]]"]
 """Called with several messages in delivery order; returns the refused (see module doc)."""
 
 REFUSED_REASON_HEADER = "x-lianban-refused-reason"
@@ -83,19 +83,6 @@ def copy_of(
         correlation_id=str(properties.get("correlation_id", "")),
         headers=headers,
     )
-
-
-class Refused(ContractError):
-    """Raised by a handler: this message must never be processed (it breaks its contract,
-    its signature is wrong, it names nothing we know). It is parked with `reason`."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class ConsumerStalled(TransientError):
-    """Messages wait in the queue, the consumer has room, yet nothing arrives."""
 
 
 class ConsumerLoop:
@@ -233,7 +220,7 @@ class ConsumerLoop:
                 batch = list(itertools.islice(self._waiting, self._prefetch))
             else:
                 batch = [self._waiting[0]]
-            refused: list[tuple[Message, Refused]] = []
+            refused: list[tuple[Message, MessageRefused]] = []
             try:
                 if len(batch) == 1:
                     self._hand_over(batch[0])
@@ -276,7 +263,7 @@ class ConsumerLoop:
             raise  # held by the caller
         except self._connection_errors:
             raise
-        except Refused as refusal:
+        except MessageRefused as refusal:
             self.park(message, refusal.reason)
         except Exception as error:
             log.exception("consumer.handler_failed", queue=self._queue.name)

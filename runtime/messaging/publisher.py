@@ -18,7 +18,7 @@ from typing import Any
 import amqp
 from kombu import Connection, Exchange, Producer
 
-from contracts.errors import TransientError
+from contracts.errors import PublishFailed
 from runtime.messaging.broker import Broker
 
 CONTENT_TYPE = "application/json"
@@ -34,14 +34,6 @@ class Outgoing:
     message_id: str
     correlation_id: str
     headers: dict[str, Any] = field(default_factory=dict)
-
-
-class PublishFailed(TransientError):
-    """Not every message of a batch was confirmed; `confirmed[i]` tells which were."""
-
-    def __init__(self, reason: str, confirmed: list[bool]) -> None:
-        super().__init__(reason)
-        self.confirmed = confirmed
 
 
 class Publisher:

@@ -4,7 +4,7 @@ Every message the router publishes (dispatch, supplement, cancel, …) is signed
 router's key, and every outcome by its department's key — Ed25519, so a verifier holds
 only public keys and a recorded message proves its sender. A consumer refuses a message
 that is unsigned, signed by a key it does not trust, or altered after signing: it is
-parked with the reason (`BadSignature` is a `Refused`) and never processed.
+parked with the reason (`BadSignature` is a `MessageRefused`) and never processed.
 
 What is signed: the message id, the correlation id and the body (which names the
 department and the kind). Not signed: the headers the broker and the delayed-retry path
@@ -35,8 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from contracts.errors import ConfigurationError
-from runtime.messaging.consumer import Refused
+from contracts.errors import BadSignature, ConfigurationError
 
 SIGNATURE_HEADER = "x-lianban-signature"
 KEY_ID_HEADER = "x-lianban-key-id"
@@ -44,10 +43,6 @@ ROUTER = "router"
 """The signer name of the router's own key; departments sign under their code."""
 
 log = structlog.get_logger(__name__)
-
-
-class BadSignature(Refused):
-    """Unsigned, signed by an untrusted key, or altered after signing."""
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from contracts.errors import ConfigurationError
-from runtime.storage.base import MaterialStore, MaterialUpload
-from runtime.storage.errors import (
+from contracts.errors import (
+    ConfigurationError,
     MaterialCorrupted,
     MaterialError,
     MaterialMissing,
@@ -22,6 +21,7 @@ from runtime.storage.errors import (
     MaterialTooLarge,
     StoreUnavailable,
 )
+from runtime.storage.base import MaterialStore, MaterialUpload
 from runtime.storage.local import LocalMaterialStore
 
 __all__ = [

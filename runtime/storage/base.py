@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from contracts.application import MATERIAL_MEDIA_TYPES, MAX_MATERIAL_BYTES, MaterialRef
-from runtime.storage.errors import MaterialCorrupted, MaterialRejected, MaterialTooLarge
+from contracts.errors import MaterialCorrupted, MaterialRejected, MaterialTooLarge
 from runtime.storage.ofd import ofd_problem
 
 CHUNK_BYTES = 1024 * 1024

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from contracts.errors import MaterialMissing
 from runtime.storage.base import CHUNK_BYTES, MaterialStore, MaterialUpload, check_digest
-from runtime.storage.errors import MaterialMissing
 
 
 class LocalMaterialStore(MaterialStore):

@@ -25,9 +25,8 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.response import StreamingBody
 
-from contracts.errors import ConfigurationError
+from contracts.errors import ConfigurationError, MaterialMissing, StoreUnavailable
 from runtime.storage.base import CHUNK_BYTES, MaterialStore, MaterialUpload, check_digest
-from runtime.storage.errors import MaterialMissing, StoreUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
