@@ -17,7 +17,7 @@ from adapters.base import Adapter
 from adapters.context import AdapterContext, DepartmentClients, Reporter
 from adapters.errors import classify, describe
 from adapters.resilience import RateLimiter, call_department
-from contracts.errors import Action, TransientError
+from contracts.errors import Action, DepartmentUnavailable
 from contracts.messages import (
     Decided,
     Failed,
@@ -32,11 +32,6 @@ from runtime.storage import MaterialStore
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-
-
-class RetryLater(TransientError):
-    """The department stayed unavailable through every attempt of this delivery: try the
-    message again after a delay, through the broker, instead of failing the item."""
 
 
 class AdapterRunner:
@@ -65,8 +60,8 @@ class AdapterRunner:
         last_chance: bool = False,
     ) -> OutcomeResult | None:
         """The item's outcome (None: the department calls back). A department that stays
-        unavailable through this delivery's attempts raises RetryLater, unless this is the
-        last chance; every other department failure becomes `Failed`."""
+        unavailable through this delivery's attempts raises DepartmentUnavailable, unless
+        this is the last chance; every other department failure becomes `Failed`."""
         adapter = self.adapter
         ctx = self._context(request, delivery, report)
         if delivery > adapter.retry.max_deliveries:
@@ -95,7 +90,7 @@ class AdapterRunner:
 
     async def cancel(self, cancel: ItemCancel, delivery: int, *, last_chance: bool = False) -> bool:
         """Withdraw a filing with the same protections as filing; False if it could not be
-        (RetryLater while the department is unavailable, as for filing)."""
+        (DepartmentUnavailable while the department is unavailable, as for filing)."""
 
         async def nothing_to_report(result: OutcomeResult) -> None:
             ctx.log.warning("cancel.unexpected_report", status=result.status)
@@ -114,7 +109,7 @@ class AdapterRunner:
     def _retry_later_unless(last_chance: bool, error: Exception, ctx: AdapterContext) -> None:
         if classify(error) is Action.RETRY and not last_chance:
             ctx.log.warning("department.unavailable", error=describe(error))
-            raise RetryLater(describe(error)) from error
+            raise DepartmentUnavailable(describe(error)) from error
 
     def _context(
         self,

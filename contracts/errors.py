@@ -27,7 +27,8 @@ exceptions. Two kinds of "try again" exist, for two different things:
     │   └── MaterialCorrupted .... what is stored differs from its reference: item fails
     ├── DepartmentError .......... a department call went wrong; `action` says what next
     │   ├── RetryableError ....... call again with backoff, inside the delivery's budget
-    │   │   └── CircuitOpenError . the endpoint's breaker is open: wait, do not call
+    │   │   ├── CircuitOpenError . the endpoint's breaker is open: wait, do not call
+    │   │   └── DepartmentUnavailable  every attempt of a delivery failed: retry it later
     │   ├── FatalDepartmentError . repeating the call cannot help: the item fails
     │   └── BadAnswerError ....... the department answered something unreadable: fails
     │       └── AnswerTooLarge ... the answer passed the size cap and was dropped unread
@@ -122,6 +123,11 @@ class RetryableError(DepartmentError):
 
 class CircuitOpenError(RetryableError):
     """The endpoint failed repeatedly; calls are held back until it has had time to recover."""
+
+
+class DepartmentUnavailable(RetryableError):
+    """Every attempt of this delivery failed transiently: the message comes back after a
+    delay (`runtime.messaging.delayed`) instead of failing the item."""
 
 
 class FatalDepartmentError(DepartmentError):

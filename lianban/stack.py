@@ -31,7 +31,6 @@ from router.operations.dlq import DeadLetterQueues
 from router.operations.queues import count_source
 from router.store import Database
 from router.store.audit_chain import AuditSealer, retention_from_days
-from router.store.materials import material_store
 from router.store.outbox import Relay
 from router.store.outbox_wakeup import OutboxListener
 from runtime.breakers import serve_process_metrics
@@ -40,6 +39,7 @@ from runtime.messaging import Broker, ConsumerLoop, Publisher, declare_topology
 from runtime.messaging.declaration import outcomes_queue
 from runtime.messaging.signing import ROUTER, Keyring
 from runtime.serving import ThreadedServer
+from runtime.storage import LocalMaterialStore, MaterialStore, open_store
 
 log = structlog.get_logger(__name__)
 
@@ -111,7 +111,7 @@ class Stack:
             consumer = ConsumerLoop(
                 self.broker,
                 outcomes_queue(),
-                correlator.handle_message,
+                correlator.handle_one,
                 batch_handler=correlator.handle_batch,
             )
             self._ready.append(consumer.ready)
@@ -203,6 +203,14 @@ class Stack:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def material_store(settings: Settings) -> MaterialStore:
+    """LIANBAN_MATERIALS_URL when it is set (s3://… or file://…), else the local
+    LIANBAN_MATERIALS_DIR."""
+    if settings.materials_url:
+        return open_store(settings.materials_url)
+    return LocalMaterialStore(settings.materials_dir)
 
 
 def message_keyring(settings: Settings, departments: Iterable[str]) -> Keyring:

@@ -27,8 +27,7 @@ from contracts.messages import ItemOutcome
 from lianban.settings import Settings
 from lianban.stack import Stack
 from router.operations.broker_definitions import definitions, is_current, password_hash
-from runtime.messaging import Broker, Outgoing, Publisher
-from runtime.messaging.consumer import raw_body
+from runtime.messaging import Broker, Delivery, Outgoing, Publisher
 
 SERVICE = "birth_household_registration"
 
@@ -116,7 +115,7 @@ def _publish(url: str, exchange: str, routing_key: str, body: bytes = b"{}") -> 
 def _get(url: str, queue: str) -> bytes | None:
     with Connection(url) as connection:
         message = Queue(queue, no_declare=True)(connection.default_channel).get(no_ack=True)
-        return None if message is None else raw_body(message)
+        return None if message is None else Delivery.of(message).body
 
 
 @pytest.mark.connected

@@ -1,6 +1,7 @@
 """The consumer loop never drops and never spins: refused and failing messages are parked
 with their reason, a handler whose dependency is down holds the message and keeps its
-order, and a consumer the broker stopped feeding is restarted."""
+order, delayed retries come back on both transports, settlements made on other threads
+are carried out, and a consumer the broker stopped feeding is restarted."""
 
 from __future__ import annotations
 
@@ -18,9 +19,23 @@ from contracts import topology
 from contracts.catalog import Catalog
 from contracts.errors import MessageRefused, PublishFailed, TransientError
 from lianban.settings import Settings
-from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher
-from runtime.messaging.consumer import REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER, raw_body
+from runtime.messaging import (
+    PENDING,
+    Ack,
+    Broker,
+    ConsumerLoop,
+    Delivery,
+    Hold,
+    Outgoing,
+    Park,
+    Publisher,
+    RetryLater,
+    Settlement,
+)
 from runtime.messaging.declaration import declare_topology, department_queue
+from runtime.messaging.delayed import RETRIES_HEADER
+from runtime.messaging.envelope import REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER
+from runtime.messaging.settlement import Pending
 
 QUEUE = department_queue("police")
 PARKING = topology.parking_queue(QUEUE.name)
@@ -64,20 +79,23 @@ def _depth(broker: Broker) -> int:
 def test_refused_and_failing_messages_are_parked_with_their_reason(broker: Broker) -> None:
     handled: list[bytes] = []
 
-    def handler(body: bytes, message: Message) -> None:
-        if body == b'"forged"':
+    def handler(delivery: Delivery) -> Settlement:
+        if delivery.body == b'"forged"':
             raise MessageRefused("bad signature")
-        if body == b'"poison"':
+        if delivery.body == b'"poison"':
             raise KeyError("a bug")
-        handled.append(body)
-        message.ack()
+        if delivery.body == b'"unknown"':
+            return Park("names nothing we know")
+        handled.append(delivery.body)
+        return Ack()
 
     with consuming(ConsumerLoop(broker, QUEUE, handler)):
-        _publish(broker, b'"forged"', b'"poison"', b'"fine"')
+        _publish(broker, b'"forged"', b'"poison"', b'"unknown"', b'"fine"')
         _wait(lambda: handled == [b'"fine"'])
-    parked = {raw_body(message): message.headers for message in _parked(broker)}
-    assert set(parked) == {b'"forged"', b'"poison"'}
+    parked = {Delivery.of(message).body: message.headers for message in _parked(broker)}
+    assert set(parked) == {b'"forged"', b'"poison"', b'"unknown"'}
     assert parked[b'"forged"'][REFUSED_REASON_HEADER] == "bad signature"
+    assert parked[b'"unknown"'][REFUSED_REASON_HEADER] == "names nothing we know"
     assert "KeyError" in parked[b'"poison"'][REFUSED_REASON_HEADER]
     assert parked[b'"poison"'][SOURCE_QUEUE_HEADER] == QUEUE.name
     assert _depth(broker) == 0
@@ -87,20 +105,22 @@ def test_an_unavailable_dependency_holds_the_message_in_order_without_redelivery
     broker: Broker,
 ) -> None:
     handled: list[tuple[bytes, int]] = []
-    failures_left = [3]
+    failures_left = [4]
 
-    def handler(body: bytes, message: Message) -> None:
+    def handler(delivery: Delivery) -> Settlement:
         if failures_left[0]:
             failures_left[0] -= 1
+            if failures_left[0] % 2:
+                return Hold("database unavailable")
             raise TransientError("database unavailable")
-        handled.append((body, int((message.headers or {}).get("x-delivery-count", 0))))
-        message.ack()
+        handled.append((delivery.body, delivery.attempt))
+        return Ack()
 
     with consuming(ConsumerLoop(broker, QUEUE, handler)):
         _publish(broker, b'"first"', b'"second"', b'"third"')
         _wait(lambda: len(handled) == 3)
     assert [body for body, _ in handled] == [b'"first"', b'"second"', b'"third"']
-    assert all(redeliveries == 0 for _, redeliveries in handled), handled
+    assert all(attempt == 1 for _, attempt in handled), handled
     assert _parked(broker) == []
 
 
@@ -110,19 +130,16 @@ def test_deliveries_waiting_together_go_to_the_batch_handler_in_one_call(
     batches: list[list[bytes]] = []
     singles: list[bytes] = []
 
-    def handler(body: bytes, message: Message) -> None:
-        singles.append(body)
-        message.ack()
+    def handler(delivery: Delivery) -> Settlement:
+        singles.append(delivery.body)
+        return Ack()
 
-    def batch_handler(messages: Sequence[Message]) -> list[tuple[Message, MessageRefused]]:
-        batches.append([raw_body(message) for message in messages])
-        refused = []
-        for message in messages:
-            if raw_body(message) == b'"forged"':
-                refused.append((message, MessageRefused("bad signature")))
-            else:
-                message.ack()
-        return refused
+    def batch_handler(deliveries: Sequence[Delivery]) -> list[Settlement]:
+        batches.append([delivery.body for delivery in deliveries])
+        return [
+            Park("bad signature") if delivery.body == b'"forged"' else Ack()
+            for delivery in deliveries
+        ]
 
     bodies = [f'"{n}"'.encode() for n in range(6)]
     _publish(broker, *bodies[:3], b'"forged"', *bodies[3:])  # waiting before the consumer
@@ -132,7 +149,7 @@ def test_deliveries_waiting_together_go_to_the_batch_handler_in_one_call(
     handed_over = [body for batch in batches for body in batch]
     assert [body for body in handed_over + singles if body != b'"forged"'] == bodies
     parked = _parked(broker)
-    assert [(raw_body(m), m.headers[REFUSED_REASON_HEADER]) for m in parked] == [
+    assert [(Delivery.of(m).body, m.headers[REFUSED_REASON_HEADER]) for m in parked] == [
         (b'"forged"', "bad signature")
     ]
     assert _depth(broker) == 0
@@ -143,47 +160,92 @@ def test_a_failing_batch_is_retried_one_at_a_time_and_only_the_poison_is_parked(
 ) -> None:
     singles: list[bytes] = []
 
-    def handler(body: bytes, message: Message) -> None:
-        if body == b'"poison"':
+    def handler(delivery: Delivery) -> Settlement:
+        if delivery.body == b'"poison"':
             raise KeyError("a bug")
-        singles.append(body)
-        message.ack()
+        singles.append(delivery.body)
+        return Ack()
 
-    def batch_handler(messages: Sequence[Message]) -> list[tuple[Message, MessageRefused]]:
+    def batch_handler(deliveries: Sequence[Delivery]) -> list[Settlement]:
         raise KeyError("one of these is poison")
 
     _publish(broker, b'"first"', b'"poison"', b'"last"')
     with consuming(ConsumerLoop(broker, QUEUE, handler, batch_handler=batch_handler)):
         _wait(lambda: len(singles) == 2)
     assert singles == [b'"first"', b'"last"']
-    assert [raw_body(message) for message in _parked(broker)] == [b'"poison"']
+    assert [Delivery.of(message).body for message in _parked(broker)] == [b'"poison"']
     assert _depth(broker) == 0
 
 
 def test_a_consumer_the_broker_stopped_feeding_is_restarted(broker: Broker) -> None:
     handled: list[bytes] = []
-    silenced = threading.Event()
 
-    def handler(body: bytes, message: Message) -> None:
-        handled.append(body)
-        message.ack()
-
-    def silence_once() -> None:
-        # What a lost basic.cancel or a wedged channel looks like from the client: the
-        # connection is healthy and nothing arrives.
-        if not silenced.is_set():
+    def handler(delivery: Delivery) -> Settlement:
+        if delivery.body == b'"silence"':
+            # What a lost basic.cancel or a wedged channel looks like from the client: the
+            # connection is healthy and nothing arrives. The handler runs on the loop's
+            # thread, which owns the channel.
             channel = loop._channel
             # py-amqp keeps consumer tags in `callbacks`, kombu's virtual channels elsewhere.
             tags = getattr(channel, "callbacks", None) or channel._tag_to_queue
             for tag in list(tags):
                 channel.basic_cancel(tag)
-            silenced.set()
+        handled.append(delivery.body)
+        return Ack()
 
-    loop = ConsumerLoop(broker, QUEUE, handler, on_tick=silence_once, liveness_seconds=1.0)
+    loop = ConsumerLoop(broker, QUEUE, handler, liveness_seconds=1.0)
     with consuming(loop):
-        assert silenced.wait(10)
+        _publish(broker, b'"silence"')
+        _wait(lambda: handled == [b'"silence"'])
         _publish(broker, b'"after the silence"')
-        _wait(lambda: handled == [b'"after the silence"'])
+        _wait(lambda: handled == [b'"silence"', b'"after the silence"'])
+
+
+def test_deliveries_left_pending_are_settled_from_another_thread(broker: Broker) -> None:
+    """A handler may answer PENDING and settle later, from any thread; the loop alone
+    acknowledges, and publishes what the settlement carries before it does."""
+    pending: list[Delivery] = []
+
+    def handler(delivery: Delivery) -> Settlement | Pending:
+        pending.append(delivery)
+        return PENDING
+
+    caused = Outgoing(
+        exchange=topology.DISPATCH_EXCHANGE,
+        routing_key=topology.dispatch_routing_key("police", "any"),
+        body=b'"caused"',
+        message_id=str(uuid.uuid4()),
+        correlation_id=str(uuid.uuid4()),
+    )
+    loop = ConsumerLoop(broker, QUEUE, handler)
+    with consuming(loop):
+        _publish(broker, b'"first"', b'"second"')
+        _wait(lambda: len(pending) == 2)
+        first, second = pending
+        threading.Thread(target=loop.settle, args=(second, Park("refused later"))).start()
+        threading.Thread(target=loop.settle, args=(first, Ack(publish=(caused,)))).start()
+        _wait(lambda: [d.body for d in pending] == [b'"first"', b'"second"', b'"caused"'])
+        with pytest.raises(TypeError):
+            loop.settle(pending[2], Hold("not from another thread"))  # type: ignore[arg-type]
+        loop.settle(pending[2], Ack())
+    assert [Delivery.of(m).body for m in _parked(broker)] == [b'"second"']
+    assert _depth(broker) == 0
+
+
+def test_a_delivery_retried_later_comes_back_after_its_delay(broker: Broker) -> None:
+    """The same body on both transports: RabbitMQ's TTL tier, or the loop's own timer."""
+    seen: list[tuple[bytes, int]] = []
+
+    def handler(delivery: Delivery) -> Settlement:
+        retries = int(delivery.headers.get(RETRIES_HEADER, 0))
+        seen.append((delivery.body, retries))
+        return RetryLater("department down") if retries == 0 else Ack()
+
+    with consuming(ConsumerLoop(broker, QUEUE, handler)):
+        _publish(broker, b'"later"')
+        _wait(lambda: len(seen) == 2, timeout=30)
+    assert seen == [(b'"later"', 0), (b'"later"', 1)]
+    assert _parked(broker) == [] and _depth(broker) == 0
 
 
 @pytest.mark.connected
@@ -191,9 +253,9 @@ def test_a_consumer_whose_connection_is_closed_reconnects(amqp_url: str, catalog
     broker = emptied_department_queue(amqp_url, catalog, "police")
     handled: list[bytes] = []
 
-    def handler(body: bytes, message: Message) -> None:
-        handled.append(body)
-        message.ack()
+    def handler(delivery: Delivery) -> Settlement:
+        handled.append(delivery.body)
+        return Ack()
 
     with consuming(ConsumerLoop(broker, QUEUE, handler)):
         vhost = amqp_url.rsplit("/", 1)[1]

@@ -16,7 +16,6 @@ from harness import KEYRING, new_project_no
 from sqlalchemy import event, select
 
 from contracts.catalog import Catalog
-from contracts.errors import MessageRefused, TransientError
 from contracts.messages import (
     Accepted,
     Decided,
@@ -32,6 +31,7 @@ from router.domain.intake import Accepted as Received
 from router.domain.intake import Intake
 from router.domain.views import bundle_status
 from router.store import AuditRow, Database, EventRow, OutboxRow
+from runtime.messaging import Ack, Delivery, Hold, Park
 from runtime.messaging.signing import ROUTER
 from runtime.storage import LocalMaterialStore
 
@@ -159,41 +159,33 @@ def test_an_outcome_for_another_dispatch_or_bundle_is_not_applied(
     assert _item_state(database, dispatch) == "dispatched"
 
 
-class _RecordedMessage:
-    """Stands in for a kombu message of `body`, signed by the router: records what the
-    consumer decided to do with it."""
-
-    def __init__(self, body: bytes, message_id: str = "m-1") -> None:
-        self.body = body
-        self.actions: list[str] = []
-        self.properties = {"message_id": message_id, "correlation_id": "c-1"}
-        self.headers = KEYRING.sign(ROUTER, body=body, message_id=message_id, correlation_id="c-1")
-
-    @classmethod
-    def of(cls, outcome: ItemOutcome) -> _RecordedMessage:
-        return cls(outcome.model_dump_json().encode(), str(outcome.message_id))
-
-    def ack(self) -> None:
-        self.actions.append("ack")
+def _signed_delivery(body: bytes, message_id: str = "m-1") -> Delivery:
+    """A delivery of `body`, signed by the router, as the consumer loop hands it over."""
+    return Delivery(
+        body=body,
+        headers=KEYRING.sign(ROUTER, body=body, message_id=message_id, correlation_id="c-1"),
+        message_id=message_id,
+        correlation_id="c-1",
+    )
 
 
-def test_a_message_breaking_the_contract_is_refused_not_applied(
+def _delivery_of(outcome: ItemOutcome) -> Delivery:
+    return _signed_delivery(outcome.model_dump_json().encode(), str(outcome.message_id))
+
+
+def test_a_message_breaking_the_contract_is_parked_not_applied(
     database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
 ) -> None:
-    broken = b'{"status": "approved"}'
-    message = _RecordedMessage(broken)
-    with pytest.raises(MessageRefused, match="outcome contract"):
-        Correlator(database, catalog, keyring=KEYRING).handle_message(broken, message)  # type: ignore[arg-type]
-    assert message.actions == []
+    correlator = Correlator(database, catalog, keyring=KEYRING)
+    settlement = correlator.handle_one(_signed_delivery(b'{"status": "approved"}'))
+    assert isinstance(settlement, Park) and "outcome contract" in settlement.reason
     with database.transaction() as session:
         refused = session.scalars(select(AuditRow).where(AuditRow.event == "refused")).all()
     assert [(row.message_id, row.outcome) for row in refused] == [("m-1", "parked")]
     assert "outcome contract" in (refused[0].detail or "")
 
-    body = _outcome(dispatches[0], Accepted()).model_dump_json().encode()
-    valid = _RecordedMessage(body)
-    Correlator(database, catalog, keyring=KEYRING).handle_message(body, valid)  # type: ignore[arg-type]
-    assert valid.actions == ["ack"]
+    valid = _delivery_of(_outcome(dispatches[0], Accepted()))
+    assert correlator.handle_one(valid) == Ack()
     assert _item_state(database, dispatches[0]) == "accepted"
 
 
@@ -206,26 +198,28 @@ def test_outcomes_waiting_together_are_applied_in_one_transaction(
     decided = _outcome(health, Decided(approved=True))
     unknown = _outcome_for_unknown_item()
     batch = [
-        _RecordedMessage.of(_outcome(health, Accepted(receipt_no="R-1"))),
-        _RecordedMessage.of(decided),
-        _RecordedMessage.of(_outcome(vaccination, Decided(approved=True))),
-        _RecordedMessage.of(unknown),
-        _RecordedMessage(b'{"status": "approved"}', "m-broken"),
-        _RecordedMessage.of(decided),  # redelivered while the first copy waits
+        _delivery_of(_outcome(health, Accepted(receipt_no="R-1"))),
+        _delivery_of(decided),
+        _delivery_of(_outcome(vaccination, Decided(approved=True))),
+        _delivery_of(unknown),
+        _signed_delivery(b'{"status": "approved"}', "m-broken"),
+        _delivery_of(decided),  # redelivered while the first copy waits
     ]
 
-    refused = Correlator(database, catalog, keyring=KEYRING).handle_batch(batch)  # type: ignore[arg-type]
+    settlements = Correlator(database, catalog, keyring=KEYRING).handle_batch(batch)
 
     assert len(commits) == 1
-    reasons = {message.properties["message_id"]: refusal.reason for message, refusal in refused}
-    assert reasons.keys() == {"m-broken", str(unknown.message_id)}
-    assert reasons["m-broken"].startswith("breaks the outcome contract")
-    assert reasons[str(unknown.message_id)] == f"no bundle {unknown.bundle_id}"
-    assert [message.actions for message in batch] == [["ack"]] * 3 + [[], []] + [["ack"]]
+    assert settlements[:3] == [Ack()] * 3 and settlements[5] == Ack()
+    unknown_parked, broken_parked = settlements[3], settlements[4]
+    assert unknown_parked == Park(f"no bundle {unknown.bundle_id}")
+    assert isinstance(broken_parked, Park)
+    assert broken_parked.reason.startswith("breaks the outcome contract")
     assert _item_state(database, health) == _item_state(database, vaccination) == "approved"
     with database.transaction() as session:
         audited = session.execute(select(AuditRow.event, AuditRow.message_id)).all()
-    assert reasons.keys() <= {message_id for kind, message_id in audited if kind == "refused"}
+    assert {"m-broken", str(unknown.message_id)} <= {
+        message_id for kind, message_id in audited if kind == "refused"
+    }
     assert [message_id for kind, message_id in audited if kind == "decided"].count(
         str(decided.message_id)
     ) == 1
@@ -235,26 +229,22 @@ def test_an_unreachable_database_holds_the_outcome_rather_than_refusing_it(
     catalog: Catalog,
 ) -> None:
     unreachable = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
-    body = _outcome_for_unknown_item().model_dump_json().encode()
-    message = _RecordedMessage(body)
-    with pytest.raises(TransientError, match="database unavailable"):
-        Correlator(unreachable, catalog, keyring=KEYRING).handle_message(body, message)  # type: ignore[arg-type]
-    assert message.actions == []
+    delivery = _delivery_of(_outcome_for_unknown_item())
+    settlement = Correlator(unreachable, catalog, keyring=KEYRING).handle_one(delivery)
+    assert isinstance(settlement, Hold) and "database unavailable" in settlement.reason
 
 
 @pytest.mark.connected
-def test_an_outcome_the_database_refuses_is_refused_not_retried_forever(
+def test_an_outcome_the_database_refuses_is_parked_not_retried_forever(
     postgres_url: str, catalog: Catalog, tmp_path: Path
 ) -> None:
     database = Database(postgres_url)
     database.migrate()
     newborn = dispatches.__wrapped__(database, catalog, tmp_path)  # type: ignore[attr-defined]
     # PostgreSQL text cannot hold NUL: the same outcome would fail on every redelivery.
-    poison = _outcome(newborn[0], Rejected(reason="材料不全\x00")).model_dump_json().encode()
-    message = _RecordedMessage(poison)
-    with pytest.raises(MessageRefused, match="database refuses"):
-        Correlator(database, catalog, keyring=KEYRING).handle_message(poison, message)  # type: ignore[arg-type]
-    assert message.actions == []
+    poison = _delivery_of(_outcome(newborn[0], Rejected(reason="材料不全\x00")))
+    settlement = Correlator(database, catalog, keyring=KEYRING).handle_one(poison)
+    assert isinstance(settlement, Park) and "database refuses" in settlement.reason
     assert _item_state(database, newborn[0]) == "dispatched"
     database.dispose()
 

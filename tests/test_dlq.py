@@ -10,15 +10,14 @@ import uuid
 
 import pytest
 from harness import consuming, emptied_department_queue, publish_to_department
-from kombu import Connection, Message, Queue
+from kombu import Connection, Queue
 
 from contracts import topology
 from contracts.catalog import Catalog
-from contracts.errors import MessageRefused
 from lianban.cli import main
 from lianban.settings import Settings
 from router.operations.dlq import REPLAYED_HEADER, DeadLetterQueues
-from runtime.messaging import Broker, ConsumerLoop
+from runtime.messaging import Ack, Broker, ConsumerLoop, Delivery, Park, Settlement
 from runtime.messaging.declaration import DELIVERY_LIMIT, department_queue
 
 QUEUE = department_queue("hrss")
@@ -47,9 +46,9 @@ def test_a_refused_message_is_listed_with_its_reason_and_replayed_once(
     handled: list[dict[str, object]] = []
     replay_handled = threading.Event()
 
-    def refuse(body: bytes, message: Message) -> None:
+    def refuse(delivery: Delivery) -> Settlement:
         refused_once.set()
-        raise MessageRefused("signature by an unknown key")
+        return Park("signature by an unknown key")
 
     message_id = _publish(broker, b'{"n": 1}')
     _consume_until(ConsumerLoop(broker, QUEUE, refuse), refused_once)
@@ -66,10 +65,10 @@ def test_a_refused_message_is_listed_with_its_reason_and_replayed_once(
     assert dead.replay(PARKING) == 1
     assert dead.counts()[PARKING] == 0
 
-    def accept(body: bytes, message: Message) -> None:
-        handled.append(message.headers or {})
-        message.ack()
+    def accept(delivery: Delivery) -> Settlement:
+        handled.append(dict(delivery.headers))
         replay_handled.set()
+        return Ack()
 
     _consume_until(ConsumerLoop(broker, QUEUE, accept), replay_handled)
     assert len(handled) == 1 and handled[0][REPLAYED_HEADER] == 1

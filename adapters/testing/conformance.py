@@ -32,7 +32,7 @@ import pytest
 
 from adapters.base import Adapter
 from adapters.resilience import RetryPolicy
-from adapters.runner import AdapterRunner, RetryLater
+from adapters.runner import AdapterRunner
 from adapters.simulators.base import (
     CORRECTION_MATERIALS,
     DepartmentState,
@@ -43,6 +43,7 @@ from adapters.simulators.base import (
 )
 from adapters.testing.dispatches import dispatch_for
 from contracts.catalog import default_catalog
+from contracts.errors import DepartmentUnavailable
 from contracts.messages import (
     Accepted,
     CorrectionRequested,
@@ -266,7 +267,7 @@ class AdapterConformance:
     ) -> None:
         state.set_fault(FaultMode.TIMEOUT)
         retry = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.05)
-        with pytest.raises(RetryLater):
+        with pytest.raises(DepartmentUnavailable):
             self._run(server, timeout_seconds=0.3, retry=retry)
         outcome, _ = self._run(server, timeout_seconds=0.3, retry=retry, last_chance=True)
         assert isinstance(outcome, Failed), outcome

@@ -15,7 +15,6 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
-from kombu import Message
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,14 +22,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from contracts.catalog import Catalog
-from contracts.errors import MessageRefused, TransientError
+from contracts.errors import MessageRefused
 from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
 from router.domain import states
 from router.domain.progress import advance, set_item_state
 from router.store import BundleRow, Database, InboxRow, audit
 from router.store.timeline import department, record_event
 from runtime.failpoints import failpoint
-from runtime.messaging.consumer import raw_body
+from runtime.messaging import Ack, Delivery, Hold, Park, Settlement
 from runtime.messaging.signing import ROUTER, Keyring
 from runtime.tracing import handling
 
@@ -58,74 +57,70 @@ class Correlator:
         self._on_commit = on_commit
         self._keyring = keyring
 
-    def handle_message(self, body: bytes, message: Message) -> None:
-        """Consumer callback for one message: validate, apply, then acknowledge.
-
-        The consumer loop parks what is refused (recorded in the audit log first) and
-        holds the message (no requeue, no delivery count spent) while the database is
-        unreachable.
-        """
+    def handle_one(self, delivery: Delivery) -> Settlement:
+        """Consumer handler for one delivery: what `handle_batch` does for a batch of one,
+        and data the database refuses (too long, invalid) is parked, since it would fail
+        every time; the refusal is recorded in the audit log first."""
         try:
-            refused = self.handle_batch([message])
+            [settlement] = self.handle_batch([delivery])
         except DBAPIError as error:
-            # Data the database refuses (too long, invalid) would fail every time.
-            refusal = MessageRefused(f"the database refuses this outcome: {error.orig!r}"[:500])
-            self._record_refusal(message, refusal)
-            raise refusal from error
-        for _, refusal in refused:
-            raise refusal
-
-    def handle_batch(self, messages: Sequence[Message]) -> list[tuple[Message, MessageRefused]]:
-        """Consumer callback for the deliveries waiting together: apply them in order in
-        one transaction (one commit and one lock per bundle for all), acknowledge them
-        after the commit, and return the ones refused, recorded in the audit log.
-
-        A database error other than a lost connection propagates: the consumer loop then
-        hands the same messages to `handle_message` one at a time, which refuses the one
-        at fault.
-        """
-        valid: list[tuple[Message, ItemOutcome]] = []
-        refused: list[tuple[Message, MessageRefused]] = []
-        for message in messages:
+            reason = f"the database refuses this outcome: {error.orig!r}"[:500]
             try:
-                valid.append((message, self._outcome_of(raw_body(message), message)))
+                with self._database.transaction() as session:
+                    _audit_refusal(session, delivery, reason)
+            except (OperationalError, InterfaceError) as unavailable:
+                # Not parked before it is recorded: held until the database is back.
+                return Hold(f"database unavailable: {unavailable.orig!r}")
+            return Park(reason)
+        return settlement
+
+    def handle_batch(self, deliveries: Sequence[Delivery]) -> list[Settlement]:
+        """Consumer handler for the deliveries waiting together: apply them in order in one
+        transaction (one commit and one lock per bundle for all). Each is acknowledged
+        after the commit, or parked when refused (the refusal recorded in the audit log,
+        in the same transaction); all are held while the database is unreachable.
+
+        Another database error propagates: the consumer loop then hands the same
+        deliveries to `handle_one` one at a time, which parks the one at fault.
+        """
+        settlements: dict[int, Settlement] = {}
+        valid: list[tuple[int, Delivery, ItemOutcome]] = []
+        for position, delivery in enumerate(deliveries):
+            try:
+                valid.append((position, delivery, self._outcome_of(delivery)))
             except MessageRefused as refusal:
-                refused.append((message, refusal))
+                settlements[position] = Park(refusal.reason)
         try:
             with self._database.transaction() as session:
                 results = self._apply_all(
-                    session, [outcome for _, outcome in valid], [m.headers for m, _ in valid]
+                    session,
+                    [outcome for _, _, outcome in valid],
+                    [delivery.headers for _, delivery, _ in valid],
                 )
-                for (message, outcome), result in zip(valid, results, strict=True):
-                    if result is Applied.UNKNOWN_BUNDLE:
-                        refused.append((message, MessageRefused(f"no bundle {outcome.bundle_id}")))
-                for refused_message, reason in refused:
-                    _audit_refusal(session, refused_message, reason)
+                for (position, _, outcome), result in zip(valid, results, strict=True):
+                    settlements[position] = (
+                        Park(f"no bundle {outcome.bundle_id}")
+                        if result is Applied.UNKNOWN_BUNDLE
+                        else Ack()
+                    )
+                for position, delivery in enumerate(deliveries):
+                    settlement = settlements[position]
+                    if isinstance(settlement, Park):
+                        _audit_refusal(session, delivery, settlement.reason)
                 session.flush()
                 failpoint("correlator.before_commit")
         except (OperationalError, InterfaceError) as error:
-            # Connection-level trouble: nothing was committed; try the same messages again.
-            raise TransientError(f"database unavailable: {error.orig!r}") from error
+            # Connection-level trouble: nothing was committed; try the same ones again.
+            return [Hold(f"database unavailable: {error.orig!r}")] * len(deliveries)
         failpoint("correlator.after_commit")
-        for (settled, _), result in zip(valid, results, strict=True):
-            if result is not Applied.UNKNOWN_BUNDLE:
-                settled.ack()
         if Applied.APPLIED in results:
             self._on_commit()
-        return refused
+        return [settlements[position] for position in range(len(deliveries))]
 
-    def _record_refusal(self, message: Message, refusal: MessageRefused) -> None:
+    def _outcome_of(self, delivery: Delivery) -> ItemOutcome:
+        signer = self._keyring.verify_delivery(delivery)
         try:
-            with self._database.transaction() as session:
-                _audit_refusal(session, message, refusal)
-        except (OperationalError, InterfaceError) as error:
-            # Not parked before it is recorded: held until the database is back.
-            raise TransientError(f"database unavailable: {error.orig!r}") from error
-
-    def _outcome_of(self, body: bytes, message: Message) -> ItemOutcome:
-        signer = self._keyring.verify_delivery(body, message)
-        try:
-            outcome = ItemOutcome.model_validate_json(body)
+            outcome = ItemOutcome.model_validate_json(delivery.body)
         except ValidationError as error:
             raise MessageRefused(f"breaks the outcome contract: {error}"[:500]) from error
         # A department answers for itself only; the router signs what its manual work
@@ -246,15 +241,15 @@ def _record_in_inbox(session: Session, outcomes: Sequence[ItemOutcome]) -> set[s
     return set(session.scalars(statement))
 
 
-def _audit_refusal(session: Session, message: Message, refusal: MessageRefused) -> None:
+def _audit_refusal(session: Session, delivery: Delivery, reason: str) -> None:
     audit.record(
         session,
         actor=ROUTER,
         event=audit.AuditEvent.REFUSED,
         outcome="parked",
-        bundle_id=_uuid_or_none(message.properties.get("correlation_id")),
-        message_id=message.properties.get("message_id"),
-        detail=refusal.reason,
+        bundle_id=_uuid_or_none(delivery.correlation_id),
+        message_id=delivery.message_id,
+        detail=reason,
     )
 
 

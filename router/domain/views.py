@@ -1,4 +1,5 @@
-"""Read views of a bundle: its status with every item and timeline, and its reply."""
+"""Read views of a bundle: its status with every item and timeline, its reply, and the
+files it may hand out."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.api import BundleStatus, CallbackStatus, ItemStatus, TimelineEntry
+from contracts.application import MaterialRef
 from contracts.messages import BundleReply, ItemState
-from router.domain.progress import tolerated_gaps
+from router.domain.progress import certificates_of, tolerated_gaps
 from router.store import BundleRow, CallbackRow, EventRow, ReplyRow
 
 
@@ -83,3 +85,20 @@ def find_bundle(session: Session, key: str) -> uuid.UUID | None:
 def bundle_reply(session: Session, bundle_id: uuid.UUID) -> BundleReply | None:
     row = session.get(ReplyRow, bundle_id)
     return None if row is None else BundleReply.model_validate(row.body)
+
+
+def bundle_file(session: Session, bundle_id: uuid.UUID, sha256: str) -> MaterialRef | None:
+    """The file `sha256` as the bundle references it: a material of its application
+    (corrections included) or the file of a certificate one of its items was decided
+    with. None when the bundle references no such file: a digest alone opens nothing."""
+    bundle = session.get(BundleRow, bundle_id)
+    if bundle is None:
+        return None
+    materials = (MaterialRef.model_validate(raw) for raw in bundle.application["materials"])
+    certificates = (
+        certificate.file
+        for item in bundle.items
+        for certificate in certificates_of(item)
+        if certificate.file is not None
+    )
+    return next((ref for ref in (*materials, *certificates) if ref.sha256 == sha256), None)

@@ -23,16 +23,13 @@ from typing import Any
 
 from kombu import Message, Queue
 
-from runtime.messaging import Broker, Outgoing, Publisher
-from runtime.messaging.consumer import (
+from runtime.messaging import Broker, Delivery, Outgoing, Publisher
+from runtime.messaging.declaration import queues
+from runtime.messaging.envelope import (
     REFUSED_AT_HEADER,
     REFUSED_REASON_HEADER,
     SOURCE_QUEUE_HEADER,
-    copy_of,
-    fresh_headers,
-    raw_body,
 )
-from runtime.messaging.declaration import queues
 
 REPLAYED_HEADER = "x-lianban-replayed"
 _REFUSAL_HEADERS = (REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER, REFUSED_AT_HEADER)
@@ -51,8 +48,8 @@ class DeadLetter:
     body: bytes
 
     @classmethod
-    def of(cls, queue: str, message: Message) -> DeadLetter:
-        headers: dict[str, Any] = message.headers or {}
+    def of(cls, queue: str, delivery: Delivery) -> DeadLetter:
+        headers = delivery.headers
         deaths: list[dict[str, Any]] = headers.get("x-death") or []
         died_at = headers.get(REFUSED_AT_HEADER)
         return cls(
@@ -60,15 +57,15 @@ class DeadLetter:
             source_queue=str(
                 headers.get(SOURCE_QUEUE_HEADER) or headers.get("x-first-death-queue") or ""
             ),
-            message_id=str(message.properties.get("message_id", "")),
-            correlation_id=str(message.properties.get("correlation_id", "")),
+            message_id=delivery.message_id,
+            correlation_id=delivery.correlation_id,
             reason=str(
                 headers.get(REFUSED_REASON_HEADER) or headers.get("x-first-death-reason") or ""
             ),
             count=sum(int(death.get("count", 1)) for death in deaths) or 1,
             died_at=datetime.fromisoformat(died_at) if died_at else _death_time(deaths),
             replayed=int(headers.get(REPLAYED_HEADER, 0)),
-            body=raw_body(message),
+            body=delivery.body,
         )
 
 
@@ -100,7 +97,7 @@ class DeadLetterQueues:
                 for message in messages:
                     if len(found) >= limit:
                         break
-                    found.append(DeadLetter.of(name, message))
+                    found.append(DeadLetter.of(name, Delivery.of(message)))
         return found
 
     def find(self, message_id: str) -> DeadLetter | None:
@@ -108,7 +105,7 @@ class DeadLetterQueues:
             with self._browsing(name) as messages:
                 for message in messages:
                     if message.properties.get("message_id") == message_id:
-                        return DeadLetter.of(name, message)
+                        return DeadLetter.of(name, Delivery.of(message))
         return None
 
     def replay(self, queue: str, message_ids: Collection[str] | None = None) -> int:
@@ -118,12 +115,13 @@ class DeadLetterQueues:
         replayed = 0
         with Publisher(self._broker) as publisher, self._browsing(queue) as messages:
             for message in messages:
-                letter = DeadLetter.of(queue, message)
+                delivery = Delivery.of(message)
+                letter = DeadLetter.of(queue, delivery)
                 if message_ids is not None and letter.message_id not in message_ids:
                     continue
                 if not letter.source_queue:
                     continue  # nowhere to send it: left for an operator to inspect
-                publisher.publish(_replay_of(letter, message))
+                publisher.publish(_replay_of(letter, delivery))
                 message.ack()
                 replayed += 1
         return replayed
@@ -159,15 +157,11 @@ class DeadLetterQueues:
                 channel.close()
 
 
-def _replay_of(letter: DeadLetter, message: Message) -> Outgoing:
-    return copy_of(
-        message,
-        exchange="",  # the default exchange routes by queue name
-        routing_key=letter.source_queue,
-        headers={
-            **fresh_headers(message, drop=_REFUSAL_HEADERS),
-            REPLAYED_HEADER: letter.replayed + 1,
-        },
+def _replay_of(letter: DeadLetter, delivery: Delivery) -> Outgoing:
+    return delivery.copy_to(
+        "",  # the default exchange routes by queue name
+        letter.source_queue,
+        {**delivery.fresh_headers(drop=_REFUSAL_HEADERS), REPLAYED_HEADER: letter.replayed + 1},
     )
 
 

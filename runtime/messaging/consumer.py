@@ -1,20 +1,26 @@
-"""A consumer loop that owns one connection, survives the broker going away, and never
-spins on a message it cannot handle.
+"""A consumer loop that owns one connection, survives the broker going away, never spins
+on a message it cannot handle, and is the only code that settles a delivery.
 
-What the handler's outcome means for the message:
+A handler gets a `Delivery` and answers with a settlement, which the loop carries out:
 
-    returns ................ the handler settled it (ack) or will settle it later
-    raises MessageRefused ......... never to be processed: parked with the reason, then acked
-    raises TransientError .. a dependency is down: the message is held (not requeued, so
-                             its delivery count does not grow) and retried with backoff;
-                             later deliveries wait behind it, in order
-    raises anything else ... a bug or a poison message: parked with the error as reason,
-                             unless it is the broker connection failing: then reconnect
+    Ack(publish) ........... publish what the delivery caused (confirmed), then ack
+    Park(reason) ........... never to be processed: copied to the parking lot with the
+                             reason (confirmed), then acked
+    Hold(reason) ........... Lianban's own dependency is down: the delivery is kept (not
+                             requeued, so its delivery count does not grow) and handed
+                             over again after a backoff; later deliveries wait behind it
+    RetryLater(reason) ..... the department is unavailable: a copy comes back after a
+                             delay (`runtime.messaging.delayed`), then ack
+    PENDING ................ the handler settles it later, from any thread (`settle`)
 
-With a batch handler, the deliveries waiting together go to it in one call, in order: it
-acks what it settled and returns the ones it refuses, which are parked. If it raises
-anything but TransientError or a connection error, the same messages go to the
-per-message handler one at a time, which isolates the one at fault.
+A handler that raises instead answers for itself: MessageRefused parks with its reason,
+TransientError holds, anything else parks with the error as reason — unless it is the
+broker connection failing: then the loop reconnects and the broker redelivers.
+
+With a batch handler, the deliveries waiting together go to it in one call, in order,
+and it answers one settlement each. If it raises anything but TransientError or a
+connection error, the same deliveries go to the per-message handler one at a time,
+which isolates the one at fault.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from queue import Empty, SimpleQueue
 from typing import Any
 
 import structlog
@@ -33,79 +40,53 @@ from kombu import Connection, Consumer, Message, Queue
 
 from contracts import topology
 from contracts.errors import ConsumerStalled, MessageRefused, TransientError
+from runtime.failpoints import failpoint
 from runtime.messaging.backoff import Backoff
 from runtime.messaging.broker import Broker
+from runtime.messaging.delayed import DelayedDelivery
+from runtime.messaging.envelope import (
+    REFUSED_AT_HEADER,
+    REFUSED_REASON_HEADER,
+    SOURCE_QUEUE_HEADER,
+    Delivery,
+)
 from runtime.messaging.publisher import Outgoing, Publisher
+from runtime.messaging.settlement import (
+    Ack,
+    Hold,
+    Park,
+    Pending,
+    RetryLater,
+    Settlement,
+)
 
 log = structlog.get_logger(__name__)
 
-MessageHandler = Callable[[bytes, Message], None]
-"""Called with the raw body and the message; it must ack it now or later (see module doc)."""
-
-BatchHandler = Callable[[Sequence[Message]], "list[tuple[Message, MessageRefused]]"]
-"""Called with several messages in delivery order; returns the refused (see module doc)."""
-
-REFUSED_REASON_HEADER = "x-lianban-refused-reason"
-SOURCE_QUEUE_HEADER = "x-lianban-source-queue"
-REFUSED_AT_HEADER = "x-lianban-refused-at"
-
-
-# Set by RabbitMQ on redelivery and dead-lettering; a copy published afresh drops them.
-BROKER_HEADERS = ("x-delivery-count", "x-death", "x-first-death-", "x-last-death-")
-
-
-def raw_body(message: Message) -> bytes:
-    """The body as sent: py-amqp hands over a `str` when the message names an encoding."""
-    body = message.body
-    return body.encode() if isinstance(body, str) else bytes(body)
-
-
-def fresh_headers(message: Message, drop: Iterable[str] = ()) -> dict[str, Any]:
-    """The message's own headers, without the broker's (and without `drop`)."""
-    dropped = set(drop)
-    return {
-        key: value
-        for key, value in (message.headers or {}).items()
-        if not key.startswith(BROKER_HEADERS) and key not in dropped
-    }
-
-
-def copy_of(
-    message: Message, *, exchange: str, routing_key: str, headers: dict[str, Any]
-) -> Outgoing:
-    """A received message, to publish again elsewhere: same body and ids, new headers."""
-    properties = message.properties
-    return Outgoing(
-        exchange=exchange,
-        routing_key=routing_key,
-        body=raw_body(message),
-        message_id=str(properties.get("message_id", "")),
-        correlation_id=str(properties.get("correlation_id", "")),
-        headers=headers,
-    )
+Handler = Callable[[Delivery], Settlement | Pending]
+BatchHandler = Callable[[Sequence[Delivery]], Sequence[Settlement]]
 
 
 class ConsumerLoop:
     """Consumes one queue on a connection of its own until `stop` is set.
 
-    `on_tick` runs on the consuming thread between waits for messages: it is where work
-    finished elsewhere is acknowledged, since a channel may only be used by its own thread
-    (`is_current` tells whether a message still belongs to the live channel: after a
-    reconnect, old delivery tags are meaningless and the broker redelivers instead).
-    `on_stop` runs there too, after consuming stopped and before the connection closes.
+    Settlements made on other threads (`settle`) and messages sent from them (`send`)
+    are carried out on the consuming thread between waits, since a channel belongs to
+    its thread. A delivery of a channel that has since died is never settled: after a
+    reconnect its tag means nothing, and the broker redelivers it instead. On stop,
+    pending deliveries get `grace_seconds` to be settled before the connection closes.
     """
 
     def __init__(
         self,
         broker: Broker,
         queue: Queue,
-        handler: MessageHandler,
+        handler: Handler,
         *,
         batch_handler: BatchHandler | None = None,
         prefetch: int = 32,
-        on_tick: Callable[[], None] | None = None,
-        on_stop: Callable[[], None] | None = None,
         tick_seconds: float = 0.05,
+        grace_seconds: float = 10.0,
+        before_ack_failpoint: str | None = None,
         reconnect_backoff: Backoff | None = None,
         hold_backoff: Backoff | None = None,
         liveness_seconds: float = 30.0,
@@ -114,24 +95,37 @@ class ConsumerLoop:
         self._queue = queue
         self._handler = handler
         self._batch_handler = batch_handler
-        self._one_at_a_time = 0  # messages to hand over singly after a failed batch
+        self._one_at_a_time = 0  # deliveries to hand over singly after a failed batch
         self._prefetch = prefetch
-        self._on_tick = on_tick
-        self._on_stop = on_stop
         self._tick_seconds = tick_seconds
+        self._grace_seconds = grace_seconds
+        self._before_ack_failpoint = before_ack_failpoint
         self._reconnect = reconnect_backoff or Backoff(0.5, 30.0)
         self._hold = hold_backoff or Backoff(0.2, 15.0)
         self._liveness_seconds = liveness_seconds
-        self._parker = Publisher(broker)
+        self._publisher = Publisher(broker)
+        self._delayed = DelayedDelivery(self._publisher, in_memory=broker.is_memory)
         self._channel: Any = None
         self._connection_errors: tuple[type[BaseException], ...] = ()
-        self._waiting: deque[Message] = deque()  # delivered, not yet handed to the handler
-        self._unsettled: list[Message] = []  # handed over, not yet acked by anyone
+        self._waiting: deque[Delivery] = deque()  # received, not yet handed over
+        self._pending: dict[int, Delivery] = {}  # handed over, to be settled later
+        # (delivery, settlement) to carry out, or (None, message) to publish.
+        self._from_other_threads: SimpleQueue[tuple[Delivery | None, Any]] = SimpleQueue()
         self._held_until = 0.0
         self._last_delivery = time.monotonic()
         self._last_liveness_check = time.monotonic()
         self._last_heartbeat_check = 0.0
         self.ready = threading.Event()
+
+    def settle(self, delivery: Delivery, settlement: Ack | Park | RetryLater) -> None:
+        """Settle a delivery a handler left PENDING; safe from any thread."""
+        if isinstance(settlement, Hold):
+            raise TypeError("only a handler's direct answer can hold a delivery")
+        self._from_other_threads.put((delivery, settlement))
+
+    def send(self, message: Outgoing) -> None:
+        """Publish `message` (confirmed) on the consuming thread soon; safe from any thread."""
+        self._from_other_threads.put((None, message))
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -140,8 +134,8 @@ class ConsumerLoop:
                 try:
                     self._consume(connection, stop)
                 except Exception as error:
-                    # Unacknowledged deliveries come back after a reconnect; the ones held
-                    # here belong to the dead channel and are forgotten.
+                    # Unsettled deliveries come back after a reconnect; the ones held here
+                    # belong to the dead channel and are forgotten.
                     delay = self._reconnect.next_delay()
                     log.warning(
                         "consumer.disconnected",
@@ -154,14 +148,10 @@ class ConsumerLoop:
                     self.ready.clear()
                     self._channel = None
                     self._waiting.clear()
-                    self._unsettled.clear()
+                    self._pending.clear()
                     connection.release()
         finally:
-            self._parker.close()
-
-    def is_current(self, message: Message) -> bool:
-        """False for a delivery of a channel that has since died: do not settle it."""
-        return self._channel is not None and message.channel is self._channel
+            self._publisher.close()
 
     def _consume(self, connection: Connection, stop: threading.Event) -> None:
         channel = connection.default_channel
@@ -172,7 +162,7 @@ class ConsumerLoop:
             channel,
             queues=[queue],
             # Raw delivery: the handler validates the body against its contract itself.
-            on_message=self._deliver,
+            on_message=self._receive_one,
             prefetch_count=self._prefetch,
         ) as consumer:
             self._channel = channel
@@ -183,15 +173,14 @@ class ConsumerLoop:
                 self._receive(connection)
                 self._heartbeat(connection)
                 self._hand_over_waiting()
-                if self._on_tick is not None:
-                    self._on_tick()
+                self._carry_out_from_other_threads()
+                self._delayed.publish_due()
                 self._check_liveness(queue)
                 self._reconnect.reset()
-            # Stop: take no new deliveries, then let the owner settle what is in flight
-            # while the channel is still open to acknowledge it.
+            # Stop: take no new deliveries, then give pending ones their grace while the
+            # channel is still open to acknowledge them.
             consumer.cancel()
-            if self._on_stop is not None:
-                self._on_stop()
+            self._wait_for_pending()
 
     def _receive(self, connection: Connection) -> None:
         """Wait up to a tick for deliveries. py-amqp reads one message per drain: with a
@@ -210,9 +199,9 @@ class ConsumerLoop:
             self._last_heartbeat_check = now
             connection.heartbeat_check()
 
-    def _deliver(self, message: Message) -> None:
+    def _receive_one(self, message: Message) -> None:
         self._last_delivery = time.monotonic()
-        self._waiting.append(message)
+        self._waiting.append(Delivery.of(message))
 
     def _hand_over_waiting(self) -> None:
         while self._waiting and time.monotonic() >= self._held_until:
@@ -220,85 +209,132 @@ class ConsumerLoop:
                 batch = list(itertools.islice(self._waiting, self._prefetch))
             else:
                 batch = [self._waiting[0]]
-            refused: list[tuple[Message, MessageRefused]] = []
             try:
-                if len(batch) == 1:
-                    self._hand_over(batch[0])
-                else:
-                    assert self._batch_handler is not None
-                    refused = self._batch_handler(batch)
-            except TransientError as error:
-                delay = self._hold.next_delay()
-                self._held_until = time.monotonic() + delay
-                log.warning(
-                    "consumer.holding",
-                    queue=self._queue.name,
-                    error=repr(error),
-                    retry_in=round(delay, 2),
-                    waiting=len(self._waiting),
-                )
-                return
+                answers = self._answers(batch)
             except self._connection_errors:
-                raise  # the broker connection broke (an ack, say): reconnect, redelivered
+                raise  # the broker connection broke: reconnect, and all is redelivered
+            except TransientError as error:
+                answers = [Hold(repr(error))] * len(batch)
             except Exception as error:
-                if len(batch) == 1:
-                    raise  # parking failed (the handler's own errors park): reconnect
                 log.warning("consumer.batch_failed", queue=self._queue.name, error=repr(error))
                 self._one_at_a_time = len(batch)
                 continue
-            # Outside the try: a parking that fails after the batch committed must not hand
-            # the batch, acked already, to the fallback; it reconnects instead.
-            for message, refusal in refused:
-                self.park(message, refusal.reason)
+            for answer in answers:
+                if isinstance(answer, Hold):
+                    self._hold_from_here(answer)
+                    return
+                delivery = self._waiting.popleft()
+                self._one_at_a_time = max(0, self._one_at_a_time - 1)
+                if isinstance(answer, Pending):
+                    self._pending[id(delivery)] = delivery
+                else:
+                    self._carry_out(delivery, answer)
             self._hold.reset()
-            self._one_at_a_time = max(0, self._one_at_a_time - len(batch))
-            for _ in batch:
-                self._track(self._waiting.popleft())
 
-    def _hand_over(self, message: Message) -> None:
-        """One message to the per-message handler; a refusal or a failure parks it."""
+    def _answers(self, batch: list[Delivery]) -> Sequence[Settlement | Pending]:
+        if len(batch) > 1:
+            assert self._batch_handler is not None
+            answers = self._batch_handler(batch)
+            if len(answers) != len(batch):
+                raise AssertionError(f"{len(answers)} settlements for {len(batch)} deliveries")
+            return answers
         try:
-            self._handler(raw_body(message), message)
-        except TransientError:
-            raise  # held by the caller
+            return [self._handler(batch[0])]
+        except TransientError as error:
+            return [Hold(repr(error))]
         except self._connection_errors:
             raise
         except MessageRefused as refusal:
-            self.park(message, refusal.reason)
+            return [Park(refusal.reason)]
         except Exception as error:
             log.exception("consumer.handler_failed", queue=self._queue.name)
-            self.park(message, f"handler failed: {error!r}"[:500])
+            return [Park(f"handler failed: {error!r}"[:500])]
 
-    def _track(self, message: Message) -> None:
-        """Remember a handed-over message until someone acks it (for the liveness check)."""
-        if not message.acknowledged:
-            self._unsettled.append(message)
-            if len(self._unsettled) > 2 * self._prefetch:  # keep it bounded between checks
-                self._unsettled = [m for m in self._unsettled if not m.acknowledged]
+    def _hold_from_here(self, hold: Hold) -> None:
+        delay = self._hold.next_delay()
+        self._held_until = time.monotonic() + delay
+        log.warning(
+            "consumer.holding",
+            queue=self._queue.name,
+            reason=hold.reason,
+            retry_in=round(delay, 2),
+            waiting=len(self._waiting),
+        )
 
-    def park(self, message: Message, reason: str) -> None:
-        """Move a message to this queue's parking lot with the reason, then ack it.
+    def _carry_out_from_other_threads(self) -> None:
+        while True:
+            try:
+                delivery, work = self._from_other_threads.get_nowait()
+            except Empty:
+                return
+            if delivery is None:
+                self._publisher.publish(work)
+                continue
+            if self._pending.get(id(delivery)) is not delivery:
+                self._settle_stale(delivery, work)
+                continue
+            del self._pending[id(delivery)]
+            self._carry_out(delivery, work)
+
+    def _settle_stale(self, delivery: Delivery, settlement: Settlement) -> None:
+        """A delivery whose channel died meanwhile: the broker redelivers it, so it is not
+        settled; what it caused is still published (consumers deduplicate by id)."""
+        log.warning(
+            "consumer.stale_delivery",
+            queue=self._queue.name,
+            bundle_id=delivery.correlation_id,
+            message_id=delivery.message_id,
+        )
+        if isinstance(settlement, Ack):
+            self._publisher.publish_many(settlement.publish)
+
+    def _carry_out(self, delivery: Delivery, settlement: Settlement) -> None:
+        message = delivery.transport_message
+        match settlement:
+            case Ack(publish=caused):
+                self._publisher.publish_many(caused)
+                if self._before_ack_failpoint:
+                    failpoint(self._before_ack_failpoint)
+                message.ack()
+            case Park(reason=reason):
+                self.park(delivery, reason)
+            case RetryLater():
+                self._delayed.schedule(delivery)
+                message.ack()
+            case Hold():
+                raise AssertionError("a hold is carried out by not handing over")
+
+    def park(self, delivery: Delivery, reason: str) -> None:
+        """Move a delivery to this queue's parking lot with the reason, then ack it.
 
         Published (confirmed) before the ack, so a crash in between parks it twice at
         worst, never loses it. Dead-lettering by reject would lose the reason, and the
         in-memory transport would drop the message.
         """
         parking = topology.parking_queue(self._queue.name)
-        self._parker.publish(
-            copy_of(
-                message,
-                exchange=topology.DEAD_LETTER_EXCHANGE,
-                routing_key=parking,
-                headers={
-                    **(message.headers or {}),
+        self._publisher.publish(
+            delivery.copy_to(
+                topology.DEAD_LETTER_EXCHANGE,
+                parking,
+                {
+                    **delivery.headers,
                     REFUSED_REASON_HEADER: reason,
                     SOURCE_QUEUE_HEADER: self._queue.name,
                     REFUSED_AT_HEADER: datetime.now(UTC).isoformat(),
                 },
             )
         )
-        message.ack()
+        delivery.transport_message.ack()
         log.error("consumer.parked", queue=parking, reason=reason)
+
+    def _wait_for_pending(self) -> None:
+        deadline = time.monotonic() + self._grace_seconds
+        while self._pending and time.monotonic() < deadline:
+            self._carry_out_from_other_threads()
+            time.sleep(0.02)
+        self._carry_out_from_other_threads()
+        if self._pending:
+            log.warning("consumer.stopped_with_work_pending", count=len(self._pending))
 
     def _check_liveness(self, queue: Queue) -> None:
         """Detect a consumer the broker no longer feeds (kombu #670): if messages are
@@ -307,8 +343,7 @@ class ConsumerLoop:
         if now - self._last_liveness_check < self._liveness_seconds:
             return
         self._last_liveness_check = now
-        self._unsettled = [message for message in self._unsettled if not message.acknowledged]
-        busy = len(self._unsettled) + len(self._waiting) >= self._prefetch
+        busy = len(self._pending) + len(self._waiting) >= self._prefetch
         if busy or now - self._last_delivery < self._liveness_seconds:
             return
         ready = queue.queue_declare(passive=True).message_count

@@ -9,8 +9,8 @@ Delayed retries go through TTL queues, one per delay in `RETRY_DELAYS_SECONDS`, 
 the headers exchange `lianban.retry` by the delay header. An expired message is
 dead-lettered back to `lianban.dispatch` under its own routing key, so it reaches the
 same department queue again — without a tight requeue loop and without holding a
-consumer while it waits. The in-memory transport has no TTL or dead-lettering: the
-embedded mode delays retries in the worker instead.
+consumer while it waits (`runtime.messaging.delayed` sends them there, and stands in
+for the tiers on the in-memory transport, which has no TTL or dead-lettering).
 """
 
 from __future__ import annotations
@@ -48,11 +48,6 @@ def dead_letter_exchange() -> Exchange:
 
 def retry_exchange() -> Exchange:
     return Exchange(topology.RETRY_EXCHANGE, type="headers", durable=True)
-
-
-def retry_delay_label(retries: int) -> str:
-    """The delay for the n-th retry (0-based): each retry waits longer, up to the last tier."""
-    return f"{RETRY_DELAYS_SECONDS[min(retries, len(RETRY_DELAYS_SECONDS) - 1)]}s"
 
 
 def retry_queue(delay_seconds: int) -> Queue:

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from contracts.errors import BadSignature, ConfigurationError
+from runtime.messaging.envelope import Delivery
 
 SIGNATURE_HEADER = "x-lianban-signature"
 KEY_ID_HEADER = "x-lianban-key-id"
@@ -150,14 +151,13 @@ class Keyring:
             self._refuse("bad_signature", f"the signature by {trusted.signer} does not match")
         return trusted.signer
 
-    def verify_delivery(self, body: bytes, message: Any) -> str:
-        """`verify` for a kombu message (its headers and its AMQP ids)."""
-        properties = message.properties
+    def verify_delivery(self, delivery: Delivery) -> str:
+        """`verify` for a received message (its headers and its AMQP ids)."""
         return self.verify(
-            body=body,
-            headers=message.headers or {},
-            message_id=str(properties.get("message_id", "")),
-            correlation_id=str(properties.get("correlation_id", "")),
+            body=delivery.body,
+            headers=delivery.headers,
+            message_id=delivery.message_id,
+            correlation_id=delivery.correlation_id,
         )
 
     def _refuse(self, kind: str, reason: str) -> NoReturn:
