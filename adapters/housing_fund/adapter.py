@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.soap_filing import SoapFilingAdapter
+from adapters import SoapFilingAdapter
 
 WSDL = Path(__file__).with_name("housing_fund.wsdl")
 NAMESPACE = "http://gov.lianban.example/housing-fund/v1"

@@ -20,22 +20,24 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from adapters.base import Adapter
-from adapters.context import AdapterContext
-from contracts.application import MaterialRef, NaturalPerson
-from contracts.errors import BadAnswerError, FatalDepartmentError
-from contracts.messages import (
+from adapters import (
     Accepted,
+    Adapter,
+    AdapterContext,
+    BadAnswerError,
     Certificate,
     CorrectionRequested,
     Decided,
+    FatalDepartmentError,
     ItemCancel,
     ItemDispatch,
     ItemSupplement,
+    MaterialRef,
     OutcomeResult,
     PrerequisiteResult,
     Rejected,
 )
+from contracts.application import NaturalPerson
 
 # Catalog service → hrss business code: JY 就业, SB 社会保险, KA 社会保障卡, RC 人才.
 OPERATIONS: dict[str, str] = {

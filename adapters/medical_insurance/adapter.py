@@ -28,23 +28,25 @@ from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
 
-from adapters.base import Adapter
-from adapters.context import AdapterContext
-from contracts.application import IdType, MaterialRef, NaturalPerson
-from contracts.errors import BadAnswerError, FatalDepartmentError
-from contracts.messages import (
+from adapters import (
     Accepted,
+    Adapter,
+    AdapterContext,
+    BadAnswerError,
     Certificate,
     CorrectionRequested,
     Decided,
+    FatalDepartmentError,
     ItemCancel,
     ItemDispatch,
     ItemSupplement,
+    MaterialRef,
     OutcomeResult,
     PrerequisiteResult,
     Rejected,
     SupplementPurpose,
 )
+from contracts.application import IdType, NaturalPerson
 
 # Catalog service → filing transaction: 25xx 参保登记, 26xx 转移接续, 27xx 待遇支取, 28xx 救助.
 OPERATIONS: dict[str, str] = {

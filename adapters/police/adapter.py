@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.soap_filing import SoapFilingAdapter
+from adapters import SoapFilingAdapter
 
 WSDL = Path(__file__).with_name("police.wsdl")
 NAMESPACE = "http://gov.lianban.example/police/v1"

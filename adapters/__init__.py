@@ -1,0 +1,61 @@
+"""The SDK for department adapters: everything an adapter author imports, from one place.
+
+    from adapters import Adapter, AdapterContext, Accepted, Decided, ItemDispatch, ...
+
+An adapter is a declaration plus one `async def handle(item, ctx)` (see `Adapter`);
+`lianban adapter new <department>` scaffolds one with its simulator and tests, and
+`adapters.testing.AdapterConformance` is the suite it must pass. Which error to raise:
+
+    RetryableError ....... the department is busy or timed out: call again later
+    FatalDepartmentError . repeating cannot help (our request is wrong): the item fails
+    BadAnswerError ....... the department answered garbage: the item fails
+
+Business answers (不予受理, 补齐补正, denial) are results, not errors: return Rejected,
+CorrectionRequested or Decided(approved=False, reason=...).
+"""
+
+from adapters.base import Adapter
+from adapters.context import AdapterContext
+from adapters.resilience import RetryPolicy
+from adapters.soap_filing import SoapFilingAdapter
+from contracts.application import MaterialRef
+from contracts.errors import BadAnswerError, FatalDepartmentError, RetryableError
+from contracts.messages import (
+    Accepted,
+    Certificate,
+    CorrectionRequested,
+    Decided,
+    Failed,
+    ItemCancel,
+    ItemDispatch,
+    ItemSupplement,
+    OutcomeResult,
+    PrerequisiteResult,
+    Rejected,
+    SupplementPurpose,
+    ToleratedGap,
+)
+
+__all__ = [
+    "Accepted",
+    "Adapter",
+    "AdapterContext",
+    "BadAnswerError",
+    "Certificate",
+    "CorrectionRequested",
+    "Decided",
+    "Failed",
+    "FatalDepartmentError",
+    "ItemCancel",
+    "ItemDispatch",
+    "ItemSupplement",
+    "MaterialRef",
+    "OutcomeResult",
+    "PrerequisiteResult",
+    "Rejected",
+    "RetryPolicy",
+    "RetryableError",
+    "SoapFilingAdapter",
+    "SupplementPurpose",
+    "ToleratedGap",
+]
