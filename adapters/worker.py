@@ -47,7 +47,7 @@ from runtime.failpoints import failpoint
 from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher
 from runtime.messaging.consumer import copy_of, fresh_headers
 from runtime.messaging.declaration import RETRY_DELAY_HEADER, department_queue, retry_delay_label
-from runtime.messaging.signing import ROUTER, Keyring
+from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 from runtime.storage import MaterialStore
 from runtime.tracing import current_headers, headers_of, start_span, traced
 
@@ -146,7 +146,7 @@ class AdapterWorker:
 
     def _on_message(self, body: bytes, message: Message) -> None:
         signer = self._keyring.verify_delivery(body, message)
-        if signer != ROUTER:
+        if signer != ROUTER_SIGNER:
             raise MessageRefused(f"a department message signed by {signer}, not the router")
         try:
             received = _DEPARTMENT_MESSAGE.validate_json(body)

@@ -32,7 +32,7 @@ from router.domain.intake import Accepted as Received
 from router.domain.intake import Intake
 from router.domain.views import bundle_status
 from router.store import AuditRow, Database, EventRow, OutboxRow
-from runtime.messaging.signing import ROUTER
+from runtime.messaging.signing import ROUTER_SIGNER
 from runtime.storage import LocalMaterialStore
 
 
@@ -167,7 +167,9 @@ class _RecordedMessage:
         self.body = body
         self.actions: list[str] = []
         self.properties = {"message_id": message_id, "correlation_id": "c-1"}
-        self.headers = KEYRING.sign(ROUTER, body=body, message_id=message_id, correlation_id="c-1")
+        self.headers = KEYRING.sign(
+            ROUTER_SIGNER, body=body, message_id=message_id, correlation_id="c-1"
+        )
 
     @classmethod
     def of(cls, outcome: ItemOutcome) -> _RecordedMessage:

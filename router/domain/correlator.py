@@ -28,10 +28,10 @@ from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
 from router.domain import states
 from router.domain.progress import advance, set_item_state
 from router.store import BundleRow, Database, InboxRow, audit
-from router.store.timeline import department, record_event
+from router.store.timeline import ROUTER, department, record_event
 from runtime.failpoints import failpoint
 from runtime.messaging.consumer import raw_body
-from runtime.messaging.signing import ROUTER, Keyring
+from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 from runtime.tracing import handling
 
 log = structlog.get_logger(__name__)
@@ -130,7 +130,7 @@ class Correlator:
             raise MessageRefused(f"breaks the outcome contract: {error}"[:500]) from error
         # A department answers for itself only; the router signs what its manual work
         # queue decided on a department's behalf.
-        if signer not in (outcome.department, ROUTER):
+        if signer not in (outcome.department, ROUTER_SIGNER):
             raise MessageRefused(f"an outcome of {outcome.department} signed by {signer}")
         return outcome
 

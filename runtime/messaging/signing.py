@@ -39,7 +39,7 @@ from contracts.errors import BadSignature, ConfigurationError
 
 SIGNATURE_HEADER = "x-lianban-signature"
 KEY_ID_HEADER = "x-lianban-key-id"
-ROUTER = "router"
+ROUTER_SIGNER = "router"
 """The signer name of the router's own key; departments sign under their code."""
 
 log = structlog.get_logger(__name__)
