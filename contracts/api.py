@@ -62,7 +62,10 @@ class TimelineEntry(_Document):
     item: str | None
     state: str
     detail: str | None
-    actor: str = Field(description="platform, router, or department:<code>")
+    actor: str = Field(
+        pattern=r"^(platform|router|department:[a-z][a-z0-9_]*)$",
+        description="platform, router, or department:<code>",
+    )
 
 
 class CallbackStatus(_Document):

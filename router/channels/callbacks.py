@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import select
 
 from router.store import CallbackRow, Database
-from router.store.timeline import ROUTER, record_event
+from router.store.timeline import Actor, record_event
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +71,12 @@ class CallbackSender:
                     row.delivered_at = datetime.now(UTC)
                     row.last_error = None
                     record_event(
-                        session, row.bundle_id, None, "callback_delivered", row.kind, actor=ROUTER
+                        session,
+                        row.bundle_id,
+                        None,
+                        "callback_delivered",
+                        row.kind,
+                        actor=Actor.ROUTER,
                     )
                 else:
                     delay = min(self._backoff * 2 ** (row.attempts - 1), self._max_backoff)

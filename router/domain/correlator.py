@@ -28,7 +28,7 @@ from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
 from router.domain import states
 from router.domain.progress import advance, set_item_state
 from router.store import BundleRow, Database, InboxRow, audit
-from router.store.timeline import ROUTER, department, record_event
+from router.store.timeline import Actor, department_actor, record_event
 from runtime.failpoints import failpoint
 from runtime.messaging.consumer import raw_body
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
@@ -199,7 +199,7 @@ class Correlator:
                 outcome.item,
                 "ignored",
                 f"stale outcome {target.value} (item is {item.state if item else 'unknown'})",
-                actor=department(outcome.department),
+                actor=department_actor(outcome.department),
             )
             log.warning("outcome.stale", target=target.value)
             return Applied.STALE
@@ -214,7 +214,7 @@ class Correlator:
             session,
             item,
             target,
-            actor=department(outcome.department),
+            actor=department_actor(outcome.department),
             reason=states.reason_of(result),
         )
         advance(session, bundle, self._catalog.bundle_types[bundle.bundle_type])
@@ -249,7 +249,7 @@ def _record_in_inbox(session: Session, outcomes: Sequence[ItemOutcome]) -> set[s
 def _audit_refusal(session: Session, message: Message, refusal: MessageRefused) -> None:
     audit.record(
         session,
-        actor=ROUTER,
+        actor=Actor.ROUTER,
         event=audit.AuditEvent.REFUSED,
         outcome="parked",
         bundle_id=_uuid_or_none(message.properties.get("correlation_id")),

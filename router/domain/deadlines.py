@@ -19,7 +19,7 @@ from sqlalchemy import Select, or_, select
 from contracts.messages import ItemState
 from router.domain.workdays import WorkingCalendar
 from router.store import OPEN_ITEM, Database, ItemRow
-from router.store.timeline import ROUTER, record_event
+from router.store.timeline import Actor, record_event
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +78,7 @@ class DeadlineWatcher:
                     continue
                 item.overdue = kind
                 record_event(
-                    session, item.bundle_id, item.code, "overdue", kind, actor=ROUTER, at=now
+                    session, item.bundle_id, item.code, "overdue", kind, actor=Actor.ROUTER, at=now
                 )
                 log.warning(
                     "item.overdue", bundle_id=str(item.bundle_id), item=item.code, kind=kind

@@ -24,7 +24,7 @@ from router.domain.progress import IN_PROGRESS, advance
 from router.domain.validation import find_problems
 from router.store import BundleRow, Database, ItemRow, audit
 from router.store.audit import AuditEvent
-from router.store.timeline import PLATFORM, ROUTER, record_event
+from router.store.timeline import Actor, record_event
 from runtime.failpoints import failpoint
 from runtime.storage import MaterialStore
 
@@ -103,11 +103,17 @@ class Intake:
             )
             session.add(bundle)
             record_event(
-                session, bundle.id, None, "received", bundle_type.name_zh, actor=PLATFORM, at=now
+                session,
+                bundle.id,
+                None,
+                "received",
+                bundle_type.name_zh,
+                actor=Actor.PLATFORM,
+                at=now,
             )
             audit.record(
                 session,
-                actor=PLATFORM,
+                actor=Actor.PLATFORM,
                 event=AuditEvent.RECEIVED,
                 outcome="accepted",
                 bundle_id=bundle.id,
@@ -120,7 +126,7 @@ class Intake:
                 None,
                 "validated",
                 f"{len(application.items)} 个事项，{len(application.materials)} 份材料核验通过",
-                actor=ROUTER,
+                actor=Actor.ROUTER,
                 at=now,
             )
             for position, code in enumerate(dependency_order(bundle_type, application.items)):
@@ -152,7 +158,7 @@ class Intake:
         with self._database.transaction() as session:
             audit.record(
                 session,
-                actor=PLATFORM,
+                actor=Actor.PLATFORM,
                 event=AuditEvent.RECEIVED,
                 outcome=outcome,
                 message_id=str(project_no)[:64] if project_no is not None else None,

@@ -38,7 +38,7 @@ from router.domain.deadlines import deadlines_for
 from router.domain.workdays import working_calendar
 from router.store import BundleRow, CallbackRow, ItemRow, ReplyRow
 from router.store.outbox import enqueue
-from router.store.timeline import ROUTER, record_event
+from router.store.timeline import Actor, record_event
 
 REPLIED = "replied"
 IN_PROGRESS = "in_progress"
@@ -119,7 +119,7 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
         reason = f"前置事项“{lost.name_zh}”未获办理（{lost.reason or lost.state}），本事项不再办理"
         if states[code] is not ItemState.WAITING:
             cancel_at_department(session, bundle, items[code], reason)
-        set_item_state(session, items[code], ItemState.CANCELLED, actor=ROUTER, reason=reason)
+        set_item_state(session, items[code], ItemState.CANCELLED, actor=Actor.ROUTER, reason=reason)
         states[code] = ItemState.CANCELLED
     for code in planner.releasable(bundle_type, states):
         _dispatch(session, bundle, bundle_type, items[code], items, pre_review=False)
@@ -167,7 +167,7 @@ def _dispatch(
         session,
         item,
         ItemState.DISPATCHED,
-        actor=ROUTER,
+        actor=Actor.ROUTER,
         reason="容缺预审：先行受理、预审，前置事项办结后再审批" if pre_review else None,
     )
     try:
@@ -175,7 +175,7 @@ def _dispatch(
     except UnknownYearError as error:
         # Never a guessed deadline: the operator sees why there is none and adds the year.
         record_event(
-            session, bundle.id, item.code, "deadline_unknown", str(error)[:1000], actor=ROUTER
+            session, bundle.id, item.code, "deadline_unknown", str(error)[:1000], actor=Actor.ROUTER
         )
     else:
         item.accept_due_at, item.decide_due_at = due.accept_due_at, due.decide_due_at
@@ -199,7 +199,7 @@ def _forward_prerequisites(
         session,
         item,
         ItemState.ACCEPTED,
-        actor=ROUTER,
+        actor=Actor.ROUTER,
         reason=f"前置事项（{done}）已办结，结果已转递，进入审批",
         event="prerequisites_forwarded",
     )
@@ -303,7 +303,7 @@ def assemble_reply(
     bundle.state = REPLIED
     bundle.replied_at = now
     session.add(ReplyRow(bundle_id=bundle.id, body=reply.model_dump(mode="json"), created_at=now))
-    record_event(session, bundle.id, None, REPLIED, outcome.value, actor=ROUTER, at=now)
+    record_event(session, bundle.id, None, REPLIED, outcome.value, actor=Actor.ROUTER, at=now)
     enqueue(
         session,
         exchange=topology.REPLIES_EXCHANGE,

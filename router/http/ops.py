@@ -38,7 +38,7 @@ from router.operations.queues import (
 )
 from router.operations.supervision import Figures, figures_by, item_timings
 from router.store import BundleRow, Database, EventRow, ItemRow
-from router.store.timeline import department as department_actor
+from router.store.timeline import DEPARTMENT_ACTOR_PREFIX
 from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE, BreakerState
 
 log = structlog.get_logger(__name__)
@@ -223,13 +223,13 @@ def department_health(ops: OpsServices, window: timedelta) -> list[DepartmentHea
         oldest = oldest_unanswered_dispatches(session)
         answers = session.execute(
             select(EventRow.actor, EventRow.state, func.count())
-            .where(EventRow.at >= since, EventRow.actor.startswith(department_actor("")))
+            .where(EventRow.at >= since, EventRow.actor.startswith(DEPARTMENT_ACTOR_PREFIX))
             .group_by(EventRow.actor, EventRow.state)
         ).all()
     outcomes: dict[str, int] = {}
     failures: dict[str, int] = {}
     for actor, state, count in answers:
-        code = actor.removeprefix(department_actor(""))
+        code = actor.removeprefix(DEPARTMENT_ACTOR_PREFIX)
         outcomes[code] = outcomes.get(code, 0) + count
         if state == ItemState.FAILED.value:
             failures[code] = failures.get(code, 0) + count

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
 from router.store import EventRow
 
-# Who took a step. The platform's own identity per request arrives with authentication;
-# until then every platform call is recorded as the platform.
-PLATFORM = "platform"
-ROUTER = "router"
+DEPARTMENT_ACTOR_PREFIX = "department:"
 
 
-def department(code: str) -> str:
-    return f"department:{code}"
+class Actor(StrEnum):
+    """Who took a step, when not a department (`department_actor`)."""
+
+    # Every platform call is recorded as the platform: the identity of the token that
+    # made it is not recorded yet.
+    PLATFORM = "platform"
+    ROUTER = "router"
+
+
+def department_actor(code: str) -> str:
+    """A department, by its catalog code, as the actor of the steps its answers caused."""
+    return f"{DEPARTMENT_ACTOR_PREFIX}{code}"
 
 
 def record_event(
