@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +14,13 @@ from contracts.messages import ItemState, ToleratedGap
 
 class _Document(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BundleState(StrEnum):
+    """Where a bundle stands: replied once its one reply exists."""
+
+    IN_PROGRESS = "in_progress"
+    REPLIED = "replied"
 
 
 class IntakeReceipt(_Document):
@@ -83,7 +91,7 @@ class BundleStatus(_Document):
     bundle_id: UUID
     project_no: str
     bundle_type: str
-    state: str = Field(description="in_progress, or replied once the one reply exists")
+    state: BundleState
     received_at: datetime
     replied_at: datetime | None
     items: tuple[ItemStatus, ...]

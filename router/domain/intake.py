@@ -16,11 +16,11 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from contracts.api import IntakeReceipt, OneTimeNotice, Problem
+from contracts.api import BundleState, IntakeReceipt, OneTimeNotice, Problem
 from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
-from router.domain.progress import IN_PROGRESS, advance
+from router.domain.progress import advance
 from router.domain.validation import find_problems
 from router.store import BundleRow, Database, ItemRow, audit
 from router.store.audit import AuditEvent
@@ -96,7 +96,7 @@ class Intake:
                 id=uuid.uuid4(),
                 project_no=application.project_no,
                 bundle_type=application.bundle_type,
-                state=IN_PROGRESS,
+                state=BundleState.IN_PROGRESS,
                 application=application.model_dump(mode="json"),
                 received_at=now,
                 replied_at=None,

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from contracts import topology
+from contracts.api import BundleState
 from contracts.application import Application, Delivery, MaterialRef
 from contracts.catalog import BundleType, Item
 from contracts.errors import UnknownYearError
@@ -39,9 +40,6 @@ from router.domain.workdays import working_calendar
 from router.store import BundleRow, CallbackRow, ItemRow, ReplyRow
 from router.store.outbox import enqueue
 from router.store.timeline import Actor, record_event
-
-REPLIED = "replied"
-IN_PROGRESS = "in_progress"
 
 
 def filing_key(bundle_id: uuid.UUID, item: str) -> str:
@@ -130,7 +128,7 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
     for code in planner.forwardable(bundle_type, states, awaiting):
         _forward_prerequisites(session, bundle, bundle_type, items[code], items)
         states[code] = ItemState.ACCEPTED
-    if bundle.state != REPLIED and all(state.is_final for state in states.values()):
+    if bundle.state != BundleState.REPLIED and all(state.is_final for state in states.values()):
         assemble_reply(session, bundle)
 
 
@@ -300,10 +298,10 @@ def assemble_reply(
         items=tuple(_item_result(item) for item in bundle.items),
         replied_at=now,
     )
-    bundle.state = REPLIED
+    bundle.state = BundleState.REPLIED
     bundle.replied_at = now
     session.add(ReplyRow(bundle_id=bundle.id, body=reply.model_dump(mode="json"), created_at=now))
-    record_event(session, bundle.id, None, REPLIED, outcome.value, actor=Actor.ROUTER, at=now)
+    record_event(session, bundle.id, None, "replied", outcome.value, actor=Actor.ROUTER, at=now)
     enqueue(
         session,
         exchange=topology.REPLIES_EXCHANGE,

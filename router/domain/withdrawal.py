@@ -11,8 +11,9 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
+from contracts.api import BundleState
 from contracts.messages import BundleOutcome, ItemState
-from router.domain.progress import REPLIED, assemble_reply, cancel_at_department, set_item_state
+from router.domain.progress import assemble_reply, cancel_at_department, set_item_state
 from router.store import BundleRow, Database
 from router.store.timeline import Actor, record_event
 
@@ -30,7 +31,7 @@ def withdraw(database: Database, bundle_id: uuid.UUID, reason: str = DEFAULT_REA
         bundle = session.get(BundleRow, bundle_id, with_for_update=True)
         if bundle is None:
             return Withdrawn.UNKNOWN
-        if bundle.state == REPLIED:
+        if bundle.state == BundleState.REPLIED:
             return Withdrawn.ALREADY_REPLIED
         record_event(session, bundle.id, None, "withdrawn", reason, actor=Actor.PLATFORM)
         for item in bundle.items:
