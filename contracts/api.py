@@ -23,6 +23,25 @@ class BundleState(StrEnum):
     REPLIED = "replied"
 
 
+class TimelineEvent(StrEnum):
+    """A step on a bundle's timeline other than an item entering a state (recorded as
+    its ItemState)."""
+
+    RECEIVED = "received"  # the platform posted the bundle
+    VALIDATED = "validated"  # it passed every check of the one-time notice
+    PREREQUISITES_FORWARDED = "prerequisites_forwarded"  # a pre-reviewed item goes on
+    CORRECTED = "corrected"  # 补齐补正: the materials asked for went to the department
+    DEADLINE_UNKNOWN = "deadline_unknown"  # the working-day calendar lacks the year
+    OVERDUE = "overdue"  # a deadline passed; the detail says which
+    IGNORED = "ignored"  # an outcome that came too late or out of order changed nothing
+    WITHDRAWN = "withdrawn"  # 撤回: the platform withdrew the bundle
+    REPLIED = "replied"  # the one reply was assembled
+    CALLBACK_DELIVERED = "callback_delivered"  # the platform's callback took a message
+
+
+TimelineStep = ItemState | TimelineEvent
+
+
 class IntakeReceipt(_Document):
     """收件回执: the bundle was received and will be handled."""
 
@@ -68,7 +87,7 @@ class ItemStatus(_Document):
 class TimelineEntry(_Document):
     at: datetime
     item: str | None
-    state: str
+    state: TimelineStep
     detail: str | None
     actor: str = Field(
         pattern=r"^(platform|router|department:[a-z][a-z0-9_]*)$",

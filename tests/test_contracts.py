@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from contracts.api import TimelineEntry
+from contracts.api import TimelineEntry, TimelineEvent
 from contracts.catalog import Catalog
 from contracts.messages import ItemState
 from router.store.timeline import Actor, department_actor
@@ -28,3 +28,9 @@ def test_every_actor_the_router_records_fits_the_timeline_contract(catalog: Cata
 def test_an_actor_outside_the_vocabulary_breaks_the_timeline_contract(actor: str) -> None:
     with pytest.raises(ValidationError, match="should match pattern"):
         _entry(actor)
+
+
+def test_a_timeline_step_names_either_an_item_state_or_an_event_never_both() -> None:
+    # A stored step is read back as whichever vocabulary knows it: a name in both would
+    # turn an event into a state change.
+    assert not set(ItemState) & set(TimelineEvent)

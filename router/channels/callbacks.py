@@ -16,6 +16,7 @@ import httpx
 import structlog
 from sqlalchemy import select
 
+from contracts.api import TimelineEvent
 from router.store import CallbackRow, Database
 from router.store.timeline import Actor, record_event
 
@@ -74,7 +75,7 @@ class CallbackSender:
                         session,
                         row.bundle_id,
                         None,
-                        "callback_delivered",
+                        TimelineEvent.CALLBACK_DELIVERED,
                         row.kind,
                         actor=Actor.ROUTER,
                     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
+from contracts.api import TimelineEvent
 from contracts.application import MaterialRef
 from contracts.messages import ItemState, SupplementPurpose
 from router.domain.progress import set_item_state, supplement
@@ -50,6 +51,6 @@ def resubmit(
             ItemState.DISPATCHED,
             actor=Actor.PLATFORM,
             reason="已补齐补正：" + "、".join(material.name for material in materials),
-            event="corrected",
+            event=TimelineEvent.CORRECTED,
         )
         return Resubmitted.RESUBMITTED

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from contracts.api import TimelineEvent
 from contracts.catalog import Catalog
 from contracts.errors import MessageRefused, TransientError
 from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
@@ -197,7 +198,7 @@ class Correlator:
                 session,
                 bundle.id,
                 outcome.item,
-                "ignored",
+                TimelineEvent.IGNORED,
                 f"stale outcome {target.value} (item is {item.state if item else 'unknown'})",
                 actor=department_actor(outcome.department),
             )

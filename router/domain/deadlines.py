@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy import Select, or_, select
 
+from contracts.api import TimelineEvent
 from contracts.messages import ItemState
 from router.domain.workdays import WorkingCalendar
 from router.store import OPEN_ITEM, Database, ItemRow
@@ -78,7 +79,13 @@ class DeadlineWatcher:
                     continue
                 item.overdue = kind
                 record_event(
-                    session, item.bundle_id, item.code, "overdue", kind, actor=Actor.ROUTER, at=now
+                    session,
+                    item.bundle_id,
+                    item.code,
+                    TimelineEvent.OVERDUE,
+                    kind,
+                    actor=Actor.ROUTER,
+                    at=now,
                 )
                 log.warning(
                     "item.overdue", bundle_id=str(item.bundle_id), item=item.code, kind=kind

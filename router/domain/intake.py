@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from contracts.api import BundleState, IntakeReceipt, OneTimeNotice, Problem
+from contracts.api import BundleState, IntakeReceipt, OneTimeNotice, Problem, TimelineEvent
 from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
@@ -106,7 +106,7 @@ class Intake:
                 session,
                 bundle.id,
                 None,
-                "received",
+                TimelineEvent.RECEIVED,
                 bundle_type.name_zh,
                 actor=Actor.PLATFORM,
                 at=now,
@@ -124,7 +124,7 @@ class Intake:
                 session,
                 bundle.id,
                 None,
-                "validated",
+                TimelineEvent.VALIDATED,
                 f"{len(application.items)} 个事项，{len(application.materials)} 份材料核验通过",
                 actor=Actor.ROUTER,
                 at=now,

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from contracts import topology
-from contracts.api import BundleState
+from contracts.api import BundleState, TimelineEvent
 from contracts.application import Application, Delivery, MaterialRef
 from contracts.catalog import BundleType, Item
 from contracts.errors import UnknownYearError
@@ -54,17 +54,15 @@ def set_item_state(
     *,
     actor: str,
     reason: str | None = None,
-    event: str | None = None,
+    event: TimelineEvent | None = None,
 ) -> None:
     """Move the item and record the step (as `event` when the state alone does not say
-    what happened, e.g. "corrected")."""
+    what happened, e.g. corrected)."""
     now = datetime.now(UTC)
     item.state = state.value
     item.reason = reason
     item.updated_at = now
-    record_event(
-        session, item.bundle_id, item.code, event or state.value, reason, actor=actor, at=now
-    )
+    record_event(session, item.bundle_id, item.code, event or state, reason, actor=actor, at=now)
     bundle = item.bundle
     if state.is_final and bundle.application.get("delivery") == Delivery.PER_ITEM:
         _notify(session, bundle, item)
@@ -173,7 +171,12 @@ def _dispatch(
     except UnknownYearError as error:
         # Never a guessed deadline: the operator sees why there is none and adds the year.
         record_event(
-            session, bundle.id, item.code, "deadline_unknown", str(error)[:1000], actor=Actor.ROUTER
+            session,
+            bundle.id,
+            item.code,
+            TimelineEvent.DEADLINE_UNKNOWN,
+            str(error)[:1000],
+            actor=Actor.ROUTER,
         )
     else:
         item.accept_due_at, item.decide_due_at = due.accept_due_at, due.decide_due_at
@@ -199,7 +202,7 @@ def _forward_prerequisites(
         ItemState.ACCEPTED,
         actor=Actor.ROUTER,
         reason=f"前置事项（{done}）已办结，结果已转递，进入审批",
-        event="prerequisites_forwarded",
+        event=TimelineEvent.PREREQUISITES_FORWARDED,
     )
 
 
@@ -301,7 +304,9 @@ def assemble_reply(
     bundle.state = BundleState.REPLIED
     bundle.replied_at = now
     session.add(ReplyRow(bundle_id=bundle.id, body=reply.model_dump(mode="json"), created_at=now))
-    record_event(session, bundle.id, None, "replied", outcome.value, actor=Actor.ROUTER, at=now)
+    record_event(
+        session, bundle.id, None, TimelineEvent.REPLIED, outcome.value, actor=Actor.ROUTER, at=now
+    )
     enqueue(
         session,
         exchange=topology.REPLIES_EXCHANGE,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from contracts.api import BundleState
+from contracts.api import BundleState, TimelineEvent
 from contracts.messages import BundleOutcome, ItemState
 from router.domain.progress import assemble_reply, cancel_at_department, set_item_state
 from router.store import BundleRow, Database
@@ -33,7 +33,9 @@ def withdraw(database: Database, bundle_id: uuid.UUID, reason: str = DEFAULT_REA
             return Withdrawn.UNKNOWN
         if bundle.state == BundleState.REPLIED:
             return Withdrawn.ALREADY_REPLIED
-        record_event(session, bundle.id, None, "withdrawn", reason, actor=Actor.PLATFORM)
+        record_event(
+            session, bundle.id, None, TimelineEvent.WITHDRAWN, reason, actor=Actor.PLATFORM
+        )
         for item in bundle.items:
             if ItemState(item.state).is_final:
                 continue

@@ -18,15 +18,16 @@ from sqlalchemy import and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from contracts.api import TimelineEvent, TimelineStep
 from contracts.messages import ItemState
 from router.domain.deadlines import ACCEPTANCE, DECISION
 from router.store import BundleRow, EventRow, ItemRow
 from router.store.tables import UtcDateTime
 
 S = ItemState
-_DECIDED = (S.APPROVED.value, S.DENIED.value)
+_DECIDED = (S.APPROVED, S.DENIED)
 # A department may decide without reporting acceptance first: deciding is accepting too.
-_ACCEPTED = (S.ACCEPTED.value, S.PRE_REVIEWED.value, *_DECIDED)
+_ACCEPTED = (S.ACCEPTED, S.PRE_REVIEWED, *_DECIDED)
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,8 @@ def item_timings(
 ) -> list[ItemTiming]:
     """Every item of the bundles received in [since, until), with its milestones."""
 
-    def first(*states: str, detail: str | None = None) -> Any:
-        matches: ColumnElement[bool] = EventRow.state.in_(states)
+    def first(*steps: TimelineStep, detail: str | None = None) -> Any:
+        matches: ColumnElement[bool] = EventRow.state.in_(steps)
         if detail is not None:
             matches = and_(matches, EventRow.detail == detail)
         return type_coerce(func.min(case((matches, EventRow.at))), UtcDateTime())
@@ -92,12 +93,12 @@ def item_timings(
     steps = select(
         EventRow.bundle_id,
         EventRow.item,
-        first(S.DISPATCHED.value).label("dispatched_at"),
+        first(S.DISPATCHED).label("dispatched_at"),
         first(*_ACCEPTED).label("accepted_at"),
-        first(S.REJECTED.value).label("rejected_at"),
+        first(S.REJECTED).label("rejected_at"),
         first(*_DECIDED).label("decided_at"),
-        first("overdue", detail=ACCEPTANCE).label("acceptance_overdue_at"),
-        first("overdue", detail=DECISION).label("decision_overdue_at"),
+        first(TimelineEvent.OVERDUE, detail=ACCEPTANCE).label("acceptance_overdue_at"),
+        first(TimelineEvent.OVERDUE, detail=DECISION).label("decision_overdue_at"),
     ).where(EventRow.item.is_not(None))
     if since is not None:  # a bundle's events all come after it was received
         steps = steps.where(EventRow.at >= since)

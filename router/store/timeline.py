@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
+from contracts.api import TimelineStep
 from router.store import EventRow
 
 DEPARTMENT_ACTOR_PREFIX = "department:"
@@ -31,7 +32,7 @@ def record_event(
     session: Session,
     bundle_id: uuid.UUID,
     item: str | None,
-    state: str,
+    step: TimelineStep,
     detail: str | None,
     *,
     actor: str,
@@ -41,7 +42,7 @@ def record_event(
         EventRow(
             bundle_id=bundle_id,
             item=item,
-            state=state,
+            state=step,
             detail=detail,
             actor=actor,
             at=at or datetime.now(UTC),
