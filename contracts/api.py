@@ -23,6 +23,13 @@ class BundleState(StrEnum):
     REPLIED = "replied"
 
 
+class OverdueKind(StrEnum):
+    """The deadline an item missed."""
+
+    ACCEPTANCE = "acceptance"  # 受理, due 1 working day after dispatch
+    DECISION = "decision"  # 承诺办结时限, the promised time limit
+
+
 class TimelineEvent(StrEnum):
     """A step on a bundle's timeline other than an item entering a state (recorded as
     its ItemState)."""
@@ -32,7 +39,7 @@ class TimelineEvent(StrEnum):
     PREREQUISITES_FORWARDED = "prerequisites_forwarded"  # a pre-reviewed item goes on
     CORRECTED = "corrected"  # 补齐补正: the materials asked for went to the department
     DEADLINE_UNKNOWN = "deadline_unknown"  # the working-day calendar lacks the year
-    OVERDUE = "overdue"  # a deadline passed; the detail says which
+    OVERDUE = "overdue"  # a deadline passed; the detail is its OverdueKind
     IGNORED = "ignored"  # an outcome that came too late or out of order changed nothing
     WITHDRAWN = "withdrawn"  # 撤回: the platform withdrew the bundle
     REPLIED = "replied"  # the one reply was assembled
@@ -78,7 +85,7 @@ class ItemStatus(_Document):
     updated_at: datetime
     accept_due_at: datetime | None = Field(default=None, description="受理 due: 1 working day")
     decide_due_at: datetime | None = Field(default=None, description="承诺办结时限 due")
-    overdue: str | None = Field(default=None, description="acceptance or decision, once missed")
+    overdue: OverdueKind | None = Field(default=None, description="Set once a deadline is missed")
     tolerated_gaps: tuple[ToleratedGap, ...] = Field(
         default=(), description="容缺受理: materials accepted as missing, on commitment"
     )

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from contracts.api import BundleStatus
+from contracts.api import BundleStatus, OverdueKind
 from contracts.catalog import Catalog
 from contracts.messages import FINAL_ITEM_STATES, ItemState
 from router.domain.views import bundle_status, find_bundle
@@ -80,8 +80,8 @@ class OverdueItem(BaseModel):
     item: str
     name_zh: str
     department: str
-    state: str
-    overdue: str
+    state: ItemState
+    overdue: OverdueKind
     accept_due_at: datetime | None
     decide_due_at: datetime | None
 
@@ -302,7 +302,7 @@ def overdue_items(database: Database, limit: int) -> list[OverdueItem]:
                 name_zh=item.name_zh,
                 department=item.department,
                 state=item.state,
-                overdue=item.overdue or "",
+                overdue=item.overdue,
                 accept_due_at=item.accept_due_at,
                 decide_due_at=item.decide_due_at,
             )
