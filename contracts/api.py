@@ -125,6 +125,14 @@ class BundleStatus(_Document):
     callbacks: tuple[CallbackStatus, ...] = ()
 
 
+class ManualItemState(StrEnum):
+    """Where an item stands in a manual department's work queue."""
+
+    OPEN = "open"  # filed, no one has claimed it
+    CLAIMED = "claimed"  # taken by one of the department's staff
+    DONE = "done"  # answered for good: an acceptance or a correction request is not
+
+
 class ManualItem(_Document):
     """An item in a manual department's work queue (尚未完成系统对接的部门)."""
 
@@ -134,7 +142,7 @@ class ManualItem(_Document):
     item: str
     item_name_zh: str
     project_no: str
-    state: str = Field(description="open, claimed or done")
+    state: ManualItemState
     claimed_by: str | None
     created_at: datetime
     updated_at: datetime
