@@ -28,8 +28,7 @@ from contracts.messages import (
 )
 from contracts.samples import SAMPLE_PDF, sample_application
 from router.domain.correlator import Applied, Correlator
-from router.domain.intake import Accepted as Received
-from router.domain.intake import Intake
+from router.domain.intake import Intake, Received
 from router.domain.views import bundle_status
 from router.store import AuditRow, Database, EventRow, OutboxRow
 from runtime.messaging.signing import ROUTER_SIGNER

@@ -32,22 +32,28 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class Accepted:
+class Received:
+    """收件: stored now, or earlier under the same case number (`replayed`)."""
+
     receipt: IntakeReceipt
     replayed: bool
 
 
 @dataclass(frozen=True)
-class Refused:
+class ProblemsFound:
+    """Nothing stored: the one-time notice (一次告知) lists every problem."""
+
     notice: OneTimeNotice
 
 
 @dataclass(frozen=True)
-class Conflict:
+class CaseNumberTaken:
+    """Nothing stored: the case number belongs to a different application."""
+
     message: str
 
 
-IntakeResult = Accepted | Refused | Conflict
+IntakeResult = Received | ProblemsFound | CaseNumberTaken
 
 
 class Intake:
@@ -71,14 +77,17 @@ class Intake:
         if application is None or problems:
             codes = ", ".join(sorted({problem.code for problem in problems}))
             self._audit_received(raw, "refused", codes)
-            return Refused(OneTimeNotice(problems=tuple(problems)))
+            return ProblemsFound(OneTimeNotice(problems=tuple(problems)))
         try:
             result = self._store(application)
         except IntegrityError:
             # Another request with the same case number committed first.
             result = self._replay(application)
-        if isinstance(result, Conflict) or (isinstance(result, Accepted) and result.replayed):
-            self._audit_received(raw, "conflict" if isinstance(result, Conflict) else "duplicate")
+        match result:
+            case CaseNumberTaken():
+                self._audit_received(raw, "conflict")
+            case Received(replayed=True):
+                self._audit_received(raw, "duplicate")
         failpoint("intake.after_commit")
         self._on_commit()
         return result
@@ -150,7 +159,7 @@ class Intake:
                 bundle_type=bundle.bundle_type,
                 items=len(bundle.items),
             )
-            return Accepted(receipt_for(bundle), replayed=False)
+            return Received(receipt_for(bundle), replayed=False)
 
     def _audit_received(self, raw: Any, outcome: str, detail: str | None = None) -> None:
         """An application that stored nothing (refused, repeated, conflicting) is audited too."""
@@ -186,10 +195,10 @@ def receipt_for(bundle: BundleRow) -> IntakeReceipt:
 
 def _replay_of(existing: BundleRow, application: Application) -> IntakeResult:
     if existing.application != application.model_dump(mode="json"):
-        return Conflict(
+        return CaseNumberTaken(
             f"case number {application.project_no} was already used for a different application"
         )
-    return Accepted(receipt_for(existing), replayed=True)
+    return Received(receipt_for(existing), replayed=True)
 
 
 def _idempotency_problem(raw: Any, key: str | None) -> Problem | None:
