@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.application import MaterialRef
 from contracts.messages import ItemState, ToleratedGap
@@ -55,7 +54,7 @@ class IntakeReceipt(_Document):
     bundle_id: UUID
     project_no: str
     bundle_type: str
-    received_at: datetime
+    received_at: AwareDatetime
     status_url: str
     reply_url: str
 
@@ -82,9 +81,9 @@ class ItemStatus(_Document):
     department: str
     state: ItemState
     reason: str | None
-    updated_at: datetime
-    accept_due_at: datetime | None = Field(default=None, description="受理 due: 1 working day")
-    decide_due_at: datetime | None = Field(default=None, description="承诺办结时限 due")
+    updated_at: AwareDatetime
+    accept_due_at: AwareDatetime | None = Field(default=None, description="受理 due: 1 working day")
+    decide_due_at: AwareDatetime | None = Field(default=None, description="承诺办结时限 due")
     overdue: OverdueKind | None = Field(default=None, description="Set once a deadline is missed")
     tolerated_gaps: tuple[ToleratedGap, ...] = Field(
         default=(), description="容缺受理: materials accepted as missing, on commitment"
@@ -92,7 +91,7 @@ class ItemStatus(_Document):
 
 
 class TimelineEntry(_Document):
-    at: datetime
+    at: AwareDatetime
     item: str | None
     state: TimelineStep
     detail: str | None
@@ -108,8 +107,8 @@ class CallbackStatus(_Document):
     kind: str = Field(description="reply or item_notice")
     url: str
     attempts: int
-    delivered_at: datetime | None
-    next_attempt_at: datetime
+    delivered_at: AwareDatetime | None
+    next_attempt_at: AwareDatetime
     last_error: str | None
 
 
@@ -118,8 +117,8 @@ class BundleStatus(_Document):
     project_no: str
     bundle_type: str
     state: BundleState
-    received_at: datetime
-    replied_at: datetime | None
+    received_at: AwareDatetime
+    replied_at: AwareDatetime | None
     items: tuple[ItemStatus, ...]
     timeline: tuple[TimelineEntry, ...]
     callbacks: tuple[CallbackStatus, ...] = ()
@@ -144,8 +143,8 @@ class ManualItem(_Document):
     project_no: str
     state: ManualItemState
     claimed_by: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
 
 
 class Claim(_Document):
