@@ -41,7 +41,7 @@ from runtime.messaging import Broker, ConsumerLoop, Delivery, Outgoing
 from runtime.messaging.declaration import department_queue
 from runtime.messaging.delayed import Retries
 from runtime.messaging.settlement import PENDING, Ack, Park, Pending, RetryLater, Settlement
-from runtime.messaging.signing import ROUTER, Keyring
+from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 from runtime.storage import MaterialStore
 from runtime.tracing import current_headers, headers_of, start_span, traced
 
@@ -115,7 +115,7 @@ class AdapterWorker:
         """The message, if it is the router's, for this department and a service the
         adapter declared; MessageRefused (parked with the reason) otherwise."""
         signer = self._keyring.verify_delivery(delivery)
-        if signer != ROUTER:
+        if signer != ROUTER_SIGNER:
             raise MessageRefused(f"a department message signed by {signer}, not the router")
         try:
             received = _DEPARTMENT_MESSAGE.validate_json(delivery.body)

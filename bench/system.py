@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from bench.environment import VENV_BIN, Processes, Services, free_port, retrying, wait_until
 from contracts.catalog import default_catalog
 from router.http.auth import Scope, mint
-from runtime.messaging.signing import ROUTER, new_key
+from runtime.messaging.signing import ROUTER_SIGNER, new_key
 
 ROUTER_ROLES = ("serve", "relay", "correlate")
 
@@ -153,7 +153,7 @@ def _signing_keys(workdir: Path, departments: Iterable[str]) -> dict[str, str]:
     keys = workdir / "keys"
     keys.mkdir(exist_ok=True)
     trusted = []
-    for signer in (ROUTER, *departments):
+    for signer in (ROUTER_SIGNER, *departments):
         pem, entry = new_key(signer)
         (keys / f"{signer}.pem").write_bytes(pem)
         trusted.append(entry.as_json())

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from enum import StrEnum
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.application import MaterialRef
 from contracts.messages import ItemState, ToleratedGap
@@ -15,13 +15,46 @@ class _Document(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BundleState(StrEnum):
+    """Where a bundle stands: replied once its one reply exists."""
+
+    IN_PROGRESS = "in_progress"
+    REPLIED = "replied"
+
+
+class OverdueKind(StrEnum):
+    """The deadline an item missed."""
+
+    ACCEPTANCE = "acceptance"  # 受理, due 1 working day after dispatch
+    DECISION = "decision"  # 承诺办结时限, the promised time limit
+
+
+class TimelineEvent(StrEnum):
+    """A step on a bundle's timeline other than an item entering a state (recorded as
+    its ItemState)."""
+
+    RECEIVED = "received"  # the platform posted the bundle
+    VALIDATED = "validated"  # it passed every check of the one-time notice
+    PREREQUISITES_FORWARDED = "prerequisites_forwarded"  # a pre-reviewed item goes on
+    CORRECTED = "corrected"  # 补齐补正: the materials asked for went to the department
+    DEADLINE_UNKNOWN = "deadline_unknown"  # the working-day calendar lacks the year
+    OVERDUE = "overdue"  # a deadline passed; the detail is its OverdueKind
+    IGNORED = "ignored"  # an outcome that came too late or out of order changed nothing
+    WITHDRAWN = "withdrawn"  # 撤回: the platform withdrew the bundle
+    REPLIED = "replied"  # the one reply was assembled
+    CALLBACK_DELIVERED = "callback_delivered"  # the platform's callback took a message
+
+
+TimelineStep = ItemState | TimelineEvent
+
+
 class IntakeReceipt(_Document):
     """收件回执: the bundle was received and will be handled."""
 
     bundle_id: UUID
     project_no: str
     bundle_type: str
-    received_at: datetime
+    received_at: AwareDatetime
     status_url: str
     reply_url: str
 
@@ -48,21 +81,24 @@ class ItemStatus(_Document):
     department: str
     state: ItemState
     reason: str | None
-    updated_at: datetime
-    accept_due_at: datetime | None = Field(default=None, description="受理 due: 1 working day")
-    decide_due_at: datetime | None = Field(default=None, description="承诺办结时限 due")
-    overdue: str | None = Field(default=None, description="acceptance or decision, once missed")
+    updated_at: AwareDatetime
+    accept_due_at: AwareDatetime | None = Field(default=None, description="受理 due: 1 working day")
+    decide_due_at: AwareDatetime | None = Field(default=None, description="承诺办结时限 due")
+    overdue: OverdueKind | None = Field(default=None, description="Set once a deadline is missed")
     tolerated_gaps: tuple[ToleratedGap, ...] = Field(
         default=(), description="容缺受理: materials accepted as missing, on commitment"
     )
 
 
 class TimelineEntry(_Document):
-    at: datetime
+    at: AwareDatetime
     item: str | None
-    state: str
+    state: TimelineStep
     detail: str | None
-    actor: str = Field(description="platform, router, or department:<code>")
+    actor: str = Field(
+        pattern=r"^(platform|router|department:[a-z][a-z0-9_]*)$",
+        description="platform, router, or department:<code>",
+    )
 
 
 class CallbackStatus(_Document):
@@ -71,8 +107,8 @@ class CallbackStatus(_Document):
     kind: str = Field(description="reply or item_notice")
     url: str
     attempts: int
-    delivered_at: datetime | None
-    next_attempt_at: datetime
+    delivered_at: AwareDatetime | None
+    next_attempt_at: AwareDatetime
     last_error: str | None
 
 
@@ -80,12 +116,20 @@ class BundleStatus(_Document):
     bundle_id: UUID
     project_no: str
     bundle_type: str
-    state: str = Field(description="in_progress, or replied once the one reply exists")
-    received_at: datetime
-    replied_at: datetime | None
+    state: BundleState
+    received_at: AwareDatetime
+    replied_at: AwareDatetime | None
     items: tuple[ItemStatus, ...]
     timeline: tuple[TimelineEntry, ...]
     callbacks: tuple[CallbackStatus, ...] = ()
+
+
+class ManualItemState(StrEnum):
+    """Where an item stands in a manual department's work queue."""
+
+    OPEN = "open"  # filed, no one has claimed it
+    CLAIMED = "claimed"  # taken by one of the department's staff
+    DONE = "done"  # answered for good: an acceptance or a correction request is not
 
 
 class ManualItem(_Document):
@@ -97,10 +141,10 @@ class ManualItem(_Document):
     item: str
     item_name_zh: str
     project_no: str
-    state: str = Field(description="open, claimed or done")
+    state: ManualItemState
     claimed_by: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
 
 
 class Claim(_Document):

@@ -50,7 +50,7 @@ class Delivery(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
 Mobile = Annotated[str, Field(pattern=r"^1[3-9]\d{9}$", description="Mainland mobile number")]

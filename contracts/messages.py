@@ -48,18 +48,20 @@ FINAL_ITEM_STATES = frozenset(
 )
 
 
-class _Message(BaseModel):
+class _Frozen(BaseModel):
+    # A misspelt field is refused, never dropped for its default (`certificate=` would
+    # otherwise decide with no certificates); nothing that crossed a boundary changes.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+class _Message(_Frozen):
     schema_version: SchemaVersion = SCHEMA_VERSION
     message_id: UUID = Field(default_factory=uuid4)
     bundle_id: UUID
 
 
-class Certificate(BaseModel):
+class Certificate(_Frozen):
     """An electronic certificate (电子证照) or other result issued by a department."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     certificate_name: str
     certificate_number: str
@@ -70,10 +72,8 @@ class Certificate(BaseModel):
     file: MaterialRef | None = None
 
 
-class PrerequisiteResult(BaseModel):
+class PrerequisiteResult(_Frozen):
     """A decided prerequisite, forwarded to the dependent item's department."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     item: str
     department: str
@@ -144,17 +144,15 @@ DepartmentMessage = Annotated[
 ]
 
 
-class ToleratedGap(BaseModel):
+class ToleratedGap(_Frozen):
     """容缺受理: a material accepted as missing, on the applicant's commitment to supply it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     material: str = Field(min_length=1, description="材料名称")
     commitment: str = Field(min_length=1, description="The applicant's 承诺, in words")
     due_date: date = Field(description="The day the material must be supplied by")
 
 
-class Accepted(BaseModel):
+class Accepted(_Frozen):
     status: Literal["accepted"] = "accepted"
     receipt_no: str | None = Field(
         default=None, max_length=128, description="The department's 受理编号"
@@ -162,25 +160,25 @@ class Accepted(BaseModel):
     tolerated_gaps: tuple[ToleratedGap, ...] = ()
 
 
-class Rejected(BaseModel):
+class Rejected(_Frozen):
     status: Literal["rejected"] = "rejected"
     reason: str = Field(min_length=1, description="不予受理 reason the applicant can read")
 
 
-class CorrectionRequested(BaseModel):
+class CorrectionRequested(_Frozen):
     status: Literal["correction_requested"] = "correction_requested"
     reason: str = Field(min_length=1)
     missing_materials: tuple[str, ...] = ()
 
 
-class Decided(BaseModel):
+class Decided(_Frozen):
     status: Literal["decided"] = "decided"
     approved: bool
     reason: str | None = Field(default=None, description="Required in words when not approved")
     certificates: tuple[Certificate, ...] = ()
 
 
-class Failed(BaseModel):
+class Failed(_Frozen):
     status: Literal["failed"] = "failed"
     error: str = Field(min_length=1)
 
@@ -232,9 +230,7 @@ class BundleOutcome(StrEnum):
     WITHDRAWN = "withdrawn"  # 撤回: the applicant withdrew before every item was decided
 
 
-class ItemResult(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class ItemResult(_Frozen):
     item: str
     name_zh: str
     department: str
@@ -242,7 +238,7 @@ class ItemResult(BaseModel):
     reason: str | None = None
     certificates: tuple[Certificate, ...] = ()
     tolerated_gaps: tuple[ToleratedGap, ...] = ()
-    finished_at: datetime
+    finished_at: AwareDatetime
 
 
 class ItemNotice(_Message):

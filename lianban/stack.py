@@ -37,7 +37,7 @@ from runtime.breakers import serve_process_metrics
 from runtime.health import Health, serve_health
 from runtime.messaging import Broker, ConsumerLoop, Publisher, declare_topology
 from runtime.messaging.declaration import outcomes_queue
-from runtime.messaging.signing import ROUTER, Keyring
+from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 from runtime.serving import ThreadedServer
 from runtime.storage import LocalMaterialStore, MaterialStore, open_store
 
@@ -225,4 +225,4 @@ def message_keyring(settings: Settings, departments: Iterable[str]) -> Keyring:
             hint="set LIANBAN_SIGNING_KEYS_DIR and LIANBAN_TRUSTED_KEYS, or other processes "
             "will refuse this one's messages",
         )
-    return Keyring.ephemeral([ROUTER, *departments])
+    return Keyring.ephemeral([ROUTER_SIGNER, *departments])

@@ -53,7 +53,7 @@ from contracts.catalog import Catalog
 from contracts.samples import SAMPLE_PDF, sample_application
 from router.store import Database, EventRow, ItemRow
 from runtime.messaging.declaration import queues
-from runtime.messaging.signing import ROUTER, new_key
+from runtime.messaging.signing import ROUTER_SIGNER, new_key
 from runtime.serving import ThreadedServer
 
 LIANBAN = str(Path(sys.executable).with_name("lianban"))
@@ -559,7 +559,7 @@ def provision_credentials(workdir: Path, catalog: Catalog) -> dict[str, str]:
     keys = workdir / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     trusted = []
-    for signer in (ROUTER, *catalog.departments):
+    for signer in (ROUTER_SIGNER, *catalog.departments):
         pem, entry = new_key(signer)
         (keys / f"{signer}.pem").write_bytes(pem)
         trusted.append(entry.as_json())

@@ -28,17 +28,17 @@ from lianban.stack import Role, Stack
 from router.http.auth import Scope, mint
 from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher, declare_topology
 from runtime.messaging.declaration import department_queue
-from runtime.messaging.signing import ROUTER, Keyring
+from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 
 # The tests call the API as the platform and as an operator: one token with every scope.
 TEST_TOKEN, TEST_API_TOKEN = mint("tests", Scope)
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN.get_secret_value()}"}
 # Keys for the router and every department, all trusted: for workers and correlators that
 # tests build themselves (a Stack without configured keys makes its own the same way).
-KEYRING = Keyring.ephemeral([ROUTER, *default_catalog().departments])
+KEYRING = Keyring.ephemeral([ROUTER_SIGNER, *default_catalog().departments])
 
 
-def signed(message: Outgoing, signer: str = ROUTER, keyring: Keyring = KEYRING) -> Outgoing:
+def signed(message: Outgoing, signer: str = ROUTER_SIGNER, keyring: Keyring = KEYRING) -> Outgoing:
     """`message` with `signer`'s signature headers."""
     signature = keyring.sign(
         signer,

@@ -27,12 +27,11 @@ from contracts.messages import (
 )
 from contracts.samples import SAMPLE_PDF, sample_application
 from router.domain.correlator import Applied, Correlator
-from router.domain.intake import Accepted as Received
-from router.domain.intake import Intake
+from router.domain.intake import Intake, Received
 from router.domain.views import bundle_status
 from router.store import AuditRow, Database, EventRow, OutboxRow
 from runtime.messaging import Ack, Delivery, Hold, Park
-from runtime.messaging.signing import ROUTER
+from runtime.messaging.signing import ROUTER_SIGNER
 from runtime.storage import LocalMaterialStore
 
 
@@ -163,7 +162,7 @@ def _signed_delivery(body: bytes, message_id: str = "m-1") -> Delivery:
     """A delivery of `body`, signed by the router, as the consumer loop hands it over."""
     return Delivery(
         body=body,
-        headers=KEYRING.sign(ROUTER, body=body, message_id=message_id, correlation_id="c-1"),
+        headers=KEYRING.sign(ROUTER_SIGNER, body=body, message_id=message_id, correlation_id="c-1"),
         message_id=message_id,
         correlation_id="c-1",
     )

@@ -42,8 +42,7 @@ from contracts.messages import (
 )
 from contracts.samples import SAMPLE_PDF, sample_application
 from router.domain.correlator import Correlator
-from router.domain.intake import Accepted as Received
-from router.domain.intake import Intake
+from router.domain.intake import Intake, Received
 from router.store import Database, EventRow, ItemRow, OutboxRow
 from runtime.storage import LocalMaterialStore
 

@@ -88,6 +88,10 @@ def test_staff_decide_by_hand_and_see_only_their_own_queue(
             headers=_as("health"),
         )
         assert taken.status_code == 409
+        listed = client.get("/v1/manual/health/items?state=claimed", headers=_as("health"))
+        assert [entry["id"] for entry in listed.json()] == [certificate]
+        unknown = client.get("/v1/manual/health/items?state=closed", headers=_as("health"))
+        assert unknown.status_code == 422
         decision = {
             "status": "decided",
             "approved": True,

@@ -30,7 +30,7 @@ from runtime.messaging import Outgoing, Publisher
 from runtime.messaging.consumer import REFUSED_REASON_HEADER
 from runtime.messaging.signing import (
     KEY_ID_HEADER,
-    ROUTER,
+    ROUTER_SIGNER,
     SIGNATURE_HEADER,
     Keyring,
     TrustedKey,
@@ -44,7 +44,7 @@ IDS = {"message_id": "m-1", "correlation_id": "c-1"}
 
 
 def test_a_signature_covers_the_body_and_the_ids() -> None:
-    keyring = Keyring.ephemeral([ROUTER, "police"])
+    keyring = Keyring.ephemeral([ROUTER_SIGNER, "police"])
     headers = keyring.sign("police", body=b"{}", **IDS)
     assert keyring.verify(body=b"{}", headers=headers, **IDS) == "police"
 
@@ -79,7 +79,7 @@ def test_a_key_is_trusted_while_listed_and_refused_once_removed() -> None:
 def test_keys_load_from_a_directory_and_a_trusted_keys_file(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.mkdir()
-    router_pem, router_public = new_key(ROUTER)
+    router_pem, router_public = new_key(ROUTER_SIGNER)
     (keys / "router.pem").write_bytes(router_pem)
     trusted = tmp_path / "trusted.json"
     trusted.write_text(json.dumps([router_public.as_json()]))
@@ -88,9 +88,9 @@ def test_keys_load_from_a_directory_and_a_trusted_keys_file(tmp_path: Path) -> N
         {"LIANBAN_SIGNING_KEYS_DIR": str(keys), "LIANBAN_TRUSTED_KEYS": str(trusted)}
     )
     keyring = message_keyring(settings, ["police"])
-    headers = keyring.sign(ROUTER, body=b"{}", **IDS)
+    headers = keyring.sign(ROUTER_SIGNER, body=b"{}", **IDS)
     assert headers[KEY_ID_HEADER] == router_public.key_id
-    assert keyring.verify(body=b"{}", headers=headers, **IDS) == ROUTER
+    assert keyring.verify(body=b"{}", headers=headers, **IDS) == ROUTER_SIGNER
     assert "BEGIN" not in repr(keyring)
     with pytest.raises(ConfigurationError, match="no signing key for 'police'"):
         keyring.sign("police", body=b"{}", **IDS)
@@ -139,7 +139,7 @@ def _parked(broker_url: str, queue: str, ids: set[str], timeout: float = 30) -> 
 def test_forged_altered_and_unsigned_dispatches_are_parked_not_filed(
     settings: Settings, catalog: Catalog
 ) -> None:
-    forger = Keyring.ephemeral([ROUTER])  # calls itself the router, but nobody trusts it
+    forger = Keyring.ephemeral([ROUTER_SIGNER])  # calls itself the router, but nobody trusts it
     with running_stack(settings, catalog) as running:
         keyring = running.stack.keyring
         forged = _dispatch_message(dispatch_for(SERVICE, department="police"))

@@ -16,8 +16,9 @@ import httpx
 import structlog
 from sqlalchemy import select
 
+from contracts.api import TimelineEvent
 from router.store import CallbackRow, Database
-from router.store.timeline import ROUTER, record_event
+from router.store.timeline import Actor, record_event
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +72,12 @@ class CallbackSender:
                     row.delivered_at = datetime.now(UTC)
                     row.last_error = None
                     record_event(
-                        session, row.bundle_id, None, "callback_delivered", row.kind, actor=ROUTER
+                        session,
+                        row.bundle_id,
+                        None,
+                        TimelineEvent.CALLBACK_DELIVERED,
+                        row.kind,
+                        actor=Actor.ROUTER,
                     )
                 else:
                     delay = min(self._backoff * 2 ** (row.attempts - 1), self._max_backoff)

@@ -43,7 +43,7 @@ from contracts.api import IntakeReceipt, OneTimeNotice, Problem
 from contracts.application import MAX_MATERIAL_BYTES, MaterialRef
 from contracts.catalog import Catalog
 from contracts.errors import MaterialRejected
-from router.domain.intake import Accepted, Conflict, Intake, Refused
+from router.domain.intake import CaseNumberTaken, Intake, ProblemsFound, Received
 from router.domain.validation import find_problems
 from runtime.storage import LocalMaterialStore, MaterialStore, MaterialUpload
 
@@ -230,11 +230,11 @@ class PackageWatcher:
                     upload = self._materials.upload(ref.sha256, ref.media_type)
                     _upload(staged.stream(ref.sha256), upload)
         match self._intake.submit(raw, raw["project_no"]):
-            case Accepted(receipt=receipt):
+            case Received(receipt=receipt):
                 return receipt
-            case Refused(notice=notice):
+            case ProblemsFound(notice=notice):
                 raise _Rejected.refused(notice)
-            case Conflict(message=message):
+            case CaseNumberTaken(message=message):
                 raise _Rejected(FailureCode.CONFLICT, message)
         raise AssertionError("unreachable")
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
+from contracts.api import TimelineEvent
 from contracts.application import MaterialRef
 from contracts.messages import ItemState, SupplementPurpose
 from router.domain.progress import set_item_state, supplement
 from router.store import BundleRow, Database
-from router.store.timeline import PLATFORM
+from router.store.timeline import Actor
 
 
 class Resubmitted(StrEnum):
@@ -48,8 +49,8 @@ def resubmit(
             session,
             item,
             ItemState.DISPATCHED,
-            actor=PLATFORM,
+            actor=Actor.PLATFORM,
             reason="已补齐补正：" + "、".join(material.name for material in materials),
-            event="corrected",
+            event=TimelineEvent.CORRECTED,
         )
         return Resubmitted.RESUBMITTED

@@ -21,16 +21,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from contracts.api import TimelineEvent
 from contracts.catalog import Catalog
 from contracts.errors import MessageRefused
 from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
 from router.domain import states
 from router.domain.progress import advance, set_item_state
 from router.store import BundleRow, Database, InboxRow, audit
-from router.store.timeline import department, record_event
+from router.store.timeline import Actor, department_actor, record_event
 from runtime.failpoints import failpoint
 from runtime.messaging import Ack, Delivery, Hold, Park, Settlement
-from runtime.messaging.signing import ROUTER, Keyring
+from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 from runtime.tracing import handling
 
 log = structlog.get_logger(__name__)
@@ -125,7 +126,7 @@ class Correlator:
             raise MessageRefused(f"breaks the outcome contract: {error}"[:500]) from error
         # A department answers for itself only; the router signs what its manual work
         # queue decided on a department's behalf.
-        if signer not in (outcome.department, ROUTER):
+        if signer not in (outcome.department, ROUTER_SIGNER):
             raise MessageRefused(f"an outcome of {outcome.department} signed by {signer}")
         return outcome
 
@@ -192,9 +193,9 @@ class Correlator:
                 session,
                 bundle.id,
                 outcome.item,
-                "ignored",
+                TimelineEvent.IGNORED,
                 f"stale outcome {target.value} (item is {item.state if item else 'unknown'})",
-                actor=department(outcome.department),
+                actor=department_actor(outcome.department),
             )
             log.warning("outcome.stale", target=target.value)
             return Applied.STALE
@@ -209,7 +210,7 @@ class Correlator:
             session,
             item,
             target,
-            actor=department(outcome.department),
+            actor=department_actor(outcome.department),
             reason=states.reason_of(result),
         )
         advance(session, bundle, self._catalog.bundle_types[bundle.bundle_type])
@@ -244,7 +245,7 @@ def _record_in_inbox(session: Session, outcomes: Sequence[ItemOutcome]) -> set[s
 def _audit_refusal(session: Session, delivery: Delivery, reason: str) -> None:
     audit.record(
         session,
-        actor=ROUTER,
+        actor=Actor.ROUTER,
         event=audit.AuditEvent.REFUSED,
         outcome="parked",
         bundle_id=_uuid_or_none(delivery.correlation_id),

@@ -16,15 +16,15 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy import Select, or_, select
 
+from contracts.api import OverdueKind, TimelineEvent
 from contracts.messages import ItemState
 from router.domain.workdays import WorkingCalendar
 from router.store import OPEN_ITEM, Database, ItemRow
-from router.store.timeline import ROUTER, record_event
+from router.store.timeline import Actor, record_event
 
 log = structlog.get_logger(__name__)
 
 ACCEPTANCE_WORKING_DAYS = 1
-ACCEPTANCE, DECISION = "acceptance", "decision"
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,13 @@ class DeadlineWatcher:
                     continue
                 item.overdue = kind
                 record_event(
-                    session, item.bundle_id, item.code, "overdue", kind, actor=ROUTER, at=now
+                    session,
+                    item.bundle_id,
+                    item.code,
+                    TimelineEvent.OVERDUE,
+                    kind,
+                    actor=Actor.ROUTER,
+                    at=now,
                 )
                 log.warning(
                     "item.overdue", bundle_id=str(item.bundle_id), item=item.code, kind=kind
@@ -93,16 +99,16 @@ def overdue_candidates(now: datetime) -> Select[ItemRow]:
         select(ItemRow)
         .where(
             OPEN_ITEM,
-            or_(ItemRow.overdue.is_(None), ItemRow.overdue == ACCEPTANCE),
+            or_(ItemRow.overdue.is_(None), ItemRow.overdue == OverdueKind.ACCEPTANCE),
             or_(ItemRow.accept_due_at < now, ItemRow.decide_due_at < now),
         )
         .with_for_update(skip_locked=True)
     )
 
 
-def _missed(item: ItemRow, now: datetime) -> str | None:
+def _missed(item: ItemRow, now: datetime) -> OverdueKind | None:
     if item.decide_due_at is not None and item.decide_due_at < now:
-        return DECISION
+        return OverdueKind.DECISION
     if item.state == ItemState.DISPATCHED and item.accept_due_at and item.accept_due_at < now:
-        return ACCEPTANCE
+        return OverdueKind.ACCEPTANCE
     return None

@@ -16,15 +16,15 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from contracts.api import IntakeReceipt, OneTimeNotice, Problem
+from contracts.api import BundleState, IntakeReceipt, OneTimeNotice, Problem, TimelineEvent
 from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
-from router.domain.progress import IN_PROGRESS, advance
+from router.domain.progress import advance
 from router.domain.validation import find_problems
 from router.store import BundleRow, Database, ItemRow, audit
 from router.store.audit import AuditEvent
-from router.store.timeline import PLATFORM, ROUTER, record_event
+from router.store.timeline import Actor, record_event
 from runtime.failpoints import failpoint
 from runtime.storage import MaterialStore
 
@@ -32,22 +32,28 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class Accepted:
+class Received:
+    """收件: stored now, or earlier under the same case number (`replayed`)."""
+
     receipt: IntakeReceipt
     replayed: bool
 
 
 @dataclass(frozen=True)
-class Refused:
+class ProblemsFound:
+    """Nothing stored: the one-time notice (一次告知) lists every problem."""
+
     notice: OneTimeNotice
 
 
 @dataclass(frozen=True)
-class Conflict:
+class CaseNumberTaken:
+    """Nothing stored: the case number belongs to a different application."""
+
     message: str
 
 
-IntakeResult = Accepted | Refused | Conflict
+IntakeResult = Received | ProblemsFound | CaseNumberTaken
 
 
 class Intake:
@@ -71,14 +77,17 @@ class Intake:
         if application is None or problems:
             codes = ", ".join(sorted({problem.code for problem in problems}))
             self._audit_received(raw, "refused", codes)
-            return Refused(OneTimeNotice(problems=tuple(problems)))
+            return ProblemsFound(OneTimeNotice(problems=tuple(problems)))
         try:
             result = self._store(application)
         except IntegrityError:
             # Another request with the same case number committed first.
             result = self._replay(application)
-        if isinstance(result, Conflict) or (isinstance(result, Accepted) and result.replayed):
-            self._audit_received(raw, "conflict" if isinstance(result, Conflict) else "duplicate")
+        match result:
+            case CaseNumberTaken():
+                self._audit_received(raw, "conflict")
+            case Received(replayed=True):
+                self._audit_received(raw, "duplicate")
         failpoint("intake.after_commit")
         self._on_commit()
         return result
@@ -96,18 +105,24 @@ class Intake:
                 id=uuid.uuid4(),
                 project_no=application.project_no,
                 bundle_type=application.bundle_type,
-                state=IN_PROGRESS,
+                state=BundleState.IN_PROGRESS,
                 application=application.model_dump(mode="json"),
                 received_at=now,
                 replied_at=None,
             )
             session.add(bundle)
             record_event(
-                session, bundle.id, None, "received", bundle_type.name_zh, actor=PLATFORM, at=now
+                session,
+                bundle.id,
+                None,
+                TimelineEvent.RECEIVED,
+                bundle_type.name_zh,
+                actor=Actor.PLATFORM,
+                at=now,
             )
             audit.record(
                 session,
-                actor=PLATFORM,
+                actor=Actor.PLATFORM,
                 event=AuditEvent.RECEIVED,
                 outcome="accepted",
                 bundle_id=bundle.id,
@@ -118,9 +133,9 @@ class Intake:
                 session,
                 bundle.id,
                 None,
-                "validated",
+                TimelineEvent.VALIDATED,
                 f"{len(application.items)} 个事项，{len(application.materials)} 份材料核验通过",
-                actor=ROUTER,
+                actor=Actor.ROUTER,
                 at=now,
             )
             for position, code in enumerate(dependency_order(bundle_type, application.items)):
@@ -144,7 +159,7 @@ class Intake:
                 bundle_type=bundle.bundle_type,
                 items=len(bundle.items),
             )
-            return Accepted(receipt_for(bundle), replayed=False)
+            return Received(receipt_for(bundle), replayed=False)
 
     def _audit_received(self, raw: Any, outcome: str, detail: str | None = None) -> None:
         """An application that stored nothing (refused, repeated, conflicting) is audited too."""
@@ -152,7 +167,7 @@ class Intake:
         with self._database.transaction() as session:
             audit.record(
                 session,
-                actor=PLATFORM,
+                actor=Actor.PLATFORM,
                 event=AuditEvent.RECEIVED,
                 outcome=outcome,
                 message_id=str(project_no)[:64] if project_no is not None else None,
@@ -180,10 +195,10 @@ def receipt_for(bundle: BundleRow) -> IntakeReceipt:
 
 def _replay_of(existing: BundleRow, application: Application) -> IntakeResult:
     if existing.application != application.model_dump(mode="json"):
-        return Conflict(
+        return CaseNumberTaken(
             f"case number {application.project_no} was already used for a different application"
         )
-    return Accepted(receipt_for(existing), replayed=True)
+    return Received(receipt_for(existing), replayed=True)
 
 
 def _idempotency_problem(raw: Any, key: str | None) -> Problem | None:

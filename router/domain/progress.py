@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from contracts import topology
+from contracts.api import BundleState, TimelineEvent
 from contracts.application import Application, Delivery, MaterialRef
 from contracts.catalog import BundleType, Item
 from contracts.errors import UnknownYearError
@@ -38,10 +39,7 @@ from router.domain.deadlines import deadlines_for
 from router.domain.workdays import working_calendar
 from router.store import BundleRow, CallbackRow, ItemRow, ReplyRow
 from router.store.outbox import enqueue
-from router.store.timeline import ROUTER, record_event
-
-REPLIED = "replied"
-IN_PROGRESS = "in_progress"
+from router.store.timeline import Actor, record_event
 
 
 def filing_key(bundle_id: uuid.UUID, item: str) -> str:
@@ -56,17 +54,15 @@ def set_item_state(
     *,
     actor: str,
     reason: str | None = None,
-    event: str | None = None,
+    event: TimelineEvent | None = None,
 ) -> None:
     """Move the item and record the step (as `event` when the state alone does not say
-    what happened, e.g. "corrected")."""
+    what happened, e.g. corrected)."""
     now = datetime.now(UTC)
     item.state = state.value
     item.reason = reason
     item.updated_at = now
-    record_event(
-        session, item.bundle_id, item.code, event or state.value, reason, actor=actor, at=now
-    )
+    record_event(session, item.bundle_id, item.code, event or state, reason, actor=actor, at=now)
     bundle = item.bundle
     if state.is_final and bundle.application.get("delivery") == Delivery.PER_ITEM:
         _notify(session, bundle, item)
@@ -119,7 +115,7 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
         reason = f"前置事项“{lost.name_zh}”未获办理（{lost.reason or lost.state}），本事项不再办理"
         if states[code] is not ItemState.WAITING:
             cancel_at_department(session, bundle, items[code], reason)
-        set_item_state(session, items[code], ItemState.CANCELLED, actor=ROUTER, reason=reason)
+        set_item_state(session, items[code], ItemState.CANCELLED, actor=Actor.ROUTER, reason=reason)
         states[code] = ItemState.CANCELLED
     for code in planner.releasable(bundle_type, states):
         _dispatch(session, bundle, bundle_type, items[code], items, pre_review=False)
@@ -130,7 +126,7 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
     for code in planner.forwardable(bundle_type, states, awaiting):
         _forward_prerequisites(session, bundle, bundle_type, items[code], items)
         states[code] = ItemState.ACCEPTED
-    if bundle.state != REPLIED and all(state.is_final for state in states.values()):
+    if bundle.state != BundleState.REPLIED and all(state.is_final for state in states.values()):
         assemble_reply(session, bundle)
 
 
@@ -167,7 +163,7 @@ def _dispatch(
         session,
         item,
         ItemState.DISPATCHED,
-        actor=ROUTER,
+        actor=Actor.ROUTER,
         reason="容缺预审：先行受理、预审，前置事项办结后再审批" if pre_review else None,
     )
     try:
@@ -175,7 +171,12 @@ def _dispatch(
     except UnknownYearError as error:
         # Never a guessed deadline: the operator sees why there is none and adds the year.
         record_event(
-            session, bundle.id, item.code, "deadline_unknown", str(error)[:1000], actor=ROUTER
+            session,
+            bundle.id,
+            item.code,
+            TimelineEvent.DEADLINE_UNKNOWN,
+            str(error)[:1000],
+            actor=Actor.ROUTER,
         )
     else:
         item.accept_due_at, item.decide_due_at = due.accept_due_at, due.decide_due_at
@@ -199,9 +200,9 @@ def _forward_prerequisites(
         session,
         item,
         ItemState.ACCEPTED,
-        actor=ROUTER,
+        actor=Actor.ROUTER,
         reason=f"前置事项（{done}）已办结，结果已转递，进入审批",
-        event="prerequisites_forwarded",
+        event=TimelineEvent.PREREQUISITES_FORWARDED,
     )
 
 
@@ -300,10 +301,12 @@ def assemble_reply(
         items=tuple(_item_result(item) for item in bundle.items),
         replied_at=now,
     )
-    bundle.state = REPLIED
+    bundle.state = BundleState.REPLIED
     bundle.replied_at = now
     session.add(ReplyRow(bundle_id=bundle.id, body=reply.model_dump(mode="json"), created_at=now))
-    record_event(session, bundle.id, None, REPLIED, outcome.value, actor=ROUTER, at=now)
+    record_event(
+        session, bundle.id, None, TimelineEvent.REPLIED, outcome.value, actor=Actor.ROUTER, at=now
+    )
     enqueue(
         session,
         exchange=topology.REPLIES_EXCHANGE,

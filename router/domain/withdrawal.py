@@ -11,10 +11,11 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
+from contracts.api import BundleState, TimelineEvent
 from contracts.messages import BundleOutcome, ItemState
-from router.domain.progress import REPLIED, assemble_reply, cancel_at_department, set_item_state
+from router.domain.progress import assemble_reply, cancel_at_department, set_item_state
 from router.store import BundleRow, Database
-from router.store.timeline import PLATFORM, ROUTER, record_event
+from router.store.timeline import Actor, record_event
 
 DEFAULT_REASON = "申请人撤回申请"
 
@@ -30,13 +31,15 @@ def withdraw(database: Database, bundle_id: uuid.UUID, reason: str = DEFAULT_REA
         bundle = session.get(BundleRow, bundle_id, with_for_update=True)
         if bundle is None:
             return Withdrawn.UNKNOWN
-        if bundle.state == REPLIED:
+        if bundle.state == BundleState.REPLIED:
             return Withdrawn.ALREADY_REPLIED
-        record_event(session, bundle.id, None, "withdrawn", reason, actor=PLATFORM)
+        record_event(
+            session, bundle.id, None, TimelineEvent.WITHDRAWN, reason, actor=Actor.PLATFORM
+        )
         for item in bundle.items:
             if ItemState(item.state).is_final:
                 continue
             cancel_at_department(session, bundle, item, reason)
-            set_item_state(session, item, ItemState.CANCELLED, actor=ROUTER, reason=reason)
+            set_item_state(session, item, ItemState.CANCELLED, actor=Actor.ROUTER, reason=reason)
         assemble_reply(session, bundle, BundleOutcome.WITHDRAWN)
         return Withdrawn.WITHDRAWN

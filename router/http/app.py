@@ -28,7 +28,7 @@ from contracts.catalog import Catalog
 from contracts.errors import MaterialMissing, MaterialRejected, MaterialTooLarge, StoreUnavailable
 from contracts.messages import BundleReply
 from router.domain.corrections import Resubmitted, resubmit
-from router.domain.intake import Accepted, Conflict, Intake, Refused
+from router.domain.intake import CaseNumberTaken, Intake, ProblemsFound, Received
 from router.domain.validation import material_problems
 from router.domain.views import bundle_file, bundle_reply, bundle_status, bundle_timeline
 from router.domain.withdrawal import Withdrawn, withdraw
@@ -109,14 +109,14 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
             )
         result = _services(request).intake.submit(raw, idempotency_key)
         match result:
-            case Accepted(receipt=receipt, replayed=replayed):
+            case Received(receipt=receipt, replayed=replayed):
                 return JSONResponse(
                     receipt.model_dump(mode="json"),
                     status_code=status.HTTP_200_OK if replayed else status.HTTP_202_ACCEPTED,
                 )
-            case Refused(notice=notice):
+            case ProblemsFound(notice=notice):
                 return _notice(*notice.problems)
-            case Conflict(message=message):
+            case CaseNumberTaken(message=message):
                 return JSONResponse({"detail": message}, status_code=status.HTTP_409_CONFLICT)
         raise AssertionError(result)
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from sqlalchemy import select
 
 from contracts import topology
-from contracts.api import Claim, ManualItem
+from contracts.api import Claim, ManualItem, ManualItemState
 from contracts.messages import (
     Accepted,
     CorrectionRequested,
@@ -32,8 +32,6 @@ from contracts.messages import (
 from router.http.auth import Credentials, authorize, manual_scope
 from router.store import Database, ManualItemRow
 from router.store.outbox import enqueue
-
-OPEN, CLAIMED, DONE = "open", "claimed", "done"
 
 
 def manual_routes(
@@ -74,7 +72,7 @@ def manual_routes(
                     department=department,
                     idempotency_key=dispatch.idempotency_key,
                     dispatch=dispatch.model_dump(mode="json"),
-                    state=OPEN,
+                    state=ManualItemState.OPEN,
                     claimed_by=None,
                     created_at=now,
                     updated_at=now,
@@ -112,7 +110,9 @@ def manual_routes(
             return _view(row)
 
     @routes.get("/items", response_model=list[ManualItem])
-    def list_items(department: Department, state: str = OPEN) -> list[ManualItem]:
+    def list_items(
+        department: Department, state: ManualItemState = ManualItemState.OPEN
+    ) -> list[ManualItem]:
         with db().transaction() as session:
             rows = session.scalars(
                 select(ManualItemRow)
@@ -132,18 +132,19 @@ def manual_routes(
     def claim(department: Department, item_id: uuid.UUID, body: Claim) -> ManualItem:
         with db().transaction() as session:
             row = _own(session.get(ManualItemRow, item_id, with_for_update=True), department)
-            if row.state == DONE or (row.claimed_by not in (None, body.staff)):
+            if row.state == ManualItemState.DONE or (row.claimed_by not in (None, body.staff)):
                 raise HTTPException(
                     status_code=409, detail=f"already {row.state} by {row.claimed_by}"
                 )
-            row.state, row.claimed_by, row.updated_at = CLAIMED, body.staff, datetime.now(UTC)
+            row.state = ManualItemState.CLAIMED
+            row.claimed_by, row.updated_at = body.staff, datetime.now(UTC)
             return _view(row)
 
     @routes.post("/items/{item_id}/outcome", response_model=ManualItem)
     def decide(department: Department, item_id: uuid.UUID, result: OutcomeResult) -> ManualItem:
         with db().transaction() as session:
             row = _own(session.get(ManualItemRow, item_id, with_for_update=True), department)
-            if row.state == DONE:
+            if row.state == ManualItemState.DONE:
                 raise HTTPException(status_code=409, detail="this item is already decided")
             outcome = ItemOutcome.answering(ItemDispatch.model_validate(row.dispatch), result)
             enqueue(
@@ -154,7 +155,7 @@ def manual_routes(
             )
             # Acceptance and a correction request leave the item with its staff.
             if not isinstance(result, Accepted | CorrectionRequested):
-                row.state = DONE
+                row.state = ManualItemState.DONE
             row.updated_at = datetime.now(UTC)
             view = _view(row)
         on_commit()

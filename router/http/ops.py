@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from contracts.api import BundleStatus
+from contracts.api import BundleStatus, OverdueKind
 from contracts.catalog import Catalog
 from contracts.messages import FINAL_ITEM_STATES, ItemState
 from router.domain.views import bundle_status, find_bundle
@@ -38,7 +38,7 @@ from router.operations.queues import (
 )
 from router.operations.supervision import Figures, figures_by, item_timings
 from router.store import BundleRow, Database, EventRow, ItemRow
-from router.store.timeline import department as department_actor
+from router.store.timeline import DEPARTMENT_ACTOR_PREFIX
 from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE, BreakerState
 
 log = structlog.get_logger(__name__)
@@ -80,8 +80,8 @@ class OverdueItem(BaseModel):
     item: str
     name_zh: str
     department: str
-    state: str
-    overdue: str
+    state: ItemState
+    overdue: OverdueKind
     accept_due_at: datetime | None
     decide_due_at: datetime | None
 
@@ -223,13 +223,13 @@ def department_health(ops: OpsServices, window: timedelta) -> list[DepartmentHea
         oldest = oldest_unanswered_dispatches(session)
         answers = session.execute(
             select(EventRow.actor, EventRow.state, func.count())
-            .where(EventRow.at >= since, EventRow.actor.startswith(department_actor("")))
+            .where(EventRow.at >= since, EventRow.actor.startswith(DEPARTMENT_ACTOR_PREFIX))
             .group_by(EventRow.actor, EventRow.state)
         ).all()
     outcomes: dict[str, int] = {}
     failures: dict[str, int] = {}
     for actor, state, count in answers:
-        code = actor.removeprefix(department_actor(""))
+        code = actor.removeprefix(DEPARTMENT_ACTOR_PREFIX)
         outcomes[code] = outcomes.get(code, 0) + count
         if state == ItemState.FAILED.value:
             failures[code] = failures.get(code, 0) + count
@@ -302,7 +302,7 @@ def overdue_items(database: Database, limit: int) -> list[OverdueItem]:
                 name_zh=item.name_zh,
                 department=item.department,
                 state=item.state,
-                overdue=item.overdue or "",
+                overdue=item.overdue,
                 accept_due_at=item.accept_due_at,
                 decide_due_at=item.decide_due_at,
             )

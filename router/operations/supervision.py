@@ -18,15 +18,15 @@ from sqlalchemy import and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from contracts.api import OverdueKind, TimelineEvent, TimelineStep
 from contracts.messages import ItemState
-from router.domain.deadlines import ACCEPTANCE, DECISION
 from router.store import BundleRow, EventRow, ItemRow
 from router.store.tables import UtcDateTime
 
 S = ItemState
-_DECIDED = (S.APPROVED.value, S.DENIED.value)
+_DECIDED = (S.APPROVED, S.DENIED)
 # A department may decide without reporting acceptance first: deciding is accepting too.
-_ACCEPTED = (S.ACCEPTED.value, S.PRE_REVIEWED.value, *_DECIDED)
+_ACCEPTED = (S.ACCEPTED, S.PRE_REVIEWED, *_DECIDED)
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ItemTiming:
     decided_at: datetime | None  # 办结: approved or denied
     accept_due_at: datetime | None
     decide_due_at: datetime | None
-    overdue_kinds: frozenset[str]  # acceptance, decision: deadlines it was marked past
+    overdue_kinds: frozenset[OverdueKind]  # the deadlines it was marked past
 
     @property
     def answered_at(self) -> datetime | None:
@@ -62,7 +62,7 @@ class ItemTiming:
         answered = self.answered_at
         if answered is None or self.accept_due_at is None:
             return None
-        return answered <= self.accept_due_at and ACCEPTANCE not in self.overdue_kinds
+        return answered <= self.accept_due_at and OverdueKind.ACCEPTANCE not in self.overdue_kinds
 
     @property
     def decided_on_time(self) -> bool | None:
@@ -71,7 +71,7 @@ class ItemTiming:
         if self.decided_at is None:
             return None
         within = self.decide_due_at is None or self.decided_at <= self.decide_due_at
-        return within and DECISION not in self.overdue_kinds
+        return within and OverdueKind.DECISION not in self.overdue_kinds
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -83,8 +83,8 @@ def item_timings(
 ) -> list[ItemTiming]:
     """Every item of the bundles received in [since, until), with its milestones."""
 
-    def first(*states: str, detail: str | None = None) -> Any:
-        matches: ColumnElement[bool] = EventRow.state.in_(states)
+    def first(*steps: TimelineStep, detail: OverdueKind | None = None) -> Any:
+        matches: ColumnElement[bool] = EventRow.state.in_(steps)
         if detail is not None:
             matches = and_(matches, EventRow.detail == detail)
         return type_coerce(func.min(case((matches, EventRow.at))), UtcDateTime())
@@ -92,12 +92,12 @@ def item_timings(
     steps = select(
         EventRow.bundle_id,
         EventRow.item,
-        first(S.DISPATCHED.value).label("dispatched_at"),
+        first(S.DISPATCHED).label("dispatched_at"),
         first(*_ACCEPTED).label("accepted_at"),
-        first(S.REJECTED.value).label("rejected_at"),
+        first(S.REJECTED).label("rejected_at"),
         first(*_DECIDED).label("decided_at"),
-        first("overdue", detail=ACCEPTANCE).label("acceptance_overdue_at"),
-        first("overdue", detail=DECISION).label("decision_overdue_at"),
+        first(TimelineEvent.OVERDUE, detail=OverdueKind.ACCEPTANCE).label("acceptance_overdue_at"),
+        first(TimelineEvent.OVERDUE, detail=OverdueKind.DECISION).label("decision_overdue_at"),
     ).where(EventRow.item.is_not(None))
     if since is not None:  # a bundle's events all come after it was received
         steps = steps.where(EventRow.at >= since)
@@ -140,8 +140,8 @@ def item_timings(
             overdue_kinds=frozenset(
                 kind
                 for kind, at in (
-                    (ACCEPTANCE, row.acceptance_overdue_at),
-                    (DECISION, row.decision_overdue_at),
+                    (OverdueKind.ACCEPTANCE, row.acceptance_overdue_at),
+                    (OverdueKind.DECISION, row.decision_overdue_at),
                 )
                 if at is not None
             ),

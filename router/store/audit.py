@@ -8,7 +8,7 @@ later gives each record its place in the chain (`router.store.audit_chain`).
     with database.transaction() as session:
         ...
         audit.record(
-            session, actor="department:police", event=AuditEvent.REFUSED,
+            session, actor=department_actor("police"), event=AuditEvent.REFUSED,
             outcome="bad_signature", message_id=message_id, detail="signed with an unknown key",
         )
 
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from contracts.messages import ItemOutcome, ItemState
 from contracts.personal_data import mask_text
 from router.store import AuditRow, OutboxRow
-from router.store.timeline import ROUTER, department
+from router.store.timeline import Actor, department_actor
 
 __all__ = ["AuditEvent", "record", "record_decided", "record_sent"]
 
@@ -70,7 +70,7 @@ def record_sent(session: Session, row: OutboxRow) -> None:
     """The relay's hook: the broker confirmed an outbox message."""
     record(
         session,
-        actor=ROUTER,
+        actor=Actor.ROUTER,
         event=AuditEvent.SENT,
         outcome="confirmed",
         bundle_id=uuid.UUID(row.correlation_id),
@@ -83,7 +83,7 @@ def record_decided(session: Session, outcome: ItemOutcome, state: ItemState) -> 
     """The correlator's hook: a department's outcome moved an item to `state`."""
     record(
         session,
-        actor=department(outcome.department),
+        actor=department_actor(outcome.department),
         event=AuditEvent.DECIDED,
         outcome=state.value,
         bundle_id=outcome.bundle_id,

@@ -22,7 +22,7 @@ from router.store.outbox_wakeup import notify_relays
 from runtime.failpoints import failpoint
 from runtime.messaging import Outgoing, Publisher
 from runtime.messaging.backoff import Backoff
-from runtime.messaging.signing import ROUTER, Keyring
+from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 from runtime.tracing import current_traceparent, publishing
 
 log = structlog.get_logger(__name__)
@@ -132,7 +132,10 @@ class Relay:
 
     def _outgoing(self, row: OutboxRow) -> Outgoing:
         signature = self._keyring.sign(
-            ROUTER, body=row.body, message_id=row.message_id, correlation_id=row.correlation_id
+            ROUTER_SIGNER,
+            body=row.body,
+            message_id=row.message_id,
+            correlation_id=row.correlation_id,
         )
         return Outgoing(
             exchange=row.exchange,

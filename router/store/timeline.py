@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
+from contracts.api import TimelineStep
 from router.store import EventRow
 
-# Who took a step. The platform's own identity per request arrives with authentication;
-# until then every platform call is recorded as the platform.
-PLATFORM = "platform"
-ROUTER = "router"
+DEPARTMENT_ACTOR_PREFIX = "department:"
 
 
-def department(code: str) -> str:
-    return f"department:{code}"
+class Actor(StrEnum):
+    """Who took a step, when not a department (`department_actor`)."""
+
+    # Every platform call is recorded as the platform: the identity of the token that
+    # made it is not recorded yet.
+    PLATFORM = "platform"
+    ROUTER = "router"
+
+
+def department_actor(code: str) -> str:
+    """A department, by its catalog code, as the actor of the steps its answers caused."""
+    return f"{DEPARTMENT_ACTOR_PREFIX}{code}"
 
 
 def record_event(
     session: Session,
     bundle_id: uuid.UUID,
     item: str | None,
-    state: str,
+    step: TimelineStep,
     detail: str | None,
     *,
     actor: str,
@@ -33,7 +42,7 @@ def record_event(
         EventRow(
             bundle_id=bundle_id,
             item=item,
-            state=state,
+            state=step,
             detail=detail,
             actor=actor,
             at=at or datetime.now(UTC),

@@ -40,7 +40,7 @@ from runtime.messaging.envelope import Delivery
 
 SIGNATURE_HEADER = "x-lianban-signature"
 KEY_ID_HEADER = "x-lianban-key-id"
-ROUTER = "router"
+ROUTER_SIGNER = "router"
 """The signer name of the router's own key; departments sign under their code."""
 
 log = structlog.get_logger(__name__)
