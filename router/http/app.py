@@ -34,8 +34,9 @@ from router.domain.views import bundle_reply, bundle_status, bundle_timeline
 from router.domain.withdrawal import Withdrawn, withdraw
 from router.http.auth import ApiToken, Scope, require_scope
 from router.http.manual import manual_routes
-from router.http.ops import OpsServices, ops_routes
+from router.http.ops import ops_routes
 from router.http.problems import answer_refusals_as_notices, document_refusals
+from router.operations.overview import OpsServices
 from router.store import BundleRow, Database
 from router.store.materials import bundle_file
 from runtime.storage import MaterialStore
