@@ -25,7 +25,8 @@ from router.channels.filedrop_export import ReplyExporter
 from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
 from router.domain.intake import Intake
-from router.http.app import Services, create_app
+from router.http.app import create_app
+from router.http.services import Services
 from router.operations.dlq import DeadLetterQueues
 from router.operations.overview import OpsServices
 from router.operations.queues import count_source

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -28,18 +26,17 @@ from contracts.catalog import Catalog
 from contracts.errors import MaterialMissing, MaterialRejected, MaterialTooLarge, StoreUnavailable
 from contracts.messages import BundleReply
 from router.domain.corrections import Resubmitted, resubmit
-from router.domain.intake import Accepted, Conflict, Intake, Refused
+from router.domain.intake import Accepted, Conflict, Refused
 from router.domain.validation import material_problems
 from router.domain.views import bundle_reply, bundle_status, bundle_timeline
 from router.domain.withdrawal import Withdrawn, withdraw
-from router.http.auth import ApiToken, Scope, require_scope
+from router.http.auth import Scope, require_scope
 from router.http.manual import manual_routes
 from router.http.ops import ops_routes
 from router.http.problems import answer_refusals_as_notices, document_refusals
-from router.operations.overview import OpsServices
-from router.store import BundleRow, Database
+from router.http.services import AppCatalog, AppServices, Services
+from router.store import BundleRow
 from router.store.materials import bundle_file
-from runtime.storage import MaterialStore
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 log = structlog.get_logger(__name__)
@@ -47,18 +44,6 @@ BUNDLES_WRITE = [Depends(require_scope(Scope.BUNDLES_WRITE))]
 BUNDLES_READ = [Depends(require_scope(Scope.BUNDLES_READ))]
 FILES_WRITE = [Depends(require_scope(Scope.FILES_WRITE))]
 FILES_READ = [Depends(require_scope(Scope.FILES_READ))]
-
-
-@dataclass(frozen=True)
-class Services:
-    """What the routes work with; absent only when the app is built to render its OpenAPI."""
-
-    database: Database
-    intake: Intake
-    materials: MaterialStore
-    api_tokens: Sequence[ApiToken] = ()
-    on_commit: Callable[[], None] = lambda: None
-    ops: OpsServices | None = None
 
 
 def openapi_document(catalog: Catalog) -> dict[str, Any]:
@@ -94,6 +79,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     )
     async def submit_bundle(
         request: Request,
+        services: AppServices,
         idempotency_key: Annotated[
             str | None, Header(alias=IDEMPOTENCY_KEY, description="The case number (办件编号)")
         ] = None,
@@ -109,7 +95,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
                     message_en="the body is not valid JSON",
                 )
             )
-        result = _services(request).intake.submit(raw, idempotency_key)
+        result = services.intake.submit(raw, idempotency_key)
         match result:
             case Accepted(receipt=receipt, replayed=replayed):
                 return JSONResponse(
@@ -133,11 +119,14 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
         },
     )
     async def upload_material(
-        sha256: str, request: Request, content_type: Annotated[str, Header()]
+        sha256: str,
+        request: Request,
+        services: AppServices,
+        content_type: Annotated[str, Header()],
     ) -> dict[str, Any]:
         """Stream a material in; it is stored under its SHA-256 only if every check passes."""
         try:
-            upload = _services(request).materials.upload(sha256, content_type)
+            upload = services.materials.upload(sha256, content_type)
             try:
                 async for chunk in request.stream():
                     upload.write(chunk)
@@ -155,8 +144,8 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
         return {"sha256": sha256, "size": size}
 
     @app.get("/v1/bundles/{bundle_id}", response_model=BundleStatus, dependencies=BUNDLES_READ)
-    def get_bundle(bundle_id: uuid.UUID, request: Request) -> BundleStatus:
-        with _services(request).database.transaction() as session:
+    def get_bundle(bundle_id: uuid.UUID, services: AppServices) -> BundleStatus:
+        with services.database.transaction() as session:
             found = bundle_status(session, bundle_id)
         if found is None:
             raise HTTPException(status_code=404, detail="no such bundle")
@@ -167,15 +156,15 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
         response_model=list[TimelineEntry],
         dependencies=BUNDLES_READ,
     )
-    def get_timeline(bundle_id: uuid.UUID, request: Request) -> list[TimelineEntry]:
-        with _services(request).database.transaction() as session:
+    def get_timeline(bundle_id: uuid.UUID, services: AppServices) -> list[TimelineEntry]:
+        with services.database.transaction() as session:
             if session.get(BundleRow, bundle_id) is None:
                 raise HTTPException(status_code=404, detail="no such bundle")
             return bundle_timeline(session, bundle_id)
 
     @app.get("/v1/bundles/{bundle_id}/reply", response_model=BundleReply, dependencies=BUNDLES_READ)
-    def get_reply(bundle_id: uuid.UUID, request: Request) -> BundleReply:
-        with _services(request).database.transaction() as session:
+    def get_reply(bundle_id: uuid.UUID, services: AppServices) -> BundleReply:
+        with services.database.transaction() as session:
             reply = bundle_reply(session, bundle_id)
             known = session.get(BundleRow, bundle_id) is not None
         if reply is None:
@@ -202,11 +191,10 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     def get_file(
         bundle_id: uuid.UUID,
         sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
-        request: Request,
+        services: AppServices,
     ) -> StreamingResponse:
         """A file the bundle references: a material of its application, or the file of a
         certificate a department issued (电子证照). Any other digest is a 404."""
-        services = _services(request)
         with services.database.transaction() as session:
             ref = bundle_file(session, bundle_id, sha256)
         if ref is None:
@@ -227,9 +215,8 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
         responses={409: {"description": "The bundle was already answered"}},
     )
     def withdraw_bundle(
-        bundle_id: uuid.UUID, request: Request, body: Withdrawal | None = None
+        bundle_id: uuid.UUID, services: AppServices, body: Withdrawal | None = None
     ) -> BundleReply:
-        services = _services(request)
         result = withdraw(services.database, bundle_id, (body or Withdrawal()).reason)
         if result is Withdrawn.UNKNOWN:
             raise HTTPException(status_code=404, detail="no such bundle")
@@ -255,11 +242,10 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
         },
     )
     def submit_correction(
-        bundle_id: uuid.UUID, item: str, body: Correction, request: Request
+        bundle_id: uuid.UUID, item: str, body: Correction, services: AppServices
     ) -> BundleStatus | JSONResponse:
         """补齐补正: resubmit what the department asked for; the item resumes at the same
         department without a second filing."""
-        services = _services(request)
         problems = list(
             material_problems(
                 [material.model_dump() for material in body.materials], services.materials.exists
@@ -273,10 +259,10 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
         if result is Resubmitted.NOT_REQUESTED:
             raise HTTPException(status_code=409, detail=f"no correction of {item} is awaited")
         services.on_commit()
-        return get_bundle(bundle_id, request)
+        return get_bundle(bundle_id, services)
 
     @app.get("/v1/catalog", response_model=Catalog, dependencies=BUNDLES_READ)
-    def get_catalog() -> Catalog:
+    def get_catalog(catalog: AppCatalog) -> Catalog:
         return catalog
 
     @app.get("/healthz")
@@ -285,25 +271,14 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
 
     # The body is read raw (to report every problem at once), so register its schema
     # for the OpenAPI document explicitly.
-    app.include_router(
-        manual_routes(
-            services.database if services else None,
-            services.on_commit if services else lambda: None,
-        )
-    )
-    app.include_router(ops_routes(services.ops if services else None))
+    app.include_router(manual_routes)
+    app.include_router(ops_routes)
     _register_schema(app, Application)
     answer_refusals_as_notices(app)
     app.state.services = services
+    app.state.catalog = catalog
     app.state.api_tokens = services.api_tokens if services else ()
     return app
-
-
-def _services(request: Request) -> Services:
-    services: Services | None = request.app.state.services
-    if services is None:
-        raise HTTPException(status_code=503, detail="this app was built for documentation only")
-    return services
 
 
 def _unavailable(error: StoreUnavailable) -> HTTPException:

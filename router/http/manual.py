@@ -4,8 +4,9 @@ Each department's staff hold tokens with the scope `manual:<department>`, which 
 that department's queue; another department's item is reported as missing.
 """
 
+from __future__ import annotations
+
 import uuid
-from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
@@ -14,7 +15,7 @@ from contracts.api import Claim, ManualItem
 from contracts.messages import ItemDispatch, ItemSupplement, OutcomeResult
 from router.domain.manual_queue import OPEN, ManualQueue, Refusal, Taken
 from router.http.auth import Credentials, authorize, manual_scope
-from router.store import Database
+from router.http.services import AppServices
 
 T = TypeVar("T")
 _REFUSALS = {
@@ -23,58 +24,59 @@ _REFUSALS = {
     Refusal.DECIDED: (409, "this item is already decided"),
 }
 
+manual_routes = APIRouter(prefix="/v1/manual/{department}", tags=["manual departments"])
 
-def manual_routes(
-    database: Database | None, on_commit: Callable[[], None] = lambda: None
-) -> APIRouter:
-    """The work-queue routes, each open only to its department's `manual:<code>` scope."""
-    routes = APIRouter(prefix="/v1/manual/{department}", tags=["manual departments"])
 
-    def department_of(
-        department: Annotated[str, Path()], request: Request, credentials: Credentials
-    ) -> str:
-        authorize(request, credentials, manual_scope(department))
-        return department
+def authorized_department(
+    department: Annotated[str, Path()], request: Request, credentials: Credentials
+) -> str:
+    """The department in the path, if the caller's token holds its `manual:<code>` scope."""
+    authorize(request, credentials, manual_scope(department))
+    return department
 
-    def department_queue(department: Annotated[str, Depends(department_of)]) -> ManualQueue:
-        if database is None:
-            raise HTTPException(status_code=503, detail="built for documentation only")
-        return ManualQueue(database, department, on_commit)
 
-    # Resolved at definition time (no postponed annotations in this module): FastAPI reads
-    # these annotations, and a string would not resolve to this closure's dependency.
-    Queue = Annotated[ManualQueue, Depends(department_queue)]
+def department_queue(
+    department: Annotated[str, Depends(authorized_department)], services: AppServices
+) -> ManualQueue:
+    return ManualQueue(services.database, department, services.on_commit)
 
-    @routes.post("/items", status_code=201, response_model=ManualItem)
-    def file_item(queue: Queue, dispatch: ItemDispatch) -> ManualItem:
-        return _answer(queue.file(dispatch))
 
-    @routes.post("/items/supplements", response_model=ManualItem)
-    def supplement_item(queue: Queue, supplement: ItemSupplement) -> ManualItem:
-        """Merge a supplement into the filed item; merging it again changes nothing."""
-        return _answer(queue.supplement(supplement))
+Queue = Annotated[ManualQueue, Depends(department_queue)]
 
-    @routes.get("/items", response_model=list[ManualItem])
-    def list_items(queue: Queue, state: str = OPEN) -> list[ManualItem]:
-        return queue.items(state)
 
-    @routes.get("/items/{item_id}", response_model=ItemDispatch)
-    def show_item(queue: Queue, item_id: uuid.UUID) -> ItemDispatch:
-        return _answer(queue.dispatch(item_id))
+@manual_routes.post("/items", status_code=201, response_model=ManualItem)
+def file_item(queue: Queue, dispatch: ItemDispatch) -> ManualItem:
+    return _answer(queue.file(dispatch))
 
-    @routes.post("/items/{item_id}/claim", response_model=ManualItem)
-    def claim(queue: Queue, item_id: uuid.UUID, body: Claim) -> ManualItem:
-        claimed = queue.claim(item_id, body.staff)
-        if isinstance(claimed, Taken):
-            detail = f"already {claimed.item.state} by {claimed.item.claimed_by}"
-            raise HTTPException(status_code=409, detail=detail)
-        return _answer(claimed)
 
-    @routes.post("/items/{item_id}/outcome", response_model=ManualItem)
-    def decide(queue: Queue, item_id: uuid.UUID, result: OutcomeResult) -> ManualItem:
-        return _answer(queue.decide(item_id, result))
+@manual_routes.post("/items/supplements", response_model=ManualItem)
+def supplement_item(queue: Queue, supplement: ItemSupplement) -> ManualItem:
+    """Merge a supplement into the filed item; merging it again changes nothing."""
+    return _answer(queue.supplement(supplement))
 
-    return routes
+
+@manual_routes.get("/items", response_model=list[ManualItem])
+def list_items(queue: Queue, state: str = OPEN) -> list[ManualItem]:
+    return queue.items(state)
+
+
+@manual_routes.get("/items/{item_id}", response_model=ItemDispatch)
+def show_item(queue: Queue, item_id: uuid.UUID) -> ItemDispatch:
+    return _answer(queue.dispatch(item_id))
+
+
+@manual_routes.post("/items/{item_id}/claim", response_model=ManualItem)
+def claim(queue: Queue, item_id: uuid.UUID, body: Claim) -> ManualItem:
+    claimed = queue.claim(item_id, body.staff)
+    if isinstance(claimed, Taken):
+        detail = f"already {claimed.item.state} by {claimed.item.claimed_by}"
+        raise HTTPException(status_code=409, detail=detail)
+    return _answer(claimed)
+
+
+@manual_routes.post("/items/{item_id}/outcome", response_model=ManualItem)
+def decide(queue: Queue, item_id: uuid.UUID, result: OutcomeResult) -> ManualItem:
+    return _answer(queue.decide(item_id, result))
 
 
 def _answer(result: T | Refusal) -> T:

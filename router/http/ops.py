@@ -22,10 +22,10 @@ from pydantic import BaseModel
 
 from contracts.api import BundleStatus
 from router.http.auth import ApiToken, Scope, require_scope
+from router.http.services import AppOps
 from router.operations.overview import (
     DeadLetterEntry,
     DepartmentHealth,
-    OpsServices,
     OverdueItem,
     SupervisionFigures,
     bundle_by_key,
@@ -39,7 +39,6 @@ T = TypeVar("T")
 OPERATORS = [Depends(require_scope(Scope.OPS))]
 PAGE_DIR = Path(__file__).with_name("ops_page")
 _PAGE_FILES = {"ops.css": "text/css", "ops.js": "text/javascript"}
-_DOCUMENTATION_ONLY = "this app was built for documentation only"
 
 
 class Replay(BaseModel):
@@ -50,78 +49,80 @@ class Replayed(BaseModel):
     replayed: int
 
 
-def ops_routes(ops: OpsServices | None) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
+ops_routes = APIRouter(include_in_schema=False)
 
-    def services() -> OpsServices:
-        if ops is None:
-            raise HTTPException(503, detail=_DOCUMENTATION_ONLY)
-        return ops
 
-    @routes.get("/ops", response_class=HTMLResponse)
-    def page() -> HTMLResponse:
-        return HTMLResponse(_page_file("index.html"), headers={"Cache-Control": "no-cache"})
+@ops_routes.get("/ops", response_class=HTMLResponse)
+def page() -> HTMLResponse:
+    return HTMLResponse(_page_file("index.html"), headers={"Cache-Control": "no-cache"})
 
-    @routes.get("/ops/static/{name}")
-    def page_file(name: str) -> Response:
-        if name not in _PAGE_FILES:
-            raise HTTPException(404)
-        return Response(_page_file(name), media_type=_PAGE_FILES[name])
 
-    @routes.get("/metrics", dependencies=OPERATORS)
-    def metrics() -> Response:
-        return Response(generate_latest(services().metrics), media_type=CONTENT_TYPE_LATEST)
+@ops_routes.get("/ops/static/{name}")
+def page_file(name: str) -> Response:
+    if name not in _PAGE_FILES:
+        raise HTTPException(404)
+    return Response(_page_file(name), media_type=_PAGE_FILES[name])
 
-    @routes.get("/v1/ops/departments", dependencies=OPERATORS)
-    def departments(
-        window_minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60)] = 60,
-    ) -> list[DepartmentHealth]:
-        return department_health(services(), timedelta(minutes=window_minutes))
 
-    @routes.get("/v1/ops/overdue", dependencies=OPERATORS)
-    def overdue(limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[OverdueItem]:
-        return overdue_items(services().database, limit)
+@ops_routes.get("/metrics", dependencies=OPERATORS)
+def metrics(ops: AppOps) -> Response:
+    return Response(generate_latest(ops.metrics), media_type=CONTENT_TYPE_LATEST)
 
-    @routes.get("/v1/ops/bundles/{key}", dependencies=OPERATORS)
-    def find(key: str) -> BundleStatus:
-        """A bundle by id or case number (办件编号), with its whole timeline."""
-        found = bundle_by_key(services().database, key)
-        if found is None:
-            raise HTTPException(404, detail=f"no bundle {key!r}")
-        return found
 
-    @routes.get("/v1/ops/supervision", dependencies=OPERATORS)
-    def supervision(since: date, until: date) -> SupervisionFigures:
-        """The figures of the bundles received from `since` to `until` (China dates,
-        both included)."""
-        if until < since:
-            raise HTTPException(422, detail="until is before since")
-        return supervision_figures(services(), since, until)
+@ops_routes.get("/v1/ops/departments", dependencies=OPERATORS)
+def departments(
+    ops: AppOps, window_minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60)] = 60
+) -> list[DepartmentHealth]:
+    return department_health(ops, timedelta(minutes=window_minutes))
 
-    @routes.get("/v1/ops/dead-letters", dependencies=OPERATORS)
-    def dead_letters(
-        queue: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
-    ) -> list[DeadLetterEntry]:
-        letters = _parked(lambda: services().dead_letters.list(queue, limit))
-        return [DeadLetterEntry.of(letter) for letter in letters]
 
-    @routes.post("/v1/ops/dead-letters/{queue}/replay")
-    def replay(
-        queue: str,
-        body: Replay,
-        operator: Annotated[ApiToken, Depends(require_scope(Scope.OPS))],
-    ) -> Replayed:
-        replayed = _parked(lambda: services().dead_letters.replay(queue, body.message_ids))
-        log.warning(
-            "ops.dead_letters_replayed",
-            queue=queue,
-            replayed=replayed,
-            requested=len(body.message_ids) if body.message_ids is not None else "all",
-            operator=operator.name,
-        )
-        return Replayed(replayed=replayed)
+@ops_routes.get("/v1/ops/overdue", dependencies=OPERATORS)
+def overdue(ops: AppOps, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[OverdueItem]:
+    return overdue_items(ops.database, limit)
 
-    return routes
+
+@ops_routes.get("/v1/ops/bundles/{key}", dependencies=OPERATORS)
+def find(key: str, ops: AppOps) -> BundleStatus:
+    """A bundle by id or case number (办件编号), with its whole timeline."""
+    found = bundle_by_key(ops.database, key)
+    if found is None:
+        raise HTTPException(404, detail=f"no bundle {key!r}")
+    return found
+
+
+@ops_routes.get("/v1/ops/supervision", dependencies=OPERATORS)
+def supervision(since: date, until: date, ops: AppOps) -> SupervisionFigures:
+    """The figures of the bundles received from `since` to `until` (China dates,
+    both included)."""
+    if until < since:
+        raise HTTPException(422, detail="until is before since")
+    return supervision_figures(ops, since, until)
+
+
+@ops_routes.get("/v1/ops/dead-letters", dependencies=OPERATORS)
+def dead_letters(
+    ops: AppOps, queue: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[DeadLetterEntry]:
+    letters = _parked(lambda: ops.dead_letters.list(queue, limit))
+    return [DeadLetterEntry.of(letter) for letter in letters]
+
+
+@ops_routes.post("/v1/ops/dead-letters/{queue}/replay")
+def replay(
+    queue: str,
+    body: Replay,
+    operator: Annotated[ApiToken, Depends(require_scope(Scope.OPS))],
+    ops: AppOps,
+) -> Replayed:
+    replayed = _parked(lambda: ops.dead_letters.replay(queue, body.message_ids))
+    log.warning(
+        "ops.dead_letters_replayed",
+        queue=queue,
+        replayed=replayed,
+        requested=len(body.message_ids) if body.message_ids is not None else "all",
+        operator=operator.name,
+    )
+    return Replayed(replayed=replayed)
 
 
 def _page_file(name: str) -> str:
