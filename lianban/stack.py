@@ -25,9 +25,10 @@ from router.channels.filedrop_export import ReplyExporter
 from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
 from router.domain.intake import Intake
-from router.http.app import Services, create_app
-from router.http.ops import OpsServices
+from router.http.app import create_app
+from router.http.services import Services
 from router.operations.dlq import DeadLetterQueues
+from router.operations.overview import OpsServices
 from router.operations.queues import count_source
 from router.store import Database
 from router.store.audit_chain import AuditSealer, retention_from_days

@@ -20,8 +20,9 @@ from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.cli import main
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
-from router.http.app import Services, create_app
+from router.http.app import create_app
 from router.http.auth import ApiToken, Scope, find_token, mint, require_scope
+from router.http.services import Services
 from runtime.serving import ThreadedServer
 
 SAMPLE_DIGEST = hashlib.sha256(SAMPLE_PDF).hexdigest()

@@ -1,4 +1,5 @@
-"""The operators' side of `lianban serve`: `/metrics`, the ops page and the JSON it reads.
+"""The operators' side of `lianban serve`: `/metrics`, the ops page and the JSON it reads
+(`router/operations/overview.py` computes it).
 
 The page itself (`/ops`, static files shipped in `router/http/ops_page/`) holds no data and is
 served to anyone; every figure comes from `/v1/ops/…` and `/metrics`, which need a bearer
@@ -8,102 +9,36 @@ of the platform's API contract, so they stay out of the OpenAPI document.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
-import httpx
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
-from sqlalchemy import func, select
 
-from contracts.api import BundleStatus, OverdueKind
-from contracts.catalog import Catalog
-from contracts.messages import FINAL_ITEM_STATES, ItemState
-from router.domain.views import bundle_status, find_bundle
+from contracts.api import BundleStatus
 from router.http.auth import ApiToken, Scope, require_scope
-from router.operations.dlq import DeadLetterQueues
-from router.operations.metrics import router_registry
-from router.operations.queues import (
-    QueueCountSource,
-    department_queues,
-    oldest_unanswered_dispatches,
+from router.http.services import AppOps
+from router.operations.overview import (
+    DeadLetterEntry,
+    DepartmentHealth,
+    OverdueItem,
+    SupervisionFigures,
+    bundle_by_key,
+    department_health,
+    overdue_items,
+    supervision_figures,
 )
-from router.operations.supervision import Figures, figures_by, item_timings
-from router.store import BundleRow, Database, EventRow, ItemRow
-from router.store.timeline import DEPARTMENT_ACTOR_PREFIX
-from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE, BreakerState
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 OPERATORS = [Depends(require_scope(Scope.OPS))]
 PAGE_DIR = Path(__file__).with_name("ops_page")
 _PAGE_FILES = {"ops.css": "text/css", "ops.js": "text/javascript"}
-CHINA = timedelta(hours=8)  # the page's periods are China dates
-_DOCUMENTATION_ONLY = "this app was built for documentation only"
-
-
-@dataclass(frozen=True)
-class OpsServices:
-    database: Database
-    catalog: Catalog
-    queue_counts: QueueCountSource
-    dead_letters: DeadLetterQueues
-    adapter_metrics_urls: Sequence[str] = ()
-
-
-class DepartmentHealth(BaseModel):
-    department: str
-    name_zh: str
-    ready: int
-    unacknowledged: int | None
-    consumers: int
-    oldest_age_seconds: float | None
-    dead_letters: int
-    outcomes: int  # department answers within the window
-    failed: int  # of which failures
-    error_ratio: float | None
-    circuit: str | None  # closed, open, half_open; None when no adapter reports it
-
-
-class OverdueItem(BaseModel):
-    bundle_id: uuid.UUID
-    project_no: str
-    bundle_type: str
-    item: str
-    name_zh: str
-    department: str
-    state: ItemState
-    overdue: OverdueKind
-    accept_due_at: datetime | None
-    decide_due_at: datetime | None
-
-
-class SupervisionFigures(BaseModel):
-    since: date
-    until: date
-    by_department: dict[str, dict[str, Any]]
-    by_bundle_type: dict[str, dict[str, Any]]
-    names: dict[str, str]
-
-
-class DeadLetterEntry(BaseModel):
-    queue: str
-    source_queue: str
-    message_id: str
-    correlation_id: str
-    reason: str
-    count: int
-    died_at: datetime | None
-    replayed: int
-    body: str
 
 
 class Replay(BaseModel):
@@ -114,95 +49,80 @@ class Replayed(BaseModel):
     replayed: int
 
 
-def ops_routes(ops: OpsServices | None) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
-    registry = router_registry(ops.database, ops.dead_letters.counts) if ops else None
+ops_routes = APIRouter(include_in_schema=False)
 
-    def services() -> OpsServices:
-        if ops is None:
-            raise HTTPException(503, detail=_DOCUMENTATION_ONLY)
-        return ops
 
-    @routes.get("/ops", response_class=HTMLResponse)
-    def page() -> HTMLResponse:
-        return HTMLResponse(_page_file("index.html"), headers={"Cache-Control": "no-cache"})
+@ops_routes.get("/ops", response_class=HTMLResponse)
+def page() -> HTMLResponse:
+    return HTMLResponse(_page_file("index.html"), headers={"Cache-Control": "no-cache"})
 
-    @routes.get("/ops/static/{name}")
-    def page_file(name: str) -> Response:
-        if name not in _PAGE_FILES:
-            raise HTTPException(404)
-        return Response(_page_file(name), media_type=_PAGE_FILES[name])
 
-    @routes.get("/metrics", dependencies=OPERATORS)
-    def metrics() -> Response:
-        if registry is None:
-            raise HTTPException(503, detail=_DOCUMENTATION_ONLY)
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+@ops_routes.get("/ops/static/{name}")
+def page_file(name: str) -> Response:
+    if name not in _PAGE_FILES:
+        raise HTTPException(404)
+    return Response(_page_file(name), media_type=_PAGE_FILES[name])
 
-    @routes.get("/v1/ops/departments", dependencies=OPERATORS)
-    def departments(
-        window_minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60)] = 60,
-    ) -> list[DepartmentHealth]:
-        return department_health(services(), timedelta(minutes=window_minutes))
 
-    @routes.get("/v1/ops/overdue", dependencies=OPERATORS)
-    def overdue(limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[OverdueItem]:
-        return overdue_items(services().database, limit)
+@ops_routes.get("/metrics", dependencies=OPERATORS)
+def metrics(ops: AppOps) -> Response:
+    return Response(generate_latest(ops.metrics), media_type=CONTENT_TYPE_LATEST)
 
-    @routes.get("/v1/ops/bundles/{key}", dependencies=OPERATORS)
-    def find(key: str) -> BundleStatus:
-        """A bundle by id or case number (办件编号), with its whole timeline."""
-        with services().database.transaction() as session:
-            bundle_id = find_bundle(session, key.strip())
-            found = bundle_status(session, bundle_id) if bundle_id else None
-        if found is None:
-            raise HTTPException(404, detail=f"no bundle {key!r}")
-        return found
 
-    @routes.get("/v1/ops/supervision", dependencies=OPERATORS)
-    def supervision(since: date, until: date) -> SupervisionFigures:
-        """The figures of the bundles received from `since` to `until` (China dates,
-        both included)."""
-        if until < since:
-            raise HTTPException(422, detail="until is before since")
-        return supervision_figures(services(), since, until)
+@ops_routes.get("/v1/ops/departments", dependencies=OPERATORS)
+def departments(
+    ops: AppOps, window_minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60)] = 60
+) -> list[DepartmentHealth]:
+    return department_health(ops, timedelta(minutes=window_minutes))
 
-    @routes.get("/v1/ops/dead-letters", dependencies=OPERATORS)
-    def dead_letters(
-        queue: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
-    ) -> list[DeadLetterEntry]:
-        return [
-            DeadLetterEntry(
-                queue=letter.queue,
-                source_queue=letter.source_queue,
-                message_id=letter.message_id,
-                correlation_id=letter.correlation_id,
-                reason=letter.reason,
-                count=letter.count,
-                died_at=letter.died_at,
-                replayed=letter.replayed,
-                body=letter.body.decode("utf-8", "replace")[:2000],
-            )
-            for letter in _parked(lambda: services().dead_letters.list(queue, limit))
-        ]
 
-    @routes.post("/v1/ops/dead-letters/{queue}/replay")
-    def replay(
-        queue: str,
-        body: Replay,
-        operator: Annotated[ApiToken, Depends(require_scope(Scope.OPS))],
-    ) -> Replayed:
-        replayed = _parked(lambda: services().dead_letters.replay(queue, body.message_ids))
-        log.warning(
-            "ops.dead_letters_replayed",
-            queue=queue,
-            replayed=replayed,
-            requested=len(body.message_ids) if body.message_ids is not None else "all",
-            operator=operator.name,
-        )
-        return Replayed(replayed=replayed)
+@ops_routes.get("/v1/ops/overdue", dependencies=OPERATORS)
+def overdue(ops: AppOps, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[OverdueItem]:
+    return overdue_items(ops.database, limit)
 
-    return routes
+
+@ops_routes.get("/v1/ops/bundles/{key}", dependencies=OPERATORS)
+def find(key: str, ops: AppOps) -> BundleStatus:
+    """A bundle by id or case number (办件编号), with its whole timeline."""
+    found = bundle_by_key(ops.database, key)
+    if found is None:
+        raise HTTPException(404, detail=f"no bundle {key!r}")
+    return found
+
+
+@ops_routes.get("/v1/ops/supervision", dependencies=OPERATORS)
+def supervision(since: date, until: date, ops: AppOps) -> SupervisionFigures:
+    """The figures of the bundles received from `since` to `until` (China dates,
+    both included)."""
+    if until < since:
+        raise HTTPException(422, detail="until is before since")
+    return supervision_figures(ops, since, until)
+
+
+@ops_routes.get("/v1/ops/dead-letters", dependencies=OPERATORS)
+def dead_letters(
+    ops: AppOps, queue: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[DeadLetterEntry]:
+    letters = _parked(lambda: ops.dead_letters.list(queue, limit))
+    return [DeadLetterEntry.of(letter) for letter in letters]
+
+
+@ops_routes.post("/v1/ops/dead-letters/{queue}/replay")
+def replay(
+    queue: str,
+    body: Replay,
+    operator: Annotated[ApiToken, Depends(require_scope(Scope.OPS))],
+    ops: AppOps,
+) -> Replayed:
+    replayed = _parked(lambda: ops.dead_letters.replay(queue, body.message_ids))
+    log.warning(
+        "ops.dead_letters_replayed",
+        queue=queue,
+        replayed=replayed,
+        requested=len(body.message_ids) if body.message_ids is not None else "all",
+        operator=operator.name,
+    )
+    return Replayed(replayed=replayed)
 
 
 def _page_file(name: str) -> str:
@@ -214,118 +134,3 @@ def _parked(call: Callable[[], T]) -> T:
         return call()
     except ValueError as error:  # not a parking lot
         raise HTTPException(404, detail=str(error)) from None
-
-
-def department_health(ops: OpsServices, window: timedelta) -> list[DepartmentHealth]:
-    """Each department's queue, its answers in the last `window`, and its circuit."""
-    since = datetime.now(UTC) - window
-    with ops.database.transaction() as session:
-        oldest = oldest_unanswered_dispatches(session)
-        answers = session.execute(
-            select(EventRow.actor, EventRow.state, func.count())
-            .where(EventRow.at >= since, EventRow.actor.startswith(DEPARTMENT_ACTOR_PREFIX))
-            .group_by(EventRow.actor, EventRow.state)
-        ).all()
-    outcomes: dict[str, int] = {}
-    failures: dict[str, int] = {}
-    for actor, state, count in answers:
-        code = actor.removeprefix(DEPARTMENT_ACTOR_PREFIX)
-        outcomes[code] = outcomes.get(code, 0) + count
-        if state == ItemState.FAILED.value:
-            failures[code] = failures.get(code, 0) + count
-    circuits = circuit_states(ops.adapter_metrics_urls)
-    return [
-        DepartmentHealth(
-            department=queue.department,
-            name_zh=ops.catalog.departments[queue.department].name_zh,
-            ready=queue.ready,
-            unacknowledged=queue.unacknowledged,
-            consumers=queue.consumers,
-            oldest_age_seconds=queue.oldest_age_seconds,
-            dead_letters=queue.dead_letters,
-            outcomes=outcomes.get(queue.department, 0),
-            failed=failures.get(queue.department, 0),
-            error_ratio=failures.get(queue.department, 0) / outcomes[queue.department]
-            if outcomes.get(queue.department)
-            else None,
-            circuit=circuits.get(queue.department),
-        )
-        for queue in department_queues(ops.queue_counts, ops.catalog.departments, oldest)
-    ]
-
-
-def circuit_states(adapter_metrics_urls: Iterable[str]) -> dict[str, str]:
-    """Breaker states of the adapters in this process and of those at the given /metrics
-    URLs (an unreachable adapter reports nothing; the queue's consumers tell it is gone)."""
-    states = {department: state.value for department, state in BREAKERS.states().items()}
-    for url in adapter_metrics_urls:
-        try:
-            text = httpx.get(url, timeout=2.0).text
-        except httpx.HTTPError as error:
-            log.warning("ops.adapter_metrics_unreachable", url=url, error=str(error))
-            continue
-        for family in text_string_to_metric_families(text):
-            if family.name != CIRCUIT_BREAKER_STATE:
-                continue
-            for sample in family.samples:
-                if sample.value == 1 and _worse(sample.labels["state"], states, sample.labels):
-                    states[sample.labels["department"]] = sample.labels["state"]
-    return states
-
-
-_SEVERITY = [BreakerState.CLOSED.value, BreakerState.HALF_OPEN.value, BreakerState.OPEN.value]
-
-
-def _worse(state: str, known: dict[str, str], labels: dict[str, str]) -> bool:
-    """Replicas of one adapter each have a breaker: the page shows the worst."""
-    current = known.get(labels["department"], BreakerState.CLOSED.value)
-    return _SEVERITY.index(state) >= _SEVERITY.index(current)
-
-
-def overdue_items(database: Database, limit: int) -> list[OverdueItem]:
-    """Items not final yet and past a deadline, the longest overdue first."""
-    open_states = [state.value for state in ItemState if state not in FINAL_ITEM_STATES]
-    with database.transaction() as session:
-        rows = session.execute(
-            select(ItemRow, BundleRow.project_no, BundleRow.bundle_type)
-            .join(BundleRow, BundleRow.id == ItemRow.bundle_id)
-            .where(ItemRow.overdue.is_not(None), ItemRow.state.in_(open_states))
-            .order_by(ItemRow.accept_due_at)
-            .limit(limit)
-        ).all()
-        return [
-            OverdueItem(
-                bundle_id=item.bundle_id,
-                project_no=project_no,
-                bundle_type=bundle_type,
-                item=item.code,
-                name_zh=item.name_zh,
-                department=item.department,
-                state=item.state,
-                overdue=item.overdue,
-                accept_due_at=item.accept_due_at,
-                decide_due_at=item.decide_due_at,
-            )
-            for item, project_no, bundle_type in rows
-        ]
-
-
-def supervision_figures(ops: OpsServices, since: date, until: date) -> SupervisionFigures:
-    start = datetime.combine(since, time(), tzinfo=UTC) - CHINA
-    end = datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) - CHINA
-    with ops.database.transaction() as session:
-        items = item_timings(session, start, end)
-    catalog = ops.catalog
-    names = {code: department.name_zh for code, department in catalog.departments.items()}
-    names |= {code: bundle_type.name_zh for code, bundle_type in catalog.bundle_types.items()}
-    return SupervisionFigures(
-        since=since,
-        until=until,
-        by_department=_as_json(figures_by(items, lambda item: item.department)),
-        by_bundle_type=_as_json(figures_by(items, lambda item: item.bundle_type)),
-        names=names,
-    )
-
-
-def _as_json(groups: dict[str, Figures]) -> dict[str, dict[str, Any]]:
-    return {name: vars(figures) for name, figures in groups.items()}

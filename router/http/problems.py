@@ -50,10 +50,15 @@ def _problem(error: dict[str, Any]) -> Problem:
     )
 
 
+def one_time_notice(*problems: Problem) -> JSONResponse:
+    """The 422 that reports every problem at once."""
+    notice = OneTimeNotice(problems=problems)
+    return JSONResponse(notice.model_dump(mode="json"), status_code=422)
+
+
 async def _notice_for(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    notice = OneTimeNotice(problems=tuple(_problem(e) for e in error.errors()))
-    return JSONResponse(notice.model_dump(mode="json"), status_code=422)
+    return one_time_notice(*(_problem(e) for e in error.errors()))
 
 
 def answer_refusals_as_notices(app: FastAPI) -> None:

@@ -1,0 +1,65 @@
+"""What the routes work with, and the FastAPI dependencies that hand it to them.
+
+`create_app` keeps the catalog and the `Services` on `app.state`; a route names what it
+needs as a parameter (`services: AppServices`) instead of closing over it, so routes are
+plain module-level functions. An app built only to render its OpenAPI document has no
+services: its routes answer 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from contracts.catalog import Catalog
+from router.domain.intake import Intake
+from router.http.auth import ApiToken
+from router.operations.overview import OpsServices
+from router.store import Database
+from runtime.storage import MaterialStore
+
+DOCUMENTATION_ONLY = "this app was built for documentation only"
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the routes work with; absent only when the app is built to render its OpenAPI."""
+
+    database: Database
+    intake: Intake
+    materials: MaterialStore
+    api_tokens: Sequence[ApiToken] = ()
+    on_commit: Callable[[], None] = lambda: None
+    ops: OpsServices | None = None
+
+
+# The dependencies are coroutines so FastAPI calls them on the event loop: a plain
+# function would cost each request a hop to the thread pool for one attribute read.
+async def app_services(request: Request) -> Services:
+    services: Services | None = request.app.state.services
+    if services is None:
+        raise HTTPException(status_code=503, detail=DOCUMENTATION_ONLY)
+    return services
+
+
+AppServices = Annotated[Services, Depends(app_services)]
+
+
+async def app_catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+AppCatalog = Annotated[Catalog, Depends(app_catalog)]
+
+
+async def ops_services(services: AppServices) -> OpsServices:
+    if services.ops is None:
+        raise HTTPException(status_code=503, detail=DOCUMENTATION_ONLY)
+    return services.ops
+
+
+AppOps = Annotated[OpsServices, Depends(ops_services)]

@@ -1,0 +1,239 @@
+"""What the ops page shows: each department's queue, answers and circuit, the overdue
+items, the supervision figures (电子监察), dead letters, and a bundle found by id or
+case number. `router/http/ops.py` serves these as JSON; `/metrics` reads the same
+database through `OpsServices.metrics`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from typing import Any
+
+import httpx
+import structlog
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from contracts.api import BundleStatus, OverdueKind
+from contracts.catalog import Catalog
+from contracts.messages import FINAL_ITEM_STATES, ItemState
+from router.domain.views import bundle_status, find_bundle
+from router.operations.dlq import DeadLetter, DeadLetterQueues
+from router.operations.metrics import router_registry
+from router.operations.queues import (
+    QueueCountSource,
+    department_queues,
+    oldest_unanswered_dispatches,
+)
+from router.operations.supervision import Figures, figures_by, item_timings
+from router.store import BundleRow, Database, EventRow, ItemRow
+from router.store.timeline import DEPARTMENT_ACTOR_PREFIX
+from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE, BreakerState
+
+log = structlog.get_logger(__name__)
+CHINA = timedelta(hours=8)  # the page's periods are China dates
+
+
+@dataclass(frozen=True)
+class OpsServices:
+    database: Database
+    catalog: Catalog
+    queue_counts: QueueCountSource
+    dead_letters: DeadLetterQueues
+    adapter_metrics_urls: Sequence[str] = ()
+
+    @cached_property
+    def metrics(self) -> CollectorRegistry:
+        """The registry `/metrics` serves, built once: its collectors read at scrape time."""
+        return router_registry(self.database, self.dead_letters.counts)
+
+
+class DepartmentHealth(BaseModel):
+    department: str
+    name_zh: str
+    ready: int
+    unacknowledged: int | None
+    consumers: int
+    oldest_age_seconds: float | None
+    dead_letters: int
+    outcomes: int  # department answers within the window
+    failed: int  # of which failures
+    error_ratio: float | None
+    circuit: str | None  # closed, open, half_open; None when no adapter reports it
+
+
+class OverdueItem(BaseModel):
+    bundle_id: uuid.UUID
+    project_no: str
+    bundle_type: str
+    item: str
+    name_zh: str
+    department: str
+    state: ItemState
+    overdue: OverdueKind
+    accept_due_at: datetime | None
+    decide_due_at: datetime | None
+
+
+class SupervisionFigures(BaseModel):
+    since: date
+    until: date
+    by_department: dict[str, dict[str, Any]]
+    by_bundle_type: dict[str, dict[str, Any]]
+    names: dict[str, str]
+
+
+class DeadLetterEntry(BaseModel):
+    queue: str
+    source_queue: str
+    message_id: str
+    correlation_id: str
+    reason: str
+    count: int
+    died_at: datetime | None
+    replayed: int
+    body: str  # cut to what the page shows
+
+    @classmethod
+    def of(cls, letter: DeadLetter) -> DeadLetterEntry:
+        return cls(
+            queue=letter.queue,
+            source_queue=letter.source_queue,
+            message_id=letter.message_id,
+            correlation_id=letter.correlation_id,
+            reason=letter.reason,
+            count=letter.count,
+            died_at=letter.died_at,
+            replayed=letter.replayed,
+            body=letter.body.decode("utf-8", "replace")[:2000],
+        )
+
+
+def department_health(ops: OpsServices, window: timedelta) -> list[DepartmentHealth]:
+    """Each department's queue, its answers in the last `window`, and its circuit."""
+    since = datetime.now(UTC) - window
+    with ops.database.transaction() as session:
+        oldest = oldest_unanswered_dispatches(session)
+        answers = session.execute(
+            select(EventRow.actor, EventRow.state, func.count())
+            .where(EventRow.at >= since, EventRow.actor.startswith(DEPARTMENT_ACTOR_PREFIX))
+            .group_by(EventRow.actor, EventRow.state)
+        ).all()
+    outcomes: dict[str, int] = {}
+    failures: dict[str, int] = {}
+    for actor, state, count in answers:
+        code = actor.removeprefix(DEPARTMENT_ACTOR_PREFIX)
+        outcomes[code] = outcomes.get(code, 0) + count
+        if state == ItemState.FAILED.value:
+            failures[code] = failures.get(code, 0) + count
+    circuits = circuit_states(ops.adapter_metrics_urls)
+    return [
+        DepartmentHealth(
+            department=queue.department,
+            name_zh=ops.catalog.departments[queue.department].name_zh,
+            ready=queue.ready,
+            unacknowledged=queue.unacknowledged,
+            consumers=queue.consumers,
+            oldest_age_seconds=queue.oldest_age_seconds,
+            dead_letters=queue.dead_letters,
+            outcomes=outcomes.get(queue.department, 0),
+            failed=failures.get(queue.department, 0),
+            error_ratio=failures.get(queue.department, 0) / outcomes[queue.department]
+            if outcomes.get(queue.department)
+            else None,
+            circuit=circuits.get(queue.department),
+        )
+        for queue in department_queues(ops.queue_counts, ops.catalog.departments, oldest)
+    ]
+
+
+def circuit_states(adapter_metrics_urls: Iterable[str]) -> dict[str, str]:
+    """Breaker states of the adapters in this process and of those at the given /metrics
+    URLs (an unreachable adapter reports nothing; the queue's consumers tell it is gone)."""
+    states = {department: state.value for department, state in BREAKERS.states().items()}
+    for url in adapter_metrics_urls:
+        try:
+            text = httpx.get(url, timeout=2.0).text
+        except httpx.HTTPError as error:
+            log.warning("ops.adapter_metrics_unreachable", url=url, error=str(error))
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name != CIRCUIT_BREAKER_STATE:
+                continue
+            for sample in family.samples:
+                if sample.value == 1 and _worse(sample.labels["state"], states, sample.labels):
+                    states[sample.labels["department"]] = sample.labels["state"]
+    return states
+
+
+_SEVERITY = [BreakerState.CLOSED.value, BreakerState.HALF_OPEN.value, BreakerState.OPEN.value]
+
+
+def _worse(state: str, known: dict[str, str], labels: dict[str, str]) -> bool:
+    """Replicas of one adapter each have a breaker: the page shows the worst."""
+    current = known.get(labels["department"], BreakerState.CLOSED.value)
+    return _SEVERITY.index(state) >= _SEVERITY.index(current)
+
+
+def overdue_items(database: Database, limit: int) -> list[OverdueItem]:
+    """Items not final yet and past a deadline, the longest overdue first."""
+    open_states = [state.value for state in ItemState if state not in FINAL_ITEM_STATES]
+    with database.transaction() as session:
+        rows = session.execute(
+            select(ItemRow, BundleRow.project_no, BundleRow.bundle_type)
+            .join(BundleRow, BundleRow.id == ItemRow.bundle_id)
+            .where(ItemRow.overdue.is_not(None), ItemRow.state.in_(open_states))
+            .order_by(ItemRow.accept_due_at)
+            .limit(limit)
+        ).all()
+        return [
+            OverdueItem(
+                bundle_id=item.bundle_id,
+                project_no=project_no,
+                bundle_type=bundle_type,
+                item=item.code,
+                name_zh=item.name_zh,
+                department=item.department,
+                state=item.state,
+                overdue=item.overdue,
+                accept_due_at=item.accept_due_at,
+                decide_due_at=item.decide_due_at,
+            )
+            for item, project_no, bundle_type in rows
+        ]
+
+
+def supervision_figures(ops: OpsServices, since: date, until: date) -> SupervisionFigures:
+    """The figures of the bundles received from `since` to `until` (China dates, both
+    included)."""
+    start = datetime.combine(since, time(), tzinfo=UTC) - CHINA
+    end = datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) - CHINA
+    with ops.database.transaction() as session:
+        items = item_timings(session, start, end)
+    catalog = ops.catalog
+    names = {code: department.name_zh for code, department in catalog.departments.items()}
+    names |= {code: bundle_type.name_zh for code, bundle_type in catalog.bundle_types.items()}
+    return SupervisionFigures(
+        since=since,
+        until=until,
+        by_department=_as_json(figures_by(items, lambda item: item.department)),
+        by_bundle_type=_as_json(figures_by(items, lambda item: item.bundle_type)),
+        names=names,
+    )
+
+
+def _as_json(groups: dict[str, Figures]) -> dict[str, dict[str, Any]]:
+    return {name: vars(figures) for name, figures in groups.items()}
+
+
+def bundle_by_key(database: Database, key: str) -> BundleStatus | None:
+    """A bundle by id or case number (办件编号), with its whole timeline."""
+    with database.transaction() as session:
+        bundle_id = find_bundle(session, key.strip())
+        return bundle_status(session, bundle_id) if bundle_id else None
