@@ -101,6 +101,11 @@ def test_a_message_past_its_delivery_limit_is_listed_and_replayable_from_the_cli
     assert main(["dlq", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [entry["message_id"] for entry in listed] == [message_id]
+    assert listed == [letter.summary().model_dump(mode="json")]  # the ops page's shape
+    assert listed[0]["bundle_id"] == letter.bundle_id != ""
+    assert main(["dlq", "show", message_id]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == listed[0] | {"body": '{"n": 2}'}
     assert main(["dlq", "replay", PARKING, "--message-id", message_id]) == 0
     assert dead.counts()[PARKING] == 0
     with broker.connect() as connection:

@@ -124,6 +124,7 @@ def _operate(page: Page, running: Running, project_no: str) -> None:
     expect(page.locator("#dead-letters")).to_have_attribute("aria-busy", "false")
     letter = page.locator('#dead-letters input.letter[value="dead-letter-test"]')
     expect(letter).to_be_visible()
+    expect(page.locator("#dead-letters tbody a.bundle-link")).to_have_text("no-bundle")
     letter.check()
     page.click("#replay-selected")
     expect(page.locator("#confirm")).to_be_visible()
@@ -140,7 +141,8 @@ def _wait_for_replayed(running: Running, message_id: str) -> None:
     while time.monotonic() < deadline:
         parked = running.client.get("/v1/ops/dead-letters", params={"queue": POLICE_PARKING})
         if any(
-            letter["message_id"] == message_id and letter["replayed"] == 1
+            (letter["message_id"], letter["bundle_id"], letter["replayed"])
+            == (message_id, "no-bundle", 1)
             for letter in parked.json()
         ):
             return

@@ -29,7 +29,7 @@ from contracts.catalog import Catalog
 from contracts.messages import FINAL_ITEM_STATES, ItemState
 from router.domain.views import bundle_status, find_bundle
 from router.http.auth import ApiToken, Scope, require_scope
-from router.operations.dlq import DeadLetterQueues
+from router.operations.dlq import DeadLetterQueues, DeadLetterSummary
 from router.operations.metrics import router_registry
 from router.operations.queues import (
     QueueCountSource,
@@ -94,16 +94,8 @@ class SupervisionFigures(BaseModel):
     names: dict[str, str]
 
 
-class DeadLetterEntry(BaseModel):
-    queue: str
-    source_queue: str
-    message_id: str
-    correlation_id: str
-    reason: str
-    count: int
-    died_at: datetime | None
-    replayed: int
-    body: str
+class DeadLetterEntry(DeadLetterSummary):
+    body: str  # its start: enough to recognise it, never megabytes in the page
 
 
 class Replay(BaseModel):
@@ -173,15 +165,7 @@ def ops_routes(ops: OpsServices | None) -> APIRouter:
     ) -> list[DeadLetterEntry]:
         return [
             DeadLetterEntry(
-                queue=letter.queue,
-                source_queue=letter.source_queue,
-                message_id=letter.message_id,
-                correlation_id=letter.correlation_id,
-                reason=letter.reason,
-                count=letter.count,
-                died_at=letter.died_at,
-                replayed=letter.replayed,
-                body=letter.body.decode("utf-8", "replace")[:2000],
+                **letter.summary().model_dump(), body=letter.body.decode("utf-8", "replace")[:2000]
             )
             for letter in _parked(lambda: services().dead_letters.list(queue, limit))
         ]
