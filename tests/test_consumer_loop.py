@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
-from harness import consuming, emptied_department_queue, publish_to_department
+from harness import consuming, emptied_department_queue, eventually, publish_to_department
 from kombu import Connection, Message, Queue
 
 from contracts import topology
@@ -33,13 +32,6 @@ def broker(settings: Settings, catalog: Catalog) -> Broker:
 
 def _publish(broker: Broker, *bodies: bytes) -> None:
     publish_to_department(broker, "police", *bodies)
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def _parked(broker: Broker) -> list[Message]:
@@ -74,7 +66,9 @@ def test_refused_and_failing_messages_are_parked_with_their_reason(broker: Broke
 
     with consuming(ConsumerLoop(broker, QUEUE, handler)):
         _publish(broker, b'"forged"', b'"poison"', b'"fine"')
-        _wait(lambda: handled == [b'"fine"'])
+        eventually(
+            lambda: handled == [b'"fine"'], timeout=30, message="the fine message was not handled"
+        )
     parked = {raw_body(message): message.headers for message in _parked(broker)}
     assert set(parked) == {b'"forged"', b'"poison"'}
     assert parked[b'"forged"'][REFUSED_REASON_HEADER] == "bad signature"
@@ -98,7 +92,7 @@ def test_an_unavailable_dependency_holds_the_message_in_order_without_redelivery
 
     with consuming(ConsumerLoop(broker, QUEUE, handler)):
         _publish(broker, b'"first"', b'"second"', b'"third"')
-        _wait(lambda: len(handled) == 3)
+        eventually(lambda: len(handled) == 3, timeout=30, message="three messages were not handled")
     assert [body for body, _ in handled] == [b'"first"', b'"second"', b'"third"']
     assert all(redeliveries == 0 for _, redeliveries in handled), handled
     assert _parked(broker) == []
@@ -127,7 +121,11 @@ def test_deliveries_waiting_together_go_to_the_batch_handler_in_one_call(
     bodies = [f'"{n}"'.encode() for n in range(6)]
     _publish(broker, *bodies[:3], b'"forged"', *bodies[3:])  # waiting before the consumer
     with consuming(ConsumerLoop(broker, QUEUE, handler, batch_handler=batch_handler)):
-        _wait(lambda: sum(map(len, batches)) + len(singles) == 7)
+        eventually(
+            lambda: sum(map(len, batches)) + len(singles) == 7,
+            timeout=30,
+            message="seven messages were not handed over",
+        )
     assert max(map(len, batches)) > 1, batches
     handed_over = [body for batch in batches for body in batch]
     assert [body for body in handed_over + singles if body != b'"forged"'] == bodies
@@ -154,7 +152,7 @@ def test_a_failing_batch_is_retried_one_at_a_time_and_only_the_poison_is_parked(
 
     _publish(broker, b'"first"', b'"poison"', b'"last"')
     with consuming(ConsumerLoop(broker, QUEUE, handler, batch_handler=batch_handler)):
-        _wait(lambda: len(singles) == 2)
+        eventually(lambda: len(singles) == 2, timeout=30, message="two messages were not handled")
     assert singles == [b'"first"', b'"last"']
     assert [raw_body(message) for message in _parked(broker)] == [b'"poison"']
     assert _depth(broker) == 0
@@ -183,7 +181,11 @@ def test_a_consumer_the_broker_stopped_feeding_is_restarted(broker: Broker) -> N
     with consuming(loop):
         assert silenced.wait(10)
         _publish(broker, b'"after the silence"')
-        _wait(lambda: handled == [b'"after the silence"'])
+        eventually(
+            lambda: handled == [b'"after the silence"'],
+            timeout=30,
+            message="the message after the silence was not handled",
+        )
 
 
 @pytest.mark.connected
@@ -204,7 +206,11 @@ def test_a_consumer_whose_connection_is_closed_reconnects(amqp_url: str, catalog
             timeout=60,
         )
         _publish(broker, b'"after the reconnect"')
-        _wait(lambda: b'"after the reconnect"' in handled)
+        eventually(
+            lambda: b'"after the reconnect"' in handled,
+            timeout=30,
+            message="the message after the reconnect was not handled",
+        )
 
 
 @pytest.mark.connected

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 
 import pytest
-from harness import consuming, emptied_department_queue, publish_to_department
+from harness import consuming, emptied_department_queue, eventually, publish_to_department
 from kombu import Connection, Message, Queue
 
 from contracts import topology
@@ -91,9 +90,12 @@ def test_a_message_past_its_delivery_limit_is_listed_and_replayable_from_the_cli
             queue.get(timeout=10).requeue()
         queue.close()
     dead = DeadLetterQueues(broker, catalog.departments)
-    deadline = time.monotonic() + 10
-    while not dead.counts()[PARKING] and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(
+        lambda: dead.counts()[PARKING],
+        timeout=10,
+        every=0.1,
+        message="RabbitMQ did not dead-letter the message at its delivery limit",
+    )
     (letter,) = dead.list(PARKING)
     assert letter.reason == "delivery_limit" and letter.source_queue == QUEUE.name
 
