@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID, uuid4, uuid5
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts import SCHEMA_VERSION, SchemaVersion
-from contracts.application import Applicant, MaterialRef
+from contracts.application import Applicant, Application, MaterialRef
 
 
 class ItemState(StrEnum):
@@ -80,6 +80,26 @@ class PrerequisiteResult(_Frozen):
     certificates: tuple[Certificate, ...] = ()
 
 
+def filing_key(bundle_id: UUID, item: str) -> str:
+    """The idempotency key an item is filed under at its department, stable forever: every
+    delivery of its dispatch, its supplements and its withdrawal name the filing by it."""
+    return f"{bundle_id}:{item}"
+
+
+class NamedItem(Protocol):
+    """What a dispatch names of its item: a catalog item has it, and so does the router's
+    stored copy of one."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def name_zh(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def department(self) -> str: ...
+
+
 class ItemDispatch(_Message):
     """Router → department: file this item (routing key `dept.<department>.<service>`)."""
 
@@ -103,6 +123,34 @@ class ItemDispatch(_Message):
         description="容缺预审: accept and pre-review now, but decide only after an "
         "ItemSupplement has brought the prerequisites' results",
     )
+
+    @classmethod
+    def for_item(
+        cls,
+        application: Application,
+        bundle_id: UUID,
+        item: NamedItem,
+        *,
+        prerequisite_results: tuple[PrerequisiteResult, ...] = (),
+        pre_review: bool = False,
+    ) -> ItemDispatch:
+        """The dispatch that files `item` of `application`, received as bundle `bundle_id`."""
+        return cls(
+            bundle_id=bundle_id,
+            project_no=application.project_no,
+            bundle_type=application.bundle_type,
+            item=item.code,
+            item_name_zh=item.name_zh,
+            service=item.service,
+            department=item.department,
+            idempotency_key=filing_key(bundle_id, item.code),
+            area_code=application.area_code,
+            applicant=application.applicant,
+            form=application.form,
+            materials=tuple(application.materials),
+            prerequisite_results=prerequisite_results,
+            pre_review=pre_review,
+        )
 
 
 class SupplementPurpose(StrEnum):

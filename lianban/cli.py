@@ -28,7 +28,7 @@ from router.operations.broker_definitions import (
     is_current,
     render,
 )
-from router.operations.dlq import DeadLetter, DeadLetterQueues
+from router.operations.dlq import DeadLetterQueues
 from router.operations.queues import (
     ManagementApi,
     department_queues,
@@ -224,11 +224,12 @@ def _dead_letters() -> DeadLetterQueues:
 def _dlq_list(args: argparse.Namespace) -> int:
     letters = _dead_letters().list(args.queue, args.limit)
     if args.json:
-        print(json.dumps([_letter_summary(letter) for letter in letters], ensure_ascii=False))
+        summaries = [letter.summary().model_dump(mode="json") for letter in letters]
+        print(json.dumps(summaries, ensure_ascii=False))
         return 0
     for letter in letters:
         print(
-            f"{letter.queue}  {letter.message_id}  bundle {letter.correlation_id}  "
+            f"{letter.queue}  {letter.message_id}  bundle {letter.bundle_id}  "
             f"×{letter.count}  {letter.reason}"
         )
     return 0
@@ -239,7 +240,8 @@ def _dlq_show(args: argparse.Namespace) -> int:
     if letter is None:
         print(f"lianban: no dead letter {args.message_id}", file=sys.stderr)
         return 1
-    summary = _letter_summary(letter) | {"body": letter.body.decode("utf-8", "replace")}
+    summary = letter.summary().model_dump(mode="json")
+    summary["body"] = letter.body.decode("utf-8", "replace")
     print(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0
 
@@ -249,19 +251,6 @@ def _dlq_replay(args: argparse.Namespace) -> int:
     replayed = _dead_letters().replay(args.queue, ids)
     print(f"replayed {replayed} message(s) from {args.queue}")
     return 0
-
-
-def _letter_summary(letter: DeadLetter) -> dict[str, object]:
-    return {
-        "queue": letter.queue,
-        "source_queue": letter.source_queue,
-        "message_id": letter.message_id,
-        "bundle_id": letter.correlation_id,
-        "reason": letter.reason,
-        "count": letter.count,
-        "died_at": letter.died_at.isoformat() if letter.died_at else None,
-        "replayed": letter.replayed,
-    }
 
 
 def _bundle_show(args: argparse.Namespace) -> int:

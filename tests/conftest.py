@@ -2,8 +2,9 @@
 
 Connected tests use the machine's real RabbitMQ and PostgreSQL: each test in a vhost of
 its own (nothing an earlier test left in a queue or a retry tier reaches it), each test
-session in a database of its own. When either cannot be reached they are skipped on a
-developer's machine and FAIL on CI (CI=true), so a green CI always means they ran.
+session in a database of its own, and each test that takes `database` in one of its own.
+When either cannot be reached they are skipped on a developer's machine and FAIL on CI
+(CI=true), so a green CI always means they ran.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import create_engine, text
 from contracts.catalog import Catalog, default_catalog
 from lianban.settings import Settings
 from lianban.stack import Stack
+from router.store import Database
 
 # The whole run's output is scanned for unmasked ID numbers; a leak fails the session.
 pytest_plugins = ["log_scanner"]
@@ -93,6 +95,24 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session."""
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.connected)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database of this test's own, on SQLite and on PostgreSQL: what the test
+    writes, or tampers with, reaches no other test."""
+    if request.param == "sqlite":
+        yield from _migrated(f"sqlite:///{tmp_path / 'lianban.db'}")
+    else:
+        with fresh_postgres_database() as url:
+            yield from _migrated(url)
+
+
+def _migrated(url: str) -> Iterator[Database]:
+    database = Database(url)
+    database.migrate()
+    yield database
+    database.dispose()
 
 
 @pytest.fixture

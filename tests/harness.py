@@ -8,11 +8,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from kombu import Queue
@@ -30,12 +30,38 @@ from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher, declare
 from runtime.messaging.declaration import department_queue
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 
+T = TypeVar("T")
+
 # The tests call the API as the platform and as an operator: one token with every scope.
 TEST_TOKEN, TEST_API_TOKEN = mint("tests", Scope)
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN.get_secret_value()}"}
 # Keys for the router and every department, all trusted: for workers and correlators that
 # tests build themselves (a Stack without configured keys makes its own the same way).
 KEYRING = Keyring.ephemeral([ROUTER_SIGNER, *default_catalog().departments])
+
+
+def eventually(
+    observe: Callable[[], T],
+    until: Callable[[T], object] = bool,
+    *,
+    timeout: float,
+    every: float = 0.05,
+    message: str,
+) -> T:
+    """What `observe` returns once `until` holds of it (by default: once it is truthy),
+    observed every `every` seconds; after `timeout` seconds, AssertionError with `message`
+    and the last observation.
+
+    For waiting on other threads and processes; time itself is simulated, never waited for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        observed = observe()
+        if until(observed):
+            return observed
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{message} within {timeout} s; last seen: {observed!r:.2000}")
+        time.sleep(every)
 
 
 def signed(message: Outgoing, signer: str = ROUTER_SIGNER, keyring: Keyring = KEYRING) -> Outgoing:
@@ -61,23 +87,28 @@ class Running:
         )
 
     def wait_for_reply(self, reply_url: str, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            response = self.client.get(reply_url)
-            if response.status_code == 200:
-                reply: dict[str, Any] = response.json()
-                return reply
-            time.sleep(0.02)
-        raise AssertionError(f"no reply at {reply_url} within {timeout} s")
+        response = eventually(
+            lambda: self.client.get(reply_url),
+            lambda response: response.status_code == 200,
+            timeout=timeout,
+            every=0.02,
+            message=f"no reply at {reply_url}",
+        )
+        reply: dict[str, Any] = response.json()
+        return reply
 
     def wait_for_item(self, status_url: str, item: str, state: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def item_state() -> str:
             items = {i["item"]: i["state"] for i in self.client.get(status_url).json()["items"]}
-            if items[item] == state:
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"{item} never reached {state}")
+            return items[item]
+
+        eventually(
+            item_state,
+            lambda now: now == state,
+            timeout=timeout,
+            every=0.02,
+            message=f"{item} never reached {state}",
+        )
 
 
 @contextmanager

@@ -7,14 +7,12 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from conftest import POSTGRES_ADMIN_URL, _unavailable
 from harness import new_project_no, running_stack
-from sqlalchemy import create_engine, delete, select, text, update
+from sqlalchemy import delete, select, update
 
 from contracts.catalog import Catalog
 from contracts.errors import ChainBroken, ConfigurationError
@@ -32,36 +30,6 @@ from router.store.audit_chain import (
     seal_pending,
     verify,
 )
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.connected)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A migrated database of this test's own: tampering here touches no other test."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'audit.db'}"
-        yield from _migrated(url)
-        return
-    name = f"lianban_audit_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:
-        admin.dispose()
-        _unavailable(f"PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable: {error}")
-    try:
-        yield from _migrated(f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}")
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _migrated(url: str) -> Iterator[Database]:
-    database = Database(url)
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def _write(database: Database, count: int, actor: str = "platform") -> None:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import secrets
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AMQP_HOST
-from harness import signed
+from harness import eventually, signed
 from kombu import Connection, Queue
 
 from adapters.registry import adapter_for
@@ -88,8 +87,8 @@ def deployment(amqp_url: str) -> Iterator[Deployment]:
 
 def _wait_until_imported(vhost: str, queues: int, topic_permissions: int) -> None:
     """The import runs asynchronously in the broker."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def imported() -> tuple[int, int]:
         try:
             listed_queues = _rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name")
             listed_topics = _rabbitmqctl(
@@ -97,13 +96,15 @@ def _wait_until_imported(vhost: str, queues: int, topic_permissions: int) -> Non
             )
         except subprocess.CalledProcessError:  # the vhost is not there yet
             listed_queues = listed_topics = ""
-        if (len(listed_queues.split()), len(listed_topics.splitlines())) == (
-            queues,
-            topic_permissions,
-        ):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the definitions were not imported into {vhost} within 60 s")
+        return len(listed_queues.split()), len(listed_topics.splitlines())
+
+    eventually(
+        imported,
+        lambda counts: counts == (queues, topic_permissions),
+        timeout=60,
+        every=0.5,
+        message=f"the definitions were not imported into {vhost}",
+    )
 
 
 def _publish(url: str, exchange: str, routing_key: str, body: bytes = b"{}") -> None:
@@ -177,10 +178,10 @@ def test_an_adapter_process_works_with_only_its_department_permissions(
 
 
 def _wait_for_body(url: str, queue: str, timeout: float = 30) -> bytes:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = _get(url, queue)
-        if body is not None:
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"nothing arrived in {queue}")
+    body: bytes = eventually(
+        lambda: _get(url, queue),
+        timeout=timeout,
+        every=0.1,
+        message=f"nothing arrived in {queue}",
+    )
+    return body

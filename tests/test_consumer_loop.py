@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
-from harness import consuming, emptied_department_queue, publish_to_department
+from harness import consuming, emptied_department_queue, eventually, publish_to_department
 from kombu import Connection, Message, Queue
 
 from contracts import topology
@@ -50,13 +49,6 @@ def _publish(broker: Broker, *bodies: bytes) -> None:
     publish_to_department(broker, "police", *bodies)
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def _parked(broker: Broker) -> list[Message]:
     messages = []
     with Connection(broker.url) as connection:
@@ -91,7 +83,9 @@ def test_refused_and_failing_messages_are_parked_with_their_reason(broker: Broke
 
     with consuming(ConsumerLoop(broker, QUEUE, handler)):
         _publish(broker, b'"forged"', b'"poison"', b'"unknown"', b'"fine"')
-        _wait(lambda: handled == [b'"fine"'])
+        eventually(
+            lambda: handled == [b'"fine"'], timeout=30, message="the fine message was not handled"
+        )
     parked = {Delivery.of(message).body: message.headers for message in _parked(broker)}
     assert set(parked) == {b'"forged"', b'"poison"', b'"unknown"'}
     assert parked[b'"forged"'][REFUSED_REASON_HEADER] == "bad signature"
@@ -118,7 +112,7 @@ def test_an_unavailable_dependency_holds_the_message_in_order_without_redelivery
 
     with consuming(ConsumerLoop(broker, QUEUE, handler)):
         _publish(broker, b'"first"', b'"second"', b'"third"')
-        _wait(lambda: len(handled) == 3)
+        eventually(lambda: len(handled) == 3, timeout=30, message="three messages were not handled")
     assert [body for body, _ in handled] == [b'"first"', b'"second"', b'"third"']
     assert all(attempt == 1 for _, attempt in handled), handled
     assert _parked(broker) == []
@@ -144,7 +138,11 @@ def test_deliveries_waiting_together_go_to_the_batch_handler_in_one_call(
     bodies = [f'"{n}"'.encode() for n in range(6)]
     _publish(broker, *bodies[:3], b'"forged"', *bodies[3:])  # waiting before the consumer
     with consuming(ConsumerLoop(broker, QUEUE, handler, batch_handler=batch_handler)):
-        _wait(lambda: sum(map(len, batches)) + len(singles) == 7)
+        eventually(
+            lambda: sum(map(len, batches)) + len(singles) == 7,
+            timeout=30,
+            message="seven messages were not handed over",
+        )
     assert max(map(len, batches)) > 1, batches
     handed_over = [body for batch in batches for body in batch]
     assert [body for body in handed_over + singles if body != b'"forged"'] == bodies
@@ -171,7 +169,7 @@ def test_a_failing_batch_is_retried_one_at_a_time_and_only_the_poison_is_parked(
 
     _publish(broker, b'"first"', b'"poison"', b'"last"')
     with consuming(ConsumerLoop(broker, QUEUE, handler, batch_handler=batch_handler)):
-        _wait(lambda: len(singles) == 2)
+        eventually(lambda: len(singles) == 2, timeout=30, message="two messages were not handled")
     assert singles == [b'"first"', b'"last"']
     assert [Delivery.of(message).body for message in _parked(broker)] == [b'"poison"']
     assert _depth(broker) == 0
@@ -196,9 +194,17 @@ def test_a_consumer_the_broker_stopped_feeding_is_restarted(broker: Broker) -> N
     loop = ConsumerLoop(broker, QUEUE, handler, liveness_seconds=1.0)
     with consuming(loop):
         _publish(broker, b'"silence"')
-        _wait(lambda: handled == [b'"silence"'])
+        eventually(
+            lambda: handled == [b'"silence"'],
+            timeout=30,
+            message="the silencing message was not handled",
+        )
         _publish(broker, b'"after the silence"')
-        _wait(lambda: handled == [b'"silence"', b'"after the silence"'])
+        eventually(
+            lambda: handled == [b'"silence"', b'"after the silence"'],
+            timeout=30,
+            message="the stalled consumer was not restarted",
+        )
 
 
 def test_deliveries_left_pending_are_settled_from_another_thread(broker: Broker) -> None:
@@ -220,11 +226,17 @@ def test_deliveries_left_pending_are_settled_from_another_thread(broker: Broker)
     loop = ConsumerLoop(broker, QUEUE, handler)
     with consuming(loop):
         _publish(broker, b'"first"', b'"second"')
-        _wait(lambda: len(pending) == 2)
+        eventually(
+            lambda: len(pending) == 2, timeout=30, message="two deliveries were not handed over"
+        )
         first, second = pending
         threading.Thread(target=loop.settle, args=(second, Park("refused later"))).start()
         threading.Thread(target=loop.settle, args=(first, Ack(publish=(caused,)))).start()
-        _wait(lambda: [d.body for d in pending] == [b'"first"', b'"second"', b'"caused"'])
+        eventually(
+            lambda: [d.body for d in pending] == [b'"first"', b'"second"', b'"caused"'],
+            timeout=30,
+            message="the settlement's message was not published",
+        )
         with pytest.raises(TypeError):
             loop.settle(pending[2], Hold("not from another thread"))  # type: ignore[arg-type]
         loop.settle(pending[2], Ack())
@@ -243,7 +255,7 @@ def test_a_delivery_retried_later_comes_back_after_its_delay(broker: Broker) -> 
 
     with consuming(ConsumerLoop(broker, QUEUE, handler)):
         _publish(broker, b'"later"')
-        _wait(lambda: len(seen) == 2, timeout=30)
+        eventually(lambda: len(seen) == 2, timeout=30, message="the delivery did not come back")
     assert seen == [(b'"later"', 0), (b'"later"', 1)]
     assert _parked(broker) == [] and _depth(broker) == 0
 
@@ -266,7 +278,11 @@ def test_a_consumer_whose_connection_is_closed_reconnects(amqp_url: str, catalog
             timeout=60,
         )
         _publish(broker, b'"after the reconnect"')
-        _wait(lambda: b'"after the reconnect"' in handled)
+        eventually(
+            lambda: b'"after the reconnect"' in handled,
+            timeout=30,
+            message="the consumer did not reconnect",
+        )
 
 
 @pytest.mark.connected

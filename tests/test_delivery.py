@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request, Response
-from harness import Running, new_project_no, running_stack
+from harness import Running, eventually, new_project_no, running_stack
 
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
@@ -54,14 +53,17 @@ def platform() -> Iterator[Platform]:
 
 
 def _wait_until_delivered(running: Running, status_url: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status: dict[str, Any] = running.client.get(status_url).json()
+    def all_delivered(status: dict[str, Any]) -> bool:
         callbacks = status["callbacks"]
-        if callbacks and all(callback["delivered_at"] for callback in callbacks):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"callbacks never all delivered: {status['callbacks']}")
+        return bool(callbacks) and all(callback["delivered_at"] for callback in callbacks)
+
+    status: dict[str, Any] = eventually(
+        lambda: running.client.get(status_url).json(),
+        all_delivered,
+        timeout=30,
+        message="callbacks never all delivered",
+    )
+    return status
 
 
 def test_per_item_notices_then_one_reply_reach_a_callback_that_failed_at_first(
@@ -108,12 +110,17 @@ def test_a_failing_callback_stays_visible_and_is_not_dropped(
         application["callback_url"] = "http://127.0.0.1:9/unreachable"  # discard port
         receipt = running.submit(application).json()
         running.wait_for_reply(receipt["reply_url"])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def the_callback() -> dict[str, Any]:
             (callback,) = running.client.get(receipt["status_url"]).json()["callbacks"]
-            if callback["attempts"] >= 3:
-                break
-            time.sleep(0.05)
+            return callback
+
+        callback = eventually(
+            the_callback,
+            lambda callback: callback["attempts"] >= 3,
+            timeout=30,
+            message="the callback was not tried three times",
+        )
 
     assert callback["delivered_at"] is None
     assert callback["attempts"] >= 3

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import TEST_API_TOKEN, free_port
+from harness import TEST_API_TOKEN, eventually, free_port
 from test_deploy import manifests
 
 from runtime.messaging.signing import new_key
@@ -111,18 +110,21 @@ def started(pod: Pod, logs: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def wait_ready(pod: Pod, process: subprocess.Popen[bytes], logs: Path) -> None:
-    deadline = time.monotonic() + 180  # imports and migrations on a loaded machine
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if process.poll() is not None:
             log = (logs / f"{pod.name}.log").read_text()[-3000:]
             raise AssertionError(f"{pod.name} exited with {process.returncode}:\n{log}")
         try:
-            if httpx.get(pod.ready_url, timeout=2).status_code == 200:
-                return
+            return httpx.get(pod.ready_url, timeout=2).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{pod.name} never became ready at {pod.ready_url}")
+            return False
+
+    eventually(
+        ready,
+        timeout=180,  # imports and migrations on a loaded machine
+        every=0.5,
+        message=f"{pod.name} never became ready at {pod.ready_url}",
+    )
 
 
 @pytest.mark.connected

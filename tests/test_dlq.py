@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 
 import pytest
-from harness import consuming, emptied_department_queue, publish_to_department
+from harness import consuming, emptied_department_queue, eventually, publish_to_department
 from kombu import Connection, Queue
 
 from contracts import topology
@@ -90,9 +89,12 @@ def test_a_message_past_its_delivery_limit_is_listed_and_replayable_from_the_cli
             queue.get(timeout=10).requeue()
         queue.close()
     dead = DeadLetterQueues(broker, catalog.departments)
-    deadline = time.monotonic() + 10
-    while not dead.counts()[PARKING] and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(
+        lambda: dead.counts()[PARKING],
+        timeout=10,
+        every=0.1,
+        message="RabbitMQ did not dead-letter the message at its delivery limit",
+    )
     (letter,) = dead.list(PARKING)
     assert letter.reason == "delivery_limit" and letter.source_queue == QUEUE.name
 
@@ -100,6 +102,11 @@ def test_a_message_past_its_delivery_limit_is_listed_and_replayable_from_the_cli
     assert main(["dlq", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [entry["message_id"] for entry in listed] == [message_id]
+    assert listed == [letter.summary().model_dump(mode="json")]  # the ops page's shape
+    assert listed[0]["bundle_id"] == letter.bundle_id != ""
+    assert main(["dlq", "show", message_id]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == listed[0] | {"body": '{"n": 2}'}
     assert main(["dlq", "replay", PARKING, "--message-id", message_id]) == 0
     assert dead.counts()[PARKING] == 0
     with broker.connect() as connection:

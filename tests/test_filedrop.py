@@ -13,7 +13,6 @@ import io
 import json
 import os
 import stat
-import time
 import uuid
 import warnings
 import zipfile
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import new_project_no, running_stack
+from harness import eventually, new_project_no, running_stack
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
@@ -467,14 +466,6 @@ def _certifying_health(catalog: Catalog) -> Adapter:
     return adapter
 
 
-def _wait_for(path: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path.name} did not appear within {timeout} s")
-        time.sleep(0.05)
-
-
 def test_a_dropped_package_gets_its_reply_and_certificates_in_the_outbox(
     settings: Settings, catalog: Catalog, tmp_path: Path
 ) -> None:
@@ -486,7 +477,7 @@ def test_a_dropped_package_gets_its_reply_and_certificates_in_the_outbox(
     with running_stack(settings, catalog, adapters=[_certifying_health(catalog)]):
         (layout.inbox / "newborn.zip.part").write_bytes(_package(application))
         (layout.inbox / "newborn.zip.part").rename(layout.inbox / "newborn.zip")
-        _wait_for(reply_file)
+        eventually(reply_file.exists, timeout=60, message=f"{reply_file.name} did not appear")
 
     receipt = json.loads((layout.outbox / f"{project_no}.receipt.json").read_text())
     reply = json.loads(reply_file.read_text(encoding="utf-8"))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import httpx
 import pytest
-from harness import free_port, new_project_no, running_stack
+from harness import eventually, free_port, new_project_no, running_stack
 
 from adapters.manual import manual_adapter
 from contracts.catalog import Catalog
@@ -25,15 +24,13 @@ def _as(department: str) -> dict[str, str]:
 
 
 def _wait_for_open_items(client: httpx.Client, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        items: list[dict[str, Any]] = client.get(
-            "/v1/manual/health/items", headers=_as("health")
-        ).json()
-        if len(items) >= count:
-            return items
-        time.sleep(0.05)
-    raise AssertionError("the manual adapter never filed into the work queue")
+    items: list[dict[str, Any]] = eventually(
+        lambda: client.get("/v1/manual/health/items", headers=_as("health")).json(),
+        lambda items: len(items) >= count,
+        timeout=30,
+        message="the manual adapter never filed into the work queue",
+    )
+    return items
 
 
 def test_staff_decide_by_hand_and_see_only_their_own_queue(

@@ -6,8 +6,7 @@ Figures are deltas: the connected database is shared by the session's tests.
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from harness import (
     AUTH,
     TEST_API_TOKEN,
+    eventually,
     free_port,
     new_project_no,
     put_material,
@@ -57,15 +57,6 @@ def metrics(client: httpx.Client) -> Samples:
     return scrape(response.text)
 
 
-def eventually(read: Callable[[], Samples], holds: Callable[[Samples], bool]) -> Samples:
-    deadline = time.monotonic() + 60
-    while True:
-        samples = read()
-        if holds(samples) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.1)
-
-
 def lone_item(bundle_type: BundleType) -> tuple[str, str]:
     """A selected item nothing depends on and that depends on nothing: (code, department)."""
     selected = full_selection(bundle_type)
@@ -98,6 +89,9 @@ def test_metrics_move_as_a_bundle_flows(settings: Settings, catalog: Catalog) ->
                 value(now, "lianban_callback_failures_total")
                 > value(before, "lianban_callback_failures_total")
             ),
+            timeout=60,
+            every=0.1,
+            message="no callback failure was counted",
         )
 
     def delta(name: str, **labels: str) -> float:
@@ -210,13 +204,20 @@ def test_a_department_going_down_and_back_shows_in_its_breaker(
             down = eventually(
                 lambda: metrics(running.client),
                 lambda now: _breaker(now, "police") != "closed",
+                timeout=60,
+                every=0.1,
+                message="police's breaker did not open",
             )
             process = scrape(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text)
             page = running.client.get("/v1/ops/departments").json()
             police.set_fault(FaultMode.NONE)
             reply = running.wait_for_reply(receipt["reply_url"])
             back = eventually(
-                lambda: metrics(running.client), lambda now: _breaker(now, "police") == "closed"
+                lambda: metrics(running.client),
+                lambda now: _breaker(now, "police") == "closed",
+                timeout=60,
+                every=0.1,
+                message="police's breaker did not close again",
             )
 
     assert _breaker(before, "police") == "closed"

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import TEST_TOKEN, Running, new_project_no, running_stack
+from harness import TEST_TOKEN, Running, eventually, new_project_no, running_stack
 from kombu import Connection, Exchange, Producer
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -66,13 +65,18 @@ def _park_a_dead_letter(broker_url: str) -> None:
 
 
 def _wait_for_dead_letters(running: Running, count: int) -> None:
-    deadline = time.monotonic() + 60  # the management API refreshes its figures every 5 s
-    while time.monotonic() < deadline:
+    def police_dead_letters() -> int:
         rows = running.client.get("/v1/ops/departments").json()
-        if {row["department"]: row["dead_letters"] for row in rows}["police"] == count:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"police's parking lot never held {count} message(s)")
+        dead_letters: int = {row["department"]: row["dead_letters"] for row in rows}["police"]
+        return dead_letters
+
+    eventually(
+        police_dead_letters,
+        lambda now: now == count,
+        timeout=60,  # the management API refreshes its figures every 5 s
+        every=0.5,
+        message=f"police's parking lot never held {count} message(s)",
+    )
 
 
 def test_operator_finds_a_bundle_reads_figures_and_replays_a_dead_letter(
@@ -124,6 +128,7 @@ def _operate(page: Page, running: Running, project_no: str) -> None:
     expect(page.locator("#dead-letters")).to_have_attribute("aria-busy", "false")
     letter = page.locator('#dead-letters input.letter[value="dead-letter-test"]')
     expect(letter).to_be_visible()
+    expect(page.locator("#dead-letters tbody a.bundle-link")).to_have_text("no-bundle")
     letter.check()
     page.click("#replay-selected")
     expect(page.locator("#confirm")).to_be_visible()
@@ -136,13 +141,14 @@ def _operate(page: Page, running: Running, project_no: str) -> None:
 
 
 def _wait_for_replayed(running: Running, message_id: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        parked = running.client.get("/v1/ops/dead-letters", params={"queue": POLICE_PARKING})
-        if any(
-            letter["message_id"] == message_id and letter["replayed"] == 1
-            for letter in parked.json()
-        ):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{message_id} was not replayed")
+    eventually(
+        lambda: running.client.get("/v1/ops/dead-letters", params={"queue": POLICE_PARKING}).json(),
+        lambda parked: any(
+            (letter["message_id"], letter["bundle_id"], letter["replayed"])
+            == (message_id, "no-bundle", 1)
+            for letter in parked
+        ),
+        timeout=60,
+        every=0.5,
+        message=f"{message_id} was not replayed",
+    )

@@ -4,7 +4,6 @@ LISTEN/NOTIFY), not by its next poll; a rolled-back transaction wakes nobody."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,15 +13,11 @@ from router.store import Database
 from router.store.outbox import enqueue
 from router.store.outbox_wakeup import OutboxListener
 
-pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-def database(postgres_url: str) -> Iterator[Database]:
-    database = Database(postgres_url)
-    database.migrate()
-    yield database
-    database.dispose()
+# LISTEN/NOTIFY is PostgreSQL's alone.
+pytestmark = [
+    pytest.mark.connected,
+    pytest.mark.parametrize("database", ["postgresql"], indirect=True),
+]
 
 
 def _enqueue_a_dispatch(database: Database, *, then_fail: bool = False) -> None:
@@ -38,11 +33,9 @@ def _enqueue_a_dispatch(database: Database, *, then_fail: bool = False) -> None:
             raise RuntimeError("rolled back")
 
 
-def test_a_commit_with_outbox_rows_wakes_a_listening_relay(
-    database: Database, postgres_url: str
-) -> None:
+def test_a_commit_with_outbox_rows_wakes_a_listening_relay(database: Database) -> None:
     wake, stop = threading.Event(), threading.Event()
-    listener = OutboxListener(postgres_url, wake)
+    listener = OutboxListener(database.url, wake)
     thread = threading.Thread(target=listener.run, args=(stop,), daemon=True)
     thread.start()
     try:

@@ -4,10 +4,9 @@ department decides only after the prerequisite's result was forwarded to it."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from harness import new_project_no, running_stack
+from harness import eventually, new_project_no, running_stack
 
 from adapters.simulated import Rule, Scenario, Verdict
 from contracts.catalog import Catalog
@@ -63,9 +62,13 @@ def test_a_pre_reviewed_dependent_is_withdrawn_when_its_prerequisite_is_denied(
     with running_stack(settings, catalog, Scenario(rules={REGISTRATION: denied})) as running:
         receipt = running.submit(sample_application(newborn, new_project_no())).json()
         reply = running.wait_for_reply(receipt["reply_url"])
-        deadline = time.monotonic() + 30  # the withdrawals travel after the reply is kept
-        while len(running.ledger.cancellations()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(  # the withdrawals travel after the reply is kept
+            running.ledger.cancellations,
+            lambda cancelled: len(cancelled) >= 2,
+            timeout=30,
+            every=0.02,
+            message="two filings were not withdrawn",
+        )
         cancellations = {item for _, _, item in running.ledger.cancellations()}
         decided = {record.item for record in running.ledger.records()}
 

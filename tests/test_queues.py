@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import AUTH, TEST_API_TOKEN, new_project_no, put_material
+from harness import AUTH, TEST_API_TOKEN, eventually, new_project_no, put_material
 from kombu import Connection, Consumer, Message
 
 from contracts import topology
@@ -76,14 +75,18 @@ def _queues_json(
 
 def _wait_until_published(settings: Settings, dispatched: dict[str, int]) -> None:
     api = ManagementApi.for_broker(settings.broker_url)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def ready() -> dict[str, int]:
         counts = api.counts(topology.department_queue(d) for d in dispatched)
-        ready = {name.removeprefix("lianban.dept."): c.ready for name, c in counts.items()}
-        if ready == dispatched:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the relay did not publish {dispatched}")
+        return {name.removeprefix("lianban.dept."): c.ready for name, c in counts.items()}
+
+    eventually(
+        ready,
+        lambda now: now == dispatched,
+        timeout=60,
+        every=0.5,
+        message=f"the relay did not publish {dispatched}",
+    )
 
 
 def test_queues_shows_ready_unacked_consumers_age_and_dead_letters(
@@ -117,10 +120,9 @@ def test_queues_shows_ready_unacked_consumers_age_and_dead_letters(
             held: (dispatched[held] - 1, 1, 1, 0),
             rejected: (dispatched[rejected] - 1, 0, 0, 1),
         }
-        deadline = time.monotonic() + 60  # the management API refreshes its figures every 5 s
-        while True:
-            shown = _queues_json(monkeypatch, capsys, settings)
-            seen = {
+
+        def figures(shown: dict[str, dict[str, Any]]) -> dict[str, tuple[int, ...]]:
+            return {
                 department: (
                     shown[department]["ready"],
                     shown[department]["unacknowledged"],
@@ -129,15 +131,19 @@ def test_queues_shows_ready_unacked_consumers_age_and_dead_letters(
                 )
                 for department in expected
             }
-            if seen == expected or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+
+        shown = eventually(
+            lambda: _queues_json(monkeypatch, capsys, settings),
+            lambda shown: figures(shown) == expected,
+            timeout=60,  # the management API refreshes its figures every 5 s
+            every=1,
+            message="`lianban queues --json` never showed the held and the parked message",
+        )
         assert main(["queues"]) == 0
         table = capsys.readouterr().out
         consumer.cancel()
         channel.close()
 
-    assert seen == expected
     assert shown[held]["oldest_age_seconds"] >= 0
     waiting = {
         department for department, row in shown.items() if row["ready"] or row["unacknowledged"]

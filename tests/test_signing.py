@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import new_project_no, running_stack, signed
+from harness import eventually, new_project_no, running_stack, signed
 from kombu import Connection, Queue
 from pydantic import TypeAdapter
 from sqlalchemy import select
@@ -121,18 +120,22 @@ def _dispatch_message(dispatch: ItemDispatch) -> Outgoing:
 def _parked(broker_url: str, queue: str, ids: set[str], timeout: float = 30) -> dict[str, Any]:
     """The reason each of `ids` was parked with, waiting until all of them are."""
     reasons: dict[str, Any] = {}
-    deadline = time.monotonic() + timeout
     with Connection(broker_url) as connection:
         parking = Queue(topology.parking_queue(queue), no_declare=True)(connection.default_channel)
-        while set(reasons) != ids and time.monotonic() < deadline:
-            message = parking.get(no_ack=True)
-            if message is None:
-                time.sleep(0.05)
-                continue
-            message_id = message.properties.get("message_id")
-            if message_id in ids:
-                reasons[message_id] = (message.headers or {})[REFUSED_REASON_HEADER]
-    assert set(reasons) == ids, f"parked only {sorted(reasons)}"
+
+        def parked_so_far() -> set[str]:
+            while (message := parking.get(no_ack=True)) is not None:
+                message_id = message.properties.get("message_id")
+                if message_id in ids:
+                    reasons[message_id] = (message.headers or {})[REFUSED_REASON_HEADER]
+            return set(reasons)
+
+        eventually(
+            parked_so_far,
+            lambda parked: parked == ids,
+            timeout=timeout,
+            message=f"not all of {sorted(ids)} were parked",
+        )
     return reasons
 
 
@@ -163,7 +166,11 @@ def test_forged_altered_and_unsigned_dispatches_are_parked_not_filed(
             )
         refused = {m.message_id for m in (forged, unsigned, altered, misrouted)}
         reasons = _parked(settings.broker_url, topology.department_queue("police"), refused)
-        _wait_for(lambda: genuine.correlation_id in _decided_bundles(running))
+        eventually(
+            lambda: genuine.correlation_id in _decided_bundles(running),
+            timeout=30,
+            message="the genuine dispatch was not decided",
+        )
 
     assert "which is not trusted" in reasons[forged.message_id]
     assert reasons[unsigned.message_id] == "the message carries no signature"
@@ -215,13 +222,6 @@ def _dispatch_of(running: Any, bundle_id: str, item: str) -> ItemDispatch:
         for message in map(DEPARTMENT_MESSAGE.validate_json, bodies)
         if isinstance(message, ItemDispatch) and message.item == item
     )
-
-
-def _wait_for(condition: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def _decided_bundles(running: Any) -> set[str]:

@@ -17,7 +17,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,15 @@ from urllib.parse import quote
 import boto3
 import httpx
 import pytest
-from harness import AUTH, TEST_API_TOKEN, free_port, new_project_no, put_material, running_stack
+from harness import (
+    AUTH,
+    TEST_API_TOKEN,
+    eventually,
+    free_port,
+    new_project_no,
+    put_material,
+    running_stack,
+)
 
 from adapters.context import AdapterContext, DepartmentClients
 from adapters.errors import classify
@@ -84,15 +91,19 @@ def s3_endpoint() -> Iterator[str]:
 
 
 def _wait_until_serving(endpoint: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and server.poll() is None:
+    # Never a skip: without the server the S3 backend would go untested.
+    def serving() -> bool:
+        if server.poll() is not None:
+            pytest.fail(f"the S3 test server exited with {server.returncode}")
         try:
             httpx.get(f"{endpoint}/moto-api/", timeout=1)
-            return
         except httpx.TransportError:
-            time.sleep(0.1)
-    # Never a skip: without the server the S3 backend would go untested.
-    pytest.fail(f"the S3 test server did not start at {endpoint} (exit code {server.poll()})")
+            return False
+        return True
+
+    eventually(
+        serving, timeout=30, every=0.1, message=f"the S3 test server did not start at {endpoint}"
+    )
 
 
 @pytest.fixture

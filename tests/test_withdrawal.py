@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from harness import new_project_no, running_stack
+from harness import eventually, new_project_no, running_stack
 
 from adapters.simulated import Rule, Scenario, Verdict
 from contracts.catalog import Catalog
@@ -29,9 +29,12 @@ def test_withdrawal_cancels_pending_items_at_their_departments(
             f"/v1/bundles/{receipt['bundle_id']}/withdraw", json={"reason": "家长决定暂缓办理"}
         )
         again = running.client.post(f"/v1/bundles/{receipt['bundle_id']}/withdraw")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not running.ledger.cancellations():
-            time.sleep(0.02)
+        eventually(
+            running.ledger.cancellations,
+            timeout=30,
+            every=0.02,
+            message="no filing was withdrawn at its department",
+        )
         time.sleep(SLOW.delay_seconds)  # the slow department's late answer arrives now
         reply = running.client.get(receipt["reply_url"]).json()
         cancellations = running.ledger.cancellations()

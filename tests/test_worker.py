@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 import pytest
-from harness import KEYRING, signed
+from harness import KEYRING, eventually, signed
 from kombu import Connection
 
 from adapters.base import Adapter
@@ -67,6 +67,8 @@ def _publish_dispatches(broker: Broker, count: int) -> set[str]:
 
 
 def _drain_outcomes(broker: Broker, expected: int, timeout: float = 60) -> list[ItemOutcome]:
+    """The outcomes that arrive until `expected` have or `timeout` passes: callers check
+    what came, and one expects nothing (a redelivery that must not happen)."""
     outcomes: list[ItemOutcome] = []
     deadline = time.monotonic() + timeout
     with Connection(broker.url) as connection:
@@ -131,9 +133,13 @@ def test_a_graceful_stop_finishes_in_flight_calls_and_acknowledges_them(
     SlowPolice.peak = SlowPolice.in_flight = 0
     dispatched = _publish_dispatches(broker, 10)
     thread, stop = _start(AdapterWorker(SlowPolice(), broker, grace_seconds=10, keyring=KEYRING))
-    deadline = time.monotonic() + 10
-    while SlowPolice.in_flight < 10 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually(
+        lambda: SlowPolice.in_flight,
+        lambda in_flight: in_flight >= 10,
+        timeout=10,
+        every=0.01,
+        message="the worker did not take all 10 calls at once",
+    )
     stop.set()  # every call is mid-flight
     thread.join(30)
 

@@ -26,7 +26,6 @@ from adapters.hrss.adapter import (
 from adapters.simulators.base import CORRECTION_MATERIALS, DepartmentState, Filing
 from adapters.simulators.rest import (
     IdempotencyKeyHeader,
-    filing_status,
     install_faults,
     require_idempotency_key,
     supplement,
@@ -105,7 +104,7 @@ def _filing(state: DepartmentState, receipt_no: str) -> Filing:
 
 
 def _answer(filing: Filing) -> DecisionAnswer:
-    status = Status(filing_status(filing).value)
+    status = Status[filing.stage().name]  # hrss names each stage of a filing in capitals
     certificate = (
         CertificateInfo(
             name=CERTIFICATE_NAME, number=f"{filing.receipt_no}-01", issue_date=date.today()

@@ -1,26 +1,21 @@
-"""What every simulated REST department shares, and the checks every REST simulator passes.
+"""What every simulated REST department shares.
 
 A department's `simulator.py` is a FastAPI app in the department's own wire format; it
 calls `install_faults` so each API request first meets the state's fault mode, takes the
 `Idempotency-Key` header through `require_idempotency_key`, reads a filing's state
 with `filing_status`, supplements one with `supplement` and withdraws one with
 `withdraw`. The API description (`/openapi.json`) is always served.
-
-`RestSimulatorChecks` holds the tests of this module, mixed into each REST department's
-conformance test class so they run against that department's own simulator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import Annotated
 
-import httpx
 from fastapi import FastAPI, Header, HTTPException, Request, Response
 from pydantic import BaseModel
 
-from adapters.resilience import RetryPolicy
 from adapters.simulators.base import (
     BILLION_LAUGHS,
     EXTERNAL_ENTITY,
@@ -28,14 +23,6 @@ from adapters.simulators.base import (
     FaultMode,
     Filing,
 )
-from contracts.catalog import default_catalog
-from contracts.messages import Decided, ItemDispatch
-
-if TYPE_CHECKING:
-    # Typed as the suite it is mixed into, without importing pytest into simulators.
-    from adapters.testing.conformance import AdapterConformance as _Suite
-else:
-    _Suite = object
 
 # The API description stays readable while the department "misbehaves", and reading it
 # does not count as a request (flaky modes count requests).
@@ -138,63 +125,3 @@ class FilingStatus(StrEnum):
 
 def filing_status(filing: Filing) -> FilingStatus:
     return FilingStatus(filing.stage().value.upper())
-
-
-FILING_KEY = "bundle:item"
-# Enough attempts for a second-long outage: backoffs of 0.05, 0.1, 0.2, then 0.3 s.
-OUTAGE_RETRY = RetryPolicy(max_attempts=8, initial_backoff=0.05, max_backoff=0.3, budget_seconds=10)
-
-
-class RestSimulatorChecks(_Suite):
-    """Tests of a REST department's simulator and adapter beyond the shared suite.
-
-    Set `api_paths` and implement `filing_call`; mix in before AdapterConformance, whose
-    `server` and `state` fixtures these use.
-    """
-
-    api_paths: ClassVar[frozenset[str]]
-    """Paths the simulator's OpenAPI document must describe."""
-
-    def filing_call(self, dispatch: ItemDispatch, key: str) -> tuple[str, dict[str, Any]]:
-        """The path and JSON body the adapter posts to file `dispatch` under `key`."""
-        raise NotImplementedError
-
-    def test_every_catalog_service_has_its_own_operation(self) -> None:
-        operations = self.adapter_class.services
-        assert isinstance(operations, Mapping)
-        assert set(operations) == default_catalog().services_of(self.adapter_class.department)
-        assert len(set(operations.values())) == len(operations)
-
-    def test_the_api_describes_itself(self, server: Any) -> None:
-        document = httpx.get(f"{server.url}/openapi.json").json()
-        assert self.api_paths <= set(document["paths"])
-
-    def test_a_filing_without_idempotency_key_is_refused(
-        self, server: Any, state: DepartmentState
-    ) -> None:
-        path, body = self.filing_call(self._dispatch(), FILING_KEY)
-        with httpx.Client(base_url=server.url) as client:
-            missing = client.post(path, json=body)
-            blank = client.post(path, json=body, headers={"Idempotency-Key": ""})
-        assert (missing.status_code, blank.status_code) == (400, 400)
-        assert state.filings == {}
-
-    def test_a_repeated_filing_answers_the_first(self, server: Any, state: DepartmentState) -> None:
-        path, body = self.filing_call(self._dispatch(), FILING_KEY)
-        with httpx.Client(base_url=server.url) as client:
-            answers = [
-                client.post(path, json=body, headers={"Idempotency-Key": FILING_KEY})
-                for _ in range(2)
-            ]
-        assert [answer.status_code // 100 for answer in answers] == [2, 2]
-        assert answers[0].json() == answers[1].json()
-        assert len(state.filings) == 1
-
-    def test_a_department_down_for_a_second_is_waited_for(
-        self, server: Any, state: DepartmentState
-    ) -> None:
-        state.set_fault(FaultMode.DOWN, seconds=1.0)
-        outcome, _ = self._run(server, retry=OUTAGE_RETRY)
-        assert isinstance(outcome, Decided) and outcome.approved, outcome
-        assert len(state.filings) == 1
-        assert state.duplicate_filings() == {}

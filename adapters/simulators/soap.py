@@ -8,9 +8,6 @@ namespace, operation codes and certificates) and gets a real HTTP app from
 entity or touches the network; answers are SOAP 1.1 envelopes, and faults are answered
 as `soap:Client` (the request is wrong) or `soap:Server` (the department failed). The
 state's fault mode is applied to every operation; the WSDL itself is always served.
-
-`SoapSimulatorChecks` holds the tests of this module, mixed into each SOAP department's
-conformance test class so they run against that department's own simulator.
 """
 
 from __future__ import annotations
@@ -21,9 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Literal
 
-import httpx
 from lxml import etree
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -40,15 +36,6 @@ from adapters.simulators.base import (
     Stage,
     oversized_body,
 )
-from adapters.testing.dispatches import dispatch_for
-from contracts.application import LegalEntity
-from contracts.messages import Decided
-
-if TYPE_CHECKING:
-    # Typed as the suite it is mixed into, without importing pytest into simulators.
-    from adapters.testing.conformance import AdapterConformance as _Suite
-else:
-    _Suite = object
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 XML_MEDIA_TYPE = "text/xml; charset=utf-8"
@@ -281,64 +268,3 @@ def filing_app(state: DepartmentState, service: FilingService) -> Starlette:
         return Response(answer, media_type=XML_MEDIA_TYPE)
 
     return Starlette(routes=[Route("/", endpoint, methods=["GET", "POST"])])
-
-
-class SoapSimulatorChecks(_Suite):
-    """Tests of the SOAP simulator, run against a department's own; set `filing_service`.
-
-    Mix in before AdapterConformance, whose `server` and `state` fixtures these use.
-    """
-
-    filing_service: ClassVar[FilingService]
-    enterprise_service: ClassVar[str]
-    """A catalog service enterprises apply for."""
-
-    def _post(self, server: Any, element: str, fields: Mapping[str, str | None]) -> etree._Element:
-        body = envelope(self.filing_service.namespace, element, fields)
-        answer = httpx.post(server.url, content=body, headers={"Content-Type": XML_MEDIA_TYPE})
-        return etree.fromstring(answer.content, parser=safe_parser())
-
-    def test_the_wsdl_is_served(self, server: Any) -> None:
-        answer = httpx.get(f"{server.url}/?wsdl")
-        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/xml")
-        assert answer.content == self.filing_service.wsdl.read_bytes()
-
-    def test_unknown_operations_and_codes_are_client_faults(self, server: Any) -> None:
-        unknown = self._post(server, "Teleport", {})
-        fields = dict.fromkeys(SUBMIT_FIELDS, "[]") | {"ServiceCode": "NO-SUCH-CODE"}
-        wrong_code = self._post(server, "SubmitApplication", fields)
-        for answer in (unknown, wrong_code):
-            assert answer.findtext(".//faultcode") == "soap:Client"
-
-    def test_an_enterprise_is_filed_under_its_credit_code(
-        self, server: Any, state: DepartmentState
-    ) -> None:
-        dispatch = dispatch_for(self.enterprise_service, department=self.adapter_class.department)
-        outcome, _ = self._run(server, dispatch)
-        assert isinstance(outcome, Decided) and outcome.approved, outcome
-        assert isinstance(dispatch.applicant, LegalEntity)
-        (filing,) = state.filings.values()
-        code = self.filing_service.operations[self.enterprise_service]
-        assert filing.payload["ServiceCode"] == code
-        assert filing.payload["ApplicantIdType"] == "001"  # 统一社会信用代码
-        assert filing.payload["ApplicantIdNumber"] == dispatch.applicant.uscc
-
-    def test_a_request_with_a_dtd_is_refused_unexpanded(self, server: Any) -> None:
-        answer = httpx.post(server.url, content=BILLION_LAUGHS.encode())
-        assert answer.status_code == 500 and b"soap:Client" in answer.content
-        assert b"lollol" not in answer.content
-
-    def test_cancel_application_withdraws_a_pending_filing(
-        self, server: Any, state: DepartmentState
-    ) -> None:
-        state.decision_delay = 60.0
-        receipt_no = state.file("bundle:item", self._service(), "P-1", {}).receipt_no
-        withdrawn = self._post(server, "CancelApplication", {"ReceiptNo": receipt_no})
-        assert withdrawn.findtext(f".//{{{self.filing_service.namespace}}}Status") == "CANCELLED"
-        assert state.filings["bundle:item"].cancelled
-
-    def test_cancel_application_takes_either_receipt_or_key(self, server: Any) -> None:
-        both = self._post(server, "CancelApplication", {"ReceiptNo": "X-1", "IdempotencyKey": "k"})
-        neither = self._post(server, "CancelApplication", {})
-        for answer in (both, neither):
-            assert answer.findtext(".//faultcode") == "soap:Client"

@@ -22,19 +22,5 @@ def dispatch_for(
                 application = Application.model_validate(
                     sample_application(bundle_type, number, items=[item.code])
                 )
-                bundle_id = uuid.uuid4()
-                return ItemDispatch(
-                    bundle_id=bundle_id,
-                    project_no=number,
-                    bundle_type=bundle_type.code,
-                    item=item.code,
-                    item_name_zh=item.name_zh,
-                    service=item.service,
-                    department=item.department,
-                    idempotency_key=f"{bundle_id}:{item.code}",
-                    area_code=application.area_code,
-                    applicant=application.applicant,
-                    form=application.form,
-                    materials=tuple(application.materials),
-                )
+                return ItemDispatch.for_item(application, uuid.uuid4(), item)
     raise LookupError(f"no catalog item uses service {service!r} at {department!r}")

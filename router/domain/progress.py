@@ -8,7 +8,6 @@ events and the messages they cause commit together (or not at all).
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +32,7 @@ from contracts.messages import (
     PrerequisiteResult,
     SupplementPurpose,
     ToleratedGap,
+    filing_key,
 )
 from router.domain import planner
 from router.domain.deadlines import deadlines_for
@@ -40,11 +40,6 @@ from router.domain.workdays import working_calendar
 from router.store import BundleRow, CallbackRow, ItemRow, ReplyRow
 from router.store.outbox import enqueue
 from router.store.timeline import Actor, record_event
-
-
-def filing_key(bundle_id: uuid.UUID, item: str) -> str:
-    """The idempotency key an item is filed under at its department, stable forever."""
-    return f"{bundle_id}:{item}"
 
 
 def set_item_state(
@@ -141,19 +136,10 @@ def _dispatch(
 ) -> None:
     application = Application.model_validate(bundle.application)
     catalog_item = bundle_type.item(item.code)
-    message = ItemDispatch(
-        bundle_id=bundle.id,
-        project_no=bundle.project_no,
-        bundle_type=bundle.bundle_type,
-        item=item.code,
-        item_name_zh=item.name_zh,
-        service=item.service,
-        department=item.department,
-        idempotency_key=filing_key(bundle.id, item.code),
-        area_code=application.area_code,
-        applicant=application.applicant,
-        form=application.form,
-        materials=tuple(application.materials),
+    message = ItemDispatch.for_item(
+        application,
+        bundle.id,
+        item,
         prerequisite_results=() if pre_review else _prerequisite_results(catalog_item, items),
         pre_review=pre_review,
     )

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kombu import Message, Queue
+from pydantic import BaseModel
 
 from runtime.messaging import Broker, Delivery, Outgoing, Publisher
 from runtime.messaging.declaration import queues
@@ -35,17 +36,36 @@ REPLAYED_HEADER = "x-lianban-replayed"
 _REFUSAL_HEADERS = (REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER, REFUSED_AT_HEADER)
 
 
-@dataclass(frozen=True)
-class DeadLetter:
+class DeadLetterSummary(BaseModel):
+    """A dead letter as operators see it, the same in `lianban dlq` and on the ops page."""
+
     queue: str  # the parking lot it rests in
     source_queue: str  # where a replay sends it
     message_id: str
-    correlation_id: str  # the bundle
+    bundle_id: str  # the message's correlation id
     reason: str
     count: int  # how often it was dead-lettered
     died_at: datetime | None
     replayed: int  # how often it was replayed before
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message resting in a parking lot: what its summary says, and its body."""
+
+    queue: str
+    source_queue: str
+    message_id: str
+    bundle_id: str
+    reason: str
+    count: int
+    died_at: datetime | None
+    replayed: int
     body: bytes
+
+    def summary(self) -> DeadLetterSummary:
+        """Everything but the body."""
+        return DeadLetterSummary.model_validate(self, from_attributes=True)
 
     @classmethod
     def of(cls, queue: str, delivery: Delivery) -> DeadLetter:
@@ -58,7 +78,7 @@ class DeadLetter:
                 headers.get(SOURCE_QUEUE_HEADER) or headers.get("x-first-death-queue") or ""
             ),
             message_id=delivery.message_id,
-            correlation_id=delivery.correlation_id,
+            bundle_id=delivery.correlation_id,
             reason=str(
                 headers.get(REFUSED_REASON_HEADER) or headers.get("x-first-death-reason") or ""
             ),

@@ -24,7 +24,7 @@ from contracts.api import BundleStatus, OverdueKind
 from contracts.catalog import Catalog
 from contracts.messages import FINAL_ITEM_STATES, ItemState
 from router.domain.views import bundle_status, find_bundle
-from router.operations.dlq import DeadLetter, DeadLetterQueues
+from router.operations.dlq import DeadLetter, DeadLetterQueues, DeadLetterSummary
 from router.operations.metrics import router_registry
 from router.operations.queues import (
     QueueCountSource,
@@ -89,29 +89,13 @@ class SupervisionFigures(BaseModel):
     names: dict[str, str]
 
 
-class DeadLetterEntry(BaseModel):
-    queue: str
-    source_queue: str
-    message_id: str
-    correlation_id: str
-    reason: str
-    count: int
-    died_at: datetime | None
-    replayed: int
-    body: str  # cut to what the page shows
+class DeadLetterEntry(DeadLetterSummary):
+    body: str  # its start: enough to recognise it, never megabytes in the page
 
     @classmethod
     def of(cls, letter: DeadLetter) -> DeadLetterEntry:
         return cls(
-            queue=letter.queue,
-            source_queue=letter.source_queue,
-            message_id=letter.message_id,
-            correlation_id=letter.correlation_id,
-            reason=letter.reason,
-            count=letter.count,
-            died_at=letter.died_at,
-            replayed=letter.replayed,
-            body=letter.body.decode("utf-8", "replace")[:2000],
+            **letter.summary().model_dump(), body=letter.body.decode("utf-8", "replace")[:2000]
         )
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from adapters.housing_fund import OPERATIONS, HousingFundAdapter
 from adapters.housing_fund.simulator import SERVICE, create_app
-from adapters.simulators.soap import SoapSimulatorChecks
-from adapters.testing.conformance import AdapterConformance
+from adapters.testing.soap_checks import SoapSimulatorChecks
 from contracts.catalog import default_catalog
 
 
-class TestHousingFundAdapter(SoapSimulatorChecks, AdapterConformance):
+class TestHousingFundAdapter(SoapSimulatorChecks):
     adapter_class = HousingFundAdapter
     create_simulator = staticmethod(create_app)
     filing_service = SERVICE

@@ -10,13 +10,12 @@ import httpx
 from adapters.hrss import HrssAdapter
 from adapters.hrss.simulator import create_app
 from adapters.simulators.base import DepartmentState, SimulatorServer
-from adapters.simulators.rest import FILING_KEY, RestSimulatorChecks
-from adapters.testing.conformance import AdapterConformance
 from adapters.testing.dispatches import dispatch_for
+from adapters.testing.rest_checks import FILING_KEY, RestSimulatorChecks
 from contracts.messages import Decided, ItemDispatch
 
 
-class TestHrssAdapter(RestSimulatorChecks, AdapterConformance):
+class TestHrssAdapter(RestSimulatorChecks):
     adapter_class = HrssAdapter
     create_simulator = staticmethod(create_app)
     service = "unemployment_registration"  # a natural person applies

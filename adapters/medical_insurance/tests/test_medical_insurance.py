@@ -15,9 +15,8 @@ from adapters.medical_insurance import OPERATIONS, MedicalInsuranceAdapter
 from adapters.medical_insurance.adapter import QUERY_INFNO, FilingMaterial, QueryInput
 from adapters.medical_insurance.simulator import certificate_pdf, create_app
 from adapters.simulators.base import DepartmentState, SimulatorServer, Verdict
-from adapters.simulators.rest import FILING_KEY, RestSimulatorChecks
-from adapters.testing.conformance import AdapterConformance
 from adapters.testing.dispatches import dispatch_for
+from adapters.testing.rest_checks import FILING_KEY, RestSimulatorChecks
 from contracts.application import MaterialRef
 from contracts.messages import Decided, Failed, ItemDispatch, Rejected
 from contracts.samples import SAMPLE_PDF
@@ -26,7 +25,7 @@ DEPARTMENT = "medical_insurance"
 SERVICE = "resident_medical_insurance_enrolment"
 
 
-class TestMedicalInsuranceAdapter(RestSimulatorChecks, AdapterConformance):
+class TestMedicalInsuranceAdapter(RestSimulatorChecks):
     adapter_class = MedicalInsuranceAdapter
     create_simulator = staticmethod(create_app)
     service = SERVICE

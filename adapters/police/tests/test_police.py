@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from adapters.police import OPERATIONS, PoliceAdapter
 from adapters.police.simulator import SERVICE, create_app
-from adapters.simulators.soap import SoapSimulatorChecks
-from adapters.testing.conformance import AdapterConformance
+from adapters.testing.soap_checks import SoapSimulatorChecks
 from contracts.catalog import default_catalog
 
 
-class TestPoliceAdapter(SoapSimulatorChecks, AdapterConformance):
+class TestPoliceAdapter(SoapSimulatorChecks):
     adapter_class = PoliceAdapter
     create_simulator = staticmethod(create_app)
     filing_service = SERVICE

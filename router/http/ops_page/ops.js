@@ -129,7 +129,7 @@ async function listDeadLetters() {
   const rows = letters.map((letter) => el("tr", {},
     el("td", {}, el("input", { type: "checkbox", class: "letter", value: letter.message_id, "data-queue": letter.queue, "aria-label": letter.message_id })),
     el("td", {}, letter.message_id, el("div", { class: "muted" }, letter.source_queue)),
-    el("td", {}, el("a", { href: "#bundle", "data-key": letter.correlation_id, class: "bundle-link" }, letter.correlation_id)),
+    el("td", {}, el("a", { href: "#bundle", "data-key": letter.bundle_id, class: "bundle-link" }, letter.bundle_id)),
     el("td", {}, letter.reason),
     el("td", { class: "num" }, letter.replayed ? `${letter.count} (replayed ${letter.replayed}×)` : letter.count),
     el("td", {}, when(letter.died_at))));
