@@ -52,6 +52,9 @@ class Settings:
     """Where a process without the HTTP API (an adapter) serves its own /metrics."""
     adapter_metrics_urls: tuple[str, ...] = ()
     """The adapters' /metrics, read by the ops page for their circuit breakers."""
+    calendar_check_seconds: float = 60.0
+    """How often router roles re-read the year files (LIANBAN_CALENDAR_DIR) and the
+    installed chinesecalendar for a changed year (router.domain.calendar_watcher)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -85,6 +88,9 @@ class Settings:
             metrics_port=int(metrics_port) if metrics_port else None,
             adapter_metrics_urls=tuple(
                 url for url in env.get("LIANBAN_ADAPTER_METRICS_URLS", "").split(",") if url
+            ),
+            calendar_check_seconds=float(
+                env.get("LIANBAN_CALENDAR_CHECK_SECONDS", str(defaults.calendar_check_seconds))
             ),
         )
 

@@ -22,6 +22,7 @@ from lianban.settings import Settings
 from router.channels.callbacks import CallbackSender
 from router.channels.filedrop import Layout, PackageWatcher
 from router.channels.filedrop_export import ReplyExporter
+from router.domain.calendar_watcher import CalendarWatcher
 from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
 from router.domain.intake import Intake
@@ -81,6 +82,9 @@ class Stack:
     def start(self) -> None:
         if self.roles:  # an adapter-only process never touches the database
             self.database.migrate()
+            # Every router role computes deadlines, so each keeps its live calendar current.
+            calendar = CalendarWatcher(every_seconds=self.settings.calendar_check_seconds)
+            self._spawn("calendar", calendar.run)
         if self.roles:
             # The router owns the topology. An adapter-only process declares nothing: its
             # broker user may only read its own queue (deploy/rabbitmq/definitions.json).

@@ -2,56 +2,34 @@
 
 Deadlines such as "5个工作日" skip statutory holidays and count the weekends the State
 Council moves to working days (调休), so weekday arithmetic and the `holidays` package
-(no 调休) are wrong. The years chinesecalendar knows come from it; a year it does not
-know yet (the notice is published each November, a release follows later) or one it
-has wrong comes from a year file. Any other year raises UnknownYearError: a deadline
-is never computed from a guess.
+(no 调休) are wrong. A year is official when its notice has reached us, in
+chinesecalendar or a year file (`router/domain/year_sources.py`). Any other year from
+1901 to 2099 is provisional: its statutory holidays and weekends
+(`router/domain/statutory_holidays.py`), so an item dispatched in late December still
+gets its deadlines, which callers mark provisional (`is_official`) and recompute when
+the official year arrives.
 
-Year files are read from `router/domain/workdays_data/`, then from the operator's directory
-(LIANBAN_CALENDAR_DIR), which wins. One file per year, named `<year>.yaml`, transcribing
-the notice; it replaces that year entirely (a missing 调休 day is then a holiday):
-
-    year: 2027
-    source: "国务院办公厅关于2027年部分节假日安排的通知"
-    holidays:                       # each range inclusive, inside `year`
-      - {name: 春节, from: 2027-02-05, to: 2027-02-11}
-    working_weekends: [2027-02-14]  # Saturdays/Sundays worked (调休), inside `year`
+The process's live calendar is `working_calendar()`; the CalendarWatcher
+(`router/domain/calendar_watcher.py`) replaces it when a year file or a chinesecalendar
+release changes a year, and then calls every `on_change` callback with the years changed.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time, timedelta, timezone
-from functools import cache
 from pathlib import Path
 
-import chinese_calendar
-import yaml
-
-from contracts.errors import CalendarFileError, ConfigurationError, UnknownYearError
+from contracts.errors import ConfigurationError, UnknownYearError
+from router.domain.statutory_holidays import FIRST_YEAR, LAST_YEAR, statutory_holidays
+from router.domain.year_sources import CalendarYear, Origin, official_years
 
 # Asia/Shanghai has had no daylight saving time since 1991: a fixed offset is exact for
 # every year a calendar exists and needs no tzdata on the host.
 CHINA_TZ = timezone(timedelta(hours=8))
-BUNDLED_DIR = Path(__file__).with_name("workdays_data")
-_FORMAT_HINT = (
-    "a <year>.yaml file with `year`, `source` (the State Council notice), "
-    "`holidays: [{name, from, to}]` and `working_weekends: [dates]` "
-    "(see router/domain/workdays_data/README.md)"
-)
-_FILE_KEYS = {"year", "source", "holidays", "working_weekends"}
-
-
-@dataclass(frozen=True)
-class YearFile:
-    """One year transcribed from a State Council notice."""
-
-    year: int
-    source: str
-    holidays: frozenset[date]
-    working_weekends: frozenset[date]
+PROVISIONAL_SOURCE = "《全国年节及纪念日放假办法》 statutory holidays and weekends, without 调休"
 
 
 def china_date(moment: datetime) -> date:
@@ -67,39 +45,72 @@ def end_of_day(day: date) -> datetime:
 
 
 class WorkingCalendar:
-    def __init__(self, files: Mapping[int, YearFile], extra_dir: Path | None = None) -> None:
-        self._files = dict(files)
-        self._extra_dir = extra_dir
-        # The library's coverage is read from its data, so an upgrade extends it.
-        self._library = range(
-            min(chinese_calendar.holidays).year, max(chinese_calendar.holidays).year + 1
-        )
+    def __init__(self, official: Mapping[int, CalendarYear], extra_dir: Path | None = None) -> None:
+        self._official = dict(official)
+        self.extra_dir = extra_dir
+        # Computed on first use; also the provisional years this calendar was asked about.
+        self._provisional: dict[int, CalendarYear] = {}
 
     @classmethod
     def load(cls, extra_dir: Path | None = None) -> WorkingCalendar:
         """chinesecalendar, overridden by bundled year files, overridden by `extra_dir`'s."""
         if extra_dir is not None and not extra_dir.is_dir():
             raise ConfigurationError(f"calendar directory {extra_dir} does not exist")
-        files = _read_dir(BUNDLED_DIR)
-        if extra_dir is not None:
-            files.update(_read_dir(extra_dir))
-        return cls(files, extra_dir)
+        return cls(official_years(extra_dir), extra_dir)
 
-    def known_years(self) -> list[int]:
-        return sorted(set(self._library) | set(self._files))
+    def is_official(self, year: int) -> bool:
+        return year in self._official
+
+    def official_years(self) -> list[int]:
+        return sorted(self._official)
+
+    def provisional_years(self, today: date | None = None) -> list[int]:
+        """The provisional years asked about so far, and next year if it is not official."""
+        next_year = (today or datetime.now(CHINA_TZ).date()).year + 1
+        asked = set(self._provisional)
+        if not self.is_official(next_year):
+            asked.add(next_year)
+        return sorted(asked)
+
+    def year(self, year: int) -> CalendarYear:
+        """The year's days, official or provisional; UnknownYearError outside 1901–2099."""
+        known = self._official.get(year) or self._provisional.get(year)
+        if known is not None:
+            return known
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise UnknownYearError(self._unknown_year_message(year))
+        provisional = CalendarYear(
+            year,
+            PROVISIONAL_SOURCE,
+            frozenset(statutory_holidays(year)),
+            frozenset(),
+            Origin.PROVISIONAL,
+        )
+        self._provisional[year] = provisional
+        return provisional
 
     def is_working_day(self, day: date) -> bool:
         if isinstance(day, datetime):
             # A datetime's own date depends on its zone; make the caller say which.
             raise TypeError("pass a date; use china_date() to convert a datetime")
-        year_file = self._files.get(day.year)
-        if year_file is not None:
-            if day in year_file.working_weekends:
-                return True
-            return day.weekday() < 5 and day not in year_file.holidays
-        if day.year in self._library:
-            return bool(chinese_calendar.is_workday(day))
-        raise UnknownYearError(self._unknown_year_message(day.year))
+        days = self.year(day.year)
+        if day in days.working_weekends:
+            return True
+        return day.weekday() < 5 and day not in days.holidays
+
+    def changed_years(self, other: WorkingCalendar) -> set[int]:
+        """The years whose working days or officialness differ in `other`: the years
+        whose deadlines must be recomputed (and unmarked provisional) after a swap."""
+        years = set(self._official) | set(other._official)
+        return {
+            year
+            for year in years
+            if FIRST_YEAR <= year <= LAST_YEAR
+            and (
+                self.is_official(year) != other.is_official(year)
+                or not self.year(year).same_days(other.year(year))
+            )
+        }
 
     def add_working_days(self, start: datetime, days: int) -> datetime:
         """The deadline `days` working days after `start`, as the end of that day (UTC+8).
@@ -108,8 +119,8 @@ class WorkingCalendar:
         day, else the next working day (an application made on a holiday is accepted
         when the office reopens). As in 民法典 第二百零一条, the anchor day itself is not
         counted: the deadline is the end (23:59:59.999999+08:00) of the `days`-th working
-        day after it, and `days=0` is the end of the anchor day. Raises UnknownYearError
-        if the walk reaches a year without a calendar.
+        day after it, and `days=0` is the end of the anchor day. A year without official
+        data is counted provisionally (see the module docstring).
         """
         if days < 0:
             raise ValueError(f"days must be >= 0, got {days}")
@@ -140,103 +151,56 @@ class WorkingCalendar:
         return day
 
     def _unknown_year_message(self, year: int) -> str:
-        where = (
-            str(self._extra_dir)
-            if self._extra_dir is not None
-            else "the directory named by LIANBAN_CALENDAR_DIR (not set)"
-        )
         return (
-            f"no working-day calendar for {year}: known years are "
-            f"{_spans(self.known_years())} (chinesecalendar {chinese_calendar.__version__}). "
-            f"Once the State Council notice for {year} is out, add {year}.yaml to {where} "
-            f"as {_FORMAT_HINT}, or upgrade chinesecalendar."
+            f"no working-day calendar for {year}: official years are "
+            f"{spans(self.official_years())}, and provisional ones can be computed for "
+            f"{FIRST_YEAR}–{LAST_YEAR} only"
         )
 
 
-def _spans(years: list[int]) -> str:
+def spans(years: list[int]) -> str:
     """2004–2026, 2028: ranges of consecutive years, so a gap is visible."""
-    spans: list[list[int]] = []
+    runs: list[list[int]] = []
     for year in years:
-        if spans and spans[-1][1] == year - 1:
-            spans[-1][1] = year
+        if runs and runs[-1][1] == year - 1:
+            runs[-1][1] = year
         else:
-            spans.append([year, year])
-    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in spans)
+            runs.append([year, year])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in runs)
 
 
-def _read_dir(directory: Path) -> dict[int, YearFile]:
-    files: dict[int, YearFile] = {}
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        year_file = _read_year_file(path)
-        if year_file.year in files:
-            raise CalendarFileError(f"{path}: year {year_file.year} has two files")
-        files[year_file.year] = year_file
-    return files
+_live: WorkingCalendar | None = None
+_live_lock = threading.Lock()
+_callbacks: list[Callable[[WorkingCalendar, set[int]], None]] = []
 
 
-def _read_year_file(path: Path) -> YearFile:
-    def fail(problem: str) -> CalendarFileError:
-        return CalendarFileError(f"{path}: {problem}; expected {_FORMAT_HINT}")
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise fail(f"not valid YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise fail("not a mapping")
-    # A misspelt key (say `working_weekend`) would silently drop every 调休 day.
-    if unknown := set(data) - _FILE_KEYS:
-        raise fail(f"unknown keys {sorted(map(str, unknown))}")
-    year = data.get("year")
-    if type(year) is not int or path.stem != str(year):
-        raise fail(f"`year` must be an integer matching the file name, got {year!r}")
-    source = data.get("source")
-    if not isinstance(source, str) or not source.strip():
-        raise fail("`source` must name the State Council notice")
-
-    def parse(value: object, entry: str) -> date:
-        day = value if isinstance(value, date) else None
-        if isinstance(value, str):
-            try:
-                day = date.fromisoformat(value)
-            except ValueError:
-                day = None
-        if day is None or isinstance(day, datetime):
-            raise fail(f"{entry}: {value!r} is not a date (YYYY-MM-DD)")
-        if day.year != year:
-            raise fail(f"{entry}: {day} is outside {year}")
-        return day
-
-    entries = data.get("holidays")
-    if not isinstance(entries, list) or not entries:
-        raise fail("`holidays` must be a non-empty list")
-    holidays: set[date] = set()
-    for index, item in enumerate(entries):
-        if not isinstance(item, dict) or set(item) != {"name", "from", "to"}:
-            raise fail(f"holidays[{index}]: needs exactly `name`, `from` and `to`")
-        entry = f"holidays[{index}] ({item['name']})"
-        first, last = parse(item["from"], entry), parse(item["to"], entry)
-        if first > last:
-            raise fail(f"{entry}: from {first} is after to {last}")
-        holidays.update(first + timedelta(days=n) for n in range((last - first).days + 1))
-
-    weekends = data.get("working_weekends") or []
-    if not isinstance(weekends, list):
-        raise fail("`working_weekends` must be a list of dates")
-    working: set[date] = set()
-    for index, value in enumerate(weekends):
-        entry = f"working_weekends[{index}]"
-        day = parse(value, entry)
-        if day.weekday() < 5:
-            raise fail(f"{entry}: {day} is a {day:%A}, not a Saturday or Sunday")
-        if day in holidays:
-            raise fail(f"{entry}: {day} is also listed as a holiday")
-        working.add(day)
-    return YearFile(year, source.strip(), frozenset(holidays), frozenset(working))
-
-
-@cache
-def working_calendar() -> WorkingCalendar:
-    """The process's calendar: bundled data plus the operator's LIANBAN_CALENDAR_DIR."""
+def calendar_dir() -> Path | None:
+    """The operator's year-file directory, LIANBAN_CALENDAR_DIR (optional)."""
     directory = os.environ.get("LIANBAN_CALENDAR_DIR")
-    return WorkingCalendar.load(Path(directory) if directory else None)
+    return Path(directory) if directory else None
+
+
+def working_calendar() -> WorkingCalendar:
+    """The process's live calendar: bundled data plus the operator's LIANBAN_CALENDAR_DIR,
+    as the CalendarWatcher last read them. Ask again for each computation: it is replaced."""
+    global _live
+    with _live_lock:
+        if _live is None:
+            _live = WorkingCalendar.load(calendar_dir())
+        return _live
+
+
+def on_change(callback: Callable[[WorkingCalendar, set[int]], None]) -> Callable[[], None]:
+    """Call `callback(new calendar, changed years)` after every swap; returns the undo."""
+    _callbacks.append(callback)
+    return lambda: _callbacks.remove(callback)
+
+
+def replace_working_calendar(calendar: WorkingCalendar, changed: Iterable[int]) -> None:
+    """Make `calendar` the live one, then tell every callback (on the caller's thread)."""
+    global _live
+    with _live_lock:
+        _live = calendar
+    years = set(changed)
+    for callback in list(_callbacks):
+        callback(calendar, years)
