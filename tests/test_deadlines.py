@@ -11,7 +11,6 @@ from harness import AUTH, new_project_no
 from sqlalchemy import text
 
 from contracts.catalog import Catalog
-from contracts.errors import UnknownYearError
 from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
@@ -32,11 +31,14 @@ def test_deadlines_skip_national_day_and_count_the_makeup_saturday() -> None:
     assert due.decide_due_at == datetime(2024, 10, 12, *END_OF_DAY, tzinfo=BEIJING)
 
 
-def test_no_deadline_is_guessed_beyond_the_known_years() -> None:
+def test_deadlines_past_the_official_years_are_provisional_not_missing() -> None:
     calendar = WorkingCalendar.load()
-    last_known = max(calendar.known_years())
-    with pytest.raises(UnknownYearError):
-        deadlines_for(calendar, datetime(last_known, 12, 31, 10, tzinfo=BEIJING), promise_days=5)
+    last_official = max(calendar.official_years())
+    start = datetime(last_official, 12, 31, 10, tzinfo=BEIJING)
+    due = deadlines_for(calendar, start, promise_days=5)
+    assert due.decide_due_at is not None
+    assert not calendar.is_official(due.decide_due_at.year)
+    assert calendar.working_days_between(start, due.decide_due_at) == 5
 
 
 def test_overdue_items_are_marked_once_and_the_mark_survives_a_restart(

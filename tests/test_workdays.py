@@ -17,6 +17,7 @@ import pytest
 
 from contracts.errors import CalendarFileError, ConfigurationError, UnknownYearError
 from router.domain.workdays import CHINA_TZ, WorkingCalendar
+from router.domain.year_sources import Origin
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +51,13 @@ working_weekends: [2027-02-14]
 """
 
 
-def test_years_known_come_from_chinesecalendar(calendar: WorkingCalendar) -> None:
-    years = calendar.known_years()
+def test_official_years_come_from_chinesecalendar(calendar: WorkingCalendar) -> None:
+    years = calendar.official_years()
     assert years == sorted(years)
     assert years[0] == 2004
     assert set(range(2004, 2027)) <= set(years)
+    assert calendar.year(2025).origin == Origin.PACKAGE
+    assert calendar.year(2025).source == f"chinesecalendar {chinese_calendar.__version__}"
 
 
 @pytest.mark.parametrize(
@@ -146,35 +149,54 @@ def test_misuse_is_refused(calendar: WorkingCalendar) -> None:
         calendar.is_working_day(at("2024-09-30 10:00"))
 
 
-def test_unknown_year_fails_closed(calendar: WorkingCalendar, tmp_path: Path) -> None:
-    year = calendar.known_years()[-1] + 1
+def test_a_year_without_a_notice_is_provisional(calendar: WorkingCalendar) -> None:
+    year = calendar.official_years()[-1] + 1
     assert year >= 2027  # chinesecalendar 1.11.0 stops at 2026
-    with pytest.raises(UnknownYearError) as caught:
-        calendar.is_working_day(date(year, 3, 1))
-    message = str(caught.value)
-    assert f"2004–{year - 1}" in message
-    assert "LIANBAN_CALENDAR_DIR" in message
-    assert isinstance(caught.value, ConfigurationError)
+    assert not calendar.is_official(year)
+    assert calendar.year(year).origin == Origin.PROVISIONAL
+    assert calendar.year(year).working_weekends == frozenset()  # no 调休 can be known
 
-    with_dir = WorkingCalendar.load(tmp_path)
-    with pytest.raises(UnknownYearError, match=f"{year}.yaml to {tmp_path}"):
-        with_dir.add_working_days(at(f"{year - 1}-12-28 10:00"), 10)
-    with pytest.raises(UnknownYearError):
-        calendar.is_working_day(date(2003, 12, 31))
+
+def test_deadlines_cross_into_a_provisional_2027() -> None:
+    calendar = WorkingCalendar.load()
+    # 2027-01-01 (Friday, 元旦) off, then the weekend: the next working day is Monday.
+    assert calendar.add_working_days(at("2026-12-31 10:00"), 1) == end_of("2027-01-04")
+    # 春节 2027 (statutory): 除夕 Feb 5 (Fri) to 初三 Feb 8 (Mon), then Feb 9 is worked.
+    assert calendar.add_working_days(at("2027-02-04 10:00"), 1) == end_of("2027-02-09")
+    assert calendar.working_days_between(at("2026-12-28 10:00"), end_of("2027-01-29")) == 23
+    assert calendar.provisional_years(today=date(2026, 12, 4)) == [2027]
+
+
+def test_provisional_years_lists_the_years_asked_about_and_next_year() -> None:
+    calendar = WorkingCalendar.load()
+    assert calendar.provisional_years(today=date(2025, 3, 1)) == []  # 2026 is official
+    assert calendar.provisional_years(today=date(2026, 12, 4)) == [2027]
+    calendar.is_working_day(date(2031, 5, 1))
+    assert calendar.provisional_years(today=date(2025, 3, 1)) == [2031]
+    assert calendar.provisional_years(today=date(2026, 12, 4)) == [2027, 2031]
+
+
+def test_no_year_from_1901_to_2099_raises(calendar: WorkingCalendar) -> None:
+    start = at("1901-01-01 10:00")
+    assert calendar.working_days_between(start, end_of("2099-12-31")) > 50_000
+    for year in (1900, 2100):
+        with pytest.raises(UnknownYearError, match="1901–2099") as caught:
+            calendar.is_working_day(date(year, 6, 1))
+        assert isinstance(caught.value, ConfigurationError)
 
 
 def test_year_file_makes_2027_known(tmp_path: Path) -> None:
     write(tmp_path, "2027.yaml", YEAR_2027)
     calendar = WorkingCalendar.load(tmp_path)
-    assert 2027 in calendar.known_years()
+    assert calendar.is_official(2027)
+    assert calendar.year(2027).origin == Origin.FILE
     assert calendar.is_working_day(date(2027, 2, 5)) is False  # Friday, 春节
     assert calendar.is_working_day(date(2027, 2, 14)) is True  # Sunday, 调休
     assert calendar.is_working_day(date(2027, 2, 13)) is False  # Saturday
     assert calendar.add_working_days(at("2027-02-04 10:00"), 1) == end_of("2027-02-12")
     # 2026 still comes from chinesecalendar: the walk crosses the year boundary.
     assert calendar.add_working_days(at("2026-12-31 10:00"), 1) == end_of("2027-01-04")
-    with pytest.raises(UnknownYearError, match="2004–2027"):
-        calendar.is_working_day(date(2028, 1, 3))
+    assert not calendar.is_official(2028)
 
 
 def test_year_file_overrides_chinesecalendar(tmp_path: Path) -> None:

@@ -27,7 +27,11 @@ from lunar_python import Lunar, Solar
 
 FIRST_YEAR, LAST_YEAR = 1901, 2099
 
-_SOLAR_HOLIDAYS = {"元旦": [(1, 1)], "劳动节": [(5, 1), (5, 2)], "国庆节": [(10, 1), (10, 2), (10, 3)]}
+_SOLAR_HOLIDAYS = {
+    "元旦": [(1, 1)],
+    "劳动节": [(5, 1), (5, 2)],
+    "国庆节": [(10, 1), (10, 2), (10, 3)],
+}
 
 
 def statutory_holidays(year: int) -> dict[date, str]:

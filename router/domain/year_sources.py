@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -181,8 +181,4 @@ def _read_year_file(path: Path) -> CalendarYear:
         if day in holidays:
             raise fail(f"{entry}: {day} is also listed as a holiday")
         working.add(day)
-    return CalendarYear(
-        year, source.strip(), frozenset(holidays), frozenset(working), Origin.FILE
-    )
-
-
+    return CalendarYear(year, source.strip(), frozenset(holidays), frozenset(working), Origin.FILE)
