@@ -38,20 +38,29 @@ SerialId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC on both targets; SQLite would otherwise hand back naive values."""
+    """Any aware datetime in, the same instant out as aware UTC, on both targets.
+
+    SQLite keeps no offset: it stores the wall clock it is given, so a value is turned
+    into UTC on the way in (a +08:00 deadline was once read back 8 hours late, see
+    migration 0010) and a naive value read back is UTC.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime: store aware UTC datetimes only")
-        return value
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: store aware datetimes only")
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
