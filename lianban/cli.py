@@ -20,6 +20,7 @@ from lianban.schemas import export, stale_documents
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
 from router.domain.views import bundle_status, find_bundle
+from router.domain.workdays import working_calendar
 from router.http.auth import Scope, mint
 from router.operations.broker_definitions import (
     DEFAULT_VHOST,
@@ -28,6 +29,7 @@ from router.operations.broker_definitions import (
     is_current,
     render,
 )
+from router.operations.calendar_status import calendar_status
 from router.operations.dlq import DeadLetterQueues
 from router.operations.queues import (
     ManagementApi,
@@ -101,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     show = catalog_commands.add_parser("show", help="one bundle type as an ordered tree")
     show.add_argument("bundle_type")
     show.set_defaults(run=_catalog_show)
+
+    calendar = commands.add_parser("calendar", help="the working-day calendar")
+    calendar_commands = calendar.add_subparsers(required=True, metavar="action")
+    calendar_commands.add_parser(
+        "status", help="years covered, official or provisional; warns from 1 November"
+    ).set_defaults(run=_calendar_status)
 
     queues = commands.add_parser(
         "queues",
@@ -448,6 +456,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     from lianban.demo import run_demo
 
     return run_demo()
+
+
+def _calendar_status(args: argparse.Namespace) -> int:
+    # A warning is not a failure: next year's notice is simply not out or not added yet.
+    for line in calendar_status(working_calendar()).lines():
+        print(line)
+    return 0
 
 
 def _catalog_list(args: argparse.Namespace) -> int:

@@ -29,6 +29,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from contracts.messages import FINAL_ITEM_STATES, ItemState
+from router.domain.workdays import working_calendar
+from router.operations.calendar_status import calendar_status
 from router.operations.supervision import ItemTiming, item_timings
 from router.store import BundleRow, CallbackRow, Database, ItemRow, OutboxRow
 from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE
@@ -137,6 +139,13 @@ CALLBACKS_UNDELIVERED = MetricName(
     (),
     "Callbacks not yet taken by the platform (being retried with backoff).",
 )
+CALENDAR_NEXT_YEAR_OFFICIAL = MetricName(
+    "lianban_calendar_next_year_official",
+    "gauge",
+    ("year",),
+    "1 when next year's working days are official (its holiday notice is in), 0 while "
+    "they are provisional; alerted from 1 November.",
+)
 CIRCUIT_BREAKER = MetricName(
     CIRCUIT_BREAKER_STATE,
     "gauge",
@@ -162,6 +171,7 @@ METRICS = (
     DEAD_LETTERS,
     CALLBACK_FAILURES,
     CALLBACKS_UNDELIVERED,
+    CALENDAR_NEXT_YEAR_OFFICIAL,
     CIRCUIT_BREAKER,
 )
 
@@ -327,6 +337,16 @@ class DeadLetterCollector(Collector):
         yield family
 
 
+class CalendarCollector(Collector):
+    """Whether next year is official in the live working calendar, at scrape time."""
+
+    def collect(self) -> Iterator[Metric]:
+        status = calendar_status(working_calendar())
+        family = _family(CALENDAR_NEXT_YEAR_OFFICIAL)
+        family.add_metric([str(status.next_year)], int(status.next_year_official))
+        yield family
+
+
 def router_registry(
     database: Database, dead_letter_counts: Callable[[], Mapping[str, int]]
 ) -> CollectorRegistry:
@@ -335,6 +355,7 @@ def router_registry(
     registry = CollectorRegistry()
     registry.register(DatabaseCollector(database))
     registry.register(DeadLetterCollector(dead_letter_counts))
+    registry.register(CalendarCollector())
     registry.register(BREAKERS)
     ProcessCollector(registry=registry)
     return registry
