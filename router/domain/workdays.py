@@ -20,6 +20,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time, timedelta, timezone
+from functools import cache
 from pathlib import Path
 
 from contracts.errors import ConfigurationError, UnknownYearError
@@ -45,18 +46,16 @@ def end_of_day(day: date) -> datetime:
 
 
 class WorkingCalendar:
-    def __init__(self, official: Mapping[int, CalendarYear], extra_dir: Path | None = None) -> None:
+    def __init__(self, official: Mapping[int, CalendarYear]) -> None:
         self._official = dict(official)
-        self.extra_dir = extra_dir
-        # Computed on first use; also the provisional years this calendar was asked about.
-        self._provisional: dict[int, CalendarYear] = {}
+        self._provisional_asked: set[int] = set()
 
     @classmethod
     def load(cls, extra_dir: Path | None = None) -> WorkingCalendar:
         """chinesecalendar, overridden by bundled year files, overridden by `extra_dir`'s."""
         if extra_dir is not None and not extra_dir.is_dir():
             raise ConfigurationError(f"calendar directory {extra_dir} does not exist")
-        return cls(official_years(extra_dir), extra_dir)
+        return cls(official_years(extra_dir))
 
     def is_official(self, year: int) -> bool:
         return year in self._official
@@ -67,27 +66,25 @@ class WorkingCalendar:
     def provisional_years(self, today: date | None = None) -> list[int]:
         """The provisional years asked about so far, and next year if it is not official."""
         next_year = (today or datetime.now(CHINA_TZ).date()).year + 1
-        asked = set(self._provisional)
+        asked = set(self._provisional_asked)
         if not self.is_official(next_year):
             asked.add(next_year)
         return sorted(asked)
 
     def year(self, year: int) -> CalendarYear:
         """The year's days, official or provisional; UnknownYearError outside 1901–2099."""
-        known = self._official.get(year) or self._provisional.get(year)
-        if known is not None:
-            return known
+        days = self._days(year)
+        if days.origin is Origin.PROVISIONAL:
+            self._provisional_asked.add(year)
+        return days
+
+    def _days(self, year: int) -> CalendarYear:
+        official = self._official.get(year)
+        if official is not None:
+            return official
         if not FIRST_YEAR <= year <= LAST_YEAR:
             raise UnknownYearError(self._unknown_year_message(year))
-        provisional = CalendarYear(
-            year,
-            PROVISIONAL_SOURCE,
-            frozenset(statutory_holidays(year)),
-            frozenset(),
-            Origin.PROVISIONAL,
-        )
-        self._provisional[year] = provisional
-        return provisional
+        return provisional_year(year)
 
     def is_working_day(self, day: date) -> bool:
         if isinstance(day, datetime):
@@ -108,7 +105,7 @@ class WorkingCalendar:
             if FIRST_YEAR <= year <= LAST_YEAR
             and (
                 self.is_official(year) != other.is_official(year)
-                or not self.year(year).same_days(other.year(year))
+                or not self._days(year).same_days(other._days(year))
             )
         }
 
@@ -156,6 +153,13 @@ class WorkingCalendar:
             f"{spans(self.official_years())}, and provisional ones can be computed for "
             f"{FIRST_YEAR}–{LAST_YEAR} only"
         )
+
+
+@cache
+def provisional_year(year: int) -> CalendarYear:
+    """A year without a notice: its statutory holidays and weekends, no 调休."""
+    holidays = frozenset(statutory_holidays(year))
+    return CalendarYear(year, PROVISIONAL_SOURCE, holidays, frozenset(), Origin.PROVISIONAL)
 
 
 def spans(years: list[int]) -> str:
