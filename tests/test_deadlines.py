@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
+import time_machine
 from harness import AUTH, new_project_no
 from sqlalchemy import text
 
@@ -39,6 +40,34 @@ def test_deadlines_past_the_official_years_are_provisional_not_missing() -> None
     assert due.decide_due_at is not None
     assert not calendar.is_official(due.decide_due_at.year)
     assert calendar.working_days_between(start, due.decide_due_at) == 5
+
+
+def test_an_item_dispatched_on_31_december_gets_its_deadlines_at_the_right_instant(
+    settings: Settings, catalog: Catalog
+) -> None:
+    # No official 2027 yet (chinesecalendar 1.11.0): the acceptance deadline is computed
+    # provisionally, past 元旦 (Friday) and the weekend, and stored as that instant on
+    # SQLite too (it was once read back 8 hours late).
+    stack = Stack(settings, catalog, {Role.SERVE})
+    stack.start()
+    try:
+        stack.materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+        application = sample_application(catalog.bundle_types["newborn"], new_project_no())
+        with time_machine.travel(datetime(2026, 12, 31, 15, 0, tzinfo=BEIJING)):
+            receipt = httpx.post(
+                f"{stack.base_url}/v1/bundles",
+                json=application,
+                headers={"Idempotency-Key": application["project_no"], **AUTH},
+            ).json()
+        status = httpx.get(f"{stack.base_url}{receipt['status_url']}", headers=AUTH).json()
+    finally:
+        stack.stop()
+    dispatched = [item for item in status["items"] if item["state"] == "dispatched"]
+    assert dispatched
+    expected = datetime(2027, 1, 4, *END_OF_DAY, tzinfo=BEIJING)
+    for item in dispatched:
+        assert datetime.fromisoformat(item["accept_due_at"]) == expected, item["item"]
+    assert not any(event["state"] == "deadline_unknown" for event in status["timeline"])
 
 
 def test_overdue_items_are_marked_once_and_the_mark_survives_a_restart(
