@@ -16,7 +16,12 @@ from lianban.settings import Settings
 from lianban.stack import Role, Stack
 from router.domain import workdays
 from router.domain.calendar_watcher import CalendarWatcher
-from router.domain.workdays import WorkingCalendar, on_change, working_calendar
+from router.domain.workdays import (
+    WorkingCalendar,
+    on_change,
+    replace_working_calendar,
+    working_calendar,
+)
 from router.domain.year_sources import CalendarYear, Origin, package_years
 
 # Made-up test data in the year-file format; the real 2027 notice is not published yet.
@@ -108,3 +113,16 @@ def test_a_malformed_year_file_keeps_the_calendar_in_force(
         CalendarWatcher().check_once()
     assert working_calendar() is before
     assert changes == []
+
+
+def test_two_watchers_seeing_the_same_change_report_it_once(
+    year_dir: Path, changes: list[Change]
+) -> None:
+    before = working_calendar()
+    (year_dir / "2027.yaml").write_text(YEAR_2027, encoding="utf-8")
+    fresh = WorkingCalendar.load(year_dir)
+    assert replace_working_calendar(fresh, {2027}, replacing=before)
+    # A second watcher compared against the calendar already replaced: it must not swap.
+    assert not replace_working_calendar(WorkingCalendar.load(year_dir), {2027}, replacing=before)
+    assert working_calendar() is fresh
+    assert [years for _, years in changes] == [{2027}]

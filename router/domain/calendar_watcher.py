@@ -47,14 +47,14 @@ class CalendarWatcher:
 
     def check_once(self) -> set[int]:
         """Read the sources again; swap the live calendar if a year changed, and return
-        the changed years (empty when nothing did)."""
+        the changed years (empty when nothing did, or another watcher swapped first)."""
         current, fresh = working_calendar(), self._load(self._dir)
         changed = current.changed_years(fresh)
-        if changed:
-            replace_working_calendar(fresh, changed)
+        if changed and replace_working_calendar(fresh, changed, replacing=current):
             log.info(
                 "calendar.changed",
                 years=sorted(changed),
                 official=[year for year in sorted(changed) if fresh.is_official(year)],
             )
-        return changed
+            return changed
+        return set()

@@ -200,11 +200,17 @@ def on_change(callback: Callable[[WorkingCalendar, set[int]], None]) -> Callable
     return lambda: _callbacks.remove(callback)
 
 
-def replace_working_calendar(calendar: WorkingCalendar, changed: Iterable[int]) -> None:
-    """Make `calendar` the live one, then tell every callback (on the caller's thread)."""
+def replace_working_calendar(
+    calendar: WorkingCalendar, changed: Iterable[int], *, replacing: WorkingCalendar
+) -> bool:
+    """Make `calendar` the live one if `replacing` still is, then tell every callback (on
+    the caller's thread). False, and nothing called, when another watcher was first."""
     global _live
     with _live_lock:
+        if _live is not replacing:
+            return False
         _live = calendar
     years = set(changed)
     for callback in list(_callbacks):
         callback(calendar, years)
+    return True
