@@ -44,14 +44,14 @@ def statutory_holidays(year: int) -> dict[date, str]:
         for month, day in month_days
     }
     new_year = _date(Lunar.fromYmd(year, 1, 1).getSolar())
-    # 正月初一 of lunar year `year` always falls in Gregorian `year` (21 Jan – 20 Feb).
+    # 正月初一 falls between 21 January and 20 February: 除夕 to 初三 stay inside `year`.
     for offset in range(-1, 3):
         days[new_year + timedelta(days=offset)] = "春节"
     days[_date(Lunar.fromYmd(year, 5, 5).getSolar())] = "端午节"
     days[_date(Lunar.fromYmd(year, 8, 15).getSolar())] = "中秋节"
     # The solar-term table of lunar year `year` holds the 清明 of Gregorian `year`.
     days[_date(Lunar.fromYmd(year, 3, 1).getJieQiTable()["清明"])] = "清明节"
-    return {day: name for day, name in days.items() if day.year == year}
+    return days
 
 
 def _date(solar: Solar) -> date:
