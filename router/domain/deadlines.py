@@ -1,7 +1,7 @@
 """Deadlines in Chinese working days, and the watcher that marks overdue items.
 
 Seeds: acceptance (受理) within 1 working day of dispatch; decision within the item's
-promised time limit (承诺办结时限, `promise_days` in the catalog). Deadlines are stored
+promised time limit (承诺办结时限, the catalog service's `promise_days`). Deadlines are stored
 on the item when it is dispatched, so they survive restarts; the watcher compares them
 with the clock and marks an item overdue once per kind, with a timeline event.
 """
@@ -17,6 +17,8 @@ import structlog
 from sqlalchemy import Select, or_, select
 
 from contracts.api import OverdueKind, TimelineEvent
+from contracts.catalog import ACCEPTANCE_WORKING_DAYS
+from contracts.errors import UnknownYearError
 from contracts.messages import ItemState
 from router.domain.workdays import WorkingCalendar
 from router.store import OPEN_ITEM, Database, ItemRow
@@ -24,26 +26,32 @@ from router.store.timeline import Actor, record_event
 
 log = structlog.get_logger(__name__)
 
-ACCEPTANCE_WORKING_DAYS = 1
-
 
 @dataclass(frozen=True)
 class Deadlines:
-    accept_due_at: datetime
+    accept_due_at: datetime | None
     decide_due_at: datetime | None
+    unknown_year: str | None = None  # why a deadline is None: it falls in a year not known
 
 
 def deadlines_for(
-    calendar: WorkingCalendar, dispatched_at: datetime, promise_days: int | None
+    calendar: WorkingCalendar, dispatched_at: datetime, promise_days: int
 ) -> Deadlines:
-    """When a just-dispatched item must be accepted and decided; raises UnknownYearError
-    rather than guess across a year the calendar does not know."""
-    return Deadlines(
-        accept_due_at=calendar.add_working_days(dispatched_at, ACCEPTANCE_WORKING_DAYS),
-        decide_due_at=None
-        if promise_days is None
-        else calendar.add_working_days(dispatched_at, promise_days),
-    )
+    """When a just-dispatched item must be accepted and decided. A deadline in a year the
+    calendar does not know is left None rather than guessed; the other one still holds (a
+    decision due next year leaves this year's acceptance deadline known)."""
+    accept_due_at, accept_unknown = _due(calendar, dispatched_at, ACCEPTANCE_WORKING_DAYS)
+    decide_due_at, decide_unknown = _due(calendar, dispatched_at, promise_days)
+    return Deadlines(accept_due_at, decide_due_at, accept_unknown or decide_unknown)
+
+
+def _due(
+    calendar: WorkingCalendar, start: datetime, days: int
+) -> tuple[datetime | None, str | None]:
+    try:
+        return calendar.add_working_days(start, days), None
+    except UnknownYearError as error:
+        return None, str(error)
 
 
 class DeadlineWatcher:
