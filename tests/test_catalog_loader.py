@@ -156,6 +156,7 @@ def test_the_shipped_catalog_covers_both_henan_lists(catalog: Catalog) -> None:
     ("services", "sources", "expected"),
     [
         ({}, None, "no time limit for service(s): a_service"),
+        ([], None, "expected exactly the mappings 'sources' and 'services'"),
         (
             {"a_service": _promised(20), "ghost": _promised(20)},
             None,
@@ -176,7 +177,7 @@ def test_the_shipped_catalog_covers_both_henan_lists(catalog: Catalog) -> None:
     ],
 )
 def test_time_limit_errors_name_the_service(
-    tmp_path: Path, services: dict[str, Any], sources: dict[str, str] | None, expected: str
+    tmp_path: Path, services: Any, sources: dict[str, str] | None, expected: str
 ) -> None:
     root = _write(tmp_path, [_item("a")])
     _write_time_limits(root, services, sources)

@@ -168,14 +168,18 @@ def _check_services(bundle_types: Mapping[str, BundleType], origin: Mapping[str,
 def _load_time_limits(path: Path, filed: set[str]) -> dict[str, Service]:
     """Every filed service's time limit, its `source` key replaced by that source's text."""
     raw = _read_yaml(path)
-    if not isinstance(raw, dict) or set(raw) != {"sources", "services"}:
+    if (
+        not isinstance(raw, dict)
+        or set(raw) != {"sources", "services"}
+        or not all(isinstance(part, dict) for part in raw.values())
+    ):
         raise CatalogError(f"{path.name}: expected exactly the mappings 'sources' and 'services'")
     sources: dict[str, str] = raw["sources"]
     services: dict[str, Service] = {}
     cited: set[str] = set()
     for code, entry in raw["services"].items():
         source = entry.pop("source", None) if isinstance(entry, dict) else None
-        if source not in sources:
+        if not isinstance(source, str) or source not in sources:
             raise CatalogError(
                 f"{path.name}: service {code!r} cites source {source!r}, which is not one of "
                 f"{sorted(sources)}"
