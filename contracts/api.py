@@ -56,7 +56,7 @@ PromisedWorkingDays = Annotated[
         ge=1,
         description="The bundle's promised limit in working days from receipt: the longest "
         "chain of its items through the prerequisite graph, 1 working day of 受理 plus "
-        "promise_days each",
+        "promise_days each (a pre-reviewed item runs beside its prerequisites)",
     ),
 ]
 PromiseDays = Annotated[

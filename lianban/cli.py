@@ -500,8 +500,7 @@ def _catalog_show(args: argparse.Namespace) -> int:
         return 2
     print(
         f"{bundle_type.name_zh} ({bundle_type.code}, {bundle_type.category.value}): "
-        f"承诺至多 {_longest_promise(catalog, bundle_type)} 个工作日 (every item selected; "
-        f"each item: 1 working day of 受理 + its promise, along the longest prerequisite chain)"
+        f"承诺至多 {_longest_promise(catalog, bundle_type)} 个工作日 (every item selected)"
     )
     for line in catalog_tree(bundle_type, catalog):
         print(line)

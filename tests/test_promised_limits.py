@@ -1,5 +1,6 @@
-"""Promised limits: a bundle promises its longest prerequisite chain of 受理 + promise_days,
-and the receipt and the status show it with each item's class and days.
+"""Promised limits: a bundle promises its longest prerequisite chain of 受理 + promise_days
+(a pre-reviewed item running beside its prerequisites), and the receipt and the status
+show it with each item's class and days.
 
 The storage tests run on SQLite and (connected) on PostgreSQL.
 """
@@ -33,36 +34,41 @@ def test_the_newborn_bundle_promises_its_longest_chain_not_the_sum_of_its_items(
     catalog: Catalog,
 ) -> None:
     newborn = catalog.bundle_types["newborn"]
-    chain = [  # 出生医学证明 → 出生登记 → 参保登记 → 社保卡; 预防接种证 runs beside it
-        "birth_medical_certificate",
-        "birth_registration",
-        "medical_insurance_parent_insured",
-        "social_security_card_application",
-    ]
     days = {
         code: catalog.service_of(newborn.item(code)).promise_days for code in newborn.item_codes
     }
-    selected = [*chain, "vaccination_certificate"]
+    selected = [
+        "birth_medical_certificate",
+        "vaccination_certificate",  # beside the chain
+        "birth_registration",  # waits for 出生医学证明
+        "medical_insurance_parent_insured",  # pre-reviewed: decided as 出生登记 is
+        "social_security_card_application",  # pre-reviewed: decided as 参保登记 is
+    ]
+    chain = ["birth_medical_certificate", "birth_registration"]
 
     assert promised_working_days(catalog, newborn, selected) == sum(
         ACCEPTANCE_WORKING_DAYS + days[code] for code in chain
     )
-    # With today's data (the statutory 20 days everywhere): 4 × (1 + 20).
-    assert promised_working_days(catalog, newborn, selected) == 84
-    # An item alone promises its own 受理 day and limit, whatever it could have waited for.
+    # With today's data (the statutory 20 days everywhere): 2 × (1 + 20), not 5 × 21.
+    assert promised_working_days(catalog, newborn, selected) == 42
+    # An item alone promises its own 受理 day and limit.
     assert promised_working_days(catalog, newborn, ["vaccination_certificate"]) == 21
+    # Without pre-review the dependents would wait: 出生登记 alone after 出生医学证明.
+    assert promised_working_days(catalog, newborn, chain) == 42
 
 
 def test_an_on_the_spot_item_in_a_chain_costs_its_acceptance_day(catalog: Catalog) -> None:
     deed_tax = catalog.bundle_types["new_house_deed_tax"]
-    # 房屋套次查询 (即办件) → 契税申报 (承诺件, 20) → 打印契税完税证明 (即办件)
-    assert promised_working_days(catalog, deed_tax, deed_tax.item_codes) == 1 + 21 + 1
+    # 房屋套次查询 (即办件) beside 契税申报 (承诺件, 20, pre-reviewed), then 打印契税完税证明
+    # (即办件) after it.
+    assert promised_working_days(catalog, deed_tax, deed_tax.item_codes) == 21 + 1
 
 
 def _chain_catalog() -> Catalog:
-    """a (即办件) → b (5) → c (3), d (30) alone, e after b and d (2)."""
+    """a (即办件) → b (5) → c (3), d (30) alone, e after b and d (2); pre-reviewed: f after
+    d (2), g after a (40)."""
 
-    def item(code: str, *after: str) -> dict[str, Any]:
+    def item(code: str, *after: str, pre_review: bool = False) -> dict[str, Any]:
         edges = [{"any_of": [code], "reason": "测试"} for code in after]
         return {
             "code": code,
@@ -71,6 +77,7 @@ def _chain_catalog() -> Catalog:
             "department": "police",
             "levels": ["county"],
             "prerequisites": edges,
+            "pre_review": pre_review,
         }
 
     bundle_type = BundleType.model_validate(
@@ -86,10 +93,12 @@ def _chain_catalog() -> Catalog:
                 item("c", "b"),
                 item("d"),
                 item("e", "b", "d"),
+                item("f", "d", pre_review=True),
+                item("g", "a", pre_review=True),
             ],
         }
     )
-    limits = {"a": 0, "b": 5, "c": 3, "d": 30, "e": 2}
+    limits = {"a": 0, "b": 5, "c": 3, "d": 30, "e": 2, "f": 2, "g": 40}
     services = {
         code: Service(
             code=code,
@@ -111,6 +120,8 @@ def _chain_catalog() -> Catalog:
         (["a", "b", "c", "d", "e"], (1 + 30) + (1 + 2)),  # e waits for the later of b, d
         (["c"], 1 + 3),  # an unselected prerequisite is not waited for
         (["b", "c"], (1 + 5) + (1 + 3)),
+        (["d", "f"], 1 + 30),  # f is reviewed beside d and decided as d is
+        (["a", "g"], 1 + 40),  # g's own limit outlasts its prerequisite
     ],
 )
 def test_a_chain_promises_the_sum_along_its_longest_path(
@@ -140,7 +151,7 @@ def test_the_receipt_and_the_status_carry_the_promise_of_the_bundle_and_each_ite
     deed_tax = catalog.bundle_types["new_house_deed_tax"]
     receipt = _submit(intake, deed_tax)
 
-    assert receipt.promised_working_days == 23
+    assert receipt.promised_working_days == 22
     expected = {
         "housing_count_query": (HandlingClass.ON_THE_SPOT, 0),
         "deed_tax_declaration": (HandlingClass.PROMISED, 20),
@@ -150,7 +161,7 @@ def test_the_receipt_and_the_status_carry_the_promise_of_the_bundle_and_each_ite
     with database.transaction() as session:
         status = bundle_status(session, receipt.bundle_id, catalog)
     assert status is not None
-    assert status.promised_working_days == 23
+    assert status.promised_working_days == 22
     assert {i.item: (i.handling_class, i.promise_days) for i in status.items} == expected
 
 
