@@ -11,6 +11,7 @@ from harness import AUTH, new_project_no
 from sqlalchemy import text
 
 from contracts.catalog import Catalog
+from contracts.errors import UnknownYearError
 from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
@@ -34,18 +35,8 @@ def test_deadlines_skip_national_day_and_count_the_makeup_saturday() -> None:
 def test_no_deadline_is_guessed_beyond_the_known_years() -> None:
     calendar = WorkingCalendar.load()
     last_known = max(calendar.known_years())
-    due = deadlines_for(calendar, datetime(last_known, 12, 31, 10, tzinfo=BEIJING), promise_days=5)
-    assert (due.accept_due_at, due.decide_due_at) == (None, None)
-    assert due.unknown_year and str(last_known + 1) in due.unknown_year
-
-
-def test_a_decision_due_next_year_keeps_this_years_acceptance_deadline() -> None:
-    calendar = WorkingCalendar.load()
-    last_known = max(calendar.known_years())
-    dispatched = datetime(last_known, 12, 4, 10, tzinfo=BEIJING)
-    due = deadlines_for(calendar, dispatched, promise_days=20)
-    assert due.accept_due_at == calendar.add_working_days(dispatched, 1)
-    assert due.decide_due_at is None and due.unknown_year
+    with pytest.raises(UnknownYearError):
+        deadlines_for(calendar, datetime(last_known, 12, 31, 10, tzinfo=BEIJING), promise_days=5)
 
 
 def test_overdue_items_are_marked_once_and_the_mark_survives_a_restart(
@@ -67,12 +58,11 @@ def test_overdue_items_are_marked_once_and_the_mark_survives_a_restart(
         dispatched = [item for item in before["items"] if item["state"] == "dispatched"]
         assert dispatched and all(item["accept_due_at"] for item in dispatched)
 
-        # Past the 1-day acceptance, short of any 承诺件's decision (>= 20 working days).
-        in_ten_days = datetime.now(UTC) + timedelta(days=10)
-        watcher = DeadlineWatcher(stack.database, clock=lambda: in_ten_days)
+        in_a_month = datetime.now(UTC) + timedelta(days=30)
+        watcher = DeadlineWatcher(stack.database, clock=lambda: in_a_month)
         first = watcher.mark_overdue()
         again = watcher.mark_overdue()
-        restarted = DeadlineWatcher(stack.database, clock=lambda: in_ten_days).mark_overdue()
+        restarted = DeadlineWatcher(stack.database, clock=lambda: in_a_month).mark_overdue()
         after = httpx.get(status_url, headers=AUTH).json()
     finally:
         stack.stop()

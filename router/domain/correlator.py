@@ -213,7 +213,7 @@ class Correlator:
             actor=department_actor(outcome.department),
             reason=states.reason_of(result),
         )
-        advance(session, bundle, self._catalog)
+        advance(session, bundle, self._catalog.bundle_types[bundle.bundle_type])
         audit.record_decided(session, outcome, target)
         log.info("outcome.applied", state=target.value)
         return Applied.APPLIED

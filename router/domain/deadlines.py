@@ -18,7 +18,6 @@ from sqlalchemy import Select, or_, select
 
 from contracts.api import OverdueKind, TimelineEvent
 from contracts.catalog import ACCEPTANCE_WORKING_DAYS
-from contracts.errors import UnknownYearError
 from contracts.messages import ItemState
 from router.domain.workdays import WorkingCalendar
 from router.store import OPEN_ITEM, Database, ItemRow
@@ -29,29 +28,21 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class Deadlines:
-    accept_due_at: datetime | None
+    accept_due_at: datetime
     decide_due_at: datetime | None
-    unknown_year: str | None = None  # why a deadline is None: it falls in a year not known
 
 
 def deadlines_for(
-    calendar: WorkingCalendar, dispatched_at: datetime, promise_days: int
+    calendar: WorkingCalendar, dispatched_at: datetime, promise_days: int | None
 ) -> Deadlines:
-    """When a just-dispatched item must be accepted and decided. A deadline in a year the
-    calendar does not know is left None rather than guessed; the other one still holds (a
-    decision due next year leaves this year's acceptance deadline known)."""
-    accept_due_at, accept_unknown = _due(calendar, dispatched_at, ACCEPTANCE_WORKING_DAYS)
-    decide_due_at, decide_unknown = _due(calendar, dispatched_at, promise_days)
-    return Deadlines(accept_due_at, decide_due_at, accept_unknown or decide_unknown)
-
-
-def _due(
-    calendar: WorkingCalendar, start: datetime, days: int
-) -> tuple[datetime | None, str | None]:
-    try:
-        return calendar.add_working_days(start, days), None
-    except UnknownYearError as error:
-        return None, str(error)
+    """When a just-dispatched item must be accepted and decided; raises UnknownYearError
+    rather than guess across a year the calendar does not know."""
+    return Deadlines(
+        accept_due_at=calendar.add_working_days(dispatched_at, ACCEPTANCE_WORKING_DAYS),
+        decide_due_at=None
+        if promise_days is None
+        else calendar.add_working_days(dispatched_at, promise_days),
+    )
 
 
 class DeadlineWatcher:

@@ -153,7 +153,7 @@ class Intake:
                     )
                 )
             session.flush()
-            advance(session, bundle, self._catalog)
+            advance(session, bundle, bundle_type)
             log.info(
                 "intake.accepted",
                 bundle_id=str(bundle.id),

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from contracts import topology
 from contracts.api import BundleState, TimelineEvent
 from contracts.application import Application, Delivery, MaterialRef
-from contracts.catalog import BundleType, Catalog, Item
+from contracts.catalog import BundleType, Item
+from contracts.errors import UnknownYearError
 from contracts.messages import (
     BundleOutcome,
     BundleReply,
@@ -100,8 +101,7 @@ def _push_to_callback(
         )
 
 
-def advance(session: Session, bundle: BundleRow, catalog: Catalog) -> None:
-    bundle_type = catalog.bundle_types[bundle.bundle_type]
+def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> None:
     items = {item.code: item for item in bundle.items}
     states = {code: ItemState(item.state) for code, item in items.items()}
     awaiting = {code for code, item in items.items() if item.awaiting_prerequisites}
@@ -113,10 +113,10 @@ def advance(session: Session, bundle: BundleRow, catalog: Catalog) -> None:
         set_item_state(session, items[code], ItemState.CANCELLED, actor=Actor.ROUTER, reason=reason)
         states[code] = ItemState.CANCELLED
     for code in planner.releasable(bundle_type, states):
-        _dispatch(session, bundle, catalog, items[code], items, pre_review=False)
+        _dispatch(session, bundle, bundle_type, items[code], items, pre_review=False)
         states[code] = ItemState.DISPATCHED
     for code in planner.pre_reviewable(bundle_type, states):
-        _dispatch(session, bundle, catalog, items[code], items, pre_review=True)
+        _dispatch(session, bundle, bundle_type, items[code], items, pre_review=True)
         states[code] = ItemState.DISPATCHED
     for code in planner.forwardable(bundle_type, states, awaiting):
         _forward_prerequisites(session, bundle, bundle_type, items[code], items)
@@ -128,14 +128,14 @@ def advance(session: Session, bundle: BundleRow, catalog: Catalog) -> None:
 def _dispatch(
     session: Session,
     bundle: BundleRow,
-    catalog: Catalog,
+    bundle_type: BundleType,
     item: ItemRow,
     items: dict[str, ItemRow],
     *,
     pre_review: bool,
 ) -> None:
     application = Application.model_validate(bundle.application)
-    catalog_item = catalog.bundle_types[bundle.bundle_type].item(item.code)
+    catalog_item = bundle_type.item(item.code)
     message = ItemDispatch.for_item(
         application,
         bundle.id,
@@ -152,20 +152,21 @@ def _dispatch(
         actor=Actor.ROUTER,
         reason="容缺预审：先行受理、预审，前置事项办结后再审批" if pre_review else None,
     )
-    due = deadlines_for(
-        working_calendar(), item.updated_at, catalog.service_of(catalog_item).promise_days
-    )
-    item.accept_due_at, item.decide_due_at = due.accept_due_at, due.decide_due_at
-    if due.unknown_year is not None:
+    try:
+        # No decision deadline yet: its clock starts at 受理 (seed 001), not at dispatch.
+        due = deadlines_for(working_calendar(), item.updated_at, promise_days=None)
+    except UnknownYearError as error:
         # Never a guessed deadline: the operator sees why there is none and adds the year.
         record_event(
             session,
             bundle.id,
             item.code,
             TimelineEvent.DEADLINE_UNKNOWN,
-            due.unknown_year[:1000],
+            str(error)[:1000],
             actor=Actor.ROUTER,
         )
+    else:
+        item.accept_due_at, item.decide_due_at = due.accept_due_at, due.decide_due_at
     _send_to_department(session, item, message)
 
 
