@@ -18,7 +18,6 @@ from contracts.catalog import (
     BundleType,
     Catalog,
     HandlingClass,
-    Service,
     default_catalog,
     dependency_order,
     promised_working_days,
@@ -481,15 +480,11 @@ def _longest_promise(catalog: Catalog, bundle_type: BundleType) -> int:
     return promised_working_days(catalog, bundle_type, bundle_type.item_codes)
 
 
-def _class_label(handling_class: HandlingClass, promise_days: int) -> str:
+def _class_label(handling_class: HandlingClass, promise_days: int, extension_days: int = 0) -> str:
     if handling_class is HandlingClass.ON_THE_SPOT:
         return "[即办件]"
-    return f"[承诺件 {promise_days} 个工作日]"
-
-
-def _service_label(service: Service) -> str:
-    label = _class_label(service.handling_class, service.promise_days)
-    return f"{label[:-1]}，可延长 {service.extension_days}]" if service.extension_days else label
+    extension = f"，可延长 {extension_days}" if extension_days else ""
+    return f"[承诺件 {promise_days} 个工作日{extension}]"
 
 
 def _catalog_show(args: argparse.Namespace) -> int:
@@ -527,6 +522,10 @@ def catalog_tree(bundle_type: BundleType, catalog: Catalog) -> list[str]:
         lines.append(f"stage {number}" + (" (dispatched at once)" if number == 1 else ""))
         for position, code in enumerate(codes):
             item = bundle_type.item(code)
+            service = catalog.service_of(item)
+            limit = _class_label(
+                service.handling_class, service.promise_days, service.extension_days
+            )
             last = position == len(codes) - 1
             marks = " ".join(
                 mark
@@ -540,7 +539,7 @@ def catalog_tree(bundle_type: BundleType, catalog: Catalog) -> list[str]:
             lines.append(
                 f"  {'└─' if last else '├─'} {item.name_zh} — "
                 f"{catalog.departments[item.department].name_zh} ({code}) "
-                f"{_service_label(catalog.service_of(item))} {marks}".rstrip()
+                f"{limit} {marks}".rstrip()
             )
             for prerequisite in item.prerequisites:
                 lines.append(
