@@ -49,15 +49,14 @@ def bundle_status(session: Session, bundle_id: uuid.UUID, catalog: Catalog) -> B
                 state=ItemState(item.state),
                 reason=item.reason,
                 updated_at=item.updated_at,
-                handling_class=promise.handling_class,
-                promise_days=promise.promise_days,
+                handling_class=catalog.services[item.service].handling_class,
+                promise_days=catalog.services[item.service].promise_days,
                 accept_due_at=item.accept_due_at,
                 decide_due_at=item.decide_due_at,
                 overdue=item.overdue,
                 tolerated_gaps=tolerated_gaps(item),
             )
             for item in bundle.items
-            for promise in (item_promise(catalog, item),)
         ),
         timeline=tuple(bundle_timeline(session, bundle_id)),
         callbacks=tuple(
