@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.application import MaterialRef
+from contracts.catalog import HandlingClass
 from contracts.messages import ItemState, ToleratedGap
 
 
@@ -48,8 +50,34 @@ class TimelineEvent(StrEnum):
 TimelineStep = ItemState | TimelineEvent
 
 
+PromisedWorkingDays = Annotated[
+    int,
+    Field(
+        ge=1,
+        description="The bundle's promised limit in working days from receipt: the longest "
+        "chain of its items through the prerequisite graph, 1 working day of 受理 plus "
+        "promise_days each (a pre-reviewed item runs beside its prerequisites)",
+    ),
+]
+PromiseDays = Annotated[
+    int,
+    Field(
+        ge=0,
+        description="承诺办结时限 in working days from 受理; 0 for a 即办件 (decided that day)",
+    ),
+]
+
+
+class ItemPromise(_Document):
+    """What the catalog promises for one item of a bundle."""
+
+    item: str
+    handling_class: HandlingClass
+    promise_days: PromiseDays
+
+
 class IntakeReceipt(_Document):
-    """收件回执: the bundle was received and will be handled."""
+    """收件回执: the bundle was received and will be handled, within its promised limit."""
 
     bundle_id: UUID
     project_no: str
@@ -57,6 +85,8 @@ class IntakeReceipt(_Document):
     received_at: AwareDatetime
     status_url: str
     reply_url: str
+    promised_working_days: PromisedWorkingDays
+    items: tuple[ItemPromise, ...]
 
 
 class Problem(_Document):
@@ -82,6 +112,8 @@ class ItemStatus(_Document):
     state: ItemState
     reason: str | None
     updated_at: AwareDatetime
+    handling_class: HandlingClass
+    promise_days: PromiseDays
     accept_due_at: AwareDatetime | None = Field(default=None, description="受理 due: 1 working day")
     decide_due_at: AwareDatetime | None = Field(default=None, description="承诺办结时限 due")
     overdue: OverdueKind | None = Field(default=None, description="Set once a deadline is missed")
@@ -119,6 +151,7 @@ class BundleStatus(_Document):
     state: BundleState
     received_at: AwareDatetime
     replied_at: AwareDatetime | None
+    promised_working_days: PromisedWorkingDays
     items: tuple[ItemStatus, ...]
     timeline: tuple[TimelineEntry, ...]
     callbacks: tuple[CallbackStatus, ...] = ()

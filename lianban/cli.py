@@ -14,7 +14,14 @@ from pathlib import Path
 from adapters.registry import adapter_for, simulate_every_department
 from adapters.scaffold import scaffold
 from adapters.simulated import Scenario
-from contracts.catalog import BundleType, default_catalog, dependency_order
+from contracts.catalog import (
+    BundleType,
+    Catalog,
+    HandlingClass,
+    default_catalog,
+    dependency_order,
+    promised_working_days,
+)
 from contracts.errors import LianbanError
 from lianban.schemas import export, stale_documents
 from lianban.settings import Settings
@@ -266,16 +273,22 @@ def _bundle_show(args: argparse.Namespace) -> int:
     try:
         with database.transaction() as session:
             bundle_id = find_bundle(session, args.bundle)
-            status = bundle_status(session, bundle_id) if bundle_id else None
+            status = bundle_status(session, bundle_id, default_catalog()) if bundle_id else None
     finally:
         database.dispose()
     if status is None:
         print(f"lianban: no bundle {args.bundle!r}", file=sys.stderr)
         return 2
-    print(f"{status.project_no}  {status.bundle_type}  {status.state}  ({status.bundle_id})")
+    print(
+        f"{status.project_no}  {status.bundle_type}  {status.state}  ({status.bundle_id})  "
+        f"承诺 {status.promised_working_days} 个工作日"
+    )
     for item in status.items:
         reason = f" — {item.reason}" if item.reason else ""
-        print(f"  {item.state.value:<21} {item.name_zh} [{item.department}]{reason}")
+        print(
+            f"  {item.state.value:<21} {item.name_zh} [{item.department}] "
+            f"{_class_label(item.handling_class, item.promise_days)}{reason}"
+        )
         for gap in item.tolerated_gaps:
             print(f"  {'':<21}   容缺：{gap.material}，{gap.due_date.isoformat()}前补交")
     print("timeline:")
@@ -471,9 +484,22 @@ def _catalog_list(args: argparse.Namespace) -> int:
         lead = catalog.departments[bundle_type.lead_department].name_zh
         print(
             f"{bundle_type.code:<40} {bundle_type.category.value:<10} "
-            f"{len(bundle_type.items):>2} items  {bundle_type.name_zh}（牵头：{lead}）"
+            f"{len(bundle_type.items):>2} items  ≤{_longest_promise(catalog, bundle_type):>3} "
+            f"working days  {bundle_type.name_zh}（牵头：{lead}）"
         )
     return 0
+
+
+def _longest_promise(catalog: Catalog, bundle_type: BundleType) -> int:
+    """The bundle's promised working days with every item selected: no selection promises more."""
+    return promised_working_days(catalog, bundle_type, bundle_type.item_codes)
+
+
+def _class_label(handling_class: HandlingClass, promise_days: int, extension_days: int = 0) -> str:
+    if handling_class is HandlingClass.ON_THE_SPOT:
+        return "[即办件]"
+    extension = f"，可延长 {extension_days}" if extension_days else ""
+    return f"[承诺件 {promise_days} 个工作日{extension}]"
 
 
 def _catalog_show(args: argparse.Namespace) -> int:
@@ -482,16 +508,24 @@ def _catalog_show(args: argparse.Namespace) -> int:
     if bundle_type is None:
         print(f"lianban: no bundle type {args.bundle_type!r}; see `lianban catalog list`")
         return 2
-    print(f"{bundle_type.name_zh} ({bundle_type.code}, {bundle_type.category.value})")
-    for line in catalog_tree(bundle_type, {c: d.name_zh for c, d in catalog.departments.items()}):
+    print(
+        f"{bundle_type.name_zh} ({bundle_type.code}, {bundle_type.category.value}): "
+        f"承诺至多 {_longest_promise(catalog, bundle_type)} 个工作日 (every item selected)"
+    )
+    for line in catalog_tree(bundle_type, catalog):
         print(line)
+    sources = {catalog.service_of(item).promise_source for item in bundle_type.items}
+    print("time limits from:")
+    for source in sorted(sources):
+        print(f"  {source}")
     return 0
 
 
-def catalog_tree(bundle_type: BundleType, department_names: dict[str, str]) -> list[str]:
+def catalog_tree(bundle_type: BundleType, catalog: Catalog) -> list[str]:
     """Items by stage: stage 1 is dispatched at once, stage n waits for stages before it.
 
-    Each dependent names what it waits for and why, so the DAG reads top to bottom.
+    Each item shows its class and promised days; each dependent names what it waits for
+    and why, so the DAG reads top to bottom.
     """
     stage: dict[str, int] = {}
     for code in dependency_order(bundle_type):
@@ -503,6 +537,10 @@ def catalog_tree(bundle_type: BundleType, department_names: dict[str, str]) -> l
         lines.append(f"stage {number}" + (" (dispatched at once)" if number == 1 else ""))
         for position, code in enumerate(codes):
             item = bundle_type.item(code)
+            service = catalog.service_of(item)
+            limit = _class_label(
+                service.handling_class, service.promise_days, service.extension_days
+            )
             last = position == len(codes) - 1
             marks = " ".join(
                 mark
@@ -515,7 +553,8 @@ def catalog_tree(bundle_type: BundleType, department_names: dict[str, str]) -> l
             )
             lines.append(
                 f"  {'└─' if last else '├─'} {item.name_zh} — "
-                f"{department_names[item.department]} ({code}) {marks}".rstrip()
+                f"{catalog.departments[item.department].name_zh} ({code}) "
+                f"{limit} {marks}".rstrip()
             )
             for prerequisite in item.prerequisites:
                 lines.append(

@@ -1,4 +1,5 @@
-"""Catalog load errors name the file and entry; the shipped catalog loads and is acyclic."""
+"""Catalog load errors name the file and entry; the shipped catalog loads, is acyclic and
+gives every service a promised time limit with its source."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from contracts.catalog import Catalog, dependency_order, load_catalog
+from contracts.catalog import Catalog, HandlingClass, dependency_order, load_catalog
 from contracts.errors import CatalogError
 
 
@@ -39,7 +40,28 @@ def _write(root: Path, items: list[dict[str, Any]], lead: str = "police") -> Pat
     (root / "bundles" / "sample.yaml").write_text(
         yaml.safe_dump(bundle, allow_unicode=True), encoding="utf-8"
     )
+    _write_time_limits(root, {item["service"]: _promised(20) for item in items})
     return root
+
+
+def _promised(days: int, source: str = "default") -> dict[str, Any]:
+    handling_class = "on_the_spot" if days == 0 else "promised"
+    extension = 0 if days == 0 else 10
+    return {
+        "handling_class": handling_class,
+        "promise_days": days,
+        "extension_days": extension,
+        "source": source,
+    }
+
+
+def _write_time_limits(
+    root: Path, services: dict[str, Any], sources: dict[str, str] | None = None
+) -> None:
+    document = {"sources": sources or {"default": "statutory default"}, "services": services}
+    (root / "time_limits.yaml").write_text(
+        yaml.safe_dump(document, allow_unicode=True), encoding="utf-8"
+    )
 
 
 def _edge(*codes: str) -> list[dict[str, Any]]:
@@ -128,3 +150,65 @@ def test_the_shipped_catalog_covers_both_henan_lists(catalog: Catalog) -> None:
         for item in bundle_type.items:
             for prerequisite in item.prerequisites:
                 assert prerequisite.reason.strip(), f"{bundle_type.code}.{item.code}: no reason"
+
+
+@pytest.mark.parametrize(
+    ("services", "sources", "expected"),
+    [
+        ({}, None, "no time limit for service(s): a_service"),
+        ([], None, "expected exactly the mappings 'sources' and 'services'"),
+        (
+            {"a_service": _promised(20), "ghost": _promised(20)},
+            None,
+            "time limit for service(s) no item files: ghost",
+        ),
+        ({"a_service": _promised(20, "guide")}, None, "cites source 'guide'"),
+        (
+            {"a_service": _promised(20)},
+            {"default": "statutory default", "guide": "unused guide"},
+            "source(s) no service cites: guide",
+        ),
+        (
+            {"a_service": {**_promised(0), "promise_days": 3}},
+            None,
+            "a 即办件 promises 0 working days",
+        ),
+        ({"a_service": _promised(20) | {"promise_days": None}}, None, "promise_days"),
+    ],
+)
+def test_time_limit_errors_name_the_service(
+    tmp_path: Path, services: Any, sources: dict[str, str] | None, expected: str
+) -> None:
+    root = _write(tmp_path, [_item("a")])
+    _write_time_limits(root, services, sources)
+    with pytest.raises(CatalogError, match=r"time_limits\.yaml") as raised:
+        load_catalog(root)
+    assert expected in str(raised.value)
+
+
+def test_a_key_listed_twice_is_refused_not_silently_overwritten(tmp_path: Path) -> None:
+    root = _write(tmp_path, [_item("a")])
+    entry = "{handling_class: promised, promise_days: 20, extension_days: 10, source: default}"
+    (root / "time_limits.yaml").write_text(
+        f"sources:\n  default: statutory default\nservices:\n"
+        f"  a_service: {entry}\n  a_service: {entry.replace('20', '5')}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(CatalogError, match=r"time_limits\.yaml: .*listed twice: a_service"):
+        load_catalog(root)
+
+
+def test_every_shipped_service_has_a_time_limit_and_says_where_it_comes_from(
+    catalog: Catalog,
+) -> None:
+    filed = {item.service for t in catalog.bundle_types.values() for item in t.items}
+    assert set(catalog.services) == filed
+    for service in catalog.services.values():
+        if service.handling_class is HandlingClass.ON_THE_SPOT:
+            assert (service.promise_days, service.extension_days) == (0, 0), service.code
+            assert "seed 003" in service.promise_source and "即办件" in service.promise_source
+        else:
+            assert service.promise_days >= 1, service.code
+    statutory = [s for s in catalog.services.values() if "行政许可法第四十二条" in s.promise_source]
+    assert {(s.promise_days, s.extension_days) for s in statutory} == {(20, 10)}
+    assert catalog.services["real_estate_query"].handling_class is HandlingClass.ON_THE_SPOT

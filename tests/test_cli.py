@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts.catalog import Catalog, dependency_order
+from contracts.catalog import Catalog, dependency_order, promised_working_days
 from lianban.cli import main
 
 
@@ -14,7 +14,29 @@ def test_catalog_list_names_every_bundle_type(
     assert main(["catalog", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(catalog.bundle_types)
-    assert any("新生儿出生" in line for line in lines)
+    newborn = catalog.bundle_types["newborn"]
+    longest = promised_working_days(catalog, newborn, newborn.item_codes)
+    [line] = [line for line in lines if "新生儿出生" in line]
+    assert f"≤ {longest} working days" in line
+
+
+def test_catalog_show_prints_each_items_class_and_the_bundles_promise(
+    catalog: Catalog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deed_tax = catalog.bundle_types["new_house_deed_tax"]
+    assert main(["catalog", "show", "new_house_deed_tax"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"承诺至多 {promised_working_days(catalog, deed_tax, deed_tax.item_codes)} 个工作日" in out
+    )
+    lines = {
+        code: next(line for line in out.splitlines() if f"({code})" in line)
+        for code in ("housing_count_query", "deed_tax_declaration")
+    }
+    assert "[即办件]" in lines["housing_count_query"]
+    assert "[承诺件 20 个工作日，可延长 10]" in lines["deed_tax_declaration"]
+    for item in deed_tax.items:
+        assert catalog.service_of(item).promise_source in out
 
 
 def test_catalog_show_prints_prerequisites_before_dependents(

@@ -130,6 +130,8 @@ def test_a_result_cannot_be_changed_after_it_was_made() -> None:
             received_at=at,
             status_url="/v1/bundles/x",
             reply_url="/v1/bundles/x/reply",
+            promised_working_days=21,
+            items=(),
         ),
         lambda at: ItemStatus(
             item="a",
@@ -138,6 +140,8 @@ def test_a_result_cannot_be_changed_after_it_was_made() -> None:
             state="accepted",
             reason=None,
             updated_at=at,
+            handling_class="promised",
+            promise_days=20,
         ),
         lambda at: TimelineEntry(at=at, item=None, state="received", detail=None, actor="router"),
     ],

@@ -14,7 +14,7 @@ import pytest
 from harness import KEYRING, new_project_no
 from sqlalchemy import event, select
 
-from contracts.catalog import Catalog
+from contracts.catalog import Catalog, default_catalog
 from contracts.messages import (
     Accepted,
     Decided,
@@ -64,7 +64,7 @@ def _outcome(dispatch: ItemDispatch, result: OutcomeResult) -> ItemOutcome:
 
 def _item_state(database: Database, dispatch: ItemDispatch) -> str:
     with database.transaction() as session:
-        status = bundle_status(session, dispatch.bundle_id)
+        status = bundle_status(session, dispatch.bundle_id, default_catalog())
     assert status is not None
     return next(item.state for item in status.items if item.item == dispatch.item)
 
@@ -108,7 +108,7 @@ def test_an_acceptance_with_tolerated_gaps_keeps_the_commitment_and_due_date(
     assert Correlator(database, catalog, keyring=KEYRING).apply(accepted) is Applied.APPLIED
 
     with database.transaction() as session:
-        status = bundle_status(session, dispatch.bundle_id)
+        status = bundle_status(session, dispatch.bundle_id, default_catalog())
     assert status is not None
     item = next(item for item in status.items if item.item == dispatch.item)
     assert item.tolerated_gaps == (gap,)

@@ -9,7 +9,7 @@ from harness import new_project_no, running_stack
 from kombu import Connection
 
 from adapters.simulated import Rule, Scenario, Verdict
-from contracts.catalog import Catalog
+from contracts.catalog import Catalog, promised_working_days
 from contracts.samples import full_selection, sample_application
 from lianban.cli import main
 from lianban.settings import Settings
@@ -40,11 +40,14 @@ def test_newborn_gets_one_reply_with_every_item_approved(
     assert [event["state"] for event in status["timeline"]].count("replied") == 1
     assert replies_on_queue == 1
     assert timeline == status["timeline"]
+    promise = promised_working_days(catalog, newborn, application["items"])
+    assert receipt["promised_working_days"] == status["promised_working_days"] == promise
 
     monkeypatch.setenv("LIANBAN_DATABASE_URL", settings.database_url)
     assert main(["bundle", "show", application["project_no"]]) == 0
     shown = capsys.readouterr().out
     assert f"{application['project_no']}  newborn  replied" in shown
+    assert f"承诺 {promise} 个工作日" in shown
     assert shown.count("approved") >= len(reply["items"])
 
 

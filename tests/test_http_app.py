@@ -53,6 +53,8 @@ def test_two_apps_in_one_process_each_serve_their_own_catalog_and_services(
         for server in servers:
             server.stop()
     assert full["bundle_types"].keys() == catalog.bundle_types.keys()
+    assert full["services"]["real_estate_query"]["handling_class"] == "on_the_spot"
+    assert full["services"]["birth_household_registration"]["promise_days"] == 20
     assert list(newborn["bundle_types"]) == ["newborn"]
     # The second app's intake validates against its own catalog.
     assert submitted.status_code == 422

@@ -1,7 +1,8 @@
 """Reads the catalog data (`data/`) and checks what the models alone cannot.
 
 Every problem names its file and entry: unknown departments, dangling prerequisites,
-cycles, a service claimed by two departments, groups that cannot be satisfied.
+cycles, a service claimed by two departments, groups that cannot be satisfied, a service
+without a time limit or a time limit without a service, a key listed twice.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import ValidationError
 
-from contracts.catalog.model import BundleType, Catalog, Department, Item
+from contracts.catalog.model import BundleType, Catalog, Department, Item, Service
 from contracts.errors import CatalogError
 
 DATA_DIR = Path(__file__).parent / "data"
-_M = TypeVar("_M", Department, BundleType)
+_M = TypeVar("_M", Department, BundleType, Service)
 
 
 def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
-    """Load and check the catalog under `data_dir` (departments.yaml + bundles/*.yaml)."""
+    """Load and check the catalog under `data_dir` (departments.yaml, bundles/*.yaml and
+    time_limits.yaml)."""
     departments = _load_departments(data_dir / "departments.yaml")
     bundle_types: dict[str, BundleType] = {}
     origin: dict[str, Path] = {}
@@ -39,7 +41,11 @@ def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
     if not bundle_types:
         raise CatalogError(f"{data_dir / 'bundles'}: no bundle types found")
     _check_services(bundle_types, origin)
-    return Catalog(departments=departments, bundle_types=bundle_types)
+    services = _load_time_limits(
+        data_dir / "time_limits.yaml",
+        {item.service for bundle_type in bundle_types.values() for item in bundle_type.items},
+    )
+    return Catalog(departments=departments, bundle_types=bundle_types, services=services)
 
 
 @cache
@@ -159,13 +165,61 @@ def _check_services(bundle_types: Mapping[str, BundleType], origin: Mapping[str,
                 )
 
 
+def _load_time_limits(path: Path, filed: set[str]) -> dict[str, Service]:
+    """Every filed service's time limit, its `source` key replaced by that source's text."""
+    raw = _read_yaml(path)
+    if (
+        not isinstance(raw, dict)
+        or set(raw) != {"sources", "services"}
+        or not all(isinstance(part, dict) for part in raw.values())
+    ):
+        raise CatalogError(f"{path.name}: expected exactly the mappings 'sources' and 'services'")
+    sources: dict[str, str] = raw["sources"]
+    services: dict[str, Service] = {}
+    cited: set[str] = set()
+    for code, entry in raw["services"].items():
+        source = entry.pop("source", None) if isinstance(entry, dict) else None
+        if not isinstance(source, str) or source not in sources:
+            raise CatalogError(
+                f"{path.name}: service {code!r} cites source {source!r}, which is not one of "
+                f"{sorted(sources)}"
+            )
+        cited.add(source)
+        services[code] = _parse(
+            Service, {"code": code, **entry, "promise_source": sources[source]}, path
+        )
+    problems = {
+        "no time limit for service(s)": filed - services.keys(),
+        "time limit for service(s) no item files": services.keys() - filed,
+        "source(s) no service cites": sources.keys() - cited,
+    }
+    for problem, codes in problems.items():
+        if codes:
+            raise CatalogError(f"{path.name}: {problem}: {', '.join(sorted(codes))}")
+    return services
+
+
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise CatalogError(f"{path}: file not found") from None
     except yaml.YAMLError as error:
         raise CatalogError(f"{path.name}: not valid YAML: {error}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key listed twice in one mapping, which plain YAML loading
+    would silently resolve to the last value."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        duplicates = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if duplicates:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key(s) listed twice: {', '.join(duplicates)}", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
 
 
 def _parse(model: type[_M], raw: Any, path: Path) -> _M:

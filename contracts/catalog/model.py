@@ -1,4 +1,5 @@
-"""The catalog's shape: departments, bundle types (一件事) and their items (涉及事项).
+"""The catalog's shape: departments, bundle types (一件事), their items (涉及事项) and the
+services (事项) those items file, with each service's promised time limit.
 
 The data lives in YAML beside this module (`data/`); `loader.py` reads it into these
 models and checks the references between them.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
 
@@ -80,10 +81,44 @@ class Item(_Frozen):
     exclusive_group: str | None = Field(
         default=None, description="At most one item sharing it may be chosen (variants)."
     )
-    promise_days: int | None = Field(
-        default=None, ge=0, description="Promised time limit in working days (承诺办结时限)."
-    )
     note: str | None = None
+
+
+class HandlingClass(StrEnum):
+    """How a service is decided (seed 003's 办件分类)."""
+
+    ON_THE_SPOT = "on_the_spot"  # 即办件: decided at the window the day it is accepted
+    PROMISED = "promised"  # 承诺件: decided within the promised number of working days
+
+
+class Service(_Frozen):
+    """A department's service (事项) and its promised time limit, shared by every item that
+    files it (data/time_limits.yaml)."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    handling_class: HandlingClass
+    promise_days: int = Field(
+        ge=0,
+        description="承诺办结时限 in working days counted from 受理; 0 for 即办件 (decided by the "
+        "end of the 受理 working day).",
+    )
+    extension_days: int = Field(
+        ge=0, description="Working days one approved 延期 may add (行政许可法 第四十二条: 10)."
+    )
+    promise_source: str = Field(
+        min_length=1,
+        description="Where the numbers come from: a seed's wording, a public "
+        "办事指南, or the statutory default.",
+    )
+
+    @model_validator(mode="after")
+    def _class_matches_days(self) -> Service:
+        on_the_spot = self.handling_class is HandlingClass.ON_THE_SPOT
+        if on_the_spot != (self.promise_days == 0):
+            raise ValueError("a 即办件 promises 0 working days and a 承诺件 at least 1")
+        if on_the_spot and self.extension_days:
+            raise ValueError("a 即办件 is decided on the spot and cannot be extended")
+        return self
 
 
 class BundleType(_Frozen):
@@ -110,6 +145,10 @@ class BundleType(_Frozen):
 class Catalog(_Frozen):
     departments: dict[str, Department]
     bundle_types: dict[str, BundleType]
+    services: dict[str, Service]
+
+    def service_of(self, item: Item) -> Service:
+        return self.services[item.service]
 
     def services_of(self, department: str) -> frozenset[str]:
         return frozenset(

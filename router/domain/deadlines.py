@@ -1,7 +1,7 @@
 """Deadlines in Chinese working days, and the watcher that marks overdue items.
 
 Seeds: acceptance (受理) within 1 working day of dispatch; decision within the item's
-promised time limit (承诺办结时限, `promise_days` in the catalog). Deadlines are stored
+promised time limit (承诺办结时限, the catalog service's `promise_days`). Deadlines are stored
 on the item when it is dispatched, so they survive restarts; the watcher compares them
 with the clock and marks an item overdue once per kind, with a timeline event.
 """
@@ -17,14 +17,13 @@ import structlog
 from sqlalchemy import Select, or_, select
 
 from contracts.api import OverdueKind, TimelineEvent
+from contracts.catalog import ACCEPTANCE_WORKING_DAYS
 from contracts.messages import ItemState
 from router.domain.workdays import WorkingCalendar
 from router.store import OPEN_ITEM, Database, ItemRow
 from router.store.timeline import Actor, record_event
 
 log = structlog.get_logger(__name__)
-
-ACCEPTANCE_WORKING_DAYS = 1
 
 
 @dataclass(frozen=True)

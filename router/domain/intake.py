@@ -22,6 +22,7 @@ from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
 from router.domain.progress import advance
 from router.domain.validation import find_problems
+from router.domain.views import bundle_promise, item_promise
 from router.store import BundleRow, Database, ItemRow, audit
 from router.store.audit import AuditEvent
 from router.store.timeline import Actor, record_event
@@ -98,7 +99,7 @@ class Intake:
                 select(BundleRow).where(BundleRow.project_no == application.project_no)
             )
             if existing is not None:
-                return _replay_of(existing, application)
+                return _replay_of(existing, application, self._catalog)
             bundle_type = self._catalog.bundle_types[application.bundle_type]
             now = datetime.now(UTC)
             bundle = BundleRow(
@@ -159,7 +160,7 @@ class Intake:
                 bundle_type=bundle.bundle_type,
                 items=len(bundle.items),
             )
-            return Received(receipt_for(bundle), replayed=False)
+            return Received(receipt_for(bundle, self._catalog), replayed=False)
 
     def _audit_received(self, raw: Any, outcome: str, detail: str | None = None) -> None:
         """An application that stored nothing (refused, repeated, conflicting) is audited too."""
@@ -179,10 +180,10 @@ class Intake:
             existing = session.scalars(
                 select(BundleRow).where(BundleRow.project_no == application.project_no)
             ).one()
-            return _replay_of(existing, application)
+            return _replay_of(existing, application, self._catalog)
 
 
-def receipt_for(bundle: BundleRow) -> IntakeReceipt:
+def receipt_for(bundle: BundleRow, catalog: Catalog) -> IntakeReceipt:
     return IntakeReceipt(
         bundle_id=bundle.id,
         project_no=bundle.project_no,
@@ -190,15 +191,17 @@ def receipt_for(bundle: BundleRow) -> IntakeReceipt:
         received_at=bundle.received_at,
         status_url=f"/v1/bundles/{bundle.id}",
         reply_url=f"/v1/bundles/{bundle.id}/reply",
+        promised_working_days=bundle_promise(catalog, bundle),
+        items=tuple(item_promise(catalog, item) for item in bundle.items),
     )
 
 
-def _replay_of(existing: BundleRow, application: Application) -> IntakeResult:
+def _replay_of(existing: BundleRow, application: Application, catalog: Catalog) -> IntakeResult:
     if existing.application != application.model_dump(mode="json"):
         return CaseNumberTaken(
             f"case number {application.project_no} was already used for a different application"
         )
-    return Received(receipt_for(existing), replayed=True)
+    return Received(receipt_for(existing, catalog), replayed=True)
 
 
 def _idempotency_problem(raw: Any, key: str | None) -> Problem | None:

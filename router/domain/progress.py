@@ -153,7 +153,8 @@ def _dispatch(
         reason="容缺预审：先行受理、预审，前置事项办结后再审批" if pre_review else None,
     )
     try:
-        due = deadlines_for(working_calendar(), item.updated_at, catalog_item.promise_days)
+        # No decision deadline yet: its clock starts at 受理 (seed 001), not at dispatch.
+        due = deadlines_for(working_calendar(), item.updated_at, promise_days=None)
     except UnknownYearError as error:
         # Never a guessed deadline: the operator sees why there is none and adds the year.
         record_event(

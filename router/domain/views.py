@@ -8,14 +8,28 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contracts.api import BundleStatus, CallbackStatus, ItemStatus, TimelineEntry
+from contracts.api import BundleStatus, CallbackStatus, ItemPromise, ItemStatus, TimelineEntry
 from contracts.application import MaterialRef
+from contracts.catalog import Catalog, promised_working_days
 from contracts.messages import BundleReply, ItemState
 from router.domain.progress import certificates_of, tolerated_gaps
-from router.store import BundleRow, CallbackRow, EventRow, ReplyRow
+from router.store import BundleRow, CallbackRow, EventRow, ItemRow, ReplyRow
 
 
-def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None:
+def bundle_promise(catalog: Catalog, bundle: BundleRow) -> int:
+    """The bundle's promised working days, from the catalog's limits of its items."""
+    bundle_type = catalog.bundle_types[bundle.bundle_type]
+    return promised_working_days(catalog, bundle_type, (item.code for item in bundle.items))
+
+
+def item_promise(catalog: Catalog, item: ItemRow) -> ItemPromise:
+    service = catalog.services[item.service]
+    return ItemPromise(
+        item=item.code, handling_class=service.handling_class, promise_days=service.promise_days
+    )
+
+
+def bundle_status(session: Session, bundle_id: uuid.UUID, catalog: Catalog) -> BundleStatus | None:
     bundle = session.get(BundleRow, bundle_id)
     if bundle is None:
         return None
@@ -26,6 +40,7 @@ def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None
         state=bundle.state,
         received_at=bundle.received_at,
         replied_at=bundle.replied_at,
+        promised_working_days=bundle_promise(catalog, bundle),
         items=tuple(
             ItemStatus(
                 item=item.code,
@@ -34,6 +49,8 @@ def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None
                 state=ItemState(item.state),
                 reason=item.reason,
                 updated_at=item.updated_at,
+                handling_class=catalog.services[item.service].handling_class,
+                promise_days=catalog.services[item.service].promise_days,
                 accept_due_at=item.accept_due_at,
                 decide_due_at=item.decide_due_at,
                 overdue=item.overdue,

@@ -27,7 +27,7 @@ from router.domain.views import bundle_reply, bundle_status, bundle_timeline
 from router.domain.withdrawal import Withdrawn, withdraw
 from router.http.auth import Scope, require_scope
 from router.http.problems import one_time_notice
-from router.http.services import AppServices
+from router.http.services import AppCatalog, AppServices
 from router.store import BundleRow
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -91,9 +91,9 @@ async def submit_bundle(
 
 
 @bundle_routes.get("/v1/bundles/{bundle_id}", response_model=BundleStatus, dependencies=READERS)
-def get_bundle(bundle_id: uuid.UUID, services: AppServices) -> BundleStatus:
+def get_bundle(bundle_id: uuid.UUID, services: AppServices, catalog: AppCatalog) -> BundleStatus:
     with services.database.transaction() as session:
-        found = bundle_status(session, bundle_id)
+        found = bundle_status(session, bundle_id, catalog)
     if found is None:
         raise HTTPException(status_code=404, detail="no such bundle")
     return found
@@ -155,7 +155,7 @@ def withdraw_bundle(
     },
 )
 def submit_correction(
-    bundle_id: uuid.UUID, item: str, body: Correction, services: AppServices
+    bundle_id: uuid.UUID, item: str, body: Correction, services: AppServices, catalog: AppCatalog
 ) -> BundleStatus | JSONResponse:
     """补齐补正: resubmit what the department asked for; the item resumes at the same
     department without a second filing."""
@@ -172,4 +172,4 @@ def submit_correction(
     if result is Resubmitted.NOT_REQUESTED:
         raise HTTPException(status_code=409, detail=f"no correction of {item} is awaited")
     services.on_commit()
-    return get_bundle(bundle_id, services)
+    return get_bundle(bundle_id, services, catalog)

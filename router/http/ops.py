@@ -84,7 +84,7 @@ def overdue(ops: AppOps, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> l
 @ops_routes.get("/v1/ops/bundles/{key}", dependencies=OPERATORS)
 def find(key: str, ops: AppOps) -> BundleStatus:
     """A bundle by id or case number (办件编号), with its whole timeline."""
-    found = bundle_by_key(ops.database, key)
+    found = bundle_by_key(ops, key)
     if found is None:
         raise HTTPException(404, detail=f"no bundle {key!r}")
     return found

@@ -216,8 +216,8 @@ def _as_json(groups: dict[str, Figures]) -> dict[str, dict[str, Any]]:
     return {name: vars(figures) for name, figures in groups.items()}
 
 
-def bundle_by_key(database: Database, key: str) -> BundleStatus | None:
+def bundle_by_key(ops: OpsServices, key: str) -> BundleStatus | None:
     """A bundle by id or case number (办件编号), with its whole timeline."""
-    with database.transaction() as session:
+    with ops.database.transaction() as session:
         bundle_id = find_bundle(session, key.strip())
-        return bundle_status(session, bundle_id) if bundle_id else None
+        return bundle_status(session, bundle_id, ops.catalog) if bundle_id else None
