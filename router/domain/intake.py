@@ -21,10 +21,13 @@ from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
 from router.domain.progress import advance
+from router.domain.timekeeping import Timekeeper
 from router.domain.validation import find_problems
+from router.domain.workdays import working_calendar
 from router.store import BundleRow, Database, ItemRow, audit
 from router.store.audit import AuditEvent
 from router.store.timeline import Actor, record_event
+from runtime import clock
 from runtime.failpoints import failpoint
 from runtime.storage import MaterialStore
 
@@ -100,7 +103,7 @@ class Intake:
             if existing is not None:
                 return _replay_of(existing, application)
             bundle_type = self._catalog.bundle_types[application.bundle_type]
-            now = datetime.now(UTC)
+            now = clock.now()
             bundle = BundleRow(
                 id=uuid.uuid4(),
                 project_no=application.project_no,
@@ -152,6 +155,7 @@ class Intake:
                     )
                 )
             session.flush()
+            Timekeeper(session, working_calendar()).open_bundle(bundle, bundle_type, now)
             advance(session, bundle, bundle_type)
             log.info(
                 "intake.accepted",

@@ -88,6 +88,10 @@ class WorkingCalendar:
     def known_years(self) -> list[int]:
         return sorted(set(self._library) | set(self._files))
 
+    def is_official(self, year: int) -> bool:
+        """Whether `year` comes from a State Council notice rather than an estimate."""
+        return year in self.known_years()
+
     def is_working_day(self, day: date) -> bool:
         if isinstance(day, datetime):
             # A datetime's own date depends on its zone; make the caller say which.

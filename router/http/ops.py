@@ -26,11 +26,11 @@ from router.http.services import AppOps
 from router.operations.overview import (
     DeadLetterEntry,
     DepartmentHealth,
-    OverdueItem,
+    DeadlineEntry,
     SupervisionFigures,
     bundle_by_key,
     department_health,
-    overdue_items,
+    deadline_entries,
     supervision_figures,
 )
 
@@ -76,9 +76,11 @@ def departments(
     return department_health(ops, timedelta(minutes=window_minutes))
 
 
-@ops_routes.get("/v1/ops/overdue", dependencies=OPERATORS)
-def overdue(ops: AppOps, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[OverdueItem]:
-    return overdue_items(ops.database, limit)
+@ops_routes.get("/v1/ops/deadlines", dependencies=OPERATORS)
+def deadlines(
+    ops: AppOps, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> list[DeadlineEntry]:
+    return deadline_entries(ops.database, limit)
 
 
 @ops_routes.get("/v1/ops/bundles/{key}", dependencies=OPERATORS)
