@@ -115,7 +115,9 @@ class Clock(BaseModel):
         if self.extended_days:
             raise ValueError("the deadline was extended already: 延期 is allowed once")
         if days > self.extendable_days:
-            raise ValueError(f"延期 by {days} working days exceeds the {self.extendable_days} allowed")
+            raise ValueError(
+                f"延期 by {days} working days exceeds the {self.extendable_days} allowed"
+            )
         return self.model_copy(update={"extended_days": days, "extension_reason": reason})
 
     def finish(self, calendar: WorkingCalendar, at: datetime) -> Clock:
@@ -132,7 +134,9 @@ class Clock(BaseModel):
         the moment it starts, only on its last day."""
         return alert_level(calendar, due_at, now, may_warn=self.days_used(calendar, now) > 0)
 
-    def status(self, calendar: WorkingCalendar, now: datetime, due_at: datetime | None) -> ClockStatus:
+    def status(
+        self, calendar: WorkingCalendar, now: datetime, due_at: datetime | None
+    ) -> ClockStatus:
         used = self.days_used(calendar, self.finished_at or now)
         return ClockStatus(
             kind=self.kind,

@@ -35,7 +35,10 @@ from runtime import clock
 
 log = structlog.get_logger(__name__)
 
-_STEP = {AlertLevel.WARNING: TimelineEvent.DEADLINE_WARNING, AlertLevel.MISSED: TimelineEvent.OVERDUE}
+_STEP = {
+    AlertLevel.WARNING: TimelineEvent.DEADLINE_WARNING,
+    AlertLevel.MISSED: TimelineEvent.OVERDUE,
+}
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,9 @@ def _bundle_alerts(
     session: Session, calendar: WorkingCalendar, now: datetime, horizon: datetime
 ) -> list[Alert]:
     alerts = []
-    for bundle in session.scalars(select(BundleRow).where(OPEN_BUNDLE, BundleRow.due_at <= horizon)):
+    for bundle in session.scalars(
+        select(BundleRow).where(OPEN_BUNDLE, BundleRow.due_at <= horizon)
+    ):
         bundle_promise = bundle_clock(bundle)
         if bundle_promise is None or bundle.due_at is None:
             continue

@@ -2,18 +2,15 @@
 
 Seeds 001 and 004 (第十六条), and 行政许可法 第四十二条/第四十五条:
 
-| what happens                         | acceptance clock (1 day)   | decision clock (承诺办结时限)    |
-|--------------------------------------|----------------------------|----------------------------------|
-| dispatched                           | starts (due end of next    | armed with the promised limit    |
-|                                      | working day)               |                                  |
-| accepted (受理)                      | finishes                   | starts: "予以受理的，办件计时开始" |
-| pre-reviewed (容缺预审)               | finishes                   | armed until the prerequisites'   |
-|                                      |                            | results are forwarded (accepted) |
-| correction requested (补齐补正)       | finishes                   | pauses, days used kept           |
-| resubmitted                          | starts anew if never       | resumes                          |
-|                                      | accepted, never the old one|                                  |
-| extended (延期), excluded time         | —                          | once + reason; stops / resumes   |
-| decided, rejected, failed, cancelled | finishes                   | finishes                         |
+| what happens                  | acceptance (1 day)     | decision (承诺办结时限)       |
+|-------------------------------|------------------------|-------------------------------|
+| dispatched                    | starts                 | armed with the promised limit |
+| accepted (受理)               | finishes               | starts ("办件计时开始")       |
+| pre-reviewed (容缺预审)       | finishes               | armed until results forwarded |
+| correction requested (补正)   | finishes               | pauses, days used kept        |
+| resubmitted                   | anew if never accepted | resumes                       |
+| extended (延期), excluded time | —                      | once + reason; stops, resumes |
+| decided, rejected, failed …   | finishes               | finishes                      |
 
 A tolerated-gap (容缺) commitment's due day is kept beside the clocks (`gap_due_at`): the
 item goes on while the material is outstanding, which is the point of 容缺受理, so the
@@ -60,7 +57,10 @@ STATUTORY_EXTENSION_DAYS = 10
 WAITING_FOR_APPLICANT = "等待申请人补齐补正"
 
 ACCEPT, DECIDE = DeadlineKind.ACCEPTANCE, DeadlineKind.DECISION
-_CLOCK_COLUMNS = {ACCEPT: ("accept_clock", "accept_due_at"), DECIDE: ("decide_clock", "decide_due_at")}
+_CLOCK_COLUMNS = {
+    ACCEPT: ("accept_clock", "accept_due_at"),
+    DECIDE: ("decide_clock", "decide_due_at"),
+}
 
 
 def decision_limits(item: Item) -> tuple[int, int]:
@@ -149,7 +149,12 @@ class Timekeeper:
                 except ValueError as refused:
                     return str(refused)
                 self._store_item(
-                    item, extended, TimelineEvent.DEADLINE_EXTENDED, f"延期 {days} 个工作日：{reason}", at, actor
+                    item,
+                    extended,
+                    TimelineEvent.DEADLINE_EXTENDED,
+                    f"延期 {days} 个工作日：{reason}",
+                    at,
+                    actor,
                 )
             case ClockStopped(cause=cause):
                 self._pause(item, cause.value, at, actor)
@@ -171,13 +176,17 @@ class Timekeeper:
                 clock = item_clock(item, kind)
                 before = getattr(item, _CLOCK_COLUMNS[kind][1])
                 if clock is not None and self._due(item.bundle_id, item.code, clock) != before:
-                    self._store_item(item, clock, TimelineEvent.DEADLINE_MOVED, f"from {before}", None)
+                    self._store_item(
+                        item, clock, TimelineEvent.DEADLINE_MOVED, f"from {before}", None
+                    )
                     moved += 1
         bundles = select(BundleRow).where(OPEN_BUNDLE, BundleRow.clock.is_not(None))
         for bundle in self._session.scalars(bundles.with_for_update()):
             clock, before = bundle_clock(bundle), bundle.due_at
             if clock is not None and self._due(bundle.id, None, clock) != before:
-                self._store_bundle(bundle, clock, TimelineEvent.DEADLINE_MOVED, f"from {before}", None)
+                self._store_bundle(
+                    bundle, clock, TimelineEvent.DEADLINE_MOVED, f"from {before}", None
+                )
                 moved += 1
         return moved
 
@@ -226,7 +235,9 @@ class Timekeeper:
         waiting = any(row.state == ItemState.CORRECTION_REQUESTED for row in bundle.items)
         if waiting and clock.running:
             paused = clock.pause(self._calendar, at, WAITING_FOR_APPLICANT)
-            self._store_bundle(bundle, paused, TimelineEvent.CLOCK_PAUSED, WAITING_FOR_APPLICANT, at)
+            self._store_bundle(
+                bundle, paused, TimelineEvent.CLOCK_PAUSED, WAITING_FOR_APPLICANT, at
+            )
         elif not waiting and clock.paused_cause is not None:
             used = f"已用 {clock.used} 个工作日"
             self._store_bundle(bundle, clock.resume(at), TimelineEvent.CLOCK_RESUMED, used, at)
@@ -299,4 +310,3 @@ def deadlines(item: ItemRow) -> Iterator[tuple[DeadlineKind, datetime, Clock | N
             yield kind, due, item_clock(item, kind)
     if item.gap_due_at is not None:
         yield DeadlineKind.TOLERATED_GAP, item.gap_due_at, None
-

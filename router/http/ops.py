@@ -25,12 +25,12 @@ from router.http.auth import ApiToken, Scope, require_scope
 from router.http.services import AppOps
 from router.operations.overview import (
     DeadLetterEntry,
-    DepartmentHealth,
     DeadlineEntry,
+    DepartmentHealth,
     SupervisionFigures,
     bundle_by_key,
-    department_health,
     deadline_entries,
+    department_health,
     supervision_figures,
 )
 

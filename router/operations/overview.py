@@ -7,7 +7,7 @@ database through `OpsServices.metrics`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
@@ -22,7 +22,7 @@ from sqlalchemy import and_, func, select
 
 from contracts.api import AlertLevel, BundleState, BundleStatus, DeadlineKind
 from contracts.catalog import Catalog
-from contracts.messages import FINAL_ITEM_STATES, ItemState
+from contracts.messages import ItemState
 from router.domain.timekeeping import deadlines
 from router.domain.views import bundle_status, find_bundle
 from router.operations.dlq import DeadLetter, DeadLetterQueues, DeadLetterSummary
@@ -32,7 +32,14 @@ from router.operations.queues import (
     department_queues,
     oldest_unanswered_dispatches,
 )
-from router.operations.supervision import Figures, figures_by, item_timings
+from router.operations.supervision import (
+    BundleFigures,
+    Figures,
+    bundle_figures_by_type,
+    bundle_timings,
+    figures_by,
+    item_timings,
+)
 from router.store import BundleRow, Database, DeadlineAlertRow, EventRow, ItemRow
 from router.store.timeline import DEPARTMENT_ACTOR_PREFIX
 from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE, BreakerState
@@ -90,6 +97,7 @@ class SupervisionFigures(BaseModel):
     until: date
     by_department: dict[str, dict[str, Any]]
     by_bundle_type: dict[str, dict[str, Any]]
+    bundles_by_type: dict[str, dict[str, Any]]  # bundles against their own promise
     names: dict[str, str]
 
 
@@ -215,6 +223,7 @@ def supervision_figures(ops: OpsServices, since: date, until: date) -> Supervisi
     end = datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) - CHINA
     with ops.database.transaction() as session:
         items = item_timings(session, start, end)
+        bundles = bundle_timings(session, start, end)
     catalog = ops.catalog
     names = {code: department.name_zh for code, department in catalog.departments.items()}
     names |= {code: bundle_type.name_zh for code, bundle_type in catalog.bundle_types.items()}
@@ -223,11 +232,12 @@ def supervision_figures(ops: OpsServices, since: date, until: date) -> Supervisi
         until=until,
         by_department=_as_json(figures_by(items, lambda item: item.department)),
         by_bundle_type=_as_json(figures_by(items, lambda item: item.bundle_type)),
+        bundles_by_type=_as_json(bundle_figures_by_type(bundles)),
         names=names,
     )
 
 
-def _as_json(groups: dict[str, Figures]) -> dict[str, dict[str, Any]]:
+def _as_json(groups: Mapping[str, Figures | BundleFigures]) -> dict[str, dict[str, Any]]:
     return {name: vars(figures) for name, figures in groups.items()}
 
 

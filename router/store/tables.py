@@ -149,7 +149,9 @@ class DeadlineAlertRow(Base):
 
     __tablename__ = "deadline_alerts"
     __table_args__ = (
-        Index("ux_deadline_alerts_once", "bundle_id", "item", "kind", "level", "due_at", unique=True),
+        Index(
+            "ux_deadline_alerts_once", "bundle_id", "item", "kind", "level", "due_at", unique=True
+        ),
     )
 
     id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
