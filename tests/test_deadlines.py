@@ -1,85 +1,341 @@
-"""Deadlines in Chinese working days, stored at dispatch and watched for overdue items."""
+"""Deadline clocks through simulated weeks (time-machine, never sleeps), on SQLite and
+(connected) PostgreSQL: acceptance within a working day, the decision clock from 受理,
+paused while the applicant corrects, 延期 and excluded time, 预警 and 超期 raised once,
+the bundle's own promise, tolerated-gap commitments, supervision from the clocks.
+
+Spring Festival 2026: 15–23 February off; Saturdays 14 and 28 February worked (调休).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta, timezone
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
-import httpx
 import pytest
-from harness import AUTH, new_project_no
-from sqlalchemy import text
+import time_machine
+from harness import KEYRING, new_project_no
+from sqlalchemy import select, text
 
+from contracts.api import AlertLevel, BundleStatus, DeadlineKind, ItemStatus
+from contracts.application import MaterialRef
 from contracts.catalog import Catalog
-from contracts.errors import UnknownYearError
-from contracts.samples import SAMPLE_PDF, sample_application
-from lianban.settings import Settings
-from lianban.stack import Role, Stack
-from router.domain.deadlines import DeadlineWatcher, deadlines_for, overdue_candidates
+from contracts.messages import (
+    Accepted,
+    ClockResumed,
+    ClockStopped,
+    CorrectionRequested,
+    Decided,
+    ExclusionCause,
+    Extended,
+    ItemDispatch,
+    ItemOutcome,
+    OutcomeResult,
+    ToleratedGap,
+)
+from contracts.samples import SAMPLE_PDF, sample_application, sample_material_ref
+from router.domain.corrections import Resubmitted, resubmit
+from router.domain.correlator import Applied, Correlator
+from router.domain.deadlines import Alert, DeadlineWatcher, near_deadlines, recompute_deadlines
+from router.domain.intake import Intake, Received
+from router.domain.views import bundle_status
 from router.domain.workdays import WorkingCalendar
-from router.store import Database
+from router.operations.supervision import bundle_timings, item_timings
+from router.store import Database, OutboxRow
+from runtime.storage import LocalMaterialStore
 
-BEIJING = timezone(timedelta(hours=8))
-END_OF_DAY = (23, 59, 59, 999999)
-
-
-def test_deadlines_skip_national_day_and_count_the_makeup_saturday() -> None:
-    # 国办发明电〔2023〕7号: 2024-10-01..07 off; Saturday 2024-10-12 is worked (调休).
-    calendar = WorkingCalendar.load()
-    due = deadlines_for(calendar, datetime(2024, 9, 30, 10, 0, tzinfo=BEIJING), promise_days=5)
-    assert due.accept_due_at == datetime(2024, 10, 8, *END_OF_DAY, tzinfo=BEIJING)
-    # Oct 8, 9, 10, 11 and the make-up Saturday Oct 12 are the five working days.
-    assert due.decide_due_at == datetime(2024, 10, 12, *END_OF_DAY, tzinfo=BEIJING)
+CHINA = timezone(timedelta(hours=8))
+BIRTH, VACCINATION = "birth_medical_certificate", "vaccination_certificate"
 
 
-def test_no_deadline_is_guessed_beyond_the_known_years() -> None:
-    calendar = WorkingCalendar.load()
-    last_known = max(calendar.known_years())
-    with pytest.raises(UnknownYearError):
-        deadlines_for(calendar, datetime(last_known, 12, 31, 10, tzinfo=BEIJING), promise_days=5)
+def at(month: int, day: int, hour: int = 10, year: int = 2026) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=CHINA)
 
 
-def test_overdue_items_are_marked_once_and_the_mark_survives_a_restart(
-    settings: Settings, catalog: Catalog
+def end_of(month: int, day: int, year: int = 2026) -> datetime:
+    return datetime(year, month, day, 23, 59, 59, 999999, tzinfo=CHINA)
+
+
+@dataclass
+class Case:
+    """One newborn bundle in a database, moved through simulated time."""
+
+    database: Database
+    correlator: Correlator
+    bundle_id: uuid.UUID
+    dispatches: dict[str, ItemDispatch]
+
+    def answer(self, when: datetime, item: str, result: OutcomeResult) -> Applied:
+        dispatch = self.dispatches[item]
+        with time_machine.travel(when, tick=False):
+            return self.correlator.apply(
+                ItemOutcome(
+                    bundle_id=dispatch.bundle_id,
+                    item=item,
+                    department=dispatch.department,
+                    dispatch_id=dispatch.message_id,
+                    occurred_at=when,
+                    result=result,
+                )
+            )
+
+    def resubmit(self, when: datetime, item: str) -> None:
+        material = MaterialRef.model_validate(sample_material_ref())
+        with time_machine.travel(when, tick=False):
+            assert resubmit(self.database, self.bundle_id, item, (material,)) is (
+                Resubmitted.RESUBMITTED
+            )
+
+    def status(self, when: datetime) -> BundleStatus:
+        with time_machine.travel(when, tick=False), self.database.transaction() as session:
+            status = bundle_status(session, self.bundle_id)
+        assert status is not None
+        return status
+
+    def item(self, when: datetime, code: str) -> ItemStatus:
+        return next(item for item in self.status(when).items if item.item == code)
+
+    def steps(self, item: str | None) -> list[tuple[str, str | None]]:
+        timeline = self.status(at(2, 9)).timeline
+        return [(step.state, step.detail) for step in timeline if step.item == item]
+
+
+@pytest.fixture
+def newborn(database: Database, catalog: Catalog, tmp_path: Path) -> Iterator[Case]:
+    """A newborn bundle received on Monday 9 February 2026, 09:00 in China."""
+    materials = LocalMaterialStore(tmp_path / "materials")
+    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+    project_no = new_project_no()
+    with time_machine.travel(at(2, 9, hour=9), tick=False):
+        result = Intake(database, catalog, materials).submit(
+            sample_application(catalog.bundle_types["newborn"], project_no), project_no
+        )
+    assert isinstance(result, Received)
+    bundle_id = result.receipt.bundle_id
+    with database.transaction() as session:
+        rows = session.scalars(select(OutboxRow).where(OutboxRow.correlation_id == str(bundle_id)))
+        dispatches = [ItemDispatch.model_validate_json(row.body) for row in rows]
+    yield Case(
+        database,
+        Correlator(database, catalog, keyring=KEYRING),
+        bundle_id,
+        {dispatch.item: dispatch for dispatch in dispatches},
+    )
+
+
+def watch(database: Database, when: datetime, bundle_id: uuid.UUID) -> list[Alert]:
+    """Two watchers look at the same moment: whatever is raised, is raised once."""
+    with time_machine.travel(when, tick=False):
+        first = DeadlineWatcher(database).run_once(when)
+        assert DeadlineWatcher(database).run_once(when) == []
+    return [alert for alert in first if alert.bundle_id == bundle_id]
+
+
+def levels(
+    alerts: list[Alert], items: tuple[str | None, ...] = (BIRTH, VACCINATION, None)
+) -> set[tuple[str | None, DeadlineKind, AlertLevel]]:
+    """The alerts about `items` (None: the bundle); the pre-reviewed insurance items,
+    dispatched at once and never answered here, raise their own."""
+    return {(alert.item, alert.kind, alert.level) for alert in alerts if alert.item in items}
+
+
+def test_spring_festival_correction_pauses_the_decision_and_the_bundle(newborn: Case) -> None:
+    case = newborn
+    # Dispatched Monday 9 Feb: accepted by the end of the next working day.
+    assert case.item(at(2, 9), BIRTH).accept_due_at == end_of(2, 10)
+    assert case.status(at(2, 9)).clock is not None
+
+    # 受理 Monday: 20 working days from 受理 (Friday 13 March without a pause).
+    assert case.answer(at(2, 9, hour=11), BIRTH, Accepted()) is Applied.APPLIED
+    accepted = case.item(at(2, 9, hour=12), BIRTH)
+    assert accepted.decide_due_at == end_of(3, 13)
+    assert accepted.accept_due_at is None  # met: no longer watched
+
+    # The vaccination's department asks for a correction before 受理 …
+    case.answer(at(2, 9, hour=11), VACCINATION, CorrectionRequested(reason="照片不清晰"))
+    # … and the birth certificate's after one working day of its decision clock.
+    case.answer(at(2, 10), BIRTH, CorrectionRequested(reason="补充父母结婚证"))
+    paused = case.item(at(2, 12), BIRTH)
+    [decision] = [clock for clock in paused.clocks if clock.kind is DeadlineKind.DECISION]
+    assert (decision.running, decision.days_used, decision.days_left) == (False, 1, 19)
+    assert decision.paused_cause == "等待申请人补齐补正" and paused.decide_due_at is None
+    bundle = case.status(at(2, 12))
+    assert bundle.clock is not None and not bundle.clock.running and bundle.due_at is None
+
+    # The vaccination's correction answered on Friday 13 Feb: a new acceptance deadline,
+    # Saturday 14 Feb (a 调休 working day), never its old one of 10 Feb.
+    case.resubmit(at(2, 13), VACCINATION)
+    assert case.item(at(2, 13), VACCINATION).accept_due_at == end_of(2, 14)
+    assert levels(watch(case.database, at(2, 13, hour=20), case.bundle_id)) == set()
+
+    # The birth certificate's correction answered four working days later (Sat 14 Feb):
+    # the decision resumes with its day used, nineteen left across the festival.
+    case.resubmit(at(2, 14), BIRTH)
+    resumed = case.item(at(2, 14, hour=11), BIRTH)
+    assert resumed.decide_due_at == end_of(3, 19)
+    assert resumed.accept_due_at is None  # accepted before: no acceptance clock again
+    # The bundle's promise: birth certificate → registration → insurance → card, each
+    # 1 + 20 working days, 84 in all, resumed from Saturday 14 Feb.
+    assert case.status(at(2, 14, hour=11)).due_at == end_of(6, 24)
+
+    # The vaccination's department does not answer: 预警 on its due day, 超期 after the
+    # festival; the birth certificate, accepted already, gets no false acceptance overdue.
+    assert levels(watch(case.database, at(2, 14, hour=12), case.bundle_id)) == {
+        (VACCINATION, DeadlineKind.ACCEPTANCE, AlertLevel.WARNING)
+    }
+    assert levels(watch(case.database, at(2, 24, hour=9), case.bundle_id)) == {
+        (VACCINATION, DeadlineKind.ACCEPTANCE, AlertLevel.MISSED)
+    }
+    assert case.item(at(2, 24), VACCINATION).overdue is DeadlineKind.ACCEPTANCE
+
+    # Accepted again after the correction: the decision clock keeps its time.
+    case.answer(at(2, 24, hour=11), BIRTH, Accepted())
+    assert case.item(at(2, 24, hour=12), BIRTH).decide_due_at == end_of(3, 19)
+    case.answer(at(2, 26), BIRTH, Decided(approved=True))
+    decided = case.item(at(2, 26, hour=11), BIRTH)
+    [decision] = [clock for clock in decided.clocks if clock.kind is DeadlineKind.DECISION]
+    assert (decision.days_used, decision.running, decided.overdue) == (4, False, None)
+
+    steps = [state for state, _ in case.steps(BIRTH)]
+    assert steps == [
+        "dispatched",
+        "clock_started",  # acceptance
+        "accepted",
+        "clock_started",  # decision, from 受理
+        "correction_requested",
+        "clock_paused",
+        "corrected",
+        "clock_resumed",
+        "accepted",
+        "approved",
+    ]
+    bundle_steps = [state for state, _ in case.steps(None)]
+    assert bundle_steps.count("clock_paused") == 1 and bundle_steps.count("clock_resumed") == 1
+
+    with case.database.transaction() as session:
+        [birth] = [timing for timing in item_timings(session) if timing.decided_at is not None]
+    assert (birth.decided_on_time, birth.decision_working_days) == (True, 4)
+
+
+def test_an_unanswered_item_is_late_not_failed(newborn: Case) -> None:
+    # Item 7, the router's side: an unreachable department makes the item late, never failed.
+    alerts = watch(newborn.database, at(2, 11), newborn.bundle_id)
+    assert levels(alerts) == {
+        (BIRTH, DeadlineKind.ACCEPTANCE, AlertLevel.MISSED),
+        (VACCINATION, DeadlineKind.ACCEPTANCE, AlertLevel.MISSED),
+    }
+    status = newborn.status(at(2, 11))
+    for code in (BIRTH, VACCINATION):
+        item = next(item for item in status.items if item.item == code)
+        assert (item.state, item.overdue) == ("dispatched", DeadlineKind.ACCEPTANCE)
+        assert [alert.level for alert in item.alerts] == [AlertLevel.MISSED]
+    overdue = [step.item for step in status.timeline if step.state == "overdue"]
+    assert {BIRTH, VACCINATION} <= set(overdue) and len(overdue) == len(set(overdue))
+
+
+def test_extension_once_and_excluded_time_move_the_decision(newborn: Case) -> None:
+    case = newborn
+    case.answer(at(2, 9, hour=11), BIRTH, Accepted())
+    assert case.item(at(2, 9, hour=12), BIRTH).decide_due_at == end_of(3, 13)
+
+    assert case.answer(at(2, 10), BIRTH, Extended(days=5, reason="经负责人批准延期")) is (
+        Applied.APPLIED
+    )
+    assert case.item(at(2, 10), BIRTH).decide_due_at == end_of(3, 20)
+    # 延期 is allowed once; a second is noted and changes nothing.
+    assert case.answer(at(2, 11), BIRTH, Extended(days=2, reason="再次延期")) is Applied.STALE
+    assert case.item(at(2, 11), BIRTH).decide_due_at == end_of(3, 20)
+
+    # 鉴定 from Thursday 12 Feb to Tuesday 24 Feb: its working days (13, 14, 24) do not count.
+    case.answer(at(2, 12), BIRTH, ClockStopped(cause=ExclusionCause.APPRAISAL))
+    stopped = case.item(at(2, 13), BIRTH)
+    assert stopped.decide_due_at is None
+    assert [clock.paused_cause for clock in stopped.clocks] == [None, "鉴定"]
+    case.answer(at(2, 24), BIRTH, ClockResumed())
+    assert case.item(at(2, 24), BIRTH).decide_due_at == end_of(3, 25)
+
+    details = [detail or "" for state, detail in case.steps(BIRTH) if state == "ignored"]
+    assert len(details) == 1 and "once" in details[0]
+    states = [state for state, _ in case.steps(BIRTH)]
+    assert states.count("deadline_extended") == 1
+    assert tuple(
+        state for state in states if state in ("clock_paused", "clock_resumed")
+    ) == ("clock_paused", "clock_resumed")
+
+
+def test_tolerated_gap_commitment_is_watched(newborn: Case) -> None:
+    gap = ToleratedGap(
+        material="父母身份证复印件", commitment="承诺5日内补交", due_date=date(2026, 2, 13)
+    )
+    newborn.answer(at(2, 9, hour=11), BIRTH, Accepted(tolerated_gaps=(gap,)))
+
+    def commitment(when: datetime) -> list[AlertLevel]:
+        alerts = watch(newborn.database, when, newborn.bundle_id)
+        return [alert.level for alert in alerts if alert.kind is DeadlineKind.TOLERATED_GAP]
+
+    # Due by the end of Friday 13 Feb: two working days ahead is quiet, one is 预警.
+    assert commitment(at(2, 11)) == []
+    assert commitment(at(2, 12)) == [AlertLevel.WARNING]
+    assert commitment(at(2, 14)) == [AlertLevel.MISSED]
+
+
+def test_bundle_promise_warns_and_is_missed_once(newborn: Case) -> None:
+    # Nothing answers the bundle for months: its 84-working-day promise ends 16 June 2026.
+    assert newborn.status(at(2, 9)).due_at == end_of(6, 16)
+    late = watch(newborn.database, at(6, 15), newborn.bundle_id)
+    assert (None, DeadlineKind.BUNDLE, AlertLevel.WARNING) in levels(late)
+    missed = watch(newborn.database, at(6, 17), newborn.bundle_id)
+    assert (None, DeadlineKind.BUNDLE, AlertLevel.MISSED) in levels(missed)
+    status = newborn.status(at(6, 17))
+    assert [alert.level for alert in status.alerts] == [AlertLevel.WARNING, AlertLevel.MISSED]
+    with newborn.database.transaction() as session:
+        [timing] = bundle_timings(session)
+    assert timing.on_time is None  # not replied: not counted yet
+
+
+def test_a_year_without_a_calendar_gets_its_deadline_once_the_year_is_added(
+    database: Database, catalog: Catalog, tmp_path: Path
 ) -> None:
-    # The intake alone: nothing answers, so the first items stay dispatched.
-    stack = Stack(settings, catalog, {Role.SERVE})
-    stack.start()
-    try:
-        stack.materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
-        application = sample_application(catalog.bundle_types["newborn"], new_project_no())
-        receipt = httpx.post(
-            f"{stack.base_url}/v1/bundles",
-            json=application,
-            headers={"Idempotency-Key": application["project_no"], **AUTH},
-        ).json()
-        status_url = f"{stack.base_url}{receipt['status_url']}"
-        before = httpx.get(status_url, headers=AUTH).json()
-        dispatched = [item for item in before["items"] if item["state"] == "dispatched"]
-        assert dispatched and all(item["accept_due_at"] for item in dispatched)
+    materials = LocalMaterialStore(tmp_path / "materials")
+    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+    project_no = new_project_no()
+    with time_machine.travel(at(12, 21), tick=False):
+        result = Intake(database, catalog, materials).submit(
+            sample_application(catalog.bundle_types["newborn"], project_no), project_no
+        )
+    assert isinstance(result, Received)
+    bundle_id = result.receipt.bundle_id
+    with database.transaction() as session:
+        status = bundle_status(session, bundle_id)
+    assert status is not None
+    # Acceptance (22 Dec) is computable; the bundle's promise reaches 2027, unknown here.
+    assert status.items[0].accept_due_at == end_of(12, 22)
+    assert status.due_at is None
+    assert any(step.state == "deadline_unknown" for step in status.timeline)
 
-        in_a_month = datetime.now(UTC) + timedelta(days=30)
-        watcher = DeadlineWatcher(stack.database, clock=lambda: in_a_month)
-        first = watcher.mark_overdue()
-        again = watcher.mark_overdue()
-        restarted = DeadlineWatcher(stack.database, clock=lambda: in_a_month).mark_overdue()
-        after = httpx.get(status_url, headers=AUTH).json()
-    finally:
-        stack.stop()
-
-    ours = [item for item in after["items"] if item["overdue"]]
-    assert first >= len(dispatched)  # other tests' bundles may share a connected database
-    assert (again, restarted) == (0, 0)
-    assert {item["item"] for item in ours} == {item["item"] for item in dispatched}
-    assert {item["overdue"] for item in ours} == {"acceptance"}
-    waiting = [item for item in after["items"] if item["state"] == "waiting"]
-    assert waiting and not any(item["overdue"] for item in waiting)
-    overdue_events = [event for event in after["timeline"] if event["state"] == "overdue"]
-    assert len(overdue_events) == len(dispatched)
+    year_dir = tmp_path / "calendar"
+    year_dir.mkdir()
+    (year_dir / "2027.yaml").write_text(
+        "year: 2027\nsource: test\nholidays:\n  - {name: 元旦, from: 2027-01-01, to: 2027-01-01}\n",
+        encoding="utf-8",
+    )
+    with database.transaction() as session:
+        moved = recompute_deadlines(session, WorkingCalendar.load(year_dir))
+        again = recompute_deadlines(session, WorkingCalendar.load(year_dir))
+        status = bundle_status(session, bundle_id)
+    assert status is not None
+    assert moved >= 1 and again == 0
+    assert status.due_at is not None and status.due_at.year == 2027
+    assert any(step.state == "deadline_moved" for step in status.timeline)
 
 
 @pytest.mark.connected
-def test_the_watcher_reads_only_open_items_through_their_partial_index(postgres_url: str) -> None:
+def test_the_watcher_reads_only_open_items_through_their_partial_indexes(
+    postgres_url: str,
+) -> None:
     # Finished items pile up by the million; a scan of them every round would grow with
     # history. PostgreSQL uses a partial index only when it can prove the query's
     # condition implies the index's: this fails if the two drift apart.
@@ -87,7 +343,10 @@ def test_the_watcher_reads_only_open_items_through_their_partial_index(postgres_
     database.migrate()
     with database.transaction() as session:
         session.execute(text("SET LOCAL enable_seqscan = off"))
-        query = overdue_candidates(datetime.now(UTC)).compile(database.engine)
-        plan = session.connection().exec_driver_sql(f"EXPLAIN {query}", query.params)
-        assert "ix_items_open_deadlines" in "\n".join(row[0] for row in plan)
+        query = near_deadlines(at(2, 9)).compile(database.engine)
+        plan = "\n".join(
+            row[0] for row in session.connection().exec_driver_sql(f"EXPLAIN {query}", query.params)
+        )
     database.dispose()
+    for index in ("ix_items_open_deadlines", "ix_items_open_accept_due", "ix_items_open_gap_due"):
+        assert index in plan

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -96,16 +96,21 @@ def recompute_deadlines(session: Session, calendar: WorkingCalendar) -> int:
     return Timekeeper(session, calendar).recompute()
 
 
-def _item_alerts(
-    session: Session, calendar: WorkingCalendar, now: datetime, horizon: datetime
-) -> list[Alert]:
+def near_deadlines(horizon: datetime) -> Select[tuple[ItemRow]]:
+    """Open items with a live deadline by `horizon`: one partial index per deadline."""
     near = or_(
         ItemRow.accept_due_at <= horizon,
         ItemRow.decide_due_at <= horizon,
         ItemRow.gap_due_at <= horizon,
     )
+    return select(ItemRow).where(OPEN_ITEM, near)
+
+
+def _item_alerts(
+    session: Session, calendar: WorkingCalendar, now: datetime, horizon: datetime
+) -> list[Alert]:
     alerts = []
-    for item in session.scalars(select(ItemRow).where(OPEN_ITEM, near)):
+    for item in session.scalars(near_deadlines(horizon)):
         for kind, due, item_clock in deadlines(item):
             level = (
                 item_clock.alert_level(calendar, now, due)
