@@ -261,9 +261,10 @@ def test_extension_once_and_excluded_time_move_the_decision(newborn: Case) -> No
     assert len(details) == 1 and "once" in details[0]
     states = [state for state, _ in case.steps(BIRTH)]
     assert states.count("deadline_extended") == 1
-    assert tuple(
-        state for state in states if state in ("clock_paused", "clock_resumed")
-    ) == ("clock_paused", "clock_resumed")
+    assert tuple(state for state in states if state in ("clock_paused", "clock_resumed")) == (
+        "clock_paused",
+        "clock_resumed",
+    )
 
 
 def test_tolerated_gap_commitment_is_watched(newborn: Case) -> None:
@@ -333,7 +334,7 @@ def test_a_year_without_a_calendar_gets_its_deadline_once_the_year_is_added(
 
 
 @pytest.mark.connected
-def test_the_watcher_reads_only_open_items_through_their_partial_indexes(
+def test_the_watcher_reads_only_open_items_through_a_partial_index(
     postgres_url: str,
 ) -> None:
     # Finished items pile up by the million; a scan of them every round would grow with
@@ -348,5 +349,5 @@ def test_the_watcher_reads_only_open_items_through_their_partial_indexes(
             row[0] for row in session.connection().exec_driver_sql(f"EXPLAIN {query}", query.params)
         )
     database.dispose()
-    for index in ("ix_items_open_deadlines", "ix_items_open_accept_due", "ix_items_open_gap_due"):
-        assert index in plan
+    # Which of the three partial indexes the planner prefers depends on the statistics.
+    assert "Index Scan on ix_items_open_" in plan and "Seq Scan" not in plan
