@@ -96,7 +96,7 @@ def recompute_deadlines(session: Session, calendar: WorkingCalendar) -> int:
     return Timekeeper(session, calendar).recompute()
 
 
-def near_deadlines(horizon: datetime) -> Select[tuple[ItemRow]]:
+def near_deadlines(horizon: datetime) -> Select[ItemRow]:
     """Open items with a live deadline by `horizon`: one partial index per deadline."""
     near = or_(
         ItemRow.accept_due_at <= horizon,
