@@ -43,7 +43,13 @@ from router.domain.deadlines import Alert, DeadlineWatcher, near_deadlines, reco
 from router.domain.intake import Intake, Received
 from router.domain.views import bundle_status
 from router.domain.workdays import WorkingCalendar
-from router.operations.supervision import bundle_timings, item_timings
+from router.operations.supervision import (
+    BundleFigures,
+    bundle_figures_by_type,
+    bundle_timings,
+    figures_by,
+    item_timings,
+)
 from router.store import Database, OutboxRow
 from runtime.storage import LocalMaterialStore
 
@@ -351,3 +357,51 @@ def test_the_watcher_reads_only_open_items_through_a_partial_index(
     database.dispose()
     # Which of the three partial indexes the planner prefers depends on the statistics.
     assert "Index Scan on ix_items_open_" in plan and "Seq Scan" not in plan
+
+
+def test_supervision_counts_working_days_paused_time_excluded_and_bundles_apart(
+    database: Database, catalog: Catalog, tmp_path: Path
+) -> None:
+    materials = LocalMaterialStore(tmp_path / "materials")
+    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+    project_no = new_project_no()
+    application = sample_application(
+        catalog.bundle_types["newborn"], project_no, items=[BIRTH, VACCINATION]
+    )
+    with time_machine.travel(at(3, 2, hour=9), tick=False):
+        result = Intake(database, catalog, materials).submit(application, project_no)
+    assert isinstance(result, Received)
+    with database.transaction() as session:
+        rows = session.scalars(
+            select(OutboxRow).where(OutboxRow.correlation_id == str(result.receipt.bundle_id))
+        )
+        dispatches = [ItemDispatch.model_validate_json(row.body) for row in rows]
+    case = Case(
+        database,
+        Correlator(database, catalog, keyring=KEYRING),
+        result.receipt.bundle_id,
+        {dispatch.item: dispatch for dispatch in dispatches},
+    )
+    # Both accepted Monday 2 March. The birth certificate waits ten working days for the
+    # applicant and is decided on its 20th working day of its own: on time. The
+    # vaccination certificate is decided on its 21st: late.
+    case.answer(at(3, 2, hour=11), BIRTH, Accepted())
+    case.answer(at(3, 2, hour=11), VACCINATION, Accepted())
+    case.answer(at(3, 4), BIRTH, CorrectionRequested(reason="补充材料"))  # 2 days used
+    case.resubmit(at(3, 18), BIRTH)
+    case.answer(at(3, 31, hour=11), VACCINATION, Decided(approved=True))  # 21st
+    case.answer(at(4, 14), BIRTH, Decided(approved=True))  # 2 + 18 (清明 6 April off) = 20th
+    status = case.status(at(4, 14, hour=11))
+    assert status.state == "replied"
+
+    with database.transaction() as session:
+        items = figures_by(item_timings(session), lambda item: item.department)
+        bundles = bundle_figures_by_type(bundle_timings(session))
+    health = items["health"]
+    assert (health.volume, health.completed) == (2, 2)
+    assert health.decision_on_time_ratio == 0.5
+    assert health.decision_working_days_avg == (20 + 21) / 2
+    assert health.intake_on_time_ratio == 1.0
+    # The bundle: 21 working days promised (one link each), 2 + 18 used, its pause for
+    # the applicant excluded: on time, and counted once, apart from its items.
+    assert bundles["newborn"] == BundleFigures(bundles=1, replied=1, on_time_ratio=1.0)
