@@ -9,6 +9,7 @@ Spring Festival 2026: 15–23 February off; Saturdays 14 and 28 February worked 
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -405,3 +406,24 @@ def test_supervision_counts_working_days_paused_time_excluded_and_bundles_apart(
     # The bundle: 21 working days promised (one link each), 2 + 18 used, its pause for
     # the applicant excluded: on time, and counted once, apart from its items.
     assert bundles["newborn"] == BundleFigures(bundles=1, replied=1, on_time_ratio=1.0)
+
+
+def test_two_watchers_at_once_raise_each_alert_once(newborn: Case) -> None:
+    when = at(2, 11)
+    barrier = threading.Barrier(2)
+    raised: list[list[Alert]] = []
+
+    def one_watcher() -> None:
+        watcher = DeadlineWatcher(newborn.database)
+        barrier.wait()
+        raised.append(watcher.run_once(when))
+
+    threads = [threading.Thread(target=one_watcher) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    together = [alert for alerts in raised for alert in alerts]
+    assert together and len(together) == len(set(together))
+    timeline = newborn.status(when).timeline
+    assert len([step for step in timeline if step.state == "overdue"]) == len(together)
