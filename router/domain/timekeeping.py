@@ -78,10 +78,10 @@ def bundle_promise_days(bundle_type: BundleType, selected: frozenset[str]) -> in
     def chain(code: str) -> int:
         item = bundle_type.item(code)
         before = [
-            chain(code)
+            chain(earlier)
             for prerequisite in item.prerequisites
-            for code in prerequisite.any_of
-            if code in selected
+            for earlier in prerequisite.any_of
+            if earlier in selected
         ]
         return ACCEPTANCE_WORKING_DAYS + decision_limits(item)[0] + max(before, default=0)
 
@@ -127,8 +127,12 @@ class Timekeeper:
             self._dispatched(item, at)
         elif state is not ItemState.WAITING:
             self._finish(item, ACCEPT, at)
-        if state is ItemState.ACCEPTED:
+        if state in (ItemState.ACCEPTED, ItemState.APPROVED, ItemState.DENIED):
+            # Deciding outright is 受理 too; a department may also accept (or decide)
+            # while a correction is outstanding, which ends the wait.
             self._start_decision(item, at)
+            self._resume(item, at)
+        if state is ItemState.ACCEPTED:
             self._set_gaps(item)
         elif state is ItemState.CORRECTION_REQUESTED:
             self._pause(item, WAITING_FOR_APPLICANT, at)
