@@ -26,6 +26,8 @@ WARNING_WORKING_DAYS = 1
 
 
 class Pause(BaseModel):
+    """A stop: waiting for the applicant, or time the law excludes (听证, 鉴定 …)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     since: AwareDatetime
@@ -34,6 +36,8 @@ class Pause(BaseModel):
 
 
 class Clock(BaseModel):
+    """One deadline's working days: allowed, used, and the current run if running."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: DeadlineKind
