@@ -303,13 +303,19 @@ class ItemOutcome(_Message):
         dispatch_id = (
             request.message_id if isinstance(request, ItemDispatch) else request.dispatch_id
         )
+        occurred_at = datetime.now(UTC)
+        key = f"{request.message_id}:{result.status}"
+        if isinstance(result, ClockNotice):
+            # Excluded time may stop and resume one filing's clock more than once: each
+            # notice is news. One sent twice changes nothing (a stopped clock stays stopped).
+            key += f":{occurred_at.isoformat()}"
         return cls(
-            message_id=uuid5(_OUTCOME_NAMESPACE, f"{request.message_id}:{result.status}"),
+            message_id=uuid5(_OUTCOME_NAMESPACE, key),
             bundle_id=request.bundle_id,
             item=request.item,
             department=request.department,
             dispatch_id=dispatch_id,
-            occurred_at=datetime.now(UTC),
+            occurred_at=occurred_at,
             result=result,
         )
 

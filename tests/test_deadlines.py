@@ -274,6 +274,28 @@ def test_extension_once_and_excluded_time_move_the_decision(newborn: Case) -> No
     )
 
 
+def test_excluded_time_may_recur_on_one_filing(newborn: Case) -> None:
+    dispatch = newborn.dispatches[BIRTH]
+    stop = ClockStopped(cause=ExclusionCause.HEARING)
+    with time_machine.travel(at(2, 10), tick=False):
+        first, redelivered = (
+            ItemOutcome.answering(dispatch, stop),
+            ItemOutcome.answering(dispatch, stop),
+        )
+    with time_machine.travel(at(3, 10), tick=False):
+        second = ItemOutcome.answering(dispatch, stop)
+    assert first.message_id == redelivered.message_id != second.message_id
+    # A stop while stopped changes nothing: applying a notice twice is harmless.
+    newborn.answer(at(2, 9, hour=11), BIRTH, Accepted())
+    newborn.answer(at(2, 10), BIRTH, stop)
+    newborn.answer(at(2, 11), BIRTH, stop)
+    newborn.answer(at(2, 12), BIRTH, ClockResumed())
+    steps = [state for state, _ in newborn.steps(BIRTH)]
+    assert (steps.count("clock_paused"), steps.count("clock_resumed")) == (1, 1)
+    # 10 Feb used, 11 Feb excluded: 19 working days left counted after 12 Feb.
+    assert newborn.item(at(2, 12), BIRTH).decide_due_at == end_of(3, 17)
+
+
 def test_tolerated_gap_commitment_is_watched(newborn: Case) -> None:
     gap = ToleratedGap(
         material="父母身份证复印件", commitment="承诺5日内补交", due_date=date(2026, 2, 13)
