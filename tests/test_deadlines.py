@@ -76,7 +76,7 @@ class Case:
     dispatches: dict[str, ItemDispatch]
 
     def answer(self, when: datetime, item: str, result: OutcomeResult) -> Applied:
-        dispatch = self.dispatches[item]
+        dispatch = self.dispatches.get(item) or self._dispatched_later(item)
         with time_machine.travel(when, tick=False):
             return self.correlator.apply(
                 ItemOutcome(
@@ -88,6 +88,18 @@ class Case:
                     result=result,
                 )
             )
+
+    def _dispatched_later(self, item: str) -> ItemDispatch:
+        """An item released by the bundle's progress after intake: its dispatch, as sent."""
+        with self.database.transaction() as session:
+            bodies = session.scalars(
+                select(OutboxRow.body).where(OutboxRow.correlation_id == str(self.bundle_id))
+            ).all()
+        dispatches = [ItemDispatch.model_validate_json(body) for body in bodies]
+        self.dispatches[item] = next(
+            d for d in dispatches if d.kind == "dispatch" and d.item == item
+        )
+        return self.dispatches[item]
 
     def resubmit(self, when: datetime, item: str) -> None:
         material = MaterialRef.model_validate(sample_material_ref())
@@ -449,3 +461,83 @@ def test_two_watchers_at_once_raise_each_alert_once(newborn: Case) -> None:
     assert together and len(together) == len(set(together))
     timeline = newborn.status(when).timeline
     assert len([step for step in timeline if step.state == "overdue"]) == len(together)
+
+
+def test_newborn_through_spring_festival_2026(
+    database: Database, catalog: Catalog, tmp_path: Path
+) -> None:
+    """The issue's newborn: medical insurance asks for a correction answered four working
+    days later; police decides on its fifth working day; a watcher looks every day at noon.
+    """
+    materials = LocalMaterialStore(tmp_path / "materials")
+    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+    project_no = new_project_no()
+    with time_machine.travel(at(2, 12, hour=9), tick=False):
+        result = Intake(database, catalog, materials).submit(
+            sample_application(catalog.bundle_types["newborn"], project_no), project_no
+        )
+    assert isinstance(result, Received)
+    case = Case(
+        database, Correlator(database, catalog, keyring=KEYRING), result.receipt.bundle_id, {}
+    )
+    police, insurance, card = (
+        "birth_registration",
+        "medical_insurance_nonlocal_parents",
+        "social_security_card_application",
+    )
+    raised: list[tuple[datetime, str | None, DeadlineKind, AlertLevel]] = []
+
+    def noon(month: int, day: int) -> None:
+        for alert in watch(database, at(month, day, hour=12), case.bundle_id):
+            raised.append((at(month, day, hour=12), alert.item, alert.kind, alert.level))
+
+    case.answer(at(2, 12, hour=10), BIRTH, Accepted())
+    case.answer(at(2, 12, hour=10), VACCINATION, Accepted())
+    case.answer(at(2, 12, hour=10), insurance, CorrectionRequested(reason="缺少父母居住证"))
+    case.answer(at(2, 12, hour=11), BIRTH, Decided(approved=True))
+    case.answer(at(2, 12, hour=11), VACCINATION, Decided(approved=True))
+    noon(2, 12)
+    case.answer(at(2, 13), police, Accepted())  # 受理 Friday 13 Feb
+    assert case.item(at(2, 13), police).decide_due_at == end_of(3, 19)
+    noon(2, 13)  # the card's pre-review, due today, is not answered: 预警
+    noon(2, 14)  # … and on Saturday 14 Feb (worked) it is late: 超期
+    case.answer(at(2, 14, hour=15), card, Accepted())
+    # The applicant answers four working days later (13, 14, 24, 25 Feb).
+    case.resubmit(at(2, 25), insurance)
+    assert case.item(at(2, 25), insurance).accept_due_at == end_of(2, 26)
+    noon(2, 25)
+    noon(2, 26)  # the insurance's new acceptance is due today: 预警, never a false 超期
+    case.answer(at(2, 26, hour=15), insurance, Accepted())
+    # Police decides on its fifth working day (14, 24, 25, 26, 27 Feb).
+    case.answer(at(2, 27), police, Decided(approved=True))
+    noon(2, 27)
+    case.answer(at(3, 3), insurance, Decided(approved=True))
+    case.answer(at(3, 5), card, Decided(approved=True))
+    status = case.status(at(3, 5, hour=11))
+
+    assert status.state == "replied"
+    assert all(item.state == "approved" for item in status.items)
+    assert raised == [
+        (at(2, 13, hour=12), card, DeadlineKind.ACCEPTANCE, AlertLevel.WARNING),
+        (at(2, 14, hour=12), card, DeadlineKind.ACCEPTANCE, AlertLevel.MISSED),
+        (at(2, 26, hour=12), insurance, DeadlineKind.ACCEPTANCE, AlertLevel.WARNING),
+    ]
+    bundle_steps = [(step.at, step.state) for step in status.timeline if step.item is None]
+    assert (at(2, 12, hour=10), "clock_paused") in bundle_steps
+    assert (at(2, 25), "clock_resumed") in bundle_steps
+    with database.transaction() as session:
+        figures = figures_by(item_timings(session), lambda item: item.department)
+        [bundle] = bundle_timings(session)
+    assert figures["police"].decision_working_days_avg == 5
+    assert figures["hrss"].intake_on_time_ratio == 0.0  # the card's late pre-review
+    assert all(f.decision_on_time_ratio == 1.0 for f in figures.values())
+    # Paused 12–25 Feb for the applicant; 26, 27, 28 (Saturday, worked), 2–5 March.
+    assert bundle.on_time is True and bundle.clock is not None and bundle.clock.used == 7
+    print_timeline(status)
+
+
+def print_timeline(status: BundleStatus) -> None:
+    """The timeline as `pytest -s` shows it (pasted in the issue's closing note)."""
+    for step in status.timeline:
+        when = step.at.astimezone(CHINA).strftime("%m-%d %a %H:%M")
+        print(f"{when}  {step.state:<22} {step.item or '(bundle)':<36} {step.detail or ''}")

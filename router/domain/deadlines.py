@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from contracts.api import AlertLevel, DeadlineKind, TimelineEvent
 from router.domain.clocks import WARNING_WORKING_DAYS, alert_level
 from router.domain.timekeeping import Timekeeper, bundle_clock, deadlines
-from router.domain.workdays import WorkingCalendar, working_calendar
+from router.domain.workdays import CHINA_TZ, WorkingCalendar, working_calendar
 from router.store import OPEN_BUNDLE, OPEN_ITEM, BundleRow, Database, DeadlineAlertRow, ItemRow
 from router.store.timeline import Actor, record_event
 from runtime import clock
@@ -161,7 +161,7 @@ def _raise_once(session: Session, alert: Alert, now: datetime) -> bool:
         alert.bundle_id,
         alert.item,
         _STEP[alert.level],
-        f"{alert.kind} · due {alert.due_at.isoformat()}",
+        f"{alert.kind} · due {alert.due_at.astimezone(CHINA_TZ).isoformat()}",
         actor=Actor.ROUTER,
         at=now,
     )
