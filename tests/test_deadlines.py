@@ -42,6 +42,7 @@ from router.domain.corrections import Resubmitted, resubmit
 from router.domain.correlator import Applied, Correlator
 from router.domain.deadlines import Alert, DeadlineWatcher, near_deadlines, recompute_deadlines
 from router.domain.intake import Intake, Received
+from router.domain.timekeeping import respond_by
 from router.domain.views import bundle_status
 from router.domain.workdays import WorkingCalendar
 from router.operations.supervision import (
@@ -51,7 +52,7 @@ from router.operations.supervision import (
     figures_by,
     item_timings,
 )
-from router.store import Database, OutboxRow
+from router.store import Database, ItemRow, OutboxRow
 from runtime.storage import LocalMaterialStore
 
 CHINA = timezone(timedelta(hours=8))
@@ -541,3 +542,15 @@ def print_timeline(status: BundleStatus) -> None:
     for step in status.timeline:
         when = step.at.astimezone(CHINA).strftime("%m-%d %a %H:%M")
         print(f"{when}  {step.state:<22} {step.item or '(bundle)':<36} {step.detail or ''}")
+
+
+def test_respond_by_is_the_deadline_the_department_answers_against(newborn: Case) -> None:
+    def respond_by_now() -> datetime | None:
+        with newborn.database.transaction() as session:
+            row = session.get(ItemRow, (newborn.bundle_id, BIRTH))
+            assert row is not None
+            return respond_by(row)
+
+    assert respond_by_now() == end_of(2, 10)  # acceptance
+    newborn.answer(at(2, 9, hour=11), BIRTH, Accepted())
+    assert respond_by_now() == end_of(3, 13)  # the decision, from 受理
