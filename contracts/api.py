@@ -24,11 +24,20 @@ class BundleState(StrEnum):
     REPLIED = "replied"
 
 
-class OverdueKind(StrEnum):
-    """The deadline an item missed."""
+class DeadlineKind(StrEnum):
+    """Which deadline a clock or an alert is about."""
 
-    ACCEPTANCE = "acceptance"  # 受理, due 1 working day after dispatch
-    DECISION = "decision"  # 承诺办结时限, the promised time limit
+    ACCEPTANCE = "acceptance"  # 受理, due by the end of the next working day after receipt
+    DECISION = "decision"  # 承诺办结时限, counted from 受理
+    TOLERATED_GAP = "tolerated_gap"  # 容缺受理: the applicant's promise to supply a material
+    BUNDLE = "bundle"  # the bundle's own promise: its longest chain of items
+
+
+class AlertLevel(StrEnum):
+    """How close a deadline is: 预警 once at most one working day is left, 超期 once past."""
+
+    WARNING = "warning"  # 预警 (yellow)
+    MISSED = "missed"  # 超期 (red)
 
 
 class TimelineEvent(StrEnum):
@@ -40,7 +49,13 @@ class TimelineEvent(StrEnum):
     PREREQUISITES_FORWARDED = "prerequisites_forwarded"  # a pre-reviewed item goes on
     CORRECTED = "corrected"  # 补齐补正: the materials asked for went to the department
     DEADLINE_UNKNOWN = "deadline_unknown"  # the working-day calendar lacks the year
-    OVERDUE = "overdue"  # a deadline passed; the detail is its OverdueKind
+    CLOCK_STARTED = "clock_started"  # a deadline began to run; the detail says which
+    CLOCK_PAUSED = "clock_paused"  # waiting for the applicant, or excluded time (听证, 鉴定 …)
+    CLOCK_RESUMED = "clock_resumed"  # running again, the working days already used kept
+    DEADLINE_EXTENDED = "deadline_extended"  # 延期: the department extended once, with a reason
+    DEADLINE_MOVED = "deadline_moved"  # recomputed with a newer working-day calendar
+    DEADLINE_WARNING = "deadline_warning"  # 预警: at most one working day left
+    OVERDUE = "overdue"  # 超期: a deadline passed; the detail starts with its DeadlineKind
     IGNORED = "ignored"  # an outcome that came too late or out of order changed nothing
     WITHDRAWN = "withdrawn"  # 撤回: the platform withdrew the bundle
     REPLIED = "replied"  # the one reply was assembled
@@ -105,6 +120,31 @@ class OneTimeNotice(_Document):
     problems: tuple[Problem, ...]
 
 
+class ClockStatus(_Document):
+    """One deadline as the status shows it: when it is due and how much time is left."""
+
+    kind: DeadlineKind
+    due_at: AwareDatetime | None = Field(description="None while paused or not computable")
+    limit_days: int = Field(description="Working days allowed, an extension included")
+    days_used: int = Field(description="Working days consumed, paused time excluded")
+    days_left: int
+    running: bool
+    paused_cause: str | None = None
+    finished_at: AwareDatetime | None = None
+    provisional: bool = Field(
+        default=False, description="Due in a year whose official holiday notice is missing"
+    )
+
+
+class DeadlineAlert(_Document):
+    """A 预警 or 超期 raised once for one deadline."""
+
+    kind: DeadlineKind
+    level: AlertLevel
+    due_at: AwareDatetime
+    raised_at: AwareDatetime
+
+
 class ItemStatus(_Document):
     item: str
     name_zh: str
@@ -116,7 +156,11 @@ class ItemStatus(_Document):
     promise_days: PromiseDays
     accept_due_at: AwareDatetime | None = Field(default=None, description="受理 due: 1 working day")
     decide_due_at: AwareDatetime | None = Field(default=None, description="承诺办结时限 due")
-    overdue: OverdueKind | None = Field(default=None, description="Set once a deadline is missed")
+    overdue: DeadlineKind | None = Field(
+        default=None, description="The deadline this open item is past, if any"
+    )
+    clocks: tuple[ClockStatus, ...] = ()
+    alerts: tuple[DeadlineAlert, ...] = ()
     tolerated_gaps: tuple[ToleratedGap, ...] = Field(
         default=(), description="容缺受理: materials accepted as missing, on commitment"
     )
@@ -152,6 +196,11 @@ class BundleStatus(_Document):
     received_at: AwareDatetime
     replied_at: AwareDatetime | None
     promised_working_days: PromisedWorkingDays
+    due_at: AwareDatetime | None = Field(
+        default=None, description="The bundle's promise: its longest chain of items"
+    )
+    clock: ClockStatus | None = None
+    alerts: tuple[DeadlineAlert, ...] = ()
     items: tuple[ItemStatus, ...]
     timeline: tuple[TimelineEntry, ...]
     callbacks: tuple[CallbackStatus, ...] = ()

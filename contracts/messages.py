@@ -231,8 +231,51 @@ class Failed(_Frozen):
     error: str = Field(min_length=1)
 
 
+class Extended(_Frozen):
+    """延期: the department extends the decision deadline, once, with the approval's reason."""
+
+    status: Literal["extended"] = "extended"
+    days: int = Field(gt=0, description="Working days added to the promised limit")
+    reason: str = Field(min_length=1)
+
+
+class ExclusionCause(StrEnum):
+    """Time the law leaves out of the limit (行政许可法 第四十五条)."""
+
+    HEARING = "听证"
+    INSPECTION = "检验"
+    TESTING = "检测"
+    QUARANTINE = "检疫"
+    APPRAISAL = "鉴定"
+    EXPERT_REVIEW = "专家评审"
+
+
+class ClockStopped(_Frozen):
+    """The department starts excluded time: the decision clock stops until ClockResumed."""
+
+    status: Literal["clock_stopped"] = "clock_stopped"
+    cause: ExclusionCause
+
+
+class ClockResumed(_Frozen):
+    """The excluded time is over: the decision clock runs again, the days used kept."""
+
+    status: Literal["clock_resumed"] = "clock_resumed"
+
+
+ClockNotice = Extended | ClockStopped | ClockResumed
+"""Outcomes about the item's time that leave its state where it is."""
+
 OutcomeResult = Annotated[
-    Accepted | Rejected | CorrectionRequested | Decided | Failed, Field(discriminator="status")
+    Accepted
+    | Rejected
+    | CorrectionRequested
+    | Decided
+    | Failed
+    | Extended
+    | ClockStopped
+    | ClockResumed,
+    Field(discriminator="status"),
 ]
 
 
@@ -260,13 +303,19 @@ class ItemOutcome(_Message):
         dispatch_id = (
             request.message_id if isinstance(request, ItemDispatch) else request.dispatch_id
         )
+        occurred_at = datetime.now(UTC)
+        key = f"{request.message_id}:{result.status}"
+        if isinstance(result, ClockNotice):
+            # Excluded time may stop and resume one filing's clock more than once: each
+            # notice is news. One sent twice changes nothing (a stopped clock stays stopped).
+            key += f":{occurred_at.isoformat()}"
         return cls(
-            message_id=uuid5(_OUTCOME_NAMESPACE, f"{request.message_id}:{result.status}"),
+            message_id=uuid5(_OUTCOME_NAMESPACE, key),
             bundle_id=request.bundle_id,
             item=request.item,
             department=request.department,
             dispatch_id=dispatch_id,
-            occurred_at=datetime.now(UTC),
+            occurred_at=occurred_at,
             result=result,
         )
 

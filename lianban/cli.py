@@ -14,6 +14,7 @@ from pathlib import Path
 from adapters.registry import adapter_for, simulate_every_department
 from adapters.scaffold import scaffold
 from adapters.simulated import Scenario
+from contracts.api import AlertLevel, ClockStatus, DeadlineAlert
 from contracts.catalog import (
     BundleType,
     Catalog,
@@ -283,12 +284,16 @@ def _bundle_show(args: argparse.Namespace) -> int:
         f"{status.project_no}  {status.bundle_type}  {status.state}  ({status.bundle_id})  "
         f"承诺 {status.promised_working_days} 个工作日"
     )
+    if status.clock is not None:
+        print(f"  {'':<21} {_clock_line(status.clock, status.alerts)}")
     for item in status.items:
         reason = f" — {item.reason}" if item.reason else ""
         print(
             f"  {item.state.value:<21} {item.name_zh} [{item.department}] "
             f"{_class_label(item.handling_class, item.promise_days)}{reason}"
         )
+        for clock in item.clocks:
+            print(f"  {'':<21}   {_clock_line(clock, item.alerts)}")
         for gap in item.tolerated_gaps:
             print(f"  {'':<21}   容缺：{gap.material}，{gap.due_date.isoformat()}前补交")
     print("timeline:")
@@ -297,6 +302,23 @@ def _bundle_show(args: argparse.Namespace) -> int:
         where = entry.item or "(bundle)"
         print(f"  {entry.at.isoformat()}  {entry.state:<23} {where} by {entry.actor}{detail}")
     return 0
+
+
+_ALERT_WORDS = {AlertLevel.WARNING: "预警", AlertLevel.MISSED: "超期"}
+
+
+def _clock_line(clock: ClockStatus, alerts: tuple[DeadlineAlert, ...]) -> str:
+    """acceptance 1/1 working days used, finished · decision 3/20, paused (等待…) · 预警"""
+    if clock.finished_at is not None:
+        where = "finished"
+    elif clock.running:
+        where = f"due {clock.due_at.isoformat() if clock.due_at else 'unknown'}"
+        where += " (provisional)" if clock.provisional else ""
+    else:
+        where = f"paused ({clock.paused_cause})" if clock.paused_cause else "not started"
+    raised = [_ALERT_WORDS[alert.level] for alert in alerts if alert.kind == clock.kind]
+    flags = f" · {'/'.join(raised)}" if raised else ""
+    return f"{clock.kind}: {clock.days_used}/{clock.limit_days} working days used, {where}{flags}"
 
 
 def _token_new(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from router.domain.calendar_watcher import CalendarWatcher
 from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
 from router.domain.intake import Intake
+from router.domain.workdays import on_change
 from router.http.app import create_app
 from router.http.services import Services
 from router.operations.dlq import DeadLetterQueues
@@ -72,6 +73,7 @@ class Stack:
         self.keyring = message_keyring(settings, catalog.departments)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._on_stop: list[Callable[[], None]] = []
         self._ready: list[threading.Event] = []
         self._server: ThreadedServer | None = None
         self._metrics_server: WSGIServer | None = None
@@ -102,7 +104,9 @@ class Stack:
                 self.database, backoff_seconds=self.settings.callback_backoff_seconds
             )
             self._spawn("callbacks", sender.run)
-            self._spawn("deadlines", DeadlineWatcher(self.database).run)
+            deadlines = DeadlineWatcher(self.database)
+            self._on_stop.append(on_change(deadlines.calendar_changed))
+            self._spawn("deadlines", deadlines.run)
             retention = retention_from_days(self.settings.audit_retention_days)
             self._spawn("audit-sealer", AuditSealer(self.database, retention).run)
             if self.settings.filedrop_dir is not None:
@@ -169,6 +173,8 @@ class Stack:
 
     def stop(self) -> None:
         self._stop.set()
+        for undo in self._on_stop:
+            undo()
         if self._server is not None:
             self._server.stop()
         for server in (self._metrics_server, self._health_server):

@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, text
 from contracts.catalog import Catalog, default_catalog
 from lianban.settings import Settings
 from lianban.stack import Stack
+from router.domain import workdays
 from router.store import Database
 
 # The whole run's output is scanned for unmasked ID numbers; a leak fails the session.
@@ -149,3 +150,13 @@ def intake_only(tmp_path: Path, catalog: Catalog) -> Iterator[Stack]:
     """The intake API alone on a real port: nothing consumes, so the outbox keeps its rows."""
     with serving_intake(tmp_path, catalog) as stack:
         yield stack
+
+
+@pytest.fixture
+def year_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty operator directory, and a live calendar read from it (restored after)."""
+    directory = tmp_path / "calendar"
+    directory.mkdir()
+    monkeypatch.setenv("LIANBAN_CALENDAR_DIR", str(directory))
+    monkeypatch.setattr(workdays, "_live", None)
+    return directory

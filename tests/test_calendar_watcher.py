@@ -14,7 +14,6 @@ from contracts.catalog import Catalog
 from contracts.errors import CalendarFileError
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
-from router.domain import workdays
 from router.domain.calendar_watcher import CalendarWatcher
 from router.domain.workdays import (
     WorkingCalendar,
@@ -35,16 +34,6 @@ working_weekends: [2027-02-14]
 """
 
 Change = tuple[WorkingCalendar, set[int]]
-
-
-@pytest.fixture
-def year_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty operator directory, and a live calendar read from it (restored after)."""
-    directory = tmp_path / "calendar"
-    directory.mkdir()
-    monkeypatch.setenv("LIANBAN_CALENDAR_DIR", str(directory))
-    monkeypatch.setattr(workdays, "_live", None)
-    return directory
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import time_machine
 from harness import (
     AUTH,
     TEST_API_TOKEN,
@@ -120,7 +121,8 @@ def test_metrics_move_as_a_bundle_flows(settings: Settings, catalog: Catalog) ->
 
 
 def test_overdue_items_are_counted_and_listed(intake_only: Stack, catalog: Catalog) -> None:
-    """Nothing answers (intake only), so a watcher a month ahead finds every item late."""
+    """Nothing answers (intake only), so a watcher ten days ahead finds every dispatched
+    item past its acceptance deadline."""
     newborn = catalog.bundle_types["newborn"]
     put_material(
         intake_only, hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf"
@@ -131,18 +133,22 @@ def test_overdue_items_are_counted_and_listed(intake_only: Stack, catalog: Catal
             "/v1/bundles", json=application, headers={"Idempotency-Key": application["project_no"]}
         ).raise_for_status()
         before = metrics(client)
-        later = datetime.now(UTC) + timedelta(days=40)
-        marked = DeadlineWatcher(intake_only.database, clock=lambda: later).mark_overdue()
-        after = metrics(client)
-        listed = client.get("/v1/ops/overdue").json()
+        later = datetime.now(UTC) + timedelta(days=10)
+        with time_machine.travel(later):
+            marked = len(DeadlineWatcher(intake_only.database).run_once(later))
+            after = metrics(client)
+            listed = client.get("/v1/ops/deadlines").json()
 
     assert marked > 0
     assert value(before, "lianban_items_overdue_open") == 0
     assert value(after, "lianban_items_overdue_open") == marked
-    assert value(after, "lianban_items_overdue_total") == marked
+    assert (
+        value(after, "lianban_deadline_alerts_total", kind="acceptance", level="missed") == marked
+    )
     assert value(after, "lianban_items", state="dispatched") >= marked
     assert value(after, "lianban_items_on_time_ratio") == 0  # nothing decided: no sample
     assert {entry["project_no"] for entry in listed} == {application["project_no"]}
+    assert {entry["level"] for entry in listed} == {"missed"}
     assert len(listed) == marked
 
 
@@ -163,7 +169,7 @@ def two_tokens(tmp_path: Any, catalog: Catalog) -> Iterator[tuple[Stack, str]]:
 
 
 @pytest.mark.parametrize(
-    "path", ["/metrics", "/v1/ops/departments", "/v1/ops/overdue", "/v1/ops/dead-letters"]
+    "path", ["/metrics", "/v1/ops/departments", "/v1/ops/deadlines", "/v1/ops/dead-letters"]
 )
 def test_operator_endpoints_need_the_ops_scope(two_tokens: tuple[Stack, str], path: str) -> None:
     stack, platform_token = two_tokens

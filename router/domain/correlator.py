@@ -24,11 +24,14 @@ from sqlalchemy.orm import Session
 from contracts.api import TimelineEvent
 from contracts.catalog import Catalog
 from contracts.errors import MessageRefused
-from contracts.messages import Accepted, Decided, ItemOutcome, ItemState
+from contracts.messages import Accepted, ClockNotice, Decided, ItemOutcome, ItemState
 from router.domain import states
 from router.domain.progress import advance, set_item_state
-from router.store import BundleRow, Database, InboxRow, audit
+from router.domain.timekeeping import Timekeeper
+from router.domain.workdays import working_calendar
+from router.store import BundleRow, Database, InboxRow, ItemRow, audit
 from router.store.timeline import Actor, department_actor, record_event
+from runtime import clock
 from runtime.failpoints import failpoint
 from runtime.messaging import Ack, Delivery, Hold, Park, Settlement
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
@@ -182,6 +185,8 @@ class Correlator:
 
     def _apply_to(self, session: Session, bundle: BundleRow, outcome: ItemOutcome) -> Applied:
         item = next((row for row in bundle.items if row.code == outcome.item), None)
+        if isinstance(outcome.result, ClockNotice):
+            return _apply_clock_notice(session, item, outcome, outcome.result)
         awaiting = item is not None and item.awaiting_prerequisites
         target = states.target_state(outcome.result, awaiting_prerequisites=awaiting)
         if (
@@ -217,6 +222,32 @@ class Correlator:
         audit.record_decided(session, outcome, target)
         log.info("outcome.applied", state=target.value)
         return Applied.APPLIED
+
+
+def _apply_clock_notice(
+    session: Session, item: ItemRow | None, outcome: ItemOutcome, notice: ClockNotice
+) -> Applied:
+    """延期 or excluded time: the item's state stays; its decision clock changes, or the
+    refusal (a second 延期, one beyond the days allowed) is noted on the timeline."""
+    actor = department_actor(outcome.department)
+    if item is None or item.dispatch_id != outcome.dispatch_id or ItemState(item.state).is_final:
+        refused: str | None = "the item is unknown, final or filed anew"
+    else:
+        refused = Timekeeper(session, working_calendar()).notice(item, notice, clock.now(), actor)
+        if refused is None:
+            audit.record_decided(session, outcome, ItemState(item.state))
+            log.info("outcome.applied", clock=notice.status)
+            return Applied.APPLIED
+    record_event(
+        session,
+        outcome.bundle_id,
+        outcome.item,
+        TimelineEvent.IGNORED,
+        f"{notice.status}: {refused}",
+        actor=actor,
+    )
+    log.warning("outcome.clock_notice_refused", reason=refused)
+    return Applied.STALE
 
 
 def _record_in_inbox(session: Session, outcomes: Sequence[ItemOutcome]) -> set[str]:

@@ -1,48 +1,54 @@
-"""Deadlines in Chinese working days, and the watcher that marks overdue items.
+"""The deadline watcher: 预警 and 超期, raised once each, for every live deadline.
 
-Seeds: acceptance (受理) within 1 working day of dispatch; decision within the item's
-promised time limit (承诺办结时限, the catalog service's `promise_days`). Deadlines are stored
-on the item when it is dispatched, so they survive restarts; the watcher compares them
-with the clock and marks an item overdue once per kind, with a timeline event.
+Acceptance, decision, tolerated-gap (容缺) commitments and the bundle's own promise (see
+`router.domain.timekeeping` for when each runs). A deadline at most one working day away
+is 预警; a passed one is 超期. Each alert is a row of `deadline_alerts` whose unique index
+(bundle, item, kind, level, due) lets `INSERT … ON CONFLICT DO NOTHING RETURNING` say
+who raised it first: two watchers, or one restarted, never raise it twice. The timeline
+step is written in the same transaction. A deadline that moves (延期, a newer calendar)
+is a new deadline and may be warned about again.
+
+Nothing here fails an item: an item past its deadline stays open, shown 超期, until its
+department answers (item 7 of issue 14: an outage is lateness, not a refusal).
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 from sqlalchemy import Select, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
-from contracts.api import OverdueKind, TimelineEvent
-from contracts.catalog import ACCEPTANCE_WORKING_DAYS
-from contracts.messages import ItemState
-from router.domain.workdays import WorkingCalendar
-from router.store import OPEN_ITEM, Database, ItemRow
+from contracts.api import AlertLevel, DeadlineKind, TimelineEvent
+from router.domain.clocks import WARNING_WORKING_DAYS, alert_level
+from router.domain.timekeeping import Timekeeper, bundle_clock, deadlines
+from router.domain.workdays import CHINA_TZ, WorkingCalendar, working_calendar
+from router.store import OPEN_BUNDLE, OPEN_ITEM, BundleRow, Database, DeadlineAlertRow, ItemRow
 from router.store.timeline import Actor, record_event
+from runtime import clock
 
 log = structlog.get_logger(__name__)
 
+_STEP = {
+    AlertLevel.WARNING: TimelineEvent.DEADLINE_WARNING,
+    AlertLevel.MISSED: TimelineEvent.OVERDUE,
+}
+
 
 @dataclass(frozen=True)
-class Deadlines:
-    accept_due_at: datetime
-    decide_due_at: datetime | None
-
-
-def deadlines_for(
-    calendar: WorkingCalendar, dispatched_at: datetime, promise_days: int | None
-) -> Deadlines:
-    """When a just-dispatched item must be accepted and decided; raises UnknownYearError
-    rather than guess across a year the calendar does not know."""
-    return Deadlines(
-        accept_due_at=calendar.add_working_days(dispatched_at, ACCEPTANCE_WORKING_DAYS),
-        decide_due_at=None
-        if promise_days is None
-        else calendar.add_working_days(dispatched_at, promise_days),
-    )
+class Alert:
+    bundle_id: uuid.UUID
+    item: str | None
+    department: str | None
+    kind: DeadlineKind
+    level: AlertLevel
+    due_at: datetime
 
 
 class DeadlineWatcher:
@@ -50,64 +56,120 @@ class DeadlineWatcher:
         self,
         database: Database,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        calendar: Callable[[], WorkingCalendar] = working_calendar,
         every_seconds: float = 30.0,
     ) -> None:
         self._database = database
-        self._clock = clock
+        self._calendar = calendar
         self._every = every_seconds
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                self.mark_overdue()
+                self.run_once(clock.now())
             except Exception as error:  # the database is away: look again next round
                 log.warning("deadlines.failed", error=repr(error))
             stop.wait(self._every)
 
-    def mark_overdue(self) -> int:
-        """Mark every item past a deadline it has not met; returns how many were marked."""
-        now = self._clock()
+    def calendar_changed(self, calendar: WorkingCalendar, years: set[int]) -> None:
+        """Registered with the live calendar's `on_change`: a year became official (or its
+        file changed), so every open deadline is recomputed at once, not at a restart."""
         with self._database.transaction() as session:
-            rows = session.scalars(overdue_candidates(now)).all()
-            marked = 0
-            for item in rows:
-                kind = _missed(item, now)
-                if kind is None or kind == item.overdue:
-                    continue
-                item.overdue = kind
-                record_event(
-                    session,
-                    item.bundle_id,
-                    item.code,
-                    TimelineEvent.OVERDUE,
-                    kind,
-                    actor=Actor.ROUTER,
-                    at=now,
-                )
-                log.warning(
-                    "item.overdue", bundle_id=str(item.bundle_id), item=item.code, kind=kind
-                )
-                marked += 1
-            return marked
+            moved = recompute_deadlines(session, calendar)
+        log.info("deadlines.recomputed", years=sorted(years), moved=moved)
+
+    def run_once(self, now: datetime) -> list[Alert]:
+        """Raise every 预警 and 超期 due at `now` not raised before; returns those raised."""
+        calendar = self._calendar()
+        horizon = calendar.add_working_days(now, WARNING_WORKING_DAYS)
+        with self._database.transaction() as session:
+            alerts = [*_item_alerts(session, calendar, now, horizon)]
+            alerts += _bundle_alerts(session, calendar, now, horizon)
+            raised = [alert for alert in alerts if _raise_once(session, alert, now)]
+        for alert in raised:
+            log.warning(
+                "deadline.alert",
+                bundle_id=str(alert.bundle_id),
+                item=alert.item,
+                kind=alert.kind,
+                level=alert.level,
+            )
+        return raised
 
 
-def overdue_candidates(now: datetime) -> Select[ItemRow]:
-    """Open items past a deadline they may not have been marked for yet (locked)."""
-    return (
-        select(ItemRow)
-        .where(
-            OPEN_ITEM,
-            or_(ItemRow.overdue.is_(None), ItemRow.overdue == OverdueKind.ACCEPTANCE),
-            or_(ItemRow.accept_due_at < now, ItemRow.decide_due_at < now),
-        )
-        .with_for_update(skip_locked=True)
+def recompute_deadlines(session: Session, calendar: WorkingCalendar) -> int:
+    """Recompute every open clock's deadline with `calendar` (wired to the calendar's
+    on_change); returns how many moved, each a `deadline_moved` step."""
+    return Timekeeper(session, calendar).recompute()
+
+
+def near_deadlines(horizon: datetime) -> Select[ItemRow]:
+    """Open items with a live deadline by `horizon`: one partial index per deadline."""
+    near = or_(
+        ItemRow.accept_due_at <= horizon,
+        ItemRow.decide_due_at <= horizon,
+        ItemRow.gap_due_at <= horizon,
     )
+    return select(ItemRow).where(OPEN_ITEM, near)
 
 
-def _missed(item: ItemRow, now: datetime) -> OverdueKind | None:
-    if item.decide_due_at is not None and item.decide_due_at < now:
-        return OverdueKind.DECISION
-    if item.state == ItemState.DISPATCHED and item.accept_due_at and item.accept_due_at < now:
-        return OverdueKind.ACCEPTANCE
-    return None
+def _item_alerts(
+    session: Session, calendar: WorkingCalendar, now: datetime, horizon: datetime
+) -> list[Alert]:
+    alerts = []
+    for item in session.scalars(near_deadlines(horizon)):
+        for kind, due, item_clock in deadlines(item):
+            level = (
+                item_clock.alert_level(calendar, now, due)
+                if item_clock is not None
+                else alert_level(calendar, due, now)
+            )
+            if level is not None:
+                alerts.append(Alert(item.bundle_id, item.code, item.department, kind, level, due))
+    return alerts
+
+
+def _bundle_alerts(
+    session: Session, calendar: WorkingCalendar, now: datetime, horizon: datetime
+) -> list[Alert]:
+    alerts = []
+    for bundle in session.scalars(
+        select(BundleRow).where(OPEN_BUNDLE, BundleRow.due_at <= horizon)
+    ):
+        bundle_promise = bundle_clock(bundle)
+        if bundle_promise is None or bundle.due_at is None:
+            continue
+        level = bundle_promise.alert_level(calendar, now, bundle.due_at)
+        if level is not None:
+            alerts.append(Alert(bundle.id, None, None, DeadlineKind.BUNDLE, level, bundle.due_at))
+    return alerts
+
+
+def _raise_once(session: Session, alert: Alert, now: datetime) -> bool:
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(DeadlineAlertRow)
+        .values(
+            bundle_id=alert.bundle_id,
+            item=alert.item or "",
+            department=alert.department,
+            kind=alert.kind,
+            level=alert.level,
+            due_at=alert.due_at,
+            raised_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(DeadlineAlertRow.id)
+    )
+    if session.scalar(statement) is None:
+        return False
+    record_event(
+        session,
+        alert.bundle_id,
+        alert.item,
+        _STEP[alert.level],
+        f"{alert.kind} · due {alert.due_at.astimezone(CHINA_TZ).isoformat()}",
+        actor=Actor.ROUTER,
+        at=now,
+    )
+    return True

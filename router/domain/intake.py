@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -21,11 +20,14 @@ from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
 from router.domain.progress import advance
+from router.domain.timekeeping import Timekeeper
 from router.domain.validation import find_problems
 from router.domain.views import bundle_promise, item_promise
+from router.domain.workdays import working_calendar
 from router.store import BundleRow, Database, ItemRow, audit
 from router.store.audit import AuditEvent
 from router.store.timeline import Actor, record_event
+from runtime import clock
 from runtime.failpoints import failpoint
 from runtime.storage import MaterialStore
 
@@ -101,7 +103,7 @@ class Intake:
             if existing is not None:
                 return _replay_of(existing, application, self._catalog)
             bundle_type = self._catalog.bundle_types[application.bundle_type]
-            now = datetime.now(UTC)
+            now = clock.now()
             bundle = BundleRow(
                 id=uuid.uuid4(),
                 project_no=application.project_no,
@@ -153,6 +155,10 @@ class Intake:
                     )
                 )
             session.flush()
+            timekeeper = Timekeeper(session, working_calendar())
+            for item_row in bundle.items:
+                timekeeper.arm(item_row, self._catalog.services[item_row.service])
+            timekeeper.open_bundle(bundle, self._catalog, bundle_type, now)
             advance(session, bundle, bundle_type)
             log.info(
                 "intake.accepted",

@@ -26,6 +26,7 @@ from contracts import topology
 from contracts.api import ManualItem, ManualItemState
 from contracts.messages import (
     Accepted,
+    ClockNotice,
     CorrectionRequested,
     ItemDispatch,
     ItemOutcome,
@@ -147,8 +148,8 @@ class ManualQueue:
                 routing_key=topology.outcome_routing_key(self.department),
                 message=outcome,
             )
-            # Acceptance and a correction request leave the item with its staff.
-            if not isinstance(result, Accepted | CorrectionRequested):
+            # Acceptance, a correction request and a clock notice leave it with its staff.
+            if not isinstance(result, Accepted | CorrectionRequested | ClockNotice):
                 row.state = ManualItemState.DONE
             row.updated_at = datetime.now(UTC)
             item = _view(row)

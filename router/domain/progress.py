@@ -17,7 +17,6 @@ from contracts import topology
 from contracts.api import BundleState, TimelineEvent
 from contracts.application import Application, Delivery, MaterialRef
 from contracts.catalog import BundleType, Item
-from contracts.errors import UnknownYearError
 from contracts.messages import (
     BundleOutcome,
     BundleReply,
@@ -35,11 +34,12 @@ from contracts.messages import (
     filing_key,
 )
 from router.domain import planner
-from router.domain.deadlines import deadlines_for
+from router.domain.timekeeping import Timekeeper
 from router.domain.workdays import working_calendar
 from router.store import BundleRow, CallbackRow, ItemRow, ReplyRow
 from router.store.outbox import enqueue
 from router.store.timeline import Actor, record_event
+from runtime import clock
 
 
 def set_item_state(
@@ -53,11 +53,12 @@ def set_item_state(
 ) -> None:
     """Move the item and record the step (as `event` when the state alone does not say
     what happened, e.g. corrected)."""
-    now = datetime.now(UTC)
+    now = clock.now()
     item.state = state.value
     item.reason = reason
     item.updated_at = now
     record_event(session, item.bundle_id, item.code, event or state, reason, actor=actor, at=now)
+    Timekeeper(session, working_calendar()).moved(item, state, now)
     bundle = item.bundle
     if state.is_final and bundle.application.get("delivery") == Delivery.PER_ITEM:
         _notify(session, bundle, item)
@@ -152,21 +153,6 @@ def _dispatch(
         actor=Actor.ROUTER,
         reason="容缺预审：先行受理、预审，前置事项办结后再审批" if pre_review else None,
     )
-    try:
-        # No decision deadline yet: its clock starts at 受理 (seed 001), not at dispatch.
-        due = deadlines_for(working_calendar(), item.updated_at, promise_days=None)
-    except UnknownYearError as error:
-        # Never a guessed deadline: the operator sees why there is none and adds the year.
-        record_event(
-            session,
-            bundle.id,
-            item.code,
-            TimelineEvent.DEADLINE_UNKNOWN,
-            str(error)[:1000],
-            actor=Actor.ROUTER,
-        )
-    else:
-        item.accept_due_at, item.decide_due_at = due.accept_due_at, due.decide_due_at
     _send_to_department(session, item, message)
 
 
@@ -271,7 +257,7 @@ def assemble_reply(
     session: Session, bundle: BundleRow, outcome: BundleOutcome | None = None
 ) -> None:
     """The one reply: kept for pull, and published for AMQP consumers."""
-    now = datetime.now(UTC)
+    now = clock.now()
     approved = sum(item.state == ItemState.APPROVED for item in bundle.items)
     outcome = outcome or (
         BundleOutcome.ALL_APPROVED
@@ -290,6 +276,7 @@ def assemble_reply(
     )
     bundle.state = BundleState.REPLIED
     bundle.replied_at = now
+    Timekeeper(session, working_calendar()).replied(bundle, now)
     session.add(ReplyRow(bundle_id=bundle.id, body=reply.model_dump(mode="json"), created_at=now))
     record_event(
         session, bundle.id, None, TimelineEvent.REPLIED, outcome.value, actor=Actor.ROUTER, at=now

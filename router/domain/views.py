@@ -4,16 +4,30 @@ files it may hand out."""
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contracts.api import BundleStatus, CallbackStatus, ItemPromise, ItemStatus, TimelineEntry
+from contracts.api import (
+    AlertLevel,
+    BundleStatus,
+    CallbackStatus,
+    DeadlineAlert,
+    DeadlineKind,
+    ItemPromise,
+    ItemStatus,
+    TimelineEntry,
+)
 from contracts.application import MaterialRef
 from contracts.catalog import Catalog, promised_working_days
 from contracts.messages import BundleReply, ItemState
 from router.domain.progress import certificates_of, tolerated_gaps
-from router.store import BundleRow, CallbackRow, EventRow, ItemRow, ReplyRow
+from router.domain.timekeeping import bundle_clock, deadlines, item_clock
+from router.domain.workdays import working_calendar
+from router.store import BundleRow, CallbackRow, DeadlineAlertRow, EventRow, ItemRow, ReplyRow
+from runtime import clock
 
 
 def bundle_promise(catalog: Catalog, bundle: BundleRow) -> int:
@@ -33,6 +47,9 @@ def bundle_status(session: Session, bundle_id: uuid.UUID, catalog: Catalog) -> B
     bundle = session.get(BundleRow, bundle_id)
     if bundle is None:
         return None
+    calendar, now = working_calendar(), clock.now()
+    alerts = _alerts(session, bundle_id)
+    promise = bundle_clock(bundle)
     return BundleStatus(
         bundle_id=bundle.id,
         project_no=bundle.project_no,
@@ -41,6 +58,9 @@ def bundle_status(session: Session, bundle_id: uuid.UUID, catalog: Catalog) -> B
         received_at=bundle.received_at,
         replied_at=bundle.replied_at,
         promised_working_days=bundle_promise(catalog, bundle),
+        due_at=bundle.due_at,
+        clock=None if promise is None else promise.status(calendar, now, bundle.due_at),
+        alerts=alerts.get("", ()),
         items=tuple(
             ItemStatus(
                 item=item.code,
@@ -53,7 +73,16 @@ def bundle_status(session: Session, bundle_id: uuid.UUID, catalog: Catalog) -> B
                 promise_days=catalog.services[item.service].promise_days,
                 accept_due_at=item.accept_due_at,
                 decide_due_at=item.decide_due_at,
-                overdue=item.overdue,
+                overdue=_overdue(item, now),
+                clocks=tuple(
+                    kept.status(calendar, now, due)
+                    for kept, due in (
+                        (item_clock(item, DeadlineKind.ACCEPTANCE), item.accept_due_at),
+                        (item_clock(item, DeadlineKind.DECISION), item.decide_due_at),
+                    )
+                    if kept is not None
+                ),
+                alerts=alerts.get(item.code, ()),
                 tolerated_gaps=tolerated_gaps(item),
             )
             for item in bundle.items
@@ -75,6 +104,34 @@ def bundle_status(session: Session, bundle_id: uuid.UUID, catalog: Catalog) -> B
             )
         ),
     )
+
+
+def _overdue(item: ItemRow, now: datetime) -> DeadlineKind | None:
+    """The most telling deadline an open item is past: its decision's before the rest."""
+    if ItemState(item.state).is_final:
+        return None
+    past = {kind for kind, due, _ in deadlines(item) if due < now}
+    return next((kind for kind in DeadlineKind if kind in past), None)
+
+
+def _alerts(session: Session, bundle_id: uuid.UUID) -> dict[str, tuple[DeadlineAlert, ...]]:
+    """The bundle's alerts by item code ("" for the bundle's own), oldest first."""
+    alerts: dict[str, list[DeadlineAlert]] = defaultdict(list)
+    rows = session.scalars(
+        select(DeadlineAlertRow)
+        .where(DeadlineAlertRow.bundle_id == bundle_id)
+        .order_by(DeadlineAlertRow.id)
+    )
+    for row in rows:
+        alerts[row.item].append(
+            DeadlineAlert(
+                kind=DeadlineKind(row.kind),
+                level=AlertLevel(row.level),
+                due_at=row.due_at,
+                raised_at=row.raised_at,
+            )
+        )
+    return {item: tuple(found) for item, found in alerts.items()}
 
 
 def bundle_timeline(session: Session, bundle_id: uuid.UUID) -> list[TimelineEntry]:

@@ -25,12 +25,12 @@ from router.http.auth import ApiToken, Scope, require_scope
 from router.http.services import AppOps
 from router.operations.overview import (
     DeadLetterEntry,
+    DeadlineEntry,
     DepartmentHealth,
-    OverdueItem,
     SupervisionFigures,
     bundle_by_key,
+    deadline_entries,
     department_health,
-    overdue_items,
     supervision_figures,
 )
 
@@ -76,9 +76,11 @@ def departments(
     return department_health(ops, timedelta(minutes=window_minutes))
 
 
-@ops_routes.get("/v1/ops/overdue", dependencies=OPERATORS)
-def overdue(ops: AppOps, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[OverdueItem]:
-    return overdue_items(ops.database, limit)
+@ops_routes.get("/v1/ops/deadlines", dependencies=OPERATORS)
+def deadlines(
+    ops: AppOps, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> list[DeadlineEntry]:
+    return deadline_entries(ops.database, limit)
 
 
 @ops_routes.get("/v1/ops/bundles/{key}", dependencies=OPERATORS)

@@ -26,13 +26,14 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from contracts.messages import FINAL_ITEM_STATES, ItemState
 from router.domain.workdays import working_calendar
 from router.operations.calendar_status import calendar_status
 from router.operations.supervision import ItemTiming, item_timings
-from router.store import BundleRow, CallbackRow, Database, ItemRow, OutboxRow
+from router.store import BundleRow, CallbackRow, Database, DeadlineAlertRow, ItemRow, OutboxRow
+from runtime import clock
 from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE
 
 log = structlog.get_logger(__name__)
@@ -79,17 +80,18 @@ ITEMS_FAILED = MetricName(
     ("department",),
     "Items failed: the department could not be reached or answered nonsense.",
 )
-ITEMS_OVERDUE = MetricName(
-    "lianban_items_overdue_total",
+DEADLINE_ALERTS = MetricName(
+    "lianban_deadline_alerts_total",
     "counter",
-    ("department", "kind"),
-    "Items marked past a deadline, kind acceptance or decision (each at most once).",
+    ("department", "kind", "level"),
+    "预警 (warning) and 超期 (missed) raised, each once per deadline; kind acceptance, "
+    "decision, tolerated_gap or bundle (department empty for a bundle).",
 )
 ITEMS_OVERDUE_OPEN = MetricName(
     "lianban_items_overdue_open",
     "gauge",
     ("department",),
-    "Items not final yet and past a deadline: someone should act.",
+    "Items not final yet and past a live deadline: someone should act.",
 )
 ITEMS_BY_STATE = MetricName(
     "lianban_items", "gauge", ("department", "state"), "Items by their current state."
@@ -160,7 +162,7 @@ METRICS = (
     ITEMS_REJECTED,
     ITEMS_DECIDED,
     ITEMS_FAILED,
-    ITEMS_OVERDUE,
+    DEADLINE_ALERTS,
     ITEMS_OVERDUE_OPEN,
     ITEMS_BY_STATE,
     INTAKE_DURATION,
@@ -217,13 +219,28 @@ class DatabaseCollector(Collector):
                     func.count(),
                 )
             ).one()
+            now = clock.now()
             overdue_open = session.execute(
                 select(ItemRow.department, func.count())
                 .where(
-                    ItemRow.overdue.is_not(None),
+                    or_(
+                        ItemRow.accept_due_at < now,
+                        ItemRow.decide_due_at < now,
+                        ItemRow.gap_due_at < now,
+                    ),
                     ItemRow.state.not_in([state.value for state in FINAL_ITEM_STATES]),
                 )
                 .group_by(ItemRow.department)
+            ).all()
+            alerts = session.execute(
+                select(
+                    DeadlineAlertRow.department,
+                    DeadlineAlertRow.kind,
+                    DeadlineAlertRow.level,
+                    func.count(),
+                ).group_by(
+                    DeadlineAlertRow.department, DeadlineAlertRow.kind, DeadlineAlertRow.level
+                )
             ).all()
             items = item_timings(session)
         received, replied = _family(BUNDLES_RECEIVED), _family(BUNDLES_REPLIED)
@@ -232,6 +249,10 @@ class DatabaseCollector(Collector):
             replied.add_metric([bundle_type], replied_count)
         yield from (received, replied)
         yield from _item_families(items)
+        alerts_family = _family(DEADLINE_ALERTS)
+        for department, kind, level, count in sorted(alerts, key=lambda row: tuple(map(str, row))):
+            alerts_family.add_metric([department or "", kind, level], count)
+        yield alerts_family
         open_family = _family(ITEMS_OVERDUE_OPEN)
         for department, count in overdue_open:
             open_family.add_metric([department], count)
@@ -263,7 +284,6 @@ def _item_families(items: Iterable[ItemTiming]) -> Iterator[Metric]:
             ITEMS_REJECTED,
             ITEMS_DECIDED,
             ITEMS_FAILED,
-            ITEMS_OVERDUE,
             ITEMS_BY_STATE,
         )
     }
@@ -282,8 +302,6 @@ def _item_families(items: Iterable[ItemTiming]) -> Iterator[Metric]:
             counts[ITEMS_DECIDED][department, decision_label] += 1
         if item.state is ItemState.FAILED:
             counts[ITEMS_FAILED][(department,)] += 1
-        for kind in item.overdue_kinds:
-            counts[ITEMS_OVERDUE][department, kind] += 1
         if item.intake_seconds is not None:
             intake.setdefault(department, []).append(item.intake_seconds)
         if item.decision_seconds is not None:

@@ -1,5 +1,5 @@
-"""What the ops page shows: each department's queue, answers and circuit, the overdue
-items, the supervision figures (电子监察), dead letters, and a bundle found by id or
+"""What the ops page shows: each department's queue, answers and circuit, the deadlines
+raised 预警 or 超期, the supervision figures (电子监察), dead letters, and a bundle found by id or
 case number. `router/http/ops.py` serves these as JSON; `/metrics` reads the same
 database through `OpsServices.metrics`.
 """
@@ -7,7 +7,7 @@ database through `OpsServices.metrics`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
@@ -18,11 +18,12 @@ import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
-from contracts.api import BundleStatus, OverdueKind
+from contracts.api import AlertLevel, BundleState, BundleStatus, DeadlineKind
 from contracts.catalog import Catalog
-from contracts.messages import FINAL_ITEM_STATES, ItemState
+from contracts.messages import ItemState
+from router.domain.timekeeping import deadlines
 from router.domain.views import bundle_status, find_bundle
 from router.operations.dlq import DeadLetter, DeadLetterQueues, DeadLetterSummary
 from router.operations.metrics import router_registry
@@ -31,8 +32,15 @@ from router.operations.queues import (
     department_queues,
     oldest_unanswered_dispatches,
 )
-from router.operations.supervision import Figures, figures_by, item_timings
-from router.store import BundleRow, Database, EventRow, ItemRow
+from router.operations.supervision import (
+    BundleFigures,
+    Figures,
+    bundle_figures_by_type,
+    bundle_timings,
+    figures_by,
+    item_timings,
+)
+from router.store import BundleRow, Database, DeadlineAlertRow, EventRow, ItemRow
 from router.store.timeline import DEPARTMENT_ACTOR_PREFIX
 from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE, BreakerState
 
@@ -68,17 +76,20 @@ class DepartmentHealth(BaseModel):
     circuit: str | None  # closed, open, half_open; None when no adapter reports it
 
 
-class OverdueItem(BaseModel):
+class DeadlineEntry(BaseModel):
+    """A live deadline raised 预警 or 超期: of an open item, or of a bundle (item None)."""
+
     bundle_id: uuid.UUID
     project_no: str
     bundle_type: str
-    item: str
-    name_zh: str
-    department: str
-    state: ItemState
-    overdue: OverdueKind
-    accept_due_at: datetime | None
-    decide_due_at: datetime | None
+    item: str | None
+    name_zh: str | None
+    department: str | None
+    state: str
+    kind: DeadlineKind
+    level: AlertLevel
+    due_at: datetime
+    raised_at: datetime
 
 
 class SupervisionFigures(BaseModel):
@@ -86,6 +97,7 @@ class SupervisionFigures(BaseModel):
     until: date
     by_department: dict[str, dict[str, Any]]
     by_bundle_type: dict[str, dict[str, Any]]
+    bundles_by_type: dict[str, dict[str, Any]]  # bundles against their own promise
     names: dict[str, str]
 
 
@@ -165,32 +177,43 @@ def _worse(state: str, known: dict[str, str], labels: dict[str, str]) -> bool:
     return _SEVERITY.index(state) >= _SEVERITY.index(current)
 
 
-def overdue_items(database: Database, limit: int) -> list[OverdueItem]:
-    """Items not final yet and past a deadline, the longest overdue first."""
-    open_states = [state.value for state in ItemState if state not in FINAL_ITEM_STATES]
+def deadline_entries(database: Database, limit: int) -> list[DeadlineEntry]:
+    """Live deadlines raised 预警 or 超期, the earliest due first: an alert whose deadline
+    has since moved or finished (accepted, decided, replied) is history, not shown."""
     with database.transaction() as session:
         rows = session.execute(
-            select(ItemRow, BundleRow.project_no, BundleRow.bundle_type)
-            .join(BundleRow, BundleRow.id == ItemRow.bundle_id)
-            .where(ItemRow.overdue.is_not(None), ItemRow.state.in_(open_states))
-            .order_by(ItemRow.accept_due_at)
-            .limit(limit)
-        ).all()
-        return [
-            OverdueItem(
-                bundle_id=item.bundle_id,
-                project_no=project_no,
-                bundle_type=bundle_type,
-                item=item.code,
-                name_zh=item.name_zh,
-                department=item.department,
-                state=item.state,
-                overdue=item.overdue,
-                accept_due_at=item.accept_due_at,
-                decide_due_at=item.decide_due_at,
+            select(DeadlineAlertRow, BundleRow, ItemRow)
+            .join(BundleRow, BundleRow.id == DeadlineAlertRow.bundle_id)
+            .outerjoin(
+                ItemRow,
+                and_(ItemRow.bundle_id == BundleRow.id, ItemRow.code == DeadlineAlertRow.item),
             )
-            for item, project_no, bundle_type in rows
-        ]
+            .where(BundleRow.state == BundleState.IN_PROGRESS)
+            .order_by(DeadlineAlertRow.due_at, DeadlineAlertRow.id)
+        ).all()
+        latest: dict[tuple[uuid.UUID, str, str], DeadlineEntry] = {}
+        for alert, bundle, item in rows:
+            live = dict(
+                ((kind, due) for kind, due, _ in deadlines(item))
+                if item is not None
+                else [(DeadlineKind.BUNDLE, bundle.due_at)]
+            )
+            if live.get(DeadlineKind(alert.kind)) != alert.due_at:
+                continue
+            latest[alert.bundle_id, alert.item, alert.kind] = DeadlineEntry(
+                bundle_id=bundle.id,
+                project_no=bundle.project_no,
+                bundle_type=bundle.bundle_type,
+                item=item.code if item else None,
+                name_zh=item.name_zh if item else None,
+                department=alert.department,
+                state=item.state if item else bundle.state,
+                kind=DeadlineKind(alert.kind),
+                level=AlertLevel(alert.level),
+                due_at=alert.due_at,
+                raised_at=alert.raised_at,
+            )
+        return list(latest.values())[:limit]
 
 
 def supervision_figures(ops: OpsServices, since: date, until: date) -> SupervisionFigures:
@@ -200,6 +223,7 @@ def supervision_figures(ops: OpsServices, since: date, until: date) -> Supervisi
     end = datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) - CHINA
     with ops.database.transaction() as session:
         items = item_timings(session, start, end)
+        bundles = bundle_timings(session, start, end)
     catalog = ops.catalog
     names = {code: department.name_zh for code, department in catalog.departments.items()}
     names |= {code: bundle_type.name_zh for code, bundle_type in catalog.bundle_types.items()}
@@ -208,11 +232,12 @@ def supervision_figures(ops: OpsServices, since: date, until: date) -> Supervisi
         until=until,
         by_department=_as_json(figures_by(items, lambda item: item.department)),
         by_bundle_type=_as_json(figures_by(items, lambda item: item.bundle_type)),
+        bundles_by_type=_as_json(bundle_figures_by_type(bundles)),
         names=names,
     )
 
 
-def _as_json(groups: dict[str, Figures]) -> dict[str, dict[str, Any]]:
+def _as_json(groups: Mapping[str, Figures | BundleFigures]) -> dict[str, dict[str, Any]]:
     return {name: vars(figures) for name, figures in groups.items()}
 
 

@@ -1,13 +1,18 @@
-"""Supervision figures (电子监察): 办件量, 不予受理量, 收件时限, 办理时限, 办结率.
+"""Supervision figures (电子监察): 办件量, 不予受理量, 收件时限, 办理时限, 办结率, 按时率.
 
-Every figure is counted per item (事项) from the timeline, which is append-only: when an
-item was dispatched, first accepted (受理, or 容缺预审), rejected (不予受理), decided (办结)
-and marked overdue. The same timings feed the Prometheus metrics (`router.operations.metrics`) and
-the ops page's figures for a chosen period, grouped by department or by bundle type.
+Milestones come from the timeline, which is append-only: when an item was dispatched,
+first accepted (受理, or 容缺预审), rejected (不予受理) and decided (办结). Whether it was
+on time comes from its clocks (`router.domain.clocks`): the working days its acceptance
+and its decision used, time paused for the applicant or excluded (听证, 鉴定 …) left
+out, against the days allowed (an extension included). Bundles are counted apart, by
+their own promise. The same timings feed the Prometheus metrics
+(`router.operations.metrics`) and the ops page's figures for a chosen period, grouped
+by department or by bundle type.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,9 +23,10 @@ from sqlalchemy import and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from contracts.api import OverdueKind, TimelineEvent, TimelineStep
+from contracts.api import AlertLevel, DeadlineKind, TimelineStep
 from contracts.messages import ItemState
-from router.store import BundleRow, EventRow, ItemRow
+from router.domain.clocks import Clock
+from router.store import BundleRow, DeadlineAlertRow, EventRow, ItemRow
 from router.store.tables import UtcDateTime
 
 S = ItemState
@@ -40,9 +46,9 @@ class ItemTiming:
     accepted_at: datetime | None  # 受理, pre-reviewed (容缺预审), or decided outright
     rejected_at: datetime | None  # 不予受理
     decided_at: datetime | None  # 办结: approved or denied
-    accept_due_at: datetime | None
-    decide_due_at: datetime | None
-    overdue_kinds: frozenset[OverdueKind]  # the deadlines it was marked past
+    acceptance: Clock | None
+    decision: Clock | None
+    overdue_kinds: frozenset[DeadlineKind]  # the deadlines it was raised 超期 for
 
     @property
     def answered_at(self) -> datetime | None:
@@ -59,19 +65,20 @@ class ItemTiming:
 
     @property
     def answered_on_time(self) -> bool | None:
-        answered = self.answered_at
-        if answered is None or self.accept_due_at is None:
-            return None
-        return answered <= self.accept_due_at and OverdueKind.ACCEPTANCE not in self.overdue_kinds
+        """None until answered; then whether the (last) acceptance clock was met."""
+        return None if self.acceptance is None else self.acceptance.on_time
 
     @property
     def decided_on_time(self) -> bool | None:
-        """None until decided; on time if it met the promised limit (or had none) and was
-        never marked past it."""
-        if self.decided_at is None:
+        """None until decided; then whether the decision clock was met, paused time excluded."""
+        if self.decided_at is None or self.decision is None:
             return None
-        within = self.decide_due_at is None or self.decided_at <= self.decide_due_at
-        return within and OverdueKind.DECISION not in self.overdue_kinds
+        return self.decision.on_time
+
+    @property
+    def decision_working_days(self) -> int | None:
+        """Working days from 受理 to 办结, paused time excluded."""
+        return self.decision.used if self.decided_at and self.decision else None
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -83,10 +90,8 @@ def item_timings(
 ) -> list[ItemTiming]:
     """Every item of the bundles received in [since, until), with its milestones."""
 
-    def first(*steps: TimelineStep, detail: OverdueKind | None = None) -> Any:
+    def first(*steps: TimelineStep) -> Any:
         matches: ColumnElement[bool] = EventRow.state.in_(steps)
-        if detail is not None:
-            matches = and_(matches, EventRow.detail == detail)
         return type_coerce(func.min(case((matches, EventRow.at))), UtcDateTime())
 
     steps = select(
@@ -96,8 +101,6 @@ def item_timings(
         first(*_ACCEPTED).label("accepted_at"),
         first(S.REJECTED).label("rejected_at"),
         first(*_DECIDED).label("decided_at"),
-        first(TimelineEvent.OVERDUE, detail=OverdueKind.ACCEPTANCE).label("acceptance_overdue_at"),
-        first(TimelineEvent.OVERDUE, detail=OverdueKind.DECISION).label("decision_overdue_at"),
     ).where(EventRow.item.is_not(None))
     if since is not None:  # a bundle's events all come after it was received
         steps = steps.where(EventRow.at >= since)
@@ -106,15 +109,15 @@ def item_timings(
         select(
             BundleRow.bundle_type,
             ItemRow.department,
+            ItemRow.bundle_id,
+            ItemRow.code,
             ItemRow.state,
-            ItemRow.accept_due_at,
-            ItemRow.decide_due_at,
+            ItemRow.accept_clock,
+            ItemRow.decide_clock,
             milestones.c.dispatched_at,
             milestones.c.accepted_at,
             milestones.c.rejected_at,
             milestones.c.decided_at,
-            milestones.c.acceptance_overdue_at,
-            milestones.c.decision_overdue_at,
         )
         .join(BundleRow, BundleRow.id == ItemRow.bundle_id)
         .outerjoin(
@@ -126,6 +129,7 @@ def item_timings(
         query = query.where(BundleRow.received_at >= since)
     if until is not None:
         query = query.where(BundleRow.received_at < until)
+    missed = _missed_kinds(session)
     return [
         ItemTiming(
             bundle_type=row.bundle_type,
@@ -135,19 +139,51 @@ def item_timings(
             accepted_at=row.accepted_at,
             rejected_at=row.rejected_at,
             decided_at=row.decided_at,
-            accept_due_at=row.accept_due_at,
-            decide_due_at=row.decide_due_at,
-            overdue_kinds=frozenset(
-                kind
-                for kind, at in (
-                    (OverdueKind.ACCEPTANCE, row.acceptance_overdue_at),
-                    (OverdueKind.DECISION, row.decision_overdue_at),
-                )
-                if at is not None
-            ),
+            acceptance=_finished(row.accept_clock),
+            decision=_finished(row.decide_clock),
+            overdue_kinds=frozenset(missed.get((row.bundle_id, row.code), ())),
         )
         for row in session.execute(query)
     ]
+
+
+def _finished(document: dict[str, Any] | None) -> Clock | None:
+    clock = None if document is None else Clock.model_validate(document)
+    return clock if clock is not None and clock.finished else None
+
+
+def _missed_kinds(session: Session) -> dict[tuple[uuid.UUID, str], set[DeadlineKind]]:
+    kinds: dict[tuple[uuid.UUID, str], set[DeadlineKind]] = defaultdict(set)
+    for bundle_id, item, kind in session.execute(
+        select(DeadlineAlertRow.bundle_id, DeadlineAlertRow.item, DeadlineAlertRow.kind)
+        .where(DeadlineAlertRow.level == AlertLevel.MISSED)
+        .distinct()
+    ):
+        kinds[bundle_id, item].add(DeadlineKind(kind))
+    return kinds
+
+
+@dataclass(frozen=True)
+class BundleTiming:
+    """One bundle against its own promise (its longest chain of items)."""
+
+    bundle_type: str
+    clock: Clock | None
+
+    @property
+    def on_time(self) -> bool | None:
+        return None if self.clock is None else self.clock.on_time
+
+
+def bundle_timings(
+    session: Session, since: datetime | None = None, until: datetime | None = None
+) -> list[BundleTiming]:
+    query = select(BundleRow.bundle_type, BundleRow.clock)
+    if since is not None:
+        query = query.where(BundleRow.received_at >= since)
+    if until is not None:
+        query = query.where(BundleRow.received_at < until)
+    return [BundleTiming(row.bundle_type, _finished(row.clock)) for row in session.execute(query)]
 
 
 @dataclass(frozen=True)
@@ -163,7 +199,8 @@ class Figures:
     intake_hours_avg: float | None  # 收件时限: dispatch → accepted or rejected
     intake_on_time_ratio: float | None  # answered within 1 working day
     decision_hours_avg: float | None  # 办理时限: dispatch → decided
-    decision_on_time_ratio: float | None  # decided within the promised limit
+    decision_on_time_ratio: float | None  # decided within the promised limit, pauses excluded
+    decision_working_days_avg: float | None  # 受理 → 办结 in working days, pauses excluded
     completion_ratio: float | None  # 办结率: completed ÷ accepted
 
     @classmethod
@@ -181,7 +218,25 @@ class Figures:
             intake_on_time_ratio=_mean(_flag(item.answered_on_time) for item in items),
             decision_hours_avg=_hours(_mean(item.decision_seconds for item in items)),
             decision_on_time_ratio=_mean(_flag(item.decided_on_time) for item in items),
+            decision_working_days_avg=_mean(item.decision_working_days for item in items),
             completion_ratio=completed / accepted if accepted else None,
+        )
+
+
+@dataclass(frozen=True)
+class BundleFigures:
+    """One bundle type's bundles against their own promise, counted apart from items."""
+
+    bundles: int
+    replied: int
+    on_time_ratio: float | None
+
+    @classmethod
+    def of(cls, bundles: Sequence[BundleTiming]) -> BundleFigures:
+        return cls(
+            bundles=len(bundles),
+            replied=sum(1 for bundle in bundles if bundle.clock is not None),
+            on_time_ratio=_mean(_flag(bundle.on_time) for bundle in bundles),
         )
 
 
@@ -204,3 +259,10 @@ def figures_by(items: Iterable[ItemTiming], key: Callable[[ItemTiming], str]) ->
     for item in items:
         groups[key(item)].append(item)
     return {name: Figures.of(groups[name]) for name in sorted(groups)}
+
+
+def bundle_figures_by_type(bundles: Iterable[BundleTiming]) -> dict[str, BundleFigures]:
+    groups: dict[str, list[BundleTiming]] = defaultdict(list)
+    for bundle in bundles:
+        groups[bundle.bundle_type].append(bundle)
+    return {name: BundleFigures.of(groups[name]) for name in sorted(groups)}

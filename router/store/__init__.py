@@ -2,12 +2,14 @@
 
 from router.store.engine import Database
 from router.store.tables import (
+    OPEN_BUNDLE,
     OPEN_ITEM,
     AuditChainRow,
     AuditRow,
     Base,
     BundleRow,
     CallbackRow,
+    DeadlineAlertRow,
     EventRow,
     InboxRow,
     ItemRow,
@@ -17,6 +19,7 @@ from router.store.tables import (
 )
 
 __all__ = [
+    "OPEN_BUNDLE",
     "OPEN_ITEM",
     "AuditChainRow",
     "AuditRow",
@@ -24,6 +27,7 @@ __all__ = [
     "BundleRow",
     "CallbackRow",
     "Database",
+    "DeadlineAlertRow",
     "EventRow",
     "InboxRow",
     "ItemRow",

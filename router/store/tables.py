@@ -52,7 +52,9 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("naive datetime: store aware datetimes only")
+            raise ValueError("naive datetime: store aware UTC datetimes only")
+        # SQLite keeps the wall time and drops the offset: a +08:00 deadline would come
+        # back eight hours late, so every value is stored as UTC.
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
@@ -70,8 +72,19 @@ class Base(DeclarativeBase):
     }
 
 
+OPEN_BUNDLE = text("state = 'in_progress'")
+
+
 class BundleRow(Base):
     __tablename__ = "bundles"
+    __table_args__ = (
+        Index(
+            "ix_bundles_open_due",
+            "due_at",
+            postgresql_where=OPEN_BUNDLE,
+            sqlite_where=OPEN_BUNDLE,
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     project_no: Mapped[str] = mapped_column(String(50), unique=True)
@@ -80,6 +93,9 @@ class BundleRow(Base):
     application: Mapped[dict[str, Any]]
     received_at: Mapped[datetime]
     replied_at: Mapped[datetime | None]
+    clock: Mapped[dict[str, Any] | None]
+    """The bundle's promise (router.domain.clocks.Clock); `due_at` is its live deadline."""
+    due_at: Mapped[datetime | None]
 
     items: Mapped[list[ItemRow]] = relationship(
         back_populates="bundle", order_by="ItemRow.position", lazy="selectin"
@@ -97,13 +113,13 @@ can prove the query's condition implies the index's."""
 class ItemRow(Base):
     __tablename__ = "items"
     # Finished items pile up by the million; the deadline watcher looks at open ones only.
-    __table_args__ = (
-        Index(
-            "ix_items_open_deadlines",
-            "decide_due_at",
-            postgresql_where=OPEN_ITEM,
-            sqlite_where=OPEN_ITEM,
-        ),
+    __table_args__ = tuple(
+        Index(name, column, postgresql_where=OPEN_ITEM, sqlite_where=OPEN_ITEM)
+        for name, column in (
+            ("ix_items_open_deadlines", "decide_due_at"),
+            ("ix_items_open_accept_due", "accept_due_at"),
+            ("ix_items_open_gap_due", "gap_due_at"),
+        )
     )
 
     bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), primary_key=True)
@@ -116,9 +132,15 @@ class ItemRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     dispatch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     receipt_no: Mapped[str | None] = mapped_column(String(128))
+    accept_clock: Mapped[dict[str, Any] | None]
+    decide_clock: Mapped[dict[str, Any] | None]
+    """The acceptance and decision clocks (router.domain.clocks.Clock) as JSON; the
+    `*_due_at` columns hold their live deadlines (None once paused or finished), indexed
+    for the deadline watcher."""
     accept_due_at: Mapped[datetime | None]
     decide_due_at: Mapped[datetime | None]
-    overdue: Mapped[str | None] = mapped_column(String(16))
+    gap_due_at: Mapped[datetime | None]
+    """容缺受理: the earliest day a material accepted as missing is promised by."""
     awaiting_prerequisites: Mapped[bool] = mapped_column(server_default=false())
     """Filed for pre-review (容缺预审); its prerequisites' results are not forwarded yet."""
     tolerated_gaps: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDocument)
@@ -126,6 +148,27 @@ class ItemRow(Base):
     updated_at: Mapped[datetime]
 
     bundle: Mapped[BundleRow] = relationship(back_populates="items")
+
+
+class DeadlineAlertRow(Base):
+    """A 预警 or 超期 raised for one deadline; the unique index makes it once, even with
+    two watchers. `item` is empty for the bundle's own promise."""
+
+    __tablename__ = "deadline_alerts"
+    __table_args__ = (
+        Index(
+            "ux_deadline_alerts_once", "bundle_id", "item", "kind", "level", "due_at", unique=True
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    item: Mapped[str] = mapped_column(String(64))
+    department: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    level: Mapped[str] = mapped_column(String(8))
+    due_at: Mapped[datetime]
+    raised_at: Mapped[datetime]
 
 
 class OutboxRow(Base):

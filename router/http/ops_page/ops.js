@@ -82,19 +82,22 @@ async function loadDepartments() {
   updateDeadLetterQueues(departments);
 }
 
-// Overdue ----------------------------------------------------------------------------------
+// Deadlines --------------------------------------------------------------------------------
 
-async function loadOverdue() {
-  const items = await api("/v1/ops/overdue");
-  const rows = items.map((item) => el("tr", {},
-    el("td", {}, el("a", { href: "#bundle", "data-key": item.project_no, class: "bundle-link" }, item.project_no)),
-    el("td", {}, `${item.name_zh} `, el("span", { class: "muted" }, item.item)),
-    el("td", {}, departmentNames[item.department] ?? item.department),
-    el("td", {}, item.state),
-    el("td", {}, item.overdue === "acceptance" ? "受理超期 acceptance" : "办理超期 decision"),
-    el("td", {}, when(item.accept_due_at)),
-    el("td", {}, when(item.decide_due_at))));
-  fill($("#overdue tbody"), rows, "Nothing is overdue.");
+const KINDS = { acceptance: "受理 acceptance", decision: "办结 decision",
+  tolerated_gap: "容缺承诺 commitment", bundle: "一件事 bundle" };
+
+async function loadDeadlines() {
+  const entries = await api("/v1/ops/deadlines");
+  const rows = entries.map((entry) => el("tr", { class: entry.level === "missed" ? "bad" : "warn" },
+    el("td", {}, el("a", { href: "#bundle", "data-key": entry.project_no, class: "bundle-link" }, entry.project_no)),
+    el("td", {}, entry.item ? `${entry.name_zh} ` : "—", el("span", { class: "muted" }, entry.item ?? "")),
+    el("td", {}, entry.department ? (departmentNames[entry.department] ?? entry.department) : "—"),
+    el("td", {}, entry.state),
+    el("td", {}, KINDS[entry.kind] ?? entry.kind),
+    el("td", {}, entry.level === "missed" ? "超期 missed" : "预警 warning"),
+    el("td", {}, when(entry.due_at))));
+  fill($("#deadlines tbody"), rows, "No deadline is near or past.");
 }
 
 // Dead letters -----------------------------------------------------------------------------
@@ -297,7 +300,7 @@ async function guarded(work) {
 
 async function refresh() {
   await loadDepartments();
-  await Promise.all([loadOverdue(), loadDeadLetters()]);
+  await Promise.all([loadDeadlines(), loadDeadLetters()]);
 }
 
 // Periods are China dates (UTC+8), whatever the operator's browser thinks.
@@ -343,6 +346,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (sessionStorage.getItem(TOKEN_KEY)) guarded(async () => { await refresh(); await loadSupervision(); });
   // Dead letters are listed on demand only (see loadDeadLetters).
   setInterval(() => {
-    if (sessionStorage.getItem(TOKEN_KEY)) guarded(async () => { await loadDepartments(); await loadOverdue(); });
+    if (sessionStorage.getItem(TOKEN_KEY)) guarded(async () => { await loadDepartments(); await loadDeadlines(); });
   }, 10000);
 });
