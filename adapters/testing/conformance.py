@@ -162,7 +162,6 @@ class AdapterConformance:
         dispatch: ItemDispatch | ItemSupplement | None = None,
         *,
         delivery: int = 1,
-        last_chance: bool = False,
         cancel_after: float | None = None,
         **overrides: Any,
     ) -> tuple[OutcomeResult | None, list[OutcomeResult]]:
@@ -177,9 +176,7 @@ class AdapterConformance:
             runner = AdapterRunner(self._fast_adapter(server, **overrides), self.materials)
             try:
                 call = asyncio.ensure_future(
-                    runner.run(
-                        dispatch or self._dispatch(), delivery, report, last_chance=last_chance
-                    )
+                    runner.run(dispatch or self._dispatch(), delivery, report)
                 )
                 if cancel_after is None:
                     return await call
@@ -262,26 +259,22 @@ class AdapterConformance:
         assert isinstance(outcome, Decided) and outcome.approved, outcome
         assert len(state.filings) == 1
 
-    def test_a_department_that_never_answers_is_retried_later_then_fails(
+    def test_a_department_that_never_answers_is_retried_later_never_failed(
         self, server: SimulatorServer, state: DepartmentState
     ) -> None:
         state.set_fault(FaultMode.TIMEOUT)
         retry = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.05)
-        with pytest.raises(DepartmentUnavailable):
-            self._run(server, timeout_seconds=0.3, retry=retry)
-        outcome, _ = self._run(server, timeout_seconds=0.3, retry=retry, last_chance=True)
-        assert isinstance(outcome, Failed), outcome
+        for delivery in (1, 2):
+            with pytest.raises(DepartmentUnavailable):
+                self._run(server, delivery=delivery, timeout_seconds=0.3, retry=retry)
 
     def test_the_breaker_stops_calls_to_a_department_that_is_down(
         self, server: SimulatorServer, state: DepartmentState
     ) -> None:
         state.set_fault(FaultMode.DOWN)
         retry = RetryPolicy(max_attempts=6, initial_backoff=0.01, budget_seconds=1.0)
-        outcome, _ = self._run(
-            server, breaker_threshold=2, breaker_reset_seconds=60, retry=retry, last_chance=True
-        )
-        assert isinstance(outcome, Failed), outcome
-        assert "circuit" in outcome.error
+        with pytest.raises(DepartmentUnavailable, match="circuit"):
+            self._run(server, breaker_threshold=2, breaker_reset_seconds=60, retry=retry)
         assert state.requests == 2, "calls after the breaker opened reached the department"
 
     @pytest.mark.parametrize("fault", [FaultMode.GARBAGE, FaultMode.MALFORMED])
