@@ -67,6 +67,7 @@ class AdapterRunner:
         if delivery > adapter.retry.max_deliveries:
             ctx.log.error("dispatch.gave_up")
             return Failed(error=f"gave up after {delivery - 1} deliveries")
+        call: Callable[[], Awaitable[OutcomeResult | None]]
         if isinstance(request, ItemSupplement):
             call = partial(adapter.supplement, request, ctx)
         elif isinstance(request, ItemPoll):
@@ -134,9 +135,7 @@ class AdapterRunner:
             log=bound,
         )
 
-    async def _protected(
-        self, call: Callable[[], Awaitable[T]], respond_by: datetime | None
-    ) -> T:
+    async def _protected(self, call: Callable[[], Awaitable[T]], respond_by: datetime | None) -> T:
         budget = self.adapter.retry.budget_seconds
         if respond_by is not None:  # never retry past the item's deadline
             budget = max(0.0, min(budget, (respond_by - clock.now()).total_seconds()))

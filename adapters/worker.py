@@ -182,9 +182,9 @@ class AdapterWorker:
 
     def _out_of_time(self, request: DepartmentRequest | None, delivery: Delivery) -> bool:
         """Whether retrying later would pass the item's deadline or the policy's limit."""
-        if request is not None and request.respond_by is not None:
-            if clock.now() >= request.respond_by:
-                return True
+        respond_by = request.respond_by if request is not None else None
+        if respond_by is not None and clock.now() >= respond_by:
+            return True
         return Retries.of(delivery).exhausted(self._adapter.retry.give_up_after_seconds)
 
     def _signed(self, outcome: ItemOutcome, trace: Mapping[str, str]) -> Outgoing:

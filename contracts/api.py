@@ -40,6 +40,8 @@ class TimelineEvent(StrEnum):
     DEADLINE_UNKNOWN = "deadline_unknown"  # the working-day calendar lacks the year
     OVERDUE = "overdue"  # a deadline passed; the detail is its OverdueKind
     IGNORED = "ignored"  # an outcome that came too late or out of order changed nothing
+    DECISION_PENDING = "decision_pending"  # filed, not decided: polled until it is
+    UNREACHABLE = "unreachable"  # the department stayed unreachable until the deadline
     WITHDRAWN = "withdrawn"  # 撤回: the platform withdrew the bundle
     REPLIED = "replied"  # the one reply was assembled
     CALLBACK_DELIVERED = "callback_delivered"  # the platform's callback took a message
@@ -75,6 +77,17 @@ class OneTimeNotice(_Document):
     problems: tuple[Problem, ...]
 
 
+class DecisionPoll(_Document):
+    """Waiting for a department's decision: what it said last, and when it is asked."""
+
+    department_answer: str = Field(description="The department's own words, last answer")
+    answered_at: AwareDatetime
+    pending_since: AwareDatetime
+    last_poll_at: AwareDatetime | None
+    next_poll_at: AwareDatetime
+    polls: int
+
+
 class ItemStatus(_Document):
     item: str
     name_zh: str
@@ -87,6 +100,9 @@ class ItemStatus(_Document):
     overdue: OverdueKind | None = Field(default=None, description="Set once a deadline is missed")
     tolerated_gaps: tuple[ToleratedGap, ...] = Field(
         default=(), description="容缺受理: materials accepted as missing, on commitment"
+    )
+    decision_poll: DecisionPoll | None = Field(
+        default=None, description="Set while the department has the filing and has not decided"
     )
 
 

@@ -200,6 +200,7 @@ class ItemPoll(_ToFiling):
     adapter declared while the department answers "pending"."""
 
     kind: Literal["poll"] = "poll"
+    item_name_zh: str
     filing_ref: str | None = Field(default=None, description="The department's filing reference")
     respond_by: AwareDatetime | None = Field(
         default=None,
@@ -262,7 +263,7 @@ class Pending(_Frozen):
     )
     next_poll_after: AwareDatetime | None = Field(
         default=None,
-        description="The adapter's suggestion (e.g. the department said \"after 14:00\"); "
+        description='The adapter\'s suggestion (e.g. the department said "after 14:00"); '
         "the router polls no earlier, and otherwise follows the declared schedule",
     )
 

@@ -31,6 +31,9 @@ class Settings:
     health_port: int | None = None
     """Where a process without the HTTP API serves /healthz and /readyz (runtime.health)."""
     callback_backoff_seconds: float = 1.0
+    # The poll scheduler's round, and the random delay that spreads polls due together.
+    poll_round_seconds: float = 5.0
+    poll_jitter_seconds: float = 30.0
     """First retry delay of a failed callback; it doubles up to ten minutes."""
     api_tokens: tuple[ApiToken, ...] = ()
     """Who may call the HTTP API, as digests (LIANBAN_TOKENS_FILE; `lianban token new`)."""

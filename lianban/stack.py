@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from enum import StrEnum
 from http.server import ThreadingHTTPServer
 from wsgiref.simple_server import WSGIServer
@@ -16,6 +17,8 @@ from wsgiref.simple_server import WSGIServer
 import structlog
 
 from adapters.base import Adapter
+from adapters.decisions import Polled
+from adapters.registry import installed_adapters
 from adapters.worker import AdapterWorker
 from contracts.catalog import Catalog
 from lianban.settings import Settings
@@ -25,6 +28,7 @@ from router.channels.filedrop_export import ReplyExporter
 from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
 from router.domain.intake import Intake
+from router.domain.polling import PollPlan, PollScheduler
 from router.http.app import create_app
 from router.http.services import Services
 from router.operations.dlq import DeadLetterQueues
@@ -77,6 +81,7 @@ class Stack:
         self._health_server: ThreadingHTTPServer | None = None
         self.relay_wake = threading.Event()
         self.intake = Intake(self.database, catalog, self.materials, on_commit=self.relay_wake.set)
+        self.polls = poll_plan([*installed_adapters().values(), *map(type, self.adapters)])
 
     def start(self) -> None:
         if self.roles:  # an adapter-only process never touches the database
@@ -99,6 +104,14 @@ class Stack:
             )
             self._spawn("callbacks", sender.run)
             self._spawn("deadlines", DeadlineWatcher(self.database).run)
+            scheduler = PollScheduler(
+                self.database,
+                self.polls,
+                every_seconds=self.settings.poll_round_seconds,
+                jitter=timedelta(seconds=self.settings.poll_jitter_seconds),
+                on_commit=self.relay_wake.set,
+            )
+            self._spawn("polls", scheduler.run)
             retention = retention_from_days(self.settings.audit_retention_days)
             self._spawn("audit-sealer", AuditSealer(self.database, retention).run)
             if self.settings.filedrop_dir is not None:
@@ -107,7 +120,11 @@ class Stack:
                 self._spawn("filedrop-export", exporter.run)
         if Role.CORRELATE in self.roles:
             correlator = Correlator(
-                self.database, self.catalog, on_commit=self.relay_wake.set, keyring=self.keyring
+                self.database,
+                self.catalog,
+                on_commit=self.relay_wake.set,
+                keyring=self.keyring,
+                polls=self.polls,
             )
             consumer = ConsumerLoop(
                 self.broker,
@@ -204,6 +221,17 @@ class Stack:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def poll_plan(adapter_classes: Iterable[type[Adapter]]) -> PollPlan:
+    """The poll schedules the adapters declare (a later class wins for its department)."""
+    return PollPlan(
+        {
+            cls.department: cls.decisions.schedule
+            for cls in adapter_classes
+            if isinstance(cls.decisions, Polled)
+        }
+    )
 
 
 def material_store(settings: Settings) -> MaterialStore:

@@ -21,7 +21,7 @@ from adapters.worker import AdapterWorker
 from contracts import topology
 from contracts.catalog import Catalog
 from contracts.errors import RetryableError
-from contracts.messages import Decided, Failed, ItemOutcome, OutcomeResult, Unreachable
+from contracts.messages import Decided, ItemOutcome, OutcomeResult, Unreachable
 from lianban.settings import Settings
 from runtime.messaging import Broker, Outgoing, Publisher, declare_topology
 from runtime.messaging.declaration import department_queue, outcomes_queue
@@ -48,9 +48,7 @@ class SlowPolice(Adapter):
         return Decided(approved=True)
 
 
-def _publish_dispatches(
-    broker: Broker, count: int, respond_by: datetime | None = None
-) -> set[str]:
+def _publish_dispatches(broker: Broker, count: int, respond_by: datetime | None = None) -> set[str]:
     ids = set()
     with Publisher(broker) as publisher:
         for _ in range(count):

@@ -26,6 +26,7 @@ from contracts.messages import (
     ItemCancel,
     ItemDispatch,
     ItemNotice,
+    ItemPoll,
     ItemResult,
     ItemState,
     ItemSupplement,
@@ -166,7 +167,7 @@ def _dispatch(
         )
     else:
         item.accept_due_at, item.decide_due_at = due.accept_due_at, due.decide_due_at
-    _send_to_department(session, item, message)
+    send_to_department(session, item, message)
 
 
 def _forward_prerequisites(
@@ -203,22 +204,22 @@ def supplement(
 ) -> None:
     """Add to the item's filing at its department (never a second filing)."""
     message = ItemSupplement(
-        **_filing_of(bundle, item),
+        **filing_of(bundle, item),
         item_name_zh=item.name_zh,
         purpose=purpose,
         prerequisite_results=prerequisite_results,
         materials=materials,
     )
-    _send_to_department(session, item, message)
+    send_to_department(session, item, message)
 
 
 def cancel_at_department(session: Session, bundle: BundleRow, item: ItemRow, reason: str) -> None:
     """Ask the item's department to withdraw its filing (撤回), sent when this commits."""
     if item.dispatch_id is not None:  # never filed: nothing to withdraw
-        _send_to_department(session, item, ItemCancel(**_filing_of(bundle, item), reason=reason))
+        send_to_department(session, item, ItemCancel(**filing_of(bundle, item), reason=reason))
 
 
-def _filing_of(bundle: BundleRow, item: ItemRow) -> dict[str, Any]:
+def filing_of(bundle: BundleRow, item: ItemRow) -> dict[str, Any]:
     """The fields that address a message to the item's filing at its department."""
     if item.dispatch_id is None:
         raise ValueError(f"item {item.code} was never dispatched")
@@ -234,8 +235,8 @@ def _filing_of(bundle: BundleRow, item: ItemRow) -> dict[str, Any]:
     }
 
 
-def _send_to_department(
-    session: Session, item: ItemRow, message: ItemDispatch | ItemSupplement | ItemCancel
+def send_to_department(
+    session: Session, item: ItemRow, message: ItemDispatch | ItemSupplement | ItemPoll | ItemCancel
 ) -> None:
     # One routing key per item's department and service: dispatch, supplements and
     # cancel share the department's queue.

@@ -8,11 +8,24 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contracts.api import BundleStatus, CallbackStatus, ItemStatus, TimelineEntry
+from contracts.api import BundleStatus, CallbackStatus, DecisionPoll, ItemStatus, TimelineEntry
 from contracts.application import MaterialRef
 from contracts.messages import BundleReply, ItemState
 from router.domain.progress import certificates_of, tolerated_gaps
-from router.store import BundleRow, CallbackRow, EventRow, ReplyRow
+from router.store import BundleRow, CallbackRow, DecisionPollRow, EventRow, ReplyRow
+
+
+def _decision_poll(row: DecisionPollRow | None) -> DecisionPoll | None:
+    if row is None:
+        return None
+    return DecisionPoll(
+        department_answer=row.last_answer,
+        answered_at=row.last_answer_at,
+        pending_since=row.pending_since,
+        last_poll_at=row.last_poll_at,
+        next_poll_at=row.next_poll_at,
+        polls=row.polls,
+    )
 
 
 def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None:
@@ -38,6 +51,7 @@ def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None
                 decide_due_at=item.decide_due_at,
                 overdue=item.overdue,
                 tolerated_gaps=tolerated_gaps(item),
+                decision_poll=_decision_poll(session.get(DecisionPollRow, (bundle.id, item.code))),
             )
             for item in bundle.items
         ),

@@ -1,0 +1,185 @@
+"""Departments that decide in working days: polled on their schedule, durably, never failed
+while they say "pending". Time is moved with time-machine (frozen between moves); every
+poll is a real round trip through the outbox, the broker, the adapter and the correlator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Any
+
+import pytest
+import time_machine
+from harness import Running, eventually, new_project_no, running_stack
+
+from adapters.simulated import DecisionLedger, Rule, Scenario, Verdict, simulated_adapter
+from contracts.catalog import Catalog
+from contracts.polling import PollPhase, PollSchedule
+from contracts.samples import sample_application
+from lianban.settings import Settings
+from router.domain.polling import PollPlan
+
+CHINA = timezone(timedelta(hours=8))
+ITEM = "vaccination_certificate"  # health, no prerequisites
+# Monday 2 March 2026, 10:00 in China; 2–20 March are 15 working days, no holiday among them.
+FILED_AT = datetime(2026, 3, 2, 10, 0, tzinfo=CHINA)
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Coordinates]:
+    with time_machine.travel(FILED_AT, tick=False) as traveller:
+        yield traveller
+
+
+def _polling_settings(settings: Settings) -> Settings:
+    # Rounds in quick succession (wall time) and no jitter, so poll times are exact.
+    return replace(settings, poll_round_seconds=0.02, poll_jitter_seconds=0)
+
+
+def _item(running: Running, status_url: str) -> dict[str, Any]:
+    items = {i["item"]: i for i in running.client.get(status_url).json()["items"]}
+    return items[ITEM]
+
+
+def _answered(running: Running, status_url: str, polls: int) -> dict[str, Any]:
+    """The item once its department has answered poll number `polls` (or decided)."""
+
+    def done(item: dict[str, Any]) -> bool:
+        poll = item["decision_poll"]
+        if poll is None:
+            return item["state"] != "accepted"
+        return poll["polls"] == polls and poll["answered_at"] == poll["last_poll_at"]
+
+    return eventually(
+        lambda: _item(running, status_url),
+        done,
+        timeout=30,
+        every=0.01,
+        message=f"poll {polls} was not answered",
+    )
+
+
+def _expected_polls() -> list[datetime]:
+    """The default schedule written out: every 5 minutes for the first hour, hourly to
+    the end of the first day, then 09:30 and 15:00 on working days (Mon–Fri here)."""
+    polls = [FILED_AT + timedelta(minutes=5 * n) for n in range(1, 13)]
+    polls += [FILED_AT + timedelta(hours=n) for n in range(2, 25)]
+    polls.append(datetime(2026, 3, 3, 15, 0, tzinfo=CHINA))
+    day = date(2026, 3, 4)
+    while day <= date(2026, 3, 23):
+        if day.weekday() < 5:
+            polls += [datetime.combine(day, at, tzinfo=CHINA) for at in (time(9, 30), time(15))]
+        day += timedelta(days=1)
+    return polls[:-1]  # 23 March, the 16th working day: decided at 09:30
+
+
+def test_pending_for_15_working_days_is_polled_on_schedule_and_decided_on_the_16th(
+    settings: Settings, catalog: Catalog, clock: time_machine.Coordinates
+) -> None:
+    settings = _polling_settings(settings)
+    ledger = DecisionLedger()
+    scenario = Scenario(rules={ITEM: Rule(Verdict.APPROVE, pending_working_days=15)})
+    # One department across both runs of the router: its filings outlive the restart.
+    health = simulated_adapter("health", catalog, scenario, ledger)
+    application = sample_application(
+        catalog.bundle_types["newborn"], new_project_no(), items=[ITEM]
+    )
+    polled: list[datetime] = []
+    restart_after, missed_while_down = 40, timedelta(hours=2)
+
+    def poll_until_decided(running: Running, status_url: str, stop_after: int | None) -> None:
+        while stop_after is None or len(polled) < stop_after:
+            item = _item(running, status_url)
+            if item["state"] != "accepted":
+                return
+            assert item["decision_poll"]["department_answer"] == "审查中"
+            clock.move_to(datetime.fromisoformat(item["decision_poll"]["next_poll_at"]))
+            answered = _answered(running, status_url, len(polled) + 1)
+            polled.append(datetime.now(UTC))
+            assert answered["state"] in ("accepted", "approved"), answered
+
+    with running_stack(settings, catalog, scenario, adapters=[health]) as running:
+        receipt = running.submit(application).json()
+        status_url = receipt["status_url"]
+        first = eventually(
+            lambda: _item(running, status_url),
+            lambda item: item["decision_poll"] is not None,
+            timeout=30,
+            message="the department's pending answer was not kept",
+        )
+        assert first["state"] == "accepted"
+        assert datetime.fromisoformat(first["decision_poll"]["pending_since"]) == FILED_AT
+        poll_until_decided(running, status_url, stop_after=restart_after)
+        due = datetime.fromisoformat(_item(running, status_url)["decision_poll"]["next_poll_at"])
+    # The router is down when the next poll falls due, and for two hours after.
+    clock.move_to(due + missed_while_down)
+    with running_stack(settings, catalog, scenario, adapters=[health]) as running:
+        _answered(running, status_url, restart_after + 1)
+        polled.append(datetime.now(UTC))
+        poll_until_decided(running, status_url, stop_after=None)
+        final = running.client.get(status_url).json()
+
+    expected = _expected_polls()
+    # The poll missed while the router was down is sent once, when it is back.
+    expected[restart_after] += missed_while_down
+    assert polled == expected
+    assert len([at for at in expected if at >= datetime(2026, 3, 4, tzinfo=CHINA)]) == 2 * 13 + 1
+    item = {i["item"]: i for i in final["items"]}[ITEM]
+    assert item["state"] == "approved"
+    assert item["decision_poll"] is None
+    steps = [step["state"] for step in final["timeline"] if step["item"] == ITEM]
+    assert "failed" not in steps
+    assert steps.count("decision_pending") == 1
+    [decision] = ledger.records()
+    assert decision.decided_at == datetime(2026, 3, 23, 9, 30, tzinfo=CHINA)
+
+
+def test_the_departments_failure_answer_fails_the_item_and_withdraws_the_filing(
+    settings: Settings, catalog: Catalog, clock: time_machine.Coordinates
+) -> None:
+    ledger = DecisionLedger()
+    scenario = Scenario(rules={ITEM: Rule(Verdict.FAIL, pending_working_days=1)})
+    health = simulated_adapter("health", catalog, scenario, ledger)
+    application = sample_application(
+        catalog.bundle_types["newborn"], new_project_no(), items=[ITEM]
+    )
+    with running_stack(_polling_settings(settings), catalog, scenario, [health]) as running:
+        receipt = running.submit(application).json()
+        status_url = receipt["status_url"]
+        eventually(
+            lambda: _item(running, status_url)["decision_poll"],
+            timeout=30,
+            message="the department's pending answer was not kept",
+        )
+        # Pending through its first working day: polled, not failed.
+        clock.move_to(FILED_AT + timedelta(hours=3))
+        assert _answered(running, status_url, 1)["state"] == "accepted"
+        clock.move_to(datetime(2026, 3, 3, 9, 30, tzinfo=CHINA))
+        running.wait_for_item(status_url, ITEM, "failed")
+        eventually(ledger.cancellations, timeout=30, message="the filing was not withdrawn")
+        final = running.client.get(status_url).json()
+    assert ledger.cancellations() == [("health", receipt["bundle_id"], ITEM)]
+    item = {i["item"]: i for i in final["items"]}[ITEM]
+    assert item["decision_poll"] is None
+    assert final["state"] == "replied"
+
+
+def test_poll_times_follow_the_declared_schedule_in_working_days() -> None:
+    """The plan keeps each phase's rhythm from the first pending, whatever the round."""
+    schedule = PollSchedule(
+        phases=(PollPhase(until=timedelta(hours=1), every=timedelta(minutes=10)),),
+        working_day_times=(time(11, 0),),
+    )
+    plan = PollPlan({"health": schedule})
+    since = datetime(2026, 3, 6, 16, 0, tzinfo=CHINA)  # a Friday afternoon
+    # A late round (13 minutes in) keeps to the 10-minute grid.
+    assert plan.next_poll_at("health", since, since + timedelta(minutes=13)) == (
+        since + timedelta(minutes=20)
+    )
+    # After the phases: the next working day's 11:00, over the weekend.
+    assert plan.next_poll_at("health", since, since + timedelta(hours=1)) == datetime(
+        2026, 3, 9, 11, 0, tzinfo=CHINA
+    )
+    # Departments without a declared schedule get the default one.
+    assert plan.schedule_of("police") == PollSchedule()
