@@ -4,21 +4,31 @@ poll is a real round trip through the outbox, the broker, the adapter and the co
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 import time_machine
-from harness import Running, eventually, new_project_no, running_stack
+from harness import KEYRING, Running, eventually, new_project_no, running_stack
+from sqlalchemy import select
 
 from adapters.simulated import DecisionLedger, Rule, Scenario, Verdict, simulated_adapter
 from contracts.catalog import Catalog
+from contracts.messages import ItemOutcome, Pending
 from contracts.polling import PollPhase, PollSchedule
-from contracts.samples import sample_application
+from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.settings import Settings
-from router.domain.polling import PollPlan
+from router.domain.correlator import Applied, Correlator
+from router.domain.intake import Intake, Received
+from router.domain.polling import PollPlan, PollScheduler
+from router.store import Database, DecisionPollRow, ItemRow, OutboxRow
+from runtime.storage import LocalMaterialStore
 
 CHINA = timezone(timedelta(hours=8))
 ITEM = "vaccination_certificate"  # health, no prerequisites
@@ -183,3 +193,50 @@ def test_poll_times_follow_the_declared_schedule_in_working_days() -> None:
     )
     # Departments without a declared schedule get the default one.
     assert plan.schedule_of("police") == PollSchedule()
+
+
+def test_a_backlog_of_due_polls_is_spread_over_rounds_per_department(
+    database: Database, catalog: Catalog, tmp_path: Path
+) -> None:
+    materials = LocalMaterialStore(tmp_path / "materials")
+    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+    intake = Intake(database, catalog, materials)
+    newborn = catalog.bundle_types["newborn"]
+    for _ in range(3):  # each files two health items, and one each for pre-review
+        application = sample_application(newborn, new_project_no())
+        assert isinstance(intake.submit(application, application["project_no"]), Received)
+    correlator = Correlator(database, catalog, keyring=KEYRING)
+    with database.transaction() as session:
+        filed = session.scalars(select(ItemRow).where(ItemRow.state == "dispatched")).all()
+        outcomes = [
+            ItemOutcome(
+                bundle_id=item.bundle_id,
+                item=item.code,
+                department=item.department,
+                dispatch_id=item.dispatch_id,
+                occurred_at=FILED_AT,
+                result=Pending(department_status="审查中"),
+            )
+            for item in filed
+        ]
+    by_department = Counter(outcome.department for outcome in outcomes)
+    assert by_department == {"health": 6, "hrss": 3, "medical_insurance": 3}
+    with time_machine.travel(FILED_AT, tick=False):
+        assert set(correlator.apply_all(outcomes)) == {Applied.APPLIED}
+    scheduler = PollScheduler(database, PollPlan(), per_department=4, jitter=timedelta(minutes=1))
+    # Every filing fell due together, an hour late (the router was away).
+    late = FILED_AT + timedelta(hours=1)
+    rounds = [scheduler.run_once(late), scheduler.run_once(late), scheduler.run_once(late)]
+
+    # At most 4 a department a round: health's 6 take two rounds, the others' 3 one.
+    assert rounds == [4 + 3 + 3, 2, 0]
+    with database.transaction() as session:
+        polls = session.scalars(select(DecisionPollRow)).all()
+        bodies = [json.loads(row.body) for row in session.scalars(select(OutboxRow))]
+    sent = [body for body in bodies if body.get("kind") == "poll"]
+    assert Counter(body["department"] for body in sent) == by_department
+    assert {poll.polls for poll in polls} == {1}
+    # Next polls keep the schedule (the hourly phase: 2 hours in), each with its jitter.
+    starts = [poll.next_poll_at - (FILED_AT + timedelta(hours=2)) for poll in polls]
+    assert all(timedelta(0) <= start <= timedelta(minutes=1) for start in starts)
+    assert len(set(starts)) > 1, "polls due together stayed together"

@@ -75,6 +75,7 @@ def record_pending(
 ) -> None:
     """Keep (or start) polling `item` after its department answered "pending"; the
     timeline shows the first answer and every change of the department's words."""
+    at = at.astimezone(UTC)
     poll = session.get(DecisionPollRow, (item.bundle_id, item.code))
     if poll is None:
         poll = DecisionPollRow(
@@ -145,6 +146,7 @@ class PollScheduler:
 
     def run_once(self, now: datetime) -> int:
         """Send the polls due at `now` (up to the cap per department); returns how many."""
+        now = now.astimezone(UTC)  # SQLite compares stored times as text, all in UTC
         sent: Counter[str] = Counter()
         with self._database.transaction() as session:
             due = session.execute(
