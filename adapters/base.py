@@ -19,7 +19,14 @@ from adapters.decisions import CalledBack, DecisionReporting, Polled
 from adapters.resilience import RetryPolicy
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError, FatalDepartmentError
-from contracts.messages import ItemCancel, ItemDispatch, ItemPoll, ItemSupplement, OutcomeResult
+from contracts.messages import (
+    DecisionPush,
+    ItemCancel,
+    ItemDispatch,
+    ItemPoll,
+    ItemSupplement,
+    OutcomeResult,
+)
 
 
 class Adapter:
@@ -69,6 +76,11 @@ class Adapter:
         decided, else Decided, Rejected or Failed (its own failure: the router then
         withdraws the filing). Required with `decisions = Polled(...)`."""
         raise FatalDepartmentError(f"{self.department} offers no way to poll a filing")
+
+    def read_decision(self, body: bytes) -> DecisionPush:
+        """The decision a department pushed to the adapter's endpoint (`decisions =
+        CalledBack()`); override to read the department's own format."""
+        return DecisionPush.model_validate_json(body)
 
     async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
         """Withdraw a filing at the department (撤回). Override where the department

@@ -27,8 +27,8 @@ from opentelemetry.trace import Span
 from pydantic import TypeAdapter, ValidationError
 
 from adapters.base import Adapter
+from adapters.outcomes import signed_outcome
 from adapters.runner import AdapterRunner
-from contracts import topology
 from contracts.errors import DepartmentUnavailable, MessageRefused
 from contracts.messages import (
     DepartmentMessage,
@@ -188,21 +188,4 @@ class AdapterWorker:
         return Retries.of(delivery).exhausted(self._adapter.retry.give_up_after_seconds)
 
     def _signed(self, outcome: ItemOutcome, trace: Mapping[str, str]) -> Outgoing:
-        body = outcome.model_dump_json().encode()
-        message_id, correlation_id = str(outcome.message_id), str(outcome.bundle_id)
-        return Outgoing(
-            exchange=topology.OUTCOMES_EXCHANGE,
-            routing_key=topology.outcome_routing_key(outcome.department),
-            body=body,
-            message_id=message_id,
-            correlation_id=correlation_id,
-            headers={
-                **trace,
-                **self._keyring.sign(
-                    self._adapter.department,
-                    body=body,
-                    message_id=message_id,
-                    correlation_id=correlation_id,
-                ),
-            },
-        )
+        return signed_outcome(self._keyring, outcome, trace)

@@ -84,7 +84,7 @@ class DecisionPoll(_Document):
     answered_at: AwareDatetime
     pending_since: AwareDatetime
     last_poll_at: AwareDatetime | None
-    next_poll_at: AwareDatetime
+    next_poll_at: AwareDatetime | None = Field(description="None: the department calls back")
     polls: int
 
 

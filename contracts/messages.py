@@ -322,6 +322,28 @@ class ItemOutcome(_Message):
         )
 
 
+class DecisionPush(_Frozen):
+    """Department → adapter's decision endpoint: what became of a filing (callback mode).
+    An adapter whose department speaks another format reads it in `read_decision`."""
+
+    bundle_id: UUID
+    item: str
+    dispatch_id: UUID = Field(description="message_id of the ItemDispatch that filed the item")
+    result: OutcomeResult
+
+    def outcome(self, department: str, body: bytes) -> ItemOutcome:
+        """The outcome to publish; a push repeated byte for byte gets the same id."""
+        return ItemOutcome(
+            message_id=uuid5(_OUTCOME_NAMESPACE, f"{self.dispatch_id}:push:{body.hex()}"),
+            bundle_id=self.bundle_id,
+            item=self.item,
+            department=department,
+            dispatch_id=self.dispatch_id,
+            occurred_at=datetime.now(UTC),
+            result=self.result,
+        )
+
+
 class BundleOutcome(StrEnum):
     ALL_APPROVED = "all_approved"
     PARTLY_APPROVED = "partly_approved"

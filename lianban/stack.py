@@ -17,10 +17,12 @@ from wsgiref.simple_server import WSGIServer
 import structlog
 
 from adapters.base import Adapter
-from adapters.decisions import Polled
+from adapters.decision_endpoint import decision_app
+from adapters.decisions import CalledBack, Polled
 from adapters.registry import installed_adapters
 from adapters.worker import AdapterWorker
 from contracts.catalog import Catalog
+from contracts.errors import ConfigurationError
 from lianban.settings import Settings
 from router.channels.callbacks import CallbackSender
 from router.channels.filedrop import Layout, PackageWatcher
@@ -77,6 +79,7 @@ class Stack:
         self._threads: list[threading.Thread] = []
         self._ready: list[threading.Event] = []
         self._server: ThreadedServer | None = None
+        self._decisions_server: ThreadedServer | None = None
         self._metrics_server: WSGIServer | None = None
         self._health_server: ThreadingHTTPServer | None = None
         self.relay_wake = threading.Event()
@@ -144,6 +147,8 @@ class Stack:
             )
             self._ready.append(worker.ready)
             self._spawn(f"adapter-{adapter.department}", worker.run)
+        if self.settings.decisions_port is not None:
+            self._start_decision_endpoint()
         if Role.SERVE in self.roles:
             self._start_server()
             if self.settings.filedrop_dir is not None:
@@ -165,6 +170,12 @@ class Stack:
         log.info("stack.started", roles=sorted(self.roles), adapters=len(self.adapters))
 
     @property
+    def decisions_url(self) -> str:
+        if self._decisions_server is None:
+            raise RuntimeError("no decision endpoint in this process (LIANBAN_DECISIONS_PORT)")
+        return self._decisions_server.url
+
+    @property
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the intake API is not running in this process")
@@ -182,8 +193,9 @@ class Stack:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._server is not None:
-            self._server.stop()
+        for http_server in (self._server, self._decisions_server):
+            if http_server is not None:
+                http_server.stop()
         for server in (self._metrics_server, self._health_server):
             if server is not None:
                 server.shutdown()
@@ -217,6 +229,27 @@ class Stack:
         self._server = ThreadedServer(app, self.settings.host, self.settings.port, ssl=tls)
         self._server.start()
 
+    def _start_decision_endpoint(self) -> None:
+        calling_back = {
+            adapter.department: adapter
+            for adapter in self.adapters
+            if isinstance(adapter.decisions, CalledBack)
+        }
+        if not calling_back:
+            return
+        if not self.settings.decisions_secret:
+            raise ConfigurationError(
+                "departments that call back need LIANBAN_DECISIONS_SECRET: the secret their "
+                "decision pushes are signed with"
+            )
+        app = decision_app(
+            calling_back, self.keyring, Publisher(self.broker), self.settings.decisions_secret
+        )
+        self._decisions_server = ThreadedServer(
+            app, self.settings.decisions_host, self.settings.decisions_port or 0
+        )
+        self._decisions_server.start()
+
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
@@ -224,13 +257,14 @@ class Stack:
 
 
 def poll_plan(adapter_classes: Iterable[type[Adapter]]) -> PollPlan:
-    """The poll schedules the adapters declare (a later class wins for its department)."""
+    """How the adapters declare their departments report decisions (a later class wins
+    for its department)."""
+    declared = {cls.department: cls.decisions for cls in adapter_classes}
     return PollPlan(
-        {
-            cls.department: cls.decisions.schedule
-            for cls in adapter_classes
-            if isinstance(cls.decisions, Polled)
-        }
+        {dept: how.schedule for dept, how in declared.items() if isinstance(how, Polled)},
+        called_back=frozenset(
+            dept for dept, how in declared.items() if isinstance(how, CalledBack)
+        ),
     )
 
 

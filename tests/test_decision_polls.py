@@ -11,16 +11,33 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import httpx
 import pytest
 import time_machine
 from harness import KEYRING, Running, eventually, new_project_no, running_stack
 from sqlalchemy import select
 
-from adapters.simulated import DecisionLedger, Rule, Scenario, Verdict, simulated_adapter
+from adapters import AdapterContext, CalledBack
+from adapters.decision_endpoint import SIGNATURE_HEADER, push_signature
+from adapters.simulated import (
+    DecisionLedger,
+    Rule,
+    Scenario,
+    SimulatedDepartment,
+    Verdict,
+    simulated_adapter,
+)
 from contracts.catalog import Catalog
-from contracts.messages import ItemOutcome, Pending
+from contracts.messages import (
+    Decided,
+    DecisionPush,
+    ItemDispatch,
+    ItemOutcome,
+    OutcomeResult,
+    Pending,
+)
 from contracts.polling import PollPhase, PollSchedule
 from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.settings import Settings
@@ -240,3 +257,71 @@ def test_a_backlog_of_due_polls_is_spread_over_rounds_per_department(
     starts = [poll.next_poll_at - (FILED_AT + timedelta(hours=2)) for poll in polls]
     assert all(timedelta(0) <= start <= timedelta(minutes=1) for start in starts)
     assert len(set(starts)) > 1, "polls due together stayed together"
+
+
+class CallingBackHealth(SimulatedDepartment):
+    """Health, deciding later and pushing its decision; keeps what it filed."""
+
+    department = "health"
+    services = frozenset({"vaccination_certificate_issuance"})
+    decisions = CalledBack()
+    scenario = Scenario(rules={ITEM: Rule(Verdict.APPROVE, pending_working_days=5)})
+    filed: ClassVar[list[ItemDispatch]] = []
+
+    async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult:
+        self.filed.append(item)
+        return await super().handle(item, ctx)
+
+
+def test_a_department_that_calls_back_is_waited_for_and_its_signed_push_decides(
+    settings: Settings, catalog: Catalog
+) -> None:
+    secret = "共享密钥-for-tests"
+    settings = replace(_polling_settings(settings), decisions_port=0, decisions_secret=secret)
+    CallingBackHealth.check_declaration(catalog)
+    CallingBackHealth.filed = []
+    application = sample_application(
+        catalog.bundle_types["newborn"], new_project_no(), items=[ITEM]
+    )
+    with running_stack(settings, catalog, adapters=[CallingBackHealth()]) as running:
+        receipt = running.submit(application).json()
+        status_url = receipt["status_url"]
+        waiting = eventually(
+            lambda: _item(running, status_url),
+            lambda item: item["decision_poll"] is not None,
+            timeout=30,
+            message="the department's pending answer was not kept",
+        )
+        [dispatch] = CallingBackHealth.filed
+        push = DecisionPush(
+            bundle_id=dispatch.bundle_id,
+            item=ITEM,
+            dispatch_id=dispatch.message_id,
+            result=Decided(approved=True),
+        )
+        body = push.model_dump_json().encode()
+        url = f"{running.stack.decisions_url}/v1/decisions/health"
+        unsigned = httpx.post(url, content=body)
+        forged = httpx.post(
+            url, content=body, headers={SIGNATURE_HEADER: push_signature("guessed", body)}
+        )
+        wrong_department = httpx.post(
+            url.replace("health", "police"),
+            content=body,
+            headers={SIGNATURE_HEADER: push_signature(secret, body)},
+        )
+        still = _item(running, status_url)
+        signed = httpx.post(
+            url, content=body, headers={SIGNATURE_HEADER: push_signature(secret, body)}
+        )
+        running.wait_for_item(status_url, ITEM, "approved")
+
+    assert waiting["state"] == "accepted"
+    assert waiting["decision_poll"]["next_poll_at"] is None, (
+        "a department that calls back was polled"
+    )
+    assert waiting["decision_poll"]["polls"] == 0
+    assert (unsigned.status_code, forged.status_code) == (401, 401)
+    assert wrong_department.status_code == 404
+    assert still["state"] == "accepted"
+    assert signed.status_code == 202, signed.text

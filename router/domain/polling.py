@@ -42,9 +42,16 @@ class PollPlan:
         self,
         schedules: Mapping[str, PollSchedule] | None = None,
         calendar: WorkingCalendar | None = None,
+        *,
+        called_back: frozenset[str] = frozenset(),
     ) -> None:
+        """`called_back`: the departments that push their decisions (never polled)."""
         self._schedules = dict(schedules or {})
         self._calendar = calendar
+        self._called_back = called_back
+
+    def polls(self, department: str) -> bool:
+        return department not in self._called_back
 
     def schedule_of(self, department: str) -> PollSchedule:
         return self._schedules.get(department) or PollSchedule()
@@ -83,7 +90,9 @@ def record_pending(
             item=item.code,
             department=item.department,
             pending_since=at,
-            next_poll_at=plan.next_poll_at(item.department, at, at),
+            next_poll_at=plan.next_poll_at(item.department, at, at)
+            if plan.polls(item.department)
+            else None,
             last_poll_at=None,
             last_answer="",
             last_answer_at=at,
@@ -104,7 +113,9 @@ def record_pending(
     poll.last_answer = pending.department_status
     poll.last_answer_at = at
     poll.filing_ref = pending.filing_ref or poll.filing_ref
-    if pending.next_poll_after is not None and pending.next_poll_after > poll.next_poll_at:
+    if poll.next_poll_at is not None and (
+        pending.next_poll_after is not None and pending.next_poll_after > poll.next_poll_at
+    ):
         poll.next_poll_at = pending.next_poll_after.astimezone(UTC)
 
 

@@ -155,7 +155,8 @@ class DecisionPollRow(Base):
     department: Mapped[str] = mapped_column(String(64))
     pending_since: Mapped[datetime]
     """The department's first "pending": the schedule's phases count from it."""
-    next_poll_at: Mapped[datetime] = mapped_column(index=True)
+    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    """None for a department that calls back: it is waited for, never polled."""
     last_poll_at: Mapped[datetime | None]
     last_answer: Mapped[str] = mapped_column(Text)
     """The department's own words for the filing, as its last answer gave them."""

@@ -20,7 +20,7 @@ def upgrade() -> None:
         sa.Column("item", sa.String(length=64), primary_key=True),
         sa.Column("department", sa.String(length=64), nullable=False),
         sa.Column("pending_since", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("next_poll_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("next_poll_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_poll_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_answer", sa.Text(), nullable=False),
         sa.Column("last_answer_at", sa.DateTime(timezone=True), nullable=False),
