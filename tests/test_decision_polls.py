@@ -40,6 +40,7 @@ from contracts.messages import (
 )
 from contracts.polling import PollPhase, PollSchedule
 from contracts.samples import SAMPLE_PDF, sample_application
+from lianban.cli import main
 from lianban.settings import Settings
 from router.domain.correlator import Applied, Correlator
 from router.domain.intake import Intake, Received
@@ -102,7 +103,11 @@ def _expected_polls() -> list[datetime]:
 
 
 def test_pending_for_15_working_days_is_polled_on_schedule_and_decided_on_the_16th(
-    settings: Settings, catalog: Catalog, clock: time_machine.Coordinates
+    settings: Settings,
+    catalog: Catalog,
+    clock: time_machine.Coordinates,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = _polling_settings(settings)
     ledger = DecisionLedger()
@@ -139,6 +144,9 @@ def test_pending_for_15_working_days_is_polled_on_schedule_and_decided_on_the_16
         assert datetime.fromisoformat(first["decision_poll"]["pending_since"]) == FILED_AT
         poll_until_decided(running, status_url, stop_after=restart_after)
         due = datetime.fromisoformat(_item(running, status_url)["decision_poll"]["next_poll_at"])
+        monkeypatch.setenv("LIANBAN_DATABASE_URL", settings.database_url)
+        assert main(["bundle", "show", receipt["bundle_id"]]) == 0
+        shown, last_polled = capsys.readouterr().out, polled[-1]
     # The router is down when the next poll falls due, and for two hours after.
     clock.move_to(due + missed_while_down)
     with running_stack(settings, catalog, scenario, adapters=[health]) as running:
@@ -147,6 +155,10 @@ def test_pending_for_15_working_days_is_polled_on_schedule_and_decided_on_the_16
         poll_until_decided(running, status_url, stop_after=None)
         final = running.client.get(status_url).json()
 
+    # What an operator reads while the department takes its time.
+    assert f"department says “审查中” ({last_polled.isoformat()})" in shown
+    assert f"last poll {last_polled.isoformat()} (#{restart_after})" in shown
+    assert f"next poll {due.isoformat()}" in shown
     expected = _expected_polls()
     # The poll missed while the router was down is sent once, when it is back.
     expected[restart_after] += missed_while_down
