@@ -64,14 +64,14 @@ class AdapterRunner:
         other department failure becomes `Failed`."""
         adapter = self.adapter
         ctx = self._context(request, delivery, report)
+        if isinstance(request, ItemPoll):
+            return await self._poll(request, ctx)
         if delivery > adapter.retry.max_deliveries:
             ctx.log.error("dispatch.gave_up")
             return Failed(error=f"gave up after {delivery - 1} deliveries")
         call: Callable[[], Awaitable[OutcomeResult | None]]
         if isinstance(request, ItemSupplement):
             call = partial(adapter.supplement, request, ctx)
-        elif isinstance(request, ItemPoll):
-            call = partial(adapter.poll, request, ctx)
         else:
             if adapter.form_model is not None:
                 try:
@@ -90,6 +90,16 @@ class AdapterRunner:
             # supplement's own call reports the decision, so this one reports none.
             return None
         return result
+
+    async def _poll(self, poll: ItemPoll, ctx: AdapterContext) -> OutcomeResult | None:
+        """The department's answer to a poll; None for a poll that got none (the
+        department unreachable, its answer unreadable): a missed poll, which the router's
+        schedule repeats. Only the department's own answer may fail the item."""
+        try:
+            return await self._protected(lambda: self.adapter.poll(poll, ctx), poll.respond_by)
+        except Exception as error:
+            ctx.log.warning("department.poll_missed", error=describe(error))
+            return None
 
     async def cancel(self, cancel: ItemCancel, delivery: int) -> bool:
         """Withdraw a filing with the same protections as filing; False if it could not be

@@ -4,6 +4,7 @@ poll is a real round trip through the outbox, the broker, the adapter and the co
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import Counter
@@ -19,8 +20,9 @@ import time_machine
 from harness import KEYRING, Running, eventually, new_project_no, running_stack
 from sqlalchemy import select
 
-from adapters import AdapterContext, CalledBack
+from adapters import AdapterContext, CalledBack, Polled, RetryPolicy
 from adapters.decision_endpoint import SIGNATURE_HEADER, push_signature
+from adapters.runner import AdapterRunner
 from adapters.simulated import (
     DecisionLedger,
     Rule,
@@ -29,12 +31,15 @@ from adapters.simulated import (
     Verdict,
     simulated_adapter,
 )
+from adapters.testing.dispatches import dispatch_for
 from contracts.catalog import Catalog
+from contracts.errors import BadAnswerError, RetryableError
 from contracts.messages import (
     Decided,
     DecisionPush,
     ItemDispatch,
     ItemOutcome,
+    ItemPoll,
     OutcomeResult,
     Pending,
 )
@@ -337,3 +342,45 @@ def test_a_department_that_calls_back_is_waited_for_and_its_signed_push_decides(
     assert wrong_department.status_code == 404
     assert still["state"] == "accepted"
     assert signed.status_code == 202, signed.text
+
+
+class UnreadableHealth(CallingBackHealth):
+    decisions = Polled()
+    retry = RetryPolicy(max_attempts=2, initial_backoff=0.01, budget_seconds=1)
+    answers: ClassVar[list[Exception]] = []
+
+    async def poll(self, item: ItemPoll, ctx: AdapterContext) -> OutcomeResult:
+        raise self.answers.pop(0)
+
+
+@pytest.mark.parametrize(
+    "trouble",
+    [RetryableError("connection refused"), BadAnswerError("answer does not fit its WSDL")],
+)
+def test_a_poll_the_department_cannot_answer_is_a_missed_poll_never_a_failure(
+    trouble: Exception,
+) -> None:
+    dispatch = dispatch_for("vaccination_certificate_issuance", department="health")
+    poll = ItemPoll(
+        bundle_id=dispatch.bundle_id,
+        project_no=dispatch.project_no,
+        item=dispatch.item,
+        item_name_zh=dispatch.item_name_zh,
+        service=dispatch.service,
+        department=dispatch.department,
+        dispatch_id=dispatch.message_id,
+        idempotency_key=dispatch.idempotency_key,
+    )
+    UnreadableHealth.answers = [trouble, trouble]
+
+    async def nothing(result: OutcomeResult) -> None:
+        raise AssertionError(f"a poll reported {result}")
+
+    async def run() -> OutcomeResult | None:
+        runner = AdapterRunner(UnreadableHealth())
+        try:
+            return await runner.run(poll, 1, nothing)
+        finally:
+            await runner.aclose()
+
+    assert asyncio.run(run()) is None

@@ -51,7 +51,9 @@ def bundle_status(session: Session, bundle_id: uuid.UUID) -> BundleStatus | None
                 decide_due_at=item.decide_due_at,
                 overdue=item.overdue,
                 tolerated_gaps=tolerated_gaps(item),
-                decision_poll=_decision_poll(session.get(DecisionPollRow, (bundle.id, item.code))),
+                decision_poll=None
+                if ItemState(item.state).is_final  # its row goes at the scheduler's next round
+                else _decision_poll(session.get(DecisionPollRow, (bundle.id, item.code))),
             )
             for item in bundle.items
         ),
