@@ -50,6 +50,7 @@ from lianban.settings import Settings
 from router.domain.correlator import Applied, Correlator
 from router.domain.intake import Intake, Received
 from router.domain.polling import PollPlan, PollScheduler
+from router.domain.workdays import WorkingCalendar
 from router.store import Database, DecisionPollRow, ItemRow, OutboxRow
 from runtime.storage import LocalMaterialStore
 
@@ -227,6 +228,12 @@ def test_poll_times_follow_the_declared_schedule_in_working_days() -> None:
     )
     # Departments without a declared schedule get the default one.
     assert plan.schedule_of("police") == PollSchedule()
+    # Into a year without a calendar: polled on weekdays rather than never.
+    new_year = datetime(2026, 12, 31, 16, 0, tzinfo=CHINA)
+    unknown = PollPlan({"health": schedule}, WorkingCalendar({}))
+    assert unknown.next_poll_at("health", new_year, new_year + timedelta(hours=1)) == (
+        datetime(2027, 1, 1, 11, 0, tzinfo=CHINA)
+    )
 
 
 def test_a_backlog_of_due_polls_is_spread_over_rounds_per_department(

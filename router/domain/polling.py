@@ -16,13 +16,14 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.api import TimelineEvent
+from contracts.errors import UnknownYearError
 from contracts.messages import ItemPoll, ItemState, Pending
 from contracts.polling import PollSchedule
 from router.domain.progress import filing_of, send_to_department
@@ -69,12 +70,21 @@ class PollPlan:
         calendar = self._calendar or working_calendar()
         day = china_date(after)
         while True:
-            if calendar.is_working_day(day):
+            if _polled_on(calendar, day):
                 for at in schedule.working_day_times:
                     candidate = datetime.combine(day, at, tzinfo=CHINA_TZ)
                     if candidate > after:
                         return candidate.astimezone(UTC)
             day += timedelta(days=1)
+
+
+def _polled_on(calendar: WorkingCalendar, day: date) -> bool:
+    """Whether `day` is a working day; in a year the calendar does not know yet, every
+    weekday is, since a poll too many costs little and a poll never sent loses the item."""
+    try:
+        return calendar.is_working_day(day)
+    except UnknownYearError:
+        return day.weekday() < 5
 
 
 def record_pending(
