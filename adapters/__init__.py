@@ -11,11 +11,13 @@ An adapter is a declaration plus one `async def handle(item, ctx)` (see `Adapter
     BadAnswerError ....... the department answered garbage: the item fails
 
 Business answers (不予受理, 补齐补正, denial) are results, not errors: return Rejected,
-CorrectionRequested or Decided(approved=False, reason=...).
+CorrectionRequested or Decided(approved=False, reason=...). A department that decides
+later gets `Pending` and a `decisions = Polled(PollSchedule(...))` or `CalledBack()`.
 """
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
+from adapters.decisions import CalledBack, Polled
 from adapters.resilience import RetryPolicy
 from adapters.soap_filing import SoapFilingAdapter
 from contracts.application import MaterialRef
@@ -28,19 +30,23 @@ from contracts.messages import (
     Failed,
     ItemCancel,
     ItemDispatch,
+    ItemPoll,
     ItemSupplement,
     OutcomeResult,
+    Pending,
     PrerequisiteResult,
     Rejected,
     SupplementPurpose,
     ToleratedGap,
 )
+from contracts.polling import PollPhase, PollSchedule
 
 __all__ = [
     "Accepted",
     "Adapter",
     "AdapterContext",
     "BadAnswerError",
+    "CalledBack",
     "Certificate",
     "CorrectionRequested",
     "Decided",
@@ -48,9 +54,14 @@ __all__ = [
     "FatalDepartmentError",
     "ItemCancel",
     "ItemDispatch",
+    "ItemPoll",
     "ItemSupplement",
     "MaterialRef",
     "OutcomeResult",
+    "Pending",
+    "PollPhase",
+    "PollSchedule",
+    "Polled",
     "PrerequisiteResult",
     "Rejected",
     "RetryPolicy",

@@ -15,10 +15,18 @@ from typing import ClassVar
 from pydantic import BaseModel
 
 from adapters.context import AdapterContext
+from adapters.decisions import CalledBack, DecisionReporting, Polled
 from adapters.resilience import RetryPolicy
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError, FatalDepartmentError
-from contracts.messages import ItemCancel, ItemDispatch, ItemSupplement, OutcomeResult
+from contracts.messages import (
+    DecisionPush,
+    ItemCancel,
+    ItemDispatch,
+    ItemPoll,
+    ItemSupplement,
+    OutcomeResult,
+)
 
 
 class Adapter:
@@ -43,6 +51,9 @@ class Adapter:
     rate_limit_per_second: ClassVar[float | None] = None
     breaker_threshold: ClassVar[int] = 5
     breaker_reset_seconds: ClassVar[float] = 30.0
+    decisions: ClassVar[DecisionReporting | None] = None
+    """How a department that decides later reports it (`Polled` or `CalledBack`); None
+    for one that always decides within the call."""
 
     def __init__(self, endpoint: str | None = None) -> None:
         self.endpoint = endpoint
@@ -59,6 +70,17 @@ class Adapter:
         `pre_review` set should be answered with Accepted once pre-reviewed, and decided
         only after its supplement."""
         raise FatalDepartmentError(f"{self.department} offers no way to supplement a filing")
+
+    async def poll(self, item: ItemPoll, ctx: AdapterContext) -> OutcomeResult:
+        """Ask the department where a filing stands; return Pending while it has not
+        decided, else Decided, Rejected or Failed (its own failure: the router then
+        withdraws the filing). Required with `decisions = Polled(...)`."""
+        raise FatalDepartmentError(f"{self.department} offers no way to poll a filing")
+
+    def read_decision(self, body: bytes) -> DecisionPush:
+        """The decision a department pushed to the adapter's endpoint (`decisions =
+        CalledBack()`); override to read the department's own format."""
+        return DecisionPush.model_validate_json(body)
 
     async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
         """Withdraw a filing at the department (撤回). Override where the department
@@ -93,6 +115,15 @@ class Adapter:
             raise ConfigurationError(f"{name}: form_model must be a pydantic BaseModel subclass")
         if not isinstance(cls.retry, RetryPolicy):
             raise ConfigurationError(f"{name}: retry must be an adapters.RetryPolicy")
+        if cls.decisions is not None and not isinstance(cls.decisions, Polled | CalledBack):
+            raise ConfigurationError(
+                f"{name}: decisions must be adapters.Polled(PollSchedule(...)) or "
+                "adapters.CalledBack()"
+            )
+        if isinstance(cls.decisions, Polled) and cls.poll is Adapter.poll:
+            raise ConfigurationError(
+                f"{name}: decisions = Polled(...) needs `async def poll(self, item, ctx)`"
+            )
         if cls.concurrency < 1:
             raise ConfigurationError(f"{name}: concurrency must be at least 1")
         if cls.timeout_seconds <= 0:

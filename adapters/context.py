@@ -145,12 +145,15 @@ class AdapterContext:
         *,
         every_seconds: float = 1.0,
         within_seconds: float = 60.0,
+        still_pending: Callable[[], T] | None = None,
     ) -> T:
-        """Poll a department that decides later: call `check` until it returns a result.
+        """Poll a department that may decide quickly: call `check` until it returns a result.
 
-        A poll that fails transiently is a missed poll, not a reason to file again. Running
-        out of time is transient too (the filing stands; a later attempt polls it again
-        under the same idempotency key), so it raises RetryableError.
+        A poll that fails transiently is a missed poll, not a reason to file again. Out of
+        time, an adapter that declares `decisions` returns `still_pending()` (a `Pending`:
+        the router polls on from there, for days if need be); without it, running out of
+        time is transient (the filing stands; a later attempt polls it again under the
+        same idempotency key), so it raises RetryableError.
         """
         deadline = time.monotonic() + within_seconds
         while True:
@@ -164,5 +167,7 @@ class AdapterContext:
             if result is not None:
                 return result
             if time.monotonic() >= deadline:
+                if still_pending is not None:
+                    return still_pending()
                 raise RetryableError(f"no decision within {within_seconds:g} s")
             await asyncio.sleep(every_seconds)

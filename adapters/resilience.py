@@ -40,8 +40,9 @@ class RetryPolicy:
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
     budget_seconds: float = 300.0  # wall-clock for all attempts of one delivery
-    # Past this, counted from the first delayed retry, a department still unavailable
-    # fails the item (an operator sees it) instead of being retried again.
+    # Past this, counted from the first delayed retry, or past the request's respond_by
+    # (the item's deadline), a department still unavailable is no longer retried: the
+    # message is parked and the router told, the item stays open (adapters.worker).
     give_up_after_seconds: float = 24 * 3600.0
 
 

@@ -7,6 +7,7 @@ suite tests exactly what production runs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
@@ -20,13 +21,16 @@ from adapters.resilience import RateLimiter, call_department
 from contracts.errors import Action, DepartmentUnavailable
 from contracts.messages import (
     Decided,
+    DepartmentRequest,
     Failed,
     ItemCancel,
     ItemDispatch,
+    ItemPoll,
     ItemSupplement,
     OutcomeResult,
     Rejected,
 )
+from runtime import clock
 from runtime.breakers import BREAKERS, CircuitBreaker
 from runtime.storage import MaterialStore
 
@@ -52,21 +56,20 @@ class AdapterRunner:
         self.limiter = RateLimiter(rate, burst=max(1, int(rate))) if rate else None
 
     async def run(
-        self,
-        request: ItemDispatch | ItemSupplement,
-        delivery: int,
-        report: Reporter,
-        *,
-        last_chance: bool = False,
+        self, request: DepartmentRequest, delivery: int, report: Reporter
     ) -> OutcomeResult | None:
         """The item's outcome (None: the department calls back). A department that stays
-        unavailable through this delivery's attempts raises DepartmentUnavailable, unless
-        this is the last chance; every other department failure becomes `Failed`."""
+        unavailable through this delivery's attempts raises DepartmentUnavailable (the
+        worker retries later, or parks the message once the item's time is up); every
+        other department failure becomes `Failed`."""
         adapter = self.adapter
         ctx = self._context(request, delivery, report)
+        if isinstance(request, ItemPoll):
+            return await self._poll(request, ctx)
         if delivery > adapter.retry.max_deliveries:
             ctx.log.error("dispatch.gave_up")
             return Failed(error=f"gave up after {delivery - 1} deliveries")
+        call: Callable[[], Awaitable[OutcomeResult | None]]
         if isinstance(request, ItemSupplement):
             call = partial(adapter.supplement, request, ctx)
         else:
@@ -77,9 +80,9 @@ class AdapterRunner:
                     return Rejected(reason=_form_problems(error))
             call = partial(adapter.handle, request, ctx)
         try:
-            result = await self._protected(call)
+            result = await self._protected(call, request.respond_by)
         except Exception as error:
-            self._retry_later_unless(last_chance, error, ctx)
+            self._retry_later_if_unavailable(error, ctx)
             ctx.log.error("department.failed", error=describe(error))
             return Failed(error=describe(error))
         if isinstance(request, ItemDispatch) and request.pre_review and isinstance(result, Decided):
@@ -88,7 +91,17 @@ class AdapterRunner:
             return None
         return result
 
-    async def cancel(self, cancel: ItemCancel, delivery: int, *, last_chance: bool = False) -> bool:
+    async def _poll(self, poll: ItemPoll, ctx: AdapterContext) -> OutcomeResult | None:
+        """The department's answer to a poll; None for a poll that got none (the
+        department unreachable, its answer unreadable): a missed poll, which the router's
+        schedule repeats. Only the department's own answer may fail the item."""
+        try:
+            return await self._protected(lambda: self.adapter.poll(poll, ctx), poll.respond_by)
+        except Exception as error:
+            ctx.log.warning("department.poll_missed", error=describe(error))
+            return None
+
+    async def cancel(self, cancel: ItemCancel, delivery: int) -> bool:
         """Withdraw a filing with the same protections as filing; False if it could not be
         (DepartmentUnavailable while the department is unavailable, as for filing)."""
 
@@ -97,23 +110,23 @@ class AdapterRunner:
 
         ctx = self._context(cancel, delivery, nothing_to_report)
         try:
-            await self._protected(lambda: self.adapter.cancel(cancel, ctx))
+            await self._protected(lambda: self.adapter.cancel(cancel, ctx), respond_by=None)
         except Exception as error:
-            self._retry_later_unless(last_chance, error, ctx)
+            self._retry_later_if_unavailable(error, ctx)
             ctx.log.error("department.cancel_failed", error=describe(error))
             return False
         ctx.log.info("department.cancelled")
         return True
 
     @staticmethod
-    def _retry_later_unless(last_chance: bool, error: Exception, ctx: AdapterContext) -> None:
-        if classify(error) is Action.RETRY and not last_chance:
+    def _retry_later_if_unavailable(error: Exception, ctx: AdapterContext) -> None:
+        if classify(error) is Action.RETRY:
             ctx.log.warning("department.unavailable", error=describe(error))
             raise DepartmentUnavailable(describe(error)) from error
 
     def _context(
         self,
-        message: ItemDispatch | ItemSupplement | ItemCancel,
+        message: DepartmentRequest | ItemCancel,
         delivery: int,
         report: Reporter,
     ) -> AdapterContext:
@@ -132,11 +145,14 @@ class AdapterRunner:
             log=bound,
         )
 
-    async def _protected(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _protected(self, call: Callable[[], Awaitable[T]], respond_by: datetime | None) -> T:
+        budget = self.adapter.retry.budget_seconds
+        if respond_by is not None:  # never retry past the item's deadline
+            budget = max(0.0, min(budget, (respond_by - clock.now()).total_seconds()))
         return await call_department(
             call,
             policy=self.adapter.retry,
-            budget_seconds=self.adapter.retry.budget_seconds,
+            budget_seconds=budget,
             # Requests time out by themselves (timeout_seconds); an attempt may also wait
             # for a decision, so it is capped only by the whole budget.
             attempt_timeout_seconds=self.adapter.retry.budget_seconds,

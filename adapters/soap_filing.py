@@ -1,11 +1,13 @@
 """The SOAP filing pattern many department systems share: SubmitApplication (filed once
-per IdempotencyKey) → receipt → QueryDecision polled until decided; SupplementApplication
+per IdempotencyKey) → receipt → QueryDecision, polled for a few seconds, then answered
+`Pending` so the router polls it on its schedule (`poll`); SupplementApplication
 adds a pre-reviewed filing's prerequisites' results or corrected materials to the same
 filing; CancelApplication withdraws an undecided filing by its receipt or, before one is
 known, by its key.
 
 A department adapter over such a service names its WSDL, binding, operation codes and
-issuer, and inherits `handle` and `cancel`. The operations are those of `police.wsdl`.
+issuer, and inherits `handle`, `supplement`, `poll` and `cancel`. The operations are
+those of `police.wsdl`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from zeep.exceptions import (
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
+from adapters.decisions import Polled
 from adapters.errors import classify
 from contracts.application import LegalEntity, NaturalPerson
 from contracts.errors import Action, BadAnswerError, FatalDepartmentError
@@ -38,11 +41,14 @@ from contracts.messages import (
     Decided,
     ItemCancel,
     ItemDispatch,
+    ItemPoll,
     ItemSupplement,
     OutcomeResult,
+    Pending,
     Rejected,
 )
 
+PENDING = "PENDING"  # the department's own status of a filing it has not decided
 CREDIT_CODE_ID_TYPE = "001"  # 统一社会信用代码: how legal entities are identified
 
 
@@ -55,7 +61,9 @@ class SoapFilingAdapter(Adapter):
     issuer_name: ClassVar[str]
     timeout_seconds = 15.0
     poll_every_seconds: ClassVar[float] = 0.1
-    decide_within_seconds: ClassVar[float] = 120.0
+    decide_within_seconds: ClassVar[float] = 10.0
+    """How long a call waits for a quick decision before answering Pending."""
+    decisions = Polled()
 
     async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult:
         service = ctx.soap(self.wsdl, binding=self.binding)
@@ -105,7 +113,20 @@ class SoapFilingAdapter(Adapter):
             return self._outcome(receipt_no, answer)
 
         return await ctx.wait_for_decision(
-            news, every_seconds=self.poll_every_seconds, within_seconds=self.decide_within_seconds
+            news,
+            every_seconds=self.poll_every_seconds,
+            within_seconds=self.decide_within_seconds,
+            still_pending=lambda: Pending(department_status=PENDING, filing_ref=receipt_no),
+        )
+
+    async def poll(self, item: ItemPoll, ctx: AdapterContext) -> OutcomeResult:
+        receipt_no = item.filing_ref or item.receipt_no
+        if receipt_no is None:
+            raise FatalDepartmentError(f"{self.department} gave no receipt to poll")
+        service = ctx.soap(self.wsdl, binding=self.binding)
+        answer = await _answer(service.QueryDecision(ReceiptNo=receipt_no))
+        return self._outcome(receipt_no, answer) or Pending(
+            department_status=PENDING, filing_ref=receipt_no
         )
 
     async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:

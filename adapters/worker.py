@@ -10,8 +10,10 @@ idempotency key again. On stop, in-flight calls get a grace period to finish; wh
 not finish stays unacknowledged and is redelivered.
 
 A department still unavailable after a delivery's attempts is retried later
-(`RetryLater`: the message comes back after a delay). Past the policy's
-`give_up_after_seconds` the last attempt fails the item instead.
+(`RetryLater`: the message comes back after a delay), until the request's `respond_by`
+(the item's deadline) or the policy's `give_up_after_seconds` has passed. Then the
+message is parked ("deadline reached while the department was unreachable") and the
+router is told with an `Unreachable` outcome: the item stays open, never failed.
 """
 
 from __future__ import annotations
@@ -25,17 +27,18 @@ from opentelemetry.trace import Span
 from pydantic import TypeAdapter, ValidationError
 
 from adapters.base import Adapter
+from adapters.outcomes import signed_outcome
 from adapters.runner import AdapterRunner
-from contracts import topology
 from contracts.errors import DepartmentUnavailable, MessageRefused
 from contracts.messages import (
     DepartmentMessage,
+    DepartmentRequest,
     ItemCancel,
-    ItemDispatch,
     ItemOutcome,
-    ItemSupplement,
     OutcomeResult,
+    Unreachable,
 )
+from runtime import clock
 from runtime.failpoints import failpoint
 from runtime.messaging import Broker, ConsumerLoop, Delivery, Outgoing
 from runtime.messaging.declaration import department_queue
@@ -46,6 +49,7 @@ from runtime.storage import MaterialStore
 from runtime.tracing import current_headers, headers_of, start_span, traced
 
 _DEPARTMENT_MESSAGE: TypeAdapter[DepartmentMessage] = TypeAdapter(DepartmentMessage)
+OUT_OF_TIME = "deadline reached while the department was unreachable"
 
 
 class AdapterWorker:
@@ -97,21 +101,20 @@ class AdapterWorker:
 
     def _on_delivery(self, delivery: Delivery) -> Settlement | Pending:
         received = self._accepted(delivery)
-        last_chance = Retries.of(delivery).exhausted(self._adapter.retry.give_up_after_seconds)
         span = start_span("adapter.handle", received, delivery.headers)
         if isinstance(received, ItemCancel):
-            cancel = self._runner.cancel(received, delivery.attempt, last_chance=last_chance)
+            cancel = self._runner.cancel(received, delivery.attempt)
             cancelling = asyncio.run_coroutine_threadsafe(
                 traced(span, received, cancel), self._loop
             )
             cancelling.add_done_callback(lambda done: self._finish(None, delivery, done, span))
             return PENDING
-        call = self._call(received, delivery.attempt, last_chance)
+        call = self._call(received, delivery.attempt)
         future = asyncio.run_coroutine_threadsafe(traced(span, received, call), self._loop)
         future.add_done_callback(lambda done: self._finish(received, delivery, done, span))
         return PENDING
 
-    def _accepted(self, delivery: Delivery) -> ItemDispatch | ItemSupplement | ItemCancel:
+    def _accepted(self, delivery: Delivery) -> DepartmentRequest | ItemCancel:
         """The message, if it is the router's, for this department and a service the
         adapter declared; MessageRefused (parked with the reason) otherwise."""
         signer = self._keyring.verify_delivery(delivery)
@@ -136,19 +139,17 @@ class AdapterWorker:
             )
         return received
 
-    async def _call(
-        self, request: ItemDispatch | ItemSupplement, delivery: int, last_chance: bool
-    ) -> OutcomeResult | None:
+    async def _call(self, request: DepartmentRequest, delivery: int) -> OutcomeResult | None:
         async def report(result: OutcomeResult) -> None:
             self._consumer.send(
                 self._signed(ItemOutcome.answering(request, result), current_headers())
             )
 
-        return await self._runner.run(request, delivery, report, last_chance=last_chance)
+        return await self._runner.run(request, delivery, report)
 
     def _finish(
         self,
-        request: ItemDispatch | ItemSupplement | None,
+        request: DepartmentRequest | None,
         delivery: Delivery,
         done: Future[OutcomeResult | None] | Future[bool],
         span: Span,
@@ -159,7 +160,13 @@ class AdapterWorker:
             return  # stopped before it finished: left unacknowledged, so redelivered
         error = done.exception()
         if isinstance(error, DepartmentUnavailable):
-            self._consumer.settle(delivery, RetryLater(str(error)))
+            if not self._out_of_time(request, delivery):
+                self._consumer.settle(delivery, RetryLater(str(error)))
+                return
+            if request is not None:  # a cancel has no item left to tell the router about
+                unreachable = ItemOutcome.answering(request, Unreachable(reason=str(error)))
+                self._consumer.send(self._signed(unreachable, headers_of(span)))
+            self._consumer.settle(delivery, Park(f"{OUT_OF_TIME}: {error}"[:500]))
             return
         if error is not None:  # the runner answers every department failure: this is a bug
             self._consumer.settle(delivery, Park(f"handler failed: {error!r}"[:500]))
@@ -173,22 +180,12 @@ class AdapterWorker:
         outcome = ItemOutcome.answering(request, result)
         self._consumer.settle(delivery, Ack(publish=(self._signed(outcome, headers_of(span)),)))
 
+    def _out_of_time(self, request: DepartmentRequest | None, delivery: Delivery) -> bool:
+        """Whether retrying later would pass the item's deadline or the policy's limit."""
+        respond_by = request.respond_by if request is not None else None
+        if respond_by is not None and clock.now() >= respond_by:
+            return True
+        return Retries.of(delivery).exhausted(self._adapter.retry.give_up_after_seconds)
+
     def _signed(self, outcome: ItemOutcome, trace: Mapping[str, str]) -> Outgoing:
-        body = outcome.model_dump_json().encode()
-        message_id, correlation_id = str(outcome.message_id), str(outcome.bundle_id)
-        return Outgoing(
-            exchange=topology.OUTCOMES_EXCHANGE,
-            routing_key=topology.outcome_routing_key(outcome.department),
-            body=body,
-            message_id=message_id,
-            correlation_id=correlation_id,
-            headers={
-                **trace,
-                **self._keyring.sign(
-                    self._adapter.department,
-                    body=body,
-                    message_id=message_id,
-                    correlation_id=correlation_id,
-                ),
-            },
-        )
+        return signed_outcome(self._keyring, outcome, trace)

@@ -57,6 +57,8 @@ class TimelineEvent(StrEnum):
     DEADLINE_WARNING = "deadline_warning"  # 预警: at most one working day left
     OVERDUE = "overdue"  # 超期: a deadline passed; the detail starts with its DeadlineKind
     IGNORED = "ignored"  # an outcome that came too late or out of order changed nothing
+    DECISION_PENDING = "decision_pending"  # filed, not decided: polled until it is
+    UNREACHABLE = "unreachable"  # the department stayed unreachable until the deadline
     WITHDRAWN = "withdrawn"  # 撤回: the platform withdrew the bundle
     REPLIED = "replied"  # the one reply was assembled
     CALLBACK_DELIVERED = "callback_delivered"  # the platform's callback took a message
@@ -145,6 +147,17 @@ class DeadlineAlert(_Document):
     raised_at: AwareDatetime
 
 
+class DecisionPoll(_Document):
+    """Waiting for a department's decision: what it said last, and when it is asked."""
+
+    department_answer: str = Field(description="The department's own words, last answer")
+    answered_at: AwareDatetime
+    pending_since: AwareDatetime
+    last_poll_at: AwareDatetime | None
+    next_poll_at: AwareDatetime | None = Field(description="None: the department calls back")
+    polls: int
+
+
 class ItemStatus(_Document):
     item: str
     name_zh: str
@@ -163,6 +176,9 @@ class ItemStatus(_Document):
     alerts: tuple[DeadlineAlert, ...] = ()
     tolerated_gaps: tuple[ToleratedGap, ...] = Field(
         default=(), description="容缺受理: materials accepted as missing, on commitment"
+    )
+    decision_poll: DecisionPoll | None = Field(
+        default=None, description="Set while the department has the filing and has not decided"
     )
 
 

@@ -123,6 +123,10 @@ class ItemDispatch(_Message):
         description="容缺预审: accept and pre-review now, but decide only after an "
         "ItemSupplement has brought the prerequisites' results",
     )
+    respond_by: AwareDatetime | None = Field(
+        default=None,
+        description="The item's deadline: retries for an unreachable department stop here",
+    )
 
     @classmethod
     def for_item(
@@ -178,6 +182,10 @@ class ItemSupplement(_ToFiling):
     purpose: SupplementPurpose
     prerequisite_results: tuple[PrerequisiteResult, ...] = ()
     materials: tuple[MaterialRef, ...] = ()
+    respond_by: AwareDatetime | None = Field(
+        default=None,
+        description="The item's deadline: retries for an unreachable department stop here",
+    )
 
 
 class ItemCancel(_ToFiling):
@@ -187,8 +195,24 @@ class ItemCancel(_ToFiling):
     reason: str
 
 
+class ItemPoll(_ToFiling):
+    """Router → department: where does this filing stand? Sent on the schedule the
+    adapter declared while the department answers "pending"."""
+
+    kind: Literal["poll"] = "poll"
+    item_name_zh: str
+    filing_ref: str | None = Field(default=None, description="The department's filing reference")
+    respond_by: AwareDatetime | None = Field(
+        default=None,
+        description="The item's deadline: retries for an unreachable department stop here",
+    )
+
+
+DepartmentRequest = ItemDispatch | ItemSupplement | ItemPoll
+"""The messages a department answers with an outcome."""
+
 DepartmentMessage = Annotated[
-    ItemDispatch | ItemSupplement | ItemCancel, Field(discriminator="kind")
+    ItemDispatch | ItemSupplement | ItemPoll | ItemCancel, Field(discriminator="kind")
 ]
 
 
@@ -224,6 +248,33 @@ class Decided(_Frozen):
     approved: bool
     reason: str | None = Field(default=None, description="Required in words when not approved")
     certificates: tuple[Certificate, ...] = ()
+
+
+class Pending(_Frozen):
+    """The department has the filing and has not decided: the router polls it again (or
+    waits for its callback). Never a reason to fail the item."""
+
+    status: Literal["pending"] = "pending"
+    department_status: str = Field(
+        min_length=1, max_length=200, description="The department's own words for the filing"
+    )
+    filing_ref: str | None = Field(
+        default=None, max_length=128, description="The department's reference of the filing"
+    )
+    next_poll_after: AwareDatetime | None = Field(
+        default=None,
+        description='The adapter\'s suggestion (e.g. the department said "after 14:00"); '
+        "the router polls no earlier, and otherwise follows the declared schedule",
+    )
+
+
+class Unreachable(_Frozen):
+    """The department stayed unreachable until the item's deadline (or the retry
+    policy's limit): the request is parked for an operator to replay, and the item stays
+    open (the deadline watcher marks it overdue). Never a failure of the item."""
+
+    status: Literal["unreachable"] = "unreachable"
+    reason: str = Field(min_length=1)
 
 
 class Failed(_Frozen):
@@ -271,6 +322,8 @@ OutcomeResult = Annotated[
     | Rejected
     | CorrectionRequested
     | Decided
+    | Pending
+    | Unreachable
     | Failed
     | Extended
     | ClockStopped
@@ -295,11 +348,10 @@ class ItemOutcome(_Message):
     result: OutcomeResult
 
     @classmethod
-    def answering(
-        cls, request: ItemDispatch | ItemSupplement, result: OutcomeResult
-    ) -> ItemOutcome:
-        """The outcome of a dispatch, or of a supplement to it (which answers the same
-        dispatch, under an id of its own: a second "accepted" after a correction is news)."""
+    def answering(cls, request: DepartmentRequest, result: OutcomeResult) -> ItemOutcome:
+        """The outcome of a dispatch, or of a supplement or poll of its filing (which
+        answers the same dispatch, under an id of its own: a second "accepted" after a
+        correction, or each poll's "pending", is news)."""
         dispatch_id = (
             request.message_id if isinstance(request, ItemDispatch) else request.dispatch_id
         )
@@ -317,6 +369,28 @@ class ItemOutcome(_Message):
             dispatch_id=dispatch_id,
             occurred_at=occurred_at,
             result=result,
+        )
+
+
+class DecisionPush(_Frozen):
+    """Department → adapter's decision endpoint: what became of a filing (callback mode).
+    An adapter whose department speaks another format reads it in `read_decision`."""
+
+    bundle_id: UUID
+    item: str
+    dispatch_id: UUID = Field(description="message_id of the ItemDispatch that filed the item")
+    result: OutcomeResult
+
+    def outcome(self, department: str, body: bytes) -> ItemOutcome:
+        """The outcome to publish; a push repeated byte for byte gets the same id."""
+        return ItemOutcome(
+            message_id=uuid5(_OUTCOME_NAMESPACE, f"{self.dispatch_id}:push:{body.hex()}"),
+            bundle_id=self.bundle_id,
+            item=self.item,
+            department=department,
+            dispatch_id=self.dispatch_id,
+            occurred_at=datetime.now(UTC),
+            result=self.result,
         )
 
 

@@ -296,6 +296,14 @@ def _bundle_show(args: argparse.Namespace) -> int:
             print(f"  {'':<21}   {_clock_line(clock, item.alerts)}")
         for gap in item.tolerated_gaps:
             print(f"  {'':<21}   容缺：{gap.material}，{gap.due_date.isoformat()}前补交")
+        if (poll := item.decision_poll) is not None:
+            last = poll.last_poll_at.isoformat() if poll.last_poll_at else "not yet"
+            upcoming = poll.next_poll_at.isoformat() if poll.next_poll_at else "calls back"
+            print(
+                f"  {'':<21}   department says “{poll.department_answer}” "
+                f"({poll.answered_at.isoformat()}); last poll {last} (#{poll.polls}), "
+                f"next poll {upcoming}"
+            )
     print("timeline:")
     for entry in status.timeline:
         detail = f" — {entry.detail}" if entry.detail else ""

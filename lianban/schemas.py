@@ -18,7 +18,14 @@ from contracts import topology
 from contracts.api import BundleStatus, IntakeReceipt, OneTimeNotice
 from contracts.application import Application
 from contracts.catalog import Catalog
-from contracts.messages import BundleReply, ItemCancel, ItemDispatch, ItemOutcome, ItemSupplement
+from contracts.messages import (
+    BundleReply,
+    ItemCancel,
+    ItemDispatch,
+    ItemOutcome,
+    ItemPoll,
+    ItemSupplement,
+)
 
 SCHEMA_DIR = Path(contracts.__file__).parent / "schemas"
 
@@ -29,6 +36,7 @@ DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (
     BundleStatus,
     ItemDispatch,
     ItemSupplement,
+    ItemPoll,
     ItemCancel,
     ItemOutcome,
     BundleReply,
@@ -82,7 +90,7 @@ def asyncapi(departments: list[str]) -> dict[str, Any]:
     """AsyncAPI 3.0: what a department team reads to plug an adapter in."""
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for model in (ItemDispatch, ItemSupplement, ItemCancel, ItemOutcome, BundleReply):
+    for model in (ItemDispatch, ItemSupplement, ItemPoll, ItemCancel, ItemOutcome, BundleReply):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -107,6 +115,7 @@ def asyncapi(departments: list[str]) -> dict[str, Any]:
             "messages": {
                 "ItemDispatch": {"$ref": "#/components/messages/ItemDispatch"},
                 "ItemSupplement": {"$ref": "#/components/messages/ItemSupplement"},
+                "ItemPoll": {"$ref": "#/components/messages/ItemPoll"},
                 "ItemCancel": {"$ref": "#/components/messages/ItemCancel"},
             },
         },

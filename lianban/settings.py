@@ -32,6 +32,15 @@ class Settings:
     """Where a process without the HTTP API serves /healthz and /readyz (runtime.health)."""
     callback_backoff_seconds: float = 1.0
     """First retry delay of a failed callback; it doubles up to ten minutes."""
+    poll_round_seconds: float = 5.0
+    poll_jitter_seconds: float = 30.0
+    """The poll scheduler's round, and the random delay that spreads polls due together."""
+    decisions_host: str = "127.0.0.1"
+    decisions_port: int | None = None
+    """Where an adapter process serves POST /v1/decisions/<department> for departments
+    that call back (`decisions = CalledBack()`)."""
+    decisions_secret: str | None = field(default=None, repr=False)
+    """The secret departments sign their decision pushes with (HMAC-SHA256 of the body)."""
     api_tokens: tuple[ApiToken, ...] = ()
     """Who may call the HTTP API, as digests (LIANBAN_TOKENS_FILE; `lianban token new`)."""
     tls: TlsFiles | None = None
@@ -64,6 +73,7 @@ class Settings:
         tokens_file = env.get("LIANBAN_TOKENS_FILE")
         metrics_port = env.get("LIANBAN_METRICS_PORT")
         health_port = env.get("LIANBAN_HEALTH_PORT")
+        decisions_port = env.get("LIANBAN_DECISIONS_PORT")
         return cls(
             database_url=env.get("LIANBAN_DATABASE_URL", defaults.database_url),
             broker_url=env.get("LIANBAN_BROKER_URL", defaults.broker_url),
@@ -74,6 +84,9 @@ class Settings:
             log_level=env.get("LIANBAN_LOG_LEVEL", defaults.log_level),
             traces_exporter=env.get("LIANBAN_TRACES_EXPORTER", defaults.traces_exporter),
             health_host=env.get("LIANBAN_HEALTH_HOST", defaults.health_host),
+            decisions_host=env.get("LIANBAN_DECISIONS_HOST", defaults.decisions_host),
+            decisions_port=int(decisions_port) if decisions_port else None,
+            decisions_secret=env.get("LIANBAN_DECISIONS_SECRET") or None,
             health_port=int(health_port) if health_port else None,
             api_tokens=load_tokens(Path(tokens_file)) if tokens_file else (),
             tls=TlsFiles.from_env(env),

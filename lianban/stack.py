@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from enum import StrEnum
 from http.server import ThreadingHTTPServer
 from wsgiref.simple_server import WSGIServer
@@ -16,8 +17,12 @@ from wsgiref.simple_server import WSGIServer
 import structlog
 
 from adapters.base import Adapter
+from adapters.decision_endpoint import decision_app
+from adapters.decisions import CalledBack, Polled
+from adapters.registry import installed_adapters
 from adapters.worker import AdapterWorker
 from contracts.catalog import Catalog
+from contracts.errors import ConfigurationError
 from lianban.settings import Settings
 from router.channels.callbacks import CallbackSender
 from router.channels.filedrop import Layout, PackageWatcher
@@ -26,6 +31,7 @@ from router.domain.calendar_watcher import CalendarWatcher
 from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
 from router.domain.intake import Intake
+from router.domain.polling import PollPlan, PollScheduler
 from router.domain.workdays import on_change
 from router.http.app import create_app
 from router.http.services import Services
@@ -76,10 +82,12 @@ class Stack:
         self._on_stop: list[Callable[[], None]] = []
         self._ready: list[threading.Event] = []
         self._server: ThreadedServer | None = None
+        self._decisions_server: ThreadedServer | None = None
         self._metrics_server: WSGIServer | None = None
         self._health_server: ThreadingHTTPServer | None = None
         self.relay_wake = threading.Event()
         self.intake = Intake(self.database, catalog, self.materials, on_commit=self.relay_wake.set)
+        self.polls = poll_plan([*installed_adapters().values(), *map(type, self.adapters)])
 
     def start(self) -> None:
         if self.roles:  # an adapter-only process never touches the database
@@ -107,6 +115,14 @@ class Stack:
             deadlines = DeadlineWatcher(self.database)
             self._on_stop.append(on_change(deadlines.calendar_changed))
             self._spawn("deadlines", deadlines.run)
+            scheduler = PollScheduler(
+                self.database,
+                self.polls,
+                every_seconds=self.settings.poll_round_seconds,
+                jitter=timedelta(seconds=self.settings.poll_jitter_seconds),
+                on_commit=self.relay_wake.set,
+            )
+            self._spawn("polls", scheduler.run)
             retention = retention_from_days(self.settings.audit_retention_days)
             self._spawn("audit-sealer", AuditSealer(self.database, retention).run)
             if self.settings.filedrop_dir is not None:
@@ -115,7 +131,11 @@ class Stack:
                 self._spawn("filedrop-export", exporter.run)
         if Role.CORRELATE in self.roles:
             correlator = Correlator(
-                self.database, self.catalog, on_commit=self.relay_wake.set, keyring=self.keyring
+                self.database,
+                self.catalog,
+                on_commit=self.relay_wake.set,
+                keyring=self.keyring,
+                polls=self.polls,
             )
             consumer = ConsumerLoop(
                 self.broker,
@@ -135,6 +155,8 @@ class Stack:
             )
             self._ready.append(worker.ready)
             self._spawn(f"adapter-{adapter.department}", worker.run)
+        if self.settings.decisions_port is not None:
+            self._start_decision_endpoint()
         if Role.SERVE in self.roles:
             self._start_server()
             if self.settings.filedrop_dir is not None:
@@ -156,6 +178,12 @@ class Stack:
         log.info("stack.started", roles=sorted(self.roles), adapters=len(self.adapters))
 
     @property
+    def decisions_url(self) -> str:
+        if self._decisions_server is None:
+            raise RuntimeError("no decision endpoint in this process (LIANBAN_DECISIONS_PORT)")
+        return self._decisions_server.url
+
+    @property
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the intake API is not running in this process")
@@ -175,8 +203,9 @@ class Stack:
         self._stop.set()
         for undo in self._on_stop:
             undo()
-        if self._server is not None:
-            self._server.stop()
+        for http_server in (self._server, self._decisions_server):
+            if http_server is not None:
+                http_server.stop()
         for server in (self._metrics_server, self._health_server):
             if server is not None:
                 server.shutdown()
@@ -210,10 +239,43 @@ class Stack:
         self._server = ThreadedServer(app, self.settings.host, self.settings.port, ssl=tls)
         self._server.start()
 
+    def _start_decision_endpoint(self) -> None:
+        calling_back = {
+            adapter.department: adapter
+            for adapter in self.adapters
+            if isinstance(adapter.decisions, CalledBack)
+        }
+        if not calling_back:
+            return
+        if not self.settings.decisions_secret:
+            raise ConfigurationError(
+                "departments that call back need LIANBAN_DECISIONS_SECRET: the secret their "
+                "decision pushes are signed with"
+            )
+        app = decision_app(
+            calling_back, self.keyring, Publisher(self.broker), self.settings.decisions_secret
+        )
+        self._decisions_server = ThreadedServer(
+            app, self.settings.decisions_host, self.settings.decisions_port or 0
+        )
+        self._decisions_server.start()
+
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def poll_plan(adapter_classes: Iterable[type[Adapter]]) -> PollPlan:
+    """How the adapters declare their departments report decisions (a later class wins
+    for its department)."""
+    declared = {cls.department: cls.decisions for cls in adapter_classes}
+    return PollPlan(
+        {dept: how.schedule for dept, how in declared.items() if isinstance(how, Polled)},
+        called_back=frozenset(
+            dept for dept, how in declared.items() if isinstance(how, CalledBack)
+        ),
+    )
 
 
 def material_store(settings: Settings) -> MaterialStore:

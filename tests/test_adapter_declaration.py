@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.base import Adapter
+from adapters.decisions import Polled
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
 
@@ -35,6 +36,22 @@ def test_a_correct_declaration_passes(catalog: Catalog) -> None:
                 "concurrency": 0,
             },
             "concurrency must be at least 1",
+        ),
+        (
+            {
+                "department": "police",
+                "services": frozenset({"birth_household_registration"}),
+                "decisions": Polled(),
+            },
+            "decisions = Polled(...) needs `async def poll(self, item, ctx)`",
+        ),
+        (
+            {
+                "department": "police",
+                "services": frozenset({"birth_household_registration"}),
+                "decisions": "callback",
+            },
+            "decisions must be adapters.Polled(PollSchedule(...)) or adapters.CalledBack()",
         ),
     ],
 )

@@ -25,6 +25,7 @@ def test_the_asyncapi_document_names_every_department_queue_and_message(catalog:
     assert set(document["components"]["messages"]) == {
         "ItemDispatch",
         "ItemSupplement",
+        "ItemPoll",
         "ItemCancel",
         "ItemOutcome",
         "BundleReply",

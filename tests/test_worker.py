@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 import pytest
@@ -20,10 +21,11 @@ from adapters.worker import AdapterWorker
 from contracts import topology
 from contracts.catalog import Catalog
 from contracts.errors import RetryableError
-from contracts.messages import Decided, Failed, ItemOutcome, OutcomeResult
+from contracts.messages import Decided, ItemOutcome, OutcomeResult, Unreachable
 from lianban.settings import Settings
 from runtime.messaging import Broker, Outgoing, Publisher, declare_topology
 from runtime.messaging.declaration import department_queue, outcomes_queue
+from runtime.messaging.envelope import REFUSED_REASON_HEADER
 
 SERVICE = "birth_household_registration"
 
@@ -46,11 +48,13 @@ class SlowPolice(Adapter):
         return Decided(approved=True)
 
 
-def _publish_dispatches(broker: Broker, count: int) -> set[str]:
+def _publish_dispatches(broker: Broker, count: int, respond_by: datetime | None = None) -> set[str]:
     ids = set()
     with Publisher(broker) as publisher:
         for _ in range(count):
-            dispatch = dispatch_for(SERVICE, department="police")
+            dispatch = dispatch_for(SERVICE, department="police").model_copy(
+                update={"respond_by": respond_by}
+            )
             publisher.publish(
                 signed(
                     Outgoing(
@@ -190,7 +194,20 @@ def test_a_department_down_past_its_attempts_is_retried_after_a_delay_not_failed
     assert isinstance(outcomes[0].result, Decided) and outcomes[0].result.approved
 
 
-def test_a_department_down_past_the_retry_window_fails_the_item(
+def _parked_reason(broker: Broker) -> str:
+    """The reason the one message in police's parking lot was parked with."""
+    parking = topology.parking_queue(department_queue("police").name)
+    with Connection(broker.url) as connection:
+        channel = connection.default_channel
+        message = eventually(
+            lambda: channel.basic_get(parking, no_ack=True),
+            timeout=10,
+            message="nothing was parked",
+        )
+        return str(message.headers[REFUSED_REASON_HEADER])
+
+
+def test_a_department_down_past_the_retry_window_parks_the_request_not_fails_the_item(
     settings: Settings, catalog: Catalog
 ) -> None:
     class GivesUpAtOnce(PoliceDownFor):
@@ -201,10 +218,28 @@ def test_a_department_down_past_the_retry_window_fails_the_item(
     GivesUpAtOnce.calls, GivesUpAtOnce.failures = 0, 100
     _publish_dispatches(broker, 1)
     outcomes = _outcomes_of(GivesUpAtOnce(), broker)
-    # The first delivery is retried later; the retried one is past the window: failed.
+    # The first delivery is retried later; the retried one is past the window: parked.
     assert GivesUpAtOnce.calls == 2
-    assert isinstance(outcomes[0].result, Failed), outcomes[0].result
-    assert "connection refused" in outcomes[0].result.error
+    assert isinstance(outcomes[0].result, Unreachable), outcomes[0].result
+    assert "connection refused" in outcomes[0].result.reason
+    assert "deadline reached while the department was unreachable" in _parked_reason(broker)
+
+
+def test_the_items_deadline_cuts_the_retry_budget(settings: Settings, catalog: Catalog) -> None:
+    class PatientPolice(PoliceDownFor):
+        # Days of retries by policy; the item's deadline has passed, so none are made.
+        retry = replace(PoliceDownFor.retry, max_attempts=5, budget_seconds=300)
+
+    broker = Broker(settings.broker_url)
+    _fresh_queues(broker, catalog)
+    PatientPolice.calls, PatientPolice.failures = 0, 100
+    _publish_dispatches(broker, 1, respond_by=datetime.now(UTC) - timedelta(minutes=1))
+    started = time.monotonic()
+    outcomes = _outcomes_of(PatientPolice(), broker)
+    assert PatientPolice.calls == 1, "retried past the item's deadline"
+    assert time.monotonic() - started < 10
+    assert isinstance(outcomes[0].result, Unreachable), outcomes[0].result
+    assert "deadline reached while the department was unreachable" in _parked_reason(broker)
 
 
 @pytest.mark.connected

@@ -3,9 +3,11 @@
 It accepts each item, waits as configured, then decides as its scenario says (approve by
 default; deny, reject, fail or ask for a correction for chosen services or items) and
 records when it decided in a ledger, which tests use to prove prerequisite order from the
-department side. An item filed for pre-review (容缺预审) is accepted and decided only
-when its supplement brings the prerequisites' results; a correction is approved once
-its supplement brings materials.
+department side. A rule may keep a filing "pending" for a number of working days (counted
+in China time, filing day as day 1): the router then polls it (`poll`) until it decides.
+An item filed for pre-review (容缺预审) is accepted and decided only when its supplement
+brings the prerequisites' results; a correction is approved once its supplement brings
+materials.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import chinese_calendar
 import yaml
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
+from adapters.decisions import Polled
 from contracts.catalog import Catalog
 from contracts.messages import (
     Accepted,
@@ -31,11 +35,14 @@ from contracts.messages import (
     Failed,
     ItemCancel,
     ItemDispatch,
+    ItemPoll,
     ItemSupplement,
     OutcomeResult,
+    Pending,
     PrerequisiteResult,
     Rejected,
 )
+from runtime import clock
 
 
 class Verdict(StrEnum):
@@ -48,6 +55,9 @@ class Verdict(StrEnum):
 
 # What a simulated department asking for a correction says is missing.
 MISSING_MATERIAL = "申请人有效身份证件（清晰完整）"
+# What it says of a filing it has not decided yet.
+PENDING_STATUS = "审查中"
+CHINA_TZ = timezone(timedelta(hours=8))
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,7 @@ class Rule:
     verdict: Verdict = Verdict.APPROVE
     reason: str = "模拟部门按场景设置作出该结论"
     delay_seconds: float = 0.0
+    pending_working_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,7 @@ class Scenario:
     rules: dict[str, Rule] = field(default_factory=dict)
     default: Rule = Rule()
 
-    def rule_for(self, request: ItemDispatch | ItemSupplement) -> Rule:
+    def rule_for(self, request: ItemDispatch | ItemSupplement | ItemPoll) -> Rule:
         return self.rules.get(request.item) or self.rules.get(request.service) or self.default
 
     @classmethod
@@ -117,6 +128,11 @@ class SimulatedDepartment(Adapter):
     department_name: str = "模拟部门"
     scenario: Scenario = Scenario()
     ledger: DecisionLedger = DecisionLedger()
+    decisions = Polled()
+
+    def __init__(self, endpoint: str | None = None) -> None:
+        super().__init__(endpoint)
+        self._filed_at: dict[str, datetime] = {}  # the department's memory of its filings
 
     async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult:
         rule = self.scenario.rule_for(item)
@@ -128,7 +144,17 @@ class SimulatedDepartment(Adapter):
             return CorrectionRequested(reason=rule.reason, missing_materials=(MISSING_MATERIAL,))
         if item.pre_review:
             return Accepted(receipt_no=receipt)  # pre-reviewed: waits for its supplement
+        if rule.pending_working_days:
+            self._filed_at.setdefault(item.idempotency_key, clock.now())
+            return Pending(department_status=PENDING_STATUS, filing_ref=receipt)
         return await self._conclude(item, item.prerequisite_results, receipt, rule)
+
+    async def poll(self, item: ItemPoll, ctx: AdapterContext) -> OutcomeResult:
+        rule = self.scenario.rule_for(item)
+        filed_at = self._filed_at.setdefault(item.idempotency_key, clock.now())
+        if _working_day_number(filed_at, clock.now()) <= rule.pending_working_days:
+            return Pending(department_status=PENDING_STATUS, filing_ref=item.filing_ref)
+        return await self._conclude(item, (), item.filing_ref or "", rule)
 
     async def supplement(self, item: ItemSupplement, ctx: AdapterContext) -> OutcomeResult:
         rule = self.scenario.rule_for(item)
@@ -145,7 +171,7 @@ class SimulatedDepartment(Adapter):
 
     async def _conclude(
         self,
-        item: ItemDispatch | ItemSupplement,
+        item: ItemDispatch | ItemSupplement | ItemPoll,
         prerequisites: tuple[PrerequisiteResult, ...],
         receipt: str,
         rule: Rule,
@@ -167,7 +193,7 @@ class SimulatedDepartment(Adapter):
 
     def _decide(
         self,
-        item: ItemDispatch | ItemSupplement,
+        item: ItemDispatch | ItemSupplement | ItemPoll,
         verdict: Verdict,
         result: OutcomeResult,
         prerequisites: tuple[PrerequisiteResult, ...] = (),
@@ -178,11 +204,21 @@ class SimulatedDepartment(Adapter):
                 bundle_id=str(item.bundle_id),
                 item=item.item,
                 verdict=verdict,
-                decided_at=datetime.now(UTC),
+                decided_at=clock.now(),
                 prerequisites_seen=tuple(done.item for done in prerequisites),
             )
         )
         return result
+
+
+def _working_day_number(filed_at: datetime, now: datetime) -> int:
+    """Which working day of the filing `now` falls on (the filing day is day 1)."""
+    first, today = filed_at.astimezone(CHINA_TZ).date(), now.astimezone(CHINA_TZ).date()
+    return 1 + sum(
+        1
+        for offset in range(1, (today - first).days + 1)
+        if chinese_calendar.is_workday(first + timedelta(days=offset))
+    )
 
 
 def simulated_adapter(

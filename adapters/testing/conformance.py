@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +32,7 @@ from typing import Any, ClassVar
 import pytest
 
 from adapters.base import Adapter
+from adapters.decisions import Polled
 from adapters.resilience import RetryPolicy
 from adapters.runner import AdapterRunner
 from adapters.simulators.base import (
@@ -48,11 +50,14 @@ from contracts.messages import (
     Accepted,
     CorrectionRequested,
     Decided,
+    DepartmentRequest,
     Failed,
     ItemCancel,
     ItemDispatch,
+    ItemPoll,
     ItemSupplement,
     OutcomeResult,
+    Pending,
     PrerequisiteResult,
     Rejected,
     SupplementPurpose,
@@ -143,6 +148,23 @@ class AdapterConformance:
             materials=dispatch.materials if purpose is SupplementPurpose.CORRECTION else (),
         )
 
+    def _poll(
+        self, dispatch: ItemDispatch, receipt_no: str | None, filing_ref: str | None
+    ) -> ItemPoll:
+        """The router's poll of the filing `dispatch` made."""
+        return ItemPoll(
+            bundle_id=dispatch.bundle_id,
+            project_no=dispatch.project_no,
+            item=dispatch.item,
+            item_name_zh=dispatch.item_name_zh,
+            service=dispatch.service,
+            department=dispatch.department,
+            dispatch_id=dispatch.message_id,
+            idempotency_key=dispatch.idempotency_key,
+            receipt_no=receipt_no,
+            filing_ref=filing_ref,
+        )
+
     def _fast_adapter(self, server: SimulatorServer, **overrides: Any) -> Adapter:
         """The adapter with test-speed settings, pointed at the simulator."""
         settings = {
@@ -159,10 +181,9 @@ class AdapterConformance:
     def _run(
         self,
         server: SimulatorServer,
-        dispatch: ItemDispatch | ItemSupplement | None = None,
+        dispatch: DepartmentRequest | None = None,
         *,
         delivery: int = 1,
-        last_chance: bool = False,
         cancel_after: float | None = None,
         **overrides: Any,
     ) -> tuple[OutcomeResult | None, list[OutcomeResult]]:
@@ -177,9 +198,7 @@ class AdapterConformance:
             runner = AdapterRunner(self._fast_adapter(server, **overrides), self.materials)
             try:
                 call = asyncio.ensure_future(
-                    runner.run(
-                        dispatch or self._dispatch(), delivery, report, last_chance=last_chance
-                    )
+                    runner.run(dispatch or self._dispatch(), delivery, report)
                 )
                 if cancel_after is None:
                     return await call
@@ -213,6 +232,31 @@ class AdapterConformance:
 
     def test_declaration_matches_the_catalog(self) -> None:
         self.adapter_class.check_declaration(default_catalog())
+
+    def test_an_undecided_filing_is_pending_and_polled_to_its_decision(
+        self, server: SimulatorServer, state: DepartmentState
+    ) -> None:
+        if not isinstance(self.adapter_class.decisions, Polled):
+            pytest.skip("the adapter does not declare decisions = Polled(...)")
+        state.decision_delay = 1.0
+        # The call waits briefly for a quick decision (`decide_within_seconds` where the
+        # adapter has it), then leaves the waiting to the router's polls.
+        quick: dict[str, Any] = (
+            {"decide_within_seconds": 0.2}
+            if hasattr(self.adapter_class, "decide_within_seconds")
+            else {}
+        )
+        dispatch = self._dispatch()
+        outcome, reports = self._run(server, dispatch, **quick)
+        assert isinstance(outcome, Pending), outcome
+        receipt = next((r.receipt_no for r in reports if isinstance(r, Accepted)), None)
+        poll = self._poll(dispatch, receipt, outcome.filing_ref)
+        soon, _ = self._run(server, poll, **quick)
+        assert isinstance(soon, Pending), soon
+        time.sleep(state.decision_delay)
+        decided, _ = self._run(server, poll, **quick)
+        assert isinstance(decided, Decided) and decided.approved, decided
+        assert len(state.filings) == 1
 
     def test_an_approval_comes_after_a_receipt(self, server: SimulatorServer) -> None:
         outcome, reports = self._run(server)
@@ -262,26 +306,22 @@ class AdapterConformance:
         assert isinstance(outcome, Decided) and outcome.approved, outcome
         assert len(state.filings) == 1
 
-    def test_a_department_that_never_answers_is_retried_later_then_fails(
+    def test_a_department_that_never_answers_is_retried_later_never_failed(
         self, server: SimulatorServer, state: DepartmentState
     ) -> None:
         state.set_fault(FaultMode.TIMEOUT)
         retry = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.05)
-        with pytest.raises(DepartmentUnavailable):
-            self._run(server, timeout_seconds=0.3, retry=retry)
-        outcome, _ = self._run(server, timeout_seconds=0.3, retry=retry, last_chance=True)
-        assert isinstance(outcome, Failed), outcome
+        for delivery in (1, 2):
+            with pytest.raises(DepartmentUnavailable):
+                self._run(server, delivery=delivery, timeout_seconds=0.3, retry=retry)
 
     def test_the_breaker_stops_calls_to_a_department_that_is_down(
         self, server: SimulatorServer, state: DepartmentState
     ) -> None:
         state.set_fault(FaultMode.DOWN)
         retry = RetryPolicy(max_attempts=6, initial_backoff=0.01, budget_seconds=1.0)
-        outcome, _ = self._run(
-            server, breaker_threshold=2, breaker_reset_seconds=60, retry=retry, last_chance=True
-        )
-        assert isinstance(outcome, Failed), outcome
-        assert "circuit" in outcome.error
+        with pytest.raises(DepartmentUnavailable, match="circuit"):
+            self._run(server, breaker_threshold=2, breaker_reset_seconds=60, retry=retry)
         assert state.requests == 2, "calls after the breaker opened reached the department"
 
     @pytest.mark.parametrize("fault", [FaultMode.GARBAGE, FaultMode.MALFORMED])

@@ -24,9 +24,19 @@ from sqlalchemy.orm import Session
 from contracts.api import TimelineEvent
 from contracts.catalog import Catalog
 from contracts.errors import MessageRefused
-from contracts.messages import Accepted, ClockNotice, Decided, ItemOutcome, ItemState
+from contracts.messages import (
+    Accepted,
+    ClockNotice,
+    Decided,
+    Failed,
+    ItemOutcome,
+    ItemState,
+    Pending,
+    Unreachable,
+)
 from router.domain import states
-from router.domain.progress import advance, set_item_state
+from router.domain.polling import PollPlan, record_pending, stop_polling
+from router.domain.progress import advance, cancel_at_department, set_item_state
 from router.domain.timekeeping import Timekeeper
 from router.domain.workdays import working_calendar
 from router.store import BundleRow, Database, InboxRow, ItemRow, audit
@@ -55,11 +65,14 @@ class Correlator:
         on_commit: Callable[[], None] = lambda: None,
         *,
         keyring: Keyring,
+        polls: PollPlan | None = None,
     ) -> None:
+        """`polls`: the departments' poll schedules (the default schedule for all if None)."""
         self._database = database
         self._catalog = catalog
         self._on_commit = on_commit
         self._keyring = keyring
+        self._polls = polls or PollPlan()
 
     def handle_one(self, delivery: Delivery) -> Settlement:
         """Consumer handler for one delivery: what `handle_batch` does for a batch of one,
@@ -187,6 +200,26 @@ class Correlator:
         item = next((row for row in bundle.items if row.code == outcome.item), None)
         if isinstance(outcome.result, ClockNotice):
             return _apply_clock_notice(session, item, outcome, outcome.result)
+        result = outcome.result
+        if isinstance(result, Pending | Unreachable):
+            # News about the filing, not a step of the item: its state stays.
+            if item is None or item.dispatch_id != outcome.dispatch_id:
+                return _stale(session, bundle, outcome, item, result.status)
+            if ItemState(item.state).is_final:
+                return _stale(session, bundle, outcome, item, result.status)
+            if isinstance(result, Pending):
+                record_pending(session, self._polls, item, result, clock.now())
+            else:
+                record_event(
+                    session,
+                    bundle.id,
+                    item.code,
+                    TimelineEvent.UNREACHABLE,
+                    result.reason,
+                    actor=department_actor(outcome.department),
+                )
+            log.info("outcome.noted", status=result.status)
+            return Applied.APPLIED
         awaiting = item is not None and item.awaiting_prerequisites
         target = states.target_state(outcome.result, awaiting_prerequisites=awaiting)
         if (
@@ -194,17 +227,7 @@ class Correlator:
             or item.dispatch_id != outcome.dispatch_id
             or not states.allowed(ItemState(item.state), target, awaiting_prerequisites=awaiting)
         ):
-            record_event(
-                session,
-                bundle.id,
-                outcome.item,
-                TimelineEvent.IGNORED,
-                f"stale outcome {target.value} (item is {item.state if item else 'unknown'})",
-                actor=department_actor(outcome.department),
-            )
-            log.warning("outcome.stale", target=target.value)
-            return Applied.STALE
-        result = outcome.result
+            return _stale(session, bundle, outcome, item, target.value)
         if isinstance(result, Decided):
             item.result = result.model_dump(mode="json")
         if isinstance(result, Accepted):
@@ -218,6 +241,11 @@ class Correlator:
             actor=department_actor(outcome.department),
             reason=states.reason_of(result),
         )
+        if target.is_final or target is ItemState.CORRECTION_REQUESTED:
+            was_filed = stop_polling(session, item)
+            if was_filed and isinstance(result, Failed):
+                # The department's own failure: withdraw what it still holds.
+                cancel_at_department(session, bundle, item, states.reason_of(result) or "")
         advance(session, bundle, self._catalog.bundle_types[bundle.bundle_type])
         audit.record_decided(session, outcome, target)
         log.info("outcome.applied", state=target.value)
@@ -247,6 +275,22 @@ def _apply_clock_notice(
         actor=actor,
     )
     log.warning("outcome.clock_notice_refused", reason=refused)
+    return Applied.STALE
+
+
+def _stale(
+    session: Session, bundle: BundleRow, outcome: ItemOutcome, item: ItemRow | None, what: str
+) -> Applied:
+    """Note on the timeline an outcome that changes nothing (too late, out of order)."""
+    record_event(
+        session,
+        bundle.id,
+        outcome.item,
+        TimelineEvent.IGNORED,
+        f"stale outcome {what} (item is {item.state if item else 'unknown'})",
+        actor=department_actor(outcome.department),
+    )
+    log.warning("outcome.stale", target=what)
     return Applied.STALE
 
 

@@ -25,6 +25,7 @@ from contracts.messages import (
     ItemCancel,
     ItemDispatch,
     ItemNotice,
+    ItemPoll,
     ItemResult,
     ItemState,
     ItemSupplement,
@@ -34,7 +35,7 @@ from contracts.messages import (
     filing_key,
 )
 from router.domain import planner
-from router.domain.timekeeping import Timekeeper
+from router.domain.timekeeping import Timekeeper, respond_by
 from router.domain.workdays import working_calendar
 from router.store import BundleRow, CallbackRow, ItemRow, ReplyRow
 from router.store.outbox import enqueue
@@ -153,7 +154,7 @@ def _dispatch(
         actor=Actor.ROUTER,
         reason="容缺预审：先行受理、预审，前置事项办结后再审批" if pre_review else None,
     )
-    _send_to_department(session, item, message)
+    send_to_department(session, item, message)
 
 
 def _forward_prerequisites(
@@ -190,22 +191,22 @@ def supplement(
 ) -> None:
     """Add to the item's filing at its department (never a second filing)."""
     message = ItemSupplement(
-        **_filing_of(bundle, item),
+        **filing_of(bundle, item),
         item_name_zh=item.name_zh,
         purpose=purpose,
         prerequisite_results=prerequisite_results,
         materials=materials,
     )
-    _send_to_department(session, item, message)
+    send_to_department(session, item, message)
 
 
 def cancel_at_department(session: Session, bundle: BundleRow, item: ItemRow, reason: str) -> None:
     """Ask the item's department to withdraw its filing (撤回), sent when this commits."""
     if item.dispatch_id is not None:  # never filed: nothing to withdraw
-        _send_to_department(session, item, ItemCancel(**_filing_of(bundle, item), reason=reason))
+        send_to_department(session, item, ItemCancel(**filing_of(bundle, item), reason=reason))
 
 
-def _filing_of(bundle: BundleRow, item: ItemRow) -> dict[str, Any]:
+def filing_of(bundle: BundleRow, item: ItemRow) -> dict[str, Any]:
     """The fields that address a message to the item's filing at its department."""
     if item.dispatch_id is None:
         raise ValueError(f"item {item.code} was never dispatched")
@@ -221,9 +222,13 @@ def _filing_of(bundle: BundleRow, item: ItemRow) -> dict[str, Any]:
     }
 
 
-def _send_to_department(
-    session: Session, item: ItemRow, message: ItemDispatch | ItemSupplement | ItemCancel
+def send_to_department(
+    session: Session, item: ItemRow, message: ItemDispatch | ItemSupplement | ItemPoll | ItemCancel
 ) -> None:
+    if not isinstance(message, ItemCancel):
+        # Each request carries the item's deadline as it stands now, so the adapter
+        # retries an unreachable department no longer than the item has left.
+        message = message.model_copy(update={"respond_by": respond_by(item)})
     # One routing key per item's department and service: dispatch, supplements and
     # cancel share the department's queue.
     enqueue(

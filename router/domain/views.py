@@ -16,6 +16,7 @@ from contracts.api import (
     CallbackStatus,
     DeadlineAlert,
     DeadlineKind,
+    DecisionPoll,
     ItemPromise,
     ItemStatus,
     TimelineEntry,
@@ -26,8 +27,29 @@ from contracts.messages import BundleReply, ItemState
 from router.domain.progress import certificates_of, tolerated_gaps
 from router.domain.timekeeping import bundle_clock, deadlines, item_clock
 from router.domain.workdays import working_calendar
-from router.store import BundleRow, CallbackRow, DeadlineAlertRow, EventRow, ItemRow, ReplyRow
+from router.store import (
+    BundleRow,
+    CallbackRow,
+    DeadlineAlertRow,
+    DecisionPollRow,
+    EventRow,
+    ItemRow,
+    ReplyRow,
+)
 from runtime import clock
+
+
+def _decision_poll(row: DecisionPollRow | None) -> DecisionPoll | None:
+    if row is None:
+        return None
+    return DecisionPoll(
+        department_answer=row.last_answer,
+        answered_at=row.last_answer_at,
+        pending_since=row.pending_since,
+        last_poll_at=row.last_poll_at,
+        next_poll_at=row.next_poll_at,
+        polls=row.polls,
+    )
 
 
 def bundle_promise(catalog: Catalog, bundle: BundleRow) -> int:
@@ -84,6 +106,9 @@ def bundle_status(session: Session, bundle_id: uuid.UUID, catalog: Catalog) -> B
                 ),
                 alerts=alerts.get(item.code, ()),
                 tolerated_gaps=tolerated_gaps(item),
+                decision_poll=None
+                if ItemState(item.state).is_final  # its row goes at the scheduler's next round
+                else _decision_poll(session.get(DecisionPollRow, (bundle.id, item.code))),
             )
             for item in bundle.items
         ),

@@ -195,6 +195,28 @@ class OutboxRow(Base):
     """W3C trace context of the transaction that wrote the row; the relay's span continues it."""
 
 
+class DecisionPollRow(Base):
+    """An item its department has filed and not yet decided: polled on the department's
+    schedule until it answers something other than "pending". A row, so no poll is lost
+    to a restart."""
+
+    __tablename__ = "decision_polls"
+
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), primary_key=True)
+    item: Mapped[str] = mapped_column(String(64), primary_key=True)
+    department: Mapped[str] = mapped_column(String(64))
+    pending_since: Mapped[datetime]
+    """The department's first "pending": the schedule's phases count from it."""
+    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    """None for a department that calls back: it is waited for, never polled."""
+    last_poll_at: Mapped[datetime | None]
+    last_answer: Mapped[str] = mapped_column(Text)
+    """The department's own words for the filing, as its last answer gave them."""
+    last_answer_at: Mapped[datetime]
+    filing_ref: Mapped[str | None] = mapped_column(String(128))
+    polls: Mapped[int] = mapped_column(Integer)
+
+
 class InboxRow(Base):
     __tablename__ = "inbox"
 

@@ -177,6 +177,16 @@ async function replaySelected() {
 
 // Bundle search ----------------------------------------------------------------------------
 
+// Waiting for a department's decision: its last words, the last poll and the next one.
+function decisionPollCells(poll) {
+  if (!poll) return [el("td", {}, ""), el("td", {}, ""), el("td", {}, "")];
+  return [
+    el("td", { class: "department-answer" }, `${poll.department_answer} (${when(poll.answered_at)})`),
+    el("td", {}, poll.last_poll_at ? `${when(poll.last_poll_at)} (#${poll.polls})` : "not yet"),
+    el("td", {}, poll.next_poll_at ? when(poll.next_poll_at) : "calls back"),
+  ];
+}
+
 async function findBundle(key) {
   const target = $("#bundle-result");
   let bundle;
@@ -192,10 +202,12 @@ async function findBundle(key) {
       el("strong", {}, bundle.project_no), ` · ${bundle.bundle_type} · ${bundle.state} · received ${when(bundle.received_at)} · `,
       el("span", { class: "muted" }, bundle.bundle_id)),
     el("table", { id: "bundle-items" },
-      el("thead", {}, el("tr", {}, el("th", {}, "Item"), el("th", {}, "Department"), el("th", {}, "State"), el("th", {}, "Reason"))),
+      el("thead", {}, el("tr", {}, el("th", {}, "Item"), el("th", {}, "Department"), el("th", {}, "State"), el("th", {}, "Reason"),
+        el("th", {}, "Department says"), el("th", {}, "Last poll"), el("th", {}, "Next poll"))),
       el("tbody", {}, bundle.items.map((item) => el("tr", {},
         el("td", {}, item.name_zh), el("td", {}, departmentNames[item.department] ?? item.department),
-        el("td", {}, item.state), el("td", {}, item.reason ?? ""))))),
+        el("td", {}, item.state), el("td", {}, item.reason ?? ""),
+        ...decisionPollCells(item.decision_poll))))),
     el("h3", {}, "Timeline 全程留痕"),
     el("table", { id: "timeline" },
       el("thead", {}, el("tr", {}, el("th", {}, "At"), el("th", {}, "Step"), el("th", {}, "Item"), el("th", {}, "Actor"), el("th", {}, "Detail"))),
