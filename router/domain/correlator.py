@@ -212,6 +212,7 @@ class Correlator:
             target,
             actor=department_actor(outcome.department),
             reason=states.reason_of(result),
+            operator_detail=states.operator_detail_of(result),
         )
         advance(session, bundle, self._catalog.bundle_types[bundle.bundle_type])
         audit.record_decided(session, outcome, target)
