@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import importlib.metadata
 import json
+import os
 import signal
+import socket
 import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
+
+import amqp.exceptions
+import kombu.exceptions
+import sqlalchemy.exc
 
 from adapters.registry import adapter_for, simulate_every_department
 from adapters.scaffold import scaffold
 from adapters.simulated import Scenario
 from contracts.catalog import BundleType, default_catalog, dependency_order
-from contracts.errors import LianbanError
+from contracts.errors import ConfigurationError, LianbanError
+from contracts.personal_data import mask_text
 from lianban.schemas import export, stale_documents
-from lianban.settings import Settings
+from lianban.settings import Settings, markdown_table, variables
 from lianban.stack import Role, Stack
 from router.domain.views import bundle_status, find_bundle
-from router.http.auth import Scope, mint
+from router.http.auth import Scope, manual_scope, mint
 from router.operations.broker_definitions import (
     DEFAULT_VHOST,
     DEFINITIONS_FILE,
@@ -42,20 +52,87 @@ from runtime.messaging.signing import new_key
 from runtime.serving import ThreadedServer
 from runtime.tracing import configure_tracing
 
+USAGE_ERROR = 2
+
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. A user's mistake (a bad setting or argument, a database or broker
+    that cannot be reached) ends in one line on standard error and exit code 2, never a
+    traceback; so does a closed pipe (`lianban catalog list | head`), quietly."""
     parser = _parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
-    except LianbanError as error:
-        print(f"lianban: {error}", file=sys.stderr)
-        return 2
+        args = parser.parse_args(argv)
+        status = int(args.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe is found here, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader went away: nothing more to say, and nothing to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        message = _user_mistake(error)
+        if message is None:
+            raise
+        print(f"lianban: {message}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def _user_mistake(error: Exception) -> str | None:
+    """What to tell the user about an error their input or setup caused; None for a bug."""
+    if isinstance(error, LianbanError):
+        return str(error)
+    if isinstance(error, sqlalchemy.exc.DBAPIError | sqlalchemy.exc.ArgumentError):
+        cause = str(getattr(error, "orig", None) or error).splitlines()[0]
+        url = mask_text(Settings.from_env().database_url)
+        return f"cannot use the database {url} ({cause}); set LIANBAN_DATABASE_URL"
+    if isinstance(error, amqp.exceptions.NotFound):
+        return f"the broker has no such queue ({error.reply_text}); check LIANBAN_BROKER_URL"
+    if isinstance(
+        error,
+        ConnectionError | socket.gaierror | kombu.exceptions.OperationalError | amqp.AMQPError,
+    ):
+        url = mask_text(Settings.from_env().broker_url)
+        return f"cannot reach the broker {url} ({error}); check LIANBAN_BROKER_URL"
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.filename}: {error.strerror}"
+    return None
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument mistakes in one line, naming the command's --help."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"lianban: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR)
+
+
+def _environment_help() -> str:
+    lines = ["environment variables (`lianban config` prints their effective values):"]
+    lines += [f"  {name:<36} {description}" for name, _default, description in variables()]
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lianban", description=__doc__)
+    parser = _Parser(
+        prog="lianban",
+        description=__doc__,
+        epilog=_environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"lianban {importlib.metadata.version('lianban')}"
+    )
     commands = parser.add_subparsers(required=True, metavar="command")
+
+    config = commands.add_parser(
+        "config", help="print the effective settings (LIANBAN_*), credentials masked"
+    )
+    config.add_argument(
+        "--markdown", action="store_true", help="the table of every variable, for the docs"
+    )
+    config.set_defaults(run=_config)
 
     for role, text in (
         (Role.SERVE, "the intake API"),
@@ -145,6 +222,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         required=True,
+        type=_scope,
         help=f"repeatable: {', '.join(Scope)}, or manual:<department>",
     )
     new_token.add_argument("--days", type=int, help="valid for this many days (default: forever)")
@@ -196,6 +274,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(markdown_table(), end="")
+        return 0
+    for name, value in Settings.from_env().effective().items():
+        print(f"{name}={value}")
+    return 0
+
+
+def _scope(text: str) -> str:
+    """A scope a token can use: a typo would mint a token that can do nothing."""
+    known = [scope.value for scope in Scope]
+    known += [manual_scope(code) for code in default_catalog().departments]
+    if text in known:
+        return text
+    close = difflib.get_close_matches(text, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise argparse.ArgumentTypeError(
+        f"unknown scope {text!r}; {hint}scopes: {', '.join(Scope)}, manual:<department>"
+    )
+
+
 def _queues(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     api = ManagementApi.for_broker(settings.broker_url, settings.rabbitmq_management_url)
@@ -218,11 +318,27 @@ def _queues(args: argparse.Namespace) -> int:
 
 
 def _dead_letters() -> DeadLetterQueues:
-    return DeadLetterQueues(Broker(Settings.from_env().broker_url), default_catalog().departments)
+    broker_url = Settings.from_env().broker_url
+    if broker_url.startswith("memory://"):
+        raise ConfigurationError(
+            "memory:// is a process's own broker; dead letters rest in the system's: "
+            "set LIANBAN_BROKER_URL=amqp://…"
+        )
+    return DeadLetterQueues(Broker(broker_url), default_catalog().departments)
+
+
+def _parking_lot(queues: DeadLetterQueues, name: str) -> str:
+    if name in queues.parking_queues:
+        return name
+    close = difflib.get_close_matches(name, queues.parking_queues, n=1)
+    hint = f"did you mean {close[0]}?" if close else "`lianban dlq list` shows them"
+    raise ConfigurationError(f"{name!r} is not a parking lot; {hint}")
 
 
 def _dlq_list(args: argparse.Namespace) -> int:
-    letters = _dead_letters().list(args.queue, args.limit)
+    queues = _dead_letters()
+    queue = _parking_lot(queues, args.queue) if args.queue else None
+    letters = queues.list(queue, args.limit)
     if args.json:
         summaries = [letter.summary().model_dump(mode="json") for letter in letters]
         print(json.dumps(summaries, ensure_ascii=False))
@@ -248,7 +364,8 @@ def _dlq_show(args: argparse.Namespace) -> int:
 
 def _dlq_replay(args: argparse.Namespace) -> int:
     ids = set(args.message_ids) if args.message_ids else None
-    replayed = _dead_letters().replay(args.queue, ids)
+    queues = _dead_letters()
+    replayed = queues.replay(_parking_lot(queues, args.queue), ids)
     print(f"replayed {replayed} message(s) from {args.queue}")
     return 0
 

@@ -218,8 +218,8 @@ def message_keyring(settings: Settings, departments: Iterable[str]) -> Keyring:
     """The configured signing and trusted keys; without any, fresh keys for the router
     and every department, which only this process knows — enough when every role runs
     here (the demo, `run-all`, tests), never across processes."""
-    if settings.signing_keys_dir or settings.trusted_keys_file:
-        return Keyring.load(settings.signing_keys_dir, settings.trusted_keys_file)
+    if settings.signing_keys_dir or settings.trusted_keys:
+        return Keyring.load(settings.signing_keys_dir, settings.trusted_keys)
     if not Broker(settings.broker_url).is_memory:
         log.warning(
             "signing.ephemeral_keys",
