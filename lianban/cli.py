@@ -479,7 +479,7 @@ def _schemas_check(args: argparse.Namespace) -> int:
 
 def _run_roles(args: argparse.Namespace, roles: set[Role], simulate_all: bool = False) -> int:
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     configure_tracing("lianban-" + "-".join(sorted(roles)), settings.traces_exporter)
     catalog = default_catalog()
     adapters = simulate_every_department(catalog) if simulate_all else []
@@ -501,7 +501,7 @@ def _run_simulator(args: argparse.Namespace) -> int:
     from adapters.simulators.systems import installed_simulators
 
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     simulators = installed_simulators()
     if args.department not in simulators:
         known = ", ".join(sorted(simulators)) or "none"
@@ -526,7 +526,7 @@ def _run_adapter(args: argparse.Namespace) -> int:
     if args.department == "new":
         return _scaffold(args)
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     configure_tracing(f"lianban-adapter-{args.department}", settings.traces_exporter)
     catalog = default_catalog()
     scenario = Scenario.from_file(args.scenario) if args.scenario else None

@@ -197,8 +197,17 @@ class Stack:
         )
         app = create_app(self.catalog, services)
         tls = self.settings.tls.uvicorn_options() if self.settings.tls else {}
-        self._server = ThreadedServer(app, self.settings.host, self.settings.port, ssl=tls)
+        self._server = ThreadedServer(
+            app, self.settings.host, self.settings.port, ssl=tls, access_log=True
+        )
         self._server.start()
+        log.info("serve.listening", url=self._server.url, docs=f"{self._server.url}/docs")
+        if not self.settings.api_tokens:
+            log.warning(
+                "serve.no_tokens",
+                hint="no LIANBAN_TOKENS_FILE: the API refuses every request; "
+                "mint one with `lianban token new`",
+            )
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)

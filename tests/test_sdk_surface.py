@@ -15,6 +15,7 @@ EXPORTED = {
     "Decided",
     "Failed",
     "FatalDepartmentError",
+    "FilingWithdrawn",
     "ItemCancel",
     "ItemDispatch",
     "ItemSupplement",
