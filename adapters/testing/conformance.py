@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -407,6 +407,6 @@ class AdapterConformance:
         assert state.duplicate_filings() == {}
 
 
-def _errors(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _errors(logs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Log entries that would set off an error-log alert."""
     return [entry for entry in logs if entry["log_level"] in ("error", "critical")]
