@@ -498,6 +498,7 @@ def _stop_gracefully_on_sigterm() -> None:
 
 def _run_simulator(args: argparse.Namespace) -> int:
     from adapters.simulators.base import DepartmentState
+    from adapters.simulators.filings_view import FILINGS_PATH, with_filings_listed
     from adapters.simulators.systems import installed_simulators
 
     settings = Settings.from_env()
@@ -507,11 +508,13 @@ def _run_simulator(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(simulators)) or "none"
         print(f"lianban: no simulator for {args.department!r} (installed: {known})")
         return 2
-    app = simulators[args.department](DepartmentState(code=args.department))
+    state = DepartmentState(code=args.department)
+    app = with_filings_listed(simulators[args.department](state), state)
     server = ThreadedServer(app, settings.host, settings.port)
     _stop_gracefully_on_sigterm()
     server.start()
     print(f"{args.department} simulator at {server.url}", flush=True)
+    print(f"its filings: {server.url}{FILINGS_PATH}", flush=True)
     stop = threading.Event()
     try:
         stop.wait()
