@@ -14,7 +14,7 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import amqp.exceptions
 import kombu.exceptions
@@ -25,7 +25,7 @@ from adapters.scaffold import scaffold
 from adapters.simulated import Scenario
 from contracts.catalog import BundleType, default_catalog, dependency_order
 from contracts.errors import ConfigurationError, LianbanError
-from contracts.personal_data import mask_text
+from contracts.personal_data import mask_fields, mask_text
 from lianban.schemas import export, stale_documents
 from lianban.settings import Settings, markdown_table, variables
 from lianban.stack import Role, Stack
@@ -248,11 +248,15 @@ def _parser() -> argparse.ArgumentParser:
     write_definitions.add_argument(
         "--passwords", type=Path, help="JSON {user: password}: store their salted hashes"
     )
-    write_definitions.add_argument("--out", type=Path, default=DEFINITIONS_FILE)
+    write_definitions.add_argument(
+        "--out", type=Path, help="default: the checkout's deploy/rabbitmq/definitions.json"
+    )
     write_definitions.set_defaults(run=_broker_definitions)
-    broker_commands.add_parser(
-        "check", help="fail if deploy/rabbitmq/definitions.json is stale"
-    ).set_defaults(run=_broker_check)
+    check_definitions = broker_commands.add_parser(
+        "check", help="fail if deploy/rabbitmq/definitions.json (or --file) is stale"
+    )
+    check_definitions.add_argument("--file", type=Path, help="default: the checkout's file")
+    check_definitions.set_defaults(run=_broker_check)
 
     audit = commands.add_parser("audit", help="the tamper-evident audit log")
     audit_commands = audit.add_subparsers(required=True, metavar="action")
@@ -343,6 +347,8 @@ def _dlq_list(args: argparse.Namespace) -> int:
         summaries = [letter.summary().model_dump(mode="json") for letter in letters]
         print(json.dumps(summaries, ensure_ascii=False))
         return 0
+    if not letters:
+        print(f"no dead letters in {queue or 'any parking lot'}")
     for letter in letters:
         print(
             f"{letter.queue}  {letter.message_id}  bundle {letter.bundle_id}  "
@@ -357,9 +363,19 @@ def _dlq_show(args: argparse.Namespace) -> int:
         print(f"lianban: no dead letter {args.message_id}", file=sys.stderr)
         return 1
     summary = letter.summary().model_dump(mode="json")
-    summary["body"] = letter.body.decode("utf-8", "replace")
+    summary["body"] = shown_body(letter.body)
     print(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0
+
+
+def shown_body(body: bytes) -> Any:
+    """A dead letter's body as `dlq show` prints it: the applicant's name, ID number and
+    phone masked, as in every log."""
+    text = body.decode("utf-8", "replace")
+    try:
+        return mask_fields(json.loads(text))
+    except ValueError:
+        return mask_text(text)
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
@@ -418,19 +434,31 @@ def _keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkout_definitions(option: str) -> Path:
+    """deploy/rabbitmq/definitions.json of the checkout lianban runs from; an installed
+    package has none (and its site-packages is no place to write)."""
+    if not DEFINITIONS_FILE.parent.parent.is_dir():
+        raise ConfigurationError(
+            f"not running from a checkout (no {DEFINITIONS_FILE.parent}): give {option} PATH"
+        )
+    return DEFINITIONS_FILE
+
+
 def _broker_definitions(args: argparse.Namespace) -> int:
+    out = args.out or _checkout_definitions("--out")
     passwords = json.loads(args.passwords.read_text(encoding="utf-8")) if args.passwords else None
     document = definitions(default_catalog().departments, vhost=args.vhost, passwords=passwords)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(document), encoding="utf-8")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(document), encoding="utf-8")
+    print(f"wrote {out}")
     return 0
 
 
 def _broker_check(args: argparse.Namespace) -> int:
-    if is_current(default_catalog().departments):
+    path = args.file or _checkout_definitions("--file")
+    if is_current(default_catalog().departments, path):
         return 0
-    print(f"stale: {DEFINITIONS_FILE} (run `lianban broker definitions`)", file=sys.stderr)
+    print(f"stale: {path} (run `lianban broker definitions`)", file=sys.stderr)
     return 1
 
 

@@ -4,6 +4,7 @@ never a traceback."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from contracts.catalog import Catalog, dependency_order
-from lianban.cli import main
+from lianban.cli import main, shown_body
 from lianban.settings import variables
 
 
@@ -140,3 +141,11 @@ def test_config_prints_the_effective_settings_with_credentials_masked(tmp_path: 
     assert "LIANBAN_PORT=8500" in lines
     assert "LIANBAN_DATABASE_URL=postgresql+psycopg://lianban:***@db/lianban" in lines
     assert "hunter2" not in result.stdout
+
+
+def test_dlq_show_masks_the_applicants_personal_data() -> None:
+    applicant = {"name": "张三丰", "id_number": "11010519491231002X", "mobile": "13812345678"}
+    body = json.dumps({"applicant": applicant}).encode()
+    shown = shown_body(body)["applicant"]
+    assert shown == {"name": "张**", "id_number": "110105********002X", "mobile": "138****5678"}
+    assert "11010519491231002X" not in str(shown_body(b"not json 11010519491231002X"))
