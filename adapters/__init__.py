@@ -9,6 +9,7 @@ An adapter is a declaration plus one `async def handle(item, ctx)` (see `Adapter
     RetryableError ....... the department is busy or timed out: call again later
     FatalDepartmentError . repeating cannot help (our request is wrong): the item fails
     BadAnswerError ....... the department answered garbage: the item fails
+    FilingWithdrawn ...... the department reports the filing withdrawn (撤回): not a fault
 
 Business answers (不予受理, 补齐补正, denial) are results, not errors: return Rejected,
 CorrectionRequested or Decided(approved=False, reason=...). A department that decides
@@ -21,7 +22,7 @@ from adapters.decisions import CalledBack, Polled
 from adapters.resilience import RetryPolicy
 from adapters.soap_filing import SoapFilingAdapter
 from contracts.application import MaterialRef
-from contracts.errors import BadAnswerError, FatalDepartmentError, RetryableError
+from contracts.errors import BadAnswerError, FatalDepartmentError, FilingWithdrawn, RetryableError
 from contracts.messages import (
     Accepted,
     Certificate,
@@ -52,6 +53,7 @@ __all__ = [
     "Decided",
     "Failed",
     "FatalDepartmentError",
+    "FilingWithdrawn",
     "ItemCancel",
     "ItemDispatch",
     "ItemPoll",

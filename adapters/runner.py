@@ -18,7 +18,7 @@ from adapters.base import Adapter
 from adapters.context import AdapterContext, DepartmentClients, Reporter
 from adapters.errors import classify, describe
 from adapters.resilience import RateLimiter, call_department
-from contracts.errors import Action, DepartmentUnavailable
+from contracts.errors import Action, DepartmentUnavailable, FatalDepartmentError, FilingWithdrawn
 from contracts.messages import (
     Decided,
     DepartmentRequest,
@@ -81,6 +81,11 @@ class AdapterRunner:
             call = partial(adapter.handle, request, ctx)
         try:
             result = await self._protected(call, request.respond_by)
+        except FilingWithdrawn as withdrawn:
+            # Ordinarily the applicant's withdrawal, which the router has recorded (the
+            # outcome is then stale); one the department made alone still ends the item.
+            ctx.log.info("department.filing_withdrawn", error=describe(withdrawn))
+            return Failed(error=describe(withdrawn))
         except Exception as error:
             self._retry_later_if_unavailable(error, ctx)
             ctx.log.error("department.failed", error=describe(error))
@@ -113,7 +118,10 @@ class AdapterRunner:
             await self._protected(lambda: self.adapter.cancel(cancel, ctx), respond_by=None)
         except Exception as error:
             self._retry_later_if_unavailable(error, ctx)
-            ctx.log.error("department.cancel_failed", error=describe(error))
+            # A department refusing to withdraw (already decided) is its answer, not a fault.
+            refused = isinstance(error, FatalDepartmentError)
+            log = ctx.log.warning if refused else ctx.log.error
+            log("department.cancel_failed", error=describe(error))
             return False
         ctx.log.info("department.cancelled")
         return True

@@ -33,7 +33,7 @@ from adapters.context import AdapterContext
 from adapters.decisions import Polled
 from adapters.errors import classify
 from contracts.application import LegalEntity, NaturalPerson
-from contracts.errors import Action, BadAnswerError, FatalDepartmentError
+from contracts.errors import Action, BadAnswerError, FatalDepartmentError, FilingWithdrawn
 from contracts.messages import (
     Accepted,
     Certificate,
@@ -180,7 +180,7 @@ class SoapFilingAdapter(Adapter):
         if status == "REJECTED":
             return Rejected(reason=_field(answer, "Reason"))
         if status == "CANCELLED":
-            raise FatalDepartmentError(f"application {receipt_no} was cancelled at the department")
+            raise FilingWithdrawn(f"application {receipt_no} was withdrawn at the department")
         raise BadAnswerError(f"unknown decision status {status!r}")
 
 

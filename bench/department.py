@@ -90,7 +90,7 @@ def main() -> None:
     answer.add_argument("--later", action="store_true", help="file, and answer nothing")
     args = parser.parse_args()
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     catalog = default_catalog()
     adapter = instant_department(args.department, catalog, args.delay, args.later)
     stack = Stack(settings, catalog, roles=(), adapters=[adapter])

@@ -115,10 +115,29 @@ class Problem(_Document):
     message_en: str
 
 
-class OneTimeNotice(_Document):
-    """一次告知: every problem with an application, reported in one answer."""
+class ProblemDetails(_Document):
+    """Every refusal of the HTTP API, in one shape (RFC 9457 problem details): a stable
+    `code` to act on, a Chinese `title` for people, English `title_en` and `detail`, and
+    the one-time notice's `problems` where the request's content is at fault."""
 
-    title: str = "申请材料需补正（一次告知）/ The application has problems"
+    type: str = Field(description="urn:lianban:problem:<code>")
+    code: str = Field(description="Stable machine-readable cause, e.g. bundle_not_found")
+    status: int
+    title: str = Field(description="中文：what went wrong, for people")
+    title_en: str
+    detail: str = Field(description="English: the specifics of this occurrence")
+    problems: tuple[Problem, ...] = ()
+
+
+class OneTimeNotice(ProblemDetails):
+    """一次告知: every problem with an application, reported in one answer (a 422)."""
+
+    type: str = "urn:lianban:problem:application_problems"
+    code: str = "application_problems"
+    status: int = 422
+    title: str = "申请材料需补正（一次告知）"
+    title_en: str = "The application has problems"
+    detail: str = "Every problem with the application, at once: see problems."
     problems: tuple[Problem, ...]
 
 

@@ -30,6 +30,7 @@ exceptions. Two kinds of "try again" exist, for two different things:
     │   │   ├── CircuitOpenError . the endpoint's breaker is open: wait, do not call
     │   │   └── DepartmentUnavailable  every attempt of a delivery failed: retry it later
     │   ├── FatalDepartmentError . repeating the call cannot help: the item fails
+    │   │   └── FilingWithdrawn .. the filing was withdrawn (撤回): an ordinary end
     │   └── BadAnswerError ....... the department answered something unreadable: fails
     │       └── AnswerTooLarge ... the answer passed the size cap and was dropped unread
     ├── TransientError ........... Lianban's own infrastructure is briefly away: hold, retry
@@ -134,6 +135,11 @@ class FatalDepartmentError(DepartmentError):
     """Repeating the call cannot succeed (our request is wrong, the filing is refused)."""
 
     action = Action.FAIL
+
+
+class FilingWithdrawn(FatalDepartmentError):
+    """The department says the filing was withdrawn (撤回), ordinarily as the router
+    asked: an ordinary end, logged as such, not as a fault."""
 
 
 class BadAnswerError(DepartmentError):

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import importlib.metadata
 import json
+import os
 import signal
+import socket
 import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, NoReturn
+
+import amqp.exceptions
+import kombu.exceptions
+import sqlalchemy.exc
 
 from adapters.registry import adapter_for, simulate_every_department
 from adapters.scaffold import scaffold
@@ -23,13 +32,14 @@ from contracts.catalog import (
     dependency_order,
     promised_working_days,
 )
-from contracts.errors import LianbanError
+from contracts.errors import ConfigurationError, LianbanError
+from contracts.personal_data import mask_fields, mask_text
 from lianban.schemas import export, stale_documents
-from lianban.settings import Settings
+from lianban.settings import Settings, markdown_table, variables
 from lianban.stack import Role, Stack
 from router.domain.views import bundle_status, find_bundle
 from router.domain.workdays import working_calendar
-from router.http.auth import Scope, mint
+from router.http.auth import Scope, manual_scope, mint
 from router.operations.broker_definitions import (
     DEFAULT_VHOST,
     DEFINITIONS_FILE,
@@ -52,20 +62,87 @@ from runtime.messaging.signing import new_key
 from runtime.serving import ThreadedServer
 from runtime.tracing import configure_tracing
 
+USAGE_ERROR = 2
+
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. A user's mistake (a bad setting or argument, a database or broker
+    that cannot be reached) ends in one line on standard error and exit code 2, never a
+    traceback; so does a closed pipe (`lianban catalog list | head`), quietly."""
     parser = _parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
-    except LianbanError as error:
-        print(f"lianban: {error}", file=sys.stderr)
-        return 2
+        args = parser.parse_args(argv)
+        status = int(args.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe is found here, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader went away: nothing more to say, and nothing to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        message = _user_mistake(error)
+        if message is None:
+            raise
+        print(f"lianban: {message}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def _user_mistake(error: Exception) -> str | None:
+    """What to tell the user about an error their input or setup caused; None for a bug."""
+    if isinstance(error, LianbanError):
+        return str(error)
+    if isinstance(error, sqlalchemy.exc.DBAPIError | sqlalchemy.exc.ArgumentError):
+        cause = str(getattr(error, "orig", None) or error).splitlines()[0]
+        url = mask_text(Settings.from_env().database_url)
+        return f"cannot use the database {url} ({cause}); set LIANBAN_DATABASE_URL"
+    if isinstance(error, amqp.exceptions.NotFound):
+        return f"the broker has no such queue ({error.reply_text}); check LIANBAN_BROKER_URL"
+    if isinstance(
+        error,
+        ConnectionError | socket.gaierror | kombu.exceptions.OperationalError | amqp.AMQPError,
+    ):
+        url = mask_text(Settings.from_env().broker_url)
+        return f"cannot reach the broker {url} ({error}); check LIANBAN_BROKER_URL"
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.filename}: {error.strerror}"
+    return None
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument mistakes in one line, naming the command's --help."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"lianban: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR)
+
+
+def _environment_help() -> str:
+    lines = ["environment variables (`lianban config` prints their effective values):"]
+    lines += [f"  {name:<36} {description}" for name, _default, description in variables()]
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lianban", description=__doc__)
+    parser = _Parser(
+        prog="lianban",
+        description=__doc__,
+        epilog=_environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"lianban {importlib.metadata.version('lianban')}"
+    )
     commands = parser.add_subparsers(required=True, metavar="command")
+
+    config = commands.add_parser(
+        "config", help="print the effective settings (LIANBAN_*), credentials masked"
+    )
+    config.add_argument(
+        "--markdown", action="store_true", help="the table of every variable, for the docs"
+    )
+    config.set_defaults(run=_config)
 
     for role, text in (
         (Role.SERVE, "the intake API"),
@@ -161,6 +238,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         required=True,
+        type=_scope,
         help=f"repeatable: {', '.join(Scope)}, or manual:<department>",
     )
     new_token.add_argument("--days", type=int, help="valid for this many days (default: forever)")
@@ -186,11 +264,15 @@ def _parser() -> argparse.ArgumentParser:
     write_definitions.add_argument(
         "--passwords", type=Path, help="JSON {user: password}: store their salted hashes"
     )
-    write_definitions.add_argument("--out", type=Path, default=DEFINITIONS_FILE)
+    write_definitions.add_argument(
+        "--out", type=Path, help="default: the checkout's deploy/rabbitmq/definitions.json"
+    )
     write_definitions.set_defaults(run=_broker_definitions)
-    broker_commands.add_parser(
-        "check", help="fail if deploy/rabbitmq/definitions.json is stale"
-    ).set_defaults(run=_broker_check)
+    check_definitions = broker_commands.add_parser(
+        "check", help="fail if deploy/rabbitmq/definitions.json (or --file) is stale"
+    )
+    check_definitions.add_argument("--file", type=Path, help="default: the checkout's file")
+    check_definitions.set_defaults(run=_broker_check)
 
     audit = commands.add_parser("audit", help="the tamper-evident audit log")
     audit_commands = audit.add_subparsers(required=True, metavar="action")
@@ -210,6 +292,28 @@ def _parser() -> argparse.ArgumentParser:
         run=_schemas_check
     )
     return parser
+
+
+def _config(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(markdown_table(), end="")
+        return 0
+    for name, value in Settings.from_env().effective().items():
+        print(f"{name}={value}")
+    return 0
+
+
+def _scope(text: str) -> str:
+    """A scope a token can use: a typo would mint a token that can do nothing."""
+    known = [scope.value for scope in Scope]
+    known += [manual_scope(code) for code in default_catalog().departments]
+    if text in known:
+        return text
+    close = difflib.get_close_matches(text, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise argparse.ArgumentTypeError(
+        f"unknown scope {text!r}; {hint}scopes: {', '.join(Scope)}, manual:<department>"
+    )
 
 
 def _queues(args: argparse.Namespace) -> int:
@@ -234,15 +338,33 @@ def _queues(args: argparse.Namespace) -> int:
 
 
 def _dead_letters() -> DeadLetterQueues:
-    return DeadLetterQueues(Broker(Settings.from_env().broker_url), default_catalog().departments)
+    broker_url = Settings.from_env().broker_url
+    if broker_url.startswith("memory://"):
+        raise ConfigurationError(
+            "memory:// is a process's own broker; dead letters rest in the system's: "
+            "set LIANBAN_BROKER_URL=amqp://…"
+        )
+    return DeadLetterQueues(Broker(broker_url), default_catalog().departments)
+
+
+def _parking_lot(queues: DeadLetterQueues, name: str) -> str:
+    if name in queues.parking_queues:
+        return name
+    close = difflib.get_close_matches(name, queues.parking_queues, n=1)
+    hint = f"did you mean {close[0]}?" if close else "`lianban dlq list` shows them"
+    raise ConfigurationError(f"{name!r} is not a parking lot; {hint}")
 
 
 def _dlq_list(args: argparse.Namespace) -> int:
-    letters = _dead_letters().list(args.queue, args.limit)
+    queues = _dead_letters()
+    queue = _parking_lot(queues, args.queue) if args.queue else None
+    letters = queues.list(queue, args.limit)
     if args.json:
         summaries = [letter.summary().model_dump(mode="json") for letter in letters]
         print(json.dumps(summaries, ensure_ascii=False))
         return 0
+    if not letters:
+        print(f"no dead letters in {queue or 'any parking lot'}")
     for letter in letters:
         print(
             f"{letter.queue}  {letter.message_id}  bundle {letter.bundle_id}  "
@@ -257,14 +379,25 @@ def _dlq_show(args: argparse.Namespace) -> int:
         print(f"lianban: no dead letter {args.message_id}", file=sys.stderr)
         return 1
     summary = letter.summary().model_dump(mode="json")
-    summary["body"] = letter.body.decode("utf-8", "replace")
+    summary["body"] = shown_body(letter.body)
     print(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0
 
 
+def shown_body(body: bytes) -> Any:
+    """A dead letter's body as `dlq show` prints it: the applicant's name, ID number and
+    phone masked, as in every log."""
+    text = body.decode("utf-8", "replace")
+    try:
+        return mask_fields(json.loads(text))
+    except ValueError:
+        return mask_text(text)
+
+
 def _dlq_replay(args: argparse.Namespace) -> int:
     ids = set(args.message_ids) if args.message_ids else None
-    replayed = _dead_letters().replay(args.queue, ids)
+    queues = _dead_letters()
+    replayed = queues.replay(_parking_lot(queues, args.queue), ids)
     print(f"replayed {replayed} message(s) from {args.queue}")
     return 0
 
@@ -352,19 +485,31 @@ def _keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkout_definitions(option: str) -> Path:
+    """deploy/rabbitmq/definitions.json of the checkout lianban runs from; an installed
+    package has none (and its site-packages is no place to write)."""
+    if not DEFINITIONS_FILE.parent.parent.is_dir():
+        raise ConfigurationError(
+            f"not running from a checkout (no {DEFINITIONS_FILE.parent}): give {option} PATH"
+        )
+    return DEFINITIONS_FILE
+
+
 def _broker_definitions(args: argparse.Namespace) -> int:
+    out = args.out or _checkout_definitions("--out")
     passwords = json.loads(args.passwords.read_text(encoding="utf-8")) if args.passwords else None
     document = definitions(default_catalog().departments, vhost=args.vhost, passwords=passwords)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(document), encoding="utf-8")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(document), encoding="utf-8")
+    print(f"wrote {out}")
     return 0
 
 
 def _broker_check(args: argparse.Namespace) -> int:
-    if is_current(default_catalog().departments):
+    path = args.file or _checkout_definitions("--file")
+    if is_current(default_catalog().departments, path):
         return 0
-    print(f"stale: {DEFINITIONS_FILE} (run `lianban broker definitions`)", file=sys.stderr)
+    print(f"stale: {path} (run `lianban broker definitions`)", file=sys.stderr)
     return 1
 
 
@@ -413,7 +558,7 @@ def _schemas_check(args: argparse.Namespace) -> int:
 
 def _run_roles(args: argparse.Namespace, roles: set[Role], simulate_all: bool = False) -> int:
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     configure_tracing("lianban-" + "-".join(sorted(roles)), settings.traces_exporter)
     catalog = default_catalog()
     adapters = simulate_every_department(catalog) if simulate_all else []
@@ -432,20 +577,23 @@ def _stop_gracefully_on_sigterm() -> None:
 
 def _run_simulator(args: argparse.Namespace) -> int:
     from adapters.simulators.base import DepartmentState
+    from adapters.simulators.filings_view import FILINGS_PATH, with_filings_listed
     from adapters.simulators.systems import installed_simulators
 
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     simulators = installed_simulators()
     if args.department not in simulators:
         known = ", ".join(sorted(simulators)) or "none"
         print(f"lianban: no simulator for {args.department!r} (installed: {known})")
         return 2
-    app = simulators[args.department](DepartmentState(code=args.department))
+    state = DepartmentState(code=args.department)
+    app = with_filings_listed(simulators[args.department](state), state)
     server = ThreadedServer(app, settings.host, settings.port)
     _stop_gracefully_on_sigterm()
     server.start()
     print(f"{args.department} simulator at {server.url}", flush=True)
+    print(f"its filings: {server.url}{FILINGS_PATH}", flush=True)
     stop = threading.Event()
     try:
         stop.wait()
@@ -460,7 +608,7 @@ def _run_adapter(args: argparse.Namespace) -> int:
     if args.department == "new":
         return _scaffold(args)
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     configure_tracing(f"lianban-adapter-{args.department}", settings.traces_exporter)
     catalog = default_catalog()
     scenario = Scenario.from_file(args.scenario) if args.scenario else None

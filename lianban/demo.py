@@ -64,7 +64,7 @@ def embedded_stack(
 
 
 def run_demo() -> int:
-    configure_logging("warning")
+    configure_logging("warning", "console")  # the demo is read by people
     catalog = default_catalog()
     with (
         tempfile.TemporaryDirectory(prefix="lianban-demo-") as workdir,

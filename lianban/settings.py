@@ -1,115 +1,275 @@
-"""Settings from environment variables (LIANBAN_*), with the embedded mode as default."""
+"""Settings from environment variables (LIANBAN_*), with the embedded mode as default.
+
+Every variable is one field of `Settings`, with its type, default and description: the
+README's table (`lianban config --markdown`), `lianban --help` and the one-line error for
+an invalid value all come from here.
+"""
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from contracts.errors import ConfigurationError
+from contracts.personal_data import mask_text
 from router.http.auth import ApiToken, load_tokens
 
+PREFIX = "LIANBAN_"
+# Given in code (the demo, tests), never read from the environment: LIANBAN_TOKENS_FILE is.
+_NOT_FROM_ENVIRONMENT = frozenset({"api_tokens"})
+# Named per department, so not fields: read by adapters.registry and adapters.manual.
+PER_DEPARTMENT_VARIABLES = {
+    "LIANBAN_ADAPTER_<DEPARTMENT>_URL": "The department system's URL its adapter calls.",
+    "LIANBAN_ADAPTER_<DEPARTMENT>_TOKEN": "The work-queue token of a `--manual` adapter.",
+}
 
-@dataclass(frozen=True)
-class Settings:
+CommaSeparated = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
     """Where URLs may carry credentials, they are left out of the repr, so printing or
     logging settings never shows a password (log lines also mask `scheme://user:***@`)."""
 
-    database_url: str = field(default="sqlite:///var/lianban.db", repr=False)
-    broker_url: str = field(default="memory://", repr=False)
-    materials_dir: Path = Path("var/materials")
-    materials_url: str | None = None
-    """s3://bucket/prefix?endpoint_url=… (or file:///dir): replaces materials_dir when set."""
-    host: str = "127.0.0.1"
-    port: int = 8400
-    log_level: str = "info"
-    traces_exporter: str = "none"
-    """Where spans go: none, console (JSON lines on stdout) or otlp (runtime.tracing)."""
-    health_host: str = "127.0.0.1"
-    health_port: int | None = None
-    """Where a process without the HTTP API serves /healthz and /readyz (runtime.health)."""
-    callback_backoff_seconds: float = 1.0
-    """First retry delay of a failed callback; it doubles up to ten minutes."""
-    poll_round_seconds: float = 5.0
-    poll_jitter_seconds: float = 30.0
-    """The poll scheduler's round, and the random delay that spreads polls due together."""
-    decisions_host: str = "127.0.0.1"
-    decisions_port: int | None = None
-    """Where an adapter process serves POST /v1/decisions/<department> for departments
-    that call back (`decisions = CalledBack()`)."""
-    decisions_secret: str | None = field(default=None, repr=False)
-    """The secret departments sign their decision pushes with (HMAC-SHA256 of the body)."""
-    api_tokens: tuple[ApiToken, ...] = ()
-    """Who may call the HTTP API, as digests (LIANBAN_TOKENS_FILE; `lianban token new`)."""
-    tls: TlsFiles | None = None
-    """Serve HTTPS, and with a CA bundle require client certificates (mutual TLS)."""
-    signing_keys_dir: Path | None = None
-    """Private keys this process signs messages with: `<signer>.pem` (router, departments)."""
-    trusted_keys_file: Path | None = None
-    """Public keys whose signatures this process accepts (`lianban keys new` prints them)."""
-    filedrop_dir: Path | None = None
-    """The front-end machine (前置机) exchange: inbox/, processed/, failed/ and outbox/."""
-    audit_retention_days: int = 190
-    """How long audit records are kept; at least 184 (six months, 网络安全法 第二十一条)."""
-    rabbitmq_management_url: str | None = field(default=None, repr=False)
-    """The RabbitMQ management API (`lianban queues`, the ops page); default: the broker's
-    host, port 15672, with the broker's credentials."""
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int | None = None
-    """Where a process without the HTTP API (an adapter) serves its own /metrics."""
-    adapter_metrics_urls: tuple[str, ...] = ()
-    """The adapters' /metrics, read by the ops page for their circuit breakers."""
-    calendar_check_seconds: float = 60.0
-    """How often router roles re-read the year files (LIANBAN_CALENDAR_DIR) and the
-    installed chinesecalendar for a changed year (router.domain.calendar_watcher)."""
+    # `LIANBAN_X=` (an empty value, as compose files write) means the default.
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="ignore"
+    )
+
+    database_url: str = Field(
+        "sqlite:///var/lianban.db",
+        repr=False,
+        description="SQLAlchemy URL of the router's database (SQLite embedded, PostgreSQL real).",
+    )
+    broker_url: str = Field(
+        "memory://",
+        repr=False,
+        description="kombu URL of the broker: memory:// embedded, amqp://… for RabbitMQ.",
+    )
+    materials_dir: Path = Field(
+        Path("var/materials"), description="Where uploaded materials are stored on disk."
+    )
+    materials_url: str | None = Field(
+        None,
+        description="s3://bucket/prefix?endpoint_url=… (or file:///dir): replaces "
+        "LIANBAN_MATERIALS_DIR when set.",
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP API (or a simulator) binds.")
+    port: int = Field(8400, ge=0, le=65535, description="Port of the HTTP API (or a simulator).")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="Lowest level logged."
+    )
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto",
+        description="console: lines for people; json: one object a line for machines; "
+        "auto: console when standard error is a terminal, else json.",
+    )
+    traces_exporter: Literal["none", "console", "otlp"] = Field(
+        "none", description="Where spans go: none, console (JSON lines on stdout) or otlp."
+    )
+    health_host: str = Field(
+        "127.0.0.1", description="Address of /healthz and /readyz of a process without the API."
+    )
+    health_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of /healthz and /readyz of a process without the API (an adapter).",
+    )
+    callback_backoff_seconds: float = Field(
+        1.0, gt=0, description="First retry delay of a failed callback; doubles up to 10 min."
+    )
+    poll_round_seconds: float = Field(
+        5.0, gt=0, description="How often the poll scheduler sends the decision polls due."
+    )
+    poll_jitter_seconds: float = Field(
+        30.0, ge=0, description="Random delay that spreads decision polls falling due together."
+    )
+    decisions_host: str = Field(
+        "127.0.0.1",
+        description="Address where an adapter process serves POST /v1/decisions/<department> "
+        "for departments that call back.",
+    )
+    decisions_port: int | None = Field(
+        None, ge=0, le=65535, description="Port of the adapter's decision endpoint."
+    )
+    decisions_secret: str | None = Field(
+        None,
+        repr=False,
+        description="Secret departments sign decision pushes with (HMAC-SHA256 of the body).",
+    )
+    tokens_file: Path | None = Field(
+        None,
+        description="JSON list of API token digests (`lianban token new`); without it the "
+        "API refuses every request.",
+    )
+    api_tokens: tuple[ApiToken, ...] = Field((), exclude=True)
+    """Who may call the HTTP API: LIANBAN_TOKENS_FILE's entries, or given in code."""
+    tls_certfile: Path | None = Field(None, description="Serve HTTPS with this certificate (PEM).")
+    tls_keyfile: Path | None = Field(None, description="The HTTPS certificate's key (PEM).")
+    tls_ca_certs: Path | None = Field(
+        None, description="Require client certificates signed by this CA (mutual TLS)."
+    )
+    signing_keys_dir: Path | None = Field(
+        None, description="Private keys this process signs messages with: `<signer>.pem`."
+    )
+    trusted_keys: Path | None = Field(
+        None, description="Public keys whose signatures this process accepts (`lianban keys new`)."
+    )
+    filedrop_dir: Path | None = Field(
+        None, description="The front-end machine (前置机) exchange: inbox/, processed/, failed/."
+    )
+    audit_retention_days: int = Field(
+        190, description="How long audit records are kept; at least 184 (网络安全法 第二十一条)."
+    )
+    rabbitmq_management_url: str | None = Field(
+        None,
+        repr=False,
+        description="RabbitMQ management API (`lianban queues`, the ops page); default: the "
+        "broker's host, port 15672, the broker's credentials.",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address of /metrics of a process without the API."
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Port of /metrics of a process without the API."
+    )
+    adapter_metrics_urls: CommaSeparated = Field(
+        (), description="Comma-separated adapters' /metrics URLs, read by the ops page."
+    )
+    calendar_dir: Path | None = Field(
+        None,
+        description="Operator's working-day year files (`<year>.yaml`), read by "
+        "router.domain.workdays; they win over the bundled calendar.",
+    )
+    calendar_check_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often router roles re-read the year files and the installed "
+        "chinesecalendar for a changed year.",
+    )
+    failpoints: str | None = Field(
+        None, description="Chaos tests only: crash points, e.g. relay.after_publish=3."
+    )
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        defaults = cls()
-        filedrop = env.get("LIANBAN_FILEDROP_DIR")
-        tokens_file = env.get("LIANBAN_TOKENS_FILE")
-        metrics_port = env.get("LIANBAN_METRICS_PORT")
-        health_port = env.get("LIANBAN_HEALTH_PORT")
-        decisions_port = env.get("LIANBAN_DECISIONS_PORT")
-        return cls(
-            database_url=env.get("LIANBAN_DATABASE_URL", defaults.database_url),
-            broker_url=env.get("LIANBAN_BROKER_URL", defaults.broker_url),
-            materials_dir=Path(env.get("LIANBAN_MATERIALS_DIR", str(defaults.materials_dir))),
-            materials_url=env.get("LIANBAN_MATERIALS_URL") or None,
-            host=env.get("LIANBAN_HOST", defaults.host),
-            port=int(env.get("LIANBAN_PORT", str(defaults.port))),
-            log_level=env.get("LIANBAN_LOG_LEVEL", defaults.log_level),
-            traces_exporter=env.get("LIANBAN_TRACES_EXPORTER", defaults.traces_exporter),
-            health_host=env.get("LIANBAN_HEALTH_HOST", defaults.health_host),
-            decisions_host=env.get("LIANBAN_DECISIONS_HOST", defaults.decisions_host),
-            decisions_port=int(decisions_port) if decisions_port else None,
-            decisions_secret=env.get("LIANBAN_DECISIONS_SECRET") or None,
-            health_port=int(health_port) if health_port else None,
-            api_tokens=load_tokens(Path(tokens_file)) if tokens_file else (),
-            tls=TlsFiles.from_env(env),
-            signing_keys_dir=_path(env.get("LIANBAN_SIGNING_KEYS_DIR")),
-            trusted_keys_file=_path(env.get("LIANBAN_TRUSTED_KEYS")),
-            filedrop_dir=Path(filedrop) if filedrop else None,
-            audit_retention_days=int(
-                env.get("LIANBAN_AUDIT_RETENTION_DAYS", str(defaults.audit_retention_days))
-            ),
-            rabbitmq_management_url=env.get("LIANBAN_RABBITMQ_MANAGEMENT_URL") or None,
-            metrics_host=env.get("LIANBAN_METRICS_HOST", defaults.metrics_host),
-            metrics_port=int(metrics_port) if metrics_port else None,
-            adapter_metrics_urls=tuple(
-                url for url in env.get("LIANBAN_ADAPTER_METRICS_URLS", "").split(",") if url
-            ),
-            calendar_check_seconds=float(
-                env.get("LIANBAN_CALENDAR_CHECK_SECONDS", str(defaults.calendar_check_seconds))
-            ),
-        )
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _Environment(settings_cls)
+
+    @field_validator("adapter_metrics_urls", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        return tuple(url for url in value.split(",") if url) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _load_tokens(self) -> Settings:
+        if self.tokens_file is not None and not self.api_tokens:
+            object.__setattr__(self, "api_tokens", load_tokens(self.tokens_file))
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The process's settings (or those of `environ`); an invalid value raises a
+        ConfigurationError naming the variable and what it accepts."""
+        try:
+            if environ is None:
+                return cls()
+            values = {
+                name.removeprefix(PREFIX).lower(): value
+                for name, value in environ.items()
+                if name.startswith(PREFIX)
+                and value
+                and name.removeprefix(PREFIX).lower() in _FROM_ENV
+            }
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise ConfigurationError(_explain(error)) from None
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """Serve HTTPS, and with a CA bundle require client certificates (mutual TLS)."""
+        if self.tls_certfile is None or self.tls_keyfile is None:
+            return None
+        return TlsFiles(self.tls_certfile, self.tls_keyfile, self.tls_ca_certs)
+
+    def effective(self) -> dict[str, str]:
+        """Every variable and its value, credentials in URLs masked."""
+        values = self.model_dump(mode="json")
+        return {
+            variable_name(name): mask_text("" if values[name] is None else _shown(values[name]))
+            for name in _FROM_ENV
+        }
 
 
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+def _shown(value: Any) -> str:
+    return ",".join(value) if isinstance(value, list) else str(value)
+
+
+class _Environment(EnvSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name in _NOT_FROM_ENVIRONMENT:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
+_FROM_ENV = [name for name in Settings.model_fields if name not in _NOT_FROM_ENVIRONMENT]
+
+
+def variable_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def _explain(error: ValidationError) -> str:
+    """One line: the first invalid variable, the value given and what it accepts."""
+    problem = error.errors()[0]
+    name = variable_name(str(problem["loc"][0])) if problem["loc"] else "settings"
+    given = problem.get("input")
+    accepts = problem["msg"]
+    expected = (problem.get("ctx") or {}).get("expected")
+    if expected:
+        accepts = f"expected one of {expected}"
+    return f"{name}={given!r} is invalid: {accepts}"
+
+
+def variables() -> list[tuple[str, str, str]]:
+    """(variable, default, description) of every LIANBAN_* variable, in declaration order."""
+    rows = []
+    for name in _FROM_ENV:
+        field = Settings.model_fields[name]
+        default = field.default
+        shown = "" if default is None or default == () else _shown(default)
+        rows.append((variable_name(name), shown, field.description or ""))
+    rows += [(name, "", description) for name, description in PER_DEPARTMENT_VARIABLES.items()]
+    return rows
+
+
+def markdown_table() -> str:
+    """The README's table of variables (tests/test_settings.py keeps the README in step)."""
+    lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, default, description in variables():
+        shown = f"`{default}`" if default else ""
+        escaped = description.replace("|", r"\|")
+        lines.append(f"| `{name}` | {shown} | {escaped} |")
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -120,14 +280,6 @@ class TlsFiles:
     certfile: Path
     keyfile: Path
     client_ca: Path | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> TlsFiles | None:
-        certfile, keyfile = env.get("LIANBAN_TLS_CERTFILE"), env.get("LIANBAN_TLS_KEYFILE")
-        if not certfile or not keyfile:
-            return None
-        client_ca = env.get("LIANBAN_TLS_CA_CERTS")
-        return cls(Path(certfile), Path(keyfile), Path(client_ca) if client_ca else None)
 
     def uvicorn_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"ssl_certfile": self.certfile, "ssl_keyfile": self.keyfile}

@@ -236,8 +236,17 @@ class Stack:
         )
         app = create_app(self.catalog, services)
         tls = self.settings.tls.uvicorn_options() if self.settings.tls else {}
-        self._server = ThreadedServer(app, self.settings.host, self.settings.port, ssl=tls)
+        self._server = ThreadedServer(
+            app, self.settings.host, self.settings.port, ssl=tls, access_log=True
+        )
         self._server.start()
+        log.info("serve.listening", url=self._server.url, docs=f"{self._server.url}/docs")
+        if not self.settings.api_tokens:
+            log.warning(
+                "serve.no_tokens",
+                hint="no LIANBAN_TOKENS_FILE: the API refuses every request; "
+                "mint one with `lianban token new`",
+            )
 
     def _start_decision_endpoint(self) -> None:
         calling_back = {
@@ -290,8 +299,8 @@ def message_keyring(settings: Settings, departments: Iterable[str]) -> Keyring:
     """The configured signing and trusted keys; without any, fresh keys for the router
     and every department, which only this process knows — enough when every role runs
     here (the demo, `run-all`, tests), never across processes."""
-    if settings.signing_keys_dir or settings.trusted_keys_file:
-        return Keyring.load(settings.signing_keys_dir, settings.trusted_keys_file)
+    if settings.signing_keys_dir or settings.trusted_keys:
+        return Keyring.load(settings.signing_keys_dir, settings.trusted_keys)
     if not Broker(settings.broker_url).is_memory:
         log.warning(
             "signing.ephemeral_keys",

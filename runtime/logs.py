@@ -1,4 +1,6 @@
-"""JSON logs through structlog, one event per line, on standard error, personal data masked.
+"""Logs through structlog on standard error, personal data masked: one JSON object a line
+for machines, or readable lines for people (`console`; `auto` picks it when standard error
+is a terminal).
 
 Every line passes through masking (`contracts.personal_data`): structlog events by field
 and by pattern before they are rendered, and every standard-library record (zeep, httpx,
@@ -68,6 +70,15 @@ _SHARED: list[Processor] = [
 
 def json_formatter() -> logging.Formatter:
     """Renders every record, structlog's or a library's, as one masked JSON line."""
+    return _formatter(structlog.processors.JSONRenderer(ensure_ascii=False))
+
+
+def console_formatter() -> logging.Formatter:
+    """Renders every record as one masked line for people: time, level, event, fields."""
+    return _formatter(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+
+
+def _formatter(renderer: Processor) -> logging.Formatter:
     return structlog.stdlib.ProcessorFormatter(
         # structlog's own events were masked before they left the logger; masking them
         # again would mask the masked (a masked ID number is all stars), so only foreign ones.
@@ -79,19 +90,21 @@ def json_formatter() -> logging.Formatter:
         ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.JSONRenderer(ensure_ascii=False),
+            renderer,
             _mask_rendered,
         ],
     )
 
 
-def configure_logging(level: str = "info") -> None:
+def configure_logging(level: str = "info", log_format: str = "auto") -> None:
+    """`log_format`: json, console, or auto (console when standard error is a terminal)."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
     install_record_masking()
     # Lines go through the logging module rather than to a file object bound now, so a
     # redirected or replaced stderr (a test's capture, a daemon's log file) is honoured.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(json_formatter())
+    console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
+    handler.setFormatter(console_formatter() if console else json_formatter())
     logging.basicConfig(level=numeric, handlers=[handler], force=True)
     structlog.configure(
         processors=[

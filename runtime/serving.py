@@ -14,19 +14,25 @@ class ThreadedServer:
     """Serves `app` on `host:port` (port 0 picks a free one) until `stop`.
 
     `ssl` takes uvicorn's `ssl_*` options (certificate, key, client CA, whether a client
-    certificate is required); with them the server speaks HTTPS.
+    certificate is required); with them the server speaks HTTPS. `access_log` logs one
+    line per request at info level (masked like every record).
     """
 
     def __init__(
-        self, app: Any, host: str = "127.0.0.1", port: int = 0, ssl: Mapping[str, Any] = {}
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl: Mapping[str, Any] = {},
+        access_log: bool = False,
     ) -> None:
         config = uvicorn.Config(
             app,
             host=host,
             port=port,
-            log_level="warning",
+            log_level="info" if access_log else "warning",
             log_config=None,  # no handlers of uvicorn's own: records reach the masked root's
-            access_log=False,
+            access_log=access_log,
             # A simulator told to never answer holds requests open: do not wait for them.
             timeout_graceful_shutdown=1,
             **ssl,

@@ -49,7 +49,9 @@ def test_a_year_file_added_while_running_is_used_at_once(
 ) -> None:
     assert not working_calendar().is_official(2027)
     assert working_calendar().is_working_day(date(2027, 2, 10))  # provisional: no 春节 bridge
-    stack = Stack(dataclasses.replace(settings, calendar_check_seconds=0.05), catalog, {Role.RELAY})
+    stack = Stack(
+        settings.model_copy(update={"calendar_check_seconds": 0.05}), catalog, {Role.RELAY}
+    )
     stack.start()
     try:
         (year_dir / "2027.yaml").write_text(YEAR_2027, encoding="utf-8")

@@ -18,6 +18,7 @@ from contracts.catalog import Catalog, default_catalog
 from contracts.messages import (
     Accepted,
     Decided,
+    Failed,
     ItemDispatch,
     ItemOutcome,
     OutcomeResult,
@@ -27,6 +28,7 @@ from contracts.messages import (
 from contracts.samples import SAMPLE_PDF, sample_application
 from router.domain.correlator import Applied, Correlator
 from router.domain.intake import Intake, Received
+from router.domain.states import SYSTEM_FAILURE_REASON
 from router.domain.views import bundle_status
 from router.store import AuditRow, Database, EventRow, OutboxRow
 from runtime.messaging import Ack, Delivery, Hold, Park
@@ -113,6 +115,29 @@ def test_an_acceptance_with_tolerated_gaps_keeps_the_commitment_and_due_date(
     item = next(item for item in status.items if item.item == dispatch.item)
     assert item.tolerated_gaps == (gap,)
     assert item.reason is not None and "父母结婚证" in item.reason and "2026-12-07" in item.reason
+
+
+def test_a_failed_item_tells_the_applicant_plain_words_and_the_operator_the_error(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    """The applicant's reasons (the item's and its dependents') carry no exception text;
+    the timeline keeps the technical error for the operator, personal data masked."""
+    (prerequisite,) = [d for d in dispatches if d.item == "birth_medical_certificate"]
+    error = "RuntimeError: SOAP fault for 11010519491231002X: connection reset"
+    failed = _outcome(prerequisite, Failed(error=error))
+    assert Correlator(database, catalog, keyring=KEYRING).apply(failed) is Applied.APPLIED
+
+    with database.transaction() as session:
+        status = bundle_status(session, prerequisite.bundle_id, catalog)
+    assert status is not None
+    reasons = {item.item: item.reason or "" for item in status.items}
+    assert reasons["birth_medical_certificate"] == SYSTEM_FAILURE_REASON
+    dependents = [r for code, r in reasons.items() if r.startswith("前置事项")]
+    assert dependents and all(SYSTEM_FAILURE_REASON in reason for reason in dependents)
+    assert not any("Error" in reason or "SOAP" in reason for reason in reasons.values())
+    (step,) = [e for e in status.timeline if e.state == "failed"]
+    assert step.detail is not None and "RuntimeError: SOAP fault" in step.detail
+    assert "11010519491231002X" not in step.detail
 
 
 def test_a_pre_reviewed_item_is_not_decided_before_its_prerequisites(

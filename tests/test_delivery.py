@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -69,7 +68,7 @@ def _wait_until_delivered(running: Running, status_url: str) -> dict[str, Any]:
 def test_per_item_notices_then_one_reply_reach_a_callback_that_failed_at_first(
     settings: Settings, catalog: Catalog, platform: Platform
 ) -> None:
-    settings = dataclasses.replace(settings, callback_backoff_seconds=0.05)
+    settings = settings.model_copy(update={"callback_backoff_seconds": 0.05})
     newborn = catalog.bundle_types["newborn"]
     url = f"{platform.server.url}/callback"
     with running_stack(settings, catalog) as running:
@@ -103,7 +102,7 @@ def test_per_item_notices_then_one_reply_reach_a_callback_that_failed_at_first(
 def test_a_failing_callback_stays_visible_and_is_not_dropped(
     settings: Settings, catalog: Catalog
 ) -> None:
-    settings = dataclasses.replace(settings, callback_backoff_seconds=0.05)
+    settings = settings.model_copy(update={"callback_backoff_seconds": 0.05})
     newborn = catalog.bundle_types["newborn"]
     with running_stack(settings, catalog) as running:
         application = sample_application(newborn, new_project_no())

@@ -7,7 +7,6 @@ end-to-end test waits for the stack's own threads.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -469,7 +468,7 @@ def _certifying_health(catalog: Catalog) -> Adapter:
 def test_a_dropped_package_gets_its_reply_and_certificates_in_the_outbox(
     settings: Settings, catalog: Catalog, tmp_path: Path
 ) -> None:
-    settings = dataclasses.replace(settings, filedrop_dir=tmp_path / "filedrop")
+    settings = settings.model_copy(update={"filedrop_dir": tmp_path / "filedrop"})
     layout = Layout(tmp_path / "filedrop")
     application = _application(catalog)
     project_no = application["project_no"]

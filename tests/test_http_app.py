@@ -3,12 +3,14 @@ process: each app serves its own catalog and services, read from its `app.state`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
 from harness import AUTH, TEST_API_TOKEN
 
 from contracts.catalog import Catalog
+from lianban.stack import Stack
 from router.domain.intake import Intake
 from router.http.app import create_app
 from router.http.services import Services
@@ -59,3 +61,15 @@ def test_two_apps_in_one_process_each_serve_their_own_catalog_and_services(
     # The second app's intake validates against its own catalog.
     assert submitted.status_code == 422
     assert "bundle_type_unknown" in {problem["code"] for problem in submitted.json()["problems"]}
+
+
+def test_swagger_ui_and_redoc_load_only_from_the_app_itself(intake_only: Stack) -> None:
+    """No CDN: on an offline government network /docs and /redoc still work."""
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(intake_only.base_url + page).text
+        sources = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", html)
+        sources += re.findall(r"""url:\s*'([^']+)'""", html)  # swagger's openapi url
+        assert sources, page
+        assert all(s.startswith("/") for s in sources), (page, sources)
+        for asset in sources:
+            assert httpx.get(intake_only.base_url + asset).status_code == 200, asset

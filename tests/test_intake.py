@@ -146,4 +146,4 @@ def test_invalid_json_and_uploads_get_clear_errors(client: httpx.Client) -> None
 def test_status_and_reply_of_unknown_bundles_are_404(client: httpx.Client) -> None:
     unknown = "00000000-0000-0000-0000-000000000000"
     assert client.get(f"/v1/bundles/{unknown}").status_code == 404
-    assert client.get(f"/v1/bundles/{unknown}/reply").json()["detail"] == "no such bundle"
+    assert client.get(f"/v1/bundles/{unknown}/reply").json()["code"] == "bundle_not_found"

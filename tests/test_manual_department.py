@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import httpx
@@ -38,8 +37,8 @@ def test_staff_decide_by_hand_and_see_only_their_own_queue(
 ) -> None:
     port = free_port()
     staff_tokens = tuple(entry for _, entry in MINTED.values())
-    settings = dataclasses.replace(
-        settings, port=port, api_tokens=(*settings.api_tokens, *staff_tokens)
+    settings = settings.model_copy(
+        update={"port": port, "api_tokens": (*settings.api_tokens, *staff_tokens)}
     )
     monkeypatch.setenv("LIANBAN_ADAPTER_HEALTH_TOKEN", TOKENS["health"])
     health = manual_adapter("health", catalog, f"http://127.0.0.1:{port}")

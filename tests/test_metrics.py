@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -202,7 +201,7 @@ def test_a_department_going_down_and_back_shows_in_its_breaker(
             adapter.breaker_reset_seconds = 0.5  # type: ignore[misc]  # probe soon in tests
         police = systems["police"][1]
         police.set_fault(FaultMode.DOWN)
-        local = replace(settings, metrics_port=metrics_port)
+        local = settings.model_copy(update={"metrics_port": metrics_port})
         with running_stack(local, catalog, adapters=adapters) as running:
             before = metrics(running.client)
             application = sample_application(catalog.bundle_types["newborn"], new_project_no())

@@ -63,6 +63,11 @@ def test_a_request_fastapi_cannot_read_gets_a_one_time_notice(intake_only: Stack
     assert _pointers(bad_id) == {"": "path_uuid_parsing"}
     assert _pointers(bad_body) == {"/reason": "string_type"}
     assert all(p["message_zh"] and p["message_en"] for p in bad_body.json()["problems"])
+    for response in (bad_id, bad_body):
+        problem = response.json()
+        assert problem["code"] == "invalid_request"
+        assert problem["title"] == "请求参数或格式有误"  # not the application's one-time notice
+        assert not any("Input should" in p["message_zh"] for p in problem["problems"])
 
 
 def test_the_openapi_document_declares_every_refusal() -> None:
@@ -81,6 +86,10 @@ def test_the_openapi_document_declares_every_refusal() -> None:
                 assert "404" in responses, where
             if "requestBody" in operation:
                 assert "400" in responses, where
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    (schema,) = [c["schema"] for c in response["content"].values()]
+                    assert "ProblemDetails" in json.dumps(schema), f"{where} {status}"
             if "422" in responses:
-                schema = responses["422"]["content"]["application/json"]["schema"]
+                schema = responses["422"]["content"]["application/problem+json"]["schema"]
                 assert "OneTimeNotice" in json.dumps(schema), where

@@ -16,6 +16,7 @@ EXPORTED = {
     "Decided",
     "Failed",
     "FatalDepartmentError",
+    "FilingWithdrawn",
     "ItemCancel",
     "ItemDispatch",
     "ItemPoll",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import hashlib
 import os
 import subprocess
@@ -363,8 +362,8 @@ def test_a_certificate_file_is_issued_kept_and_pulled_with_identical_bytes(
     settings: Settings, catalog: Catalog, request: pytest.FixtureRequest, backend: str
 ) -> None:
     if backend == "s3":
-        settings = dataclasses.replace(
-            settings, materials_url=request.getfixturevalue("bucket_url")
+        settings = settings.model_copy(
+            update={"materials_url": request.getfixturevalue("bucket_url")}
         )
     state = DepartmentState(code="medical_insurance", decision_delay=0.05)
     hiring = catalog.bundle_types["employee_hiring"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import ssl
 from datetime import UTC, datetime, timedelta
@@ -76,7 +75,7 @@ def test_the_api_requires_a_client_certificate_when_a_client_ca_is_set(
             "LIANBAN_TLS_CA_CERTS": str(ca_cert),
         }
     )
-    settings = dataclasses.replace(settings, api_tokens=(TEST_API_TOKEN,))
+    settings = settings.model_copy(update={"api_tokens": (TEST_API_TOKEN,)})
 
     def client_context(cert: Path | None, key: Path | None) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=ca_cert)

@@ -29,6 +29,7 @@ from adapters import (
     CorrectionRequested,
     Decided,
     FatalDepartmentError,
+    FilingWithdrawn,
     ItemCancel,
     ItemDispatch,
     ItemSupplement,
@@ -240,7 +241,7 @@ class HrssAdapter(Adapter):
         if answer.status is Status.DENIED:
             return Decided(approved=False, reason=answer.reason or "人社部门不予批准")
         if answer.status is Status.CANCELLED:
-            raise FatalDepartmentError(f"hrss cancelled filing {answer.receipt_no}")
+            raise FilingWithdrawn(f"hrss filing {answer.receipt_no} was withdrawn")
         if answer.certificate is None:
             raise BadAnswerError(f"hrss approved {answer.receipt_no} without a certificate")
         certificate = Certificate(

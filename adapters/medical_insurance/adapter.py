@@ -37,6 +37,7 @@ from adapters import (
     CorrectionRequested,
     Decided,
     FatalDepartmentError,
+    FilingWithdrawn,
     ItemCancel,
     ItemDispatch,
     ItemSupplement,
@@ -376,7 +377,7 @@ class MedicalInsuranceAdapter(Adapter):
         if status is HandlingStatus.DENIED:
             return Decided(approved=False, reason=answer.hndl_opnn or "医保部门不予批准")
         if status is HandlingStatus.CANCELLED:
-            raise FatalDepartmentError(f"medical insurance cancelled filing {answer.rcpt_no}")
+            raise FilingWithdrawn(f"medical insurance filing {answer.rcpt_no} was withdrawn")
         if not (answer.cert_name and answer.cert_no and answer.issu_date):
             raise BadAnswerError(f"approval of {answer.rcpt_no} came without its certificate")
         certificate = Certificate(

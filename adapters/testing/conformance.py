@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import structlog.testing
 
 from adapters.base import Adapter
 from adapters.decisions import Polled
@@ -369,8 +370,10 @@ class AdapterConformance:
             dispatch.idempotency_key, dispatch.service, dispatch.project_no, {}
         ).receipt_no
         assert state.cancel(receipt_no) is not None
-        outcome, _ = self._run(server, dispatch)
-        assert isinstance(outcome, Failed) and "cancelled" in outcome.error, outcome
+        with structlog.testing.capture_logs() as logs:
+            outcome, _ = self._run(server, dispatch)
+        assert isinstance(outcome, Failed) and "withdrawn" in outcome.error, outcome
+        assert not _errors(logs), "a withdrawal is an ordinary end, not an error"
 
     @pytest.mark.parametrize("by_receipt", [True, False], ids=["by_receipt", "by_key"])
     def test_a_pending_filing_is_withdrawn(
@@ -394,7 +397,9 @@ class AdapterConformance:
         dispatch = self._dispatch()
         state.decision_delay = 0.0
         filed = state.file(dispatch.idempotency_key, dispatch.service, dispatch.project_no, {})
-        assert not self._cancel(server, self._withdrawal(dispatch, filed.receipt_no))
+        with structlog.testing.capture_logs() as logs:
+            assert not self._cancel(server, self._withdrawal(dispatch, filed.receipt_no))
+        assert not _errors(logs), "a refusal to withdraw is the department's answer"
         assert not filed.cancelled
         assert state.requests == 1, "a refusal is final: it must not be retried"
 
@@ -440,3 +445,8 @@ class AdapterConformance:
         (filing,) = state.filings.values()
         assert [bool(s["materials"]) for s in filing.supplements] == [True]
         assert state.duplicate_filings() == {}
+
+
+def _errors(logs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Log entries that would set off an error-log alert."""
+    return [entry for entry in logs if entry["log_level"] in ("error", "critical")]

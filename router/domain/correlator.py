@@ -240,6 +240,7 @@ class Correlator:
             target,
             actor=department_actor(outcome.department),
             reason=states.reason_of(result),
+            operator_detail=states.operator_detail_of(result),
         )
         if target.is_final or target is ItemState.CORRECTION_REQUESTED:
             was_filed = stop_polling(session, item)

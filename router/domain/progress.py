@@ -51,14 +51,17 @@ def set_item_state(
     actor: str,
     reason: str | None = None,
     event: TimelineEvent | None = None,
+    operator_detail: str | None = None,
 ) -> None:
     """Move the item and record the step (as `event` when the state alone does not say
-    what happened, e.g. corrected)."""
+    what happened, e.g. corrected). The item keeps the applicant's `reason`; the timeline
+    records the `operator_detail` instead when there is one."""
     now = clock.now()
     item.state = state.value
     item.reason = reason
     item.updated_at = now
-    record_event(session, item.bundle_id, item.code, event or state, reason, actor=actor, at=now)
+    detail = operator_detail or reason
+    record_event(session, item.bundle_id, item.code, event or state, detail, actor=actor, at=now)
     Timekeeper(session, working_calendar()).moved(item, state, now)
     bundle = item.bundle
     if state.is_final and bundle.application.get("delivery") == Delivery.PER_ITEM:

@@ -18,6 +18,7 @@ from contracts.messages import (
     OutcomeResult,
     Rejected,
 )
+from contracts.personal_data import mask_text
 
 S = ItemState
 _DECISIONS = {S.APPROVED, S.DENIED, S.FAILED}
@@ -55,7 +56,13 @@ def target_state(result: OutcomeResult, *, awaiting_prerequisites: bool) -> Item
     raise AssertionError(f"unhandled outcome {result!r}")
 
 
+# What the applicant reads when a department's system fails an item: plain words, never the
+# system's error (that is the operator's, on the timeline: `operator_detail_of`).
+SYSTEM_FAILURE_REASON = "部门系统暂时无法办理本事项，请联系牵头部门或稍后重新申请"
+
+
 def reason_of(result: OutcomeResult) -> str | None:
+    """The applicant's reason: Chinese, with no exception text and no internals."""
     match result:
         case Accepted(tolerated_gaps=gaps) if gaps:
             return "容缺受理：" + "；".join(
@@ -66,8 +73,16 @@ def reason_of(result: OutcomeResult) -> str | None:
             return reason
         case Decided(reason=reason):
             return reason
-        case Failed(error=error):
-            return f"部门系统办理失败：{error}"
+        case Failed():
+            return SYSTEM_FAILURE_REASON
+    return None
+
+
+def operator_detail_of(result: OutcomeResult) -> str | None:
+    """What an operator needs to know beyond the applicant's reason: a failed item's
+    technical error, masked, for the timeline and the ops page."""
+    if isinstance(result, Failed):
+        return mask_text(result.error)
     return None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from contracts.application import Application
 from contracts.catalog import Catalog
@@ -26,11 +27,14 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
 def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     """The app serving `catalog` with `services`; without them, an app that only renders
     its OpenAPI document (every route that needs them answers 503)."""
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from the package's files, not a CDN: they
+    # must work on a government network with no way out.
+    app = FastAPIOffline(
         title="Lianban intake API",
         version="1.0",
-        description="Bundles (一件事) in, one reply out. Problems are reported all at once "
-        "(一次告知) as a 422 OneTimeNotice.",
+        description="Bundles (一件事) in, one reply out. Every refusal is RFC 9457 problem "
+        "details; an application's problems are reported all at once (一次告知) in a 422.",
+        static_url="/docs-assets",
     )
     for routes in (bundle_routes, material_routes, catalog_routes, manual_routes, ops_routes):
         app.include_router(routes)

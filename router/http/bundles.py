@@ -7,8 +7,9 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 
 from contracts.api import (
     BundleStatus,
@@ -16,6 +17,7 @@ from contracts.api import (
     IntakeReceipt,
     OneTimeNotice,
     Problem,
+    ProblemDetails,
     TimelineEntry,
     Withdrawal,
 )
@@ -26,7 +28,7 @@ from router.domain.validation import material_problems
 from router.domain.views import bundle_reply, bundle_status, bundle_timeline
 from router.domain.withdrawal import Withdrawn, withdraw
 from router.http.auth import Scope, require_scope
-from router.http.problems import one_time_notice
+from router.http.problems import Cause, Refused, one_time_notice, problem_details, problem_response
 from router.http.services import AppCatalog, AppServices
 from router.store import BundleRow
 
@@ -44,7 +46,10 @@ bundle_routes = APIRouter()
     response_model=IntakeReceipt,
     responses={
         200: {"model": IntakeReceipt, "description": "Repeat of an accepted case number"},
-        409: {"description": "The case number was used for a different application"},
+        409: {
+            "model": ProblemDetails,
+            "description": "The case number was used for a different application",
+        },
         422: {"model": OneTimeNotice, "description": "Every problem, at once"},
     },
     # The body is read raw, to report every problem at once: create_app registers the
@@ -68,14 +73,14 @@ async def submit_bundle(
     try:
         raw: Any = json.loads(await request.body())
     except ValueError:
-        return one_time_notice(
-            Problem(
-                pointer="",
-                code="json_invalid",
-                message_zh="请求体不是合法的JSON",
-                message_en="the body is not valid JSON",
-            )
+        problem = Problem(
+            pointer="",
+            code="json_invalid",
+            message_zh="请求体不是合法的JSON",
+            message_en="the body is not valid JSON",
         )
+        details = problem_details(Cause.INVALID_REQUEST, problem.message_en, (problem,))
+        return problem_response(details)
     result = services.intake.submit(raw, idempotency_key)
     match result:
         case Received(receipt=receipt, replayed=replayed):
@@ -86,8 +91,21 @@ async def submit_bundle(
         case ProblemsFound(notice=notice):
             return one_time_notice(*notice.problems)
         case CaseNumberTaken(message=message):
-            return JSONResponse({"detail": message}, status_code=status.HTTP_409_CONFLICT)
+            return problem_response(problem_details(Cause.CASE_NUMBER_TAKEN, message))
     raise AssertionError(result)
+
+
+@bundle_routes.get("/v1/bundles", response_model=list[BundleStatus], dependencies=READERS)
+def find_by_case_number(
+    services: AppServices,
+    catalog: AppCatalog,
+    project_no: Annotated[str, Query(min_length=1, max_length=64, description="办件编号")],
+) -> list[BundleStatus]:
+    """The bundle with this case number (办件编号), as a list: empty when there is none."""
+    with services.database.transaction() as session:
+        bundle_id = session.scalar(select(BundleRow.id).where(BundleRow.project_no == project_no))
+        found = bundle_status(session, bundle_id, catalog) if bundle_id else None
+    return [found] if found else []
 
 
 @bundle_routes.get("/v1/bundles/{bundle_id}", response_model=BundleStatus, dependencies=READERS)
@@ -95,7 +113,7 @@ def get_bundle(bundle_id: uuid.UUID, services: AppServices, catalog: AppCatalog)
     with services.database.transaction() as session:
         found = bundle_status(session, bundle_id, catalog)
     if found is None:
-        raise HTTPException(status_code=404, detail="no such bundle")
+        raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
     return found
 
 
@@ -105,37 +123,53 @@ def get_bundle(bundle_id: uuid.UUID, services: AppServices, catalog: AppCatalog)
 def get_timeline(bundle_id: uuid.UUID, services: AppServices) -> list[TimelineEntry]:
     with services.database.transaction() as session:
         if session.get(BundleRow, bundle_id) is None:
-            raise HTTPException(status_code=404, detail="no such bundle")
+            raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
         return bundle_timeline(session, bundle_id)
 
 
+# How long a client polling /reply should wait before asking again.
+REPLY_RETRY_AFTER_SECONDS = 5
+
+
 @bundle_routes.get(
-    "/v1/bundles/{bundle_id}/reply", response_model=BundleReply, dependencies=READERS
+    "/v1/bundles/{bundle_id}/reply",
+    response_model=BundleReply,
+    dependencies=READERS,
+    responses={202: {"model": BundleStatus, "description": "Still in progress: its status so far"}},
 )
-def get_reply(bundle_id: uuid.UUID, services: AppServices) -> BundleReply:
+def get_reply(
+    bundle_id: uuid.UUID, services: AppServices, catalog: AppCatalog
+) -> BundleReply | JSONResponse:
+    """The one reply once every item is final; until then 202 with the bundle's status
+    and Retry-After. 404 only for a bundle that does not exist."""
     with services.database.transaction() as session:
         reply = bundle_reply(session, bundle_id)
-        known = session.get(BundleRow, bundle_id) is not None
-    if reply is None:
-        detail = "the bundle is still in progress" if known else "no such bundle"
-        raise HTTPException(status_code=404, detail=detail)
-    return reply
+        progress = bundle_status(session, bundle_id, catalog) if reply is None else None
+    if reply is not None:
+        return reply
+    if progress is None:
+        raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
+    return JSONResponse(
+        progress.model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
+        headers={"Retry-After": str(REPLY_RETRY_AFTER_SECONDS)},
+    )
 
 
 @bundle_routes.post(
     "/v1/bundles/{bundle_id}/withdraw",
     response_model=BundleReply,
     dependencies=WRITERS,
-    responses={409: {"description": "The bundle was already answered"}},
+    responses={409: {"model": ProblemDetails, "description": "The bundle was already answered"}},
 )
 def withdraw_bundle(
     bundle_id: uuid.UUID, services: AppServices, body: Withdrawal | None = None
 ) -> BundleReply:
     result = withdraw(services.database, bundle_id, (body or Withdrawal()).reason)
     if result is Withdrawn.UNKNOWN:
-        raise HTTPException(status_code=404, detail="no such bundle")
+        raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
     if result is Withdrawn.ALREADY_REPLIED:
-        raise HTTPException(status_code=409, detail="every item is decided: nothing to withdraw")
+        raise Refused(Cause.ALREADY_ANSWERED, "every item is decided: nothing to withdraw")
     services.on_commit()
     with services.database.transaction() as session:
         reply = bundle_reply(session, bundle_id)
@@ -149,8 +183,11 @@ def withdraw_bundle(
     dependencies=WRITERS,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        404: {"description": "No such bundle or item"},
-        409: {"description": "The item's department has not asked for a correction"},
+        404: {"model": ProblemDetails, "description": "No such bundle or item"},
+        409: {
+            "model": ProblemDetails,
+            "description": "The item's department has not asked for a correction",
+        },
         422: {"model": OneTimeNotice, "description": "A material was not uploaded"},
     },
 )
@@ -168,8 +205,8 @@ def submit_correction(
         return one_time_notice(*problems)
     result = resubmit(services.database, bundle_id, item, body.materials)
     if result is Resubmitted.UNKNOWN:
-        raise HTTPException(status_code=404, detail="no such bundle or item")
+        raise Refused(Cause.ITEM_NOT_FOUND, f"no item {item!r} in bundle {bundle_id}")
     if result is Resubmitted.NOT_REQUESTED:
-        raise HTTPException(status_code=409, detail=f"no correction of {item} is awaited")
+        raise Refused(Cause.CORRECTION_NOT_AWAITED, f"no correction of {item} is awaited")
     services.on_commit()
     return get_bundle(bundle_id, services, catalog)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import structlog
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, status
+from fastapi import APIRouter, Depends, Header, Path, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -16,6 +16,7 @@ from contracts.application import MATERIAL_MEDIA_TYPES, MaterialRef
 from contracts.errors import MaterialMissing, MaterialRejected, MaterialTooLarge, StoreUnavailable
 from router.domain.views import bundle_file
 from router.http.auth import Scope, require_scope
+from router.http.problems import Cause, Refused
 from router.http.services import AppServices
 
 log = structlog.get_logger(__name__)
@@ -51,9 +52,9 @@ async def upload_material(
         # Off the event loop: the store may put the file to S3, or fsync it.
         size = await run_in_threadpool(upload.commit)
     except MaterialTooLarge as error:
-        raise HTTPException(status_code=413, detail=str(error)) from None
+        raise Refused(Cause.PAYLOAD_TOO_LARGE, str(error)) from None
     except MaterialRejected as error:
-        raise HTTPException(status_code=422, detail=str(error)) from None
+        raise Refused(Cause.MATERIAL_REJECTED, str(error)) from None
     except StoreUnavailable as error:
         raise _unavailable(error) from None
     return {"sha256": sha256, "size": size}
@@ -85,21 +86,21 @@ def get_file(
     with services.database.transaction() as session:
         ref = bundle_file(session, bundle_id, sha256)
     if ref is None:
-        raise HTTPException(status_code=404, detail="the bundle references no such file")
+        raise Refused(Cause.FILE_NOT_FOUND, "the bundle references no such file")
     try:
         chunks = services.materials.stream(sha256)
     except MaterialMissing:
         log.error("materials.referenced_file_missing", bundle_id=str(bundle_id), sha256=sha256)
-        raise HTTPException(status_code=404, detail="the file is no longer stored") from None
+        raise Refused(Cause.FILE_NOT_FOUND, "the file is no longer stored") from None
     except StoreUnavailable as error:
         raise _unavailable(error) from None
     return StreamingResponse(chunks, media_type=ref.media_type, headers=_file_headers(ref))
 
 
-def _unavailable(error: StoreUnavailable) -> HTTPException:
+def _unavailable(error: StoreUnavailable) -> Refused:
     log.warning("materials.store_unavailable", error=str(error)[:500])
-    return HTTPException(
-        status_code=503, detail="the material store is unavailable", headers={"Retry-After": "5"}
+    return Refused(
+        Cause.STORE_UNAVAILABLE, "the material store is unavailable", {"Retry-After": "5"}
     )
 
 
