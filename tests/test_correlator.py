@@ -145,9 +145,7 @@ def test_an_outcome_for_another_dispatch_or_bundle_is_not_applied(
     assert _item_state(database, dispatch) == "dispatched"
 
 
-def _signed_delivery(
-    body: bytes, message_id: str = "m-1", signer: str = ROUTER_SIGNER
-) -> Delivery:
+def _signed_delivery(body: bytes, message_id: str = "m-1", signer: str = ROUTER_SIGNER) -> Delivery:
     """A delivery of `body`, signed by `signer`, as the consumer loop hands it over."""
     return Delivery(
         body=body,

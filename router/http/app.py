@@ -12,6 +12,7 @@ from contracts.application import Application
 from contracts.catalog import Catalog
 from router.http.bundles import bundle_routes
 from router.http.catalog import catalog_routes
+from router.http.headers import send_security_headers
 from router.http.manual import manual_routes
 from router.http.materials import material_routes
 from router.http.ops import ops_routes
@@ -37,6 +38,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     app.add_api_route("/healthz", health, methods=["GET"])
     _register_schema(app, Application)
     answer_refusals_as_notices(app)
+    send_security_headers(app)
     app.state.services = services
     app.state.catalog = catalog
     app.state.api_tokens = services.api_tokens if services else ()
