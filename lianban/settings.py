@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from router.http.auth import ApiToken, load_tokens
+from router.http.auth import ApiToken
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,13 @@ class Settings:
     callback_backoff_seconds: float = 1.0
     """First retry delay of a failed callback; it doubles up to ten minutes."""
     api_tokens: tuple[ApiToken, ...] = ()
-    """Who may call the HTTP API, as digests (LIANBAN_TOKENS_FILE; `lianban token new`)."""
+    """Who may call the HTTP API, as digests, fixed (tests, the demo)."""
+    tokens_file: Path | None = None
+    """Who may call the HTTP API, as digests (`lianban token new`); read again when it
+    changes, so a revoked token is refused within a minute. Replaces `api_tokens`."""
+    auth_failures_per_minute: int = 30
+    """Unknown or expired tokens one client may present in a minute before every request
+    of its is refused (429) for the rest of that minute."""
     tls: TlsFiles | None = None
     """Serve HTTPS, and with a CA bundle require client certificates (mutual TLS)."""
     signing_keys_dir: Path | None = None
@@ -58,7 +64,6 @@ class Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
         filedrop = env.get("LIANBAN_FILEDROP_DIR")
-        tokens_file = env.get("LIANBAN_TOKENS_FILE")
         metrics_port = env.get("LIANBAN_METRICS_PORT")
         health_port = env.get("LIANBAN_HEALTH_PORT")
         return cls(
@@ -72,7 +77,10 @@ class Settings:
             traces_exporter=env.get("LIANBAN_TRACES_EXPORTER", defaults.traces_exporter),
             health_host=env.get("LIANBAN_HEALTH_HOST", defaults.health_host),
             health_port=int(health_port) if health_port else None,
-            api_tokens=load_tokens(Path(tokens_file)) if tokens_file else (),
+            tokens_file=_path(env.get("LIANBAN_TOKENS_FILE")),
+            auth_failures_per_minute=int(
+                env.get("LIANBAN_AUTH_FAILURES_PER_MINUTE", str(defaults.auth_failures_per_minute))
+            ),
             tls=TlsFiles.from_env(env),
             signing_keys_dir=_path(env.get("LIANBAN_SIGNING_KEYS_DIR")),
             trusted_keys_file=_path(env.get("LIANBAN_TRUSTED_KEYS")),

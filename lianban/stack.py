@@ -26,19 +26,22 @@ from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
 from router.domain.intake import Intake
 from router.http.app import create_app
+from router.http.auth import Tokens, fixed_tokens, load_tokens
+from router.http.guessing import CredentialGuesses
 from router.http.services import Services
 from router.operations.dlq import DeadLetterQueues
 from router.operations.overview import OpsServices
 from router.operations.queues import count_source
-from router.store import Database
+from router.store import Database, audit
 from router.store.audit_chain import AuditSealer, retention_from_days
 from router.store.outbox import Relay
 from router.store.outbox_wakeup import OutboxListener
 from runtime.breakers import serve_process_metrics
-from runtime.health import Health, serve_health
+from runtime.health import Health, broker_problem, serve_health
 from runtime.messaging import Broker, ConsumerLoop, Publisher, declare_topology
 from runtime.messaging.declaration import outcomes_queue
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
+from runtime.reloading import ReloadingFile
 from runtime.serving import ThreadedServer
 from runtime.storage import LocalMaterialStore, MaterialStore, open_store
 
@@ -138,7 +141,8 @@ class Stack:
                 self.settings.metrics_host, self.settings.metrics_port
             )
         if self.settings.health_port is not None:
-            health = Health(self._threads, self._ready)
+            checks = [self.database.problem] if self.roles else []
+            health = Health(self._threads, self._ready, checks)
             self._health_server = serve_health(
                 health, self.settings.health_host, self.settings.health_port
             )
@@ -185,8 +189,12 @@ class Stack:
             self.database,
             self.intake,
             self.materials,
-            api_tokens=self.settings.api_tokens,
+            api_tokens=api_tokens(self.settings),
             on_commit=self.relay_wake.set,
+            guesses=CredentialGuesses(
+                self.settings.auth_failures_per_minute, audit.credential_refusals(self.database)
+            ),
+            readiness=lambda: self.database.problem() or broker_problem(self.broker),
             ops=OpsServices(
                 self.database,
                 self.catalog,
@@ -204,6 +212,13 @@ class Stack:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def api_tokens(settings: Settings) -> Tokens:
+    """LIANBAN_TOKENS_FILE, read again when it changes, when it is set; else the fixed ones."""
+    if settings.tokens_file is not None:
+        return ReloadingFile(settings.tokens_file, load_tokens).current
+    return fixed_tokens(settings.api_tokens)
 
 
 def material_store(settings: Settings) -> MaterialStore:

@@ -18,18 +18,22 @@ Keep `detail` short and free of personal data; it is masked like a log line all 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
+import structlog
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from contracts.messages import ItemOutcome, ItemState
 from contracts.personal_data import mask_text
-from router.store import AuditRow, OutboxRow
+from router.store import AuditRow, Database, OutboxRow
 from router.store.timeline import Actor, department_actor
 
-__all__ = ["AuditEvent", "record", "record_decided", "record_sent"]
+__all__ = ["AuditEvent", "credential_refusals", "record", "record_decided", "record_sent"]
 
+log = structlog.get_logger(__name__)
 _DETAIL_LIMIT = 1000
 
 
@@ -64,6 +68,27 @@ def record(
             detail=mask_text(detail[:_DETAIL_LIMIT]) if detail else None,
         )
     )
+
+
+def credential_refusals(database: Database) -> Callable[[str, int, bool], None]:
+    """The HTTP API's hook for refused tokens (`router.http.guessing`), which calls it
+    aggregated: a client's first refusal in a minute, and its lockout."""
+
+    def record_refusals(client: str, refused: int, locked_out: bool) -> None:
+        try:
+            with database.transaction() as session:
+                record(
+                    session,
+                    actor=f"client:{client}",
+                    event=AuditEvent.REFUSED,
+                    outcome="locked_out" if locked_out else "unknown_token",
+                    detail=f"{refused} unknown or expired token(s) this minute",
+                )
+        except (OperationalError, InterfaceError):
+            # The refusal stands either way; the outage is answered where it matters.
+            log.warning("audit.credential_refusal_not_recorded", client=client)
+
+    return record_refusals
 
 
 def record_sent(session: Session, row: OutboxRow) -> None:

@@ -10,10 +10,12 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x4C49414E42414E  # "LIANBAN": a PostgreSQL advisory lock key
+_CONNECT_TIMEOUT_SECONDS = 5
 
 
 class Database:
@@ -45,13 +47,30 @@ class Database:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
+    def problem(self) -> str | None:
+        """Why the database cannot be used now, or None (a readiness check)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except (OperationalError, InterfaceError) as error:
+            return f"the database is unavailable: {type(error.orig).__name__}"
+        return None
+
     def dispose(self) -> None:
         self.engine.dispose()
 
 
 def _create_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        # A bounded connect: a database that does not answer is an outage to report
+        # (503, not ready), not a request that hangs.
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            connect_args={"connect_timeout": _CONNECT_TIMEOUT_SECONDS},
+        )
     # pysqlite's own transaction handling defers BEGIN; take the write lock at BEGIN
     # instead (BEGIN IMMEDIATE) so concurrent writers queue rather than deadlock.
     engine = create_engine(
