@@ -59,6 +59,17 @@ class ApiToken:
     scopes: frozenset[str]
     expires_at: datetime | None = None
 
+    @property
+    def token_id(self) -> str:
+        """A short id that names the token in the audit log without opening anything."""
+        return self.sha256[:12]
+
+    @property
+    def actor(self) -> str:
+        """Who acted, for the timeline and the audit log: the holder (a staff member's
+        own name on their token) and the token."""
+        return f"{self.name[:100]} (token {self.token_id})"
+
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -31,17 +32,30 @@ from contracts.personal_data import mask_text
 from router.store import AuditRow, Database, OutboxRow
 from router.store.timeline import Actor, department_actor
 
-__all__ = ["AuditEvent", "credential_refusals", "record", "record_decided", "record_sent"]
+__all__ = [
+    "AuditEvent",
+    "credential_refusals",
+    "record",
+    "record_alone",
+    "record_decided",
+    "record_sent",
+]
 
 log = structlog.get_logger(__name__)
 _DETAIL_LIMIT = 1000
 
 
 class AuditEvent(StrEnum):
-    RECEIVED = "received"  # a message came in: an application, a withdrawal, a correction
+    RECEIVED = "received"  # an application came in
     SENT = "sent"  # the relay published a message and the broker confirmed it
-    DECIDED = "decided"  # the correlator applied a department's outcome to an item
-    REFUSED = "refused"  # a message was refused unprocessed (bad signature, unreadable, …)
+    DECIDED = "decided"  # an outcome was applied to an item, or staff decided one
+    REFUSED = "refused"  # a message or a credential was refused (bad signature, unknown token)
+    WITHDRAWN = "withdrawn"  # the platform withdrew a bundle
+    CORRECTED = "corrected"  # the platform resubmitted what a department asked to correct
+    UPLOADED = "uploaded"  # a material was stored
+    PULLED = "pulled"  # a bundle's file was read out
+    REPLAYED = "replayed"  # an operator replayed dead letters
+    CLAIMED = "claimed"  # staff claimed a manual work-queue item
 
 
 def record(
@@ -68,6 +82,13 @@ def record(
             detail=mask_text(detail[:_DETAIL_LIMIT]) if detail else None,
         )
     )
+
+
+def record_alone(database: Database, **fields: Any) -> None:
+    """`record` in a transaction of its own: for an action that changes nothing else
+    (an upload, a file pulled, a replay)."""
+    with database.transaction() as session:
+        record(session, **fields)
 
 
 def credential_refusals(database: Database) -> Callable[[str, int, bool], None]:
