@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.errors import ConfigurationError
 from router.http.auth import ApiToken
+from router.store import Database
+from router.store.engine import DEVELOPMENT_AUDIT_KEY
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class Settings:
     """Public keys whose signatures this process accepts (`lianban keys new` prints them)."""
     filedrop_dir: Path | None = None
     """The front-end machine (前置机) exchange: inbox/, processed/, failed/ and outbox/."""
+    audit_key_file: Path | None = None
+    """The secret (at least 32 bytes) every Lianban process signs its audit records with,
+    so rows inserted into the database from outside never verify. Without it, a public
+    development key (embedded mode)."""
     audit_retention_days: int = 190
     """How long audit records are kept; at least 184 (six months, 网络安全法 第二十一条)."""
     rabbitmq_management_url: str | None = field(default=None, repr=False)
@@ -85,6 +92,7 @@ class Settings:
             signing_keys_dir=_path(env.get("LIANBAN_SIGNING_KEYS_DIR")),
             trusted_keys_file=_path(env.get("LIANBAN_TRUSTED_KEYS")),
             filedrop_dir=Path(filedrop) if filedrop else None,
+            audit_key_file=_path(env.get("LIANBAN_AUDIT_KEY_FILE")),
             audit_retention_days=int(
                 env.get("LIANBAN_AUDIT_RETENTION_DAYS", str(defaults.audit_retention_days))
             ),
@@ -95,6 +103,27 @@ class Settings:
                 url for url in env.get("LIANBAN_ADAPTER_METRICS_URLS", "").split(",") if url
             ),
         )
+
+
+def audit_key(settings: Settings) -> bytes:
+    """The audit key from LIANBAN_AUDIT_KEY_FILE, or the development key."""
+    if settings.audit_key_file is None:
+        return DEVELOPMENT_AUDIT_KEY
+    key = settings.audit_key_file.read_bytes().strip()
+    if len(key) < _AUDIT_KEY_MINIMUM:
+        raise ConfigurationError(
+            f"{settings.audit_key_file} holds {len(key)} bytes; an audit key needs "
+            f"{_AUDIT_KEY_MINIMUM} (e.g. `head -c 48 /dev/urandom | base64`)"
+        )
+    return key
+
+
+def open_database(settings: Settings) -> Database:
+    """The configured database, its audit records signed with the configured key."""
+    return Database(settings.database_url, audit_key=audit_key(settings))
+
+
+_AUDIT_KEY_MINIMUM = 32
 
 
 def _path(value: str | None) -> Path | None:

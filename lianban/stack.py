@@ -18,7 +18,7 @@ import structlog
 from adapters.base import Adapter
 from adapters.worker import AdapterWorker
 from contracts.catalog import Catalog
-from lianban.settings import Settings
+from lianban.settings import Settings, open_database
 from router.channels.callbacks import CallbackSender
 from router.channels.filedrop import Layout, PackageWatcher
 from router.channels.filedrop_export import ReplyExporter
@@ -32,7 +32,7 @@ from router.http.services import Services
 from router.operations.dlq import DeadLetterQueues
 from router.operations.overview import OpsServices
 from router.operations.queues import count_source
-from router.store import Database, audit
+from router.store import audit
 from router.store.audit_chain import AuditSealer, retention_from_days
 from router.store.outbox import Relay
 from router.store.outbox_wakeup import OutboxListener
@@ -68,7 +68,7 @@ class Stack:
         self.catalog = catalog
         self.roles = frozenset(roles)
         self.adapters = list(adapters)
-        self.database = Database(settings.database_url)
+        self.database = open_database(settings)
         self.broker = Broker(settings.broker_url)
         self.materials = material_store(settings)
         self.keyring = message_keyring(settings, catalog.departments)

@@ -5,6 +5,11 @@ Recording is cheap and never contended: `record` adds an unsealed row inside the
 transaction, so a record commits (or rolls back) with the change it describes. One sealer
 later gives each record its place in the chain (`router.store.audit_chain`).
 
+Each record carries its writer's signature (`writer_mac`, an HMAC under the audit key
+that only Lianban's processes hold, LIANBAN_AUDIT_KEY_FILE): a row inserted into the
+table by anyone with mere database access — a forged, back-dated record — has none that
+matches, so the sealer leaves it out of the chain and `lianban audit verify` names it.
+
     with database.transaction() as session:
         ...
         audit.record(
@@ -17,6 +22,9 @@ Keep `detail` short and free of personal data; it is masked like a log line all 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -39,6 +47,8 @@ __all__ = [
     "record_alone",
     "record_decided",
     "record_sent",
+    "writer_mac",
+    "written_by_the_application",
 ]
 
 log = structlog.get_logger(__name__)
@@ -69,19 +79,40 @@ def record(
     message_id: str | uuid.UUID | None = None,
     detail: str | None = None,
 ) -> None:
-    """Add one record to the audit log inside the caller's transaction."""
-    session.add(
-        AuditRow(
-            at=datetime.now(UTC),
-            actor=actor,
-            event=event.value,
-            outcome=outcome,
-            bundle_id=bundle_id,
-            item=item,
-            message_id=str(message_id) if message_id is not None else None,
-            detail=mask_text(detail[:_DETAIL_LIMIT]) if detail else None,
-        )
+    """Add one record to the audit log inside the caller's transaction, signed with
+    the session's audit key."""
+    row = AuditRow(
+        at=datetime.now(UTC),
+        actor=actor,
+        event=event.value,
+        outcome=outcome,
+        bundle_id=bundle_id,
+        item=item,
+        message_id=str(message_id) if message_id is not None else None,
+        detail=mask_text(detail[:_DETAIL_LIMIT]) if detail else None,
     )
+    row.writer_mac = writer_mac(session.info["audit_key"], row)
+    session.add(row)
+
+
+def writer_mac(key: bytes, row: AuditRow) -> str:
+    """The writer's signature of a record: an HMAC of every field a writer sets."""
+    fields = [
+        row.at.astimezone(UTC).isoformat(),
+        row.actor,
+        row.event,
+        row.outcome,
+        str(row.bundle_id) if row.bundle_id is not None else None,
+        row.item,
+        row.message_id,
+        row.detail,
+    ]
+    canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def written_by_the_application(key: bytes, row: AuditRow) -> bool:
+    return row.writer_mac is not None and hmac.compare_digest(row.writer_mac, writer_mac(key, row))
 
 
 def record_alone(database: Database, **fields: Any) -> None:

@@ -18,13 +18,25 @@ _MIGRATION_LOCK = 0x4C49414E42414E  # "LIANBAN": a PostgreSQL advisory lock key
 _CONNECT_TIMEOUT_SECONDS = 5
 
 
-class Database:
-    """One database URL, its engine and a session factory."""
+DEVELOPMENT_AUDIT_KEY = b"lianban development audit key: set LIANBAN_AUDIT_KEY_FILE"
+"""The writers' audit key where none is configured (embedded mode, tests): public, so
+it proves nothing; production sets its own (`router.store.audit`)."""
 
-    def __init__(self, url: str) -> None:
+
+class Database:
+    """One database URL, its engine and a session factory.
+
+    `audit_key` is the secret the application signs its audit records with; every
+    session carries it (`session.info["audit_key"]`) so that writers need no other handle.
+    """
+
+    def __init__(self, url: str, audit_key: bytes = DEVELOPMENT_AUDIT_KEY) -> None:
         self.url = url
         self.engine = _create_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.audit_key = audit_key
+        self._sessions = sessionmaker(
+            self.engine, expire_on_commit=False, info={"audit_key": audit_key}
+        )
 
     @property
     def is_postgresql(self) -> bool:
