@@ -25,7 +25,9 @@ from contracts import topology
 
 DELIVERY_LIMIT = 10
 RETRY_DELAYS_SECONDS = (1, 5, 30, 120, 600)
-RETRY_DELAY_HEADER = "x-lianban-delay"
+# Not `x-…`: RabbitMQ's headers exchange ignores binding arguments that start with `x-`,
+# so such a header matched every tier and each retry came back once per tier.
+RETRY_DELAY_HEADER = "lianban-delay"
 
 # Dead letters must not be lost between queues: at-least-once dead-lettering needs
 # the source queue to refuse publishes rather than drop its head when it overflows.
