@@ -47,9 +47,7 @@ class ReplicatedPostgres:
             conf.write(
                 "listen_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{self.directory}'\n"
-                "wal_level = replica\nmax_wal_senders = 4\n"
-                "synchronous_standby_names = '*'\nsynchronous_commit = on\n"
-                "max_connections = 200\n"
+                "wal_level = replica\nmax_wal_senders = 4\nmax_connections = 200\n"
             )
         self._start(primary, self.primary_port)
         self._as_postgres(
@@ -59,12 +57,14 @@ class ReplicatedPostgres:
         self._as_postgres(
             "pg_basebackup",
             *("-h", "127.0.0.1", "-p", str(self.primary_port), "-U", "postgres"),
-            *("-D", str(replica), "-R", "-X", "stream"),
+            *("-D", str(replica), "-R", "-X", "stream", "-c", "fast"),
         )
-        with (replica / "postgresql.conf").open("a") as conf:
-            # Once promoted it has no standby of its own: waiting for one would stop it.
-            conf.write("synchronous_standby_names = ''\n")
         self._start(replica, self.replica_port)
+        # Synchronous only now that there is a standby to wait for (the replica's copy of
+        # the configuration, taken before, stays asynchronous: promoted, it has none).
+        with (primary / "postgresql.conf").open("a") as conf:
+            conf.write("synchronous_standby_names = '*'\nsynchronous_commit = on\n")
+        self._as_postgres("pg_ctl", "-D", str(primary), "reload")
         self._wait_for_synchronous_replica()
 
     def fail_over(self) -> None:
