@@ -4,9 +4,10 @@ Every invalid input is answered with a 4xx that says what is wrong. A request Fa
 itself cannot read (a path parameter that is not a UUID, a body of the wrong shape) gets
 the same one-time notice (一次告知) as an application with problems — a 422 whose
 `problems` each carry a pointer, a code and messages — instead of FastAPI's own format.
-The OpenAPI document says so, and declares the 401 and 403 every protected operation
-may answer, and the 404 of every path that names something, so clients (and the fuzzer,
-tests/test_fuzz_intake.py) know every answer.
+The OpenAPI document says so, and declares the 401, 403 and 429 (a client locked out
+for guessing tokens) every protected operation may answer, and the 404 of every path
+that names something, so clients (and the fuzzer, tests/test_fuzz_intake.py) know
+every answer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _REFUSAL = {
 _AUTH_REFUSALS = {
     "401": "No bearer token, or one that is unknown or expired",
     "403": "The token lacks the scope this operation needs",
+    "429": "Too many unknown or expired tokens from this client; retry after Retry-After",
 }
 
 
