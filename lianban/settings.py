@@ -9,10 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from contracts.errors import ConfigurationError
 from router.http.auth import ApiToken
 from router.store import Database
 from router.store.engine import DEVELOPMENT_AUDIT_KEY
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,12 @@ class Settings:
 def audit_key(settings: Settings) -> bytes:
     """The audit key from LIANBAN_AUDIT_KEY_FILE, or the development key."""
     if settings.audit_key_file is None:
+        if not settings.database_url.startswith("sqlite"):
+            log.warning(
+                "audit.development_key",
+                hint="set LIANBAN_AUDIT_KEY_FILE: with the public development key, rows "
+                "inserted from outside would verify",
+            )
         return DEVELOPMENT_AUDIT_KEY
     key = settings.audit_key_file.read_bytes().strip()
     if len(key) < _AUDIT_KEY_MINIMUM:
