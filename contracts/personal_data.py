@@ -30,10 +30,19 @@ from contracts.identity import (
 
 __all__ = ["mask_fields", "mask_name", "mask_phone", "mask_text", "unmasked_identifiers"]
 
-# Digits or code characters on either side mean a longer number, not an identifier in it.
-_RESIDENT_ID = re.compile(r"(?<![0-9A-Z])[0-9]{17}[0-9Xx](?![0-9A-Z])")
-_USCC = re.compile(r"(?<![0-9A-Z])[0-9A-HJ-NPQRTUWXY]{18}(?![0-9A-Z])")
-_MOBILE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+# Digits or code characters on either side mean a longer number, not an identifier in it,
+# unless they close an escape: a logged bytes body (`b'\xe5\x8f\xb7110105…'`) or a
+# JSON-escaped one (`\u53f7110105…`) puts hex digits right before the number.
+_BEFORE = r"(?:(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4})|(?<![0-9A-Z])(?<![0-9][ -]))"
+# Numbers are also written in groups: `110105 19491231 002X`, `138-1234-5678`.
+_RESIDENT_ID = re.compile(_BEFORE + r"[0-9](?:[ -]?[0-9]){16}[ -]?[0-9Xx](?![ -]?[0-9A-Z])")
+_USCC = re.compile(_BEFORE + r"[0-9A-HJ-NPQRTUWXY]{18}(?![0-9A-Z])")
+# A mobile number, perhaps after the country code (+86, 0086, 86).
+_MOBILE = re.compile(
+    r"(?:(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4})|(?<![0-9]))"
+    r"(?P<country>(?:\+|00)?86[ -]?)?(?P<number>1[3-9][0-9](?:[ -]?[0-9]){8})(?![ -]?[0-9])"
+)
+_SEPARATORS = re.compile(r"[ -]")
 # scheme://user:password@host — a password in a database or broker URL.
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?P<at>@)")
 # Fields inside text: an XML element (a SOAP body) or a JSON member (a REST body).
@@ -71,28 +80,36 @@ def mask_text(text: str) -> str:
     """Mask every checksum-valid ID number and credit code, mobile number and URL password."""
 
     def resident_id(match: re.Match[str]) -> str:
-        found = match.group()
-        return mask_resident_id(found) if resident_id_check_passes(found.upper()) else found
+        found = _SEPARATORS.sub("", match.group())
+        return mask_resident_id(found) if resident_id_check_passes(found.upper()) else match.group()
 
     def uscc(match: re.Match[str]) -> str:
         found = match.group()
         return mask_uscc(found) if uscc_check_passes(found) else found
 
     def field(match: re.Match[str]) -> str:
-        mask = _FIELD_MASKS.get(_normalised(match["key"]))
-        return match["open"] + (mask(match["value"]) if mask else match["value"])
+        mask, value = _mask_for(match["key"]), match["value"]
+        if mask is None:
+            return match["open"] + value
+        # An escaped value (`\u5f20…`, `\\xe5…`) masked in part could leave a lone
+        # backslash and break the JSON line around it: mask it whole.
+        return match["open"] + ("***" if "\\" in value else mask(value))
+
+    def mobile(match: re.Match[str]) -> str:
+        return (match["country"] or "") + mask_phone(_SEPARATORS.sub("", match["number"]))
 
     text = _XML_FIELD.sub(field, text)
     text = _JSON_FIELD.sub(field, text)
     text = _RESIDENT_ID.sub(resident_id, text)
     text = _USCC.sub(uscc, text)
-    text = _MOBILE.sub(lambda match: mask_phone(match.group()), text)
+    text = _MOBILE.sub(mobile, text)
     return _URL_PASSWORD.sub(r"\g<head>***\g<at>", text)
 
 
 def unmasked_identifiers(text: str) -> list[str]:
     """The checksum-valid resident ID numbers and credit codes in `text`, unmasked."""
-    ids = [m.group() for m in _RESIDENT_ID.finditer(text) if resident_id_check_passes(m.group())]
+    compact = (_SEPARATORS.sub("", m.group()) for m in _RESIDENT_ID.finditer(text))
+    ids = [found for found in compact if resident_id_check_passes(found)]
     codes = [m.group() for m in _USCC.finditer(text) if uscc_check_passes(m.group())]
     return ids + [code for code in codes if code not in ids]
 
@@ -127,6 +144,51 @@ _FIELD_MASKS: dict[str, Callable[[str], str]] = {
 }
 
 
+# Keys ending in "name" that name a thing, not a person; every other one is masked
+# (father_name, mother_name, psn_name, …).
+_NOT_A_PERSON = frozenset(
+    (
+        "filename",
+        "certificatename",
+        "certname",
+        "issuername",
+        "itemname",
+        "itemnamezh",
+        "namezh",
+        "servicename",
+        "departmentname",
+        "tablename",
+        "regionname",
+        "drivername",
+        "classname",
+        "propertyname",
+        "hostname",
+        "queuename",
+        "exchangename",
+        "loggername",
+        "bundlename",
+        "typename",
+        "eventname",
+    )
+)
+_KEY_SUFFIX_MASKS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("name", mask_name),
+    ("idnumber", _mask_identifier),
+    ("idcard", _mask_identifier),
+    ("phone", mask_phone),
+    ("mobile", mask_phone),
+)
+
+
+def _mask_for(key: str) -> Callable[[str], str] | None:
+    """The mask for a value under `key`: by its name, or by how the name ends."""
+    normalised = _normalised(key)
+    exact = _FIELD_MASKS.get(normalised)
+    if exact is not None or normalised in _NOT_A_PERSON:
+        return exact
+    return next((mask for suffix, mask in _KEY_SUFFIX_MASKS if normalised.endswith(suffix)), None)
+
+
 def mask_fields(value: Any, key: str | None = None) -> Any:
     """`value` with personal data masked: by field name, then by pattern in every string,
     through nested mappings and sequences. Other objects are rendered with `repr` first, so
@@ -137,7 +199,7 @@ def mask_fields(value: Any, key: str | None = None) -> Any:
         return [mask_fields(v, key) for v in value]
     if value is None or isinstance(value, bool | float):
         return value
-    mask = _FIELD_MASKS.get(_normalised(key)) if key is not None else None
+    mask = _mask_for(key) if key is not None else None
     if isinstance(value, int):
         return mask(str(value)) if mask is not None else value
     text = value if isinstance(value, str) else repr(value)

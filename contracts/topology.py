@@ -5,8 +5,9 @@ from __future__ import annotations
 DISPATCH_EXCHANGE = "lianban.dispatch"  # topic: router → department adapters
 OUTCOMES_EXCHANGE = "lianban.outcomes"  # topic: adapters → correlator
 REPLIES_EXCHANGE = "lianban.replies"  # topic: router → platform consumers that prefer AMQP
-DEAD_LETTER_EXCHANGE = "lianban.dead"  # direct: rejected messages → parking-lot queues
-RETRY_EXCHANGE = "lianban.retry"  # headers: delayed retries → TTL queues → back to dispatch
+# Each consumed queue has its own entrances to its parking lot and (a department's
+# queue) to its delayed-retry tiers, so that a department's broker user, allowed to
+# publish only to what carries its queue's name, can reach nothing of another's.
 
 OUTCOMES_QUEUE = "lianban.outcomes"
 REPLIES_QUEUE = "lianban.replies"
@@ -21,9 +22,24 @@ def parking_queue(queue: str) -> str:
     return f"{queue}.parking"
 
 
-def retry_queue(delay_label: str) -> str:
-    """A delayed-retry tier: messages wait here for `delay_label` (e.g. `30s`)."""
-    return f"lianban.retry.{delay_label}"
+def source_of_parking(parking: str) -> str:
+    """The queue a parking lot belongs to: where its dead letters are replayed to."""
+    return parking.removesuffix(".parking")
+
+
+def dead_letter_exchange(queue: str) -> str:
+    """fanout: `queue`'s refused messages → its parking lot, and nowhere else."""
+    return f"{queue}.dead"
+
+
+def retry_exchange(queue: str) -> str:
+    """headers: a department queue's delayed retries → its TTL tiers → back to it."""
+    return f"{queue}.retry"
+
+
+def retry_queue(queue: str, delay_label: str) -> str:
+    """A delayed-retry tier of `queue`: messages wait here for `delay_label` (e.g. `30s`)."""
+    return f"{queue}.retry.{delay_label}"
 
 
 def dispatch_routing_key(department: str, service: str) -> str:

@@ -52,6 +52,8 @@ platform=$(mint platform --scope bundles:write --scope bundles:read --scope file
     --scope files:read)
 ops=$(mint ops --scope ops)
 echo "[$platform,$ops]" >"$secrets/tokens.json"
+# The router processes sign their audit records with it (LIANBAN_AUDIT_KEY_FILE).
+"$python" -c 'import secrets; print(secrets.token_urlsafe(48))' >"$secrets/audit.key"
 # Read by the Prometheus container, which runs as its own user; the directory stays private.
 chmod 644 "$secrets/ops-token" "$secrets/definitions.json"
 

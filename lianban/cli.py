@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import getpass
 import importlib.metadata
 import json
 import os
@@ -35,7 +36,7 @@ from contracts.catalog import (
 from contracts.errors import ConfigurationError, LianbanError
 from contracts.personal_data import mask_fields, mask_text
 from lianban.schemas import export, stale_documents
-from lianban.settings import Settings, markdown_table, variables
+from lianban.settings import Settings, markdown_table, open_database, variables
 from lianban.stack import Role, Stack
 from router.domain.views import bundle_status, find_bundle
 from router.domain.workdays import working_calendar
@@ -55,7 +56,7 @@ from router.operations.queues import (
     format_table,
     oldest_unanswered_dispatches,
 )
-from router.store import Database, audit_chain
+from router.store import audit, audit_chain
 from runtime.logs import configure_logging
 from runtime.messaging import Broker
 from runtime.messaging.signing import new_key
@@ -280,6 +281,9 @@ def _parser() -> argparse.ArgumentParser:
         "verify", help="check the hash chain; exit 1 naming the first bad record"
     ).set_defaults(run=_audit_verify)
     audit_commands.add_parser(
+        "head", help="print the chain's head as JSON, to anchor it outside the database"
+    ).set_defaults(run=_audit_head)
+    audit_commands.add_parser(
         "prune", help="delete records past LIANBAN_AUDIT_RETENTION_DAYS, keeping an anchor"
     ).set_defaults(run=_audit_prune)
 
@@ -319,7 +323,7 @@ def _scope(text: str) -> str:
 def _queues(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     api = ManagementApi.for_broker(settings.broker_url, settings.rabbitmq_management_url)
-    database = Database(settings.database_url)
+    database = open_database(settings)
     try:
         with database.transaction() as session:
             oldest = oldest_unanswered_dispatches(session)
@@ -397,13 +401,25 @@ def shown_body(body: bytes) -> Any:
 def _dlq_replay(args: argparse.Namespace) -> int:
     ids = set(args.message_ids) if args.message_ids else None
     queues = _dead_letters()
-    replayed = queues.replay(_parking_lot(queues, args.queue), ids)
+    queue = _parking_lot(queues, args.queue)
+    replayed = queues.replay(queue, ids)
+    database = open_database(Settings.from_env())
+    try:
+        audit.record_alone(
+            database,
+            actor=f"{getpass.getuser()} (lianban dlq)",
+            event=audit.AuditEvent.REPLAYED,
+            outcome=f"{replayed} replayed",
+            detail=f"{queue}: {', '.join(sorted(ids)) if ids else 'all'}",
+        )
+    finally:
+        database.dispose()
     print(f"replayed {replayed} message(s) from {args.queue}")
     return 0
 
 
 def _bundle_show(args: argparse.Namespace) -> int:
-    database = Database(Settings.from_env().database_url)
+    database = open_database(Settings.from_env())
     try:
         with database.transaction() as session:
             bundle_id = find_bundle(session, args.bundle)
@@ -514,7 +530,7 @@ def _broker_check(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    database = Database(Settings.from_env().database_url)
+    database = open_database(Settings.from_env())
     try:
         result = audit_chain.verify(database)
     finally:
@@ -530,10 +546,21 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_head(args: argparse.Namespace) -> int:
+    database = open_database(Settings.from_env())
+    try:
+        audit_chain.seal_pending(database)
+        head = audit_chain.head(database)
+    finally:
+        database.dispose()
+    print(json.dumps(head))
+    return 0
+
+
 def _audit_prune(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     retention = audit_chain.retention_from_days(settings.audit_retention_days)
-    database = Database(settings.database_url)
+    database = open_database(settings)
     try:
         audit_chain.seal_pending(database)
         deleted = audit_chain.prune(database, retention)

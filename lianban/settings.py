@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+import structlog
+from pydantic import Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -25,7 +26,11 @@ from pydantic_settings import (
 
 from contracts.errors import ConfigurationError
 from contracts.personal_data import mask_text
-from router.http.auth import ApiToken, load_tokens
+from router.http.auth import ApiToken
+from router.store import Database
+from router.store.engine import DEVELOPMENT_AUDIT_KEY
+
+log = structlog.get_logger(__name__)
 
 PREFIX = "LIANBAN_"
 # Given in code (the demo, tests), never read from the environment: LIANBAN_TOKENS_FILE is.
@@ -116,7 +121,14 @@ class Settings(BaseSettings):
         "API refuses every request.",
     )
     api_tokens: tuple[ApiToken, ...] = Field((), exclude=True)
-    """Who may call the HTTP API: LIANBAN_TOKENS_FILE's entries, or given in code."""
+    """Who may call the HTTP API when no LIANBAN_TOKENS_FILE is set: given in code (tests,
+    the demo). A tokens file is read again when it changes (lianban.stack.api_tokens)."""
+    auth_failures_per_minute: int = Field(
+        30,
+        gt=0,
+        description="Unknown or expired tokens one client may present in a minute before "
+        "every request of its is refused (429) for the rest of that minute.",
+    )
     tls_certfile: Path | None = Field(None, description="Serve HTTPS with this certificate (PEM).")
     tls_keyfile: Path | None = Field(None, description="The HTTPS certificate's key (PEM).")
     tls_ca_certs: Path | None = Field(
@@ -130,6 +142,11 @@ class Settings(BaseSettings):
     )
     filedrop_dir: Path | None = Field(
         None, description="The front-end machine (前置机) exchange: inbox/, processed/, failed/."
+    )
+    audit_key_file: Path | None = Field(
+        None,
+        description="Secret (at least 32 bytes) every process signs its audit records with, so "
+        "rows inserted from outside never verify; without it a public development key.",
     )
     audit_retention_days: int = Field(
         190, description="How long audit records are kept; at least 184 (网络安全法 第二十一条)."
@@ -179,12 +196,6 @@ class Settings(BaseSettings):
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         return tuple(url for url in value.split(",") if url) if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _load_tokens(self) -> Settings:
-        if self.tokens_file is not None and not self.api_tokens:
-            object.__setattr__(self, "api_tokens", load_tokens(self.tokens_file))
-        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -270,6 +281,33 @@ def markdown_table() -> str:
         escaped = description.replace("|", r"\|")
         lines.append(f"| `{name}` | {shown} | {escaped} |")
     return "\n".join(lines) + "\n"
+
+
+def audit_key(settings: Settings) -> bytes:
+    """The audit key from LIANBAN_AUDIT_KEY_FILE, or the development key."""
+    if settings.audit_key_file is None:
+        if not settings.database_url.startswith("sqlite"):
+            log.warning(
+                "audit.development_key",
+                hint="set LIANBAN_AUDIT_KEY_FILE: with the public development key, rows "
+                "inserted from outside would verify",
+            )
+        return DEVELOPMENT_AUDIT_KEY
+    key = settings.audit_key_file.read_bytes().strip()
+    if len(key) < _AUDIT_KEY_MINIMUM:
+        raise ConfigurationError(
+            f"{settings.audit_key_file} holds {len(key)} bytes; an audit key needs "
+            f"{_AUDIT_KEY_MINIMUM} (e.g. `head -c 48 /dev/urandom | base64`)"
+        )
+    return key
+
+
+def open_database(settings: Settings) -> Database:
+    """The configured database, its audit records signed with the configured key."""
+    return Database(settings.database_url, audit_key=audit_key(settings))
+
+
+_AUDIT_KEY_MINIMUM = 32
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from adapters.registry import installed_adapters
 from adapters.worker import AdapterWorker
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
-from lianban.settings import Settings
+from lianban.settings import Settings, open_database
 from router.channels.callbacks import CallbackSender
 from router.channels.filedrop import Layout, PackageWatcher
 from router.channels.filedrop_export import ReplyExporter
@@ -34,19 +34,22 @@ from router.domain.intake import Intake
 from router.domain.polling import PollPlan, PollScheduler
 from router.domain.workdays import on_change
 from router.http.app import create_app
+from router.http.auth import Tokens, fixed_tokens, load_tokens
+from router.http.guessing import CredentialGuesses
 from router.http.services import Services
 from router.operations.dlq import DeadLetterQueues
 from router.operations.overview import OpsServices
 from router.operations.queues import count_source
-from router.store import Database
+from router.store import audit
 from router.store.audit_chain import AuditSealer, retention_from_days
 from router.store.outbox import Relay
 from router.store.outbox_wakeup import OutboxListener
 from runtime.breakers import serve_process_metrics
-from runtime.health import Health, serve_health
+from runtime.health import Health, broker_problem, serve_health
 from runtime.messaging import Broker, ConsumerLoop, Publisher, declare_topology
 from runtime.messaging.declaration import outcomes_queue
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
+from runtime.reloading import ReloadingFile
 from runtime.serving import ThreadedServer
 from runtime.storage import LocalMaterialStore, MaterialStore, open_store
 
@@ -73,7 +76,7 @@ class Stack:
         self.catalog = catalog
         self.roles = frozenset(roles)
         self.adapters = list(adapters)
-        self.database = Database(settings.database_url)
+        self.database = open_database(settings)
         self.broker = Broker(settings.broker_url)
         self.materials = material_store(settings)
         self.keyring = message_keyring(settings, catalog.departments)
@@ -168,7 +171,8 @@ class Stack:
                 self.settings.metrics_host, self.settings.metrics_port
             )
         if self.settings.health_port is not None:
-            health = Health(self._threads, self._ready)
+            checks = [self.database.problem] if self.roles else []
+            health = Health(self._threads, self._ready, checks)
             self._health_server = serve_health(
                 health, self.settings.health_host, self.settings.health_port
             )
@@ -224,8 +228,12 @@ class Stack:
             self.database,
             self.intake,
             self.materials,
-            api_tokens=self.settings.api_tokens,
+            api_tokens=api_tokens(self.settings),
             on_commit=self.relay_wake.set,
+            guesses=CredentialGuesses(
+                self.settings.auth_failures_per_minute, audit.credential_refusals(self.database)
+            ),
+            readiness=lambda: self.database.problem() or broker_problem(self.broker),
             ops=OpsServices(
                 self.database,
                 self.catalog,
@@ -241,7 +249,7 @@ class Stack:
         )
         self._server.start()
         log.info("serve.listening", url=self._server.url, docs=f"{self._server.url}/docs")
-        if not self.settings.api_tokens:
+        if self.settings.tokens_file is None and not self.settings.api_tokens:
             log.warning(
                 "serve.no_tokens",
                 hint="no LIANBAN_TOKENS_FILE: the API refuses every request; "
@@ -285,6 +293,13 @@ def poll_plan(adapter_classes: Iterable[type[Adapter]]) -> PollPlan:
             dept for dept, how in declared.items() if isinstance(how, CalledBack)
         ),
     )
+
+
+def api_tokens(settings: Settings) -> Tokens:
+    """LIANBAN_TOKENS_FILE, read again when it changes, when it is set; else the fixed ones."""
+    if settings.tokens_file is not None:
+        return ReloadingFile(settings.tokens_file, load_tokens).current
+    return fixed_tokens(settings.api_tokens)
 
 
 def material_store(settings: Settings) -> MaterialStore:

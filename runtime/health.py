@@ -5,7 +5,8 @@ adapter) serves these when `LIANBAN_HEALTH_PORT` is set:
 
     GET /healthz  200 while every role's thread runs (liveness: restart me otherwise)
     GET /readyz   200 while, besides, every consumer is connected to the broker and
-                  subscribed to its queue (readiness)
+                  subscribed to its queue, and every other check (the database) passes
+                  (readiness)
 
 Both answer 503 otherwise, with the reason. A relay has no consumer: it is ready as long
 as it runs, since it retries the database and the broker by itself.
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from runtime.messaging.broker import Broker
 
 
 @dataclass(frozen=True)
@@ -26,14 +29,30 @@ class Health:
 
     threads: Sequence[threading.Thread]
     consumers_ready: Sequence[threading.Event]
+    checks: Sequence[Callable[[], str | None]] = ()
+    """Readiness checks besides the consumers: each says what is wrong, or None."""
 
     def problem(self, *, readiness: bool) -> str | None:
         stopped = [thread.name for thread in self.threads if not thread.is_alive()]
         if stopped:
             return f"stopped: {', '.join(stopped)}"
-        if readiness and not all(ready.is_set() for ready in self.consumers_ready):
+        if not readiness:
+            return None
+        if not all(ready.is_set() for ready in self.consumers_ready):
             return "a consumer is not connected to the broker"
+        return next((problem for check in self.checks if (problem := check())), None)
+
+
+def broker_problem(broker: Broker) -> str | None:
+    """Why the broker cannot be reached now, or None (a readiness check)."""
+    if broker.is_memory:
         return None
+    try:
+        with broker.connect() as connection:
+            connection.ensure_connection(max_retries=1, timeout=broker.connect_timeout)
+    except Exception as error:  # kombu raises what its transport raises
+        return f"the broker is unreachable: {type(error).__name__}"
+    return None
 
 
 def serve_health(health: Health, host: str, port: int) -> ThreadingHTTPServer:

@@ -5,6 +5,7 @@ PostgreSQL, with writers and sealers running concurrently."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -90,13 +91,13 @@ def _swap(database: Database, ids: list[int]) -> int:
 
 
 def _rehash_after_change(database: Database, ids: list[int]) -> int:
-    """A forger who changes a record and recomputes its hash breaks the next link."""
+    """A forger who changes a record and recomputes its hash cannot sign it as a writer."""
     with database.transaction() as session:
         row = session.get(AuditRow, ids[2])
         assert row is not None and row.seq is not None and row.prev_hash is not None
         row.detail = "forged"
         row.hash = record_hash(row, row.seq, row.prev_hash)
-    return ids[3]
+    return ids[2]
 
 
 def _truncate(database: Database, ids: list[int]) -> int | None:
@@ -128,6 +129,54 @@ def test_tampering_is_found_and_named(
     error = capsys.readouterr().err
     assert "does not verify" in error
     assert (f"record id={bad}" if bad else "the chain's end") in error
+
+
+@pytest.mark.parametrize("signature", [None, "a guess"], ids=["unsigned", "wrong key"])
+def test_a_row_inserted_from_outside_is_never_sealed_and_fails_verification(
+    database: Database,
+    signature: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Finding 8: a forged, back-dated record inserted straight into the table."""
+    _write(database, 2)
+    forged = AuditRow(
+        at=datetime.now(UTC) - timedelta(days=30),
+        actor="platform",
+        event="withdrawn",
+        outcome="withdrawn",
+        bundle_id=uuid.uuid4(),
+    )
+    if signature is not None:
+        forged.writer_mac = audit.writer_mac(b"a key the forger guessed, not ours", forged)
+    with database.transaction() as session:
+        session.add(forged)
+    _write(database, 1)
+
+    assert seal_pending(database) == 4
+    assert _ids_by_seq(database) == [id for id in _all_ids(database) if id != forged.id]
+    result = verify(database)
+    assert not result.ok and result.bad_record == forged.id
+    assert "not signed by a writer" in (result.problem or "")
+    monkeypatch.setenv("LIANBAN_DATABASE_URL", database.url)
+    assert main(["audit", "verify"]) == 1
+    assert f"record id={forged.id}" in capsys.readouterr().err
+
+
+def test_the_chain_head_is_exported_for_anchoring(
+    database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(database, 3)
+    monkeypatch.setenv("LIANBAN_DATABASE_URL", database.url)
+    assert main(["audit", "head"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    result = verify(database)
+    assert (exported["head_seq"], exported["head_hash"]) == (3, result.head_hash)
+
+
+def _all_ids(database: Database) -> list[int]:
+    with database.transaction() as session:
+        return list(session.scalars(select(AuditRow.id).order_by(AuditRow.id)))
 
 
 def test_the_cli_reports_a_chain_that_verifies(
@@ -170,17 +219,18 @@ def test_concurrent_writers_and_sealers_make_one_unbroken_chain(database: Databa
 
 
 def _write_old(database: Database, count: int, days: int) -> None:
+    """Records as the application wrote them `days` ago (signed with its key)."""
     with database.transaction() as session:
         for n in range(count):
-            session.add(
-                AuditRow(
-                    at=datetime.now(UTC) - timedelta(days=days),
-                    actor="router",
-                    event=AuditEvent.SENT.value,
-                    outcome="confirmed",
-                    message_id=f"old{n}",
-                )
+            row = AuditRow(
+                at=datetime.now(UTC) - timedelta(days=days),
+                actor="router",
+                event=AuditEvent.SENT.value,
+                outcome="confirmed",
+                message_id=f"old{n}",
             )
+            row.writer_mac = audit.writer_mac(database.audit_key, row)
+            session.add(row)
 
 
 def test_pruning_past_retention_keeps_the_rest_verifiable(database: Database) -> None:

@@ -21,7 +21,15 @@ from lianban.cli import main
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
 from router.http.app import create_app
-from router.http.auth import ApiToken, Scope, find_token, mint, require_scope
+from router.http.auth import (
+    ApiToken,
+    Scope,
+    find_token,
+    fixed_tokens,
+    load_tokens,
+    mint,
+    require_scope,
+)
 from router.http.services import Services
 from runtime.serving import ThreadedServer
 
@@ -73,7 +81,7 @@ def rows_stored(stack: Stack) -> dict[str, int]:
     ],
     ids=["missing", "unknown", "not-bearer", "expired", "read-only"],
 )
-def test_a_refused_submission_is_answered_and_leaves_no_trace(
+def test_a_refused_submission_is_answered_and_leaves_no_trace_but_its_audit_record(
     api: Stack, catalog: Catalog, headers: dict[str, str], status: int, challenge: str
 ) -> None:
     api.materials.put(SAMPLE_DIGEST, SAMPLE_PDF, "application/pdf")
@@ -86,7 +94,9 @@ def test_a_refused_submission_is_answered_and_leaves_no_trace(
     )
     assert response.status_code == status, response.text
     assert challenge in response.headers["WWW-Authenticate"]
-    assert rows_stored(api) == before
+    # An unknown or expired token is a credential refusal: audited (aggregated), nothing else.
+    refused_credential = 'error="invalid_token"' in challenge
+    assert rows_stored(api) == before | {"audit_log": before["audit_log"] + refused_credential}
 
 
 @pytest.mark.parametrize("token", [None, EXPIRED, READER], ids=["missing", "expired", "reader"])
@@ -145,7 +155,9 @@ def test_every_api_route_refuses_an_anonymous_caller(api: Stack) -> None:
 
 def test_require_scope_guards_an_operator_route(api: Stack) -> None:
     """The dependency operator pages use: `Depends(require_scope(Scope.OPS))`."""
-    services = Services(api.database, api.intake, api.materials, api_tokens=api.settings.api_tokens)
+    services = Services(
+        api.database, api.intake, api.materials, api_tokens=fixed_tokens(api.settings.api_tokens)
+    )
     app = create_app(api.catalog, services)
 
     @app.get("/ops/ping", dependencies=[Depends(require_scope(Scope.OPS))])
@@ -174,7 +186,7 @@ def test_the_tokens_file_holds_digests_only(tmp_path: Path) -> None:
     assert "**********" in repr(token)  # a SecretStr: never printed by accident
 
     settings = Settings.from_env({"LIANBAN_TOKENS_FILE": str(tokens_file)})
-    assert settings.api_tokens == (entry,)
+    assert settings.tokens_file == tokens_file and load_tokens(tokens_file) == (entry,)
     assert ApiToken.from_json(json.loads(tokens_file.read_text())[0]) == entry
 
 

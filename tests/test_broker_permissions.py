@@ -27,6 +27,7 @@ from lianban.settings import Settings
 from lianban.stack import Stack
 from router.operations.broker_definitions import definitions, is_current, password_hash
 from runtime.messaging import Broker, Delivery, Outgoing, Publisher
+from runtime.messaging.declaration import RETRY_DELAY_HEADER
 
 SERVICE = "birth_household_registration"
 
@@ -175,6 +176,93 @@ def test_an_adapter_process_works_with_only_its_department_permissions(
         stack.stop()
     outcome = ItemOutcome.model_validate_json(answered)
     assert (outcome.department, outcome.dispatch_id) == ("police", dispatch.message_id)
+
+
+# Every exchange a vhost has besides the definitions' own: the default and amq.* ones.
+BUILT_IN_EXCHANGES = ("", "amq.direct", "amq.fanout", "amq.headers", "amq.match", "amq.topic")
+
+
+def _aims(other: str) -> list[str]:
+    """Routing keys that would reach another department, or the router, if anything let
+    them: its dispatches and retries, its queue and parking lot by name, the router's."""
+    queue = topology.department_queue(other)
+    return [
+        topology.dispatch_routing_key(other, "x"),
+        topology.dispatch_routing_key(other, "retry"),
+        topology.outcome_routing_key(other),
+        queue,
+        topology.parking_queue(queue),
+        topology.reply_routing_key("newborn"),
+        topology.REPLIES_QUEUE,
+        topology.parking_queue(topology.REPLIES_QUEUE),
+        topology.parking_queue(topology.OUTCOMES_QUEUE),
+        "#",
+    ]
+
+
+def _depths(url: str, queues: list[str]) -> dict[str, int]:
+    with Connection(url) as connection:
+        channel = connection.default_channel
+        return {
+            name: int(Queue(name, no_declare=True)(channel).queue_declare(passive=True)[1])
+            for name in queues
+        }
+
+
+@pytest.mark.connected
+def test_no_exchange_lets_a_department_reach_another_department_or_the_replies(
+    deployment: Deployment,
+) -> None:
+    """Finding 2: each department user publishes to every exchange of the vhost with every
+    routing key and the delay header that could aim elsewhere; whatever the broker takes
+    lands only in that department's own queues (and its outcome in the outcomes queue)."""
+    document = definitions(["police", "hrss"], vhost=deployment.vhost)
+    every_exchange = [exchange["name"] for exchange in document["exchanges"]]
+    every_queue = [queue["name"] for queue in document["queues"]]
+    departments = {"police": "hrss", "hrss": "police"}
+    for department, other in departments.items():
+        for exchange in [*every_exchange, *BUILT_IN_EXCHANGES]:
+            for aim in _aims(other):
+                message = Outgoing(
+                    exchange,
+                    aim,
+                    f'"{department} via {exchange} to {aim}"'.encode(),
+                    str(uuid.uuid4()),
+                    str(uuid.uuid4()),
+                    {RETRY_DELAY_HEADER: "1s"},
+                )
+                with (
+                    contextlib.suppress(PublishFailed),
+                    Publisher(Broker(deployment.url(department))) as publisher,
+                ):
+                    publisher.publish(message)
+
+    router = deployment.url("router")
+    tiers = [name for name in every_queue if ".retry." in name]
+    eventually(
+        lambda: _depths(router, tiers),
+        lambda depths: not any(depths.values()),
+        timeout=60,
+        every=0.5,
+        message="the delayed copies never left their retry tiers",
+    )
+    reached = {name for name, depth in _depths(router, every_queue).items() if depth}
+    own = {
+        name
+        for name in every_queue
+        for department in departments
+        if name.startswith(topology.department_queue(department))
+    }
+    assert reached - own == set(), "a department reached a queue that is not its own"
+    for department in departments:
+        mine = topology.department_queue(department)
+        with Connection(router) as connection:
+            queue = Queue(mine, no_declare=True)(connection.default_channel)
+            while (message := queue.get(no_ack=True)) is not None:
+                assert Delivery.of(message).body.startswith(f'"{department} '.encode())
+            parking = Queue(topology.parking_queue(mine), no_declare=True)
+            while (message := parking(connection.default_channel).get(no_ack=True)) is not None:
+                assert Delivery.of(message).body.startswith(f'"{department} '.encode())
 
 
 def _wait_for_body(url: str, queue: str, timeout: float = 30) -> bytes:

@@ -170,11 +170,11 @@ def test_an_outcome_for_another_dispatch_or_bundle_is_not_applied(
     assert _item_state(database, dispatch) == "dispatched"
 
 
-def _signed_delivery(body: bytes, message_id: str = "m-1") -> Delivery:
-    """A delivery of `body`, signed by the router, as the consumer loop hands it over."""
+def _signed_delivery(body: bytes, message_id: str = "m-1", signer: str = ROUTER_SIGNER) -> Delivery:
+    """A delivery of `body`, signed by `signer`, as the consumer loop hands it over."""
     return Delivery(
         body=body,
-        headers=KEYRING.sign(ROUTER_SIGNER, body=body, message_id=message_id, correlation_id="c-1"),
+        headers=KEYRING.sign(signer, body=body, message_id=message_id, correlation_id="c-1"),
         message_id=message_id,
         correlation_id="c-1",
     )
@@ -198,6 +198,25 @@ def test_a_message_breaking_the_contract_is_parked_not_applied(
     valid = _delivery_of(_outcome(dispatches[0], Accepted()))
     assert correlator.handle_one(valid) == Ack()
     assert _item_state(database, dispatches[0]) == "accepted"
+
+
+def test_a_department_cannot_decide_another_departments_item(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    """Finding 1: police, signing as itself, named another department's dispatch."""
+    victim = next(d for d in dispatches if d.department != "police")
+    forged = _outcome(victim, Rejected(reason="伪造")).model_copy(update={"department": "police"})
+    delivery = _signed_delivery(
+        forged.model_dump_json().encode(), str(forged.message_id), signer="police"
+    )
+
+    settlement = Correlator(database, catalog, keyring=KEYRING).handle_one(delivery)
+
+    assert isinstance(settlement, Park) and "another department" in settlement.reason
+    assert _item_state(database, victim) == "dispatched"
+    with database.transaction() as session:
+        refused = session.scalars(select(AuditRow).where(AuditRow.event == "refused")).all()
+    assert [row.message_id for row in refused] == [str(forged.message_id)]
 
 
 def test_outcomes_waiting_together_are_applied_in_one_transaction(

@@ -9,7 +9,6 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
@@ -68,7 +67,7 @@ def clock() -> Iterator[time_machine.Coordinates]:
 
 def _polling_settings(settings: Settings) -> Settings:
     # Rounds in quick succession (wall time) and no jitter, so poll times are exact.
-    return replace(settings, poll_round_seconds=0.02, poll_jitter_seconds=0)
+    return settings.model_copy(update={"poll_round_seconds": 0.02, "poll_jitter_seconds": 0})
 
 
 def _item(running: Running, status_url: str) -> dict[str, Any]:
@@ -306,7 +305,9 @@ def test_a_department_that_calls_back_is_waited_for_and_its_signed_push_decides(
     settings: Settings, catalog: Catalog
 ) -> None:
     secret = "共享密钥-for-tests"
-    settings = replace(_polling_settings(settings), decisions_port=0, decisions_secret=secret)
+    settings = _polling_settings(settings).model_copy(
+        update={"decisions_port": 0, "decisions_secret": secret}
+    )
     CallingBackHealth.check_declaration(catalog)
     CallingBackHealth.filed = []
     application = sample_application(

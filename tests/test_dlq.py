@@ -6,18 +6,31 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from harness import consuming, emptied_department_queue, eventually, publish_to_department
 from kombu import Connection, Queue
+from sqlalchemy import select
 
 from contracts import topology
 from contracts.catalog import Catalog
 from lianban.cli import main
 from lianban.settings import Settings
 from router.operations.dlq import REPLAYED_HEADER, DeadLetterQueues
-from runtime.messaging import Ack, Broker, ConsumerLoop, Delivery, Park, Settlement
+from router.store import AuditRow, Database
+from runtime.messaging import (
+    Ack,
+    Broker,
+    ConsumerLoop,
+    Delivery,
+    Outgoing,
+    Park,
+    Publisher,
+    Settlement,
+)
 from runtime.messaging.declaration import DELIVERY_LIMIT, department_queue
+from runtime.messaging.envelope import REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER
 
 QUEUE = department_queue("hrss")
 PARKING = topology.parking_queue(QUEUE.name)
@@ -73,12 +86,42 @@ def test_a_refused_message_is_listed_with_its_reason_and_replayed_once(
     assert len(handled) == 1 and handled[0][REPLAYED_HEADER] == 1
 
 
+def test_a_replay_goes_to_the_parking_lots_own_queue_whatever_the_letter_says(
+    broker: Broker, catalog: Catalog
+) -> None:
+    """Finding 2: a letter planted in hrss's parking lot, naming the replies queue as its
+    source, is replayed into hrss's queue — the only one that parking lot belongs to."""
+    planted = Outgoing(
+        topology.dead_letter_exchange(QUEUE.name),
+        PARKING,
+        b'{"planted": true}',
+        str(uuid.uuid4()),
+        str(uuid.uuid4()),
+        {SOURCE_QUEUE_HEADER: topology.REPLIES_QUEUE, REFUSED_REASON_HEADER: "planted"},
+    )
+    with Publisher(broker) as publisher:
+        publisher.publish(planted)
+    dead = DeadLetterQueues(broker, catalog.departments)
+    (letter,) = dead.list(PARKING)
+    assert letter.source_queue == QUEUE.name
+
+    assert dead.replay(PARKING) == 1
+    with broker.connect() as connection:
+        channel = connection.default_channel
+        depths = {
+            name: Queue(name, no_declare=True)(channel).queue_declare(passive=True).message_count
+            for name in (QUEUE.name, topology.REPLIES_QUEUE)
+        }
+    assert depths == {QUEUE.name: 1, topology.REPLIES_QUEUE: 0}
+
+
 @pytest.mark.connected
 def test_a_message_past_its_delivery_limit_is_listed_and_replayable_from_the_cli(
     amqp_url: str,
     catalog: Catalog,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     broker = emptied_department_queue(amqp_url, catalog, "hrss")
     message_id = _publish(broker, b'{"n": 2}')
@@ -101,6 +144,9 @@ def test_a_message_past_its_delivery_limit_is_listed_and_replayable_from_the_cli
     monkeypatch.setenv("LIANBAN_BROKER_URL", amqp_url)
     assert main(["dlq", "list", "--queue", "lianban.dept.police.parking"]) == 0
     assert capsys.readouterr().out == "no dead letters in lianban.dept.police.parking\n"
+    audit_log = Database(f"sqlite:///{tmp_path / 'audit.db'}")
+    audit_log.migrate()
+    monkeypatch.setenv("LIANBAN_DATABASE_URL", audit_log.url)
     assert main(["dlq", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [entry["message_id"] for entry in listed] == [message_id]
@@ -111,6 +157,10 @@ def test_a_message_past_its_delivery_limit_is_listed_and_replayable_from_the_cli
     assert shown == listed[0] | {"body": {"n": 2}}
     assert main(["dlq", "replay", PARKING, "--message-id", message_id]) == 0
     assert dead.counts()[PARKING] == 0
+    with audit_log.transaction() as session:
+        (replay,) = session.scalars(select(AuditRow).where(AuditRow.event == "replayed"))
+    assert replay.actor.endswith("(lianban dlq)") and message_id in (replay.detail or "")
+    audit_log.dispose()
     with broker.connect() as connection:
         depth = QUEUE(connection.default_channel).queue_declare(passive=True).message_count
     assert depth == 1

@@ -13,6 +13,7 @@ from contracts.catalog import Catalog
 from lianban.stack import Stack
 from router.domain.intake import Intake
 from router.http.app import create_app
+from router.http.auth import fixed_tokens
 from router.http.services import Services
 from router.store import Database
 from runtime.serving import ThreadedServer
@@ -24,7 +25,10 @@ def _services(directory: Path, catalog: Catalog) -> Services:
     database.migrate()
     materials = LocalMaterialStore(directory / "materials")
     return Services(
-        database, Intake(database, catalog, materials), materials, api_tokens=(TEST_API_TOKEN,)
+        database,
+        Intake(database, catalog, materials),
+        materials,
+        api_tokens=fixed_tokens((TEST_API_TOKEN,)),
     )
 
 

@@ -15,11 +15,13 @@ from lianban.settings import Settings
 from router.http.auth import manual_scope, mint
 
 MINTED = {code: mint(f"{code} staff", [manual_scope(code)]) for code in ("health", "police")}
+# Staff are who their own token names: two doctors of the health department.
+MINTED |= {name: mint(name, [manual_scope("health")]) for name in ("王医生", "李医生")}
 TOKENS = {code: token.get_secret_value() for code, (token, _) in MINTED.items()}
 
 
-def _as(department: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS[department]}"}
+def _as(holder: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[holder]}"}
 
 
 def _wait_for_open_items(client: httpx.Client, count: int) -> list[dict[str, Any]]:
@@ -59,7 +61,10 @@ def test_staff_decide_by_hand_and_see_only_their_own_queue(
             f"/v1/manual/police/items/{queued[0]['id']}", headers=_as("police")
         )
         assert police_view.status_code == 404
-        for action, body in (("claim", {"staff": "警员"}), ("outcome", {"status": "accepted"})):
+        for action, body in (
+            ("claim", {"staff": "police staff"}),
+            ("outcome", {"status": "accepted"}),
+        ):
             police_act = client.post(
                 f"/v1/manual/police/items/{queued[0]['id']}/{action}",
                 json=body,
@@ -72,17 +77,15 @@ def test_staff_decide_by_hand_and_see_only_their_own_queue(
 
         by_item = {entry["item"]: entry for entry in queued}
         certificate = by_item["birth_medical_certificate"]["id"]
-        claimed = client.post(
+        impostor = client.post(
             f"/v1/manual/health/items/{certificate}/claim",
             json={"staff": "王医生"},
-            headers=_as("health"),
+            headers=_as("李医生"),
         )
+        assert impostor.status_code == 403  # staff identity comes from the token
+        claimed = client.post(f"/v1/manual/health/items/{certificate}/claim", headers=_as("王医生"))
         assert claimed.json()["claimed_by"] == "王医生"
-        taken = client.post(
-            f"/v1/manual/health/items/{certificate}/claim",
-            json={"staff": "李医生"},
-            headers=_as("health"),
-        )
+        taken = client.post(f"/v1/manual/health/items/{certificate}/claim", headers=_as("李医生"))
         assert taken.status_code == 409
         listed = client.get("/v1/manual/health/items?state=claimed", headers=_as("health"))
         assert [entry["id"] for entry in listed.json()] == [certificate]
@@ -100,18 +103,17 @@ def test_staff_decide_by_hand_and_see_only_their_own_queue(
                 }
             ],
         }
-        decided = client.post(
-            f"/v1/manual/health/items/{certificate}/outcome", json=decision, headers=_as("health")
-        )
+        outcome_url = f"/v1/manual/health/items/{certificate}/outcome"
+        # Finding 8: a claim is enforced; a second doctor cannot decide the first's item.
+        assert client.post(outcome_url, json=decision, headers=_as("李医生")).status_code == 409
+        decided = client.post(outcome_url, json=decision, headers=_as("王医生"))
         assert decided.json()["state"] == "done"
-        again = client.post(
-            f"/v1/manual/health/items/{certificate}/outcome", json=decision, headers=_as("health")
-        )
+        again = client.post(outcome_url, json=decision, headers=_as("王医生"))
         assert again.status_code == 409
         rejected = client.post(
             f"/v1/manual/health/items/{by_item['vaccination_certificate']['id']}/outcome",
             json={"status": "rejected", "reason": "未提供接种记录"},
-            headers=_as("health"),
+            headers=_as("李医生"),
         )
         assert rejected.status_code == 200, rejected.text
         reply = running.wait_for_reply(receipt["reply_url"])

@@ -24,7 +24,7 @@ from contracts.messages import (
     SupplementPurpose,
 )
 from router.domain.manual_queue import ManualQueue, Refusal, Taken
-from router.store import Database, OutboxRow
+from router.store import AuditRow, Database, OutboxRow
 
 APPROVED = Decided(
     approved=True,
@@ -72,7 +72,7 @@ def test_another_departments_item_is_not_in_its_queue(
     for item_id in (filed.id, uuid.uuid4()):
         assert police.dispatch(item_id) is Refusal.NOT_IN_QUEUE
         assert police.claim(item_id, "警员") is Refusal.NOT_IN_QUEUE
-        assert police.decide(item_id, Accepted()) is Refusal.NOT_IN_QUEUE
+        assert police.decide(item_id, Accepted(), "警员") is Refusal.NOT_IN_QUEUE
     supplement = _supplement(dispatch, SupplementPurpose.CORRECTION)
     assert police.supplement(supplement) is Refusal.NOT_IN_QUEUE
     assert police.items(ManualItemState.OPEN) == []
@@ -92,6 +92,25 @@ def test_an_item_claimed_by_one_staff_is_taken_for_the_others(
     assert health.claim(filed.id, "李医生") == Taken(again)
 
 
+def test_a_claim_is_enforced_and_every_step_names_its_staff_member(
+    database: Database, dispatch: ItemDispatch
+) -> None:
+    """Finding 8: a second staff member cannot decide an item the first claimed."""
+    health = ManualQueue(database, "health")
+    filed = health.file(dispatch)
+    assert not isinstance(filed, Refusal)
+    health.claim(filed.id, "王医生", actor="王医生 (token aaaa)")
+
+    assert health.decide(filed.id, APPROVED, "李医生") is Refusal.CLAIMED_BY_OTHER
+    decided = health.decide(filed.id, APPROVED, "王医生", actor="王医生 (token aaaa)")
+    assert not isinstance(decided, Refusal) and decided.state == ManualItemState.DONE
+    with database.transaction() as session:
+        audited = session.execute(
+            select(AuditRow.actor, AuditRow.event).where(AuditRow.item == dispatch.item)
+        ).all()
+    assert audited == [("王医生 (token aaaa)", "claimed"), ("王医生 (token aaaa)", "decided")]
+
+
 def test_acceptance_keeps_the_item_and_a_decision_closes_it_each_answer_through_the_outbox(
     database: Database, dispatch: ItemDispatch
 ) -> None:
@@ -100,11 +119,11 @@ def test_acceptance_keeps_the_item_and_a_decision_closes_it_each_answer_through_
     filed = health.file(dispatch)
     assert not isinstance(filed, Refusal)
 
-    accepted = health.decide(filed.id, Accepted())
-    assert not isinstance(accepted, Refusal) and accepted.state == ManualItemState.OPEN
-    decided = health.decide(filed.id, APPROVED)
+    accepted = health.decide(filed.id, Accepted(), "王医生")
+    assert not isinstance(accepted, Refusal) and accepted.state == ManualItemState.CLAIMED
+    decided = health.decide(filed.id, APPROVED, "王医生")
     assert not isinstance(decided, Refusal) and decided.state == ManualItemState.DONE
-    assert health.decide(filed.id, APPROVED) is Refusal.DECIDED
+    assert health.decide(filed.id, APPROVED, "王医生") is Refusal.DECIDED
     assert isinstance(health.claim(filed.id, "王医生"), Taken)
 
     with database.transaction() as session:

@@ -192,3 +192,71 @@ def test_the_loose_credit_code_check_fails_any_substitution(
     changed = value[:position] + char + value[position + 1 :]
     if changed != value:
         assert not uscc_check_passes(changed)
+
+
+# --- finding 9: what an outside probe found unmasked ------------------------------------------
+
+
+def test_identifiers_after_escaped_bytes_are_masked() -> None:
+    """zeep logs a SOAP body as bytes: the character before an ID number is an escape."""
+    body = "<ns0:Remark>申请人身份证号" + RESIDENT_ID + "</ns0:Remark>"
+    as_bytes = repr(body.encode())
+    as_json = json.dumps(body)
+    for logged in (as_bytes, as_json):
+        masked = mask_text(logged)
+        assert RESIDENT_ID not in masked and "110105********002X" in masked
+    assert unmasked_identifiers(as_bytes) == [RESIDENT_ID]
+
+
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        ("+8613812345678", "+86138****5678"),
+        ("0086 138 1234 5678", "0086 138****5678"),
+        ("电话138-1234-5678。", "电话138****5678。"),
+        ("身份证 110105 19491231 002X 号", "身份证 110105********002X 号"),
+        ("110105-19491231-002X", "110105********002X"),
+    ],
+)
+def test_country_codes_and_grouped_digits_are_masked(written: str, masked: str) -> None:
+    assert mask_text(written) == masked
+    assert unmasked_identifiers(mask_text(written)) == []
+
+
+def test_every_name_like_key_is_masked_but_names_of_things_are_not() -> None:
+    event = {
+        "father_name": "张大山",
+        "mother_name": "李小红",
+        "psn_name": "王五",
+        "file_name": "a.pdf",
+    }
+    assert mask_fields(event) == {
+        "father_name": "张**",
+        "mother_name": "李**",
+        "psn_name": "王*",
+        "file_name": "a.pdf",
+    }
+    soap = "<ns0:FatherName>张大山</ns0:FatherName><ns0:MotherIdNumber>G123</ns0:MotherIdNumber>"
+    assert (
+        mask_text(soap)
+        == "<ns0:FatherName>张**</ns0:FatherName><ns0:MotherIdNumber>****</ns0:MotherIdNumber>"
+    )
+
+
+def test_a_masked_log_line_stays_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bytes body and an escaped JSON body logged by a library: each line still parses."""
+    configure_logging("debug")
+    soap = (
+        "<ns0:FatherName>张大山</ns0:FatherName>"
+        f"<ns0:Mobile>+86 13812345678</ns0:Mobile>{RESIDENT_ID}"
+    )
+    logging.getLogger("zeep.transports").debug("HTTP Post to %s:\n%s", "http://d", soap.encode())
+    logging.getLogger("httpx").debug("body %s", json.dumps({"mother_name": '"李"小红'}))
+    structlog.get_logger("router").info("filedrop.package", package="申请+8613812345678.zip")
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    events = " ".join(str(line["event"]) for line in lines) + str(lines[2]["package"])
+    assert len(lines) == 3
+    assert unmasked_identifiers(events) == []
+    for secret in ("13812345678", "\\xe5\\xbc\\xa0", "小红"):  # \xe5\xbc\xa0 is 张 as bytes
+        assert secret not in events

@@ -101,7 +101,7 @@ def test_keys_load_from_a_directory_and_a_trusted_keys_file(tmp_path: Path) -> N
 
 
 def _trusted(keyring: Keyring) -> list[TrustedKey]:
-    return list(keyring._trusted.values())
+    return list(keyring._trusted().values())
 
 
 # -- refused on the wire: parked with the reason, never processed --------------------------

@@ -14,7 +14,7 @@ from contracts.api import TimelineEvent
 from contracts.application import MaterialRef
 from contracts.messages import ItemState, SupplementPurpose
 from router.domain.progress import set_item_state, supplement
-from router.store import BundleRow, Database
+from router.store import BundleRow, Database, audit
 from router.store.timeline import Actor
 
 
@@ -25,8 +25,13 @@ class Resubmitted(StrEnum):
 
 
 def resubmit(
-    database: Database, bundle_id: uuid.UUID, item_code: str, materials: tuple[MaterialRef, ...]
+    database: Database,
+    bundle_id: uuid.UUID,
+    item_code: str,
+    materials: tuple[MaterialRef, ...],
+    actor: str = Actor.PLATFORM,
 ) -> Resubmitted:
+    """Resubmit `item_code` with `materials` on `actor`'s request (audited)."""
     with database.transaction() as session:
         bundle = session.get(BundleRow, bundle_id, with_for_update=True)
         item = (
@@ -52,5 +57,14 @@ def resubmit(
             actor=Actor.PLATFORM,
             reason="已补齐补正：" + "、".join(material.name for material in materials),
             event=TimelineEvent.CORRECTED,
+        )
+        audit.record(
+            session,
+            actor=actor,
+            event=audit.AuditEvent.CORRECTED,
+            outcome="resubmitted",
+            bundle_id=bundle.id,
+            item=item.code,
+            detail=f"{len(materials)} material(s)",
         )
         return Resubmitted.RESUBMITTED

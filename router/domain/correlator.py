@@ -55,6 +55,7 @@ class Applied(StrEnum):
     DUPLICATE = "duplicate"
     STALE = "stale"  # answers a superseded dispatch, or would move the state backwards
     UNKNOWN_BUNDLE = "unknown_bundle"
+    NOT_ITS_ITEM = "not_its_item"  # the sender is not the department the item went to
 
 
 class Correlator:
@@ -115,11 +116,7 @@ class Correlator:
                     [delivery.headers for _, delivery, _ in valid],
                 )
                 for (position, _, outcome), result in zip(valid, results, strict=True):
-                    settlements[position] = (
-                        Park(f"no bundle {outcome.bundle_id}")
-                        if result is Applied.UNKNOWN_BUNDLE
-                        else Ack()
-                    )
+                    settlements[position] = _settlement_of(result, outcome)
                 for position, delivery in enumerate(deliveries):
                     settlement = settlements[position]
                     if isinstance(settlement, Park):
@@ -198,6 +195,11 @@ class Correlator:
 
     def _apply_to(self, session: Session, bundle: BundleRow, outcome: ItemOutcome) -> Applied:
         item = next((row for row in bundle.items if row.code == outcome.item), None)
+        if item is not None and item.department != outcome.department:
+            # The signer was checked against `outcome.department`; the item's own
+            # department, read under the bundle lock, is what decides who may answer it.
+            log.warning("outcome.not_its_item", item_department=item.department)
+            return Applied.NOT_ITS_ITEM
         if isinstance(outcome.result, ClockNotice):
             return _apply_clock_notice(session, item, outcome, outcome.result)
         result = outcome.result
@@ -293,6 +295,14 @@ def _stale(
     )
     log.warning("outcome.stale", target=what)
     return Applied.STALE
+
+
+def _settlement_of(result: Applied, outcome: ItemOutcome) -> Settlement:
+    if result is Applied.UNKNOWN_BUNDLE:
+        return Park(f"no bundle {outcome.bundle_id}")
+    if result is Applied.NOT_ITS_ITEM:
+        return Park(f"{outcome.department} answered item {outcome.item} of another department")
+    return Ack()
 
 
 def _record_in_inbox(session: Session, outcomes: Sequence[ItemOutcome]) -> set[str]:

@@ -72,30 +72,34 @@ class Intake:
         self._materials = materials
         self._on_commit = on_commit
 
-    def submit(self, raw: Any, idempotency_key: str | None) -> IntakeResult:
+    def submit(
+        self, raw: Any, idempotency_key: str | None, *, actor: str = Actor.PLATFORM
+    ) -> IntakeResult:
+        """Validate and store one application; `actor` (the token that sent it) is named
+        in the audit log (the timeline, which the platform reads, says `platform`)."""
         application, problems = find_problems(raw, self._catalog, self._materials.exists)
         key_problem = _idempotency_problem(raw, idempotency_key)
         if key_problem is not None:
             problems.append(key_problem)
         if application is None or problems:
             codes = ", ".join(sorted({problem.code for problem in problems}))
-            self._audit_received(raw, "refused", codes)
+            self._audit_received(raw, actor, "refused", codes)
             return ProblemsFound(OneTimeNotice(problems=tuple(problems)))
         try:
-            result = self._store(application)
+            result = self._store(application, actor)
         except IntegrityError:
             # Another request with the same case number committed first.
             result = self._replay(application)
         match result:
             case CaseNumberTaken():
-                self._audit_received(raw, "conflict")
+                self._audit_received(raw, actor, "conflict")
             case Received(replayed=True):
-                self._audit_received(raw, "duplicate")
+                self._audit_received(raw, actor, "duplicate")
         failpoint("intake.after_commit")
         self._on_commit()
         return result
 
-    def _store(self, application: Application) -> IntakeResult:
+    def _store(self, application: Application, actor: str) -> IntakeResult:
         with self._database.transaction() as session:
             existing = session.scalar(
                 select(BundleRow).where(BundleRow.project_no == application.project_no)
@@ -125,7 +129,7 @@ class Intake:
             )
             audit.record(
                 session,
-                actor=Actor.PLATFORM,
+                actor=actor,
                 event=AuditEvent.RECEIVED,
                 outcome="accepted",
                 bundle_id=bundle.id,
@@ -168,13 +172,15 @@ class Intake:
             )
             return Received(receipt_for(bundle, self._catalog), replayed=False)
 
-    def _audit_received(self, raw: Any, outcome: str, detail: str | None = None) -> None:
+    def _audit_received(
+        self, raw: Any, actor: str, outcome: str, detail: str | None = None
+    ) -> None:
         """An application that stored nothing (refused, repeated, conflicting) is audited too."""
         project_no = raw.get("project_no") if isinstance(raw, dict) else None
         with self._database.transaction() as session:
             audit.record(
                 session,
-                actor=Actor.PLATFORM,
+                actor=actor,
                 event=AuditEvent.RECEIVED,
                 outcome=outcome,
                 message_id=str(project_no)[:64] if project_no is not None else None,

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from contracts import topology
 from contracts.api import ManualItem, ManualItemState
@@ -34,7 +35,7 @@ from contracts.messages import (
     OutcomeResult,
     SupplementPurpose,
 )
-from router.store import Database, ManualItemRow
+from router.store import Database, ManualItemRow, audit
 from router.store.outbox import enqueue
 
 
@@ -42,6 +43,7 @@ class Refusal(StrEnum):
     NOT_IN_QUEUE = "not_in_queue"  # no such item, or another department's
     OTHER_DEPARTMENT = "other_department"  # a dispatch filed with the wrong queue
     DECIDED = "decided"  # a second decision on the same item
+    CLAIMED_BY_OTHER = "claimed_by_other"  # staff decided an item another one claimed
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,11 @@ class ManualQueue:
                 return Refusal.NOT_IN_QUEUE
             return ItemDispatch.model_validate(row.dispatch)
 
-    def claim(self, item_id: uuid.UUID, staff: str) -> ManualItem | Refusal | Taken:
-        """Take the item for `staff`, who may claim it again (a retried request)."""
+    def claim(
+        self, item_id: uuid.UUID, staff: str, *, actor: str | None = None
+    ) -> ManualItem | Refusal | Taken:
+        """Take the item for `staff`, who may claim it again (a retried request);
+        `actor` (staff and their token) is audited."""
         with self._database.transaction() as session:
             row = self._own(session.get(ManualItemRow, item_id, with_for_update=True))
             if row is None:
@@ -131,16 +136,25 @@ class ManualQueue:
                 return Taken(_view(row))
             row.state = ManualItemState.CLAIMED
             row.claimed_by, row.updated_at = staff, datetime.now(UTC)
+            self._audit(session, row, actor or staff, audit.AuditEvent.CLAIMED, "claimed")
             return _view(row)
 
-    def decide(self, item_id: uuid.UUID, result: OutcomeResult) -> ManualItem | Refusal:
-        """Answer the item's dispatch with `result`, through the outbox."""
+    def decide(
+        self, item_id: uuid.UUID, result: OutcomeResult, staff: str, *, actor: str | None = None
+    ) -> ManualItem | Refusal:
+        """Answer the item's dispatch with `result`, through the outbox, as `staff`: an
+        item another staff member claimed is theirs to decide; an unclaimed one becomes
+        the decider's."""
         with self._database.transaction() as session:
             row = self._own(session.get(ManualItemRow, item_id, with_for_update=True))
             if row is None:
                 return Refusal.NOT_IN_QUEUE
             if row.state == ManualItemState.DONE:
                 return Refusal.DECIDED
+            if row.claimed_by not in (None, staff):
+                return Refusal.CLAIMED_BY_OTHER
+            row.claimed_by, row.state = staff, ManualItemState.CLAIMED
+            self._audit(session, row, actor or staff, audit.AuditEvent.DECIDED, result.status)
             outcome = ItemOutcome.answering(ItemDispatch.model_validate(row.dispatch), result)
             enqueue(
                 session,
@@ -155,6 +169,21 @@ class ManualQueue:
             item = _view(row)
         self._on_commit()
         return item
+
+    @staticmethod
+    def _audit(
+        session: Session, row: ManualItemRow, actor: str, event: audit.AuditEvent, outcome: str
+    ) -> None:
+        dispatch = ItemDispatch.model_validate(row.dispatch)
+        audit.record(
+            session,
+            actor=actor,
+            event=event,
+            outcome=outcome,
+            bundle_id=dispatch.bundle_id,
+            item=dispatch.item,
+            message_id=dispatch.message_id,
+        )
 
     def _own(self, row: ManualItemRow | None) -> ManualItemRow | None:
         return row if row is not None and row.department == self.department else None

@@ -14,7 +14,7 @@ from enum import StrEnum
 from contracts.api import BundleState, TimelineEvent
 from contracts.messages import BundleOutcome, ItemState
 from router.domain.progress import assemble_reply, cancel_at_department, set_item_state
-from router.store import BundleRow, Database
+from router.store import BundleRow, Database, audit
 from router.store.timeline import Actor, record_event
 
 DEFAULT_REASON = "申请人撤回申请"
@@ -26,7 +26,13 @@ class Withdrawn(StrEnum):
     ALREADY_REPLIED = "already_replied"
 
 
-def withdraw(database: Database, bundle_id: uuid.UUID, reason: str = DEFAULT_REASON) -> Withdrawn:
+def withdraw(
+    database: Database,
+    bundle_id: uuid.UUID,
+    actor: str = Actor.PLATFORM,
+    reason: str = DEFAULT_REASON,
+) -> Withdrawn:
+    """Withdraw the bundle on `actor`'s request (the token that asked, audited)."""
     with database.transaction() as session:
         bundle = session.get(BundleRow, bundle_id, with_for_update=True)
         if bundle is None:
@@ -35,6 +41,14 @@ def withdraw(database: Database, bundle_id: uuid.UUID, reason: str = DEFAULT_REA
             return Withdrawn.ALREADY_REPLIED
         record_event(
             session, bundle.id, None, TimelineEvent.WITHDRAWN, reason, actor=Actor.PLATFORM
+        )
+        audit.record(
+            session,
+            actor=actor,
+            event=audit.AuditEvent.WITHDRAWN,
+            outcome="withdrawn",
+            bundle_id=bundle.id,
+            detail=reason,
         )
         for item in bundle.items:
             if ItemState(item.state).is_final:

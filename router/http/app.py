@@ -7,17 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from contracts.application import Application
 from contracts.catalog import Catalog
+from router.http.auth import fixed_tokens
 from router.http.bundles import bundle_routes
 from router.http.catalog import catalog_routes
+from router.http.headers import send_security_headers
 from router.http.manual import manual_routes
 from router.http.materials import material_routes
 from router.http.ops import ops_routes
+from router.http.outages import answer_outages_with_retry_after
 from router.http.problems import answer_refusals_as_notices, document_refusals
-from router.http.services import Services
+from router.http.services import AppServices, Services
 
 
 def openapi_document(catalog: Catalog) -> dict[str, Any]:
@@ -39,17 +43,30 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     for routes in (bundle_routes, material_routes, catalog_routes, manual_routes, ops_routes):
         app.include_router(routes)
     app.add_api_route("/healthz", health, methods=["GET"])
+    app.add_api_route("/readyz", readiness, methods=["GET"], include_in_schema=False)
     _register_schema(app, Application)
     answer_refusals_as_notices(app)
+    answer_outages_with_retry_after(app)
+    send_security_headers(app)
     app.state.services = services
     app.state.catalog = catalog
-    app.state.api_tokens = services.api_tokens if services else ()
+    app.state.api_tokens = services.api_tokens if services else fixed_tokens(())
+    app.state.guesses = services.guesses if services else None
     return app
 
 
 # No docstring: it would become the operation's description in the OpenAPI document.
 def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+def readiness(services: AppServices) -> JSONResponse:
+    """200 while the database and the broker answer: a load balancer sends no requests
+    to a replica that could only fail them (liveness stays `/healthz`)."""
+    problem = services.readiness()
+    if problem is None:
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"problem": problem}, status_code=503)
 
 
 def _drop_integer_discriminators(schemas: dict[str, Any]) -> None:

@@ -6,6 +6,10 @@ so a leaked configuration opens nothing; the token itself is shown once, when it
 back. A request is refused before its route runs: it leaves no trace in state.
 
     missing or unknown token → 401    expired → 401    token without the scope → 403
+    too many unknown or expired tokens from one client this minute → 429 (router.http.guessing)
+
+The tokens are read through `app.state.api_tokens`, a callable: a tokens file is read
+again when it changes (`runtime.reloading`), so a revoked token is refused within a minute.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from contracts.errors import ConfigurationError
+from router.http.guessing import CredentialGuesses
 
 TOKEN_PREFIX = "lb_"
 REALM = "lianban"
@@ -53,6 +58,17 @@ class ApiToken:
     sha256: str
     scopes: frozenset[str]
     expires_at: datetime | None = None
+
+    @property
+    def token_id(self) -> str:
+        """A short id that names the token in the audit log without opening anything."""
+        return self.sha256[:12]
+
+    @property
+    def actor(self) -> str:
+        """Who acted, for the timeline and the audit log: the holder (a staff member's
+        own name on their token) and the token."""
+        return f"{self.name[:100]} (token {self.token_id})"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +114,14 @@ def load_tokens(path: Path) -> tuple[ApiToken, ...]:
         raise ConfigurationError(f"cannot read the tokens file {path}: {error}") from None
 
 
+Tokens = Callable[[], Sequence[ApiToken]]
+"""The tokens in force now."""
+
+
+def fixed_tokens(tokens: Sequence[ApiToken]) -> Tokens:
+    return lambda: tokens
+
+
 def find_token(
     tokens: Sequence[ApiToken], presented: str, now: datetime | None = None
 ) -> ApiToken | None:
@@ -134,9 +158,20 @@ def authorize(
             detail="a bearer token is required",
             headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'},
         )
-    tokens: Sequence[ApiToken] = getattr(request.app.state, "api_tokens", ())
-    token = find_token(tokens, credentials.credentials)
+    guesses: CredentialGuesses | None = getattr(request.app.state, "guesses", None)
+    client = request.client.host if request.client else "unknown"
+    retry_after = guesses.retry_after(client) if guesses else None
+    if retry_after is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="too many unknown tokens from this client; retry later",
+            headers={"Retry-After": str(retry_after)},
+        )
+    tokens: Tokens = getattr(request.app.state, "api_tokens", fixed_tokens(()))
+    token = find_token(tokens(), credentials.credentials)
     if token is None:
+        if guesses is not None:
+            guesses.refused(client)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="the token is unknown or expired",

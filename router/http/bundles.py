@@ -27,14 +27,14 @@ from router.domain.intake import CaseNumberTaken, ProblemsFound, Received
 from router.domain.validation import material_problems
 from router.domain.views import bundle_reply, bundle_status, bundle_timeline
 from router.domain.withdrawal import Withdrawn, withdraw
-from router.http.auth import Scope, require_scope
+from router.http.auth import ApiToken, Scope, require_scope
 from router.http.problems import Cause, Refused, one_time_notice, problem_details, problem_response
 from router.http.services import AppCatalog, AppServices
 from router.store import BundleRow
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
-WRITERS = [Depends(require_scope(Scope.BUNDLES_WRITE))]
 READERS = [Depends(require_scope(Scope.BUNDLES_READ))]
+Writer = Annotated[ApiToken, Depends(require_scope(Scope.BUNDLES_WRITE))]
 
 bundle_routes = APIRouter()
 
@@ -42,7 +42,6 @@ bundle_routes = APIRouter()
 @bundle_routes.post(
     "/v1/bundles",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=WRITERS,
     response_model=IntakeReceipt,
     responses={
         200: {"model": IntakeReceipt, "description": "Repeat of an accepted case number"},
@@ -66,6 +65,7 @@ bundle_routes = APIRouter()
 async def submit_bundle(
     request: Request,
     services: AppServices,
+    writer: Writer,
     idempotency_key: Annotated[
         str | None, Header(alias=IDEMPOTENCY_KEY, description="The case number (办件编号)")
     ] = None,
@@ -81,7 +81,7 @@ async def submit_bundle(
         )
         details = problem_details(Cause.INVALID_REQUEST, problem.message_en, (problem,))
         return problem_response(details)
-    result = services.intake.submit(raw, idempotency_key)
+    result = services.intake.submit(raw, idempotency_key, actor=writer.actor)
     match result:
         case Received(receipt=receipt, replayed=replayed):
             return JSONResponse(
@@ -159,13 +159,12 @@ def get_reply(
 @bundle_routes.post(
     "/v1/bundles/{bundle_id}/withdraw",
     response_model=BundleReply,
-    dependencies=WRITERS,
     responses={409: {"model": ProblemDetails, "description": "The bundle was already answered"}},
 )
 def withdraw_bundle(
-    bundle_id: uuid.UUID, services: AppServices, body: Withdrawal | None = None
+    bundle_id: uuid.UUID, services: AppServices, writer: Writer, body: Withdrawal | None = None
 ) -> BundleReply:
-    result = withdraw(services.database, bundle_id, (body or Withdrawal()).reason)
+    result = withdraw(services.database, bundle_id, writer.actor, (body or Withdrawal()).reason)
     if result is Withdrawn.UNKNOWN:
         raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
     if result is Withdrawn.ALREADY_REPLIED:
@@ -180,7 +179,6 @@ def withdraw_bundle(
 @bundle_routes.post(
     "/v1/bundles/{bundle_id}/items/{item}/corrections",
     response_model=BundleStatus,
-    dependencies=WRITERS,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         404: {"model": ProblemDetails, "description": "No such bundle or item"},
@@ -192,7 +190,12 @@ def withdraw_bundle(
     },
 )
 def submit_correction(
-    bundle_id: uuid.UUID, item: str, body: Correction, services: AppServices, catalog: AppCatalog
+    bundle_id: uuid.UUID,
+    item: str,
+    body: Correction,
+    services: AppServices,
+    catalog: AppCatalog,
+    writer: Writer,
 ) -> BundleStatus | JSONResponse:
     """补齐补正: resubmit what the department asked for; the item resumes at the same
     department without a second filing."""
@@ -203,7 +206,7 @@ def submit_correction(
     )
     if problems:
         return one_time_notice(*problems)
-    result = resubmit(services.database, bundle_id, item, body.materials)
+    result = resubmit(services.database, bundle_id, item, body.materials, writer.actor)
     if result is Resubmitted.UNKNOWN:
         raise Refused(Cause.ITEM_NOT_FOUND, f"no item {item!r} in bundle {bundle_id}")
     if result is Resubmitted.NOT_REQUESTED:

@@ -15,9 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from contracts.application import MATERIAL_MEDIA_TYPES, MaterialRef
 from contracts.errors import MaterialMissing, MaterialRejected, MaterialTooLarge, StoreUnavailable
 from router.domain.views import bundle_file
-from router.http.auth import Scope, require_scope
+from router.http.auth import ApiToken, Scope, require_scope
 from router.http.problems import Cause, Refused
 from router.http.services import AppServices
+from router.store import audit
 
 log = structlog.get_logger(__name__)
 
@@ -27,7 +28,6 @@ material_routes = APIRouter()
 @material_routes.put(
     "/v1/materials/{sha256}",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(require_scope(Scope.FILES_WRITE))],
     responses={
         413: {"description": "The file is larger than the cap"},
         422: {"description": "The file is not what it claims to be"},
@@ -38,6 +38,7 @@ async def upload_material(
     sha256: str,
     request: Request,
     services: AppServices,
+    uploader: Annotated[ApiToken, Depends(require_scope(Scope.FILES_WRITE))],
     content_type: Annotated[str, Header()],
 ) -> dict[str, Any]:
     """Stream a material in; it is stored under its SHA-256 only if every check passes."""
@@ -57,13 +58,21 @@ async def upload_material(
         raise Refused(Cause.MATERIAL_REJECTED, str(error)) from None
     except StoreUnavailable as error:
         raise _unavailable(error) from None
+    await run_in_threadpool(
+        audit.record_alone,
+        services.database,
+        actor=uploader.actor,
+        event=audit.AuditEvent.UPLOADED,
+        outcome="stored",
+        message_id=sha256,
+        detail=f"{size} bytes, {content_type}",
+    )
     return {"sha256": sha256, "size": size}
 
 
 @material_routes.get(
     "/v1/bundles/{bundle_id}/files/{sha256}",
     response_class=StreamingResponse,
-    dependencies=[Depends(require_scope(Scope.FILES_READ))],
     responses={
         200: {
             "description": "The file, as its own media type",
@@ -80,11 +89,20 @@ def get_file(
     bundle_id: uuid.UUID,
     sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
     services: AppServices,
+    reader: Annotated[ApiToken, Depends(require_scope(Scope.FILES_READ))],
 ) -> StreamingResponse:
     """A file the bundle references: a material of its application, or the file of a
     certificate a department issued (电子证照). Any other digest is a 404."""
     with services.database.transaction() as session:
         ref = bundle_file(session, bundle_id, sha256)
+        audit.record(
+            session,
+            actor=reader.actor,
+            event=audit.AuditEvent.PULLED,
+            outcome="found" if ref is not None else "not_found",
+            bundle_id=bundle_id,
+            message_id=sha256,
+        )
     if ref is None:
         raise Refused(Cause.FILE_NOT_FOUND, "the bundle references no such file")
     try:

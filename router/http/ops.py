@@ -33,6 +33,7 @@ from router.operations.overview import (
     department_health,
     supervision_figures,
 )
+from router.store import audit
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -117,12 +118,20 @@ def replay(
     ops: AppOps,
 ) -> Replayed:
     replayed = _parked(lambda: ops.dead_letters.replay(queue, body.message_ids))
+    requested = ", ".join(body.message_ids) if body.message_ids is not None else "all"
+    audit.record_alone(
+        ops.database,
+        actor=operator.actor,
+        event=audit.AuditEvent.REPLAYED,
+        outcome=f"{replayed} replayed",
+        detail=f"{queue}: {requested}",
+    )
     log.warning(
         "ops.dead_letters_replayed",
         queue=queue,
         replayed=replayed,
         requested=len(body.message_ids) if body.message_ids is not None else "all",
-        operator=operator.name,
+        operator=operator.actor,
     )
     return Replayed(replayed=replayed)
 

@@ -8,6 +8,9 @@ HTTPException gets its status's code and titles. An application with problems, a
 request FastAPI cannot read (a path parameter that is not a UUID, a body of the wrong
 shape), carry every problem in `problems` at once (一次告知), each with a pointer, a code
 and messages — under two different codes and titles. The OpenAPI document says so.
+The OpenAPI document also declares the 401, 403 and 429 (a client locked out for guessing
+tokens) every protected operation may answer, and the 404 of every path that names
+something, so clients (and the fuzzer, tests/test_fuzz_intake.py) know every answer.
 """
 
 from __future__ import annotations
@@ -171,6 +174,7 @@ _NOTICE_REF = {"$ref": "#/components/schemas/OneTimeNotice"}
 _AUTH_REFUSALS = {
     "401": "No bearer token, or one that is unknown or expired",
     "403": "The token lacks the scope this operation needs",
+    "429": "Too many unknown or expired tokens from this client; retry after Retry-After",
 }
 
 

@@ -8,7 +8,7 @@ services: its routes answer 503.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -16,7 +16,8 @@ from fastapi import Depends, HTTPException, Request
 
 from contracts.catalog import Catalog
 from router.domain.intake import Intake
-from router.http.auth import ApiToken
+from router.http.auth import Tokens
+from router.http.guessing import CredentialGuesses
 from router.operations.overview import OpsServices
 from router.store import Database
 from runtime.storage import MaterialStore
@@ -31,9 +32,12 @@ class Services:
     database: Database
     intake: Intake
     materials: MaterialStore
-    api_tokens: Sequence[ApiToken] = ()
+    api_tokens: Tokens = lambda: ()
     on_commit: Callable[[], None] = lambda: None
     ops: OpsServices | None = None
+    guesses: CredentialGuesses | None = None
+    readiness: Callable[[], str | None] = lambda: None
+    """What keeps the API from serving (the database, the broker), or None: `/readyz`."""
 
 
 # The dependencies are coroutines so FastAPI calls them on the event loop: a plain

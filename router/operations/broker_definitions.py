@@ -9,12 +9,14 @@ Load with `rabbitmqctl import_definitions definitions.json` (or the management A
                           the default exchange)
     lianban-<department>  reads only its own queue, declares nothing, and publishes only
                           to the outcomes exchange under `outcome.<department>` (topic
-                          permission), plus parking and delayed retries of its own messages
+                          permission), and to its own queue's parking-lot and retry
+                          exchanges (`lianban.dept.<d>.dead`, `.retry`), which lead back
+                          to its own parking lot and queue only
 
-A department could still publish into `lianban.dead` or `lianban.retry` (direct and headers
-exchanges take no topic permissions), but every consumer checks the router's or the
-department's signature (`runtime.messaging.signing`), so nothing it could send there
-would be processed.
+No exchange a department may write to reaches another department's queue or parking lot
+(tests/test_broker_permissions.py tries every exchange as every department); and every
+consumer checks the router's or the department's signature besides
+(`runtime.messaging.signing`).
 
 The checked-in file has no passwords: its users log in with a password an operator sets
 (`rabbitmqctl change_password`) or with a client certificate (EXTERNAL). Generate a
@@ -74,8 +76,8 @@ def definitions(
                     configure="^$",
                     write=_exactly(
                         topology.OUTCOMES_EXCHANGE,
-                        topology.DEAD_LETTER_EXCHANGE,
-                        topology.RETRY_EXCHANGE,
+                        topology.dead_letter_exchange(topology.department_queue(code)),
+                        topology.retry_exchange(topology.department_queue(code)),
                     ),
                     read=_exactly(topology.department_queue(code)),
                 )
@@ -92,7 +94,7 @@ def definitions(
             }
             for code in codes
         ],
-        "exchanges": [_exchange(exchange, vhost) for exchange in exchanges()],
+        "exchanges": [_exchange(exchange, vhost) for exchange in exchanges(codes)],
         "queues": [_queue(queue, vhost) for queue in queues(codes)],
         "bindings": [_binding(queue, vhost) for queue in queues(codes)],
         "policies": [

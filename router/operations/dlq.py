@@ -24,6 +24,7 @@ from typing import Any
 from kombu import Message, Queue
 from pydantic import BaseModel
 
+from contracts import topology
 from runtime.messaging import Broker, Delivery, Outgoing, Publisher
 from runtime.messaging.declaration import queues
 from runtime.messaging.envelope import (
@@ -74,9 +75,9 @@ class DeadLetter:
         died_at = headers.get(REFUSED_AT_HEADER)
         return cls(
             queue=queue,
-            source_queue=str(
-                headers.get(SOURCE_QUEUE_HEADER) or headers.get("x-first-death-queue") or ""
-            ),
+            # The parking lot decides where a replay goes, never the letter's headers:
+            # whoever could write a letter could otherwise aim it at any queue.
+            source_queue=topology.source_of_parking(queue),
             message_id=delivery.message_id,
             bundle_id=delivery.correlation_id,
             reason=str(
@@ -139,8 +140,6 @@ class DeadLetterQueues:
                 letter = DeadLetter.of(queue, delivery)
                 if message_ids is not None and letter.message_id not in message_ids:
                     continue
-                if not letter.source_queue:
-                    continue  # nowhere to send it: left for an operator to inspect
                 publisher.publish(_replay_of(letter, delivery))
                 message.ack()
                 replayed += 1

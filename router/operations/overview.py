@@ -6,6 +6,7 @@ database through `OpsServices.metrics`.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from sqlalchemy import and_, func, select
 from contracts.api import AlertLevel, BundleState, BundleStatus, DeadlineKind
 from contracts.catalog import Catalog
 from contracts.messages import ItemState
+from contracts.personal_data import mask_fields, mask_text
 from router.domain.timekeeping import deadlines
 from router.domain.views import bundle_status, find_bundle
 from router.operations.dlq import DeadLetter, DeadLetterQueues, DeadLetterSummary
@@ -102,13 +104,24 @@ class SupervisionFigures(BaseModel):
 
 
 class DeadLetterEntry(DeadLetterSummary):
-    body: str  # its start: enough to recognise it, never megabytes in the page
+    body: str  # its start, masked: enough to recognise it, never megabytes in the page
 
     @classmethod
     def of(cls, letter: DeadLetter) -> DeadLetterEntry:
-        return cls(
-            **letter.summary().model_dump(), body=letter.body.decode("utf-8", "replace")[:2000]
-        )
+        summary = letter.summary().model_dump()
+        summary["reason"] = mask_text(summary["reason"])
+        return cls(**summary, body=_masked_body(letter.body)[:2000])
+
+
+def _masked_body(body: bytes) -> str:
+    """A message body as an operator may read it: personal data masked by field name
+    (a dispatch's form) when it is JSON, by pattern otherwise."""
+    text = body.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return mask_text(text)
+    return json.dumps(mask_fields(parsed), ensure_ascii=False)
 
 
 def department_health(ops: OpsServices, window: timedelta) -> list[DepartmentHealth]:

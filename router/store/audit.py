@@ -5,6 +5,11 @@ Recording is cheap and never contended: `record` adds an unsealed row inside the
 transaction, so a record commits (or rolls back) with the change it describes. One sealer
 later gives each record its place in the chain (`router.store.audit_chain`).
 
+Each record carries its writer's signature (`writer_mac`, an HMAC under the audit key
+that only Lianban's processes hold, LIANBAN_AUDIT_KEY_FILE): a row inserted into the
+table by anyone with mere database access — a forged, back-dated record — has none that
+matches, so the sealer leaves it out of the chain and `lianban audit verify` names it.
+
     with database.transaction() as session:
         ...
         audit.record(
@@ -17,27 +22,50 @@ Keep `detail` short and free of personal data; it is masked like a log line all 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
+import structlog
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from contracts.messages import ItemOutcome, ItemState
 from contracts.personal_data import mask_text
-from router.store import AuditRow, OutboxRow
+from router.store import AuditRow, Database, OutboxRow
 from router.store.timeline import Actor, department_actor
 
-__all__ = ["AuditEvent", "record", "record_decided", "record_sent"]
+__all__ = [
+    "AuditEvent",
+    "credential_refusals",
+    "record",
+    "record_alone",
+    "record_decided",
+    "record_sent",
+    "writer_mac",
+    "written_by_the_application",
+]
 
+log = structlog.get_logger(__name__)
 _DETAIL_LIMIT = 1000
 
 
 class AuditEvent(StrEnum):
-    RECEIVED = "received"  # a message came in: an application, a withdrawal, a correction
+    RECEIVED = "received"  # an application came in
     SENT = "sent"  # the relay published a message and the broker confirmed it
-    DECIDED = "decided"  # the correlator applied a department's outcome to an item
-    REFUSED = "refused"  # a message was refused unprocessed (bad signature, unreadable, …)
+    DECIDED = "decided"  # an outcome was applied to an item, or staff decided one
+    REFUSED = "refused"  # a message or a credential was refused (bad signature, unknown token)
+    WITHDRAWN = "withdrawn"  # the platform withdrew a bundle
+    CORRECTED = "corrected"  # the platform resubmitted what a department asked to correct
+    UPLOADED = "uploaded"  # a material was stored
+    PULLED = "pulled"  # a bundle's file was read out
+    REPLAYED = "replayed"  # an operator replayed dead letters
+    CLAIMED = "claimed"  # staff claimed a manual work-queue item
 
 
 def record(
@@ -51,19 +79,68 @@ def record(
     message_id: str | uuid.UUID | None = None,
     detail: str | None = None,
 ) -> None:
-    """Add one record to the audit log inside the caller's transaction."""
-    session.add(
-        AuditRow(
-            at=datetime.now(UTC),
-            actor=actor,
-            event=event.value,
-            outcome=outcome,
-            bundle_id=bundle_id,
-            item=item,
-            message_id=str(message_id) if message_id is not None else None,
-            detail=mask_text(detail[:_DETAIL_LIMIT]) if detail else None,
-        )
+    """Add one record to the audit log inside the caller's transaction, signed with
+    the session's audit key."""
+    row = AuditRow(
+        at=datetime.now(UTC),
+        actor=actor,
+        event=event.value,
+        outcome=outcome,
+        bundle_id=bundle_id,
+        item=item,
+        message_id=str(message_id) if message_id is not None else None,
+        detail=mask_text(detail[:_DETAIL_LIMIT]) if detail else None,
     )
+    row.writer_mac = writer_mac(session.info["audit_key"], row)
+    session.add(row)
+
+
+def writer_mac(key: bytes, row: AuditRow) -> str:
+    """The writer's signature of a record: an HMAC of every field a writer sets."""
+    fields = [
+        row.at.astimezone(UTC).isoformat(),
+        row.actor,
+        row.event,
+        row.outcome,
+        str(row.bundle_id) if row.bundle_id is not None else None,
+        row.item,
+        row.message_id,
+        row.detail,
+    ]
+    canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def written_by_the_application(key: bytes, row: AuditRow) -> bool:
+    return row.writer_mac is not None and hmac.compare_digest(row.writer_mac, writer_mac(key, row))
+
+
+def record_alone(database: Database, **fields: Any) -> None:
+    """`record` in a transaction of its own: for an action that changes nothing else
+    (an upload, a file pulled, a replay)."""
+    with database.transaction() as session:
+        record(session, **fields)
+
+
+def credential_refusals(database: Database) -> Callable[[str, int, bool], None]:
+    """The HTTP API's hook for refused tokens (`router.http.guessing`), which calls it
+    aggregated: a client's first refusal in a minute, and its lockout."""
+
+    def record_refusals(client: str, refused: int, locked_out: bool) -> None:
+        try:
+            with database.transaction() as session:
+                record(
+                    session,
+                    actor=f"client:{client}",
+                    event=AuditEvent.REFUSED,
+                    outcome="locked_out" if locked_out else "unknown_token",
+                    detail=f"{refused} unknown or expired token(s) this minute",
+                )
+        except (OperationalError, InterfaceError):
+            # The refusal stands either way; the outage is answered where it matters.
+            log.warning("audit.credential_refusal_not_recorded", client=client)
+
+    return record_refusals
 
 
 def record_sent(session: Session, row: OutboxRow) -> None:

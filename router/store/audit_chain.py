@@ -16,6 +16,14 @@ LOCKED` (one seals, the others skip the round); SQLite takes its write lock at B
 there the turns are taken by the database. A record committed late (a lower id than one
 already sealed) simply takes the next place: the chain's order is `seq`.
 
+Only records the application wrote are sealed: each carries its writer's signature
+(`router.store.audit.writer_mac`). A row that does not — inserted by someone with access
+to the database alone, e.g. a forged, back-dated record — is marked refused
+(`prev_hash = REFUSED`) and never enters the chain, and verification fails naming it.
+After sealing, the chain's head is logged (`audit.head`): shipped off the machine with
+the logs, or exported by `lianban audit head`, it anchors the chain outside the database,
+so even rewriting the whole table and its state row is found.
+
 Pruning keeps verifiability: the oldest records past retention are deleted only after
 their part of the chain verified, and the last deleted one's `seq` and hash become the
 anchor the first kept record must follow.
@@ -35,11 +43,14 @@ from sqlalchemy.orm import Session
 
 from contracts.errors import ChainBroken, ConfigurationError
 from router.store import AuditChainRow, AuditRow, Database
+from router.store.audit import written_by_the_application
 
 log = structlog.get_logger(__name__)
 
 GENESIS_HASH = "0" * 64
 """What the first record ever sealed follows."""
+REFUSED = "refused: not signed by a writer"
+"""What the sealer puts in `prev_hash` of a row it will not seal."""
 CHAIN_ID = 1
 # 网络安全法 第二十一条: network logs are kept no less than six months; 184 days is the
 # longest six calendar months.
@@ -89,15 +100,23 @@ def _chain(session: Session, *, skip_locked: bool) -> AuditChainRow | None:
 
 
 def seal_pending(database: Database, batch_size: int = 500) -> int:
-    """Chain up to `batch_size` unsealed records, in id order; returns how many."""
+    """Chain up to `batch_size` unsealed records, in id order; returns how many were
+    looked at (refused ones included)."""
     with database.transaction() as session:
         chain = _chain(session, skip_locked=True)
         if chain is None:
             return 0
         rows = session.scalars(
-            select(AuditRow).where(AuditRow.seq.is_(None)).order_by(AuditRow.id).limit(batch_size)
+            select(AuditRow)
+            .where(AuditRow.seq.is_(None), AuditRow.prev_hash.is_(None))
+            .order_by(AuditRow.id)
+            .limit(batch_size)
         ).all()
         for row in rows:
+            if not written_by_the_application(database.audit_key, row):
+                log.error("audit.forged_record", record=row.id)
+                row.prev_hash = REFUSED
+                continue
             seq = chain.head_seq + 1
             row.seq, row.prev_hash, row.hash = (
                 seq,
@@ -105,6 +124,8 @@ def seal_pending(database: Database, batch_size: int = 500) -> int:
                 record_hash(row, seq, chain.head_hash),
             )
             chain.head_seq, chain.head_hash = seq, row.hash
+        if rows:
+            log.info("audit.head", head_seq=chain.head_seq, head_hash=chain.head_hash)
         return len(rows)
 
 
@@ -133,9 +154,11 @@ class Break:
     problem: str
 
 
-def _first_break(session: Session, chain: AuditChainRow, up_to: int | None = None) -> Break | None:
+def _first_break(
+    session: Session, chain: AuditChainRow, key: bytes, up_to: int | None = None
+) -> Break | None:
     """Check sealed records in `seq` order from the anchor (up to `up_to`, else to the
-    head); the first thing wrong, if anything is."""
+    head), then unsealed ones; the first thing wrong, if anything is."""
     expected_seq, prev_hash = chain.anchor_seq + 1, chain.anchor_hash
     query = select(AuditRow).where(AuditRow.seq.is_not(None)).order_by(AuditRow.seq)
     if up_to is not None:
@@ -147,10 +170,16 @@ def _first_break(session: Session, chain: AuditChainRow, up_to: int | None = Non
             return Break(row.id, "does not follow the record before it: removed or reordered")
         if row.hash != record_hash(row, expected_seq, prev_hash):
             return Break(row.id, "its content does not match its hash: changed")
+        if row.seq >= chain.signed_from_seq and not written_by_the_application(key, row):
+            return Break(row.id, "not signed by a writer: inserted from outside")
         expected_seq, prev_hash = expected_seq + 1, row.hash
     last_seq, end = expected_seq - 1, chain.head_seq if up_to is None else up_to
     if last_seq != end or (up_to is None and prev_hash != chain.head_hash):
         return Break(None, f"the chain ends at seq {last_seq}, its head is seq {end}: removed")
+    if up_to is None:
+        for row in session.scalars(select(AuditRow).where(AuditRow.seq.is_(None))):
+            if not written_by_the_application(key, row):
+                return Break(row.id, "not signed by a writer: inserted from outside")
     return None
 
 
@@ -162,7 +191,7 @@ def verify(database: Database) -> Verification:
             raise ConfigurationError("the audit chain has no state row: run the migrations")
         sealed = session.scalar(select(func.count()).where(AuditRow.seq.is_not(None))) or 0
         unsealed = session.scalar(select(func.count()).where(AuditRow.seq.is_(None))) or 0
-        found = _first_break(session, chain)
+        found = _first_break(session, chain, database.audit_key)
         return Verification(
             sealed,
             unsealed,
@@ -171,6 +200,20 @@ def verify(database: Database) -> Verification:
             found.record if found else None,
             found.problem if found else None,
         )
+
+
+def head(database: Database) -> dict[str, object]:
+    """The chain's head as it is now, to keep outside the database (a notary, a ticket,
+    another system's log): a later chain must still pass through it."""
+    with database.transaction() as session:
+        chain = session.get(AuditChainRow, CHAIN_ID)
+        if chain is None:
+            raise ConfigurationError("the audit chain has no state row: run the migrations")
+        return {
+            "head_seq": chain.head_seq,
+            "head_hash": chain.head_hash,
+            "at": datetime.now(UTC).isoformat(),
+        }
 
 
 def prune(database: Database, retention: timedelta, now: datetime | None = None) -> int:
@@ -188,7 +231,7 @@ def prune(database: Database, retention: timedelta, now: datetime | None = None)
         last_pruned = chain.head_seq if first_kept is None else first_kept - 1
         if last_pruned <= chain.anchor_seq:
             return 0
-        found = _first_break(session, chain, up_to=last_pruned)
+        found = _first_break(session, chain, database.audit_key, up_to=last_pruned)
         if found is not None:
             raise ChainBroken(
                 f"not pruning records that do not verify: record {found.record}: {found.problem}"

@@ -10,19 +10,33 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x4C49414E42414E  # "LIANBAN": a PostgreSQL advisory lock key
+_CONNECT_TIMEOUT_SECONDS = 5
+
+
+DEVELOPMENT_AUDIT_KEY = b"lianban development audit key: set LIANBAN_AUDIT_KEY_FILE"
+"""The writers' audit key where none is configured (embedded mode, tests): public, so
+it proves nothing; production sets its own (`router.store.audit`)."""
 
 
 class Database:
-    """One database URL, its engine and a session factory."""
+    """One database URL, its engine and a session factory.
 
-    def __init__(self, url: str) -> None:
+    `audit_key` is the secret the application signs its audit records with; every
+    session carries it (`session.info["audit_key"]`) so that writers need no other handle.
+    """
+
+    def __init__(self, url: str, audit_key: bytes = DEVELOPMENT_AUDIT_KEY) -> None:
         self.url = url
         self.engine = _create_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.audit_key = audit_key
+        self._sessions = sessionmaker(
+            self.engine, expire_on_commit=False, info={"audit_key": audit_key}
+        )
 
     @property
     def is_postgresql(self) -> bool:
@@ -45,13 +59,30 @@ class Database:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
+    def problem(self) -> str | None:
+        """Why the database cannot be used now, or None (a readiness check)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except (OperationalError, InterfaceError) as error:
+            return f"the database is unavailable: {type(error.orig).__name__}"
+        return None
+
     def dispose(self) -> None:
         self.engine.dispose()
 
 
 def _create_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        # A bounded connect: a database that does not answer is an outage to report
+        # (503, not ready), not a request that hangs.
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            connect_args={"connect_timeout": _CONNECT_TIMEOUT_SECONDS},
+        )
     # pysqlite's own transaction handling defers BEGIN; take the write lock at BEGIN
     # instead (BEGIN IMMEDIATE) so concurrent writers queue rather than deadlock.
     engine = create_engine(

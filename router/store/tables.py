@@ -318,6 +318,8 @@ class AuditRow(Base):
     seq: Mapped[int | None] = mapped_column(BigInteger)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
+    writer_mac: Mapped[str | None] = mapped_column(String(64))
+    """HMAC-SHA256 of the record's fields under the writers' audit key (`audit.writer_mac`)."""
 
 
 class AuditChainRow(Base):
@@ -332,3 +334,5 @@ class AuditChainRow(Base):
     anchor_seq: Mapped[int] = mapped_column(BigInteger)
     anchor_hash: Mapped[str] = mapped_column(String(64))
     anchored_at: Mapped[datetime | None]
+    signed_from_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
+    """Records from this seq on must carry a writer signature (older ones predate them)."""

@@ -17,8 +17,8 @@ DEPARTMENT_ACTOR_PREFIX = "department:"
 class Actor(StrEnum):
     """Who took a step, when not a department (`department_actor`)."""
 
-    # Every platform call is recorded as the platform: the identity of the token that
-    # made it is not recorded yet.
+    # The timeline, which the platform reads, says `platform`; the audit log names the
+    # token that made the call (`ApiToken.actor`).
     PLATFORM = "platform"
     ROUTER = "router"
 

@@ -104,7 +104,9 @@ class ConsumerLoop:
         self._hold = hold_backoff or Backoff(0.2, 15.0)
         self._liveness_seconds = liveness_seconds
         self._publisher = Publisher(broker)
-        self._delayed = DelayedDelivery(self._publisher, in_memory=broker.is_memory)
+        self._delayed = DelayedDelivery(
+            self._publisher, queue=queue.name, in_memory=broker.is_memory
+        )
         self._channel: Any = None
         self._connection_errors: tuple[type[BaseException], ...] = ()
         self._waiting: deque[Delivery] = deque()  # received, not yet handed over
@@ -314,7 +316,7 @@ class ConsumerLoop:
         parking = topology.parking_queue(self._queue.name)
         self._publisher.publish(
             delivery.copy_to(
-                topology.DEAD_LETTER_EXCHANGE,
+                topology.dead_letter_exchange(self._queue.name),
                 parking,
                 {
                     **delivery.headers,

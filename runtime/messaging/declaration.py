@@ -1,16 +1,18 @@
 """Declares Lianban's exchanges and queues: durable quorum queues with dead-lettering.
 
-Every consumed queue dead-letters into its own parking-lot queue, so a message the
-consumer refuses (bad contract, delivery limit reached) is kept for an operator,
-never dropped. Dead-lettering is at-least-once (quorum queues, RabbitMQ ≥ 3.10): the
-message leaves the source only once the parking lot has confirmed it.
+Every consumed queue dead-letters into its own parking-lot queue, through an exchange
+of its own (`<queue>.dead`, bound to that parking lot only), so a message the consumer
+refuses (bad contract, delivery limit reached) is kept for an operator, never dropped.
+Dead-lettering is at-least-once (quorum queues, RabbitMQ ≥ 3.10): the message leaves
+the source only once the parking lot has confirmed it.
 
-Delayed retries go through TTL queues, one per delay in `RETRY_DELAYS_SECONDS`, bound to
-the headers exchange `lianban.retry` by the delay header. An expired message is
-dead-lettered back to `lianban.dispatch` under its own routing key, so it reaches the
-same department queue again — without a tight requeue loop and without holding a
-consumer while it waits (`runtime.messaging.delayed` sends them there, and stands in
-for the tiers on the in-memory transport, which has no TTL or dead-lettering).
+Delayed retries of a department's queue go through TTL queues of its own, one per delay
+in `RETRY_DELAYS_SECONDS`, bound to its headers exchange `<queue>.retry` by the delay
+header. An expired message is dead-lettered to `lianban.dispatch` under a routing key
+only that department's queue is bound to — whatever was published there, it can reach
+no other department — without a tight requeue loop and without holding a consumer while
+it waits (`runtime.messaging.delayed` sends them there, and stands in for the tiers on
+the in-memory transport, which has no TTL or dead-lettering).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from contracts import topology
 
 DELIVERY_LIMIT = 10
 RETRY_DELAYS_SECONDS = (1, 5, 30, 120, 600)
-RETRY_DELAY_HEADER = "x-lianban-delay"
+# Not `x-…`: RabbitMQ's headers exchange ignores binding arguments that start with `x-`,
+# so such a header matched every tier and each retry came back once per tier.
+RETRY_DELAY_HEADER = "lianban-delay"
 
 # Dead letters must not be lost between queues: at-least-once dead-lettering needs
 # the source queue to refuse publishes rather than drop its head when it overflows.
@@ -42,26 +46,28 @@ def replies_exchange() -> Exchange:
     return Exchange(topology.REPLIES_EXCHANGE, type="topic", durable=True)
 
 
-def dead_letter_exchange() -> Exchange:
-    return Exchange(topology.DEAD_LETTER_EXCHANGE, type="direct", durable=True)
+def dead_letter_exchange(queue: str) -> Exchange:
+    return Exchange(topology.dead_letter_exchange(queue), type="fanout", durable=True)
 
 
-def retry_exchange() -> Exchange:
-    return Exchange(topology.RETRY_EXCHANGE, type="headers", durable=True)
+def retry_exchange(department: str) -> Exchange:
+    queue = topology.department_queue(department)
+    return Exchange(topology.retry_exchange(queue), type="headers", durable=True)
 
 
-def retry_queue(delay_seconds: int) -> Queue:
+def retry_queue(department: str, delay_seconds: int) -> Queue:
     label = f"{delay_seconds}s"
     return Queue(
-        topology.retry_queue(label),
-        retry_exchange(),
+        topology.retry_queue(topology.department_queue(department), label),
+        retry_exchange(department),
         durable=True,
         binding_arguments={"x-match": "all", RETRY_DELAY_HEADER: label},
         queue_arguments={
             "x-queue-type": "quorum",
             "x-message-ttl": delay_seconds * 1000,
-            # No dead-letter routing key: the message keeps its own (dept.<d>.<service>).
+            # A routing key of the department's own: back to its queue, and only there.
             "x-dead-letter-exchange": topology.DISPATCH_EXCHANGE,
+            "x-dead-letter-routing-key": topology.dispatch_routing_key(department, "retry"),
             **_AT_LEAST_ONCE,
         },
     )
@@ -75,8 +81,7 @@ def _quorum_queue(name: str, exchange: Exchange, routing_key: str) -> Queue:
         durable=True,
         queue_arguments={
             "x-queue-type": "quorum",
-            "x-dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE,
-            "x-dead-letter-routing-key": topology.parking_queue(name),
+            "x-dead-letter-exchange": topology.dead_letter_exchange(name),
             "x-delivery-limit": DELIVERY_LIMIT,
             **_AT_LEAST_ONCE,
         },
@@ -84,11 +89,9 @@ def _quorum_queue(name: str, exchange: Exchange, routing_key: str) -> Queue:
 
 
 def _parking_queue(name: str) -> Queue:
-    parking = topology.parking_queue(name)
     return Queue(
-        parking,
-        dead_letter_exchange(),
-        routing_key=parking,
+        topology.parking_queue(name),
+        dead_letter_exchange(name),
         durable=True,
         queue_arguments={"x-queue-type": "quorum"},
     )
@@ -114,22 +117,28 @@ def replies_queue() -> Queue:
     return _quorum_queue(topology.REPLIES_QUEUE, replies_exchange(), "reply.#")
 
 
-def exchanges(*, delayed_retries: bool = True) -> list[Exchange]:
+def _consumed_queues(departments: Iterable[str]) -> list[Queue]:
+    return [outcomes_queue(), replies_queue(), *map(department_queue, sorted(departments))]
+
+
+def exchanges(departments: Iterable[str], *, delayed_retries: bool = True) -> list[Exchange]:
+    codes = sorted(departments)
     declared = [
         dispatch_exchange(),
         outcomes_exchange(),
         replies_exchange(),
-        dead_letter_exchange(),
+        *(dead_letter_exchange(queue.name) for queue in _consumed_queues(codes)),
     ]
-    return [*declared, retry_exchange()] if delayed_retries else declared
+    return [*declared, *map(retry_exchange, codes)] if delayed_retries else declared
 
 
 def queues(departments: Iterable[str], *, delayed_retries: bool = True) -> list[Queue]:
     """Every queue, in declaration order: consumed queues, their parking lots, retry tiers."""
-    consumed = [outcomes_queue(), replies_queue(), *map(department_queue, sorted(departments))]
+    codes = sorted(departments)
+    consumed = _consumed_queues(codes)
     declared = [queue for each in consumed for queue in (each, _parking_queue(each.name))]
     if delayed_retries:
-        declared += [retry_queue(delay) for delay in RETRY_DELAYS_SECONDS]
+        declared += [retry_queue(code, delay) for code in codes for delay in RETRY_DELAYS_SECONDS]
     return declared
 
 
@@ -138,7 +147,7 @@ def declare_topology(connection: Connection, departments: Iterable[str]) -> None
     has neither headers exchanges nor message TTL."""
     channel = connection.default_channel
     delayed_retries = connection.transport.driver_type != "memory"
-    for exchange in exchanges(delayed_retries=delayed_retries):
+    for exchange in exchanges(departments, delayed_retries=delayed_retries):
         exchange(channel).declare()
     for queue in queues(departments, delayed_retries=delayed_retries):
         queue(channel).declare()

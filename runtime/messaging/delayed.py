@@ -1,12 +1,12 @@
 """Delayed delivery: a message comes back to its department queue after a while, on
 either transport, without holding a consumer while it waits.
 
-On RabbitMQ a copy goes to the headers exchange `lianban.retry`, whose TTL tiers
-(`runtime.messaging.declaration`) dead-letter it back to `lianban.dispatch` under its
-own routing key. kombu's in-memory transport has neither message TTL nor
-dead-lettering: the copy waits here, in the consuming process, and is published to
-`lianban.dispatch` when due (lost if the process dies, as everything in the embedded
-mode's broker is). The code that decides to retry later is the same in both modes.
+On RabbitMQ a copy goes to the queue's own headers exchange `<queue>.retry`, whose TTL
+tiers (`runtime.messaging.declaration`) dead-letter it back to that queue only. kombu's
+in-memory transport has neither message TTL nor dead-lettering: the copy waits here, in
+the consuming process, and is published to `lianban.dispatch` when due (lost if the
+process dies, as everything in the embedded mode's broker is). The code that decides
+to retry later is the same in both modes.
 
 Each copy carries how often it was retried and when the first retry was, so the
 adapter can stop retrying once its policy's time is up.
@@ -67,10 +67,12 @@ class DelayedDelivery:
         self,
         publisher: Publisher,
         *,
+        queue: str,
         in_memory: bool,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._publisher = publisher
+        self._retry_exchange = topology.retry_exchange(queue)
         self._in_memory = in_memory
         self._clock = clock
         self._waiting: list[tuple[float, int, Outgoing]] = []  # in-memory transport only
@@ -82,7 +84,7 @@ class DelayedDelivery:
         retries = Retries.of(delivery)
         delay = retries.next_delay_seconds
         copy = delivery.copy_to(
-            topology.RETRY_EXCHANGE,
+            self._retry_exchange,
             delivery.routing_key,
             {
                 **delivery.fresh_headers(),

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from contracts.errors import BadSignature, ConfigurationError
 from runtime.messaging.envelope import Delivery
+from runtime.reloading import ReloadingFile
 
 SIGNATURE_HEADER = "x-lianban-signature"
 KEY_ID_HEADER = "x-lianban-key-id"
@@ -86,14 +87,23 @@ class Keyring:
     """
 
     def __init__(
-        self, signing: Mapping[str, Ed25519PrivateKey], trusted: Iterable[TrustedKey]
+        self,
+        signing: Mapping[str, Ed25519PrivateKey],
+        trusted: Iterable[TrustedKey] | ReloadingFile[list[TrustedKey]],
     ) -> None:
         self._signing = dict(signing)
-        self._trusted = {key.key_id: key for key in trusted}
+        self._trusted_file = trusted if isinstance(trusted, ReloadingFile) else None
+        self._trusted_keys = list(trusted) if not isinstance(trusted, ReloadingFile) else []
         self.refusals: Counter[str] = Counter()
 
     def __repr__(self) -> str:  # never the keys themselves
-        return f"Keyring(signs_as={sorted(self._signing)}, trusts={sorted(self._trusted)})"
+        return f"Keyring(signs_as={sorted(self._signing)}, trusts={sorted(self._trusted())})"
+
+    def _trusted(self) -> dict[str, TrustedKey]:
+        """The trusted keys by id; from a file, as it is now (a revoked key is refused
+        within a minute, `runtime.reloading`)."""
+        keys = self._trusted_file.current() if self._trusted_file else self._trusted_keys
+        return {key.key_id: key for key in keys}
 
     @classmethod
     def ephemeral(cls, signers: Iterable[str]) -> Keyring:
@@ -112,12 +122,7 @@ class Keyring:
             if not isinstance(key, Ed25519PrivateKey):
                 raise ConfigurationError(f"{path} is not an Ed25519 private key")
             signing[path.stem] = key
-        try:
-            entries = json.loads(trusted_file.read_text(encoding="utf-8")) if trusted_file else []
-            trusted = [TrustedKey.from_json(entry) for entry in entries]
-        except (OSError, ValueError, KeyError, TypeError, binascii.Error) as error:
-            raise ConfigurationError(f"cannot read trusted keys {trusted_file}: {error}") from None
-        return cls(signing, trusted)
+        return cls(signing, ReloadingFile(trusted_file, read_trusted_keys) if trusted_file else [])
 
     def sign(
         self, signer: str, *, body: bytes, message_id: str, correlation_id: str
@@ -139,7 +144,7 @@ class Keyring:
         presented_id, signature = headers.get(KEY_ID_HEADER), headers.get(SIGNATURE_HEADER)
         if not presented_id or not signature:
             self._refuse("unsigned", "the message carries no signature")
-        trusted = self._trusted.get(str(presented_id))
+        trusted = self._trusted().get(str(presented_id))
         if trusted is None:
             self._refuse("unknown_key", f"signed by key {presented_id}, which is not trusted")
         try:
@@ -164,6 +169,14 @@ class Keyring:
         self.refusals[kind] += 1
         log.error("signature.refused", kind=kind, reason=reason)
         raise BadSignature(reason)
+
+
+def read_trusted_keys(path: Path) -> list[TrustedKey]:
+    """A trusted keys file: a JSON list of `TrustedKey.as_json` entries."""
+    try:
+        return [TrustedKey.from_json(entry) for entry in json.loads(path.read_text("utf-8"))]
+    except (OSError, ValueError, KeyError, TypeError, binascii.Error) as error:
+        raise ConfigurationError(f"cannot read trusted keys {path}: {error}") from None
 
 
 def _signed_bytes(body: bytes, message_id: str, correlation_id: str) -> bytes:
