@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from router.http.auth import ApiToken, load_tokens
+from router.http.body_limit import DEFAULT_MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Settings:
     """Where a process without the HTTP API (an adapter) serves its own /metrics."""
     adapter_metrics_urls: tuple[str, ...] = ()
     """The adapters' /metrics, read by the ops page for their circuit breakers."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """The largest request body the API reads (materials excepted): larger ones get 413."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -86,6 +89,7 @@ class Settings:
             adapter_metrics_urls=tuple(
                 url for url in env.get("LIANBAN_ADAPTER_METRICS_URLS", "").split(",") if url
             ),
+            max_body_bytes=int(env.get("LIANBAN_MAX_BODY_BYTES", str(defaults.max_body_bytes))),
         )
 
 

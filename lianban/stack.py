@@ -187,6 +187,7 @@ class Stack:
             self.materials,
             api_tokens=self.settings.api_tokens,
             on_commit=self.relay_wake.set,
+            max_body_bytes=self.settings.max_body_bytes,
             ops=OpsServices(
                 self.database,
                 self.catalog,

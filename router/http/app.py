@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from contracts.application import Application
 from contracts.catalog import Catalog
+from router.http.body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from router.http.bundles import bundle_routes
 from router.http.catalog import catalog_routes
 from router.http.manual import manual_routes
@@ -37,6 +38,9 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     app.add_api_route("/healthz", health, methods=["GET"])
     _register_schema(app, Application)
     answer_refusals_as_notices(app)
+    app.add_middleware(
+        BodyLimit, max_bytes=services.max_body_bytes if services else DEFAULT_MAX_BODY_BYTES
+    )
     app.state.services = services
     app.state.catalog = catalog
     app.state.api_tokens = services.api_tokens if services else ()

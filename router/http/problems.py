@@ -85,6 +85,7 @@ def document_refusals(document: dict[str, Any]) -> None:
                     content["application/json"] = {"schema": schema}
             if "requestBody" in operation:
                 responses.setdefault("400", _refusal("The body could not be read"))
+                responses.setdefault("413", _refusal("The body is larger than the limit"))
             if any(p.get("in") == "path" for p in operation.get("parameters", [])):
                 responses.setdefault("404", {"description": "Nothing is found at this path"})
             if operation.get("security"):

@@ -17,6 +17,7 @@ from fastapi import Depends, HTTPException, Request
 from contracts.catalog import Catalog
 from router.domain.intake import Intake
 from router.http.auth import ApiToken
+from router.http.body_limit import DEFAULT_MAX_BODY_BYTES
 from router.operations.overview import OpsServices
 from router.store import Database
 from runtime.storage import MaterialStore
@@ -34,6 +35,7 @@ class Services:
     api_tokens: Sequence[ApiToken] = ()
     on_commit: Callable[[], None] = lambda: None
     ops: OpsServices | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 # The dependencies are coroutines so FastAPI calls them on the event loop: a plain
