@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 from harness import eventually, new_project_no, running_stack
+from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
@@ -494,3 +496,58 @@ def test_a_dropped_package_gets_its_reply_and_certificates_in_the_outbox(
     for file in files.values():
         assert (layout.outbox / project_no / file["sha256"]).read_bytes() == CERTIFICATE_PNG
     assert _hidden(layout.outbox) == []
+
+
+# Issue 16, finding 6: a package that fails for a reason that will not change goes to
+# failed/ on the first scan; only a transient cause keeps it in the inbox, logged once.
+def test_a_manifest_nested_too_deep_goes_to_failed_on_the_first_scan(
+    drop: Drop, catalog: Catalog
+) -> None:
+    nested = b"[" * 5000 + json.dumps(_application(catalog)).encode() + b"]" * 5000
+    drop.put("deep.zip", _zip(("manifest.json", nested), PDF_ENTRY))
+    reason = _assert_failed(drop, "deep.zip", "manifest_invalid")
+    assert "nested deeper than" in reason["message"]
+
+
+def test_a_manifest_with_a_nul_goes_to_failed_naming_the_field(
+    drop: Drop, catalog: Catalog
+) -> None:
+    application = _application(catalog)
+    application["applicant"]["name"] += "\x00"
+    drop.put("nul.zip", _package(application))
+    reason = _assert_failed(drop, "nul.zip", "refused")
+    codes = {problem["pointer"]: problem["code"] for problem in reason["problems"]}
+    assert codes == {"/applicant/name": "text_unclean"}
+
+
+def test_an_error_that_would_recur_sends_the_package_to_failed(
+    drop: Drop, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(raw: Any, key: str | None) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(drop.watcher._intake, "submit", broken)
+    drop.put("bug.zip", _package(_application(catalog)))
+    assert drop.watcher.scan_once() == [drop.layout.failed / "bug.zip"]
+    reason = json.loads((drop.layout.failed / "bug.zip.reason.json").read_text())
+    assert (reason["code"], reason["message"]) == ("unprocessable", "KeyError")
+
+
+def test_a_transient_cause_keeps_the_package_in_the_inbox_logged_once(
+    drop: Drop, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submit = drop.watcher._intake.submit
+
+    def database_away(raw: Any, key: str | None) -> Any:
+        raise OperationalError("INSERT", {}, ConnectionRefusedError("database is away"))
+
+    monkeypatch.setattr(drop.watcher._intake, "submit", database_away)
+    package = drop.put("later.zip", _package(_application(catalog)))
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert drop.watcher.scan_once() == []
+    assert package.exists()
+    assert [entry["event"] for entry in logs] == ["filedrop.package_deferred"]
+
+    monkeypatch.setattr(drop.watcher._intake, "submit", submit)
+    assert drop.watcher.scan_once() == [drop.layout.processed / "later.zip"]
