@@ -11,6 +11,7 @@ from typing import Any
 
 from router.http.auth import ApiToken, load_tokens
 from router.http.body_limit import DEFAULT_MAX_BODY_BYTES
+from runtime.outbound import parse_hosts
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class Settings:
     """Where a process without the HTTP API (an adapter) serves its own /metrics."""
     adapter_metrics_urls: tuple[str, ...] = ()
     """The adapters' /metrics, read by the ops page for their circuit breakers."""
+    outbound_hosts: tuple[str, ...] = ()
+    """The only hosts callbacks and department systems may be reached at (comma-separated);
+    unset, any host with public addresses only (runtime.outbound)."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """The largest request body the API reads (materials excepted): larger ones get 413."""
 
@@ -89,6 +93,7 @@ class Settings:
             adapter_metrics_urls=tuple(
                 url for url in env.get("LIANBAN_ADAPTER_METRICS_URLS", "").split(",") if url
             ),
+            outbound_hosts=parse_hosts(env.get("LIANBAN_OUTBOUND_HOSTS", "")),
             max_body_bytes=int(env.get("LIANBAN_MAX_BODY_BYTES", str(defaults.max_body_bytes))),
         )
 

@@ -39,6 +39,7 @@ from runtime.health import Health, serve_health
 from runtime.messaging import Broker, ConsumerLoop, Publisher, declare_topology
 from runtime.messaging.declaration import outcomes_queue
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
+from runtime.outbound import OutboundPolicy
 from runtime.serving import ThreadedServer
 from runtime.storage import LocalMaterialStore, MaterialStore, open_store
 
@@ -76,7 +77,14 @@ class Stack:
         self._metrics_server: WSGIServer | None = None
         self._health_server: ThreadingHTTPServer | None = None
         self.relay_wake = threading.Event()
-        self.intake = Intake(self.database, catalog, self.materials, on_commit=self.relay_wake.set)
+        self.outbound = OutboundPolicy(settings.outbound_hosts)
+        self.intake = Intake(
+            self.database,
+            catalog,
+            self.materials,
+            on_commit=self.relay_wake.set,
+            outbound=self.outbound,
+        )
 
     def start(self) -> None:
         if self.roles:  # an adapter-only process never touches the database
@@ -95,7 +103,9 @@ class Stack:
                 listener = OutboxListener(self.settings.database_url, self.relay_wake)
                 self._spawn("outbox-listener", listener.run)
             sender = CallbackSender(
-                self.database, backoff_seconds=self.settings.callback_backoff_seconds
+                self.database,
+                self.outbound,
+                backoff_seconds=self.settings.callback_backoff_seconds,
             )
             self._spawn("callbacks", sender.run)
             self._spawn("deadlines", DeadlineWatcher(self.database).run)
