@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import eventually, new_project_no, running_stack
+from harness import eventually, new_project_no, running_stack, sample_png
 from sqlalchemy.exc import OperationalError
 from structlog.testing import capture_logs
 
@@ -33,7 +33,7 @@ from adapters.simulated import simulated_adapter
 from contracts.application import MAX_MATERIAL_BYTES
 from contracts.catalog import Catalog
 from contracts.messages import Decided, ItemDispatch, OutcomeResult
-from contracts.samples import SAMPLE_PDF, sample_application
+from contracts.samples import SAMPLE_PDF, minimal_pdf, sample_application
 from lianban.settings import Settings
 from router.channels import filedrop
 from router.channels.filedrop import Layout, PackageWatcher
@@ -43,7 +43,7 @@ from router.domain.withdrawal import withdraw
 from router.store import Database, ReplyRow
 from runtime.storage import LocalMaterialStore
 
-CERTIFICATE_PNG = b"\x89PNG\r\n\x1a\n" + "出生医学证明".encode() * 8
+CERTIFICATE_PNG = sample_png()
 
 
 @dataclass
@@ -135,8 +135,8 @@ def _stored_with_bad_crc(application: dict[str, Any]) -> bytes:
 
 BOMB = b"%PDF-" + bytes(20 * 1024 * 1024)
 OVERSIZED = b"%PDF-" + bytes(MAX_MATERIAL_BYTES - 4)
-SECOND = b"%PDF-1.4 second material"
-SECOND_CLAIMED = b"%PDF-1.4 second materiaL"  # same size, another digest
+SECOND = minimal_pdf("second material")
+SECOND_CLAIMED = minimal_pdf("second materiaL")  # same size, another digest
 
 Build = Callable[[dict[str, Any]], bytes]
 CASES: list[tuple[str, Build, str, str]] = [
