@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,11 +24,14 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from contracts.catalog import Catalog
+from contracts.messages import ItemDispatch
 from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
 from router.domain.admission import MAX_FORM_BYTES, MAX_ITEMS, MAX_STRING_CHARS
-from router.store import BundleRow
+from router.domain.intake import Intake, Received
+from router.store import BundleRow, Database, OutboxRow
+from runtime.storage import LocalMaterialStore
 
 
 @pytest.fixture
@@ -240,3 +244,30 @@ def test_hostile_json_anywhere_never_gets_a_5xx(
     response = _post_raw(client, body.encode("utf-8", "surrogatepass"), new_project_no())
     assert response.status_code < 500, response.text
     assert time.monotonic() - started < 2
+
+
+# Finding 4: the whole form was copied into every dispatch.
+def test_a_dispatch_carries_only_the_form_fields_its_service_declares(
+    database: Database, catalog: Catalog, tmp_path: Path
+) -> None:
+    materials = LocalMaterialStore(tmp_path / "materials")
+    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+    project_no = new_project_no()
+    application = sample_application(catalog.bundle_types["newborn"], project_no)
+    application["form"] = {
+        "contact_address": "郑州市中原区示例路1号",
+        "father_name": "张三",
+        "attachment_notes": "备注" * 2000,  # declared by no service: stays with the router
+    }
+    result = Intake(database, catalog, materials).submit(application, project_no)
+    assert isinstance(result, Received)
+    with database.transaction() as session:
+        bodies = session.scalars(select(OutboxRow.body)).all()
+    forms = {
+        dispatch.item: dispatch.form
+        for dispatch in (ItemDispatch.model_validate_json(body) for body in bodies)
+    }
+    # The first dispatches (those without prerequisites, and the pre-reviewed ones): the
+    # address every service declares, never the notes no service does.
+    assert len(forms) >= 2
+    assert all(form == {"contact_address": "郑州市中原区示例路1号"} for form in forms.values())

@@ -6,7 +6,7 @@ cycles, a service claimed by two departments, groups that cannot be satisfied.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +39,21 @@ def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
     if not bundle_types:
         raise CatalogError(f"{data_dir / 'bundles'}: no bundle types found")
     _check_services(bundle_types, origin)
-    return Catalog(departments=departments, bundle_types=bundle_types)
+    fields = _form_fields(data_dir / "forms.yaml", bundle_types)
+    return Catalog(
+        departments=departments,
+        bundle_types={
+            code: bundle_type.model_copy(
+                update={
+                    "items": tuple(
+                        item.model_copy(update={"form_fields": fields(item.service)})
+                        for item in bundle_type.items
+                    )
+                }
+            )
+            for code, bundle_type in bundle_types.items()
+        },
+    )
 
 
 @cache
@@ -157,6 +171,23 @@ def _check_services(bundle_types: Mapping[str, BundleType], origin: Mapping[str,
                     f"{item.service!r} to {item.department!r}, but bundle type "
                     f"{first_bundle!r} gives it to {department!r}"
                 )
+
+
+def _form_fields(
+    path: Path, bundle_types: Mapping[str, BundleType]
+) -> Callable[[str], tuple[str, ...]]:
+    """forms.yaml: `common` fields every service receives, and each service's own. Without
+    the file, a dispatch carries no form at all."""
+    raw = _read_yaml(path) if path.exists() else {}
+    if not isinstance(raw, dict) or raw.keys() - {"common", "services"}:
+        raise CatalogError(f"{path.name}: expected `common` and `services`")
+    common = tuple(raw.get("common") or ())
+    services: dict[str, list[str]] = raw.get("services") or {}
+    known = {item.service for bundle_type in bundle_types.values() for item in bundle_type.items}
+    unknown = sorted(services.keys() - known)
+    if unknown:
+        raise CatalogError(f"{path.name}: no catalog item uses service(s) {unknown}")
+    return lambda service: (*common, *services.get(service, ()))
 
 
 def _read_yaml(path: Path) -> Any:

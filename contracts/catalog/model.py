@@ -84,6 +84,11 @@ class Item(_Frozen):
         default=None, ge=0, description="Promised time limit in working days (承诺办结时限)."
     )
     note: str | None = None
+    form_fields: tuple[str, ...] = Field(
+        default=(),
+        description="The form (一表) fields its service's department receives: a dispatch "
+        "carries only these. Filled by the loader from data/forms.yaml.",
+    )
 
 
 class BundleType(_Frozen):
