@@ -3,19 +3,35 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest test-services schemas clean bench chaos fuzz
+.PHONY: demo test lint typecheck pytest test-services schemas clean bench chaos fuzz lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+# Installs are reproducible: every dependency comes pinned, with its hashes, from a lock
+# file (`make lock` renews them); the project itself is installed on top without deps.
+LOCK := requirements/lianban.lock
+DEV_LOCK := requirements/dev.lock
+PIP_COMPILE := $(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml $(DEV_LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@ $(VENV)/.installed
+
+# After changing the dependencies in pyproject.toml: re-pin both lock files (the runtime
+# one has the image's extras, s3 and otlp) and commit them. `make lock UPGRADE=1` also
+# moves every pin to the newest version the ranges allow.
+lock: $(VENV)/.installed-dev
+	$(PIP_COMPILE) $(if $(UPGRADE),--upgrade) --extra s3 --extra otlp -o $(LOCK) pyproject.toml
+	$(PIP_COMPILE) $(if $(UPGRADE),--upgrade) --extra dev -o $(DEV_LOCK) pyproject.toml
 
 demo: $(VENV)/.installed
 	$(BIN)/lianban demo

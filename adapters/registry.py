@@ -16,6 +16,7 @@ from adapters.manual import manual_adapter
 from adapters.simulated import DecisionLedger, Scenario, simulated_adapter
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
+from runtime.outbound import OutboundPolicy, OutboundRefused, parse_hosts
 
 ENTRY_POINT_GROUP = "lianban.adapters"
 
@@ -59,9 +60,18 @@ def adapter_for(
 
 
 def endpoint_of(department: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The department system's URL, from LIANBAN_ADAPTER_<DEPARTMENT>_URL."""
+    """The department system's URL, from LIANBAN_ADAPTER_<DEPARTMENT>_URL, refused unless
+    the outbound policy (LIANBAN_OUTBOUND_HOSTS, runtime.outbound) allows it."""
     env = os.environ if environ is None else environ
-    return env.get(f"LIANBAN_ADAPTER_{department.upper()}_URL")
+    variable = f"LIANBAN_ADAPTER_{department.upper()}_URL"
+    url = env.get(variable)
+    if url is not None:
+        policy = OutboundPolicy(parse_hosts(env.get("LIANBAN_OUTBOUND_HOSTS", "")))
+        try:
+            policy.check(url)
+        except OutboundRefused as refused:
+            raise ConfigurationError(f"{variable} is refused: {refused}") from None
+    return url
 
 
 def simulate_every_department(

@@ -7,6 +7,8 @@ bytes, messages carry only the SHA-256, size and type.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
@@ -107,6 +109,13 @@ class LegalEntity(_Strict):
 Applicant = Annotated[NaturalPerson | LegalEntity, Field(discriminator="applicant_type")]
 
 
+# Names a file system gives a meaning of its own: the directory links, and the Windows
+# devices (with any extension) a department's front-end machine may store materials on.
+_RESERVED_FILE_NAMES = re.compile(
+    r"\.{1,2}|(?:CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(?:\..*)?|.*[. ]", re.IGNORECASE
+)
+
+
 class MaterialRef(_Strict):
     """An electronic material (电子材料) by reference; the bytes are uploaded separately."""
 
@@ -115,6 +124,15 @@ class MaterialRef(_Strict):
     size: int = Field(gt=0, le=MAX_MATERIAL_BYTES)
     media_type: str
     file_name: str = Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00]+$")
+
+    @field_validator("file_name")
+    @classmethod
+    def _check_file_name(cls, value: str) -> str:
+        if _RESERVED_FILE_NAMES.fullmatch(value):
+            raise PydanticCustomError(
+                "file_name_reserved", "{value} is a reserved file name", {"value": value}
+            )
+        return value
 
     @field_validator("media_type")
     @classmethod
@@ -148,7 +166,7 @@ class Application(_Strict):
     @field_validator("items")
     @classmethod
     def _unique_items(cls, value: list[str]) -> list[str]:
-        duplicates = sorted({code for code in value if value.count(code) > 1})
+        duplicates = sorted(code for code, times in Counter(value).items() if times > 1)
         if duplicates:
             raise PydanticCustomError(
                 "items_duplicated", "items listed more than once: {codes}", {"codes": duplicates}

@@ -7,6 +7,7 @@ or the JSON Schema and AsyncAPI documents generated from them in `contracts/sche
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Protocol
@@ -135,10 +136,12 @@ class ItemDispatch(_Message):
         bundle_id: UUID,
         item: NamedItem,
         *,
+        form_fields: Collection[str],
         prerequisite_results: tuple[PrerequisiteResult, ...] = (),
         pre_review: bool = False,
     ) -> ItemDispatch:
-        """The dispatch that files `item` of `application`, received as bundle `bundle_id`."""
+        """The dispatch that files `item` of `application`, received as bundle `bundle_id`:
+        of the form, only the `form_fields` its department needs (the catalog's)."""
         return cls(
             bundle_id=bundle_id,
             project_no=application.project_no,
@@ -150,7 +153,7 @@ class ItemDispatch(_Message):
             idempotency_key=filing_key(bundle_id, item.code),
             area_code=application.area_code,
             applicant=application.applicant,
-            form=application.form,
+            form={name: value for name, value in application.form.items() if name in form_fields},
             materials=tuple(application.materials),
             prerequisite_results=prerequisite_results,
             pre_review=pre_review,

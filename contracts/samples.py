@@ -13,7 +13,29 @@ from typing import Any
 from contracts.catalog import BundleType, Category
 from contracts.identity import make_resident_id, make_uscc
 
-SAMPLE_PDF = b"%PDF-1.4\n% Lianban sample material\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
+
+def minimal_pdf(note: str, padding: bytes = b"") -> bytes:
+    """A PDF with one blank page that a PDF reader opens (material checks parse it whole):
+    `note` goes into a comment, `padding` into an unused stream, to make it large."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>",
+        b"<< /Length %d >>\nstream\n" % len(padding) + padding + b"\nendstream",
+    ]
+    document = b"%PDF-1.4\n% " + note.encode() + b"\n"
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(document))
+        document += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(document)
+    document += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    document += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    trailer = b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+    return document + trailer % (len(objects) + 1, xref)
+
+
+SAMPLE_PDF = minimal_pdf("Lianban sample material")
 SAMPLE_AREA = "410102"  # 郑州市中原区
 
 

@@ -27,8 +27,10 @@ from pydantic_settings import (
 from contracts.errors import ConfigurationError
 from contracts.personal_data import mask_text
 from router.http.auth import ApiToken
+from router.http.body_limit import DEFAULT_MAX_BODY_BYTES
 from router.store import Database
 from router.store.engine import DEVELOPMENT_AUDIT_KEY
+from runtime.outbound import parse_hosts
 
 log = structlog.get_logger(__name__)
 
@@ -166,6 +168,17 @@ class Settings(BaseSettings):
     adapter_metrics_urls: CommaSeparated = Field(
         (), description="Comma-separated adapters' /metrics URLs, read by the ops page."
     )
+    outbound_hosts: CommaSeparated = Field(
+        (),
+        description="The only hosts callbacks and department systems may be reached at "
+        "(comma-separated); unset, any host with public addresses only.",
+    )
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES,
+        gt=0,
+        description="The largest request body the API reads (materials excepted): larger "
+        "ones get 413.",
+    )
     calendar_dir: Path | None = Field(
         None,
         description="Operator's working-day year files (`<year>.yaml`), read by "
@@ -196,6 +209,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         return tuple(url for url in value.split(",") if url) if isinstance(value, str) else value
+
+    @field_validator("outbound_hosts", mode="before")
+    @classmethod
+    def _parse_hosts(cls, value: Any) -> Any:
+        return parse_hosts(value) if isinstance(value, str) else value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -49,6 +49,7 @@ from runtime.health import Health, broker_problem, serve_health
 from runtime.messaging import Broker, ConsumerLoop, Publisher, declare_topology
 from runtime.messaging.declaration import outcomes_queue
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
+from runtime.outbound import OutboundPolicy
 from runtime.reloading import ReloadingFile
 from runtime.serving import ThreadedServer
 from runtime.storage import LocalMaterialStore, MaterialStore, open_store
@@ -89,7 +90,14 @@ class Stack:
         self._metrics_server: WSGIServer | None = None
         self._health_server: ThreadingHTTPServer | None = None
         self.relay_wake = threading.Event()
-        self.intake = Intake(self.database, catalog, self.materials, on_commit=self.relay_wake.set)
+        self.outbound = OutboundPolicy(settings.outbound_hosts)
+        self.intake = Intake(
+            self.database,
+            catalog,
+            self.materials,
+            on_commit=self.relay_wake.set,
+            outbound=self.outbound,
+        )
         self.polls = poll_plan([*installed_adapters().values(), *map(type, self.adapters)])
 
     def start(self) -> None:
@@ -112,7 +120,9 @@ class Stack:
                 listener = OutboxListener(self.settings.database_url, self.relay_wake)
                 self._spawn("outbox-listener", listener.run)
             sender = CallbackSender(
-                self.database, backoff_seconds=self.settings.callback_backoff_seconds
+                self.database,
+                self.outbound,
+                backoff_seconds=self.settings.callback_backoff_seconds,
             )
             self._spawn("callbacks", sender.run)
             deadlines = DeadlineWatcher(self.database)
@@ -234,6 +244,7 @@ class Stack:
                 self.settings.auth_failures_per_minute, audit.credential_refusals(self.database)
             ),
             readiness=lambda: self.database.problem() or broker_problem(self.broker),
+            max_body_bytes=self.settings.max_body_bytes,
             ops=OpsServices(
                 self.database,
                 self.catalog,

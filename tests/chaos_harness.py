@@ -376,6 +376,7 @@ class ChaosStack:
             "LIANBAN_BROKER_URL": self.broker_url,
             "LIANBAN_MATERIALS_DIR": str(self.workdir / "materials"),
             "LIANBAN_LOG_LEVEL": "warning",
+            "LIANBAN_OUTBOUND_HOSTS": "127.0.0.1",  # the simulated departments
             **extra,
         }
         for department in self.departments.states:

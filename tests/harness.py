@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import socket
 import threading
 import time
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 from kombu import Queue
+from PIL import Image
 
 from adapters.base import Adapter
 from adapters.registry import simulate_every_department
@@ -147,6 +149,13 @@ def put_material(
         headers={"Content-Type": media_type, **AUTH},
         timeout=60,
     )
+
+
+def sample_png() -> bytes:
+    """A small PNG an image reader opens (material checks parse images whole)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), "white").save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def new_project_no() -> str:

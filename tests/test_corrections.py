@@ -11,11 +11,11 @@ from harness import Running, new_project_no, running_stack
 
 from adapters.simulated import MISSING_MATERIAL, Rule, Scenario, Verdict
 from contracts.catalog import Catalog
-from contracts.samples import sample_application
+from contracts.samples import minimal_pdf, sample_application
 from lianban.settings import Settings
 
 CERTIFICATE = "birth_medical_certificate"
-CORRECTED_PDF = b"%PDF-1.7\n% a clearer scan of the ID card\n%%EOF\n"
+CORRECTED_PDF = minimal_pdf("a clearer scan of the ID card")
 
 
 def _material(content: bytes) -> dict[str, object]:

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import eventually, new_project_no, running_stack
+from harness import eventually, new_project_no, running_stack, sample_png
+from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
@@ -30,7 +32,7 @@ from adapters.simulated import simulated_adapter
 from contracts.application import MAX_MATERIAL_BYTES
 from contracts.catalog import Catalog
 from contracts.messages import Decided, ItemDispatch, OutcomeResult
-from contracts.samples import SAMPLE_PDF, sample_application
+from contracts.samples import SAMPLE_PDF, minimal_pdf, sample_application
 from lianban.settings import Settings
 from router.channels import filedrop
 from router.channels.filedrop import Layout, PackageWatcher
@@ -40,7 +42,7 @@ from router.domain.withdrawal import withdraw
 from router.store import Database, ReplyRow
 from runtime.storage import LocalMaterialStore
 
-CERTIFICATE_PNG = b"\x89PNG\r\n\x1a\n" + "出生医学证明".encode() * 8
+CERTIFICATE_PNG = sample_png()
 
 
 @dataclass
@@ -132,8 +134,8 @@ def _stored_with_bad_crc(application: dict[str, Any]) -> bytes:
 
 BOMB = b"%PDF-" + bytes(20 * 1024 * 1024)
 OVERSIZED = b"%PDF-" + bytes(MAX_MATERIAL_BYTES - 4)
-SECOND = b"%PDF-1.4 second material"
-SECOND_CLAIMED = b"%PDF-1.4 second materiaL"  # same size, another digest
+SECOND = minimal_pdf("second material")
+SECOND_CLAIMED = minimal_pdf("second materiaL")  # same size, another digest
 
 Build = Callable[[dict[str, Any]], bytes]
 CASES: list[tuple[str, Build, str, str]] = [
@@ -493,3 +495,58 @@ def test_a_dropped_package_gets_its_reply_and_certificates_in_the_outbox(
     for file in files.values():
         assert (layout.outbox / project_no / file["sha256"]).read_bytes() == CERTIFICATE_PNG
     assert _hidden(layout.outbox) == []
+
+
+# Issue 16, finding 6: a package that fails for a reason that will not change goes to
+# failed/ on the first scan; only a transient cause keeps it in the inbox, logged once.
+def test_a_manifest_nested_too_deep_goes_to_failed_on_the_first_scan(
+    drop: Drop, catalog: Catalog
+) -> None:
+    nested = b"[" * 5000 + json.dumps(_application(catalog)).encode() + b"]" * 5000
+    drop.put("deep.zip", _zip(("manifest.json", nested), PDF_ENTRY))
+    reason = _assert_failed(drop, "deep.zip", "manifest_invalid")
+    assert "nested deeper than" in reason["message"]
+
+
+def test_a_manifest_with_a_nul_goes_to_failed_naming_the_field(
+    drop: Drop, catalog: Catalog
+) -> None:
+    application = _application(catalog)
+    application["applicant"]["name"] += "\x00"
+    drop.put("nul.zip", _package(application))
+    reason = _assert_failed(drop, "nul.zip", "refused")
+    codes = {problem["pointer"]: problem["code"] for problem in reason["problems"]}
+    assert codes == {"/applicant/name": "text_unclean"}
+
+
+def test_an_error_that_would_recur_sends_the_package_to_failed(
+    drop: Drop, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(raw: Any, key: str | None) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(drop.watcher._intake, "submit", broken)
+    drop.put("bug.zip", _package(_application(catalog)))
+    assert drop.watcher.scan_once() == [drop.layout.failed / "bug.zip"]
+    reason = json.loads((drop.layout.failed / "bug.zip.reason.json").read_text())
+    assert (reason["code"], reason["message"]) == ("unprocessable", "KeyError")
+
+
+def test_a_transient_cause_keeps_the_package_in_the_inbox_logged_once(
+    drop: Drop, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submit = drop.watcher._intake.submit
+
+    def database_away(raw: Any, key: str | None) -> Any:
+        raise OperationalError("INSERT", {}, ConnectionRefusedError("database is away"))
+
+    monkeypatch.setattr(drop.watcher._intake, "submit", database_away)
+    package = drop.put("later.zip", _package(_application(catalog)))
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert drop.watcher.scan_once() == []
+    assert package.exists()
+    assert [entry["event"] for entry in logs] == ["filedrop.package_deferred"]
+
+    monkeypatch.setattr(drop.watcher._intake, "submit", submit)
+    assert drop.watcher.scan_once() == [drop.layout.processed / "later.zip"]

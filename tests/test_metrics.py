@@ -77,6 +77,7 @@ def test_metrics_move_as_a_bundle_flows(settings: Settings, catalog: Catalog) ->
     newborn = catalog.bundle_types["newborn"]
     rejected, rejecting_department = lone_item(newborn)
     scenario = Scenario(rules={rejected: Rule(verdict=Verdict.REJECT)})
+    settings = settings.model_copy(update={"outbound_hosts": ("127.0.0.1",)})  # the callback
     with running_stack(settings, catalog, scenario) as running:
         before = metrics(running.client)
         application = sample_application(newborn, new_project_no())

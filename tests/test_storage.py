@@ -33,6 +33,7 @@ from harness import (
     new_project_no,
     put_material,
     running_stack,
+    sample_png,
 )
 
 from adapters.context import AdapterContext, DepartmentClients
@@ -51,7 +52,7 @@ from contracts.errors import (
     StoreUnavailable,
 )
 from contracts.messages import OutcomeResult
-from contracts.samples import SAMPLE_PDF, sample_application
+from contracts.samples import SAMPLE_PDF, minimal_pdf, sample_application
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
 from runtime.storage import LocalMaterialStore, MaterialStore, open_store
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 SAMPLE_DIGEST = hashlib.sha256(SAMPLE_PDF).hexdigest()
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+PNG = sample_png()
 REGION = "us-east-1"
 
 
@@ -202,7 +203,8 @@ def test_a_large_file_goes_up_in_parts_and_comes_back_whole(
     bucket_url: str, s3: S3Client, tmp_path: Path
 ) -> None:
     store = S3MaterialStore.from_url(bucket_url, spool_dir=tmp_path / "spool")
-    large = b"%PDF-" + os.urandom(12 * 1024 * 1024)  # past boto3's 8 MiB multipart threshold
+    # Past boto3's 8 MiB multipart threshold.
+    large = minimal_pdf("large", os.urandom(12 * 1024 * 1024))
     digest = hashlib.sha256(large).hexdigest()
     assert store.put(digest, large, "application/pdf") == len(large)
     assert store.read(digest) == large

@@ -55,6 +55,16 @@ def test_an_upload_over_the_cap_is_cut_off_and_nothing_is_kept(api: Stack) -> No
         ("sample", SAMPLE_PDF, "text/html", "is not accepted"),
         ("../../etc/passwd", SAMPLE_PDF, "application/pdf", ""),
         ("sample", b"", "application/pdf", "file is empty"),
+        # Issue 16, finding 5: the right first bytes are not enough, the whole is parsed.
+        (
+            "sample",
+            b"%PDF-1.4\n<html><script>alert(1)</script></html>",
+            "application/pdf",
+            "it is not a PDF that can be read",
+        ),
+        ("sample", b"%PDF-1.7\nMZ\x90\x00" + bytes(512), "application/pdf", "not a PDF"),
+        ("sample", b"\x89PNG\r\n\x1a\n<html></html>", "image/png", "not a PNG image"),
+        ("sample", b"\xff\xd8\xff\xe0MZ\x90\x00" + bytes(64), "image/jpeg", "not a JPEG image"),
     ],
 )
 def test_a_refused_upload_says_why_and_stores_nothing(

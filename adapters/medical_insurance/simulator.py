@@ -49,6 +49,7 @@ from adapters.simulators.rest import (
     install_faults,
     require_idempotency_key,
 )
+from contracts.samples import minimal_pdf
 
 FILING_INFNOS = frozenset(OPERATIONS.values())
 CERTIFICATE_NAME = "医疗保障业务办结凭证"
@@ -172,10 +173,7 @@ def _download(state: DepartmentState, envelope: Envelope) -> FileReply:
 
 def certificate_pdf(filing: Filing) -> bytes:
     """The certificate file an approved filing is issued: a small PDF that names it."""
-    return (
-        f"%PDF-1.4\n% {CERTIFICATE_NAME} {_certificate_no(filing)} {filing.receipt_no}\n"
-        "1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
-    ).encode()
+    return minimal_pdf(f"{CERTIFICATE_NAME} {_certificate_no(filing)} {filing.receipt_no}")
 
 
 def _certificate_no(filing: Filing) -> str:

@@ -22,5 +22,7 @@ def dispatch_for(
                 application = Application.model_validate(
                     sample_application(bundle_type, number, items=[item.code])
                 )
-                return ItemDispatch.for_item(application, uuid.uuid4(), item)
+                return ItemDispatch.for_item(
+                    application, uuid.uuid4(), item, form_fields=item.form_fields
+                )
     raise LookupError(f"no catalog item uses service {service!r} at {department!r}")

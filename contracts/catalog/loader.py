@@ -7,7 +7,7 @@ without a time limit or a time limit without a service, a key listed twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,7 +45,22 @@ def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
         data_dir / "time_limits.yaml",
         {item.service for bundle_type in bundle_types.values() for item in bundle_type.items},
     )
-    return Catalog(departments=departments, bundle_types=bundle_types, services=services)
+    fields = _form_fields(data_dir / "forms.yaml", bundle_types)
+    return Catalog(
+        departments=departments,
+        bundle_types={
+            code: bundle_type.model_copy(
+                update={
+                    "items": tuple(
+                        item.model_copy(update={"form_fields": fields(item.service)})
+                        for item in bundle_type.items
+                    )
+                }
+            )
+            for code, bundle_type in bundle_types.items()
+        },
+        services=services,
+    )
 
 
 @cache
@@ -197,6 +212,23 @@ def _load_time_limits(path: Path, filed: set[str]) -> dict[str, Service]:
         if codes:
             raise CatalogError(f"{path.name}: {problem}: {', '.join(sorted(codes))}")
     return services
+
+
+def _form_fields(
+    path: Path, bundle_types: Mapping[str, BundleType]
+) -> Callable[[str], tuple[str, ...]]:
+    """forms.yaml: `common` fields every service receives, and each service's own. Without
+    the file, a dispatch carries no form at all."""
+    raw = _read_yaml(path) if path.exists() else {}
+    if not isinstance(raw, dict) or raw.keys() - {"common", "services"}:
+        raise CatalogError(f"{path.name}: expected `common` and `services`")
+    common = tuple(raw.get("common") or ())
+    services: dict[str, list[str]] = raw.get("services") or {}
+    known = {item.service for bundle_type in bundle_types.values() for item in bundle_type.items}
+    unknown = sorted(services.keys() - known)
+    if unknown:
+        raise CatalogError(f"{path.name}: no catalog item uses service(s) {unknown}")
+    return lambda service: (*common, *services.get(service, ()))
 
 
 def _read_yaml(path: Path) -> Any:

@@ -82,6 +82,11 @@ class Item(_Frozen):
         default=None, description="At most one item sharing it may be chosen (variants)."
     )
     note: str | None = None
+    form_fields: tuple[str, ...] = Field(
+        default=(),
+        description="The form (一表) fields its service's department receives: a dispatch "
+        "carries only these. Filled by the loader from data/forms.yaml.",
+    )
 
 
 class HandlingClass(StrEnum):

@@ -2,7 +2,8 @@
 
 Each push is a row written with the reply or notice it carries (so it exists exactly
 when they do). The sender POSTs due rows and marks them delivered on a 2xx; any other
-answer or a network error is recorded and retried with exponential backoff, for as
+answer or a network error (or a URL the outbound policy refuses, runtime.outbound) is
+logged and retried with exponential backoff, for as
 long as it takes: a callback that keeps failing stays visible in the bundle's status,
 never dropped. Rows are claimed with SKIP LOCKED, so several senders may run.
 """
@@ -19,14 +20,18 @@ from sqlalchemy import select
 from contracts.api import TimelineEvent
 from router.store import CallbackRow, Database
 from router.store.timeline import Actor, record_event
+from runtime.outbound import OutboundPolicy, OutboundRefused
 
 log = structlog.get_logger(__name__)
+
+NOT_DELIVERED = "not delivered: the callback URL did not accept it (the router's log says why)"
 
 
 class CallbackSender:
     def __init__(
         self,
         database: Database,
+        outbound: OutboundPolicy,
         *,
         backoff_seconds: float = 1.0,
         max_backoff_seconds: float = 600.0,
@@ -35,6 +40,7 @@ class CallbackSender:
         timeout_seconds: float = 10.0,
     ) -> None:
         self._database = database
+        self._outbound = outbound
         self._backoff = backoff_seconds
         self._max_backoff = max_backoff_seconds
         self._idle = idle_seconds
@@ -82,7 +88,9 @@ class CallbackSender:
                 else:
                     delay = min(self._backoff * 2 ** (row.attempts - 1), self._max_backoff)
                     row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
-                    row.last_error = error
+                    # The platform sees that it failed, not what the target answered: the
+                    # status would make the router a probe of whatever the URL points at.
+                    row.last_error = NOT_DELIVERED
                     log.warning(
                         "callback.failed",
                         bundle_id=str(row.bundle_id),
@@ -92,7 +100,11 @@ class CallbackSender:
             return len(rows)
 
     def _post(self, row: CallbackRow) -> str | None:
-        """None when the platform took it, else why not."""
+        """None when the platform took it, else why not (for the router's log)."""
+        try:
+            self._outbound.check(row.url)
+        except OutboundRefused as refused:
+            return f"refused by the outbound policy: {refused}"
         try:
             response = self._client.post(
                 row.url, content=row.body, headers={"Content-Type": "application/json"}

@@ -18,7 +18,6 @@ and the application submitted through intake, its case number as the idempotency
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -38,11 +37,14 @@ from typing import Any
 
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from tenacity import Retrying, retry_if_result, wait_exponential
 
 from contracts.api import IntakeReceipt, OneTimeNotice, Problem
 from contracts.application import MAX_MATERIAL_BYTES, MaterialRef
 from contracts.catalog import Catalog
-from contracts.errors import MaterialRejected
+from contracts.errors import MaterialRejected, StoreUnavailable
+from router.domain.admission import read_document
 from router.domain.intake import CaseNumberTaken, Intake, ProblemsFound, Received
 from router.domain.validation import find_problems
 from runtime.storage import LocalMaterialStore, MaterialStore, MaterialUpload
@@ -56,6 +58,10 @@ MAX_PACKAGE_BYTES = 10 * MAX_MATERIAL_BYTES  # uncompressed, every entry togethe
 MAX_RATIO = 100  # PDFs, OFDs and scans are compressed already; a bomb expands a thousandfold
 RATIO_FLOOR = 1024 * 1024  # a small entry may compress well without being a threat
 _CHUNK = 1024 * 1024
+MAX_BACKOFF_SECONDS = 300
+# Causes that go away by themselves (the database or the material store is unreachable,
+# the disk is full): the package waits in the inbox. Anything else would recur.
+TRANSIENT = (OperationalError, InterfaceError, StoreUnavailable, OSError)
 # What zipfile raises on a damaged or hostile archive (a name that is not UTF-8 included).
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, ValueError)
 
@@ -114,6 +120,7 @@ class FailureCode(StrEnum):
     MATERIAL_REJECTED = "material_rejected"  # digest, type, size or emptiness
     REFUSED = "refused"  # intake's one-time notice (一次告知): see `problems`
     CONFLICT = "conflict"  # the case number was used for a different application
+    UNPROCESSABLE = "unprocessable"  # an error that would recur on every attempt
 
 
 class PackageFailure(BaseModel):
@@ -160,22 +167,43 @@ class PackageWatcher:
         self._materials = materials
         self._catalog = catalog
         self._poll_seconds = poll_seconds
+        self._deferred: set[str] = set()  # packages waiting on a transient cause, logged once
         layout.create()
 
     def run(self, stop: threading.Event) -> None:
+        """Scan every poll interval; while packages wait on a transient cause, back off
+        (doubling up to MAX_BACKOFF_SECONDS) instead of retrying them every poll."""
+
+        def pause(seconds: float) -> None:
+            stop.wait(seconds)  # a stop ends the pause early
+
+        backoff = Retrying(
+            retry=retry_if_result(lambda deferred: deferred),
+            wait=wait_exponential(multiplier=self._poll_seconds, max=MAX_BACKOFF_SECONDS),
+            stop=lambda _: stop.is_set(),
+            sleep=pause,
+            retry_error_callback=lambda _: None,
+        )
         while not stop.is_set():
-            try:
-                self.scan_once()
-            except OSError as error:  # the directory is away (a network mount): try again
-                log.warning("filedrop.scan_failed", error=repr(error))
+            backoff(self._scan_deferring)
             stop.wait(self._poll_seconds)
+
+    def _scan_deferring(self) -> bool:
+        try:
+            self.scan_once()
+        except OSError as error:  # the directory is away (a network mount): try again
+            log.warning("filedrop.scan_failed", error=repr(error))
+            return True
+        return bool(self._deferred)
 
     def scan_once(self) -> list[Path]:
         """Handle every complete package in the inbox; returns where each one was moved.
 
-        A package whose handling breaks off (the database or the store is away) stays in
-        the inbox for the next scan. Every step is idempotent, so watchers may share a
-        directory: at worst two handle the same package and reach the same result.
+        A package whose handling breaks off for a transient cause (the database or the
+        store is away) stays in the inbox for the next scan, logged once; any other error
+        would recur on every attempt, so the package goes to failed/ with its reason.
+        Every step is idempotent, so watchers may share a directory: at worst two handle
+        the same package and reach the same result.
         """
         moved: list[Path] = []
         for package in sorted(self._layout.inbox.glob("*.zip")):
@@ -183,26 +211,43 @@ class PackageWatcher:
                 continue
             try:
                 moved.append(self._handle(package))
-            except Exception:
-                log.exception("filedrop.package_deferred", package=package.name)
+            except TRANSIENT as error:
+                if package.name not in self._deferred:
+                    log.warning(
+                        "filedrop.package_deferred", package=package.name, error=repr(error)
+                    )
+                    self._deferred.add(package.name)
+                continue
+            self._deferred.discard(package.name)
         return moved
 
     def _handle(self, package: Path) -> Path:
         try:
             receipt = self._accept(package)
         except _Rejected as rejected:
-            failure = PackageFailure(
-                package=package.name,
-                code=rejected.code,
-                message=str(rejected),
-                problems=rejected.problems,
-                failed_at=datetime.now(UTC),
-            )
-            # The reason is in place before the package shows up in failed/.
-            reason = self._layout.failed / f"{package.name}.reason.json"
-            write_atomically(reason, failure.model_dump_json(indent=2).encode())
-            log.info("filedrop.package_failed", package=package.name, code=rejected.code.value)
-            return _move(package, self._layout.failed)
+            return self._fail(package, rejected)
+        except TRANSIENT:
+            raise
+        except Exception as error:
+            log.exception("filedrop.package_unprocessable", package=package.name)
+            return self._fail(package, _Rejected(FailureCode.UNPROCESSABLE, type(error).__name__))
+        return self._deliver(package, receipt)
+
+    def _fail(self, package: Path, rejected: _Rejected) -> Path:
+        failure = PackageFailure(
+            package=package.name,
+            code=rejected.code,
+            message=str(rejected),
+            problems=rejected.problems,
+            failed_at=datetime.now(UTC),
+        )
+        # The reason is in place before the package shows up in failed/.
+        reason = self._layout.failed / f"{package.name}.reason.json"
+        write_atomically(reason, failure.model_dump_json(indent=2).encode())
+        log.info("filedrop.package_failed", package=package.name, code=rejected.code.value)
+        return _move(package, self._layout.failed)
+
+    def _deliver(self, package: Path, receipt: IntakeReceipt) -> Path:
         receipt_file = self._layout.outbox / f"{receipt.project_no}.receipt.json"
         write_atomically(receipt_file, receipt.model_dump_json(indent=2).encode())
         log.info(
@@ -303,10 +348,11 @@ def _manifest(archive: zipfile.ZipFile, info: zipfile.ZipInfo | None) -> Any:
         raise _Rejected(FailureCode.MANIFEST_INVALID, message)
     with _reading(info), archive.open(info) as entry:
         data = entry.read()
-    try:
-        return json.loads(data)
-    except ValueError as error:
-        raise _Rejected(FailureCode.MANIFEST_INVALID, f"{MANIFEST} is not JSON: {error}") from None
+    raw, unreadable = read_document(data)
+    if unreadable is not None:
+        message = f"{MANIFEST} is not JSON that can be read: {unreadable.message_en}"
+        raise _Rejected(FailureCode.MANIFEST_INVALID, message)
+    return raw
 
 
 def _listed_materials(

@@ -29,6 +29,7 @@ from router.store.audit import AuditEvent
 from router.store.timeline import Actor, record_event
 from runtime import clock
 from runtime.failpoints import failpoint
+from runtime.outbound import OutboundPolicy
 from runtime.storage import MaterialStore
 
 log = structlog.get_logger(__name__)
@@ -66,11 +67,13 @@ class Intake:
         catalog: Catalog,
         materials: MaterialStore,
         on_commit: Callable[[], None] = lambda: None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         self._database = database
         self._catalog = catalog
         self._materials = materials
         self._on_commit = on_commit
+        self._outbound = outbound or OutboundPolicy()
 
     def submit(
         self, raw: Any, idempotency_key: str | None, *, actor: str = Actor.PLATFORM
@@ -81,6 +84,9 @@ class Intake:
         key_problem = _idempotency_problem(raw, idempotency_key)
         if key_problem is not None:
             problems.append(key_problem)
+        callback_url = raw.get("callback_url") if isinstance(raw, dict) else None
+        if isinstance(callback_url, str) and (refusal := self._outbound.refusal(callback_url)):
+            problems.append(_callback_problem(refusal))
         if application is None or problems:
             codes = ", ".join(sorted({problem.code for problem in problems}))
             self._audit_received(raw, actor, "refused", codes)
@@ -214,6 +220,15 @@ def _replay_of(existing: BundleRow, application: Application, catalog: Catalog) 
             f"case number {application.project_no} was already used for a different application"
         )
     return Received(receipt_for(existing, catalog), replayed=True)
+
+
+def _callback_problem(refusal: str) -> Problem:
+    return Problem(
+        pointer="/callback_url",
+        code="callback_url_refused",
+        message_zh="回调地址不被允许（须为允许的主机，不含用户名密码，不指向内网地址）",
+        message_en=f"the callback URL is not allowed: {refusal}",
+    )
 
 
 def _idempotency_problem(raw: Any, key: str | None) -> Problem | None:

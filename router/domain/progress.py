@@ -145,6 +145,7 @@ def _dispatch(
         application,
         bundle.id,
         item,
+        form_fields=catalog_item.form_fields,
         prerequisite_results=() if pre_review else _prerequisite_results(catalog_item, items),
         pre_review=pre_review,
     )

@@ -1,9 +1,10 @@
 """The one-time notice (一次告知): every problem with an application, found in one pass.
 
-Contract problems (shape, identity checksums) come from pydantic; catalog problems
-(unknown type or item, parallel items chosen apart, exclusive variants, a missing
-prerequisite) and material problems are checked on the raw document alongside, so the
-applicant hears about all of them at once, not one per attempt.
+The door's problems come first (router.domain.admission): a document over its limits or
+with unclean text is refused on them alone. Contract problems (shape, identity checksums)
+come from pydantic; catalog problems (unknown type or item, parallel items chosen apart,
+exclusive variants, a missing prerequisite) and material problems are checked on the raw
+document alongside, so the applicant hears about all of them at once, not one per attempt.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic_core import ErrorDetails
 from contracts.api import Problem
 from contracts.application import Application
 from contracts.catalog import BundleType, Catalog
+from router.domain.admission import door_problems
 
 # error type → (Chinese, English) message; {placeholders} come from the error context.
 _MESSAGES: dict[str, tuple[str, str]] = {
@@ -63,6 +65,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "材料文件类型不受支持，请上传PDF、OFD、JPEG、PNG或TIFF",
         "unsupported file type: use PDF, OFD, JPEG, PNG or TIFF",
     ),
+    "file_name_reserved": (
+        "文件名为系统保留名称（如 ..、CON、NUL），请改名",
+        "a reserved file name (such as .., CON or NUL): rename the file",
+    ),
     "items_duplicated": ("事项重复选择：{codes}", "items selected more than once: {codes}"),
 }
 
@@ -71,7 +77,9 @@ def find_problems(
     raw: Any, catalog: Catalog, material_exists: Callable[[str, int], bool]
 ) -> tuple[Application | None, list[Problem]]:
     """Validate a posted application; return it when valid, else every problem found."""
-    problems: list[Problem] = []
+    problems = door_problems(raw)
+    if problems:
+        return None, problems
     application: Application | None = None
     try:
         application = Application.model_validate(raw)

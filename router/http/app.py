@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 from contracts.application import Application
 from contracts.catalog import Catalog
 from router.http.auth import fixed_tokens
+from router.http.body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from router.http.bundles import bundle_routes
 from router.http.catalog import catalog_routes
 from router.http.headers import send_security_headers
@@ -47,6 +48,11 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     _register_schema(app, Application)
     answer_refusals_as_notices(app)
     answer_outages_with_retry_after(app)
+    # Inside the headers middleware: a body cut off while the route reads it is then an
+    # ordinary 413 refusal, not an error escaping that middleware's task group.
+    app.add_middleware(
+        BodyLimit, max_bytes=services.max_body_bytes if services else DEFAULT_MAX_BODY_BYTES
+    )
     send_security_headers(app)
     app.state.services = services
     app.state.catalog = catalog

@@ -191,6 +191,7 @@ def document_refusals(document: dict[str, Any]) -> None:
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
                 responses.setdefault("400", _refusal("The body could not be read"))
+                responses.setdefault("413", _refusal("The body is larger than the limit"))
             if any(p.get("in") == "path" for p in operation.get("parameters", [])):
                 responses.setdefault("404", _refusal("Nothing is found at this path"))
             if operation.get("security"):

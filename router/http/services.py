@@ -17,6 +17,7 @@ from fastapi import Depends, HTTPException, Request
 from contracts.catalog import Catalog
 from router.domain.intake import Intake
 from router.http.auth import Tokens
+from router.http.body_limit import DEFAULT_MAX_BODY_BYTES
 from router.http.guessing import CredentialGuesses
 from router.operations.overview import OpsServices
 from router.store import Database
@@ -38,6 +39,7 @@ class Services:
     guesses: CredentialGuesses | None = None
     readiness: Callable[[], str | None] = lambda: None
     """What keeps the API from serving (the database, the broker), or None: `/readyz`."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 # The dependencies are coroutines so FastAPI calls them on the event loop: a plain

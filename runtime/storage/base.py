@@ -3,7 +3,8 @@
 Materials are content-addressed (claim check): stored under their SHA-256, while
 messages carry only a `MaterialRef`. An upload is spooled to a local temporary file
 while it is hashed and cut off at the size cap, then checked against its own magic
-bytes and its claimed digest (an OFD, a ZIP container, is opened and checked as an
+bytes and its claimed digest, then parsed whole (a PDF or an image:
+`runtime.storage.documents`; an OFD, a ZIP container, is opened and checked as an
 archive: `runtime.storage.ofd`); only then does the backend make it visible under its
 digest. A refused upload leaves nothing behind. Names in a store are the digest, never
 the client's file name.
@@ -20,6 +21,7 @@ from typing import IO
 
 from contracts.application import MATERIAL_MEDIA_TYPES, MAX_MATERIAL_BYTES, MaterialRef
 from contracts.errors import MaterialCorrupted, MaterialRejected, MaterialTooLarge
+from runtime.storage.documents import document_problem
 from runtime.storage.ofd import ofd_problem
 
 CHUNK_BYTES = 1024 * 1024
@@ -86,6 +88,8 @@ class MaterialUpload:
             self._file.close()
             if self._media_type == "application/ofd" and (problem := ofd_problem(self._path)):
                 raise MaterialRejected(f"the OFD container {problem}")
+            if problem := document_problem(self._path, self._media_type):
+                raise MaterialRejected(f"content is not {self._media_type}: it {problem}")
             self._publish(self._path)
         finally:
             self.abort()  # what is left of the spool: the store has its own copy, or nothing
