@@ -64,6 +64,8 @@ class Settings:
     calendar_check_seconds: float = 60.0
     """How often router roles re-read the year files (LIANBAN_CALENDAR_DIR) and the
     installed chinesecalendar for a changed year (router.domain.calendar_watcher)."""
+    deadline_check_seconds: float = 30.0
+    """How often the deadline watcher looks for 预警 and 超期 (router.domain.deadlines)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -104,6 +106,9 @@ class Settings:
             ),
             calendar_check_seconds=float(
                 env.get("LIANBAN_CALENDAR_CHECK_SECONDS", str(defaults.calendar_check_seconds))
+            ),
+            deadline_check_seconds=float(
+                env.get("LIANBAN_DEADLINE_CHECK_SECONDS", str(defaults.deadline_check_seconds))
             ),
         )
 
