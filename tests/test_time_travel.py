@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 import time_machine
 from harness import Running, eventually, new_project_no, running_stack
 from sqlalchemy import func, select
@@ -31,6 +32,7 @@ from contracts.samples import sample_application, sample_material_ref
 from lianban.settings import Settings
 from router.operations.supervision import bundle_timings, figures_by, item_timings
 from router.store import DecisionPollRow, OutboxRow
+from runtime import clock
 
 CHINA = timezone(timedelta(hours=8))
 POLICE, INSURANCE = "birth_registration", "medical_insurance_nonlocal_parents"
@@ -389,3 +391,15 @@ def test_newborn_into_an_unofficial_2027_with_a_restart(
     expected[expected.index(china(12, 24, 15))] = china(12, 24, 15, 30)
     assert [at.astimezone(UTC) for at in journey.polled] == [at.astimezone(UTC) for at in expected]
     assert_no_item_failed(status)
+
+
+def test_case_time_steps_forward_for_the_demo_and_returns_to_the_wall_clock() -> None:
+    with time_machine.travel(china(2, 12), tick=False):
+        try:
+            assert clock.advance(timedelta(days=6)) == china(2, 18)
+            assert clock.now() == china(2, 18)
+            with pytest.raises(ValueError, match="backwards"):
+                clock.advance(timedelta(seconds=-1))
+        finally:
+            clock.reset()
+        assert clock.now() == china(2, 12)
