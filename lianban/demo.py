@@ -8,7 +8,10 @@ pre-reviewed at once, and decided only after their prerequisites' results are fo
 The installed department adapters (police, hrss, medical insurance, housing fund) call
 their department simulators over loopback SOAP and REST; every other department is
 simulated in process.
-It prints each bundle's one reply and its item timeline.
+It prints each bundle's one reply and its item timeline. Last, a 公民婚育 bundle whose
+marriage registry asks the applicant for a correction (补齐补正): the bundle's clock pauses, case
+time (runtime.clock) steps four working days on, the applicant corrects, and the clock
+resumes with those days left out of its due date.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +28,30 @@ import httpx
 
 from adapters.base import Adapter
 from adapters.registry import simulate_every_department
-from adapters.simulated import Rule, Scenario
+from adapters.simulated import Rule, Scenario, Verdict
 from adapters.simulators.systems import simulated_department_systems
 from contracts.catalog import Catalog, default_catalog
-from contracts.samples import SAMPLE_PDF, sample_application
+from contracts.samples import SAMPLE_PDF, sample_application, sample_material_ref
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
+from router.domain.workdays import CHINA_TZ, china_date, working_calendar
 from router.http.auth import ApiToken, Scope, mint
+from runtime import clock
 from runtime.logs import configure_logging
 
 DEMO_BUNDLES = ("newborn", "citizen_after_death", "enterprise_establishment")
 WITHDRAWN_BUNDLE = "new_house_deed_tax"
+PAUSED_BUNDLE = "marriage_and_childbirth"
+CORRECTED_ITEM = "marriage_registration"
+CORRECTION_WORKING_DAYS = 4
 # The simulated tax office takes its time over the declaration, so there is something
-# to withdraw.
-DEMO_SCENARIO = Scenario(rules={"deed_tax_declaration": Rule(delay_seconds=2.0)})
+# to withdraw; the marriage registry wants a correction first.
+DEMO_SCENARIO = Scenario(
+    rules={
+        "deed_tax_declaration": Rule(delay_seconds=2.0),
+        CORRECTED_ITEM: Rule(Verdict.CORRECT, reason="缺少户口簿"),
+    }
+)
 
 
 def embedded_stack(
@@ -99,9 +112,56 @@ def run_demo() -> int:
                 )
                 withdrawn.raise_for_status()
                 _print(client, receipt, withdrawn.json())
+                _pause_and_resume(client, catalog, len(DEMO_BUNDLES) + 2)
         finally:
             stack.stop()
+            clock.reset()
     return 0
+
+
+def _pause_and_resume(client: httpx.Client, catalog: Catalog, number: int) -> None:
+    receipt = _submit(client, catalog, PAUSED_BUNDLE, number)
+    _wait_for_item_state(client, receipt, CORRECTED_ITEM, "correction_requested")
+    _print_clock(client, receipt, "the marriage registry asks for a correction (补齐补正)")
+    calendar = working_calendar()
+    today = china_date(clock.now())
+    then = china_date(calendar.add_working_days(clock.now(), CORRECTION_WORKING_DAYS))
+    later = clock.advance(timedelta(days=(then - today).days)).astimezone(CHINA_TZ)
+    print(
+        f"… case time steps {CORRECTION_WORKING_DAYS} working days on, "
+        f"to {later:%Y-%m-%d %a %H:%M} (China)"
+    )
+    corrected = client.post(
+        f"/v1/bundles/{receipt['bundle_id']}/items/{CORRECTED_ITEM}/corrections",
+        json={"materials": [sample_material_ref()]},
+    )
+    corrected.raise_for_status()
+    reply = _wait_for_reply(client, receipt["reply_url"])
+    _print_clock(client, receipt, "the applicant corrects; the department decides")
+    _print(client, receipt, reply)
+
+
+def _print_clock(client: httpx.Client, receipt: Any, what: str) -> None:
+    """The bundle's clock: how many of its promised working days are used, and when it is
+    due; paused (no due date) while the applicant owes a correction."""
+    status = client.get(receipt["status_url"]).json()
+    bundle_clock = status["clock"]
+    if bundle_clock["finished_at"]:
+        state = "finished"
+    elif bundle_clock["running"]:
+        state = "running"
+    else:
+        state = f"paused ({bundle_clock['paused_cause']})"
+    due = bundle_clock["due_at"]
+    due = datetime.fromisoformat(due).astimezone(CHINA_TZ).strftime("%Y-%m-%d") if due else "—"
+    print(f"{what}")
+    print(
+        f"  clock {state}: {bundle_clock['days_used']} of {bundle_clock['limit_days']} "
+        f"working days used, due {due}"
+    )
+    for step in status["timeline"]:
+        if step["item"] is None and step["state"].startswith("clock_"):
+            print(f"  {step['state']:<14} {step['detail']}")
 
 
 def _submit(client: httpx.Client, catalog: Catalog, code: str, number: int) -> Any:
@@ -126,9 +186,9 @@ def _print(client: httpx.Client, receipt: Any, reply: Any) -> None:
     print("时间线 timeline:")
     start = status["timeline"][0]["at"]
     for event in status["timeline"]:
-        offset = _milliseconds_between(start, event["at"])
+        offset = _offset(start, event["at"])
         where = event["item"] or "(bundle)"
-        print(f"  +{offset:>6.1f} ms  {event['state']:<23} {where:<36} by {event['actor']}")
+        print(f"  {offset}  {event['state']:<23} {where:<36} by {event['actor']}")
 
 
 def _wait_for_item_state(
@@ -153,7 +213,9 @@ def _wait_for_reply(client: httpx.Client, reply_url: str, timeout: float = 30.0)
     raise TimeoutError(f"no reply at {reply_url} within {timeout} s")
 
 
-def _milliseconds_between(start: str, end: str) -> float:
-    from datetime import datetime
-
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000
+def _offset(start: str, end: str) -> str:
+    """How long after the first step: milliseconds, or days once case time moved on."""
+    elapsed = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    if elapsed < timedelta(minutes=1):
+        return f"+{elapsed.total_seconds() * 1000:>6.1f} ms"
+    return f"+{elapsed.days}d {elapsed.seconds // 3600:02d}h  "

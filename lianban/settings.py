@@ -190,6 +190,9 @@ class Settings(BaseSettings):
         description="How often router roles re-read the year files and the installed "
         "chinesecalendar for a changed year.",
     )
+    deadline_check_seconds: float = Field(
+        30.0, gt=0, description="How often the deadline watcher looks for 预警 and 超期."
+    )
     failpoints: str | None = Field(
         None, description="Chaos tests only: crash points, e.g. relay.after_publish=3."
     )

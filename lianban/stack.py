@@ -125,7 +125,9 @@ class Stack:
                 backoff_seconds=self.settings.callback_backoff_seconds,
             )
             self._spawn("callbacks", sender.run)
-            deadlines = DeadlineWatcher(self.database)
+            deadlines = DeadlineWatcher(
+                self.database, every_seconds=self.settings.deadline_check_seconds
+            )
             self._on_stop.append(on_change(deadlines.calendar_changed))
             self._spawn("deadlines", deadlines.run)
             scheduler = PollScheduler(

@@ -7,7 +7,8 @@ department side. A rule may keep a filing "pending" for a number of working days
 in China time, filing day as day 1): the router then polls it (`poll`) until it decides.
 An item filed for pre-review (容缺预审) is accepted and decided only when its supplement
 brings the prerequisites' results; a correction is approved once its supplement brings
-materials.
+materials (a pre-reviewed item's correction is pre-reviewed again, and decided with its
+prerequisites' results).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from contracts.messages import (
     Pending,
     PrerequisiteResult,
     Rejected,
+    SupplementPurpose,
 )
 from runtime import clock
 
@@ -132,7 +134,10 @@ class SimulatedDepartment(Adapter):
 
     def __init__(self, endpoint: str | None = None) -> None:
         super().__init__(endpoint)
-        self._filed_at: dict[str, datetime] = {}  # the department's memory of its filings
+        # The department's memory of its filings, by idempotency key.
+        self._filed_at: dict[str, datetime] = {}
+        self._pre_reviewed: set[str] = set()
+        self._corrected: set[str] = set()
 
     async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult:
         rule = self.scenario.rule_for(item)
@@ -140,6 +145,8 @@ class SimulatedDepartment(Adapter):
             return self._decide(item, rule.verdict, Rejected(reason=rule.reason))
         receipt = f"SIM-{self.department.upper()}-{item.bundle_id.hex[:8]}-{item.item}"
         await ctx.report(Accepted(receipt_no=receipt))
+        if item.pre_review:
+            self._pre_reviewed.add(item.idempotency_key)
         if rule.verdict is Verdict.CORRECT:
             return CorrectionRequested(reason=rule.reason, missing_materials=(MISSING_MATERIAL,))
         if item.pre_review:
@@ -158,12 +165,17 @@ class SimulatedDepartment(Adapter):
 
     async def supplement(self, item: ItemSupplement, ctx: AdapterContext) -> OutcomeResult:
         rule = self.scenario.rule_for(item)
+        correction = item.purpose is SupplementPurpose.CORRECTION
         if rule.verdict is Verdict.CORRECT:
-            if not item.materials:
+            if correction and item.materials:
+                self._corrected.add(item.idempotency_key)
+            if item.idempotency_key not in self._corrected:
                 return CorrectionRequested(
                     reason=rule.reason, missing_materials=(MISSING_MATERIAL,)
                 )
             rule = replace(rule, verdict=Verdict.APPROVE)
+        if correction and item.idempotency_key in self._pre_reviewed:
+            return Accepted(receipt_no=item.receipt_no)  # its prerequisites decide it later
         return await self._conclude(item, item.prerequisite_results, item.receipt_no or "", rule)
 
     async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
