@@ -86,6 +86,48 @@ def test_a_refused_message_is_listed_with_its_reason_and_replayed_once(
     assert len(handled) == 1 and handled[0][REPLAYED_HEADER] == 1
 
 
+# RabbitMQ 4.x drops a quorum queue's message at its 21st delivery by default.
+LOOKS = 21
+
+
+def test_looking_at_dead_letters_leaves_them_as_they_were(broker: Broker, catalog: Catalog) -> None:
+    """Listing and showing a parked message, more often than RabbitMQ 4.x would let a
+    quorum queue redeliver it, leaves its body, headers, death count and place alone."""
+    bodies = [b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
+    refused: list[str] = []
+    all_refused = threading.Event()
+
+    def refuse(delivery: Delivery) -> Settlement:
+        refused.append(delivery.message_id)
+        if len(refused) == len(bodies):
+            all_refused.set()
+        return Park("signature by an unknown key")
+
+    message_ids = publish_to_department(broker, "hrss", *bodies)
+    _consume_until(ConsumerLoop(broker, QUEUE, refuse), all_refused)
+    dead = DeadLetterQueues(broker, catalog.departments)
+    eventually(lambda: dead.counts()[PARKING] == len(bodies), timeout=10, message="not all parked")
+
+    first_look = dead.list(PARKING)
+    for _ in range(LOOKS):
+        assert dead.list(PARKING) == first_look
+    for _ in range(2):  # `dlq show` browses the same way, through every parking lot
+        assert dead.find(message_ids[1]) == first_look[1]
+    assert [letter.message_id for letter in first_look] == message_ids
+    assert {letter.count for letter in first_look} == {1}
+
+    with broker.connect() as connection:
+        parking = Queue(PARKING, no_declare=True)(connection.default_channel)
+        taken = [parking.get(no_ack=True, accept=None) for _ in bodies]
+        assert parking.get(no_ack=True) is None
+    drained = [Delivery.of(message) for message in taken if message is not None]
+    assert [delivery.body for delivery in drained] == bodies  # all there, in their order
+    for delivery in drained:
+        assert "x-delivery-count" not in delivery.headers
+        # RabbitMQ's own record of the death (the in-memory transport keeps none).
+        assert all(death["count"] == 1 for death in delivery.headers.get("x-death") or [])
+
+
 def test_a_replay_goes_to_the_parking_lots_own_queue_whatever_the_letter_says(
     broker: Broker, catalog: Catalog
 ) -> None:

@@ -9,8 +9,10 @@ leaves a message in both places at worst, never in neither. Consumers deduplicat
 message id (the correlator's inbox, the departments' idempotency keys), so a replayed
 message that had in fact been handled changes nothing.
 
-Browsing takes messages without acknowledging them and puts them back afterwards:
-parking lots have no delivery limit, so looking costs nothing.
+Browsing takes messages without acknowledging them and puts them back afterwards.
+Parking lots are classic queues, which put a requeued message back in its place and
+count nothing: no `x-delivery-count`, no delivery limit (a quorum queue would count each
+look as a failed delivery and, on RabbitMQ 4.x, drop the letter at the 20th).
 """
 
 from __future__ import annotations
@@ -167,9 +169,15 @@ class DeadLetterQueues:
                     taken.append(message)
                     yield message
 
+            browsed = messages()
             try:
-                yield messages()
+                yield browsed
             finally:
+                # Take the rest too before requeueing, so all go back in their order: the
+                # in-memory transport appends a requeued message at the tail (RabbitMQ's
+                # classic queues put it back in its place either way).
+                for _ in browsed:
+                    pass
                 for message in taken:
                     if not message.acknowledged:
                         message.requeue()

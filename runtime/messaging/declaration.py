@@ -1,6 +1,7 @@
 """Declares Lianban's exchanges and queues: durable quorum queues with dead-lettering.
 
-Every consumed queue dead-letters into its own parking-lot queue, through an exchange
+Every consumed queue dead-letters into its own parking-lot queue (a durable classic
+queue, so that browsing it costs nothing: see `_parking_queue`), through an exchange
 of its own (`<queue>.dead`, bound to that parking lot only), so a message the consumer
 refuses (bad contract, delivery limit reached) is kept for an operator, never dropped.
 Dead-lettering is at-least-once (quorum queues, RabbitMQ ≥ 3.10): the message leaves
@@ -93,7 +94,11 @@ def _parking_queue(name: str) -> Queue:
         topology.parking_queue(name),
         dead_letter_exchange(name),
         durable=True,
-        queue_arguments={"x-queue-type": "quorum"},
+        # Classic, not quorum: a quorum queue counts every get-and-requeue as a failed
+        # delivery (`x-delivery-count`), and RabbitMQ 4.x drops a message at its default
+        # delivery limit of 20, so browsing a quorum parking lot would wear its letters out.
+        # A classic queue puts a requeued message back in its place and counts nothing.
+        queue_arguments={"x-queue-type": "classic"},
     )
 
 
