@@ -107,6 +107,12 @@ def bundles(
     return bundle_page(ops.database, ops.catalog, where, page, page_size)
 
 
+@ops_routes.get("/v1/ops/bundle-types", dependencies=OPERATORS)
+def bundle_types(ops: AppOps) -> dict[str, str]:
+    """Every bundle type of the catalog by code, with its Chinese name: the list's filter."""
+    return {code: bundle_type.name_zh for code, bundle_type in ops.catalog.bundle_types.items()}
+
+
 @ops_routes.get("/v1/ops/bundles/{key}", dependencies=OPERATORS)
 def find(key: str, ops: AppOps) -> BundleStatus:
     """A bundle by id or case number (办件编号), with its whole timeline."""

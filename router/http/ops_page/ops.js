@@ -92,6 +92,18 @@ function applyLanguage() {
   other.lang = language === "en" ? "zh-CN" : "en";
 }
 
+// Builds an element; strings become text nodes, so nothing from the server is parsed as HTML.
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== null && value !== undefined && value !== false) node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
+  }
+  return node;
+}
+
 function showError(message) {
   const box = $("#error");
   box.textContent = message;
@@ -184,8 +196,9 @@ function updateDepartmentFilter(departments) {
   keepChoice($("#filter-department"), sorted.map((d) => el("option", { value: d.department }, d.name_zh)));
 }
 
-function updateBundleTypeFilter(names, bundleTypes) {
-  keepChoice($("#filter-type"), bundleTypes.map((code) => el("option", { value: code }, names[code] ?? code)));
+async function loadBundleTypes() {
+  const names = await api("/v1/ops/bundle-types");
+  keepChoice($("#filter-type"), Object.entries(names).map(([code, name]) => el("option", { value: code }, name)));
 }
 
 function bundleQuery() {
@@ -435,7 +448,6 @@ async function loadSupervision() {
   const since = $("#since").value, until = $("#until").value;
   const figures = await api(`/v1/ops/supervision?since=${since}&until=${until}`);
   const { by_department: departments, by_bundle_type: bundleTypes, bundles_by_type: bundles, names } = figures;
-  updateBundleTypeFilter(names, Object.keys(bundles).length ? Object.keys(bundles) : Object.keys(bundleTypes));
   $("#supervision-result").replaceChildren(
     el("div", { class: "charts" },
       volumeChart(t("chartDepartments"), departments, names),
@@ -463,8 +475,7 @@ async function refresh() {
 }
 
 async function loadAll() {
-  await refresh();
-  await loadSupervision();
+  await Promise.all([refresh(), loadBundleTypes(), loadSupervision()]);
 }
 
 // Periods are China dates (UTC+8), whatever the operator's browser thinks.
