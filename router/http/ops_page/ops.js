@@ -8,6 +8,7 @@ const LANGUAGE_KEY = "lianban.ops.language";
 const PAGE_SIZE = 25;
 const $ = (selector) => document.querySelector(selector);
 let departmentNames = {};
+let departmentHealth = {};  // the last /v1/ops/departments rows by code: why an item may wait
 let bundlePage = 1;
 
 // Every label as [中文, English]; states, steps and circuits by their code.
@@ -41,7 +42,7 @@ const TEXT = {
   messages: ["{n} 条消息", "{n} message(s)"], everyMessage: ["全部消息", "every message"],
   replayedResult: ["已从 {queue} 重放 {n} 条消息。", "Replayed {n} message(s) from {queue}."],
   noBundle: ["没有办件 {key}。", "No bundle {key}."], receivedAt: ["收件 {at}", "received {at}"],
-  departmentSays: ["部门答复", "Department says"], lastPoll: ["上次查询", "Last poll"], nextPoll: ["下次查询", "Next poll"],
+  departmentSays: ["部门答复", "Department says"], departmentCondition: ["部门状况", "Department now"], lastPoll: ["上次查询", "Last poll"], nextPoll: ["下次查询", "Next poll"],
   notYet: ["尚未", "not yet"], callsBack: ["等待回调", "calls back"], timeline: ["全程留痕", "Timeline"],
   at: ["时间", "At"], step: ["步骤", "Step"], actor: ["执行方", "Actor"], detail: ["详情", "Detail"], bundle: ["（整件）", "(bundle)"],
   volume: ["办件量（事项）", "Items received"], accepted: ["受理", "Accepted"], rejected: ["不予受理量", "Not accepted"],
@@ -164,6 +165,7 @@ async function loadDepartments() {
   const windowMinutes = $("#window").value;
   const departments = await api(`/v1/ops/departments?window_minutes=${windowMinutes}`);
   departmentNames = Object.fromEntries(departments.map((d) => [d.department, d.name_zh]));
+  departmentHealth = Object.fromEntries(departments.map((d) => [d.department, d]));
   const rows = departments.map((d) => {
     const depth = d.ready + (d.unacknowledged ?? 0);
     const circuit = d.circuit ?? "unknown";
@@ -331,6 +333,16 @@ function decisionPollCells(poll) {
   ];
 }
 
+// Why an open item may wait: its department's circuit, parked messages and unanswered age.
+function departmentConditionCell(item) {
+  const health = departmentHealth[item.department];
+  if (!health || ["approved", "denied", "rejected", "failed", "cancelled"].includes(item.state)) return el("td", {}, "");
+  const circuit = health.circuit ?? "unknown";
+  return el("td", { class: "department-condition" },
+    el("span", { class: `badge ${circuit}` }, circuit === "unknown" ? t("noReport") : t(`circuit.${circuit}`)),
+    ` ${t("deadLetters")} ${health.dead_letters} · ${t("oldest")} ${age(health.oldest_age_seconds)}`);
+}
+
 const headRow = (...keys) => el("thead", {}, el("tr", {}, keys.map((key) => el("th", {}, t(key)))));
 
 async function findBundle(key) {
@@ -348,10 +360,11 @@ async function findBundle(key) {
       el("strong", {}, bundle.project_no), ` · ${bundle.bundle_type} · ${stateLabel(bundle.state)} · ${t("receivedAt", { at: when(bundle.received_at) })} · `,
       el("span", { class: "muted" }, bundle.bundle_id)),
     el("table", { id: "bundle-items" },
-      headRow("item", "department", "state", "reason", "departmentSays", "lastPoll", "nextPoll"),
+      headRow("item", "department", "state", "reason", "departmentCondition", "departmentSays", "lastPoll", "nextPoll"),
       el("tbody", {}, bundle.items.map((item) => el("tr", {},
         el("td", {}, item.name_zh), el("td", {}, departmentLabel(item.department)),
         el("td", {}, stateLabel(item.state)), el("td", {}, item.reason ?? ""),
+        departmentConditionCell(item),
         ...decisionPollCells(item.decision_poll))))),
     el("h3", {}, t("timeline")),
     el("table", { id: "timeline" },
