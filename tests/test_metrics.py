@@ -169,7 +169,15 @@ def two_tokens(tmp_path: Any, catalog: Catalog) -> Iterator[tuple[Stack, str]]:
 
 
 @pytest.mark.parametrize(
-    "path", ["/metrics", "/v1/ops/departments", "/v1/ops/deadlines", "/v1/ops/dead-letters"]
+    "path",
+    [
+        "/metrics",
+        "/v1/ops/departments",
+        "/v1/ops/deadlines",
+        "/v1/ops/dead-letters",
+        "/v1/ops/bundles",
+        "/v1/ops/bundle-types",
+    ],
 )
 def test_operator_endpoints_need_the_ops_scope(two_tokens: tuple[Stack, str], path: str) -> None:
     stack, platform_token = two_tokens

@@ -36,14 +36,14 @@ def test_a_dead_letter_on_the_ops_page_is_masked() -> None:
         "form": {"father_name": "张大山", "father_id_number": RESIDENT_ID, "phone": "13812345678"},
     }
     entry = DeadLetterEntry.of(
-        _letter(json.dumps(dispatch, ensure_ascii=False).encode(), f"bad id {RESIDENT_ID}")
+        _letter(json.dumps(dispatch, ensure_ascii=False).encode(), f"bad id {RESIDENT_ID}"), None
     )
     shown = entry.model_dump_json()
     assert unmasked_identifiers(shown) == []
     assert "张大山" not in shown and "13812345678" not in shown
     assert json.loads(entry.body)["item"] == "birth_registration"
 
-    not_json = DeadLetterEntry.of(_letter(f"<IdNumber>{RESIDENT_ID}</IdNumber>".encode()))
+    not_json = DeadLetterEntry.of(_letter(f"<IdNumber>{RESIDENT_ID}</IdNumber>".encode()), None)
     assert RESIDENT_ID not in not_json.body
 
 

@@ -1,6 +1,7 @@
-"""The ops page in headless Chromium (Debian's `chromium`, driven by Playwright): load it,
-see the departments, the supervision charts and a dead letter, find a bundle by its case
-number and read its timeline, replay the dead letter; a screenshot goes to var/artifacts/.
+"""The ops page in headless Chromium (Debian's `chromium`, driven by Playwright): load it in
+Chinese, see the departments (trouble first), the bundle list with its filters and
+pages, the supervision charts and a dead letter, find a bundle by its case number and read
+its timeline, replay the dead letter, switch to English; screenshots go to var/artifacts/.
 
 Like connected tests, it is skipped on a developer's machine without chromium and FAILS
 on CI (`make test` installs chromium).
@@ -86,42 +87,75 @@ def test_operator_finds_a_bundle_reads_figures_and_replays_a_dead_letter(
         application = sample_application(catalog.bundle_types["newborn"], new_project_no())
         receipt = running.submit(application).json()
         running.wait_for_reply(receipt["reply_url"])
+        settlement = sample_application(
+            catalog.bundle_types["graduate_household_settlement"], new_project_no()
+        )
+        running.wait_for_reply(running.submit(settlement).json()["reply_url"])
         _park_a_dead_letter(settings.broker_url)
         _wait_for_dead_letters(running, 1)
 
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        mode = request.node.callspec.params["settings"]
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            _operate(page, running, application["project_no"])
+            _operate(page, running, application["project_no"], settlement["project_no"], mode)
         finally:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            mode = request.node.callspec.params["settings"]
             page.screenshot(path=ARTIFACTS / f"ops-page-{mode}.png", full_page=True)
             page.close()
 
 
-def _operate(page: Page, running: Running, project_no: str) -> None:
+def _operate(page: Page, running: Running, newborn_no: str, settlement_no: str, mode: str) -> None:
     expect.set_options(timeout=30_000)
     page.goto(f"{running.stack.base_url}/ops")
-    expect(page.locator("h1")).to_contain_text("Lianban")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    expect(page.locator("h1")).to_contain_text("运维")
+    expect(page.locator('link[rel="icon"]')).to_have_attribute("href", "/ops/static/favicon.svg")
     page.fill("#token", TEST_TOKEN.get_secret_value())
-    page.click("#token-form button")
+    page.click("#token-form button[type=submit]")
 
-    police = page.locator('#departments tr[data-department="police"]')
-    expect(police).to_contain_text("公安")
-    expect(police.locator("td").nth(7)).to_have_text("1")  # its dead letter
-    expect(police.locator(".badge")).to_have_text("closed")
+    # Police has a dead letter: it comes first, its circuit labelled in Chinese.
+    first = page.locator("#departments tbody tr").first
+    expect(first).to_have_attribute("data-department", "police")
+    expect(first).to_contain_text("公安")
+    expect(first.locator("td").nth(7)).to_have_text("1")
+    expect(first.locator(".badge")).to_have_text("正常")
 
-    # Supervision: today's bundle shows in the figures and the charts.
+    # The bundle list (the connected database is shared: other tests' bundles are there too):
+    # the newest first, bundles counted apart from their items, each filter applied.
+    counts = page.locator("#bundle-counts")
+    everything = running.client.get("/v1/ops/bundles").json()
+    assert everything["items_total"] > everything["bundles_total"] >= 2
+    expect(counts).to_have_text(
+        f"一件事 {everything['bundles_total']} 件 · 事项 {everything['items_total']} 项"
+    )
+    rows = page.locator("#bundles tbody tr")
+    expect(rows.first).to_have_attribute("data-bundle", settlement_no)
+    expect(rows.first).to_contain_text("已答复")
+    page.select_option("#filter-type", "newborn")
+    page.click("#bundle-filter button")
+    newborn_row = page.locator(f'#bundles tbody tr[data-bundle="{newborn_no}"]')
+    expect(page.locator(f'#bundles tbody tr[data-bundle="{settlement_no}"]')).to_have_count(0)
+    expect(newborn_row).to_contain_text("新生儿出生")
+    page.select_option("#filter-overdue", "true")  # replied: never overdue
+    page.click("#bundle-filter button")
+    expect(newborn_row).to_have_count(0)
+    page.select_option("#filter-type", "")
+    page.select_option("#filter-overdue", "")
+    page.click("#bundle-filter button")
+    expect(page.locator("#page-number")).to_contain_text("第 1 /")
+
+    # Supervision: bundles by type in bundles (件), items in their own tables.
     expect(page.locator("#supervision-result svg").first).to_be_visible()
-    expect(page.locator("#supervision-result table.figures").last).to_contain_text("newborn")
+    expect(page.locator("#bundles-by-type")).to_contain_text("新生儿出生")
+    expect(page.locator("#items-by-bundle-type")).to_contain_text("高校毕业生落户")
     assert page.locator("#supervision-result svg rect").count() > 0
 
     # Bundle search by case number, down to the timeline.
-    page.fill("#bundle-key", project_no)
+    page.fill("#bundle-key", newborn_no)
     page.click("#bundle-form button")
-    expect(page.locator("#bundle-summary")).to_contain_text(project_no)
-    expect(page.locator("#timeline")).to_contain_text("replied")
-    expect(page.locator("#timeline")).to_contain_text("received")
+    expect(page.locator("#bundle-summary")).to_contain_text(newborn_no)
+    expect(page.locator('#timeline tr[data-step="replied"]')).to_contain_text("已答复")
+    expect(page.locator('#timeline tr[data-step="received"]')).to_contain_text("收件")
     assert page.locator("#error").is_hidden()
 
     page.select_option("#dead-letter-queue", POLICE_PARKING)
@@ -133,11 +167,22 @@ def _operate(page: Page, running: Running, project_no: str) -> None:
     page.click("#replay-selected")
     expect(page.locator("#confirm")).to_be_visible()
     page.click("#confirm-ok")
-    expect(page.locator("#replay-result")).to_contain_text("Replayed 1 message(s)")
+    expect(page.locator("#replay-result")).to_contain_text("重放 1 条消息")
     # It went back to police's queue, was refused again and parked again, counted as replayed.
     _wait_for_replayed(running, "dead-letter-test")
     page.click("#refresh")
-    expect(page.locator("#dead-letters tbody")).to_contain_text("replayed 1×")
+    expect(page.locator("#dead-letters tbody")).to_contain_text("已重放 1 次")
+
+    page.screenshot(path=ARTIFACTS / f"ops-page-zh-{mode}.png", full_page=True)
+
+    # The English switch relabels the page and is remembered.
+    page.click("#language")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("#bundles h2")).to_have_text("Bundles")
+    expect(counts).to_contain_text(" bundle(s) · ")
+    expect(page.locator("#departments tbody tr").first.locator(".badge")).to_have_text("closed")
+    page.reload()
+    expect(page.locator("#departments h2 span")).to_have_text("Departments")
 
 
 def _wait_for_replayed(running: Running, message_id: str) -> None:

@@ -20,15 +20,17 @@ from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from contracts.api import BundleStatus
+from contracts.api import BundleState, BundleStatus
 from router.http.auth import ApiToken, Scope, require_scope
 from router.http.services import AppOps
+from router.operations.bundle_list import BundleFilter, BundlePage, bundle_page
 from router.operations.overview import (
     DeadLetterEntry,
     DeadlineEntry,
     DepartmentHealth,
     SupervisionFigures,
     bundle_by_key,
+    case_numbers,
     deadline_entries,
     department_health,
     supervision_figures,
@@ -39,7 +41,11 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 OPERATORS = [Depends(require_scope(Scope.OPS))]
 PAGE_DIR = Path(__file__).with_name("ops_page")
-_PAGE_FILES = {"ops.css": "text/css", "ops.js": "text/javascript"}
+_PAGE_FILES = {
+    "ops.css": "text/css",
+    "ops.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 class Replay(BaseModel):
@@ -84,6 +90,29 @@ def deadlines(
     return deadline_entries(ops.database, limit)
 
 
+@ops_routes.get("/v1/ops/bundles", dependencies=OPERATORS)
+def bundles(
+    ops: AppOps,
+    state: BundleState | None = None,
+    bundle_type: str | None = None,
+    department: str | None = None,
+    overdue: bool | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 25,
+) -> BundlePage:
+    """Bundles by state, type, department, overdue and China date received, newest first."""
+    where = BundleFilter(state, bundle_type, department, overdue, since, until)
+    return bundle_page(ops.database, ops.catalog, where, page, page_size)
+
+
+@ops_routes.get("/v1/ops/bundle-types", dependencies=OPERATORS)
+def bundle_types(ops: AppOps) -> dict[str, str]:
+    """Every bundle type of the catalog by code, with its Chinese name: the list's filter."""
+    return {code: bundle_type.name_zh for code, bundle_type in ops.catalog.bundle_types.items()}
+
+
 @ops_routes.get("/v1/ops/bundles/{key}", dependencies=OPERATORS)
 def find(key: str, ops: AppOps) -> BundleStatus:
     """A bundle by id or case number (办件编号), with its whole timeline."""
@@ -107,7 +136,8 @@ def dead_letters(
     ops: AppOps, queue: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[DeadLetterEntry]:
     letters = _parked(lambda: ops.dead_letters.list(queue, limit))
-    return [DeadLetterEntry.of(letter) for letter in letters]
+    numbers = case_numbers(ops.database, [letter.bundle_id for letter in letters])
+    return [DeadLetterEntry.of(letter, numbers.get(letter.bundle_id)) for letter in letters]
 
 
 @ops_routes.post("/v1/ops/dead-letters/{queue}/replay")

@@ -105,12 +105,30 @@ class SupervisionFigures(BaseModel):
 
 class DeadLetterEntry(DeadLetterSummary):
     body: str  # its start, masked: enough to recognise it, never megabytes in the page
+    project_no: str | None  # the case number of its bundle, when it names a known one
 
     @classmethod
-    def of(cls, letter: DeadLetter) -> DeadLetterEntry:
+    def of(cls, letter: DeadLetter, project_no: str | None) -> DeadLetterEntry:
         summary = letter.summary().model_dump()
         summary["reason"] = mask_text(summary["reason"])
-        return cls(**summary, body=_masked_body(letter.body)[:2000])
+        return cls(**summary, body=_masked_body(letter.body)[:2000], project_no=project_no)
+
+
+def case_numbers(database: Database, bundle_ids: Iterable[str]) -> dict[str, str]:
+    """The case numbers (办件编号) of the given bundle ids; ids naming no bundle are left out."""
+    known: set[uuid.UUID] = set()
+    for text in bundle_ids:
+        try:
+            known.add(uuid.UUID(text))
+        except ValueError:  # a correlation id that is no bundle id
+            continue
+    if not known:
+        return {}
+    with database.transaction() as session:
+        rows = session.execute(
+            select(BundleRow.id, BundleRow.project_no).where(BundleRow.id.in_(known))
+        ).all()
+    return {str(bundle_id): project_no for bundle_id, project_no in rows}
 
 
 def _masked_body(body: bytes) -> str:
@@ -142,7 +160,7 @@ def department_health(ops: OpsServices, window: timedelta) -> list[DepartmentHea
         if state == ItemState.FAILED.value:
             failures[code] = failures.get(code, 0) + count
     circuits = circuit_states(ops.adapter_metrics_urls)
-    return [
+    health = [
         DepartmentHealth(
             department=queue.department,
             name_zh=ops.catalog.departments[queue.department].name_zh,
@@ -160,6 +178,20 @@ def department_health(ops: OpsServices, window: timedelta) -> list[DepartmentHea
         )
         for queue in department_queues(ops.queue_counts, ops.catalog.departments, oldest)
     ]
+    return sorted(health, key=_attention)
+
+
+def _attention(department: DepartmentHealth) -> tuple[int, int, str]:
+    """Departments in trouble first, then those with activity, then the idle ones: the one
+    that is down never hides among thirty quiet rows."""
+    troubled = (
+        department.circuit in (BreakerState.OPEN.value, BreakerState.HALF_OPEN.value)
+        or department.dead_letters > 0
+        or department.failed > 0
+        or (department.oldest_age_seconds or 0) > 0
+    )
+    active = department.outcomes + department.ready + (department.unacknowledged or 0)
+    return (0 if troubled else 1 if active else 2, -active, department.department)
 
 
 def circuit_states(adapter_metrics_urls: Iterable[str]) -> dict[str, str]:

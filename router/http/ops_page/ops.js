@@ -1,10 +1,97 @@
 // The ops page: plain DOM, no framework, no network beyond this server. Every request
 // carries the operator's bearer token, kept for this browser tab only (sessionStorage).
+// Chinese by default; the English switch is remembered by this browser (localStorage).
 "use strict";
 
 const TOKEN_KEY = "lianban.ops.token";
+const LANGUAGE_KEY = "lianban.ops.language";
+const PAGE_SIZE = 25;
 const $ = (selector) => document.querySelector(selector);
 let departmentNames = {};
+let departmentHealth = {};  // the last /v1/ops/departments rows by code: why an item may wait
+let bundlePage = 1;
+
+// Every label as [中文, English]; states, steps and circuits by their code.
+const TEXT = {
+  operations: ["运维", "Operations"], token: ["运维令牌", "Operator token"], use: ["使用", "Use"],
+  departments: ["部门", "Departments"], department: ["部门", "Department"],
+  min15: ["15 分钟", "15 min"], hour1: ["1 小时", "1 h"], hour24: ["24 小时", "24 h"],
+  refresh: ["刷新", "Refresh"], depth: ["队列积压", "Queue depth"], consumers: ["消费者", "Consumers"],
+  oldest: ["最久未答", "Oldest"], answers: ["答复数", "Answers"], errorRate: ["失败率", "Error rate"],
+  circuit: ["熔断", "Circuit"], deadLetters: ["死信", "Dead letters"],
+  departmentsNote: ["有故障的部门排在最前，其次是有业务的部门。积压 = 待投递 + 未确认；最久未答 = 队列有消息时部门最早未答复的派发；答复数与失败率按所选时段统计。",
+    "Departments in trouble come first, then those with activity. Depth = ready + unacknowledged; oldest = the oldest dispatch the department has not answered while its queue holds messages; answers and error rate count the chosen window."],
+  bundleList: ["办件列表", "Bundles"], state: ["状态", "State"], any: ["全部", "Any"],
+  bundleType: ["一件事", "Bundle type"], overdue: ["超期", "Overdue"], overdueOnly: ["仅超期", "Overdue only"],
+  notOverdue: ["未超期", "Not overdue"], receivedFrom: ["收件日期", "Received from"], to: ["至", "to"],
+  search: ["查询", "Search"], caseNumber: ["办件编号", "Case number"], items: ["事项（未办结）", "Items (open)"],
+  received: ["收件时间", "Received"], due: ["承诺时限", "Due"], previous: ["上一页", "Previous"], next: ["下一页", "Next"],
+  counts: ["一件事 {bundles} 件 · 事项 {items} 项", "{bundles} bundle(s) · {items} item(s)"],
+  pageOf: ["第 {page} / {pages} 页", "Page {page} of {pages}"], noBundles: ["没有符合条件的办件。", "No bundle matches."],
+  deadlines: ["预警 / 超期", "Deadlines"], item: ["事项", "Item"], deadline: ["时限", "Deadline"], level: ["级别", "Level"],
+  message: ["消息", "Message"], reason: ["原因", "Reason"], deaths: ["死信次数", "Deaths"], diedAt: ["进入时间", "Died at"],
+  replaySelected: ["重放所选", "Replay selected"], replayAll: ["重放整个队列", "Replay the whole queue"],
+  bundleSearch: ["办件查询", "Find a bundle"], bundleKey: ["办件编号或办件 ID", "Case number or bundle id"], find: ["查找", "Find"],
+  supervision: ["电子监察", "Supervision figures"], from: ["从", "From"], show: ["显示", "Show"],
+  cancel: ["取消", "Cancel"], replay: ["重放", "Replay"],
+  enterToken: ["请先输入运维令牌（ops 权限）。", "Enter an operator token (scope ops) first."],
+  noDepartments: ["没有部门。", "No departments."], noDeadlines: ["没有临近或已过的时限。", "No deadline is near or past."],
+  noDeadLetters: ["没有死信。", "No dead letters."], everyParkingLot: ["全部死信队列", "every parking lot"],
+  noReport: ["未上报", "no report"], replayedTimes: ["（已重放 {n} 次）", " (replayed {n}×)"],
+  confirmReplay: ["将 {what} 从 {queue} 重新投递到部门队列？部门会再次收到。", "Replay {what} from {queue} to the department's queue? The department will receive them again."],
+  messages: ["{n} 条消息", "{n} message(s)"], everyMessage: ["全部消息", "every message"],
+  replayedResult: ["已从 {queue} 重放 {n} 条消息。", "Replayed {n} message(s) from {queue}."],
+  noBundle: ["没有办件 {key}。", "No bundle {key}."], receivedAt: ["收件 {at}", "received {at}"],
+  departmentSays: ["部门答复", "Department says"], departmentCondition: ["部门状况", "Department now"], lastPoll: ["上次查询", "Last poll"], nextPoll: ["下次查询", "Next poll"],
+  notYet: ["尚未", "not yet"], callsBack: ["等待回调", "calls back"], timeline: ["全程留痕", "Timeline"],
+  at: ["时间", "At"], step: ["步骤", "Step"], actor: ["执行方", "Actor"], detail: ["详情", "Detail"], bundle: ["（整件）", "(bundle)"],
+  volume: ["办件量（事项）", "Items received"], accepted: ["受理", "Accepted"], rejected: ["不予受理量", "Not accepted"],
+  completed: ["办结", "Completed"], intakeAvg: ["收件时限 平均（按时）", "Intake avg (on time)"],
+  decisionAvg: ["办理时限 平均（按时）", "Decision avg (on time)"], completion: ["办结率", "Completion"],
+  bundlesVolume: ["一件事件数", "Bundles received"], repliedBundles: ["已答复", "Replied"],
+  bundlesOnTime: ["按承诺时限答复率", "Replied within promise"], byDepartment: ["按部门（事项）", "By department (items)"],
+  byBundleType: ["按一件事（事项）", "By bundle type (items)"], bundlesByType: ["按一件事（件数）", "By bundle type (bundles)"],
+  chartDepartments: ["部门 办件量 / 不予受理量 / 办结", "Departments: items, not accepted, completed"],
+  chartCompletion: ["部门 办结率", "Departments: completion"],
+  chartBundleTypes: ["一件事 事项办件量 / 不予受理量 / 办结", "Bundle types: items, not accepted, completed"],
+  "kind.acceptance": ["受理", "acceptance"], "kind.decision": ["办结", "decision"],
+  "kind.tolerated_gap": ["容缺承诺", "commitment"], "kind.bundle": ["一件事", "bundle"],
+  "level.missed": ["超期", "missed"], "level.warning": ["预警", "warning"],
+  "circuit.closed": ["正常", "closed"], "circuit.open": ["熔断", "open"], "circuit.half_open": ["半开", "half open"],
+  "state.in_progress": ["办理中", "in progress"], "state.replied": ["已答复", "replied"],
+  "state.waiting": ["等待前置", "waiting"], "state.dispatched": ["已派发", "dispatched"],
+  "state.pre_reviewed": ["容缺预审", "pre-reviewed"], "state.accepted": ["已受理", "accepted"],
+  "state.correction_requested": ["补齐补正", "correction requested"], "state.approved": ["准予", "approved"],
+  "state.denied": ["不予许可", "denied"], "state.rejected": ["不予受理", "rejected"], "state.failed": ["失败", "failed"],
+  "state.cancelled": ["已取消", "cancelled"], "state.received": ["收件", "received"], "state.validated": ["校验通过", "validated"],
+  "state.prerequisites_forwarded": ["前置结果转送", "prerequisites forwarded"], "state.corrected": ["已补正", "corrected"],
+  "state.deadline_unknown": ["时限未知", "deadline unknown"], "state.clock_started": ["计时开始", "clock started"],
+  "state.clock_paused": ["计时暂停", "clock paused"], "state.clock_resumed": ["计时恢复", "clock resumed"],
+  "state.deadline_extended": ["延期", "deadline extended"], "state.deadline_moved": ["时限调整", "deadline moved"],
+  "state.deadline_warning": ["预警", "deadline warning"], "state.overdue": ["超期", "overdue"],
+  "state.ignored": ["已忽略", "ignored"], "state.decision_pending": ["待部门决定", "decision pending"],
+  "state.unreachable": ["部门不可达", "unreachable"], "state.withdrawn": ["已撤回", "withdrawn"],
+  "state.callback_delivered": ["回调已送达", "callback delivered"],
+};
+
+let language = localStorage.getItem(LANGUAGE_KEY) === "en" ? "en" : "zh";
+
+// The label `key` in the page's language, `{name}` filled from `values`; an unknown key
+// (a state this page does not know yet) shows as itself.
+function t(key, values = {}) {
+  const pair = TEXT[key];
+  const text = pair ? pair[language === "en" ? 1 : 0] : key.replace(/^\w+\./, "");
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+}
+
+function applyLanguage() {
+  document.documentElement.lang = language === "en" ? "en" : "zh-CN";
+  document.title = language === "en" ? "Lianban · Operations" : "联办 · 运维";
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  const other = $("#language");
+  other.textContent = language === "en" ? "中文" : "English";
+  other.lang = language === "en" ? "zh-CN" : "en";
+}
 
 // Builds an element; strings become text nodes, so nothing from the server is parsed as HTML.
 function el(tag, attributes = {}, ...children) {
@@ -26,14 +113,17 @@ function showError(message) {
 
 async function api(path, options = {}) {
   const token = sessionStorage.getItem(TOKEN_KEY);
-  if (!token) throw new Error("Enter an operator token (scope ops) first.");
+  if (!token) throw new Error(t("enterToken"));
   const response = await fetch(path, {
     ...options,
     headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
   });
   if (!response.ok) {
     let detail = response.statusText;
-    try { detail = (await response.json()).detail ?? detail; } catch (_) { /* not JSON */ }
+    try {
+      const problem = await response.json();
+      detail = problem.detail ?? (language === "en" ? problem.title_en : problem.title) ?? detail;
+    } catch (_) { /* not JSON */ }
     const error = new Error(`${response.status}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
     error.status = response.status;
     throw error;
@@ -43,7 +133,9 @@ async function api(path, options = {}) {
 
 const percent = (ratio) => (ratio === null || ratio === undefined ? "–" : `${(ratio * 100).toFixed(1)}%`);
 const hours = (value) => (value === null || value === undefined ? "–" : `${value.toFixed(1)} h`);
-const when = (iso) => (iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false }) : "–");
+const when = (iso) => (iso ? new Date(iso).toLocaleString(language === "en" ? "en-GB" : "zh-CN", { hour12: false, timeZone: "Asia/Shanghai" }) : "–");
+const stateLabel = (state) => t(`state.${state}`);
+const departmentLabel = (code) => departmentNames[code] ?? code;
 
 function age(seconds) {
   if (seconds === null || seconds === undefined) return "–";
@@ -58,46 +150,100 @@ function fill(tbody, rows, empty) {
   tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 8, class: "muted" }, empty))]));
 }
 
+// A case number (办件编号) that opens the bundle, its id beside it.
+function caseLink(projectNo, bundleId) {
+  return [
+    el("a", { href: "#bundle", "data-key": projectNo ?? bundleId, class: "bundle-link" }, projectNo ?? bundleId),
+    projectNo && bundleId ? el("div", { class: "muted id" }, bundleId) : "",
+  ];
+}
+
 // Departments ------------------------------------------------------------------------------
 
+// The server orders them: trouble first, then activity, then the idle ones.
 async function loadDepartments() {
   const windowMinutes = $("#window").value;
   const departments = await api(`/v1/ops/departments?window_minutes=${windowMinutes}`);
   departmentNames = Object.fromEntries(departments.map((d) => [d.department, d.name_zh]));
+  departmentHealth = Object.fromEntries(departments.map((d) => [d.department, d]));
   const rows = departments.map((d) => {
     const depth = d.ready + (d.unacknowledged ?? 0);
     const circuit = d.circuit ?? "unknown";
-    const troubled = circuit === "open" || d.dead_letters > 0 || (d.error_ratio ?? 0) > 0.1;
+    const troubled = circuit === "open" || circuit === "half_open" || d.dead_letters > 0 || (d.error_ratio ?? 0) > 0.1;
     return el("tr", { class: troubled ? "alert" : null, "data-department": d.department },
       el("td", {}, `${d.name_zh} `, el("span", { class: "muted" }, d.department)),
-      el("td", { class: "num" }, d.unacknowledged === null ? `${depth}` : `${depth} (${d.ready} ready, ${d.unacknowledged} unacked)`),
+      el("td", { class: "num" }, d.unacknowledged === null ? `${depth}` : `${depth} (${d.ready} + ${d.unacknowledged})`),
       el("td", { class: "num" }, d.consumers),
       el("td", { class: "num" }, age(d.oldest_age_seconds)),
       el("td", { class: "num" }, d.outcomes),
       el("td", { class: "num" }, percent(d.error_ratio)),
-      el("td", {}, el("span", { class: `badge ${circuit}` }, circuit === "unknown" ? "no report" : circuit)),
+      el("td", {}, el("span", { class: `badge ${circuit}`, "data-circuit": circuit }, circuit === "unknown" ? t("noReport") : t(`circuit.${circuit}`))),
       el("td", { class: "num" }, d.dead_letters));
   });
-  fill($("#departments tbody"), rows, "No departments.");
+  fill($("#departments tbody"), rows, t("noDepartments"));
+  updateDepartmentFilter(departments);
   updateDeadLetterQueues(departments);
+}
+
+// Bundle list ------------------------------------------------------------------------------
+
+function keepChoice(select, options) {
+  const chosen = select.value;
+  select.replaceChildren(el("option", { value: "", "data-i18n": "any" }, t("any")), ...options);
+  if ([...select.options].some((option) => option.value === chosen)) select.value = chosen;
+}
+
+function updateDepartmentFilter(departments) {
+  const sorted = [...departments].sort((a, b) => a.department.localeCompare(b.department));
+  keepChoice($("#filter-department"), sorted.map((d) => el("option", { value: d.department }, d.name_zh)));
+}
+
+async function loadBundleTypes() {
+  const names = await api("/v1/ops/bundle-types");
+  keepChoice($("#filter-type"), Object.entries(names).map(([code, name]) => el("option", { value: code }, name)));
+}
+
+function bundleQuery() {
+  const query = new URLSearchParams({ page: bundlePage, page_size: PAGE_SIZE });
+  const filters = { state: "#filter-state", bundle_type: "#filter-type", department: "#filter-department",
+    overdue: "#filter-overdue", since: "#filter-since", until: "#filter-until" };
+  for (const [name, selector] of Object.entries(filters)) {
+    if ($(selector).value) query.set(name, $(selector).value);
+  }
+  return query;
+}
+
+async function loadBundles() {
+  const result = await api(`/v1/ops/bundles?${bundleQuery()}`);
+  const pages = Math.max(1, Math.ceil(result.bundles_total / result.page_size));
+  $("#bundle-counts").textContent = t("counts", { bundles: result.bundles_total, items: result.items_total });
+  $("#page-number").textContent = t("pageOf", { page: result.page, pages });
+  $("#page-previous").disabled = result.page <= 1;
+  $("#page-next").disabled = result.page >= pages;
+  const rows = result.bundles.map((bundle) => el("tr", { class: bundle.overdue ? "bad" : null, "data-bundle": bundle.project_no },
+    el("td", {}, caseLink(bundle.project_no, bundle.bundle_id)),
+    el("td", {}, `${bundle.bundle_type_zh} `, el("span", { class: "muted" }, bundle.bundle_type)),
+    el("td", {}, stateLabel(bundle.state), bundle.overdue ? el("span", { class: "badge open" }, t("level.missed")) : ""),
+    el("td", { class: "num" }, `${bundle.items} (${bundle.open_items})`),
+    el("td", {}, bundle.departments.map(departmentLabel).join("、")),
+    el("td", {}, when(bundle.received_at)),
+    el("td", {}, when(bundle.due_at))));
+  fill($("#bundles tbody"), rows, t("noBundles"));
 }
 
 // Deadlines --------------------------------------------------------------------------------
 
-const KINDS = { acceptance: "受理 acceptance", decision: "办结 decision",
-  tolerated_gap: "容缺承诺 commitment", bundle: "一件事 bundle" };
-
 async function loadDeadlines() {
   const entries = await api("/v1/ops/deadlines");
   const rows = entries.map((entry) => el("tr", { class: entry.level === "missed" ? "bad" : "warn" },
-    el("td", {}, el("a", { href: "#bundle", "data-key": entry.project_no, class: "bundle-link" }, entry.project_no)),
+    el("td", {}, caseLink(entry.project_no, entry.bundle_id)),
     el("td", {}, entry.item ? `${entry.name_zh} ` : "—", el("span", { class: "muted" }, entry.item ?? "")),
-    el("td", {}, entry.department ? (departmentNames[entry.department] ?? entry.department) : "—"),
-    el("td", {}, entry.state),
-    el("td", {}, KINDS[entry.kind] ?? entry.kind),
-    el("td", {}, entry.level === "missed" ? "超期 missed" : "预警 warning"),
+    el("td", {}, entry.department ? departmentLabel(entry.department) : "—"),
+    el("td", {}, stateLabel(entry.state)),
+    el("td", {}, t(`kind.${entry.kind}`)),
+    el("td", { class: "level" }, t(`level.${entry.level}`)),
     el("td", {}, when(entry.due_at))));
-  fill($("#deadlines tbody"), rows, "No deadline is near or past.");
+  fill($("#deadlines tbody"), rows, t("noDeadlines"));
 }
 
 // Dead letters -----------------------------------------------------------------------------
@@ -109,7 +255,7 @@ function updateDeadLetterQueues(departments) {
     .filter((d) => d.dead_letters > 0)
     .map((d) => el("option", { value: `lianban.dept.${d.department}.parking` },
       `${d.name_zh} (${d.dead_letters})`));
-  select.replaceChildren(el("option", { value: "" }, "every parking lot"), ...options);
+  select.replaceChildren(el("option", { value: "" }, t("everyParkingLot")), ...options);
   if ([...select.options].some((option) => option.value === chosen)) select.value = chosen;
 }
 
@@ -132,11 +278,11 @@ async function listDeadLetters() {
   const rows = letters.map((letter) => el("tr", {},
     el("td", {}, el("input", { type: "checkbox", class: "letter", value: letter.message_id, "data-queue": letter.queue, "aria-label": letter.message_id })),
     el("td", {}, letter.message_id, el("div", { class: "muted" }, letter.source_queue)),
-    el("td", {}, el("a", { href: "#bundle", "data-key": letter.bundle_id, class: "bundle-link" }, letter.bundle_id)),
+    el("td", {}, caseLink(letter.project_no, letter.bundle_id)),
     el("td", {}, letter.reason),
-    el("td", { class: "num" }, letter.replayed ? `${letter.count} (replayed ${letter.replayed}×)` : letter.count),
+    el("td", { class: "num" }, letter.count, letter.replayed ? t("replayedTimes", { n: letter.replayed }) : ""),
     el("td", {}, when(letter.died_at))));
-  fill($("#dead-letters tbody"), rows, "No dead letters.");
+  fill($("#dead-letters tbody"), rows, t("noDeadLetters"));
   $("#select-all").checked = false;
   $("#replay-all").disabled = !queue || letters.length === 0;
   updateReplayButtons();
@@ -157,13 +303,13 @@ function confirmed(text) {
 }
 
 async function replay(queue, messageIds) {
-  const what = messageIds ? `${messageIds.length} message(s)` : "every message";
-  if (!(await confirmed(`Replay ${what} from ${queue} to the department's queue? The department will receive them again.`))) return;
+  const what = messageIds ? t("messages", { n: messageIds.length }) : t("everyMessage");
+  if (!(await confirmed(t("confirmReplay", { what, queue })))) return;
   const result = await api(`/v1/ops/dead-letters/${encodeURIComponent(queue)}/replay`, {
     method: "POST",
     body: JSON.stringify({ message_ids: messageIds }),
   });
-  $("#replay-result").textContent = `Replayed ${result.replayed} message(s) from ${queue}.`;
+  $("#replay-result").textContent = t("replayedResult", { n: result.replayed, queue });
   await refresh();
 }
 
@@ -182,10 +328,22 @@ function decisionPollCells(poll) {
   if (!poll) return [el("td", {}, ""), el("td", {}, ""), el("td", {}, "")];
   return [
     el("td", { class: "department-answer" }, `${poll.department_answer} (${when(poll.answered_at)})`),
-    el("td", {}, poll.last_poll_at ? `${when(poll.last_poll_at)} (#${poll.polls})` : "not yet"),
-    el("td", {}, poll.next_poll_at ? when(poll.next_poll_at) : "calls back"),
+    el("td", {}, poll.last_poll_at ? `${when(poll.last_poll_at)} (#${poll.polls})` : t("notYet")),
+    el("td", {}, poll.next_poll_at ? when(poll.next_poll_at) : t("callsBack")),
   ];
 }
+
+// Why an open item may wait: its department's circuit, parked messages and unanswered age.
+function departmentConditionCell(item) {
+  const health = departmentHealth[item.department];
+  if (!health || ["approved", "denied", "rejected", "failed", "cancelled"].includes(item.state)) return el("td", {}, "");
+  const circuit = health.circuit ?? "unknown";
+  return el("td", { class: "department-condition" },
+    el("span", { class: `badge ${circuit}` }, circuit === "unknown" ? t("noReport") : t(`circuit.${circuit}`)),
+    ` ${t("deadLetters")} ${health.dead_letters} · ${t("oldest")} ${age(health.oldest_age_seconds)}`);
+}
+
+const headRow = (...keys) => el("thead", {}, el("tr", {}, keys.map((key) => el("th", {}, t(key)))));
 
 async function findBundle(key) {
   const target = $("#bundle-result");
@@ -194,37 +352,36 @@ async function findBundle(key) {
     bundle = await api(`/v1/ops/bundles/${encodeURIComponent(key)}`);
   } catch (error) {
     if (error.status !== 404) throw error;
-    target.replaceChildren(el("p", { class: "muted" }, `No bundle ${key}.`));
+    target.replaceChildren(el("p", { class: "muted" }, t("noBundle", { key })));
     return;
   }
   target.replaceChildren(
     el("p", { id: "bundle-summary" },
-      el("strong", {}, bundle.project_no), ` · ${bundle.bundle_type} · ${bundle.state} · received ${when(bundle.received_at)} · `,
+      el("strong", {}, bundle.project_no), ` · ${bundle.bundle_type} · ${stateLabel(bundle.state)} · ${t("receivedAt", { at: when(bundle.received_at) })} · `,
       el("span", { class: "muted" }, bundle.bundle_id)),
     el("table", { id: "bundle-items" },
-      el("thead", {}, el("tr", {}, el("th", {}, "Item"), el("th", {}, "Department"), el("th", {}, "State"), el("th", {}, "Reason"),
-        el("th", {}, "Department says"), el("th", {}, "Last poll"), el("th", {}, "Next poll"))),
+      headRow("item", "department", "state", "reason", "departmentCondition", "departmentSays", "lastPoll", "nextPoll"),
       el("tbody", {}, bundle.items.map((item) => el("tr", {},
-        el("td", {}, item.name_zh), el("td", {}, departmentNames[item.department] ?? item.department),
-        el("td", {}, item.state), el("td", {}, item.reason ?? ""),
+        el("td", {}, item.name_zh), el("td", {}, departmentLabel(item.department)),
+        el("td", {}, stateLabel(item.state)), el("td", {}, item.reason ?? ""),
+        departmentConditionCell(item),
         ...decisionPollCells(item.decision_poll))))),
-    el("h3", {}, "Timeline 全程留痕"),
+    el("h3", {}, t("timeline")),
     el("table", { id: "timeline" },
-      el("thead", {}, el("tr", {}, el("th", {}, "At"), el("th", {}, "Step"), el("th", {}, "Item"), el("th", {}, "Actor"), el("th", {}, "Detail"))),
-      el("tbody", {}, bundle.timeline.map((step) => el("tr", {},
-        el("td", {}, when(step.at)), el("td", {}, step.state), el("td", {}, step.item ?? "(bundle)"),
+      headRow("at", "step", "item", "actor", "detail"),
+      el("tbody", {}, bundle.timeline.map((step) => el("tr", { "data-step": step.state },
+        el("td", {}, when(step.at)), el("td", {}, stateLabel(step.state)), el("td", {}, step.item ?? t("bundle")),
         el("td", {}, step.actor), el("td", {}, step.detail ?? ""))))));
 }
 
 // Supervision figures and charts -------------------------------------------------------------
 
-function figuresTable(title, groups, names) {
-  const head = ["", "办件量 volume", "受理 accepted", "不予受理量 rejected", "办结 completed",
-    "收件时限 avg (on time)", "办理时限 avg (on time)", "办结率 completion", "超期 overdue"];
+function figuresTable(id, title, groups, names) {
+  const head = ["", "volume", "accepted", "rejected", "completed", "intakeAvg", "decisionAvg", "completion", "overdue"];
   return el("div", {},
     el("h3", {}, title),
-    el("table", { class: "figures" },
-      el("thead", {}, el("tr", {}, head.map((label, i) => el("th", { class: i ? "num" : null }, label)))),
+    el("table", { class: "figures", id },
+      el("thead", {}, el("tr", {}, head.map((key, i) => el("th", { class: i ? "num" : null }, key ? t(key) : "")))),
       el("tbody", {}, Object.entries(groups).map(([code, f]) => el("tr", {},
         el("td", {}, `${names[code] ?? code} `, el("span", { class: "muted" }, code)),
         el("td", { class: "num" }, f.volume),
@@ -235,6 +392,20 @@ function figuresTable(title, groups, names) {
         el("td", { class: "num" }, `${hours(f.decision_hours_avg)} (${percent(f.decision_on_time_ratio)})`),
         el("td", { class: "num" }, percent(f.completion_ratio)),
         el("td", { class: "num" }, f.overdue))))));
+}
+
+// Bundles against their own promise: counted in bundles (件), never in items.
+function bundleFiguresTable(groups, names) {
+  const head = ["", "bundlesVolume", "repliedBundles", "bundlesOnTime"];
+  return el("div", {},
+    el("h3", {}, t("bundlesByType")),
+    el("table", { class: "figures", id: "bundles-by-type" },
+      el("thead", {}, el("tr", {}, head.map((key, i) => el("th", { class: i ? "num" : null }, key ? t(key) : "")))),
+      el("tbody", {}, Object.entries(groups).map(([code, f]) => el("tr", {},
+        el("td", {}, `${names[code] ?? code} `, el("span", { class: "muted" }, code)),
+        el("td", { class: "num" }, f.bundles),
+        el("td", { class: "num" }, f.replied),
+        el("td", { class: "num" }, percent(f.on_time_ratio)))))));
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -273,30 +444,31 @@ function barChart(title, labels, series, { max, format = String, legend = true }
 function volumeChart(title, groups, names) {
   const codes = Object.keys(groups);
   return barChart(title, codes.map((code) => names[code] ?? code), [
-    { key: "volume", name: "办件量", values: codes.map((c) => groups[c].volume) },
-    { key: "rejected", name: "不予受理量", values: codes.map((c) => groups[c].rejected) },
-    { key: "completed", name: "办结", values: codes.map((c) => groups[c].completed) },
+    { key: "volume", name: t("volume"), values: codes.map((c) => groups[c].volume) },
+    { key: "rejected", name: t("rejected"), values: codes.map((c) => groups[c].rejected) },
+    { key: "completed", name: t("completed"), values: codes.map((c) => groups[c].completed) },
   ]);
 }
 
 function completionChart(title, groups, names) {
   const codes = Object.keys(groups);
   return barChart(title, codes.map((code) => names[code] ?? code), [
-    { key: "ratio", name: "办结率", values: codes.map((c) => groups[c].completion_ratio ?? 0) },
+    { key: "ratio", name: t("completion"), values: codes.map((c) => groups[c].completion_ratio ?? 0) },
   ], { max: 1, format: (v) => `${(v * 100).toFixed(0)}%`, legend: false });
 }
 
 async function loadSupervision() {
   const since = $("#since").value, until = $("#until").value;
   const figures = await api(`/v1/ops/supervision?since=${since}&until=${until}`);
-  const { by_department: departments, by_bundle_type: bundleTypes, names } = figures;
+  const { by_department: departments, by_bundle_type: bundleTypes, bundles_by_type: bundles, names } = figures;
   $("#supervision-result").replaceChildren(
     el("div", { class: "charts" },
-      volumeChart("部门 办件量 / 不予受理量 / 办结", departments, names),
-      completionChart("部门 办结率", departments, names),
-      volumeChart("一件事 办件量 / 不予受理量 / 办结", bundleTypes, names)),
-    figuresTable("By department 按部门", departments, names),
-    figuresTable("By bundle type 按一件事", bundleTypes, names));
+      volumeChart(t("chartDepartments"), departments, names),
+      completionChart(t("chartCompletion"), departments, names),
+      volumeChart(t("chartBundleTypes"), bundleTypes, names)),
+    bundleFiguresTable(bundles, names),
+    figuresTable("items-by-department", t("byDepartment"), departments, names),
+    figuresTable("items-by-bundle-type", t("byBundleType"), bundleTypes, names));
 }
 
 // Wiring -----------------------------------------------------------------------------------
@@ -312,7 +484,11 @@ async function guarded(work) {
 
 async function refresh() {
   await loadDepartments();
-  await Promise.all([loadDeadlines(), loadDeadLetters()]);
+  await Promise.all([loadBundles(), loadDeadlines(), loadDeadLetters()]);
+}
+
+async function loadAll() {
+  await Promise.all([refresh(), loadBundleTypes(), loadSupervision()]);
 }
 
 // Periods are China dates (UTC+8), whatever the operator's browser thinks.
@@ -321,6 +497,7 @@ function chinaDate(millis) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  applyLanguage();
   $("#until").value = chinaDate(Date.now());
   $("#since").value = chinaDate(Date.now() - 29 * 86400000);
   $("#token").value = sessionStorage.getItem(TOKEN_KEY) ?? "";
@@ -328,10 +505,23 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
-    guarded(async () => { await refresh(); await loadSupervision(); });
+    guarded(loadAll);
+  });
+  $("#language").addEventListener("click", () => {
+    language = language === "en" ? "zh" : "en";
+    localStorage.setItem(LANGUAGE_KEY, language);
+    applyLanguage();
+    if (sessionStorage.getItem(TOKEN_KEY)) guarded(loadAll);
   });
   $("#refresh").addEventListener("click", () => guarded(refresh));
   $("#window").addEventListener("change", () => guarded(loadDepartments));
+  $("#bundle-filter").addEventListener("submit", (event) => {
+    event.preventDefault();
+    bundlePage = 1;
+    guarded(loadBundles);
+  });
+  $("#page-previous").addEventListener("click", () => { bundlePage -= 1; guarded(loadBundles); });
+  $("#page-next").addEventListener("click", () => { bundlePage += 1; guarded(loadBundles); });
   $("#dead-letter-queue").addEventListener("change", () => guarded(loadDeadLetters));
   $("#select-all").addEventListener("change", (event) => {
     for (const box of document.querySelectorAll("input.letter")) box.checked = event.target.checked;
@@ -355,7 +545,7 @@ document.addEventListener("DOMContentLoaded", () => {
     guarded(loadSupervision);
   });
 
-  if (sessionStorage.getItem(TOKEN_KEY)) guarded(async () => { await refresh(); await loadSupervision(); });
+  if (sessionStorage.getItem(TOKEN_KEY)) guarded(loadAll);
   // Dead letters are listed on demand only (see loadDeadLetters).
   setInterval(() => {
     if (sessionStorage.getItem(TOKEN_KEY)) guarded(async () => { await loadDepartments(); await loadDeadlines(); });
