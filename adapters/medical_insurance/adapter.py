@@ -321,9 +321,9 @@ class MedicalInsuranceAdapter(Adapter):
         ]
 
     async def _send(self, ctx: AdapterContext, ref: MaterialRef) -> None:
-        """Stream `ref`'s bytes unless the platform holds them already. Each request is
-        retried on its own (a failed upload must not file again), and `If-None-Match`
-        makes a repeat whose first answer was lost send nothing the platform keeps."""
+        """Stream `ref`'s bytes unless a `HEAD` says the platform holds them already.
+        The upload is then retried on its own, and `If-None-Match` makes a repeat whose
+        first answer was lost keep nothing twice (412)."""
         path = UPLOAD_PATH.format(sha256=ref.sha256)
         # Opened first: a material the store cannot read fails before any call.
         unsent: AsyncIterator[bytes] | None = await ctx.stream_material(ref)
