@@ -14,9 +14,11 @@ from pathlib import Path
 
 class ReceivedFiles:
     def __init__(self, root: Path | None = None) -> None:
-        # Without a root the files live (and go) with this object's temporary directory.
-        self._temporary = None if root else tempfile.TemporaryDirectory(prefix="fsi-files-")
-        self.root = root or Path(self._temporary.name)  # type: ignore[union-attr]
+        self._temporary: tempfile.TemporaryDirectory[str] | None = None
+        if root is None:  # the files live (and go) with this object's temporary directory
+            self._temporary = tempfile.TemporaryDirectory(prefix="fsi-files-")
+            root = Path(self._temporary.name)
+        self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.uploads = 0  # bodies received, kept or not (a retry must send none again)
 
