@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -129,6 +129,14 @@ class AdapterContext:
         fails) otherwise."""
         return await asyncio.to_thread(self.clients.materials.fetch, ref)
 
+    async def stream_material(self, ref: MaterialRef) -> AsyncIterator[bytes]:
+        """A material's bytes in chunks, for a streamed request body (`content=`): the
+        adapter never holds the file whole. Opened now, so MaterialMissing is raised
+        before any call; MaterialCorrupted ends the stream (and the request) when the
+        bytes do not match the reference."""
+        chunks = await asyncio.to_thread(self.clients.materials.stream_checked, ref)
+        return _read_off_the_loop(chunks)
+
     async def store_certificate(
         self, data: bytes, media_type: str, file_name: str, name: str
     ) -> MaterialRef:
@@ -171,3 +179,10 @@ class AdapterContext:
                     return still_pending()
                 raise RetryableError(f"no decision within {within_seconds:g} s")
             await asyncio.sleep(every_seconds)
+
+
+async def _read_off_the_loop(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks` as an async iterator, each read in a worker thread (file or S3 reads
+    block)."""
+    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+        yield chunk

@@ -11,7 +11,6 @@ platform pulls a bundle's files from `GET /v1/bundles/{id}/files/{sha256}`.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import os
 import subprocess
@@ -39,6 +38,7 @@ from harness import (
 from adapters.context import AdapterContext, DepartmentClients
 from adapters.errors import classify
 from adapters.medical_insurance import MedicalInsuranceAdapter
+from adapters.medical_insurance.received import ReceivedFiles
 from adapters.medical_insurance.simulator import certificate_pdf, create_app
 from adapters.simulators.base import DepartmentState, SimulatorServer
 from contracts.application import MAX_MATERIAL_BYTES, MaterialRef
@@ -341,6 +341,35 @@ def test_a_missing_material_is_a_clear_error(store: MaterialStore) -> None:
     assert classify(MaterialMissing("gone")) is Action.FAIL
 
 
+def _streamed(ctx: AdapterContext, ref: MaterialRef) -> bytes:
+    async def read() -> bytes:
+        return b"".join([chunk async for chunk in await ctx.stream_material(ref)])
+
+    return asyncio.run(read())
+
+
+def test_an_adapter_streams_a_material_checked_chunk_by_chunk(
+    store: MaterialStore, tamper: Callable[[str, bytes], None]
+) -> None:
+    large = minimal_pdf("streamed", padding=b"\0" * (3 * 1024 * 1024))
+    ref = _sample_ref(sha256=hashlib.sha256(large).hexdigest(), size=len(large))
+    store.put(ref.sha256, large, "application/pdf")
+    assert _streamed(_context(store), ref) == large
+    tamper(ref.sha256, large.replace(b"streamed", b"tampered"))
+    with pytest.raises(MaterialCorrupted, match="does not match its reference"):
+        _streamed(_context(store), ref)  # found only at the end: a stream ends with the check
+    with pytest.raises(MaterialCorrupted, match="expected 10 bytes"):
+        _streamed(_context(store), _sample_ref(sha256=ref.sha256, size=10))
+
+
+def test_a_missing_material_is_missing_before_its_stream_is_read(store: MaterialStore) -> None:
+    async def open_only() -> None:
+        await _context(store).stream_material(_sample_ref())
+
+    with pytest.raises(MaterialMissing, match=f"nothing is stored under {SAMPLE_DIGEST}"):
+        asyncio.run(open_only())
+
+
 def test_without_a_store_an_adapter_is_told_how_to_get_one() -> None:
     with pytest.raises(ConfigurationError, match="LIANBAN_MATERIALS_URL"):
         asyncio.run(_context(None).fetch_material(_sample_ref()))
@@ -369,7 +398,8 @@ def test_a_certificate_file_is_issued_kept_and_pulled_with_identical_bytes(
         )
     state = DepartmentState(code="medical_insurance", decision_delay=0.05)
     hiring = catalog.bundle_types["employee_hiring"]
-    with SimulatorServer(create_app(state), state) as department:
+    received = ReceivedFiles()
+    with SimulatorServer(create_app(state, received), state) as department:
         adapter = MedicalInsuranceAdapter(endpoint=department.url)
         with running_stack(settings, catalog, adapters=[adapter]) as running:
             application = sample_application(
@@ -385,7 +415,7 @@ def test_a_certificate_file_is_issued_kept_and_pulled_with_identical_bytes(
 
     assert reply["outcome"] == "all_approved", reply
     (filing,) = state.filings.values()
-    filed = [base64.b64decode(m["content"]) for m in filing.payload["materials"]]
+    filed = [received.path(m["sha256"]).read_bytes() for m in filing.payload["materials"]]
     assert filed == [SAMPLE_PDF], "the department did not get the material's bytes"
     assert pulled.status_code == 200, pulled.text
     assert pulled.content == certificate_pdf(filing)

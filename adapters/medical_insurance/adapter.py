@@ -12,8 +12,12 @@ prerequisite certificates, or the materials a correction (status 5) asked for.
 `Idempotency-Key` header; it answers no output when nothing was filed under the key, and
 `infcode` -1 for a filing already decided.
 
-Materials travel inside the filing or supplement (base64, with the SHA-256 the platform
-checks them by), so a filing and its files arrive together, once per key. An approval
+Materials travel before the filing or supplement that names them: `PUT /fsi/files/{sha256}`
+takes a material's raw bytes as they stream from the material store (the adapter never
+holds a file whole, whatever its size), and the platform keeps them only if they match
+the SHA-256 in the path; `HEAD` on the same path says whether it holds them already, so
+a retry sends no file twice. The filing then names each material by digest and size
+(`FilingMaterial`), and the platform refuses one whose file it does not hold. An approval
 names its certificate's file (`cert_file_qury_no`); `FILE_DOWNLOAD_INFNO` hands it out,
 and the adapter keeps it in the material store for `Certificate.file`.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -66,6 +71,7 @@ QUERY_INFNO = "5901"  # 办理结果查询
 CANCEL_INFNO = "5902"  # 撤销申请
 SUPPLEMENT_INFNO = "5903"  # 补充申请（前置结果、补正材料）
 FILE_DOWNLOAD_INFNO = "9102"  # 文件下载
+UPLOAD_PATH = "/fsi/files/{sha256}"  # a material's raw bytes, streamed, under their digest
 CERTIFICATE_MEDIA_TYPE = "application/pdf"  # the 医保 platform issues its 凭证 as PDF
 CHINA_TIME = timezone(timedelta(hours=8))
 # psn_cert_type: 01 居民身份证（户口簿）, 99 其他; units file under their credit code.
@@ -112,12 +118,12 @@ Base64Content = Annotated[
 
 
 class FilingMaterial(BaseModel):
-    """A material sent with a filing or supplement, its bytes inline (base64 on the wire)."""
+    """A material a filing or supplement names; its bytes were uploaded under `sha256`."""
 
     name: str  # 材料名称
     filename: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The platform checks the bytes")
-    content: Base64Content = Field(repr=False)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The uploaded file's digest")
+    size: int = Field(ge=1)
 
 
 class FilingInput(BaseModel):
@@ -186,6 +192,7 @@ class FileReply(Answer):
 
 
 AnswerT = TypeVar("AnswerT", bound=Answer)
+T = TypeVar("T")
 
 
 class MedicalInsuranceAdapter(Adapter):
@@ -204,8 +211,10 @@ class MedicalInsuranceAdapter(Adapter):
         self._sequence = itertools.count()
 
     async def handle(self, item: ItemDispatch, ctx: AdapterContext) -> OutcomeResult:
-        filing = self.filing(item, ctx.idempotency_key, await _materials(ctx, item.materials))
-        filed = await self.call(ctx, item, self.services[item.service], filing)
+        filing = self.filing(item, ctx.idempotency_key, await self.upload(ctx, item.materials))
+        filed = await self._after_upload(
+            ctx, filing.materials, lambda: self.call(ctx, item, self.services[item.service], filing)
+        )
         if isinstance(filed, Rejected):
             return filed  # refused while filing: it was never accepted
         ctx.log.info("medical_insurance.filed", receipt_no=filed.rcpt_no)
@@ -220,9 +229,11 @@ class MedicalInsuranceAdapter(Adapter):
             prerequisite_certnos=_certificate_numbers(item.prerequisite_results)
             if item.purpose is SupplementPurpose.PREREQUISITES
             else None,
-            materials=await _materials(ctx, item.materials) or None,
+            materials=await self.upload(ctx, item.materials) or None,
         )
-        answer = await self.call(ctx, item, SUPPLEMENT_INFNO, data)
+        answer = await self._after_upload(
+            ctx, data.materials, lambda: self.call(ctx, item, SUPPLEMENT_INFNO, data)
+        )
         if isinstance(answer, Rejected):
             return answer
         return await self._next_outcome(ctx, item, item.receipt_no)
@@ -292,14 +303,71 @@ class MedicalInsuranceAdapter(Adapter):
                 )
             return reply.output
 
-        # Retried on its own, as a poll is: a failed download must not query or file again.
-        file = await ctx.wait_for_decision(
-            download,
-            every_seconds=self.poll_every_seconds,
-            within_seconds=self.decision_within_seconds,
-        )
+        # Retried on its own: a failed download must not query or file again.
+        file = await self._retried(ctx, download)
         return await ctx.store_certificate(
             file.content, CERTIFICATE_MEDIA_TYPE, file.filename, answer.cert_name
+        )
+
+    async def upload(
+        self, ctx: AdapterContext, refs: tuple[MaterialRef, ...]
+    ) -> list[FilingMaterial]:
+        """Have the platform hold each material's bytes; what a filing names them by."""
+        for ref in refs:
+            await self._send(ctx, ref)
+        return [
+            FilingMaterial(name=ref.name, filename=ref.file_name, sha256=ref.sha256, size=ref.size)
+            for ref in refs
+        ]
+
+    async def _send(self, ctx: AdapterContext, ref: MaterialRef) -> None:
+        """Stream `ref`'s bytes unless a `HEAD` says the platform holds them already.
+        The upload is then retried on its own, and `If-None-Match` makes a repeat whose
+        first answer was lost keep nothing twice (412)."""
+        path = UPLOAD_PATH.format(sha256=ref.sha256)
+        # Opened first: a material the store cannot read fails before any call.
+        unsent: AsyncIterator[bytes] | None = await ctx.stream_material(ref)
+
+        async def put() -> bool:
+            nonlocal unsent
+            body, unsent = unsent or await ctx.stream_material(ref), None  # read once each
+            answer = await ctx.http.put(
+                path,
+                content=body,
+                headers={
+                    "Content-Type": ref.media_type,
+                    "Content-Length": str(ref.size),
+                    "If-None-Match": "*",
+                },
+            )
+            if answer.status_code != 412:  # 412: held already
+                answer.raise_for_status()
+            return True
+
+        held = await ctx.http.head(path)
+        if held.status_code != 404:
+            held.raise_for_status()
+            return
+        # The platform has answered this attempt: from here on a hiccup retries the one
+        # request (as a poll is), not the attempt, which would ask and upload again.
+        await self._retried(ctx, put)
+
+    async def _after_upload(
+        self,
+        ctx: AdapterContext,
+        materials: list[FilingMaterial] | None,
+        call: Callable[[], Awaitable[T]],
+    ) -> T:
+        """`call` (a filing or supplement, idempotent by its key), retried alone when
+        uploads came before it, for the reason `_send` retries its upload alone."""
+        return await (self._retried(ctx, call) if materials else call())
+
+    async def _retried(self, ctx: AdapterContext, call: Callable[[], Awaitable[T]]) -> T:
+        """`call`'s answer, retried alone while it fails transiently, as a poll is."""
+        return await ctx.wait_for_decision(
+            call,
+            every_seconds=self.poll_every_seconds,
+            within_seconds=self.decision_within_seconds,
         )
 
     async def transact(
@@ -388,19 +456,6 @@ class MedicalInsuranceAdapter(Adapter):
             file=file,
         )
         return Decided(approved=True, certificates=(certificate,))
-
-
-async def _materials(ctx: AdapterContext, refs: tuple[MaterialRef, ...]) -> list[FilingMaterial]:
-    """The referenced materials with their bytes, read from the material store."""
-    return [
-        FilingMaterial(
-            name=ref.name,
-            filename=ref.file_name,
-            sha256=ref.sha256,
-            content=await ctx.fetch_material(ref),
-        )
-        for ref in refs
-    ]
 
 
 def _certificate_numbers(results: tuple[PrerequisiteResult, ...]) -> list[str]:

@@ -6,8 +6,10 @@ Filing transactions (the adapter's `OPERATIONS` values) file once per `Idempoten
 and decide by the state's verdict for `input.catalog_service` (the Lianban catalog code
 the adapter sends beside the transaction code); `QUERY_INFNO` answers where a filing
 stands; `SUPPLEMENT_INFNO` adds prerequisites' certificates or corrected materials to
-one; `CANCEL_INFNO` withdraws one. Materials inline in a filing or supplement must match
-their SHA-256. An approval offers its certificate as a small PDF (`certificate_pdf`),
+one; `CANCEL_INFNO` withdraws one. `PUT /fsi/files/{sha256}` receives a material's bytes
+as they stream (kept in `ReceivedFiles` only if they match the digest; `HEAD` says
+whether one is held), and a filing or supplement may name only materials held with the
+size it gives. An approval offers its certificate as a small PDF (`certificate_pdf`),
 handed out by `FILE_DOWNLOAD_INFNO`. Business errors answer `infcode` -1 with
 `err_msg`, as the platform does; the state's fault mode applies first
 (`adapters.simulators.rest`).
@@ -15,11 +17,10 @@ handed out by `FILE_DOWNLOAD_INFNO`. Business errors answer `infcode` -1 with
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date
 from typing import Annotated
 
-from fastapi import FastAPI, Path
+from fastapi import FastAPI, Header, HTTPException, Path, Request, Response
 from pydantic import ValidationError
 
 from adapters.medical_insurance.adapter import (
@@ -28,6 +29,8 @@ from adapters.medical_insurance.adapter import (
     OPERATIONS,
     QUERY_INFNO,
     SUPPLEMENT_INFNO,
+    UPLOAD_PATH,
+    Answer,
     CancelInput,
     Envelope,
     FileOutput,
@@ -41,6 +44,7 @@ from adapters.medical_insurance.adapter import (
     Reply,
     SupplementInput,
 )
+from adapters.medical_insurance.received import ReceivedFiles
 from adapters.simulators.base import CORRECTION_MATERIALS, DepartmentState, Filing, Verdict
 from adapters.simulators.rest import (
     FilingStatus,
@@ -52,6 +56,7 @@ from adapters.simulators.rest import (
 from contracts.samples import minimal_pdf
 
 FILING_INFNOS = frozenset(OPERATIONS.values())
+Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 CERTIFICATE_NAME = "医疗保障业务办结凭证"
 CERTIFICATE_FILE_SUFFIX = "-ZZ"  # 证照: a certificate file's number is its receipt's + this
 STATUS_CODES = {
@@ -65,14 +70,16 @@ STATUS_CODES = {
 }
 
 
-def create_app(state: DepartmentState) -> FastAPI:
+def create_app(state: DepartmentState, files: ReceivedFiles | None = None) -> FastAPI:
+    received = files or ReceivedFiles()
     app = FastAPI(
         title="医疗保障信息平台经办接口（模拟）",
         version="V1.0",
         description="National envelope transactions: filings "
         f"({', '.join(sorted(FILING_INFNOS))}), the result query ({QUERY_INFNO}), "
         f"supplements ({SUPPLEMENT_INFNO}), withdrawal ({CANCEL_INFNO}) and certificate "
-        f"file download ({FILE_DOWNLOAD_INFNO}).",
+        f"file download ({FILE_DOWNLOAD_INFNO}); materials are uploaded first, streamed, "
+        f"to {UPLOAD_PATH}.",
     )
     install_faults(app, state)
 
@@ -86,21 +93,45 @@ def create_app(state: DepartmentState) -> FastAPI:
         if envelope.infno != infno:
             return _error(f"报文交易编号 {envelope.infno} 与地址 {infno} 不一致")
         if infno in FILING_INFNOS:
-            return _file(state, infno, envelope, require_idempotency_key(key))
+            return _file(state, received, infno, envelope, require_idempotency_key(key))
         if infno == QUERY_INFNO:
             return _query(state, envelope)
         if infno == SUPPLEMENT_INFNO:
-            return _supplement(state, envelope)
+            return _supplement(state, received, envelope)
         if infno == CANCEL_INFNO:
             return _cancel(state, envelope, key)
         if infno == FILE_DOWNLOAD_INFNO:
             return _download(state, envelope)
         return _error(f"交易编号 {infno} 不存在")
 
+    @app.head(UPLOAD_PATH)
+    async def held(sha256: Digest) -> Response:
+        """200 with the file's size when a material is held under `sha256`, else 404."""
+        size = received.size(sha256)
+        if size is None:
+            return Response(status_code=404)
+        return Response(headers={"Content-Length": str(size)})
+
+    @app.put(UPLOAD_PATH, status_code=201)
+    async def upload(
+        sha256: Digest,
+        request: Request,
+        if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+    ) -> Answer:
+        """Receive a material's raw bytes, kept only if they match `sha256` (422 if not);
+        with `If-None-Match: *`, 412 without reading them when they are held already."""
+        if if_none_match == "*" and received.size(sha256) is not None:
+            raise HTTPException(status_code=412, detail="文件已上传")
+        if not await received.receive(sha256, request.stream()):
+            raise HTTPException(status_code=422, detail="文件内容与其校验值不符")
+        return Answer(infcode=0)
+
     return app
 
 
-def _file(state: DepartmentState, infno: str, envelope: Envelope, key: str) -> Reply:
+def _file(
+    state: DepartmentState, received: ReceivedFiles, infno: str, envelope: Envelope, key: str
+) -> Reply:
     try:
         data = FilingInput.model_validate(envelope.input)
     except ValidationError as error:
@@ -109,7 +140,7 @@ def _file(state: DepartmentState, infno: str, envelope: Envelope, key: str) -> R
         return _error("input.idempotency_key 与 Idempotency-Key 不一致")
     if OPERATIONS.get(data.catalog_service) != infno:
         return _error(f"交易 {infno} 不办理 {data.catalog_service}")
-    if problem := _unverified(data.materials):
+    if problem := _unreceived(received, data.materials):
         return _error(problem)
     filing = state.file(
         key,
@@ -121,7 +152,7 @@ def _file(state: DepartmentState, infno: str, envelope: Envelope, key: str) -> R
     return _reply(filing)
 
 
-def _supplement(state: DepartmentState, envelope: Envelope) -> Reply:
+def _supplement(state: DepartmentState, received: ReceivedFiles, envelope: Envelope) -> Reply:
     try:
         data = SupplementInput.model_validate(envelope.input)
     except ValidationError as error:
@@ -129,7 +160,7 @@ def _supplement(state: DepartmentState, envelope: Envelope) -> Reply:
     supplied = data.model_dump(mode="json", exclude_none=True, exclude={"rcpt_no"})
     if not supplied:
         return _error("未提供前置事项结果或补正材料")
-    if problem := _unverified(data.materials or []):
+    if problem := _unreceived(received, data.materials or []):
         return _error(problem)
     # A repeat (or one after the decision) changes nothing and answers where it stands.
     filing = state.supplement(
@@ -140,11 +171,12 @@ def _supplement(state: DepartmentState, envelope: Envelope) -> Reply:
     return _error(f"受理编号 {data.rcpt_no} 不存在") if filing is None else _reply(filing)
 
 
-def _unverified(materials: list[FilingMaterial]) -> str | None:
-    """Why the materials cannot be accepted (a file that is not what it says), or None."""
+def _unreceived(received: ReceivedFiles, materials: list[FilingMaterial]) -> str | None:
+    """Why the materials cannot be accepted (a file not uploaded, or not of the size
+    named), or None."""
     for material in materials:
-        if hashlib.sha256(material.content).hexdigest() != material.sha256:
-            return f"材料“{material.name}”与其校验值不符"
+        if received.size(material.sha256) != material.size:
+            return f"材料“{material.name}”未上传或与其校验值不符"
     return None
 
 

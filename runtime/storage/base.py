@@ -139,12 +139,14 @@ class MaterialStore(ABC):
         """The bytes `ref` names, checked against its size and SHA-256."""
         data = self.read(ref.sha256)
         if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
-            raise MaterialCorrupted(
-                f"material {ref.name!r} ({ref.file_name}) does not match its reference: "
-                f"stored {len(data)} bytes under {ref.sha256}, expected {ref.size} bytes "
-                "with that SHA-256"
-            )
+            raise mismatch(ref, len(data))
         return data
+
+    def stream_checked(self, ref: MaterialRef) -> Iterator[bytes]:
+        """The bytes `ref` names in chunks, never whole in memory; opened at once
+        (MaterialMissing here), and MaterialCorrupted after the last chunk (or as soon
+        as there are too many) when they do not match the reference."""
+        return _checked(self.stream(ref.sha256), ref)
 
     def keep(self, data: bytes, *, media_type: str, file_name: str, name: str) -> MaterialRef:
         """Store a file a department issued (the same checks as an upload); its reference."""
@@ -158,3 +160,23 @@ class MaterialStore(ABC):
         )
         self.put(ref.sha256, data, media_type)
         return ref
+
+
+def _checked(chunks: Iterator[bytes], ref: MaterialRef) -> Iterator[bytes]:
+    digest, size = hashlib.sha256(), 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > ref.size:
+            raise mismatch(ref, size)
+        digest.update(chunk)
+        yield chunk
+    if size != ref.size or digest.hexdigest() != ref.sha256:
+        raise mismatch(ref, size)
+
+
+def mismatch(ref: MaterialRef, stored_size: int) -> MaterialCorrupted:
+    return MaterialCorrupted(
+        f"material {ref.name!r} ({ref.file_name}) does not match its reference: "
+        f"stored {stored_size} bytes under {ref.sha256}, expected {ref.size} bytes "
+        "with that SHA-256"
+    )
