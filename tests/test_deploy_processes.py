@@ -84,6 +84,9 @@ def pod(
     for host in ("LIANBAN_HOST", "LIANBAN_HEALTH_HOST", "LIANBAN_METRICS_HOST"):
         if host in env:
             env[host] = "127.0.0.1"
+    if "LIANBAN_OUTBOUND_HOSTS" in env:
+        # The department systems stand in on loopback: allowed as their real hosts are.
+        env["LIANBAN_OUTBOUND_HOSTS"] += ",127.0.0.1"
     env["LIANBAN_MATERIALS_URL"] = files["materials"].as_uri()
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
     probe = container["readinessProbe"]["httpGet"]
