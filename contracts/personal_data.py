@@ -30,17 +30,18 @@ from contracts.identity import (
 
 __all__ = ["mask_fields", "mask_name", "mask_phone", "mask_text", "unmasked_identifiers"]
 
-# Digits or code characters on either side mean a longer number, not an identifier in it,
+# Digits or code characters right beside it mean a longer number, not an identifier in it,
 # unless they close an escape: a logged bytes body (`b'\xe5\x8f\xb7110105…'`) or a
-# JSON-escaped one (`\u53f7110105…`) puts hex digits right before the number.
-_BEFORE = r"(?:(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4})|(?<![0-9A-Z])(?<![0-9][ -]))"
+# JSON-escaped one (`\u53f7110105…`) puts hex digits right before the number. A digit one
+# separator away is another number (`line 5 110105…`): the identifier is still masked.
+_BEFORE = r"(?:(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4})|(?<![0-9A-Z]))"
 # Numbers are also written in groups: `110105 19491231 002X`, `138-1234-5678`.
-_RESIDENT_ID = re.compile(_BEFORE + r"[0-9](?:[ -]?[0-9]){16}[ -]?[0-9Xx](?![ -]?[0-9A-Z])")
+_RESIDENT_ID = re.compile(_BEFORE + r"[0-9](?:[ -]?[0-9]){16}[ -]?[0-9Xx](?![0-9A-Z])")
 _USCC = re.compile(_BEFORE + r"[0-9A-HJ-NPQRTUWXY]{18}(?![0-9A-Z])")
 # A mobile number, perhaps after the country code (+86, 0086, 86).
 _MOBILE = re.compile(
     r"(?:(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4})|(?<![0-9]))"
-    r"(?P<country>(?:\+|00)?86[ -]?)?(?P<number>1[3-9][0-9](?:[ -]?[0-9]){8})(?![ -]?[0-9])"
+    r"(?P<country>(?:\+|00)?86[ -]?)?(?P<number>1[3-9][0-9](?:[ -]?[0-9]){8})(?![0-9])"
 )
 _SEPARATORS = re.compile(r"[ -]")
 # scheme://user:password@host — a password in a database or broker URL.

@@ -260,3 +260,13 @@ def test_a_masked_log_line_stays_json(capsys: pytest.CaptureFixture[str]) -> Non
     assert unmasked_identifiers(events) == []
     for secret in ("13812345678", "\\xe5\\xbc\\xa0", "小红"):  # \xe5\xbc\xa0 is 张 as bytes
         assert secret not in events
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["line 5 11010519491231002X", "x::0 11010519491231002X", "11010519491231002X 7 items"],
+)
+def test_a_number_one_separator_away_does_not_hide_an_identifier(line: str) -> None:
+    # pytest's captured-log lines put `file::lineno ` right before the message.
+    assert unmasked_identifiers(line) == ["11010519491231002X"]
+    assert "110105********002X" in mask_text(line)
