@@ -92,9 +92,17 @@ def test_a_three_node_cluster_loses_one_node_then_another_and_nothing_is_lost(
         with running_chaos_stack(
             database_url=postgres_url, broker_url=cluster.url, catalog=catalog, workdir=tmp_path
         ) as stack:
-            members = cluster.nodes[0].ctl("list_queues", "name", "members", "--formatter", "json")
-            for queue in json.loads(members):
-                assert len(queue["members"]) == 3, queue
+            listed = cluster.nodes[0].ctl(
+                "list_queues", "name", "type", "members", "--formatter", "json"
+            )
+            queues = json.loads(listed)
+            # Parking lots are classic (browsing must not spend a delivery count): one node.
+            assert {queue["type"] for queue in queues} == {"quorum", "classic"}
+            for queue in queues:
+                if queue["type"] == "quorum":
+                    assert len(queue["members"]) == 3, queue
+                else:
+                    assert queue["name"].endswith(".parking"), queue
             stop = threading.Event()
             stack.platform.submit_stream(BUNDLES_PER_SECOND, stop)
             for node in (cluster.nodes[1], cluster.nodes[0]):  # a follower, then the seed
