@@ -129,6 +129,18 @@ class ItemDispatch(_Message):
         description="The item's deadline: retries for an unreachable department stop here",
     )
 
+    def filing(self) -> dict[str, Any]:
+        """How a later supplement, poll or cancel names the filing this dispatch made."""
+        return {
+            "bundle_id": self.bundle_id,
+            "project_no": self.project_no,
+            "item": self.item,
+            "service": self.service,
+            "department": self.department,
+            "dispatch_id": self.message_id,
+            "idempotency_key": self.idempotency_key,
+        }
+
     @classmethod
     def for_item(
         cls,

@@ -376,14 +376,8 @@ def test_a_poll_the_department_cannot_answer_is_a_missed_poll_never_a_failure(
 ) -> None:
     dispatch = dispatch_for("vaccination_certificate_issuance", department="health")
     poll = ItemPoll(
-        bundle_id=dispatch.bundle_id,
-        project_no=dispatch.project_no,
-        item=dispatch.item,
+        **dispatch.filing(),
         item_name_zh=dispatch.item_name_zh,
-        service=dispatch.service,
-        department=dispatch.department,
-        dispatch_id=dispatch.message_id,
-        idempotency_key=dispatch.idempotency_key,
     )
     UnreadableHealth.answers = [trouble, trouble]
 

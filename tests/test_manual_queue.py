@@ -167,14 +167,8 @@ def _supplement(dispatch: ItemDispatch, purpose: SupplementPurpose) -> ItemSuppl
         else ()
     )
     return ItemSupplement(
-        bundle_id=dispatch.bundle_id,
-        project_no=dispatch.project_no,
-        item=dispatch.item,
+        **dispatch.filing(),
         item_name_zh=dispatch.item_name_zh,
-        service=dispatch.service,
-        department=dispatch.department,
-        dispatch_id=dispatch.message_id,
-        idempotency_key=dispatch.idempotency_key,
         purpose=purpose,
         prerequisite_results=results,
         materials=dispatch.materials,

@@ -115,13 +115,7 @@ class AdapterConformance:
     def _withdrawal(self, dispatch: ItemDispatch, receipt_no: str | None) -> ItemCancel:
         """The router's withdrawal of `dispatch`, naming its receipt if one is known."""
         return ItemCancel(
-            bundle_id=dispatch.bundle_id,
-            project_no=dispatch.project_no,
-            item=dispatch.item,
-            service=dispatch.service,
-            department=dispatch.department,
-            dispatch_id=dispatch.message_id,
-            idempotency_key=dispatch.idempotency_key,
+            **dispatch.filing(),
             receipt_no=receipt_no,
             reason="申请人撤回（测试）",
         )
@@ -133,14 +127,8 @@ class AdapterConformance:
         resubmitted as a correction."""
         prerequisites = (PrerequisiteResult(item="prerequisite", department="other"),)
         return ItemSupplement(
-            bundle_id=dispatch.bundle_id,
-            project_no=dispatch.project_no,
-            item=dispatch.item,
+            **dispatch.filing(),
             item_name_zh=dispatch.item_name_zh,
-            service=dispatch.service,
-            department=dispatch.department,
-            dispatch_id=dispatch.message_id,
-            idempotency_key=dispatch.idempotency_key,
             receipt_no=receipt_no,
             purpose=purpose,
             prerequisite_results=prerequisites
@@ -154,14 +142,8 @@ class AdapterConformance:
     ) -> ItemPoll:
         """The router's poll of the filing `dispatch` made."""
         return ItemPoll(
-            bundle_id=dispatch.bundle_id,
-            project_no=dispatch.project_no,
-            item=dispatch.item,
+            **dispatch.filing(),
             item_name_zh=dispatch.item_name_zh,
-            service=dispatch.service,
-            department=dispatch.department,
-            dispatch_id=dispatch.message_id,
-            idempotency_key=dispatch.idempotency_key,
             receipt_no=receipt_no,
             filing_ref=filing_ref,
         )
