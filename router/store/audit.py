@@ -95,9 +95,9 @@ def record(
     session.add(row)
 
 
-def writer_mac(key: bytes, row: AuditRow) -> str:
-    """The writer's signature of a record: an HMAC of every field a writer sets."""
-    fields = [
+def written_fields(row: AuditRow) -> list[str | None]:
+    """Every field a writer sets, in the order the signature and the chain hash read them."""
+    return [
         row.at.astimezone(UTC).isoformat(),
         row.actor,
         row.event,
@@ -107,8 +107,15 @@ def writer_mac(key: bytes, row: AuditRow) -> str:
         row.message_id,
         row.detail,
     ]
-    canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def canonical_json(fields: list[Any]) -> bytes:
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def writer_mac(key: bytes, row: AuditRow) -> str:
+    """The writer's signature of a record: an HMAC of every field a writer sets."""
+    return hmac.new(key, canonical_json(written_fields(row)), hashlib.sha256).hexdigest()
 
 
 def written_by_the_application(key: bytes, row: AuditRow) -> bool:

@@ -32,7 +32,6 @@ anchor the first kept record must follow.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from contracts.errors import ChainBroken, ConfigurationError
 from router.store import AuditChainRow, AuditRow, Database
-from router.store.audit import written_by_the_application
+from router.store.audit import canonical_json, written_by_the_application, written_fields
 
 log = structlog.get_logger(__name__)
 
@@ -70,21 +69,9 @@ def retention_from_days(days: int) -> timedelta:
 
 def record_hash(row: AuditRow, seq: int, prev_hash: str) -> str:
     """The hash a record sealed at `seq` after `prev_hash` must carry."""
-    fields = [
-        seq,
-        prev_hash,
-        row.id,
-        row.at.astimezone(UTC).isoformat(),
-        row.actor,
-        row.event,
-        row.outcome,
-        str(row.bundle_id) if row.bundle_id is not None else None,
-        row.item,
-        row.message_id,
-        row.detail,
-    ]
-    canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(
+        canonical_json([seq, prev_hash, row.id, *written_fields(row)])
+    ).hexdigest()
 
 
 def _chain(session: Session, *, skip_locked: bool) -> AuditChainRow | None:
