@@ -24,9 +24,15 @@ def _as(holder: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[holder]}"}
 
 
-def _wait_for_open_items(client: httpx.Client, count: int) -> list[dict[str, Any]]:
+def _wait_for_open_items(client: httpx.Client, project_no: str, count: int) -> list[dict[str, Any]]:
+    """The open items of one application: the connected database is shared with other tests."""
+
+    def ours() -> list[dict[str, Any]]:
+        listed = client.get("/v1/manual/health/items", headers=_as("health")).json()
+        return [item for item in listed if item["project_no"] == project_no]
+
     items: list[dict[str, Any]] = eventually(
-        lambda: client.get("/v1/manual/health/items", headers=_as("health")).json(),
+        ours,
         lambda items: len(items) >= count,
         timeout=30,
         message="the manual adapter never filed into the work queue",
@@ -48,10 +54,11 @@ def test_staff_decide_by_hand_and_see_only_their_own_queue(
     items = ["birth_medical_certificate", "vaccination_certificate"]
 
     with running_stack(settings, catalog, adapters=[health]) as running:
-        application = sample_application(newborn, new_project_no(), items=items)
+        project_no = new_project_no()
+        application = sample_application(newborn, project_no, items=items)
         receipt = running.submit(application).json()
         client = running.client
-        queued = _wait_for_open_items(client, 2)
+        queued = _wait_for_open_items(client, project_no, 2)
 
         assert (
             client.get("/v1/manual/health/items", headers={"Authorization": ""}).status_code == 401
@@ -73,9 +80,7 @@ def test_staff_decide_by_hand_and_see_only_their_own_queue(
             assert police_act.status_code == 404, action
         # The platform's token has every API scope but opens no department's queue.
         assert client.get("/v1/manual/health/items").status_code == 403
-        # The connected database is shared: other tests' manual items may be open too.
-        ours = {entry["id"] for entry in queued}
-        open_items = [item for item in _wait_for_open_items(client, 2) if item["id"] in ours]
+        open_items = _wait_for_open_items(client, project_no, 2)
         assert [item["claimed_by"] for item in open_items] == [None, None]
 
         by_item = {entry["item"]: entry for entry in queued}
@@ -91,7 +96,8 @@ def test_staff_decide_by_hand_and_see_only_their_own_queue(
         taken = client.post(f"/v1/manual/health/items/{certificate}/claim", headers=_as("李医生"))
         assert taken.status_code == 409
         listed = client.get("/v1/manual/health/items?state=claimed", headers=_as("health"))
-        assert [entry["id"] for entry in listed.json()] == [certificate]
+        claimed_ids = [entry["id"] for entry in listed.json() if entry["project_no"] == project_no]
+        assert claimed_ids == [certificate]
         unknown = client.get("/v1/manual/health/items?state=closed", headers=_as("health"))
         assert unknown.status_code == 422
         decision = {
