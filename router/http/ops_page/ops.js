@@ -32,6 +32,8 @@ const TEXT = {
   message: ["消息", "Message"], reason: ["原因", "Reason"], deaths: ["死信次数", "Deaths"], diedAt: ["进入时间", "Died at"],
   replaySelected: ["重放所选", "Replay selected"], replayAll: ["重放整个队列", "Replay the whole queue"],
   bundleSearch: ["办件查询", "Find a bundle"], bundleKey: ["办件编号或办件 ID", "Case number or bundle id"], find: ["查找", "Find"],
+  reportMonth: ["月度通报", "Monthly report"], downloadXlsx: ["下载 XLSX", "Download XLSX"],
+  downloadCsv: ["下载 CSV", "Download CSV"],
   supervision: ["电子监察", "Supervision figures"], from: ["从", "From"], show: ["显示", "Show"],
   cancel: ["取消", "Cancel"], replay: ["重放", "Replay"],
   enterToken: ["请先输入运维令牌（ops 权限）。", "Enter an operator token (scope ops) first."],
@@ -471,6 +473,20 @@ async function loadSupervision() {
     figuresTable("items-by-bundle-type", t("byBundleType"), bundleTypes, names));
 }
 
+// The report needs the bearer token, which a plain link cannot send: fetched, then saved.
+async function downloadReport(format) {
+  const month = $("#report-month").value;
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) throw new Error(t("enterToken"));
+  const response = await fetch(`/v1/ops/report?month=${month}&format=${format}`, {
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  if (!response.ok) throw new Error(`${response.status}: ${(await response.json()).detail}`);
+  const link = el("a", { href: URL.createObjectURL(await response.blob()), download: `lianban-report-${month}.${format}` });
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
 // Wiring -----------------------------------------------------------------------------------
 
 async function guarded(work) {
@@ -540,6 +556,13 @@ document.addEventListener("DOMContentLoaded", () => {
     $("#bundle-key").value = link.dataset.key;
     guarded(() => findBundle(link.dataset.key));
   });
+  $("#report-month").value = chinaDate(Date.now()).slice(0, 7);
+  for (const link of document.querySelectorAll("a.report-link")) {
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      guarded(() => downloadReport(link.dataset.format));
+    });
+  }
   $("#supervision-form").addEventListener("submit", (event) => {
     event.preventDefault();
     guarded(loadSupervision);
