@@ -10,6 +10,8 @@ November 2026 has no holiday: opened Monday 2 November, due by the end of Monday
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -19,6 +21,7 @@ import httpx
 import pytest
 import time_machine
 from harness import Running, new_project_no, running_stack
+from openpyxl import load_workbook
 
 from adapters.simulated import Rule, Scenario
 from contracts.api import AlertLevel, DeadlineKind
@@ -27,6 +30,7 @@ from contracts.samples import sample_application
 from lianban.settings import Settings
 from router.domain.deadlines import DeadlineWatcher
 from router.http.auth import manual_scope, mint
+from router.operations.report import HEADERS
 
 CHINA = timezone(timedelta(hours=8))
 # The car wash (housing + water resources) is answered at once; the barbershop's fire
@@ -191,3 +195,29 @@ def test_a_rating_too_early_unknown_or_malformed_is_a_clear_problem(
     assert (stranger.status_code, stranger.json()["code"]) == (422, "department_not_in_bundle")
     # None of these stored anything: the bundle can still be rated, once.
     assert client.post(rating_url(replied["bundle_id"]), json={"level": 5}).status_code == 201
+
+
+def test_operators_download_the_month_report_as_csv_and_xlsx(
+    stack: tuple[Running, Any], catalog: Catalog
+) -> None:
+    running, _ = stack
+    replied_bundle(running, catalog, "open_car_wash")
+    as_csv = running.client.get("/v1/ops/report", params={"month": "2026-11", "format": "csv"})
+    assert as_csv.status_code == 200, as_csv.text
+    assert as_csv.headers["content-type"] == "text/csv; charset=utf-8"
+    assert 'filename="lianban-report-2026-11.csv"' in as_csv.headers["content-disposition"]
+    [header, *rows] = list(csv.reader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    assert tuple(header) == HEADERS
+    assert ["一件事", "open_car_wash"] in [row[1:3] for row in rows]
+
+    as_xlsx = running.client.get("/v1/ops/report", params={"month": "2026-11"})
+    sheet = load_workbook(io.BytesIO(as_xlsx.content))["通报 2026-11"]
+    assert [row[1:3] for row in sheet.iter_rows(min_row=2, values_only=True)] == [
+        tuple(row[1:3]) for row in rows
+    ]
+
+    staff = {"Authorization": f"Bearer {STAFF_TOKEN.get_secret_value()}"}
+    refused = running.client.get("/v1/ops/report", params={"month": "2026-11"}, headers=staff)
+    assert refused.status_code == 403
+    bad = running.client.get("/v1/ops/report", params={"month": "2026-13"})
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")

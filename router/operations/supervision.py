@@ -66,7 +66,11 @@ class ItemTiming:
 
     @property
     def answered_on_time(self) -> bool | None:
-        """None until answered; then whether the (last) acceptance clock was met."""
+        """Whether the (last) acceptance clock was met by an answer. An item cancelled
+        (withdrawn) before its department answered is late if it was raised 超期 for
+        acceptance, and not counted otherwise: a withdrawal is no on-time 受理."""
+        if self.answered_at is None:
+            return False if DeadlineKind.ACCEPTANCE in self.overdue_kinds else None
         return None if self.acceptance is None else self.acceptance.on_time
 
     @property
