@@ -343,6 +343,13 @@ class Rating(Evaluation):
 
     departments: tuple[DepartmentEvaluation, ...] = Field(default=(), max_length=50)
 
+    @model_validator(mode="after")
+    def _each_department_once(self) -> Rating:
+        named = [evaluation.department for evaluation in self.departments]
+        if len(named) != len(set(named)):
+            raise ValueError("each department is rated at most once in a rating")
+        return self
+
 
 class RectificationState(StrEnum):
     OPEN = "open"  # 整改中: the department has not replied yet

@@ -193,6 +193,11 @@ def test_a_rating_too_early_unknown_or_malformed_is_a_clear_problem(
         json={"level": 5, "departments": [{"department": "police", "level": 5}]},
     )
     assert (stranger.status_code, stranger.json()["code"]) == (422, "department_not_in_bundle")
+    twice = {"department": "housing", "level": 5}
+    doubled = client.post(
+        rating_url(replied["bundle_id"]), json={"level": 5, "departments": [twice, twice]}
+    )
+    assert (doubled.status_code, doubled.json()["code"]) == (422, "invalid_request")
     # None of these stored anything: the bundle can still be rated, once.
     assert client.post(rating_url(replied["bundle_id"]), json={"level": 5}).status_code == 201
 

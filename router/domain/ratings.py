@@ -117,8 +117,6 @@ def _refusal(session: Session, bundle: BundleRow | None, rating: Rating) -> NotR
             f"no item of this bundle went to {', '.join(strangers)}; "
             f"its departments are {', '.join(sorted(handled))}",
         )
-    if len(named) != len(set(named)):
-        return NotRated(NOT_IN_BUNDLE, "a department is rated twice in one rating")
     return None
 
 
