@@ -3,7 +3,8 @@ frozen between moves, never sleeps): the platform rates a replied bundle once; a
 opens a rectification (整改) for its department, due 15 working days later, which the
 deadline watcher raises 预警 and 超期 once, and which the department's staff close with
 their reply to the applicant. A rating too early, twice, or of a bundle that does not
-exist is a problem with its own code.
+exist is a problem with its own code. A rectification due in a year without its holiday
+notice is recomputed when the notice arrives, like every other deadline.
 
 November 2026 has no holiday: opened Monday 2 November, due by the end of Monday 23rd.
 """
@@ -11,10 +12,12 @@ November 2026 has no holiday: opened Monday 2 November, due by the end of Monday
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,15 +25,24 @@ import pytest
 import time_machine
 from harness import Running, new_project_no, running_stack
 from openpyxl import load_workbook
+from sqlalchemy import select
 
 from adapters.simulated import Rule, Scenario
-from contracts.api import AlertLevel, DeadlineKind
+from contracts.api import AlertLevel, DeadlineKind, Rating
 from contracts.catalog import Catalog
-from contracts.samples import sample_application
+from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.settings import Settings
+from router.domain import ratings
+from router.domain.calendar_watcher import CalendarWatcher
 from router.domain.deadlines import DeadlineWatcher
+from router.domain.intake import Intake, Received
+from router.domain.rectifications import rectifications
+from router.domain.withdrawal import Withdrawn, withdraw
+from router.domain.workdays import on_change, working_calendar
 from router.http.auth import manual_scope, mint
 from router.operations.report import HEADERS
+from router.store import Database, EventRow
+from runtime.storage import LocalMaterialStore
 
 CHINA = timezone(timedelta(hours=8))
 # The car wash (housing + water resources) is answered at once; the barbershop's fire
@@ -226,3 +238,58 @@ def test_operators_download_the_month_report_as_csv_and_xlsx(
     assert refused.status_code == 403
     bad = running.client.get("/v1/ops/report", params={"month": "2026-13"})
     assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")
+
+
+def test_a_rectification_into_an_unofficial_year_moves_when_the_year_becomes_official(
+    database: Database, catalog: Catalog, tmp_path: Path, year_dir: Path
+) -> None:
+    materials = LocalMaterialStore(tmp_path / "materials")
+    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+    project_no = new_project_no()
+    application = sample_application(catalog.bundle_types["open_car_wash"], project_no)
+    with time_machine.travel(china(12, 21), tick=False):
+        received = Intake(database, catalog, materials).submit(application, project_no)
+        assert isinstance(received, Received)
+        bundle_id = received.receipt.bundle_id
+        assert withdraw(database, bundle_id) is Withdrawn.WITHDRAWN  # replied at once
+        rated = ratings.rate(
+            database,
+            catalog,
+            bundle_id,
+            Rating(level=1, comment="撤回后仍收到补正短信"),
+            actor="platform",
+            at=china(12, 21, hour=12),
+            calendar=working_calendar(),
+            rectification_days=15,
+        )
+    assert isinstance(rated, ratings.Rated)
+    [owed] = rated.record.rectifications
+    # 22 Dec – 12 Jan: 2027 has no notice here, so 1 January alone is off (statutory).
+    assert owed.due_at == datetime(2027, 1, 12, 23, 59, 59, 999999, tzinfo=CHINA)
+
+    # The notice arrives: 1–4 January off. The open rectification is due a day later.
+    (year_dir / "2027.yaml").write_text(
+        "year: 2027\nsource: test\nholidays:\n  - {name: 元旦, from: 2027-01-01, to: 2027-01-04}\n",
+        encoding="utf-8",
+    )
+    undo = on_change(DeadlineWatcher(database).calendar_changed)
+    try:
+        with time_machine.travel(china(12, 22), tick=False):
+            assert 2027 in CalendarWatcher().check_once()
+    finally:
+        undo()
+    with database.transaction() as session:
+        [moved] = rectifications(session, china(12, 22), bundle_id=bundle_id)
+        steps = [
+            row.detail
+            for row in session.scalars(
+                select(EventRow).where(
+                    EventRow.bundle_id == bundle_id, EventRow.state == "deadline_moved"
+                )
+            )
+        ]
+    assert moved.due_at == datetime(2027, 1, 13, 23, 59, 59, 999999, tzinfo=CHINA)
+    assert steps == [
+        "rectification · housing · due 2027-01-13T23:59:59.999999+08:00, from "
+        "2027-01-12T23:59:59.999999+08:00"
+    ]

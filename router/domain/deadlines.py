@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from contracts.api import AlertLevel, DeadlineKind, TimelineEvent
 from router.domain.clocks import WARNING_WORKING_DAYS, alert_level
-from router.domain.rectifications import raise_rectification_alerts
+from router.domain.rectifications import raise_rectification_alerts, recompute_rectifications
 from router.domain.timekeeping import Timekeeper, bundle_clock, deadlines
 from router.domain.workdays import CHINA_TZ, WorkingCalendar, working_calendar
 from router.store import OPEN_BUNDLE, OPEN_ITEM, BundleRow, Database, DeadlineAlertRow, ItemRow
@@ -114,7 +114,7 @@ class DeadlineWatcher:
 def recompute_deadlines(session: Session, calendar: WorkingCalendar) -> int:
     """Recompute every open clock's deadline with `calendar` (wired to the calendar's
     on_change); returns how many moved, each a `deadline_moved` step."""
-    return Timekeeper(session, calendar).recompute()
+    return Timekeeper(session, calendar).recompute() + recompute_rectifications(session, calendar)
 
 
 def near_deadlines(horizon: datetime) -> Select[ItemRow]:

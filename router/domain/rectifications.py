@@ -60,6 +60,7 @@ def open_rectification(
         comment=comment,
         state=RectificationState.OPEN,
         opened_at=at,
+        working_days=working_days,
         due_at=calendar.add_working_days(at, working_days),
     )
     session.add(row)
@@ -123,6 +124,28 @@ def reply(
             detail=row.department,
         )
         return Replied.CLOSED
+
+
+def recompute_rectifications(session: Session, calendar: WorkingCalendar) -> int:
+    """Recompute open rectifications' due dates with `calendar` (a year became official);
+    a moved one is a new deadline, warned about again, and a `deadline_moved` step."""
+    moved = 0
+    open_rows = select(RectificationRow).where(OPEN_RECTIFICATION).with_for_update()
+    for row in session.scalars(open_rows):
+        due = calendar.add_working_days(row.opened_at, row.working_days)
+        if due == row.due_at:
+            continue
+        record_event(
+            session,
+            row.bundle_id,
+            None,
+            TimelineEvent.DEADLINE_MOVED,
+            f"rectification · {row.department} · due {_china(due)}, from {_china(row.due_at)}",
+            actor=department_actor(row.department),
+        )
+        row.due_at, row.warned_at, row.overdue_at = due, None, None
+        moved += 1
+    return moved
 
 
 def rectification_view(row: RectificationRow, project_no: str, now: datetime) -> Rectification:

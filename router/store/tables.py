@@ -379,6 +379,8 @@ class RectificationRow(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(8))
     opened_at: Mapped[datetime]
+    working_days: Mapped[int] = mapped_column(Integer)
+    """Allowed from `opened_at`: `due_at` is recomputed from them with a newer calendar."""
     due_at: Mapped[datetime]
     warned_at: Mapped[datetime | None]
     overdue_at: Mapped[datetime | None]

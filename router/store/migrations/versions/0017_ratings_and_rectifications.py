@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("comment", sa.Text(), nullable=True),
         sa.Column("state", sa.String(length=8), nullable=False),
         sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("working_days", sa.Integer(), nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("warned_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("overdue_at", sa.DateTime(timezone=True), nullable=True),
