@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from contracts.application import MaterialRef
 from contracts.catalog import HandlingClass
@@ -31,6 +31,7 @@ class DeadlineKind(StrEnum):
     DECISION = "decision"  # 承诺办结时限, counted from 受理
     TOLERATED_GAP = "tolerated_gap"  # 容缺受理: the applicant's promise to supply a material
     BUNDLE = "bundle"  # the bundle's own promise: its longest chain of items
+    RECTIFICATION = "rectification"  # 差评整改: a department's reply to a bad rating
 
 
 class AlertLevel(StrEnum):
@@ -62,6 +63,9 @@ class TimelineEvent(StrEnum):
     WITHDRAWN = "withdrawn"  # 撤回: the platform withdrew the bundle
     REPLIED = "replied"  # the one reply was assembled
     CALLBACK_DELIVERED = "callback_delivered"  # the platform's callback took a message
+    RATED = "rated"  # 好差评: the applicant rated the bundle (and maybe its departments)
+    RECTIFICATION_OPENED = "rectification_opened"  # a 差评 opened 整改 for a department
+    RECTIFICATION_CLOSED = "rectification_closed"  # the department replied to the applicant
 
 
 TimelineStep = ItemState | TimelineEvent
@@ -278,3 +282,112 @@ class Withdrawal(_Document):
     """撤回: why the applicant withdraws (shown to every department and in the reply)."""
 
     reason: str = Field(default="申请人撤回申请", min_length=1, max_length=500)
+
+
+class Satisfaction(IntEnum):
+    """The five national levels of 好差评 (国办发〔2019〕51号), as the national push codes
+    them: 5 非常满意 … 1 非常不满意. 不满意 and 非常不满意 are a 差评."""
+
+    VERY_SATISFIED = 5  # 非常满意
+    SATISFIED = 4  # 满意
+    BASICALLY_SATISFIED = 3  # 基本满意
+    DISSATISFIED = 2  # 不满意
+    VERY_DISSATISFIED = 1  # 非常不满意
+
+    @property
+    def name_zh(self) -> str:
+        return SATISFACTION_ZH[self]
+
+    @property
+    def is_bad(self) -> bool:
+        """差评: it opens a rectification (整改) and needs a written reason."""
+        return self <= Satisfaction.DISSATISFIED
+
+
+SATISFACTION_ZH = {
+    Satisfaction.VERY_SATISFIED: "非常满意",
+    Satisfaction.SATISFIED: "满意",
+    Satisfaction.BASICALLY_SATISFIED: "基本满意",
+    Satisfaction.DISSATISFIED: "不满意",
+    Satisfaction.VERY_DISSATISFIED: "非常不满意",
+}
+
+RatingReason = Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class Evaluation(_Document):
+    """One rating: a level, the reasons chosen (评价内容, e.g. 办事效率, 服务态度) and the
+    applicant's own words. A 差评 must say why in `comment` (the national push asks a
+    written reason below 3)."""
+
+    level: Satisfaction = Field(
+        description="5 非常满意, 4 满意, 3 基本满意, 2 不满意, 1 非常不满意"
+    )
+    reasons: tuple[RatingReason, ...] = Field(default=(), max_length=10)
+    comment: str | None = Field(default=None, min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _bad_rating_says_why(self) -> Evaluation:
+        if self.level.is_bad and self.comment is None:
+            raise ValueError("a 差评 (level 1 or 2) needs a comment saying why")
+        return self
+
+
+class DepartmentEvaluation(Evaluation):
+    department: str = Field(min_length=1, max_length=64, description="Its catalog code")
+
+
+class Rating(Evaluation):
+    """好差评 of a replied bundle, posted once by the platform: the bundle as a whole,
+    and optionally each department that handled one of its items."""
+
+    departments: tuple[DepartmentEvaluation, ...] = Field(default=(), max_length=50)
+
+    @model_validator(mode="after")
+    def _each_department_once(self) -> Rating:
+        named = [evaluation.department for evaluation in self.departments]
+        if len(named) != len(set(named)):
+            raise ValueError("each department is rated at most once in a rating")
+        return self
+
+
+class RectificationState(StrEnum):
+    OPEN = "open"  # 整改中: the department has not replied yet
+    CLOSED = "closed"  # the department replied to the applicant
+
+
+class Rectification(_Document):
+    """整改: what a 差评 obliges its department to do, by a due date in working days."""
+
+    id: UUID
+    bundle_id: UUID
+    project_no: str
+    department: str
+    level: Satisfaction = Field(description="The bad rating that opened it")
+    comment: str | None
+    state: RectificationState
+    opened_at: AwareDatetime
+    due_at: AwareDatetime = Field(description="End of the last working day allowed")
+    overdue: bool = Field(description="Past its due date (closed late, or still open)")
+    reply: str | None = Field(description="The department's reply to the applicant")
+    closed_at: AwareDatetime | None
+
+
+class RectificationReply(_Document):
+    """The department's reply to the applicant: what was checked and what was changed."""
+
+    reply: str = Field(min_length=1, max_length=2000)
+
+
+class RatingRecord(_Document):
+    """A bundle's rating as stored, with the rectifications its 差评 opened."""
+
+    bundle_id: UUID
+    project_no: str
+    rated_at: AwareDatetime
+    level: Satisfaction
+    level_zh: str
+    reasons: tuple[str, ...]
+    comment: str | None
+    departments: tuple[DepartmentEvaluation, ...]
+    rectifications: tuple[Rectification, ...]

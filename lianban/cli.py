@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -56,6 +56,7 @@ from router.operations.queues import (
     format_table,
     oldest_unanswered_dispatches,
 )
+from router.operations.report import Month, monthly_report
 from router.store import audit, audit_chain
 from runtime.logs import configure_logging
 from runtime.messaging import Broker
@@ -228,6 +229,22 @@ def _parser() -> argparse.ArgumentParser:
     show_bundle = bundle_commands.add_parser("show", help="its items and full timeline")
     show_bundle.add_argument("bundle", help="bundle id or case number (办件编号)")
     show_bundle.set_defaults(run=_bundle_show)
+
+    report = commands.add_parser(
+        "report", help="the month's supervision report (通报), ranked, as CSV or XLSX"
+    )
+    report.add_argument("--month", required=True, help="YYYY-MM, China time (e.g. 2026-11)")
+    report.add_argument(
+        "--format",
+        choices=("csv", "xlsx"),
+        help="default: the --output file's suffix, else csv",
+    )
+    report.add_argument(
+        "--output",
+        type=Path,
+        help="file to write; default: CSV on standard output, XLSX to lianban-report-<month>.xlsx",
+    )
+    report.set_defaults(run=_report)
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(required=True, metavar="action")
@@ -458,6 +475,31 @@ def _bundle_show(args: argparse.Namespace) -> int:
         detail = f" — {entry.detail}" if entry.detail else ""
         where = entry.item or "(bundle)"
         print(f"  {entry.at.isoformat()}  {entry.state:<23} {where} by {entry.actor}{detail}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        month = Month.parse(args.month)
+    except ValueError as error:
+        print(f"lianban: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    output: Path | None = args.output
+    suffix = output.suffix.lstrip(".").lower() if output is not None else ""
+    kind = args.format or (suffix if suffix in ("csv", "xlsx") else "csv")
+    database = open_database(Settings.from_env())
+    try:
+        made = monthly_report(
+            database, default_catalog(), month, working_calendar(), datetime.now(UTC)
+        )
+    finally:
+        database.dispose()
+    if kind == "csv" and output is None:
+        sys.stdout.write(made.csv())
+        return 0
+    target = output or Path(f"lianban-report-{month}.{kind}")
+    target.write_bytes(made.xlsx() if kind == "xlsx" else made.csv().encode("utf-8-sig"))
+    print(f"{target}: {len(made.rows)} rows, {month} ({made.working_days} working days)")
     return 0
 
 

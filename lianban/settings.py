@@ -193,6 +193,13 @@ class Settings(BaseSettings):
     deadline_check_seconds: float = Field(
         30.0, gt=0, description="How often the deadline watcher looks for 预警 and 超期."
     )
+    rectification_working_days: int = Field(
+        15,
+        ge=1,
+        le=60,
+        description="Working days a department has to rectify a 差评 and reply to the "
+        "applicant (整改反馈; 国办发〔2019〕51号 asks a limit, provinces set 15 or fewer).",
+    )
     failpoints: str | None = Field(
         None, description="Chaos tests only: crash points, e.g. relay.after_publish=3."
     )

@@ -247,6 +247,7 @@ class Stack:
             ),
             readiness=lambda: self.database.problem() or broker_problem(self.broker),
             max_body_bytes=self.settings.max_body_bytes,
+            rectification_working_days=self.settings.rectification_working_days,
             ops=OpsServices(
                 self.database,
                 self.catalog,

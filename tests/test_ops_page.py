@@ -150,6 +150,14 @@ def _operate(page: Page, running: Running, newborn_no: str, settlement_no: str, 
     expect(page.locator("#bundles-by-type")).to_contain_text("新生儿出生")
     expect(page.locator("#items-by-bundle-type")).to_contain_text("高校毕业生落户")
     assert page.locator("#supervision-result svg rect").count() > 0
+    expect(page.locator("#ratings-by-department")).to_contain_text("满意率")
+
+    # The month's 通报, downloaded through the link with the operator's token.
+    with page.expect_download() as download:
+        page.click("#report-csv")
+    report = Path(download.value.path()).read_text(encoding="utf-8-sig")
+    assert report.startswith("排名,类别,代码,名称,办件量,")
+    assert download.value.suggested_filename.startswith("lianban-report-")
 
     # Bundle search by case number, down to the timeline.
     page.fill("#bundle-key", newborn_no)

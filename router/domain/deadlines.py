@@ -1,12 +1,13 @@
 """The deadline watcher: 预警 and 超期, raised once each, for every live deadline.
 
 Acceptance, decision, tolerated-gap (容缺) commitments and the bundle's own promise (see
-`router.domain.timekeeping` for when each runs). A deadline at most one working day away
-is 预警; a passed one is 超期. Each alert is a row of `deadline_alerts` whose unique index
-(bundle, item, kind, level, due) lets `INSERT … ON CONFLICT DO NOTHING RETURNING` say
-who raised it first: two watchers, or one restarted, never raise it twice. The timeline
-step is written in the same transaction. A deadline that moves (延期, a newer calendar)
-is a new deadline and may be warned about again.
+`router.domain.timekeeping` for when each runs), and the rectifications (整改) a 差评
+opened (`router.domain.rectifications`, which marks its own rows once). A deadline at
+most one working day away is 预警; a passed one is 超期. Each alert is a row of
+`deadline_alerts` whose unique index (bundle, item, kind, level, due) lets `INSERT … ON
+CONFLICT DO NOTHING RETURNING` say who raised it first: two watchers, or one restarted,
+never raise it twice. The timeline step is written in the same transaction. A deadline
+that moves (延期, a newer calendar) is a new deadline and may be warned about again.
 
 Nothing here fails an item: an item past its deadline stays open, shown 超期, until its
 department answers (item 7 of issue 14: an outage is lateness, not a refusal).
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from contracts.api import AlertLevel, DeadlineKind, TimelineEvent
 from router.domain.clocks import WARNING_WORKING_DAYS, alert_level
+from router.domain.rectifications import raise_rectification_alerts, recompute_rectifications
 from router.domain.timekeeping import Timekeeper, bundle_clock, deadlines
 from router.domain.workdays import CHINA_TZ, WorkingCalendar, working_calendar
 from router.store import OPEN_BUNDLE, OPEN_ITEM, BundleRow, Database, DeadlineAlertRow, ItemRow
@@ -86,6 +88,17 @@ class DeadlineWatcher:
             alerts = [*_item_alerts(session, calendar, now, horizon)]
             alerts += _bundle_alerts(session, calendar, now, horizon)
             raised = [alert for alert in alerts if _raise_once(session, alert, now)]
+            raised += [
+                Alert(
+                    alert.bundle_id,
+                    None,
+                    alert.department,
+                    DeadlineKind.RECTIFICATION,
+                    alert.level,
+                    alert.due_at,
+                )
+                for alert in raise_rectification_alerts(session, calendar, now, horizon)
+            ]
         for alert in raised:
             log.warning(
                 "deadline.alert",
@@ -93,6 +106,7 @@ class DeadlineWatcher:
                 item=alert.item,
                 kind=alert.kind,
                 level=alert.level,
+                department=alert.department,
             )
         return raised
 
@@ -100,7 +114,7 @@ class DeadlineWatcher:
 def recompute_deadlines(session: Session, calendar: WorkingCalendar) -> int:
     """Recompute every open clock's deadline with `calendar` (wired to the calendar's
     on_change); returns how many moved, each a `deadline_moved` step."""
-    return Timekeeper(session, calendar).recompute()
+    return Timekeeper(session, calendar).recompute() + recompute_rectifications(session, calendar)
 
 
 def near_deadlines(horizon: datetime) -> Select[ItemRow]:

@@ -22,6 +22,7 @@ from router.http.materials import material_routes
 from router.http.ops import ops_routes
 from router.http.outages import answer_outages_with_retry_after
 from router.http.problems import answer_refusals_as_notices, document_refusals
+from router.http.ratings import rating_routes
 from router.http.services import AppServices, Services
 
 
@@ -41,7 +42,14 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
         "details; an application's problems are reported all at once (一次告知) in a 422.",
         static_url="/docs-assets",
     )
-    for routes in (bundle_routes, material_routes, catalog_routes, manual_routes, ops_routes):
+    for routes in (
+        bundle_routes,
+        rating_routes,
+        material_routes,
+        catalog_routes,
+        manual_routes,
+        ops_routes,
+    ):
         app.include_router(routes)
     app.add_api_route("/healthz", health, methods=["GET"])
     app.add_api_route("/readyz", readiness, methods=["GET"], include_in_schema=False)

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from contracts.api import BundleState, BundleStatus
+from router.domain.workdays import working_calendar
 from router.http.auth import ApiToken, Scope, require_scope
 from router.http.services import AppOps
 from router.operations.bundle_list import BundleFilter, BundlePage, bundle_page
@@ -35,7 +36,9 @@ from router.operations.overview import (
     department_health,
     supervision_figures,
 )
+from router.operations.report import Month, monthly_report
 from router.store import audit
+from runtime import clock
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -129,6 +132,33 @@ def supervision(since: date, until: date, ops: AppOps) -> SupervisionFigures:
     if until < since:
         raise HTTPException(422, detail="until is before since")
     return supervision_figures(ops, since, until)
+
+
+REPORT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+@ops_routes.get("/v1/ops/report", dependencies=OPERATORS)
+def report(
+    ops: AppOps,
+    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM, China time")],
+    format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "xlsx",
+) -> Response:
+    """The month's supervision report (通报), ranked, as a download."""
+    try:
+        period = Month.parse(month)
+    except ValueError as error:
+        raise HTTPException(422, detail=str(error)) from None
+    made = monthly_report(ops.database, ops.catalog, period, working_calendar(), clock.now())
+    # A BOM, so a spreadsheet opened on a Chinese desktop reads the CSV as UTF-8.
+    content = made.xlsx() if format == "xlsx" else made.csv().encode("utf-8-sig")
+    return Response(
+        content,
+        media_type=REPORT_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="lianban-report-{period}.{format}"'},
+    )
 
 
 @ops_routes.get("/v1/ops/dead-letters", dependencies=OPERATORS)

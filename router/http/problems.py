@@ -45,6 +45,12 @@ class Cause(StrEnum):
     CASE_NUMBER_TAKEN = "case_number_taken"
     ALREADY_ANSWERED = "already_answered"
     CORRECTION_NOT_AWAITED = "correction_not_awaited"
+    NOT_YET_REPLIED = "not_yet_replied"
+    ALREADY_RATED = "already_rated"
+    RATING_NOT_FOUND = "rating_not_found"
+    DEPARTMENT_NOT_IN_BUNDLE = "department_not_in_bundle"
+    RECTIFICATION_NOT_FOUND = "rectification_not_found"
+    RECTIFICATION_CLOSED = "rectification_closed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     MATERIAL_REJECTED = "material_rejected"
     UNAVAILABLE = "unavailable"
@@ -66,6 +72,12 @@ _CAUSES: dict[Cause, tuple[int, str, str]] = {
     Cause.CASE_NUMBER_TAKEN: (409, "办件编号已用于另一申请", "Case number already used"),
     Cause.ALREADY_ANSWERED: (409, "办件已全部办结，无可撤回事项", "Already answered"),
     Cause.CORRECTION_NOT_AWAITED: (409, "该事项未要求补正", "No correction awaited"),
+    Cause.NOT_YET_REPLIED: (409, "办件尚未办结答复，暂不能评价", "Not replied yet: rate it after"),
+    Cause.ALREADY_RATED: (409, "该办件已评价，每件只评价一次", "The bundle is rated already"),
+    Cause.RATING_NOT_FOUND: (404, "该办件尚无评价", "The bundle has no rating"),
+    Cause.DEPARTMENT_NOT_IN_BUNDLE: (422, "所评价部门未承办该办件", "Department not in the bundle"),
+    Cause.RECTIFICATION_NOT_FOUND: (404, "整改记录不存在", "No such rectification"),
+    Cause.RECTIFICATION_CLOSED: (409, "该整改已回复办结", "The rectification is closed"),
     Cause.PAYLOAD_TOO_LARGE: (413, "上传内容过大", "Payload too large"),
     Cause.MATERIAL_REJECTED: (422, "上传材料不符合要求", "The material was refused"),
     Cause.UNAVAILABLE: (503, "服务暂不可用，请稍后重试", "Service unavailable"),

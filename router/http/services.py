@@ -16,6 +16,7 @@ from fastapi import Depends, HTTPException, Request
 
 from contracts.catalog import Catalog
 from router.domain.intake import Intake
+from router.domain.rectifications import DEFAULT_WORKING_DAYS as DEFAULT_RECTIFICATION_DAYS
 from router.http.auth import Tokens
 from router.http.body_limit import DEFAULT_MAX_BODY_BYTES
 from router.http.guessing import CredentialGuesses
@@ -40,6 +41,8 @@ class Services:
     readiness: Callable[[], str | None] = lambda: None
     """What keeps the API from serving (the database, the broker), or None: `/readyz`."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    rectification_working_days: int = DEFAULT_RECTIFICATION_DAYS
+    """整改: working days a department has to answer a 差评."""
 
 
 # The dependencies are coroutines so FastAPI calls them on the event loop: a plain

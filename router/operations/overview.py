@@ -34,6 +34,7 @@ from router.operations.queues import (
     department_queues,
     oldest_unanswered_dispatches,
 )
+from router.operations.satisfaction import RatingFigures, rating_figures
 from router.operations.supervision import (
     BundleFigures,
     Figures,
@@ -44,6 +45,7 @@ from router.operations.supervision import (
 )
 from router.store import BundleRow, Database, DeadlineAlertRow, EventRow, ItemRow
 from router.store.timeline import DEPARTMENT_ACTOR_PREFIX
+from runtime import clock
 from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE, BreakerState
 
 log = structlog.get_logger(__name__)
@@ -100,6 +102,8 @@ class SupervisionFigures(BaseModel):
     by_department: dict[str, dict[str, Any]]
     by_bundle_type: dict[str, dict[str, Any]]
     bundles_by_type: dict[str, dict[str, Any]]  # bundles against their own promise
+    ratings_by_department: dict[str, dict[str, Any]]  # 好差评 and 整改
+    ratings_by_bundle_type: dict[str, dict[str, Any]]
     names: dict[str, str]
 
 
@@ -264,11 +268,11 @@ def deadline_entries(database: Database, limit: int) -> list[DeadlineEntry]:
 def supervision_figures(ops: OpsServices, since: date, until: date) -> SupervisionFigures:
     """The figures of the bundles received from `since` to `until` (China dates, both
     included)."""
-    start = datetime.combine(since, time(), tzinfo=UTC) - CHINA
-    end = datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) - CHINA
+    start, end = china_period(since, until)
     with ops.database.transaction() as session:
         items = item_timings(session, start, end)
         bundles = bundle_timings(session, start, end)
+        ratings = rating_figures(session, start, end, clock.now())
     catalog = ops.catalog
     names = {code: department.name_zh for code, department in catalog.departments.items()}
     names |= {code: bundle_type.name_zh for code, bundle_type in catalog.bundle_types.items()}
@@ -278,11 +282,21 @@ def supervision_figures(ops: OpsServices, since: date, until: date) -> Supervisi
         by_department=_as_json(figures_by(items, lambda item: item.department)),
         by_bundle_type=_as_json(figures_by(items, lambda item: item.bundle_type)),
         bundles_by_type=_as_json(bundle_figures_by_type(bundles)),
+        ratings_by_department=_as_json(ratings.by_department),
+        ratings_by_bundle_type=_as_json(ratings.by_bundle_type),
         names=names,
     )
 
 
-def _as_json(groups: Mapping[str, Figures | BundleFigures]) -> dict[str, dict[str, Any]]:
+def china_period(since: date, until: date) -> tuple[datetime, datetime]:
+    """The instants from the start of China date `since` to the end of `until`."""
+    start = datetime.combine(since, time(), tzinfo=UTC) - CHINA
+    return start, datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) - CHINA
+
+
+def _as_json(
+    groups: Mapping[str, Figures | BundleFigures | RatingFigures],
+) -> dict[str, dict[str, Any]]:
     return {name: vars(figures) for name, figures in groups.items()}
 
 

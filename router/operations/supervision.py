@@ -23,7 +23,7 @@ from sqlalchemy import and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from contracts.api import AlertLevel, DeadlineKind, TimelineStep
+from contracts.api import AlertLevel, DeadlineKind, TimelineEvent, TimelineStep
 from contracts.messages import ItemState
 from router.domain.clocks import Clock
 from router.store import BundleRow, DeadlineAlertRow, EventRow, ItemRow
@@ -49,6 +49,7 @@ class ItemTiming:
     acceptance: Clock | None
     decision: Clock | None
     overdue_kinds: frozenset[DeadlineKind]  # the deadlines it was raised 超期 for
+    withdrawn: bool = False  # cancelled because the applicant withdrew the bundle (撤回)
 
     @property
     def answered_at(self) -> datetime | None:
@@ -65,7 +66,11 @@ class ItemTiming:
 
     @property
     def answered_on_time(self) -> bool | None:
-        """None until answered; then whether the (last) acceptance clock was met."""
+        """Whether the (last) acceptance clock was met by an answer. An item cancelled
+        (withdrawn) before its department answered is late if it was raised 超期 for
+        acceptance, and not counted otherwise: a withdrawal is no on-time 受理."""
+        if self.answered_at is None:
+            return False if DeadlineKind.ACCEPTANCE in self.overdue_kinds else None
         return None if self.acceptance is None else self.acceptance.on_time
 
     @property
@@ -130,6 +135,12 @@ def item_timings(
     if until is not None:
         query = query.where(BundleRow.received_at < until)
     missed = _missed_kinds(session)
+    withdrawals = select(EventRow.bundle_id).where(
+        EventRow.item.is_(None), EventRow.state == TimelineEvent.WITHDRAWN
+    )
+    if since is not None:
+        withdrawals = withdrawals.where(EventRow.at >= since)
+    withdrawn = set(session.scalars(withdrawals))
     return [
         ItemTiming(
             bundle_type=row.bundle_type,
@@ -142,6 +153,7 @@ def item_timings(
             acceptance=_finished(row.accept_clock),
             decision=_finished(row.decide_clock),
             overdue_kinds=frozenset(missed.get((row.bundle_id, row.code), ())),
+            withdrawn=row.bundle_id in withdrawn and row.state == S.CANCELLED,
         )
         for row in session.execute(query)
     ]
@@ -196,6 +208,7 @@ class Figures:
     completed: int  # 办结: approved or denied
     failed: int  # the department could not handle it
     overdue: int  # marked past a deadline at least once
+    withdrawn: int  # cancelled by the applicant's withdrawal (撤回)
     intake_hours_avg: float | None  # 收件时限: dispatch → accepted or rejected
     intake_on_time_ratio: float | None  # answered within 1 working day
     decision_hours_avg: float | None  # 办理时限: dispatch → decided
@@ -214,6 +227,7 @@ class Figures:
             completed=completed,
             failed=sum(1 for item in items if item.state is S.FAILED),
             overdue=sum(1 for item in items if item.overdue_kinds),
+            withdrawn=sum(1 for item in items if item.withdrawn),
             intake_hours_avg=_hours(_mean(item.intake_seconds for item in items)),
             intake_on_time_ratio=_mean(_flag(item.answered_on_time) for item in items),
             decision_hours_avg=_hours(_mean(item.decision_seconds for item in items)),

@@ -16,6 +16,8 @@ from router.store.tables import (
     ItemRow,
     ManualItemRow,
     OutboxRow,
+    RatingRow,
+    RectificationRow,
     ReplyRow,
 )
 
@@ -35,5 +37,7 @@ __all__ = [
     "ItemRow",
     "ManualItemRow",
     "OutboxRow",
+    "RatingRow",
+    "RectificationRow",
     "ReplyRow",
 ]

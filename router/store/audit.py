@@ -66,6 +66,8 @@ class AuditEvent(StrEnum):
     PULLED = "pulled"  # a bundle's file was read out
     REPLAYED = "replayed"  # an operator replayed dead letters
     CLAIMED = "claimed"  # staff claimed a manual work-queue item
+    RATED = "rated"  # the platform posted the applicant's 好差评 of a bundle
+    RECTIFIED = "rectified"  # a department replied to a 差评, closing its 整改
 
 
 def record(

@@ -336,3 +336,54 @@ class AuditChainRow(Base):
     anchored_at: Mapped[datetime | None]
     signed_from_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
     """Records from this seq on must carry a writer signature (older ones predate them)."""
+
+
+class RatingRow(Base):
+    """好差评: one per bundle (`department` empty) and one per department rated with it;
+    the unique index keeps a bundle to one rating, even when two posts race."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (Index("ux_ratings_once", "bundle_id", "department", unique=True),)
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"))
+    department: Mapped[str] = mapped_column(String(64))
+    level: Mapped[int] = mapped_column(Integer)
+    reasons: Mapped[list[str]] = mapped_column(JsonDocument)
+    comment: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime]
+
+
+OPEN_RECTIFICATION = text("state = 'open'")
+
+
+class RectificationRow(Base):
+    """整改 of one department for one bundle's 差评, open until the department replies.
+    `warned_at` and `overdue_at` are its 预警 and 超期, each set once by the watcher."""
+
+    __tablename__ = "rectifications"
+    __table_args__ = (
+        Index("ux_rectifications_once", "bundle_id", "department", unique=True),
+        Index(
+            "ix_rectifications_open_due",
+            "due_at",
+            postgresql_where=OPEN_RECTIFICATION,
+            sqlite_where=OPEN_RECTIFICATION,
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"))
+    department: Mapped[str] = mapped_column(String(64))
+    level: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(8))
+    opened_at: Mapped[datetime]
+    working_days: Mapped[int] = mapped_column(Integer)
+    """Allowed from `opened_at`: `due_at` is recomputed from them with a newer calendar."""
+    due_at: Mapped[datetime]
+    warned_at: Mapped[datetime | None]
+    overdue_at: Mapped[datetime | None]
+    reply: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(128))

@@ -32,6 +32,11 @@ const TEXT = {
   message: ["消息", "Message"], reason: ["原因", "Reason"], deaths: ["死信次数", "Deaths"], diedAt: ["进入时间", "Died at"],
   replaySelected: ["重放所选", "Replay selected"], replayAll: ["重放整个队列", "Replay the whole queue"],
   bundleSearch: ["办件查询", "Find a bundle"], bundleKey: ["办件编号或办件 ID", "Case number or bundle id"], find: ["查找", "Find"],
+  reportMonth: ["月度通报", "Monthly report"], downloadXlsx: ["下载 XLSX", "Download XLSX"],
+  downloadCsv: ["下载 CSV", "Download CSV"],
+  ratingsByDepartment: ["好差评（按部门）", "Ratings by department"], ratingsByBundleType: ["好差评（按一件事）", "Ratings by bundle type"],
+  rated: ["评价数", "Rated"], badRatings: ["差评", "Bad ratings"], satisfaction: ["满意率", "Satisfaction"],
+  rectificationsOpen: ["整改未结", "Rectifications open"], rectificationsOverdue: ["整改超期", "Rectifications overdue"],
   supervision: ["电子监察", "Supervision figures"], from: ["从", "From"], show: ["显示", "Show"],
   cancel: ["取消", "Cancel"], replay: ["重放", "Replay"],
   enterToken: ["请先输入运维令牌（ops 权限）。", "Enter an operator token (scope ops) first."],
@@ -408,6 +413,22 @@ function bundleFiguresTable(groups, names) {
         el("td", { class: "num" }, percent(f.on_time_ratio)))))));
 }
 
+// 好差评: ratings per level, and the rectifications (整改) 差评 opened.
+function ratingsTable(id, title, groups, names) {
+  const head = ["", "rated", "badRatings", "satisfaction", "rectificationsOpen", "rectificationsOverdue"];
+  return el("div", {},
+    el("h3", {}, title),
+    el("table", { class: "figures", id },
+      el("thead", {}, el("tr", {}, head.map((key, i) => el("th", { class: i ? "num" : null }, key ? t(key) : "")))),
+      el("tbody", {}, Object.entries(groups).map(([code, f]) => el("tr", {},
+        el("td", {}, `${names[code] ?? code} `, el("span", { class: "muted" }, code)),
+        el("td", { class: "num" }, f.rated),
+        el("td", { class: "num" }, f.dissatisfied + f.very_dissatisfied),
+        el("td", { class: "num" }, percent(f.satisfaction_ratio)),
+        el("td", { class: "num" }, f.rectifications_open),
+        el("td", { class: "num" }, f.rectifications_overdue))))));
+}
+
 const SVG = "http://www.w3.org/2000/svg";
 function svg(tag, attributes = {}, text) {
   const node = document.createElementNS(SVG, tag);
@@ -461,6 +482,7 @@ async function loadSupervision() {
   const since = $("#since").value, until = $("#until").value;
   const figures = await api(`/v1/ops/supervision?since=${since}&until=${until}`);
   const { by_department: departments, by_bundle_type: bundleTypes, bundles_by_type: bundles, names } = figures;
+  const { ratings_by_department: ratedDepartments, ratings_by_bundle_type: ratedTypes } = figures;
   $("#supervision-result").replaceChildren(
     el("div", { class: "charts" },
       volumeChart(t("chartDepartments"), departments, names),
@@ -468,7 +490,23 @@ async function loadSupervision() {
       volumeChart(t("chartBundleTypes"), bundleTypes, names)),
     bundleFiguresTable(bundles, names),
     figuresTable("items-by-department", t("byDepartment"), departments, names),
-    figuresTable("items-by-bundle-type", t("byBundleType"), bundleTypes, names));
+    figuresTable("items-by-bundle-type", t("byBundleType"), bundleTypes, names),
+    ratingsTable("ratings-by-department", t("ratingsByDepartment"), ratedDepartments, names),
+    ratingsTable("ratings-by-bundle-type", t("ratingsByBundleType"), ratedTypes, names));
+}
+
+// The report needs the bearer token, which a plain link cannot send: fetched, then saved.
+async function downloadReport(format) {
+  const month = $("#report-month").value;
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) throw new Error(t("enterToken"));
+  const response = await fetch(`/v1/ops/report?month=${month}&format=${format}`, {
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  if (!response.ok) throw new Error(`${response.status}: ${(await response.json()).detail}`);
+  const link = el("a", { href: URL.createObjectURL(await response.blob()), download: `lianban-report-${month}.${format}` });
+  link.click();
+  URL.revokeObjectURL(link.href);
 }
 
 // Wiring -----------------------------------------------------------------------------------
@@ -540,6 +578,13 @@ document.addEventListener("DOMContentLoaded", () => {
     $("#bundle-key").value = link.dataset.key;
     guarded(() => findBundle(link.dataset.key));
   });
+  $("#report-month").value = chinaDate(Date.now()).slice(0, 7);
+  for (const link of document.querySelectorAll("a.report-link")) {
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      guarded(() => downloadReport(link.dataset.format));
+    });
+  }
   $("#supervision-form").addEventListener("submit", (event) => {
     event.preventDefault();
     guarded(loadSupervision);
