@@ -270,7 +270,7 @@ def _read_why_and_replay(page: Page, running: Running, case_no: str, port: int, 
     expect(why).to_have_attribute("data-trouble", "parked")
     expect(why).to_contain_text("已停放")
     expect(why).to_contain_text("第 3 次投递")
-    expect(why).to_contain_text("已停放，待运维重放")
+    expect(why).to_contain_text("等待运维重放 · 熔断器 熔断")
     expect(why.locator("[data-circuit]")).to_have_attribute("data-circuit", "open")
     expect(why.locator(".last-error")).to_contain_text("最后错误: ")
     expect(page.locator('#timeline tr[data-step="retrying"]')).to_have_count(2)

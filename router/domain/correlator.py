@@ -45,7 +45,7 @@ from router.domain import states
 from router.domain.polling import PollPlan, record_pending, stop_polling
 from router.domain.progress import advance, cancel_at_department, set_item_state
 from router.domain.timekeeping import Timekeeper
-from router.domain.workdays import working_calendar
+from router.domain.workdays import CHINA_TZ, working_calendar
 from router.store import BundleRow, Database, InboxRow, ItemRow, audit
 from router.store.timeline import Actor, department_actor, record_event
 from runtime import clock
@@ -283,7 +283,7 @@ def _apply_trouble(session: Session, item: ItemRow | None, notice: ItemTrouble) 
         item.last_error = notice.last_error
         item.circuit = notice.circuit.value
     when = (
-        f"next retry {notice.next_retry_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        f"next retry {notice.next_retry_at.astimezone(CHINA_TZ).isoformat(timespec='seconds')}"
         if notice.next_retry_at is not None
         else "parked until an operator replays it"
     )
