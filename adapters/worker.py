@@ -14,6 +14,10 @@ A department still unavailable after a delivery's attempts is retried later
 (the item's deadline) or the policy's `give_up_after_seconds` has passed. Then the
 message is parked ("deadline reached while the department was unreachable") and the
 router is told with an `Unreachable` outcome: the item stays open, never failed.
+
+Each of these decisions is also reported to the router as an `ItemTrouble` notice (one
+per retry decision, one when parked), so an operator sees why the item waits: the
+attempt, the next retry, the last error (masked) and the circuit's state.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import asyncio
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
+from datetime import timedelta
 
 from opentelemetry.trace import Span
 from pydantic import TypeAdapter, ValidationError
@@ -34,15 +39,20 @@ from contracts.messages import (
     DepartmentMessage,
     DepartmentRequest,
     ItemCancel,
+    ItemDispatch,
     ItemOutcome,
+    ItemTrouble,
     OutcomeResult,
+    TroubleKind,
     Unreachable,
 )
+from contracts.personal_data import mask_name, mask_text
 from runtime import clock
 from runtime.failpoints import failpoint
 from runtime.messaging import Broker, ConsumerLoop, Delivery, Outgoing
 from runtime.messaging.declaration import department_queue
 from runtime.messaging.delayed import Retries
+from runtime.messaging.envelope import REPLAYED_HEADER
 from runtime.messaging.settlement import PENDING, Ack, Park, Pending, RetryLater, Settlement
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 from runtime.storage import MaterialStore
@@ -101,6 +111,19 @@ class AdapterWorker:
 
     def _on_delivery(self, delivery: Delivery) -> Settlement | Pending:
         received = self._accepted(delivery)
+        if received.service not in self._services:
+            # The catalog routes a service this adapter does not declare: an adapter older
+            # than the catalog. Parked, not failed: once upgraded, replay it.
+            reason = (
+                f"{type(self._adapter).__name__} does not declare service {received.service!r} "
+                f"(it declares {', '.join(sorted(self._services))}); upgrade the adapter "
+                "and replay this message"
+            )
+            if not isinstance(received, ItemCancel):
+                self._report_trouble(
+                    received, delivery, TroubleKind.PARKED, reason, current_headers()
+                )
+            return Park(reason)
         span = start_span("adapter.handle", received, delivery.headers)
         if isinstance(received, ItemCancel):
             cancel = self._runner.cancel(received, delivery.attempt)
@@ -115,8 +138,8 @@ class AdapterWorker:
         return PENDING
 
     def _accepted(self, delivery: Delivery) -> DepartmentRequest | ItemCancel:
-        """The message, if it is the router's, for this department and a service the
-        adapter declared; MessageRefused (parked with the reason) otherwise."""
+        """The message, if it is the router's and for this department; MessageRefused
+        (parked with the reason) otherwise."""
         signer = self._keyring.verify_delivery(delivery)
         if signer != ROUTER_SIGNER:
             raise MessageRefused(f"a department message signed by {signer}, not the router")
@@ -129,14 +152,6 @@ class AdapterWorker:
         department = self._adapter.department
         if received.department != department:
             raise MessageRefused(f"a message for {received.department} on {department}'s queue")
-        if received.service not in self._services:
-            # The catalog routes a service this adapter does not declare: an adapter older
-            # than the catalog. Parked, not failed: once upgraded, replay it.
-            raise MessageRefused(
-                f"{type(self._adapter).__name__} does not declare service {received.service!r} "
-                f"(it declares {', '.join(sorted(self._services))}); upgrade the adapter "
-                "and replay this message"
-            )
         return received
 
     async def _call(self, request: DepartmentRequest, delivery: int) -> OutcomeResult | None:
@@ -161,14 +176,25 @@ class AdapterWorker:
         error = done.exception()
         if isinstance(error, DepartmentUnavailable):
             if not self._out_of_time(request, delivery):
+                if request is not None:
+                    self._report_trouble(
+                        request, delivery, TroubleKind.RETRYING, str(error), headers_of(span)
+                    )
                 self._consumer.settle(delivery, RetryLater(str(error)))
                 return
             if request is not None:  # a cancel has no item left to tell the router about
+                self._report_trouble(
+                    request, delivery, TroubleKind.PARKED, str(error), headers_of(span)
+                )
                 unreachable = ItemOutcome.answering(request, Unreachable(reason=str(error)))
                 self._consumer.send(self._signed(unreachable, headers_of(span)))
             self._consumer.settle(delivery, Park(f"{OUT_OF_TIME}: {error}"[:500]))
             return
         if error is not None:  # the runner answers every department failure: this is a bug
+            if request is not None:
+                self._report_trouble(
+                    request, delivery, TroubleKind.PARKED, repr(error), headers_of(span)
+                )
             self._consumer.settle(delivery, Park(f"handler failed: {error!r}"[:500]))
             return
         result = done.result()
@@ -187,5 +213,40 @@ class AdapterWorker:
             return True
         return Retries.of(delivery).exhausted(self._adapter.retry.give_up_after_seconds)
 
+    def _report_trouble(
+        self,
+        request: DepartmentRequest,
+        delivery: Delivery,
+        trouble: TroubleKind,
+        error: str,
+        trace: Mapping[str, str],
+    ) -> None:
+        """Tell the router why `request` has no answer yet (sent before the delivery is
+        settled, on the consuming thread: one notice per decision)."""
+        retries = Retries.of(delivery)
+        # Each delayed retry and each replay by an operator is a delivery of its own.
+        replays = int(delivery.headers.get(REPLAYED_HEADER, 0))
+        notice = ItemTrouble.about(
+            request,
+            trouble,
+            attempt=retries.count + replays + 1,
+            last_error=_operator_detail(request, error),
+            circuit=self._runner.breaker.state,
+            next_retry_at=clock.now() + timedelta(seconds=retries.next_delay_seconds)
+            if trouble is TroubleKind.RETRYING
+            else None,
+        )
+        self._consumer.send(signed_outcome(self._keyring, notice, trace))
+
     def _signed(self, outcome: ItemOutcome, trace: Mapping[str, str]) -> Outgoing:
         return signed_outcome(self._keyring, outcome, trace)
+
+
+def _operator_detail(request: DepartmentRequest, error: str) -> str:
+    """The error as an operator may read it: ID numbers, phones and the applicant's name
+    masked (a department's error may quote the filing)."""
+    masked = mask_text(error)
+    if isinstance(request, ItemDispatch):
+        name = request.applicant.name
+        masked = masked.replace(name, mask_name(name))
+    return masked

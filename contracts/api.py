@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from contracts.application import MaterialRef
 from contracts.catalog import HandlingClass
-from contracts.messages import ItemState, ToleratedGap
+from contracts.messages import CircuitState, ItemState, ToleratedGap, TroubleKind
 
 
 class _Document(BaseModel):
@@ -60,6 +60,9 @@ class TimelineEvent(StrEnum):
     IGNORED = "ignored"  # an outcome that came too late or out of order changed nothing
     DECISION_PENDING = "decision_pending"  # filed, not decided: polled until it is
     UNREACHABLE = "unreachable"  # the department stayed unreachable until the deadline
+    RETRYING = "retrying"  # the department was unavailable: its adapter tries again later
+    PARKED = "parked"  # the request rests in a parking lot until an operator replays it
+    REPLAYED = "replayed"  # an operator sent a parked message back; the detail names them
     WITHDRAWN = "withdrawn"  # 撤回: the platform withdrew the bundle
     REPLIED = "replied"  # the one reply was assembled
     CALLBACK_DELIVERED = "callback_delivered"  # the platform's callback took a message
@@ -181,6 +184,18 @@ class DecisionPoll(_Document):
     polls: int
 
 
+class DeliveryTrouble(_Document):
+    """Why an open item has no answer: its adapter could not reach the department. From the
+    adapter's latest notice; gone once the department answers."""
+
+    state: TroubleKind = Field(description="retrying, or parked until an operator replays it")
+    attempts: int = Field(description="Deliveries of the request tried so far")
+    next_retry_at: AwareDatetime | None = Field(description="None once parked")
+    last_error: str = Field(description="The last error, for operators (masked)")
+    circuit: CircuitState = Field(description="The adapter's circuit towards the department")
+    reported_at: AwareDatetime
+
+
 class ItemStatus(_Document):
     item: str
     name_zh: str
@@ -202,6 +217,9 @@ class ItemStatus(_Document):
     )
     decision_poll: DecisionPoll | None = Field(
         default=None, description="Set while the department has the filing and has not decided"
+    )
+    trouble: DeliveryTrouble | None = Field(
+        default=None, description="Set while the department cannot be reached for this item"
     )
 
 

@@ -387,6 +387,83 @@ class ItemOutcome(_Message):
         )
 
 
+class CircuitState(StrEnum):
+    """The adapter's circuit breaker towards its department's system."""
+
+    CLOSED = "closed"  # calls go through
+    OPEN = "open"  # too many failures in a row: nobody calls until it half-opens
+    HALF_OPEN = "half_open"  # one probe call decides whether it closes again
+
+
+class TroubleKind(StrEnum):
+    RETRYING = "retrying"  # the department was unavailable: the request comes back later
+    PARKED = "parked"  # the request rests in a parking lot until an operator replays it
+
+
+OPERATOR_DETAIL_MAX = 300
+"""Characters of an error an operator is shown: enough to recognise it, never a dump."""
+
+_TROUBLE_NAMESPACE = UUID("0b8f6a62-5d7e-4c1b-8f33-6a1c2e9d4b57")
+
+
+class ItemTrouble(_Message):
+    """Department adapter → router: why an item has no answer yet. Sent once per retry
+    decision and when a request is parked; the router keeps the latest on the item and
+    writes a `retrying` or `parked` step on its timeline. An operator's view, never the
+    applicant's: `last_error` is masked and holds no applicant data."""
+
+    kind: Literal["trouble"] = "trouble"
+    item: str
+    department: str
+    dispatch_id: UUID = Field(description="message_id of the ItemDispatch that filed the item")
+    request_id: UUID = Field(description="message_id of the request that could not be handled")
+    occurred_at: AwareDatetime
+    trouble: TroubleKind
+    attempt: int = Field(ge=1, description="Deliveries of the request tried so far")
+    next_retry_at: AwareDatetime | None = Field(
+        default=None, description="When the request comes back; None once parked"
+    )
+    last_error: str = Field(min_length=1, max_length=OPERATOR_DETAIL_MAX)
+    circuit: CircuitState
+
+    @classmethod
+    def about(
+        cls,
+        request: DepartmentRequest,
+        trouble: TroubleKind,
+        *,
+        attempt: int,
+        last_error: str,
+        circuit: CircuitState,
+        next_retry_at: datetime | None = None,
+    ) -> ItemTrouble:
+        """The notice about `request`; its id derives from the request, the attempt and
+        the kind, so a redelivered decision is the same notice (deduplicated)."""
+        dispatch_id = (
+            request.message_id if isinstance(request, ItemDispatch) else request.dispatch_id
+        )
+        key = f"{request.message_id}:{attempt}:{trouble.value}"
+        return cls(
+            message_id=uuid5(_TROUBLE_NAMESPACE, key),
+            bundle_id=request.bundle_id,
+            item=request.item,
+            department=request.department,
+            dispatch_id=dispatch_id,
+            request_id=request.message_id,
+            occurred_at=datetime.now(UTC),
+            trouble=trouble,
+            attempt=attempt,
+            next_retry_at=next_retry_at,
+            last_error=last_error[:OPERATOR_DETAIL_MAX] or "unknown error",
+            circuit=circuit,
+        )
+
+
+DepartmentReport = Annotated[ItemOutcome | ItemTrouble, Field(union_mode="left_to_right")]
+"""What the outcomes queue carries: an outcome, or a notice of trouble reaching the
+department."""
+
+
 class DecisionPush(_Frozen):
     """Department → adapter's decision endpoint: what became of a filing (callback mode).
     An adapter whose department speaks another format reads it in `read_decision`."""

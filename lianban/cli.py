@@ -24,7 +24,7 @@ import sqlalchemy.exc
 from adapters.registry import adapter_for, simulate_every_department
 from adapters.scaffold import scaffold
 from adapters.simulated import Scenario
-from contracts.api import AlertLevel, ClockStatus, DeadlineAlert
+from contracts.api import AlertLevel, ClockStatus, DeadlineAlert, DeliveryTrouble
 from contracts.catalog import (
     BundleType,
     Catalog,
@@ -49,7 +49,7 @@ from router.operations.broker_definitions import (
     render,
 )
 from router.operations.calendar_status import calendar_status
-from router.operations.dlq import DeadLetterQueues
+from router.operations.dlq import DeadLetterQueues, record_replay
 from router.operations.queues import (
     ManagementApi,
     department_queues,
@@ -57,7 +57,7 @@ from router.operations.queues import (
     oldest_unanswered_dispatches,
 )
 from router.operations.report import Month, monthly_report
-from router.store import audit, audit_chain
+from router.store import audit_chain
 from runtime.logs import configure_logging
 from runtime.messaging import Broker
 from runtime.messaging.signing import new_key
@@ -422,16 +422,10 @@ def _dlq_replay(args: argparse.Namespace) -> int:
     replayed = queues.replay(queue, ids)
     database = open_database(Settings.from_env())
     try:
-        audit.record_alone(
-            database,
-            actor=f"{getpass.getuser()} (lianban dlq)",
-            event=audit.AuditEvent.REPLAYED,
-            outcome=f"{replayed} replayed",
-            detail=f"{queue}: {', '.join(sorted(ids)) if ids else 'all'}",
-        )
+        record_replay(database, queue, ids, replayed, actor=f"{getpass.getuser()} (lianban dlq)")
     finally:
         database.dispose()
-    print(f"replayed {replayed} message(s) from {args.queue}")
+    print(f"replayed {len(replayed)} message(s) from {args.queue}")
     return 0
 
 
@@ -470,6 +464,8 @@ def _bundle_show(args: argparse.Namespace) -> int:
                 f"({poll.answered_at.isoformat()}); last poll {last} (#{poll.polls}), "
                 f"next poll {upcoming}"
             )
+        if (trouble := item.trouble) is not None:
+            print(f"  {'':<21}   {_trouble_line(trouble)}")
     print("timeline:")
     for entry in status.timeline:
         detail = f" — {entry.detail}" if entry.detail else ""
@@ -504,6 +500,18 @@ def _report(args: argparse.Namespace) -> int:
 
 
 _ALERT_WORDS = {AlertLevel.WARNING: "预警", AlertLevel.MISSED: "超期"}
+
+
+def _trouble_line(trouble: DeliveryTrouble) -> str:
+    """retrying: attempt 2, next retry 2026-…, circuit open — ConnectError: …"""
+    if trouble.next_retry_at is not None:
+        when = f"next retry {trouble.next_retry_at.isoformat()}"
+    else:
+        when = "parked: `lianban dlq list` shows it, `lianban dlq replay` sends it again"
+    return (
+        f"{trouble.state}: attempt {trouble.attempts}, {when}, circuit {trouble.circuit} "
+        f"— {trouble.last_error}"
+    )
 
 
 def _clock_line(clock: ClockStatus, alerts: tuple[DeadlineAlert, ...]) -> str:

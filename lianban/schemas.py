@@ -25,6 +25,7 @@ from contracts.messages import (
     ItemOutcome,
     ItemPoll,
     ItemSupplement,
+    ItemTrouble,
 )
 
 SCHEMA_DIR = Path(contracts.__file__).parent / "schemas"
@@ -39,6 +40,7 @@ DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (
     ItemPoll,
     ItemCancel,
     ItemOutcome,
+    ItemTrouble,
     BundleReply,
     Catalog,
 )
@@ -90,7 +92,8 @@ def asyncapi(departments: list[str]) -> dict[str, Any]:
     """AsyncAPI 3.0: what a department team reads to plug an adapter in."""
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for model in (ItemDispatch, ItemSupplement, ItemPoll, ItemCancel, ItemOutcome, BundleReply):
+    models = (ItemDispatch, ItemSupplement, ItemPoll, ItemCancel, ItemOutcome, ItemTrouble)
+    for model in (*models, BundleReply):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -122,7 +125,10 @@ def asyncapi(departments: list[str]) -> dict[str, Any]:
         "outcomes": {
             "address": f"{topology.OUTCOMES_EXCHANGE} (topic) — routing key outcome.{{department}}",
             "description": f"Department adapters → correlator (queue {topology.OUTCOMES_QUEUE}).",
-            "messages": {"ItemOutcome": {"$ref": "#/components/messages/ItemOutcome"}},
+            "messages": {
+                "ItemOutcome": {"$ref": "#/components/messages/ItemOutcome"},
+                "ItemTrouble": {"$ref": "#/components/messages/ItemTrouble"},
+            },
         },
         "replies": {
             "address": f"{topology.REPLIES_EXCHANGE} (topic) — routing key reply.{{bundle_type}}",
@@ -151,7 +157,8 @@ def asyncapi(departments: list[str]) -> dict[str, Any]:
             "sendOutcome": {
                 "action": "send",
                 "channel": {"$ref": "#/channels/outcomes"},
-                "summary": "An adapter reports accepted/rejected/correction/decided/failed",
+                "summary": "An adapter reports accepted/rejected/correction/decided/failed, "
+                "and why it has no answer yet (retrying, parked)",
             },
             "receiveReply": {
                 "action": "receive",

@@ -12,7 +12,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
-from enum import StrEnum
 from wsgiref.simple_server import WSGIServer
 
 import structlog
@@ -21,16 +20,15 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from contracts.errors import CircuitOpenError
+from contracts.messages import CircuitState
 
 log = structlog.get_logger(__name__)
 
 CIRCUIT_BREAKER_STATE = "lianban_circuit_breaker_state"
 
 
-class BreakerState(StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
+# The contract's name for it: adapters report it to the router with their trouble notices.
+BreakerState = CircuitState
 
 
 class CircuitBreaker:

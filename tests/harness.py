@@ -13,17 +13,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
+from fastapi import FastAPI
 from kombu import Queue
 from PIL import Image
 
 from adapters.base import Adapter
+from adapters.context import AdapterContext
 from adapters.registry import simulate_every_department
+from adapters.resilience import RetryPolicy
 from adapters.simulated import DecisionLedger, Scenario
 from contracts import topology
 from contracts.catalog import Catalog, default_catalog
+from contracts.messages import Decided, OutcomeResult
 from contracts.samples import SAMPLE_PDF
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
@@ -31,6 +35,7 @@ from router.http.auth import Scope, mint
 from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher, declare_topology
 from runtime.messaging.declaration import department_queue
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
+from runtime.serving import ThreadedServer
 
 T = TypeVar("T")
 
@@ -229,3 +234,43 @@ def consuming(loop: ConsumerLoop) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(30)
+
+
+class PoliceBehindAPort(Adapter):
+    """Police's system over HTTP at `url` (POST /filings): down while nothing listens
+    there. One call a delivery; the circuit opens at each failure and half-opens 0.5 s
+    later (within a delivery's 1 s budget, so each delivery probes); the request is
+    parked once it has been retried for 3 s (the 1 s and 5 s delays make that the third
+    delivery)."""
+
+    department = "police"
+    services = default_catalog().services_of("police")
+    retry = RetryPolicy(
+        max_attempts=1, initial_backoff=0.01, budget_seconds=1, give_up_after_seconds=3
+    )
+    breaker_threshold = 1
+    breaker_reset_seconds = 0.5
+    url: ClassVar[str] = ""
+
+    async def handle(self, item: object, ctx: AdapterContext) -> OutcomeResult:
+        (await ctx.http.post(f"{self.url}/filings")).raise_for_status()
+        return Decided(approved=True)
+
+
+def police_system(port: int) -> ThreadedServer:
+    """Police's system come back: a loopback server on `port` that takes every filing."""
+    system = FastAPI()
+
+    @system.post("/filings")
+    def file() -> dict[str, str]:
+        return {"filed": "ok"}
+
+    server = ThreadedServer(system, port=port)
+    server.start()
+    return server
+
+
+def item_status(running: Running, status_url: str, item: str) -> dict[str, Any]:
+    """One item of a bundle's status, as the API gives it."""
+    items = {entry["item"]: entry for entry in running.client.get(status_url).json()["items"]}
+    return items[item]

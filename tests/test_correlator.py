@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,13 +17,16 @@ from sqlalchemy import event, select
 from contracts.catalog import Catalog, default_catalog
 from contracts.messages import (
     Accepted,
+    CircuitState,
     Decided,
     Failed,
     ItemDispatch,
     ItemOutcome,
+    ItemTrouble,
     OutcomeResult,
     Rejected,
     ToleratedGap,
+    TroubleKind,
 )
 from contracts.samples import SAMPLE_PDF, sample_application
 from router.domain.correlator import Applied, Correlator
@@ -288,3 +291,74 @@ def _outcome_for_unknown_item() -> ItemOutcome:
         occurred_at=datetime.now(UTC),
         result=Accepted(),
     )
+
+
+def _trouble(dispatch: ItemDispatch, attempt: int, **changes: object) -> ItemTrouble:
+    notice = ItemTrouble.about(
+        dispatch,
+        TroubleKind.RETRYING,
+        attempt=attempt,
+        last_error="ConnectError: All connection attempts failed",
+        circuit=CircuitState.OPEN,
+        next_retry_at=datetime.now(UTC) + timedelta(seconds=5),
+    )
+    return notice.model_copy(update=changes)
+
+
+def _report_of(report: ItemOutcome | ItemTrouble) -> Delivery:
+    """`report` signed by the department it names, as its adapter sends it."""
+    body = report.model_dump_json().encode()
+    return _signed_delivery(body, str(report.message_id), signer=report.department)
+
+
+def _steps(database: Database, dispatch: ItemDispatch) -> list[str]:
+    with database.transaction() as session:
+        status = bundle_status(session, dispatch.bundle_id, default_catalog())
+    assert status is not None
+    return [step.state for step in status.timeline if step.item == dispatch.item]
+
+
+def test_trouble_notices_are_kept_once_in_order_until_the_department_answers(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    correlator = Correlator(database, catalog, keyring=KEYRING)
+    dispatch = dispatches[0]
+    first, second = _trouble(dispatch, 1), _trouble(dispatch, 2)
+
+    assert correlator.handle_one(_report_of(second)) == Ack()
+    assert correlator.handle_one(_report_of(second)) == Ack()  # redelivered: one step
+    assert correlator.handle_one(_report_of(first)) == Ack()  # late: noted, not kept
+    assert _steps(database, dispatch).count("retrying") == 2
+    with database.transaction() as session:
+        status = bundle_status(session, dispatch.bundle_id, default_catalog())
+    assert status is not None
+    (item,) = [item for item in status.items if item.item == dispatch.item]
+    assert item.state == "dispatched" and item.trouble is not None
+    assert (item.trouble.state, item.trouble.attempts, item.trouble.circuit) == (
+        "retrying",
+        2,
+        "open",
+    )
+    assert item.trouble.next_retry_at == second.next_retry_at
+    assert item.trouble.last_error == "ConnectError: All connection attempts failed"
+
+    assert correlator.handle_one(_report_of(_outcome(dispatch, Accepted()))) == Ack()
+    with database.transaction() as session:
+        status = bundle_status(session, dispatch.bundle_id, default_catalog())
+    assert status is not None
+    assert all(item.trouble is None for item in status.items)
+    assert "accepted" in _steps(database, dispatch)
+
+
+def test_a_trouble_notice_of_another_department_or_a_finished_item_changes_nothing(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    correlator = Correlator(database, catalog, keyring=KEYRING)
+    victim = next(d for d in dispatches if d.department != "police")
+    forged = _trouble(victim, 1, department="police")
+    settlement = correlator.handle_one(_report_of(forged))
+    assert isinstance(settlement, Park) and "another department" in settlement.reason
+
+    assert correlator.apply(_outcome(victim, Decided(approved=True))) is Applied.APPLIED
+    assert correlator.handle_one(_report_of(_trouble(victim, 2))) == Ack()
+    assert "retrying" not in _steps(database, victim)

@@ -17,7 +17,7 @@ from contracts import topology
 from contracts.catalog import Catalog
 from lianban.cli import main
 from lianban.settings import Settings
-from router.operations.dlq import REPLAYED_HEADER, DeadLetterQueues
+from router.operations.dlq import DeadLetterQueues
 from router.store import AuditRow, Database
 from runtime.messaging import (
     Ack,
@@ -30,7 +30,11 @@ from runtime.messaging import (
     Settlement,
 )
 from runtime.messaging.declaration import DELIVERY_LIMIT, department_queue
-from runtime.messaging.envelope import REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER
+from runtime.messaging.envelope import (
+    REFUSED_REASON_HEADER,
+    REPLAYED_HEADER,
+    SOURCE_QUEUE_HEADER,
+)
 
 QUEUE = department_queue("hrss")
 PARKING = topology.parking_queue(QUEUE.name)
@@ -73,8 +77,8 @@ def test_a_refused_message_is_listed_with_its_reason_and_replayed_once(
     assert dead.counts()[PARKING] == 1, "listing took the message away"
     assert dead.find(message_id) == letter
 
-    assert dead.replay(PARKING, {str(uuid.uuid4())}) == 0  # not the one parked
-    assert dead.replay(PARKING) == 1
+    assert dead.replay(PARKING, {str(uuid.uuid4())}) == []  # not the one parked
+    assert len(dead.replay(PARKING)) == 1
     assert dead.counts()[PARKING] == 0
 
     def accept(delivery: Delivery) -> Settlement:
@@ -147,7 +151,7 @@ def test_a_replay_goes_to_the_parking_lots_own_queue_whatever_the_letter_says(
     (letter,) = dead.list(PARKING)
     assert letter.source_queue == QUEUE.name
 
-    assert dead.replay(PARKING) == 1
+    assert len(dead.replay(PARKING)) == 1
     with broker.connect() as connection:
         channel = connection.default_channel
         depths = {

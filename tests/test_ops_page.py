@@ -1,7 +1,9 @@
 """The ops page in headless Chromium (Debian's `chromium`, driven by Playwright): load it in
 Chinese, see the departments (trouble first), the bundle list with its filters and
 pages, the supervision charts and a dead letter, find a bundle by its case number and read
-its timeline, replay the dead letter, switch to English; screenshots go to var/artifacts/.
+its timeline, replay the dead letter, switch to English; and for a bundle stuck because
+police's system is down, read why (attempts, next retry or parked, last error, circuit)
+and replay it once police is back. Screenshots go to var/artifacts/.
 
 Like connected tests, it is skipped on a developer's machine without chromium and FAILS
 on CI (`make test` installs chromium).
@@ -15,7 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import TEST_TOKEN, Running, eventually, new_project_no, running_stack
+from harness import (
+    TEST_TOKEN,
+    PoliceBehindAPort,
+    Running,
+    eventually,
+    free_port,
+    item_status,
+    new_project_no,
+    police_system,
+    running_stack,
+)
 from kombu import Connection, Exchange, Producer
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -206,3 +218,96 @@ def _wait_for_replayed(running: Running, message_id: str) -> None:
         every=0.5,
         message=f"{message_id} was not replayed",
     )
+
+
+def test_operator_reads_why_a_bundle_is_stuck_and_replays_it(
+    settings: Settings, catalog: Catalog, browser: Browser, request: pytest.FixtureRequest
+) -> None:
+    port = free_port()  # police's system: nothing listens, every connection is refused
+    PoliceBehindAPort.url = f"http://127.0.0.1:{port}"
+    with running_stack(settings, catalog, adapters=[PoliceBehindAPort()]) as running:
+        application = sample_application(catalog.bundle_types["newborn"], new_project_no())
+        status_url = running.submit(application).json()["status_url"]
+        eventually(
+            lambda: item_status(running, status_url, "birth_registration")["trouble"],
+            lambda trouble: trouble is not None and trouble["state"] == "parked",
+            timeout=60,
+            every=0.2,
+            message="police's request was never parked",
+        )
+        _wait_for_dead_letters(running, 1)
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        mode = request.node.callspec.params["settings"]
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        problems: list[str] = []
+        page.on("console", lambda message: _note_error(problems, message.type, message.text))
+        page.on("response", lambda answer: _note_error(problems, str(answer.status), answer.url))
+        try:
+            _read_why_and_replay(page, running, application["project_no"], port, mode)
+        finally:
+            page.screenshot(path=ARTIFACTS / f"stuck-end-{mode}.png", full_page=True)
+            page.close()
+        assert not problems, problems
+
+
+def _note_error(problems: list[str], kind: str, text: str) -> None:
+    if kind in ("error", "404"):
+        problems.append(f"{kind}: {text}")
+
+
+def _read_why_and_replay(page: Page, running: Running, case_no: str, port: int, mode: str) -> None:
+    expect.set_options(timeout=30_000)
+    page.goto(f"{running.stack.base_url}/ops")
+    page.fill("#token", TEST_TOKEN.get_secret_value())
+    page.click("#token-form button[type=submit]")
+
+    # Police is in trouble: first, and its error rate counts the retries (never 0.0%; the
+    # connected database is shared, so other tests' police answers may count too).
+    first = page.locator("#departments tbody tr").first
+    expect(first).to_have_attribute("data-department", "police")
+    expect(first).to_have_class("alert")
+    police = running.client.get("/v1/ops/departments").json()[0]
+    assert police["department"] == "police" and police["error_ratio"] > 0
+    expect(first.locator("td").nth(5)).to_have_text(f"{police['error_ratio'] * 100:.1f}%")
+    page.screenshot(path=ARTIFACTS / f"stuck-overview-{mode}.png", full_page=True)
+
+    page.fill("#bundle-key", case_no)
+    page.click("#bundle-form button")
+    why = page.locator('#bundle-items tr[data-item="birth_registration"] td.trouble')
+    expect(why).to_have_attribute("data-trouble", "parked")
+    expect(why).to_contain_text("已停放")
+    expect(why).to_contain_text("第 3 次投递")
+    expect(why).to_contain_text("等待运维重放 · 熔断器 熔断")
+    expect(why.locator("[data-circuit]")).to_have_attribute("data-circuit", "open")
+    expect(why.locator(".last-error")).to_contain_text("最后错误: ")
+    expect(page.locator('#timeline tr[data-step="retrying"]')).to_have_count(2)
+    expect(page.locator('#timeline tr[data-step="retrying"]').first).to_contain_text("重试中")
+    expect(page.locator('#timeline tr[data-step="parked"]')).to_contain_text("已停放（死信）")
+    page.locator("#bundle-result").scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / f"stuck-bundle-{mode}.png", full_page=True)
+
+    # Police is back: the operator replays the parked filing from the page.
+    system = police_system(port)
+    try:
+        page.select_option("#dead-letter-queue", POLICE_PARKING)
+        expect(page.locator("#dead-letters")).to_have_attribute("aria-busy", "false")
+        page.locator("#dead-letters input.letter").first.check()
+        page.click("#replay-selected")
+        page.click("#confirm-ok")
+        expect(page.locator("#replay-result")).to_contain_text("重放 1 条消息")
+        running.wait_for_item(
+            f"/v1/bundles/{running.client.get(f'/v1/ops/bundles/{case_no}').json()['bundle_id']}",
+            "birth_registration",
+            "approved",
+            timeout=60,
+        )
+    finally:
+        system.stop()
+    page.click("#bundle-form button")
+    expect(page.locator('#timeline tr[data-step="replayed"]')).to_contain_text("已重放")
+    expect(why).to_have_text("")  # answered: nothing stuck any more
+
+    # The favicon browsers ask any page of this server for.
+    icon = page.request.get(f"{running.stack.base_url}/favicon.ico")
+    assert icon.status == 200 and icon.headers["content-type"] == "image/x-icon"

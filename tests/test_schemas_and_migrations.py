@@ -28,6 +28,7 @@ def test_the_asyncapi_document_names_every_department_queue_and_message(catalog:
         "ItemPoll",
         "ItemCancel",
         "ItemOutcome",
+        "ItemTrouble",
         "BundleReply",
     }
     for department in catalog.departments:

@@ -12,6 +12,7 @@ from typing import ClassVar
 import pytest
 from harness import KEYRING, eventually, signed
 from kombu import Connection
+from pydantic import TypeAdapter
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
@@ -19,15 +20,27 @@ from adapters.resilience import RetryPolicy
 from adapters.testing.dispatches import dispatch_for
 from adapters.worker import AdapterWorker
 from contracts import topology
+from contracts.application import NaturalPerson
 from contracts.catalog import Catalog
 from contracts.errors import RetryableError
-from contracts.messages import Decided, ItemOutcome, OutcomeResult, Unreachable
+from contracts.messages import (
+    OPERATOR_DETAIL_MAX,
+    CircuitState,
+    Decided,
+    DepartmentReport,
+    ItemOutcome,
+    ItemTrouble,
+    OutcomeResult,
+    TroubleKind,
+    Unreachable,
+)
 from lianban.settings import Settings
 from runtime.messaging import Broker, Outgoing, Publisher, declare_topology
 from runtime.messaging.declaration import department_queue, outcomes_queue
 from runtime.messaging.envelope import REFUSED_REASON_HEADER
 
 SERVICE = "birth_household_registration"
+REPORT: TypeAdapter[ItemOutcome | ItemTrouble] = TypeAdapter(DepartmentReport)
 
 
 class SlowPolice(Adapter):
@@ -70,9 +83,12 @@ def _publish_dispatches(broker: Broker, count: int, respond_by: datetime | None 
     return ids
 
 
-def _drain_outcomes(broker: Broker, expected: int, timeout: float = 60) -> list[ItemOutcome]:
+def _drain_outcomes(
+    broker: Broker, expected: int, timeout: float = 60, notices: list[ItemTrouble] | None = None
+) -> list[ItemOutcome]:
     """The outcomes that arrive until `expected` have or `timeout` passes: callers check
-    what came, and one expects nothing (a redelivery that must not happen)."""
+    what came, and one expects nothing (a redelivery that must not happen). Trouble
+    notices met on the way go to `notices`."""
     outcomes: list[ItemOutcome] = []
     deadline = time.monotonic() + timeout
     with Connection(broker.url) as connection:
@@ -83,7 +99,11 @@ def _drain_outcomes(broker: Broker, expected: int, timeout: float = 60) -> list[
                     message = queue.get(timeout=1)
                 except queue.Empty:
                     continue
-                outcomes.append(ItemOutcome.model_validate_json(message.body))
+                report = REPORT.validate_json(message.body)
+                if isinstance(report, ItemOutcome):
+                    outcomes.append(report)
+                elif notices is not None:
+                    notices.append(report)
                 message.ack()
         finally:
             queue.close()
@@ -170,11 +190,13 @@ class PoliceDownFor(Adapter):
         return Decided(approved=True)
 
 
-def _outcomes_of(adapter: Adapter, broker: Broker) -> list[ItemOutcome]:
+def _outcomes_of(
+    adapter: Adapter, broker: Broker, notices: list[ItemTrouble] | None = None
+) -> list[ItemOutcome]:
     """Run a worker for `adapter` until it has answered the one dispatch published."""
     thread, stop = _start(AdapterWorker(adapter, broker, keyring=KEYRING))
     try:
-        return _drain_outcomes(broker, 1, timeout=30)
+        return _drain_outcomes(broker, 1, timeout=30, notices=notices)
     finally:
         stop.set()
         thread.join(30)
@@ -187,11 +209,24 @@ def test_a_department_down_past_its_attempts_is_retried_after_a_delay_not_failed
     _fresh_queues(broker, catalog)
     PoliceDownFor.calls, PoliceDownFor.failures = 0, 2
     dispatched = _publish_dispatches(broker, 1)
-    outcomes = _outcomes_of(PoliceDownFor(), broker)
+    notices: list[ItemTrouble] = []
+    outcomes = _outcomes_of(PoliceDownFor(), broker, notices)
     # Two deliveries failed (each one attempt); the delays (1 s, then 5 s) brought it back.
     assert PoliceDownFor.calls == 3
     assert [str(outcome.dispatch_id) for outcome in outcomes] == list(dispatched)
     assert isinstance(outcomes[0].result, Decided) and outcomes[0].result.approved
+    # The router was told of each retry decision: attempt, next retry, error, circuit.
+    assert [(n.trouble, n.attempt) for n in notices] == [
+        (TroubleKind.RETRYING, 1),
+        (TroubleKind.RETRYING, 2),
+    ]
+    first, second = notices
+    assert {str(n.dispatch_id) for n in notices} == set(dispatched)
+    assert first.next_retry_at and second.next_retry_at
+    delays = [(n.next_retry_at - n.occurred_at).total_seconds() for n in (first, second)]
+    assert 0.5 < delays[0] <= 1.5 and 4.5 < delays[1] <= 5.5, delays  # the 1 s and 5 s tiers
+    assert first.last_error == "RetryableError: connection refused"
+    assert first.circuit is CircuitState.CLOSED  # one failure a delivery: under the threshold
 
 
 def _parked_reason(broker: Broker) -> str:
@@ -217,12 +252,17 @@ def test_a_department_down_past_the_retry_window_parks_the_request_not_fails_the
     _fresh_queues(broker, catalog)
     GivesUpAtOnce.calls, GivesUpAtOnce.failures = 0, 100
     _publish_dispatches(broker, 1)
-    outcomes = _outcomes_of(GivesUpAtOnce(), broker)
+    notices: list[ItemTrouble] = []
+    outcomes = _outcomes_of(GivesUpAtOnce(), broker, notices)
     # The first delivery is retried later; the retried one is past the window: parked.
     assert GivesUpAtOnce.calls == 2
     assert isinstance(outcomes[0].result, Unreachable), outcomes[0].result
     assert "connection refused" in outcomes[0].result.reason
     assert "deadline reached while the department was unreachable" in _parked_reason(broker)
+    assert [(n.trouble, n.attempt, n.next_retry_at is None) for n in notices] == [
+        (TroubleKind.RETRYING, 1, False),
+        (TroubleKind.PARKED, 2, True),
+    ]
 
 
 def test_the_items_deadline_cuts_the_retry_budget(settings: Settings, catalog: Catalog) -> None:
@@ -265,3 +305,32 @@ def test_heartbeats_continue_through_a_department_call_longer_than_the_heartbeat
     answers = [str(o.dispatch_id) for o in outcomes if str(o.dispatch_id) in dispatched]
     assert answers == list(dispatched), outcomes
     assert _queue_depth(broker) == 0
+
+
+def test_a_retry_notice_tells_the_error_without_the_applicants_data(
+    settings: Settings, catalog: Catalog
+) -> None:
+    applicant = dispatch_for(SERVICE, department="police").applicant
+    assert isinstance(applicant, NaturalPerson)
+
+    class QuotesTheFiling(PoliceDownFor):
+        """A department whose error message quotes the applicant (some SOAP faults do)."""
+
+        retry = replace(PoliceDownFor.retry, give_up_after_seconds=0)
+
+        async def handle(self, item: object, ctx: AdapterContext) -> OutcomeResult:
+            raise RetryableError(
+                f"busy with {applicant.name} {applicant.id_number}, call 13812345678 " + "x" * 400
+            )
+
+    broker = Broker(settings.broker_url)
+    _fresh_queues(broker, catalog)
+    _publish_dispatches(broker, 1)
+    notices: list[ItemTrouble] = []
+    _outcomes_of(QuotesTheFiling(), broker, notices)
+    assert [notice.trouble for notice in notices] == [TroubleKind.RETRYING, TroubleKind.PARKED]
+    for notice in notices:
+        error = notice.last_error
+        assert applicant.name not in error and applicant.id_number not in error, error
+        assert "13812345678" not in error and error.startswith("RetryableError: busy with ")
+        assert len(error) <= OPERATOR_DETAIL_MAX

@@ -1,5 +1,10 @@
 """The correlator: applies department outcomes to bundle state, exactly once each.
 
+Trouble notices (`ItemTrouble`: the adapter retries later, or parked the request) travel
+the same way and are deduplicated the same way; they change no state, they tell why an
+item waits: kept on the item until the department answers, and a `retrying` or `parked`
+step on the timeline.
+
 Each outcome's message id is recorded (inbox) in the same transaction as the change it
 causes, and the bundle row is locked for that transaction, so redeliveries and
 competing correlator replicas change nothing twice. Outcomes that wait together are
@@ -15,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -28,9 +33,11 @@ from contracts.messages import (
     Accepted,
     ClockNotice,
     Decided,
+    DepartmentReport,
     Failed,
     ItemOutcome,
     ItemState,
+    ItemTrouble,
     Pending,
     Unreachable,
 )
@@ -38,7 +45,7 @@ from router.domain import states
 from router.domain.polling import PollPlan, record_pending, stop_polling
 from router.domain.progress import advance, cancel_at_department, set_item_state
 from router.domain.timekeeping import Timekeeper
-from router.domain.workdays import working_calendar
+from router.domain.workdays import CHINA_TZ, working_calendar
 from router.store import BundleRow, Database, InboxRow, ItemRow, audit
 from router.store.timeline import Actor, department_actor, record_event
 from runtime import clock
@@ -48,6 +55,8 @@ from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 from runtime.tracing import handling
 
 log = structlog.get_logger(__name__)
+_REPORT: TypeAdapter[ItemOutcome | ItemTrouble] = TypeAdapter(DepartmentReport)
+Report = ItemOutcome | ItemTrouble
 
 
 class Applied(StrEnum):
@@ -102,7 +111,7 @@ class Correlator:
         deliveries to `handle_one` one at a time, which parks the one at fault.
         """
         settlements: dict[int, Settlement] = {}
-        valid: list[tuple[int, Delivery, ItemOutcome]] = []
+        valid: list[tuple[int, Delivery, Report]] = []
         for position, delivery in enumerate(deliveries):
             try:
                 valid.append((position, delivery, self._outcome_of(delivery)))
@@ -131,10 +140,10 @@ class Correlator:
             self._on_commit()
         return [settlements[position] for position in range(len(deliveries))]
 
-    def _outcome_of(self, delivery: Delivery) -> ItemOutcome:
+    def _outcome_of(self, delivery: Delivery) -> Report:
         signer = self._keyring.verify_delivery(delivery)
         try:
-            outcome = ItemOutcome.model_validate_json(delivery.body)
+            outcome = _REPORT.validate_json(delivery.body)
         except ValidationError as error:
             raise MessageRefused(f"breaks the outcome contract: {error}"[:500]) from error
         # A department answers for itself only; the router signs what its manual work
@@ -143,12 +152,12 @@ class Correlator:
             raise MessageRefused(f"an outcome of {outcome.department} signed by {signer}")
         return outcome
 
-    def apply(self, outcome: ItemOutcome) -> Applied:
+    def apply(self, outcome: Report) -> Applied:
         """Apply one outcome in a transaction of its own."""
         [result] = self.apply_all([outcome])
         return result
 
-    def apply_all(self, outcomes: Sequence[ItemOutcome]) -> list[Applied]:
+    def apply_all(self, outcomes: Sequence[Report]) -> list[Applied]:
         """Apply outcomes in order, in one transaction."""
         with self._database.transaction() as session:
             results = self._apply_all(session, outcomes, [None] * len(outcomes))
@@ -159,7 +168,7 @@ class Correlator:
     def _apply_all(
         self,
         session: Session,
-        outcomes: Sequence[ItemOutcome],
+        outcomes: Sequence[Report],
         headers: Sequence[Mapping[str, Any] | None],
     ) -> list[Applied]:
         # Lock every bundle concerned up front, in one order: competing correlators
@@ -193,13 +202,15 @@ class Correlator:
                     results.append(self._apply_to(session, bundle, outcome))
         return results
 
-    def _apply_to(self, session: Session, bundle: BundleRow, outcome: ItemOutcome) -> Applied:
+    def _apply_to(self, session: Session, bundle: BundleRow, outcome: Report) -> Applied:
         item = next((row for row in bundle.items if row.code == outcome.item), None)
         if item is not None and item.department != outcome.department:
             # The signer was checked against `outcome.department`; the item's own
             # department, read under the bundle lock, is what decides who may answer it.
             log.warning("outcome.not_its_item", item_department=item.department)
             return Applied.NOT_ITS_ITEM
+        if isinstance(outcome, ItemTrouble):
+            return _apply_trouble(session, item, outcome)
         if isinstance(outcome.result, ClockNotice):
             return _apply_clock_notice(session, item, outcome, outcome.result)
         result = outcome.result
@@ -210,6 +221,7 @@ class Correlator:
             if ItemState(item.state).is_final:
                 return _stale(session, bundle, outcome, item, result.status)
             if isinstance(result, Pending):
+                _clear_trouble(item)  # the department answered
                 record_pending(session, self._polls, item, result, clock.now())
             else:
                 record_event(
@@ -230,6 +242,7 @@ class Correlator:
             or not states.allowed(ItemState(item.state), target, awaiting_prerequisites=awaiting)
         ):
             return _stale(session, bundle, outcome, item, target.value)
+        _clear_trouble(item)
         if isinstance(result, Decided):
             item.result = result.model_dump(mode="json")
         if isinstance(result, Accepted):
@@ -253,6 +266,44 @@ class Correlator:
         audit.record_decided(session, outcome, target)
         log.info("outcome.applied", state=target.value)
         return Applied.APPLIED
+
+
+def _apply_trouble(session: Session, item: ItemRow | None, notice: ItemTrouble) -> Applied:
+    """Keep the adapter's latest word on why the item waits, and note it on the timeline.
+    A notice about a superseded filing or a final item changes nothing (and is not
+    noted: the retries it describes are over)."""
+    if item is None or item.dispatch_id != notice.dispatch_id or ItemState(item.state).is_final:
+        log.info("trouble.stale", trouble=notice.trouble.value)
+        return Applied.STALE
+    if item.trouble_at is None or notice.occurred_at >= item.trouble_at:  # not out of order
+        item.trouble = notice.trouble.value
+        item.trouble_at = notice.occurred_at
+        item.trouble_attempt = notice.attempt
+        item.next_retry_at = notice.next_retry_at
+        item.last_error = notice.last_error
+        item.circuit = notice.circuit.value
+    when = (
+        f"next retry {notice.next_retry_at.astimezone(CHINA_TZ).isoformat(timespec='seconds')}"
+        if notice.next_retry_at is not None
+        else "parked until an operator replays it"
+    )
+    record_event(
+        session,
+        notice.bundle_id,
+        notice.item,
+        TimelineEvent(notice.trouble.value),
+        f"attempt {notice.attempt}, {when}, circuit {notice.circuit.value}: {notice.last_error}",
+        actor=department_actor(notice.department),
+    )
+    log.info("trouble.noted", trouble=notice.trouble.value, attempt=notice.attempt)
+    return Applied.APPLIED
+
+
+def _clear_trouble(item: ItemRow) -> None:
+    """The department answered: whatever kept it from it is over (the timeline keeps it)."""
+    if item.trouble is not None:
+        item.trouble = item.trouble_at = item.trouble_attempt = None
+        item.next_retry_at = item.last_error = item.circuit = None
 
 
 def _apply_clock_notice(
@@ -297,7 +348,9 @@ def _stale(
     return Applied.STALE
 
 
-def _settlement_of(result: Applied, outcome: ItemOutcome) -> Settlement:
+def _settlement_of(result: Applied, outcome: Report) -> Settlement:
+    if result is Applied.UNKNOWN_BUNDLE and isinstance(outcome, ItemTrouble):
+        return Ack()  # news about a bundle this router never had: nothing to keep
     if result is Applied.UNKNOWN_BUNDLE:
         return Park(f"no bundle {outcome.bundle_id}")
     if result is Applied.NOT_ITS_ITEM:
@@ -305,7 +358,7 @@ def _settlement_of(result: Applied, outcome: ItemOutcome) -> Settlement:
     return Ack()
 
 
-def _record_in_inbox(session: Session, outcomes: Sequence[ItemOutcome]) -> set[str]:
+def _record_in_inbox(session: Session, outcomes: Sequence[Report]) -> set[str]:
     """Record the outcomes' message ids; return those seen for the first time.
 
     One `INSERT … ON CONFLICT DO NOTHING RETURNING` for the whole batch: the ids it

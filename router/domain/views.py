@@ -17,13 +17,14 @@ from contracts.api import (
     DeadlineAlert,
     DeadlineKind,
     DecisionPoll,
+    DeliveryTrouble,
     ItemPromise,
     ItemStatus,
     TimelineEntry,
 )
 from contracts.application import MaterialRef
 from contracts.catalog import Catalog, promised_working_days
-from contracts.messages import BundleReply, ItemState
+from contracts.messages import BundleReply, CircuitState, ItemState, TroubleKind
 from router.domain.progress import certificates_of, tolerated_gaps
 from router.domain.timekeeping import bundle_clock, deadlines, item_clock
 from router.domain.workdays import working_calendar
@@ -49,6 +50,21 @@ def _decision_poll(row: DecisionPollRow | None) -> DecisionPoll | None:
         last_poll_at=row.last_poll_at,
         next_poll_at=row.next_poll_at,
         polls=row.polls,
+    )
+
+
+def _trouble(item: ItemRow) -> DeliveryTrouble | None:
+    """Why an open item's department has not answered, as its adapter last reported."""
+    if item.trouble is None or ItemState(item.state).is_final:
+        return None
+    assert item.trouble_at is not None and item.circuit is not None
+    return DeliveryTrouble(
+        state=TroubleKind(item.trouble),
+        attempts=item.trouble_attempt or 1,
+        next_retry_at=item.next_retry_at,
+        last_error=item.last_error or "",
+        circuit=CircuitState(item.circuit),
+        reported_at=item.trouble_at,
     )
 
 
@@ -109,6 +125,7 @@ def bundle_status(session: Session, bundle_id: uuid.UUID, catalog: Catalog) -> B
                 decision_poll=None
                 if ItemState(item.state).is_final  # its row goes at the scheduler's next round
                 else _decision_poll(session.get(DecisionPollRow, (bundle.id, item.code))),
+                trouble=_trouble(item),
             )
             for item in bundle.items
         ),

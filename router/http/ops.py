@@ -25,6 +25,7 @@ from router.domain.workdays import working_calendar
 from router.http.auth import ApiToken, Scope, require_scope
 from router.http.services import AppOps
 from router.operations.bundle_list import BundleFilter, BundlePage, bundle_page
+from router.operations.dlq import record_replay
 from router.operations.overview import (
     DeadLetterEntry,
     DeadlineEntry,
@@ -37,7 +38,6 @@ from router.operations.overview import (
     supervision_figures,
 )
 from router.operations.report import Month, monthly_report
-from router.store import audit
 from runtime import clock
 
 log = structlog.get_logger(__name__)
@@ -72,6 +72,16 @@ def page_file(name: str) -> Response:
     if name not in _PAGE_FILES:
         raise HTTPException(404)
     return Response(_page_file(name), media_type=_PAGE_FILES[name])
+
+
+@ops_routes.get("/favicon.ico")
+def favicon() -> Response:
+    """What browsers ask every page of this server for (the API docs too): never a 404."""
+    return Response(
+        (PAGE_DIR / "favicon.ico").read_bytes(),
+        media_type="image/x-icon",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 @ops_routes.get("/metrics", dependencies=OPERATORS)
@@ -178,22 +188,15 @@ def replay(
     ops: AppOps,
 ) -> Replayed:
     replayed = _parked(lambda: ops.dead_letters.replay(queue, body.message_ids))
-    requested = ", ".join(body.message_ids) if body.message_ids is not None else "all"
-    audit.record_alone(
-        ops.database,
-        actor=operator.actor,
-        event=audit.AuditEvent.REPLAYED,
-        outcome=f"{replayed} replayed",
-        detail=f"{queue}: {requested}",
-    )
+    record_replay(ops.database, queue, body.message_ids, replayed, actor=operator.actor)
     log.warning(
         "ops.dead_letters_replayed",
         queue=queue,
-        replayed=replayed,
+        replayed=len(replayed),
         requested=len(body.message_ids) if body.message_ids is not None else "all",
         operator=operator.actor,
     )
-    return Replayed(replayed=replayed)
+    return Replayed(replayed=len(replayed))
 
 
 def _page_file(name: str) -> str:

@@ -9,6 +9,9 @@ leaves a message in both places at worst, never in neither. Consumers deduplicat
 message id (the correlator's inbox, the departments' idempotency keys), so a replayed
 message that had in fact been handled changes nothing.
 
+A replay is recorded (`record_replay`): in the audit log with the operator who asked, and
+as a `replayed` step on the timeline of each item a replayed message names.
+
 Browsing takes messages without acknowledging them and puts them back afterwards.
 Parking lots are classic queues, which put a requeued message back in its place and
 count nothing: no `x-delivery-count`, no delivery limit (a quorum queue would count each
@@ -17,7 +20,9 @@ look as a failed delivery and, on RabbitMQ 4.x, drop the letter at the 20th).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+import json
+import uuid
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,15 +32,18 @@ from kombu import Message, Queue
 from pydantic import BaseModel
 
 from contracts import topology
+from contracts.api import TimelineEvent
+from router.store import Database, ItemRow, audit
+from router.store.timeline import Actor, record_event
 from runtime.messaging import Broker, Delivery, Outgoing, Publisher
 from runtime.messaging.declaration import queues
 from runtime.messaging.envelope import (
     REFUSED_AT_HEADER,
     REFUSED_REASON_HEADER,
+    REPLAYED_HEADER,
     SOURCE_QUEUE_HEADER,
 )
 
-REPLAYED_HEADER = "x-lianban-replayed"
 _REFUSAL_HEADERS = (REFUSED_REASON_HEADER, SOURCE_QUEUE_HEADER, REFUSED_AT_HEADER)
 
 
@@ -131,11 +139,13 @@ class DeadLetterQueues:
                         return DeadLetter.of(name, Delivery.of(message))
         return None
 
-    def replay(self, queue: str, message_ids: Collection[str] | None = None) -> int:
+    def replay(
+        self, queue: str, message_ids: Collection[str] | None = None
+    ) -> Sequence[DeadLetter]:
         """Send the chosen (default: every) dead letter of `queue` back to its source
-        queue; returns how many were replayed."""
+        queue; returns those replayed."""
         self._check(queue)
-        replayed = 0
+        replayed: list[DeadLetter] = []
         with Publisher(self._broker) as publisher, self._browsing(queue) as messages:
             for message in messages:
                 delivery = Delivery.of(message)
@@ -144,7 +154,7 @@ class DeadLetterQueues:
                     continue
                 publisher.publish(_replay_of(letter, delivery))
                 message.ack()
-                replayed += 1
+                replayed.append(letter)
         return replayed
 
     def _check(self, queue: str) -> None:
@@ -182,6 +192,57 @@ class DeadLetterQueues:
                     if not message.acknowledged:
                         message.requeue()
                 channel.close()
+
+
+def record_replay(
+    database: Database,
+    queue: str,
+    requested: Collection[str] | None,
+    replayed: Sequence[DeadLetter],
+    *,
+    actor: str,
+) -> None:
+    """Record a replay `actor` asked for: one audit record for the request, and for each
+    replayed message that names an item of a known bundle, an audit record and a
+    `replayed` step on that item's timeline (the timeline names the operator in its
+    detail: its actor is the router, which sent the message again)."""
+    with database.transaction() as session:
+        audit.record(
+            session,
+            actor=actor,
+            event=audit.AuditEvent.REPLAYED,
+            outcome=f"{len(replayed)} replayed",
+            detail=f"{queue}: {', '.join(sorted(requested)) if requested is not None else 'all'}",
+        )
+        for letter in replayed:
+            item = _item_of(letter)
+            if item is None or session.get(ItemRow, item) is None:
+                continue
+            bundle_id, code = item
+            detail = f"{letter.message_id} from {queue}, by {actor}"
+            record_event(
+                session, bundle_id, code, TimelineEvent.REPLAYED, detail, actor=Actor.ROUTER
+            )
+            audit.record(
+                session,
+                actor=actor,
+                event=audit.AuditEvent.REPLAYED,
+                outcome="replayed",
+                bundle_id=bundle_id,
+                item=code,
+                message_id=letter.message_id,
+                detail=queue,
+            )
+
+
+def _item_of(letter: DeadLetter) -> tuple[uuid.UUID, str] | None:
+    """The bundle and item a dead letter names (a dispatch, supplement, poll, cancel or
+    outcome does); None for anything else."""
+    try:
+        body = json.loads(letter.body)
+        return uuid.UUID(letter.bundle_id), str(body["item"])
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _replay_of(letter: DeadLetter, delivery: Delivery) -> Outgoing:

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from sqlalchemy import and_, func, select
 
-from contracts.api import AlertLevel, BundleState, BundleStatus, DeadlineKind
+from contracts.api import AlertLevel, BundleState, BundleStatus, DeadlineKind, TimelineEvent
 from contracts.catalog import Catalog
 from contracts.messages import ItemState
 from contracts.personal_data import mask_fields, mask_text
@@ -74,8 +74,8 @@ class DepartmentHealth(BaseModel):
     consumers: int
     oldest_age_seconds: float | None
     dead_letters: int
-    outcomes: int  # department answers within the window
-    failed: int  # of which failures
+    outcomes: int  # department answers and trouble notices within the window
+    failed: int  # of which failures: failed items, retries, parked requests, unreachable
     error_ratio: float | None
     circuit: str | None  # closed, open, half_open; None when no adapter reports it
 
@@ -161,7 +161,7 @@ def department_health(ops: OpsServices, window: timedelta) -> list[DepartmentHea
     for actor, state, count in answers:
         code = actor.removeprefix(DEPARTMENT_ACTOR_PREFIX)
         outcomes[code] = outcomes.get(code, 0) + count
-        if state == ItemState.FAILED.value:
+        if state in _FAILURES:
             failures[code] = failures.get(code, 0) + count
     circuits = circuit_states(ops.adapter_metrics_urls)
     health = [
@@ -183,6 +183,18 @@ def department_health(ops: OpsServices, window: timedelta) -> list[DepartmentHea
         for queue in department_queues(ops.queue_counts, ops.catalog.departments, oldest)
     ]
     return sorted(health, key=_attention)
+
+
+# Steps that say a department could not be reached or failed the item: while its circuit is
+# open, its error rate counts the retries, never reads 0.0% for want of answers.
+_FAILURES = frozenset(
+    {
+        ItemState.FAILED.value,
+        TimelineEvent.RETRYING.value,
+        TimelineEvent.PARKED.value,
+        TimelineEvent.UNREACHABLE.value,
+    }
+)
 
 
 def _attention(department: DepartmentHealth) -> tuple[int, int, str]:

@@ -146,6 +146,15 @@ class ItemRow(Base):
     tolerated_gaps: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDocument)
     result: Mapped[dict[str, Any] | None]
     updated_at: Mapped[datetime]
+    trouble: Mapped[str | None] = mapped_column(String(16))
+    """Why the department has not answered (contracts.messages.TroubleKind: retrying,
+    parked), from the adapter's latest notice; cleared by the department's next answer.
+    The `trouble_*`, `next_retry_at`, `last_error` and `circuit` columns go with it."""
+    trouble_at: Mapped[datetime | None]
+    trouble_attempt: Mapped[int | None] = mapped_column(Integer)
+    next_retry_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    circuit: Mapped[str | None] = mapped_column(String(16))
 
     bundle: Mapped[BundleRow] = relationship(back_populates="items")
 

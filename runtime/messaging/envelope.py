@@ -16,6 +16,7 @@ from runtime.messaging.publisher import Outgoing
 REFUSED_REASON_HEADER = "x-lianban-refused-reason"
 SOURCE_QUEUE_HEADER = "x-lianban-source-queue"
 REFUSED_AT_HEADER = "x-lianban-refused-at"
+REPLAYED_HEADER = "x-lianban-replayed"  # how often an operator sent it back from a parking lot
 
 # Set by RabbitMQ on redelivery and dead-lettering; a copy published afresh drops them.
 BROKER_HEADERS = ("x-delivery-count", "x-death", "x-first-death-", "x-last-death-")

@@ -19,8 +19,8 @@ const TEXT = {
   refresh: ["刷新", "Refresh"], depth: ["队列积压", "Queue depth"], consumers: ["消费者", "Consumers"],
   oldest: ["最久未答", "Oldest"], answers: ["答复数", "Answers"], errorRate: ["失败率", "Error rate"],
   circuit: ["熔断", "Circuit"], deadLetters: ["死信", "Dead letters"],
-  departmentsNote: ["有故障的部门排在最前，其次是有业务的部门。积压 = 待投递 + 未确认；最久未答 = 队列有消息时部门最早未答复的派发；答复数与失败率按所选时段统计。",
-    "Departments in trouble come first, then those with activity. Depth = ready + unacknowledged; oldest = the oldest dispatch the department has not answered while its queue holds messages; answers and error rate count the chosen window."],
+  departmentsNote: ["有故障的部门排在最前，其次是有业务的部门。积压 = 待投递 + 未确认；最久未答 = 队列有消息时部门最早未答复的派发；答复数与失败率按所选时段统计，失败包括办理失败、重试、停放（死信）和不可达。",
+    "Departments in trouble come first, then those with activity. Depth = ready + unacknowledged; oldest = the oldest dispatch the department has not answered while its queue holds messages; answers and error rate count the chosen window, failures including retries, parked requests and unreachable steps."],
   bundleList: ["办件列表", "Bundles"], state: ["状态", "State"], any: ["全部", "Any"],
   bundleType: ["一件事", "Bundle type"], overdue: ["超期", "Overdue"], overdueOnly: ["仅超期", "Overdue only"],
   notOverdue: ["未超期", "Not overdue"], receivedFrom: ["收件日期", "Received from"], to: ["至", "to"],
@@ -47,6 +47,9 @@ const TEXT = {
   messages: ["{n} 条消息", "{n} message(s)"], everyMessage: ["全部消息", "every message"],
   replayedResult: ["已从 {queue} 重放 {n} 条消息。", "Replayed {n} message(s) from {queue}."],
   noBundle: ["没有办件 {key}。", "No bundle {key}."], receivedAt: ["收件 {at}", "received {at}"],
+  whyWaiting: ["卡住原因", "Why it waits"], attempt: ["第 {n} 次投递", "attempt {n}"],
+  nextRetry: ["下次重试 {at}", "next retry {at}"], parkedNote: ["等待运维重放", "waits for an operator's replay"], circuitThen: ["熔断器", "circuit"],
+  lastError: ["最后错误", "Last error"], "trouble.retrying": ["重试中", "retrying"], "trouble.parked": ["已停放", "parked"],
   departmentSays: ["部门答复", "Department says"], departmentCondition: ["部门状况", "Department now"], lastPoll: ["上次查询", "Last poll"], nextPoll: ["下次查询", "Next poll"],
   notYet: ["尚未", "not yet"], callsBack: ["等待回调", "calls back"], timeline: ["全程留痕", "Timeline"],
   at: ["时间", "At"], step: ["步骤", "Step"], actor: ["执行方", "Actor"], detail: ["详情", "Detail"], bundle: ["（整件）", "(bundle)"],
@@ -77,6 +80,7 @@ const TEXT = {
   "state.ignored": ["已忽略", "ignored"], "state.decision_pending": ["待部门决定", "decision pending"],
   "state.unreachable": ["部门不可达", "unreachable"], "state.withdrawn": ["已撤回", "withdrawn"],
   "state.callback_delivered": ["回调已送达", "callback delivered"],
+  "state.retrying": ["重试中", "retrying"], "state.parked": ["已停放（死信）", "parked"], "state.replayed": ["已重放", "replayed"],
 };
 
 let language = localStorage.getItem(LANGUAGE_KEY) === "en" ? "en" : "zh";
@@ -348,6 +352,19 @@ function departmentConditionCell(item) {
     ` ${t("deadLetters")} ${health.dead_letters} · ${t("oldest")} ${age(health.oldest_age_seconds)}`);
 }
 
+// Why a stuck item waits, as its adapter last reported: retrying (attempt, next retry) or
+// parked, the circuit towards the department, and the last error (masked by the server).
+function troubleCell(item) {
+  const trouble = item.trouble;
+  if (!trouble) return el("td", { class: "trouble" }, "");
+  const upcoming = trouble.next_retry_at ? t("nextRetry", { at: when(trouble.next_retry_at) }) : t("parkedNote");
+  return el("td", { class: "trouble", "data-trouble": trouble.state },
+    el("span", { class: `badge ${trouble.state === "parked" ? "open" : "half_open"}` }, t(`trouble.${trouble.state}`)),
+    ` ${t("attempt", { n: trouble.attempts })} · ${upcoming} · ${t("circuitThen")} `,
+    el("span", { class: `badge ${trouble.circuit}`, "data-circuit": trouble.circuit }, t(`circuit.${trouble.circuit}`)),
+    el("div", { class: "last-error", title: t("lastError") }, `${t("lastError")}: ${trouble.last_error}`));
+}
+
 const headRow = (...keys) => el("thead", {}, el("tr", {}, keys.map((key) => el("th", {}, t(key)))));
 
 async function findBundle(key) {
@@ -360,22 +377,25 @@ async function findBundle(key) {
     target.replaceChildren(el("p", { class: "muted" }, t("noBundle", { key })));
     return;
   }
+  const itemNames = Object.fromEntries(bundle.items.map((item) => [item.item, item.name_zh]));
   target.replaceChildren(
     el("p", { id: "bundle-summary" },
       el("strong", {}, bundle.project_no), ` · ${bundle.bundle_type} · ${stateLabel(bundle.state)} · ${t("receivedAt", { at: when(bundle.received_at) })} · `,
       el("span", { class: "muted" }, bundle.bundle_id)),
     el("table", { id: "bundle-items" },
-      headRow("item", "department", "state", "reason", "departmentCondition", "departmentSays", "lastPoll", "nextPoll"),
-      el("tbody", {}, bundle.items.map((item) => el("tr", {},
+      headRow("item", "department", "state", "reason", "whyWaiting", "departmentCondition", "departmentSays", "lastPoll", "nextPoll"),
+      el("tbody", {}, bundle.items.map((item) => el("tr", { "data-item": item.item, class: item.trouble ? "alert" : null },
         el("td", {}, item.name_zh), el("td", {}, departmentLabel(item.department)),
         el("td", {}, stateLabel(item.state)), el("td", {}, item.reason ?? ""),
+        troubleCell(item),
         departmentConditionCell(item),
         ...decisionPollCells(item.decision_poll))))),
     el("h3", {}, t("timeline")),
     el("table", { id: "timeline" },
       headRow("at", "step", "item", "actor", "detail"),
       el("tbody", {}, bundle.timeline.map((step) => el("tr", { "data-step": step.state },
-        el("td", {}, when(step.at)), el("td", {}, stateLabel(step.state)), el("td", {}, step.item ?? t("bundle")),
+        el("td", {}, when(step.at)), el("td", {}, stateLabel(step.state)),
+        el("td", {}, step.item ? [`${itemNames[step.item] ?? ""} `, el("span", { class: "muted" }, step.item)] : t("bundle")),
         el("td", {}, step.actor), el("td", {}, step.detail ?? ""))))));
 }
 
