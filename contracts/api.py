@@ -62,6 +62,9 @@ class TimelineEvent(StrEnum):
     WITHDRAWN = "withdrawn"  # 撤回: the platform withdrew the bundle
     REPLIED = "replied"  # the one reply was assembled
     CALLBACK_DELIVERED = "callback_delivered"  # the platform's callback took a message
+    NOTICE_ISSUED = "notice_issued"  # 受理通知书 / 不予受理决定书 issued and pushed
+    APPLICANT_MESSAGED = "applicant_messaged"  # 短信告知: the gateway took the message
+    APPLICANT_NOT_MESSAGED = "applicant_not_messaged"  # no message sent; the detail says why
 
 
 TimelineStep = ItemState | TimelineEvent

@@ -19,6 +19,7 @@ from contracts.api import BundleStatus, IntakeReceipt, OneTimeNotice
 from contracts.application import Application
 from contracts.catalog import Catalog
 from contracts.messages import (
+    AcceptanceNotice,
     BundleReply,
     ItemCancel,
     ItemDispatch,
@@ -40,6 +41,7 @@ DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (
     ItemCancel,
     ItemOutcome,
     BundleReply,
+    AcceptanceNotice,
     Catalog,
 )
 
@@ -90,7 +92,15 @@ def asyncapi(departments: list[str]) -> dict[str, Any]:
     """AsyncAPI 3.0: what a department team reads to plug an adapter in."""
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for model in (ItemDispatch, ItemSupplement, ItemPoll, ItemCancel, ItemOutcome, BundleReply):
+    for model in (
+        ItemDispatch,
+        ItemSupplement,
+        ItemPoll,
+        ItemCancel,
+        ItemOutcome,
+        BundleReply,
+        AcceptanceNotice,
+    ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -126,8 +136,12 @@ def asyncapi(departments: list[str]) -> dict[str, Any]:
         },
         "replies": {
             "address": f"{topology.REPLIES_EXCHANGE} (topic) — routing key reply.{{bundle_type}}",
-            "description": f"The one reply per bundle (queue {topology.REPLIES_QUEUE}).",
-            "messages": {"BundleReply": {"$ref": "#/components/messages/BundleReply"}},
+            "description": f"The one reply per bundle (queue {topology.REPLIES_QUEUE}); "
+            "each 受理 / 不予受理 as it happens, routing key reply.{bundle_type}.acceptance.",
+            "messages": {
+                "BundleReply": {"$ref": "#/components/messages/BundleReply"},
+                "AcceptanceNotice": {"$ref": "#/components/messages/AcceptanceNotice"},
+            },
         },
     }
     return {

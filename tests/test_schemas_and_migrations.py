@@ -29,6 +29,7 @@ def test_the_asyncapi_document_names_every_department_queue_and_message(catalog:
         "ItemCancel",
         "ItemOutcome",
         "BundleReply",
+        "AcceptanceNotice",
     }
     for department in catalog.departments:
         assert department in document["info"]["description"]

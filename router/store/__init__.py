@@ -4,6 +4,7 @@ from router.store.engine import Database
 from router.store.tables import (
     OPEN_BUNDLE,
     OPEN_ITEM,
+    ApplicantMessageRow,
     AuditChainRow,
     AuditRow,
     Base,
@@ -15,6 +16,7 @@ from router.store.tables import (
     InboxRow,
     ItemRow,
     ManualItemRow,
+    NoticeRow,
     OutboxRow,
     ReplyRow,
 )
@@ -22,6 +24,7 @@ from router.store.tables import (
 __all__ = [
     "OPEN_BUNDLE",
     "OPEN_ITEM",
+    "ApplicantMessageRow",
     "AuditChainRow",
     "AuditRow",
     "Base",
@@ -34,6 +37,7 @@ __all__ = [
     "InboxRow",
     "ItemRow",
     "ManualItemRow",
+    "NoticeRow",
     "OutboxRow",
     "ReplyRow",
 ]
