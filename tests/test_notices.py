@@ -7,7 +7,9 @@ Seed 001 附件3 (三): "予以受理的，出具受理通知书并短信告知�
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from contracts.messages import AcceptanceNotice, Accepted, ItemOutcome
 from contracts.samples import sample_application
 from lianban.settings import Settings
 from router.channels.applicant_messages import ApplicantMessageSender
+from router.channels.filedrop import Layout
 from router.channels.notice_desk import NO_GATEWAY, NoticeDesk
 from router.channels.notice_document import NoticeRenderer
 from router.channels.notifiers import ApplicantMessage, SmsGateway
@@ -119,12 +122,14 @@ def test_each_acceptance_reaches_the_platform_with_its_notice_and_one_sms(
 
 
 def test_a_rejection_gets_its_decision_with_the_reason_and_says_no_sms_was_sent(
-    settings: Settings, catalog: Catalog, platform: Platform
+    settings: Settings, catalog: Catalog, platform: Platform, tmp_path: Path
 ) -> None:
     newborn = catalog.bundle_types["newborn"]
     rejected_item = newborn.item("birth_registration")
     scenario = Scenario({rejected_item.code: Rule(Verdict.REJECT, REJECTION)})
-    with running_stack(_allowing_loopback(settings), catalog, scenario) as running:
+    filedrop = Layout(tmp_path / "filedrop")
+    settings = _allowing_loopback(settings, filedrop_dir=filedrop.root)
+    with running_stack(settings, catalog, scenario) as running:
         application = sample_application(newborn, new_project_no())
         application["callback_url"] = f"{platform.server.url}/callback"
         receipt = running.submit(application).json()
@@ -139,10 +144,17 @@ def test_a_rejection_gets_its_decision_with_the_reason_and_says_no_sms_was_sent(
             message="no 不予受理 notice reached the callback",
         )
         text = _document_text(running, receipt["bundle_id"], rejection)
+        exported = filedrop.outbox / (
+            f"{application['project_no']}.{rejected_item.code}.rejected.notice.json"
+        )
+        eventually(exported.exists, bool, timeout=30, message="the notice never reached the outbox")
         timeline = running.client.get(f"/v1/bundles/{receipt['bundle_id']}/timeline").json()
 
     assert (rejection["item"], rejection["decision"]) == (rejected_item.code, "rejected")
     assert rejection["reason"] == REJECTION
+    assert json.loads(exported.read_bytes()) == rejection  # the file drop has what was pushed
+    pdf = filedrop.outbox / application["project_no"] / rejection["document"]["sha256"]
+    assert hashlib.sha256(pdf.read_bytes()).hexdigest() == rejection["document"]["sha256"]
     for expected in ("不予受理决定书", REJECTION, "行政复议", application["project_no"]):
         assert expected in text
     not_messaged = [

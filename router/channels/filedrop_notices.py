@@ -1,6 +1,7 @@
 """Exports each issued 受理 / 不予受理 notice, with its PDF, to the filedrop outbox:
 
-    outbox/<project_no>/<sha256>                           the notice's PDF (first)
+    outbox/<project_no>/<sha256>                           the notice's PDF (first; left
+                                                           out if the store lost it)
     outbox/<project_no>.<item>.<decision>.notice.json      the AcceptanceNotice, as pushed
 
 Each notice row is claimed (SKIP LOCKED, so several relays may run), written out, and
@@ -18,6 +19,8 @@ import structlog
 from sqlalchemy import select
 
 from contracts.catalog import Catalog
+from contracts.errors import MaterialCorrupted, MaterialMissing
+from contracts.messages import AcceptanceNotice
 from router.channels.filedrop import Layout, write_atomically
 from router.domain.notices import notice_message
 from router.store import BundleRow, Database, NoticeRow
@@ -69,10 +72,7 @@ class NoticeExporter:
                 notice = notice_message(
                     row, session.get_one(BundleRow, row.bundle_id), self._catalog
                 )
-                folder = self._layout.outbox / notice.project_no
-                folder.mkdir(exist_ok=True)
-                pdf = self._materials.fetch(notice.document)
-                write_atomically(folder / notice.document.sha256, pdf)
+                self._copy(notice)
                 name = f"{notice.project_no}.{notice.item}.{notice.decision}.notice.json"
                 write_atomically(
                     self._layout.outbox / name, notice.model_dump_json(indent=2).encode()
@@ -80,3 +80,15 @@ class NoticeExporter:
                 row.exported_at = datetime.now(UTC)
                 log.info("filedrop.notice_exported", bundle_id=str(row.bundle_id), item=row.item)
             return len(rows)
+
+    def _copy(self, notice: AcceptanceNotice) -> None:
+        """The PDF beside the notice; one the store lost (or holds damaged) is logged and
+        left out, as a certificate's file is: it must not hold up every later notice."""
+        try:
+            pdf = self._materials.fetch(notice.document)
+        except (MaterialMissing, MaterialCorrupted) as error:
+            log.error("filedrop.notice_document_unavailable", error=str(error))
+            return
+        folder = self._layout.outbox / notice.project_no
+        folder.mkdir(exist_ok=True)
+        write_atomically(folder / notice.document.sha256, pdf)
