@@ -218,7 +218,7 @@ class TimelineEntry(_Document):
 class CallbackStatus(_Document):
     """One push to the platform's callback URL: delivered, or still being retried."""
 
-    kind: str = Field(description="reply or item_notice")
+    kind: str = Field(description="reply, item_notice or acceptance")
     url: str
     attempts: int
     delivered_at: AwareDatetime | None
