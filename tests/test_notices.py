@@ -24,6 +24,7 @@ from test_delivery import Platform
 from adapters.simulated import Rule, Scenario, Verdict
 from adapters.simulators.sms_gateway import SmsGatewaySimulator
 from contracts.catalog import Catalog
+from contracts.errors import ConfigurationError
 from contracts.messages import AcceptanceNotice, Accepted, ItemOutcome
 from contracts.samples import sample_application
 from lianban.settings import Settings
@@ -209,3 +210,8 @@ def test_a_redelivered_acceptance_issues_and_sends_nothing_twice(
     # A gateway that took a message whose answer was lost is posted it again: still one SMS.
     SmsGateway(sms.url).send(ApplicantMessage(uuid.UUID(message.message_id), MOBILE, "again"))
     assert sms.sent_to(MOBILE) == [message]
+
+
+def test_a_missing_notice_font_is_refused_with_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="LIANBAN_NOTICE_FONT_FILE"):
+        NoticeRenderer(tmp_path / "no-such-font.ttc")

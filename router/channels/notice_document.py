@@ -29,6 +29,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer
 
+from contracts.errors import ConfigurationError
 from contracts.messages import NoticeDecision
 
 REMEDY = (
@@ -99,6 +100,11 @@ class NoticeRenderer:
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, font_file: Path) -> None:
+        if not font_file.is_file():
+            raise ConfigurationError(
+                f"no notice font at {font_file}: install fonts-wqy-microhei, or point "
+                "LIANBAN_NOTICE_FONT_FILE at a CJK TrueType font (.ttf or .ttc)"
+            )
         self._font = f"notice-{font_file.stem}"
         with self._lock:  # reportlab's font registry is process-wide
             if font_file not in self._registered:
