@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -34,6 +35,7 @@ from router.store import ApplicantMessageRow, BundleRow, Database, NoticeRow
 from router.store.outbox import enqueue
 from router.store.timeline import Actor, record_event
 from runtime.storage import MaterialStore
+from runtime.tracing import handling
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +89,9 @@ class NoticeDesk:
                 .with_for_update(skip_locked=True)
             ).all()
             for row in rows:
-                self._issue(session, row)
+                # The bundle's trace goes on: the notice's publish is a child of this span.
+                with handling("notices.issue", _Traced(row), {"traceparent": row.traceparent}):
+                    self._issue(session, row)
         if rows:
             self._on_commit()  # the relay publishes the notices now, not on its next round
         return len(rows)
@@ -175,6 +179,29 @@ class NoticeDesk:
             promise_days=service.promise_days if service else None,
             decide_by=row.decide_by,
         )
+
+
+@dataclass(frozen=True)
+class _Traced:
+    """A notice as the tracing helpers name a message (runtime.tracing.BundleMessage)."""
+
+    row: NoticeRow
+
+    @property
+    def bundle_id(self) -> uuid.UUID:
+        return self.row.bundle_id
+
+    @property
+    def item(self) -> str:
+        return self.row.item
+
+    @property
+    def department(self) -> str:
+        return self.row.department
+
+    @property
+    def message_id(self) -> uuid.UUID:
+        return self.row.id
 
 
 def message_text(notice: AcceptanceNotice) -> str:

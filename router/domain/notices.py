@@ -21,6 +21,7 @@ from contracts.catalog import Catalog
 from contracts.messages import AcceptanceNotice, Accepted, NoticeDecision, Rejected
 from router.domain.workdays import china_date
 from router.store import BundleRow, ItemRow, NoticeRow
+from runtime.tracing import current_traceparent
 
 ACCEPTANCE_BASIS = (
     "《中华人民共和国行政许可法》第三十二条第一款第（五）项："
@@ -72,6 +73,7 @@ def record_notice(
             created_at=decided_at,
             issued_at=None,
             exported_at=None,
+            traceparent=current_traceparent(),
         )
     )
 

@@ -325,6 +325,8 @@ class NoticeRow(Base):
     issued_at: Mapped[datetime | None]
     exported_at: Mapped[datetime | None]
     """When the file drop's outbox got it (None without a file drop)."""
+    traceparent: Mapped[str | None] = mapped_column(String(55))
+    """The correlator's trace: issuing the notice continues the bundle's trace."""
 
 
 class ApplicantMessageRow(Base):

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("issued_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("exported_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("traceparent", sa.String(length=55), nullable=True),
         sa.ForeignKeyConstraint(["bundle_id"], ["bundles.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
