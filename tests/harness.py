@@ -145,14 +145,14 @@ def running_stack(
 
 
 def received_dispatches(
-    database: Database, catalog: Catalog, materials: MaterialStore
+    database: Database, catalog: Catalog, materials: MaterialStore, bundle_type: str = "newborn"
 ) -> list[ItemDispatch]:
-    """A newborn bundle received through intake (its sample material stored first); the
+    """A bundle received through intake (its sample material stored first); the
     dispatches intake wrote to the outbox."""
     materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
     project_no = new_project_no()
     result = Intake(database, catalog, materials).submit(
-        sample_application(catalog.bundle_types["newborn"], project_no), project_no
+        sample_application(catalog.bundle_types[bundle_type], project_no), project_no
     )
     assert isinstance(result, Received)
     with database.transaction() as session:

@@ -25,16 +25,17 @@ from adapters.simulated import Rule, Scenario, Verdict
 from adapters.simulators.sms_gateway import SmsGatewaySimulator
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
-from contracts.messages import AcceptanceNotice, Accepted, ItemOutcome
+from contracts.messages import AcceptanceNotice, Accepted, ItemOutcome, Rejected
 from contracts.samples import sample_application
 from lianban.settings import Settings
 from router.channels.applicant_messages import ApplicantMessageSender
 from router.channels.filedrop import Layout
-from router.channels.notice_desk import NO_GATEWAY, NoticeDesk
+from router.channels.notice_desk import NO_GATEWAY, NO_MOBILE, NoticeDesk
 from router.channels.notice_document import NoticeRenderer
 from router.channels.notifiers import ApplicantMessage, SmsGateway
 from router.domain.correlator import Applied, Correlator
-from router.store import CallbackRow, Database, OutboxRow
+from router.domain.notices import issued_notices
+from router.store import ApplicantMessageRow, BundleRow, CallbackRow, Database, EventRow, OutboxRow
 from runtime.storage import LocalMaterialStore
 
 MOBILE = "13800138000"  # the sample applicant's
@@ -210,6 +211,36 @@ def test_a_redelivered_acceptance_issues_and_sends_nothing_twice(
     # A gateway that took a message whose answer was lost is posted it again: still one SMS.
     SmsGateway(sms.url).send(ApplicantMessage(uuid.UUID(message.message_id), MOBILE, "again"))
     assert sms.sent_to(MOBILE) == [message]
+
+
+def test_an_applicant_without_a_mobile_number_gets_no_message_and_the_timeline_says_why(
+    database: Database, catalog: Catalog, tmp_path: Path, sms: SmsGatewaySimulator
+) -> None:
+    materials = LocalMaterialStore(tmp_path / "materials")
+    # The sample enterprise gives no mobile number.
+    dispatch = received_dispatches(database, catalog, materials, "enterprise_establishment")[0]
+    outcome = ItemOutcome.answering(
+        dispatch, Rejected(reason=REJECTION, legal_basis="《条例》第五条")
+    )
+    renderer = NoticeRenderer(Settings().notice_font_file)
+    desk = NoticeDesk(database, catalog, materials, renderer, message_channel=SmsGateway.channel)
+
+    assert Correlator(database, catalog, keyring=KEYRING).apply(outcome) is Applied.APPLIED
+    assert desk.issue_due() == 1
+
+    with database.transaction() as session:
+        (notice,) = issued_notices(session, session.get_one(BundleRow, dispatch.bundle_id), catalog)
+        steps = session.scalars(
+            select(EventRow).where(
+                EventRow.bundle_id == dispatch.bundle_id, EventRow.item == dispatch.item
+            )
+        ).all()
+        messages = session.scalars(
+            select(ApplicantMessageRow).where(ApplicantMessageRow.bundle_id == dispatch.bundle_id)
+        ).all()
+    assert (notice.decision, notice.legal_basis) == ("rejected", "《条例》第五条")
+    assert messages == []
+    assert [s.detail for s in steps if s.state == "applicant_not_messaged"] == [NO_MOBILE]
 
 
 def test_a_missing_notice_font_is_refused_with_how_to_fix(tmp_path: Path) -> None:
