@@ -69,6 +69,9 @@ class TimelineEvent(StrEnum):
     RATED = "rated"  # 好差评: the applicant rated the bundle (and maybe its departments)
     RECTIFICATION_OPENED = "rectification_opened"  # a 差评 opened 整改 for a department
     RECTIFICATION_CLOSED = "rectification_closed"  # the department replied to the applicant
+    NOTICE_ISSUED = "notice_issued"  # 受理通知书 / 不予受理决定书 issued and pushed
+    APPLICANT_MESSAGED = "applicant_messaged"  # 短信告知: the gateway took the message
+    APPLICANT_NOT_MESSAGED = "applicant_not_messaged"  # no message sent; the detail says why
 
 
 TimelineStep = ItemState | TimelineEvent
@@ -237,7 +240,7 @@ class TimelineEntry(_Document):
 class CallbackStatus(_Document):
     """One push to the platform's callback URL: delivered, or still being retried."""
 
-    kind: str = Field(description="reply or item_notice")
+    kind: str = Field(description="reply, item_notice or acceptance")
     url: str
     attempts: int
     delivered_at: AwareDatetime | None

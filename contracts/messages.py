@@ -250,6 +250,12 @@ class Accepted(_Frozen):
 class Rejected(_Frozen):
     status: Literal["rejected"] = "rejected"
     reason: str = Field(min_length=1, description="不予受理 reason the applicant can read")
+    legal_basis: str | None = Field(
+        default=None,
+        max_length=500,
+        description="The provisions the rejection rests on, for the 不予受理决定书; without "
+        "it the notice cites 行政许可法 第三十二条",
+    )
 
 
 class CorrectionRequested(_Frozen):
@@ -523,3 +529,31 @@ class BundleReply(_Message):
     outcome: BundleOutcome
     items: tuple[ItemResult, ...]
     replied_at: AwareDatetime
+
+
+class NoticeDecision(StrEnum):
+    ACCEPTED = "accepted"  # 受理: a 受理通知书
+    REJECTED = "rejected"  # 不予受理: a 不予受理决定书
+
+
+class AcceptanceNotice(_Message):
+    """A department accepted (受理) or rejected (不予受理) an item: told to the platform as
+    it happens (seed 001 附件3: "实时推送至省一体化政务服务平台"), with the notice document
+    the applicant receives, by reference (`GET /v1/bundles/{bundle_id}/files/{sha256}`)."""
+
+    kind: Literal["acceptance"] = "acceptance"
+    project_no: str = Field(description="办件编号")
+    bundle_type: str
+    item: str
+    item_name_zh: str
+    department: str
+    department_name_zh: str
+    decision: NoticeDecision
+    receipt_no: str | None = Field(default=None, description="The department's 受理编号")
+    decided_at: AwareDatetime
+    reason: str | None = Field(default=None, description="不予受理: the reason, in words")
+    legal_basis: str
+    decide_by: date | None = Field(
+        default=None, description="受理: the day the decision is promised by (China time)"
+    )
+    document: MaterialRef = Field(description="受理通知书 or 不予受理决定书 (PDF)")

@@ -61,3 +61,8 @@ def reply_routing_key(bundle_type: str) -> str:
 def notice_routing_key(bundle_type: str) -> str:
     """Per-item notices travel with the replies (`reply.#`), told apart by their `kind`."""
     return f"reply.{bundle_type}.item"
+
+
+def acceptance_routing_key(bundle_type: str) -> str:
+    """受理 / 不予受理 notices travel with the replies (`reply.#`), told apart by `kind`."""
+    return f"reply.{bundle_type}.acceptance"

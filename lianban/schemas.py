@@ -19,6 +19,7 @@ from contracts.api import BundleStatus, IntakeReceipt, OneTimeNotice
 from contracts.application import Application
 from contracts.catalog import Catalog
 from contracts.messages import (
+    AcceptanceNotice,
     BundleReply,
     ItemCancel,
     ItemDispatch,
@@ -42,6 +43,7 @@ DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (
     ItemOutcome,
     ItemTrouble,
     BundleReply,
+    AcceptanceNotice,
     Catalog,
 )
 
@@ -93,7 +95,7 @@ def asyncapi(departments: list[str]) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     models = (ItemDispatch, ItemSupplement, ItemPoll, ItemCancel, ItemOutcome, ItemTrouble)
-    for model in (*models, BundleReply):
+    for model in (*models, BundleReply, AcceptanceNotice):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -132,8 +134,12 @@ def asyncapi(departments: list[str]) -> dict[str, Any]:
         },
         "replies": {
             "address": f"{topology.REPLIES_EXCHANGE} (topic) — routing key reply.{{bundle_type}}",
-            "description": f"The one reply per bundle (queue {topology.REPLIES_QUEUE}).",
-            "messages": {"BundleReply": {"$ref": "#/components/messages/BundleReply"}},
+            "description": f"The one reply per bundle (queue {topology.REPLIES_QUEUE}); "
+            "each 受理 / 不予受理 as it happens, routing key reply.{bundle_type}.acceptance.",
+            "messages": {
+                "BundleReply": {"$ref": "#/components/messages/BundleReply"},
+                "AcceptanceNotice": {"$ref": "#/components/messages/AcceptanceNotice"},
+            },
         },
     }
     return {

@@ -145,6 +145,17 @@ class Settings(BaseSettings):
     filedrop_dir: Path | None = Field(
         None, description="The front-end machine (前置机) exchange: inbox/, processed/, failed/."
     )
+    sms_gateway_url: str | None = Field(
+        None,
+        repr=False,
+        description="The SMS gateway (短信平台) the applicant's 受理 / 不予受理 messages are "
+        "POSTed to; unset, no message is sent and the timeline says so.",
+    )
+    notice_font_file: Path = Field(
+        Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+        description="The CJK TrueType font (or collection) embedded in 受理通知书 and "
+        "不予受理决定书 PDFs.",
+    )
     audit_key_file: Path | None = Field(
         None,
         description="Secret (at least 32 bytes) every process signs its audit records with, so "

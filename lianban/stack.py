@@ -24,9 +24,14 @@ from adapters.worker import AdapterWorker
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
 from lianban.settings import Settings, open_database
+from router.channels.applicant_messages import ApplicantMessageSender
 from router.channels.callbacks import CallbackSender
 from router.channels.filedrop import Layout, PackageWatcher
 from router.channels.filedrop_export import ReplyExporter
+from router.channels.filedrop_notices import NoticeExporter
+from router.channels.notice_desk import NoticeDesk
+from router.channels.notice_document import NoticeRenderer
+from router.channels.notifiers import SmsGateway
 from router.domain.calendar_watcher import CalendarWatcher
 from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
@@ -125,6 +130,7 @@ class Stack:
                 backoff_seconds=self.settings.callback_backoff_seconds,
             )
             self._spawn("callbacks", sender.run)
+            self._start_notices()
             deadlines = DeadlineWatcher(
                 self.database, every_seconds=self.settings.deadline_check_seconds
             )
@@ -144,6 +150,8 @@ class Stack:
                 layout = Layout(self.settings.filedrop_dir)
                 exporter = ReplyExporter(layout, self.database, self.materials)
                 self._spawn("filedrop-export", exporter.run)
+                notices = NoticeExporter(layout, self.database, self.materials, self.catalog)
+                self._spawn("filedrop-notices", notices.run)
         if Role.CORRELATE in self.roles:
             correlator = Correlator(
                 self.database,
@@ -234,6 +242,26 @@ class Stack:
             if thread.is_alive():
                 log.warning("stack.thread_did_not_stop", thread=thread.name)
         self.database.dispose()
+
+    def _start_notices(self) -> None:
+        """受理 / 不予受理 notices issued and pushed; the applicant told by SMS with a gateway."""
+        gateway = self.settings.sms_gateway_url
+        desk = NoticeDesk(
+            self.database,
+            self.catalog,
+            self.materials,
+            NoticeRenderer(self.settings.notice_font_file),
+            message_channel=None if gateway is None else SmsGateway.channel,
+            on_commit=self.relay_wake.set,
+        )
+        self._spawn("notices", desk.run)
+        if gateway is not None:
+            messages = ApplicantMessageSender(
+                self.database,
+                SmsGateway(gateway),
+                backoff_seconds=self.settings.callback_backoff_seconds,
+            )
+            self._spawn("applicant-messages", messages.run)
 
     def _start_server(self) -> None:
         services = Services(

@@ -19,6 +19,7 @@ import httpx
 from fastapi import FastAPI
 from kombu import Queue
 from PIL import Image
+from sqlalchemy import select
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
@@ -27,15 +28,18 @@ from adapters.resilience import RetryPolicy
 from adapters.simulated import DecisionLedger, Scenario
 from contracts import topology
 from contracts.catalog import Catalog, default_catalog
-from contracts.messages import Decided, OutcomeResult
-from contracts.samples import SAMPLE_PDF
+from contracts.messages import Decided, ItemDispatch, OutcomeResult
+from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
+from router.domain.intake import Intake, Received
 from router.http.auth import Scope, mint
+from router.store import Database, OutboxRow
 from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher, declare_topology
 from runtime.messaging.declaration import department_queue
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 from runtime.serving import ThreadedServer
+from runtime.storage import MaterialStore
 
 T = TypeVar("T")
 
@@ -142,6 +146,24 @@ def running_stack(
             yield Running(stack, client, ledger)
     finally:
         stack.stop()
+
+
+def received_dispatches(
+    database: Database, catalog: Catalog, materials: MaterialStore, bundle_type: str = "newborn"
+) -> list[ItemDispatch]:
+    """A bundle received through intake (its sample material stored first); the
+    dispatches intake wrote to the outbox."""
+    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+    project_no = new_project_no()
+    result = Intake(database, catalog, materials).submit(
+        sample_application(catalog.bundle_types[bundle_type], project_no), project_no
+    )
+    assert isinstance(result, Received)
+    with database.transaction() as session:
+        rows = session.scalars(
+            select(OutboxRow).where(OutboxRow.correlation_id == str(result.receipt.bundle_id))
+        ).all()
+        return [ItemDispatch.model_validate_json(row.body) for row in rows]
 
 
 def put_material(

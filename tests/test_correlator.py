@@ -5,13 +5,12 @@ Runs on SQLite and (connected) on PostgreSQL.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from harness import KEYRING, new_project_no
+from harness import KEYRING, received_dispatches
 from sqlalchemy import event, select
 
 from contracts.catalog import Catalog, default_catalog
@@ -28,9 +27,7 @@ from contracts.messages import (
     ToleratedGap,
     TroubleKind,
 )
-from contracts.samples import SAMPLE_PDF, sample_application
 from router.domain.correlator import Applied, Correlator
-from router.domain.intake import Intake, Received
 from router.domain.states import SYSTEM_FAILURE_REASON
 from router.domain.views import bundle_status
 from router.store import AuditRow, Database, EventRow, OutboxRow
@@ -42,18 +39,7 @@ from runtime.storage import LocalMaterialStore
 @pytest.fixture
 def dispatches(database: Database, catalog: Catalog, tmp_path: Path) -> list[ItemDispatch]:
     """A newborn bundle received; returns the dispatches its intake wrote to the outbox."""
-    materials = LocalMaterialStore(tmp_path / "materials")
-    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
-    project_no = new_project_no()
-    result = Intake(database, catalog, materials).submit(
-        sample_application(catalog.bundle_types["newborn"], project_no), project_no
-    )
-    assert isinstance(result, Received)
-    with database.transaction() as session:
-        rows = session.scalars(
-            select(OutboxRow).where(OutboxRow.correlation_id == str(result.receipt.bundle_id))
-        ).all()
-        return [ItemDispatch.model_validate_json(row.body) for row in rows]
+    return received_dispatches(database, catalog, LocalMaterialStore(tmp_path / "materials"))
 
 
 def _outcome(dispatch: ItemDispatch, result: OutcomeResult) -> ItemOutcome:

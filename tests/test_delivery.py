@@ -66,6 +66,15 @@ def _wait_until_delivered(running: Running, status_url: str) -> dict[str, Any]:
     return status
 
 
+def _wait_for_acceptances(platform: Platform, bundle_id: str, count: int) -> None:
+    eventually(
+        lambda: [body for body in platform.of(bundle_id) if body["kind"] == "acceptance"],
+        lambda pushed: len(pushed) == count,
+        timeout=30,
+        message="the acceptance notices were not all pushed",
+    )
+
+
 def test_per_item_notices_then_one_reply_reach_a_callback_that_failed_at_first(
     settings: Settings, catalog: Catalog, platform: Platform
 ) -> None:
@@ -82,11 +91,15 @@ def test_per_item_notices_then_one_reply_reach_a_callback_that_failed_at_first(
         unified.update(callback_url=url)
         receipts = [running.submit(application).json() for application in (per_item, unified)]
         replies = [running.wait_for_reply(receipt["reply_url"]) for receipt in receipts]
+        for receipt, reply in zip(receipts, replies, strict=True):
+            # Each item's 受理 notice is pushed too (tests/test_notices.py): all in first.
+            _wait_for_acceptances(platform, receipt["bundle_id"], len(reply["items"]))
         statuses = [_wait_until_delivered(running, r["status_url"]) for r in receipts]
 
     per_item_pushes = platform.of(receipts[0]["bundle_id"])
     kinds = [body["kind"] for body in per_item_pushes]
-    assert sorted(kinds) == ["item_notice"] * len(replies[0]["items"]) + ["reply"]
+    items = len(replies[0]["items"])
+    assert sorted(kinds) == ["acceptance"] * items + ["item_notice"] * items + ["reply"]
     notices = {
         body["result"]["item"]: body["result"]
         for body in per_item_pushes
@@ -94,7 +107,8 @@ def test_per_item_notices_then_one_reply_reach_a_callback_that_failed_at_first(
     }
     assert set(notices) == {item["item"] for item in replies[0]["items"]}
     assert all(result["state"] == "approved" for result in notices.values())
-    assert [body["kind"] for body in platform.of(receipts[1]["bundle_id"])] == ["reply"]
+    unified_kinds = [body["kind"] for body in platform.of(receipts[1]["bundle_id"])]
+    assert sorted(unified_kinds) == ["acceptance"] * len(replies[1]["items"]) + ["reply"]
 
     assert platform.refused == 3
     attempts = [callback["attempts"] for status in statuses for callback in status["callbacks"]]
@@ -118,7 +132,8 @@ def test_a_failing_callback_stays_visible_and_is_not_dropped(
         running.wait_for_reply(receipt["reply_url"])
 
         def the_callback() -> dict[str, Any]:
-            (callback,) = running.client.get(receipt["status_url"]).json()["callbacks"]
+            callbacks = running.client.get(receipt["status_url"]).json()["callbacks"]
+            (callback,) = [callback for callback in callbacks if callback["kind"] == "reply"]
             return callback
 
         callback = eventually(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from datetime import datetime
 
 import pytest
-from harness import new_project_no, running_stack
+from harness import eventually, new_project_no, running_stack
 from kombu import Connection
 
 from adapters.simulated import Rule, Scenario, Verdict
@@ -27,10 +29,16 @@ def test_newborn_gets_one_reply_with_every_item_approved(
         application = sample_application(newborn, new_project_no())
         receipt = running.submit(application).json()
         reply = running.wait_for_reply(receipt["reply_url"])
+        eventually(  # each item's 受理 notice is issued too; then the timeline is complete
+            lambda: running.client.get(f"{receipt['status_url']}/notices").json(),
+            lambda notices: len(notices) == len(reply["items"]),
+            timeout=30,
+            message="not every item's acceptance notice was issued",
+        )
         status = running.client.get(receipt["status_url"]).json()
         timeline = running.client.get(f"{receipt['status_url']}/timeline").json()
         bundle_id = receipt["bundle_id"]
-        replies_on_queue = _replies_on_queue(settings.broker_url, bundle_id)
+        on_queue = _kinds_on_replies_queue(settings.broker_url, bundle_id)
 
     assert reply["outcome"] == "all_approved"
     assert [item["item"] for item in reply["items"]] == status_items(status)
@@ -38,7 +46,7 @@ def test_newborn_gets_one_reply_with_every_item_approved(
     assert all(item["certificates"] for item in reply["items"])
     assert status["state"] == "replied"
     assert [event["state"] for event in status["timeline"]].count("replied") == 1
-    assert replies_on_queue == 1
+    assert on_queue == {"reply": 1, "acceptance": len(reply["items"])}
     assert timeline == status["timeline"]
     promise = promised_working_days(catalog, newborn, application["items"])
     assert receipt["promised_working_days"] == status["promised_working_days"] == promise
@@ -57,18 +65,19 @@ def status_items(status: dict[str, object]) -> list[str]:
     return [item["item"] for item in items]
 
 
-def _replies_on_queue(broker_url: str, bundle_id: str) -> int:
-    """Drain the replies queue and count the replies for this bundle."""
-    count = 0
+def _kinds_on_replies_queue(broker_url: str, bundle_id: str) -> Counter[str]:
+    """Drain the replies queue and count this bundle's messages by kind."""
+    kinds: Counter[str] = Counter()
     with Connection(broker_url) as connection:
         queue = connection.SimpleQueue(replies_queue())
         try:
             while True:
                 message = queue.get(timeout=1)
-                count += message.properties.get("correlation_id") == bundle_id
+                if message.properties.get("correlation_id") == bundle_id:
+                    kinds[json.loads(message.body)["kind"]] += 1
                 message.ack()
         except queue.Empty:
-            return count
+            return kinds
         finally:
             queue.close()
 

@@ -30,6 +30,7 @@ def test_the_asyncapi_document_names_every_department_queue_and_message(catalog:
         "ItemOutcome",
         "ItemTrouble",
         "BundleReply",
+        "AcceptanceNotice",
     }
     for department in catalog.departments:
         assert department in document["info"]["description"]

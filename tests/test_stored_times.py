@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ def _sample(column: Column[Any]) -> Any:
         int: 1000,  # clear of the ids the migrations seed (audit_chain's 1)
         bool: False,
         bytes: b"x",
+        date: WRITTEN.date(),  # a calendar day (China), no instant: nothing to shift
     }
     return samples[column.type.python_type]
 

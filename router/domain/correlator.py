@@ -39,9 +39,11 @@ from contracts.messages import (
     ItemState,
     ItemTrouble,
     Pending,
+    Rejected,
     Unreachable,
 )
 from router.domain import states
+from router.domain.notices import record_notice
 from router.domain.polling import PollPlan, record_pending, stop_polling
 from router.domain.progress import advance, cancel_at_department, set_item_state
 from router.domain.timekeeping import Timekeeper
@@ -257,6 +259,10 @@ class Correlator:
             reason=states.reason_of(result),
             operator_detail=states.operator_detail_of(result),
         )
+        if isinstance(result, Accepted | Rejected):
+            # 受理 / 不予受理: a notice to issue, committed with the state (never lost, and
+            # never twice: a redelivery stops at the inbox above).
+            record_notice(session, bundle, item, result, clock.now())
         if target.is_final or target is ItemState.CORRECTION_REQUESTED:
             was_filed = stop_polling(session, item)
             if was_filed and isinstance(result, Failed):

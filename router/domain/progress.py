@@ -18,6 +18,7 @@ from contracts.api import BundleState, TimelineEvent
 from contracts.application import Application, Delivery, MaterialRef
 from contracts.catalog import BundleType, Item
 from contracts.messages import (
+    AcceptanceNotice,
     BundleOutcome,
     BundleReply,
     Certificate,
@@ -82,12 +83,13 @@ def _notify(session: Session, bundle: BundleRow, item: ItemRow) -> None:
         routing_key=topology.notice_routing_key(bundle.bundle_type),
         message=notice,
     )
-    _push_to_callback(session, bundle, notice)
+    push_to_callback(session, bundle, notice)
 
 
-def _push_to_callback(
-    session: Session, bundle: BundleRow, message: ItemNotice | BundleReply
+def push_to_callback(
+    session: Session, bundle: BundleRow, message: ItemNotice | BundleReply | AcceptanceNotice
 ) -> None:
+    """A row for the callback sender, when the platform gave a callback URL."""
     url = bundle.application.get("callback_url")
     if url:
         now = datetime.now(UTC)
@@ -296,7 +298,7 @@ def assemble_reply(
         routing_key=topology.reply_routing_key(bundle.bundle_type),
         message=reply,
     )
-    _push_to_callback(session, bundle, reply)
+    push_to_callback(session, bundle, reply)
 
 
 def _item_result(item: ItemRow) -> ItemResult:

@@ -25,6 +25,7 @@ from contracts.api import (
 from contracts.application import MaterialRef
 from contracts.catalog import Catalog, promised_working_days
 from contracts.messages import BundleReply, CircuitState, ItemState, TroubleKind
+from router.domain.notices import notice_documents
 from router.domain.progress import certificates_of, tolerated_gaps
 from router.domain.timekeeping import bundle_clock, deadlines, item_clock
 from router.domain.workdays import working_calendar
@@ -205,8 +206,9 @@ def bundle_reply(session: Session, bundle_id: uuid.UUID) -> BundleReply | None:
 
 def bundle_file(session: Session, bundle_id: uuid.UUID, sha256: str) -> MaterialRef | None:
     """The file `sha256` as the bundle references it: a material of its application
-    (corrections included) or the file of a certificate one of its items was decided
-    with. None when the bundle references no such file: a digest alone opens nothing."""
+    (corrections included), the file of a certificate one of its items was decided
+    with, or a 受理 / 不予受理 notice it was issued. None when the bundle references no
+    such file: a digest alone opens nothing."""
     bundle = session.get(BundleRow, bundle_id)
     if bundle is None:
         return None
@@ -217,4 +219,7 @@ def bundle_file(session: Session, bundle_id: uuid.UUID, sha256: str) -> Material
         for certificate in certificates_of(item)
         if certificate.file is not None
     )
-    return next((ref for ref in (*materials, *certificates) if ref.sha256 == sha256), None)
+    notices = notice_documents(session, bundle_id)
+    return next(
+        (ref for ref in (*materials, *certificates, *notices) if ref.sha256 == sha256), None
+    )

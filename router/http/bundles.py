@@ -20,10 +20,11 @@ from contracts.api import (
     TimelineEntry,
     Withdrawal,
 )
-from contracts.messages import BundleReply
+from contracts.messages import AcceptanceNotice, BundleReply
 from router.domain.admission import read_document
 from router.domain.corrections import Resubmitted, resubmit
 from router.domain.intake import CaseNumberTaken, ProblemsFound, Received
+from router.domain.notices import issued_notices
 from router.domain.validation import material_problems
 from router.domain.views import bundle_reply, bundle_status, bundle_timeline
 from router.domain.withdrawal import Withdrawn, withdraw
@@ -124,6 +125,24 @@ def get_timeline(bundle_id: uuid.UUID, services: AppServices) -> list[TimelineEn
         if session.get(BundleRow, bundle_id) is None:
             raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
         return bundle_timeline(session, bundle_id)
+
+
+@bundle_routes.get(
+    "/v1/bundles/{bundle_id}/notices",
+    response_model=list[AcceptanceNotice],
+    dependencies=READERS,
+)
+def get_notices(
+    bundle_id: uuid.UUID, services: AppServices, catalog: AppCatalog
+) -> list[AcceptanceNotice]:
+    """The 受理 / 不予受理 notices issued so far, oldest first: what the callback and the
+    reply queue carried, for a platform that pulls. Each names its PDF
+    (`GET /v1/bundles/{bundle_id}/files/{sha256}`)."""
+    with services.database.transaction() as session:
+        bundle = session.get(BundleRow, bundle_id)
+        if bundle is None:
+            raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
+        return issued_notices(session, bundle, catalog)
 
 
 # How long a client polling /reply should wait before asking again.

@@ -4,6 +4,7 @@ from router.store.engine import Database
 from router.store.tables import (
     OPEN_BUNDLE,
     OPEN_ITEM,
+    ApplicantMessageRow,
     AuditChainRow,
     AuditRow,
     Base,
@@ -15,6 +16,7 @@ from router.store.tables import (
     InboxRow,
     ItemRow,
     ManualItemRow,
+    NoticeRow,
     OutboxRow,
     RatingRow,
     RectificationRow,
@@ -24,6 +26,7 @@ from router.store.tables import (
 __all__ = [
     "OPEN_BUNDLE",
     "OPEN_ITEM",
+    "ApplicantMessageRow",
     "AuditChainRow",
     "AuditRow",
     "Base",
@@ -36,6 +39,7 @@ __all__ = [
     "InboxRow",
     "ItemRow",
     "ManualItemRow",
+    "NoticeRow",
     "OutboxRow",
     "RatingRow",
     "RectificationRow",

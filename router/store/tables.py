@@ -8,12 +8,13 @@ redelivered outcome changes nothing.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -293,6 +294,73 @@ class CallbackRow(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+ISSUED_NOT = text("issued_at IS NULL")
+
+
+class NoticeRow(Base):
+    """A 受理 or 不予受理 of one item: written with the state change by the correlator,
+    then issued (its PDF rendered and kept, pushed to the platform, the applicant told)
+    by `router.channels.notice_desk`. At most one of each decision per item."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        Index("ux_notices_once", "bundle_id", "item", "decision", unique=True),
+        Index(
+            "ix_notices_unissued",
+            "created_at",
+            postgresql_where=ISSUED_NOT,
+            sqlite_where=ISSUED_NOT,
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    """The AcceptanceNotice's message id: the platform deduplicates by it."""
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), index=True)
+    item: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))
+    department: Mapped[str] = mapped_column(String(64))
+    receipt_no: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[datetime]
+    decide_by: Mapped[date | None] = mapped_column(Date)
+    document: Mapped[dict[str, Any] | None]
+    """The PDF's MaterialRef, once rendered and kept in the material store."""
+    created_at: Mapped[datetime]
+    issued_at: Mapped[datetime | None]
+    exported_at: Mapped[datetime | None]
+    """When the file drop's outbox got it (None without a file drop)."""
+    traceparent: Mapped[str | None] = mapped_column(String(55))
+    """The correlator's trace: issuing the notice continues the bundle's trace."""
+
+
+class ApplicantMessageRow(Base):
+    """A message to the applicant (短信告知), sent by a notifier until it takes it; its id
+    is the notifier's idempotency key, so a retry after a lost answer sends nothing twice."""
+
+    __tablename__ = "applicant_messages"
+    __table_args__ = (
+        Index(
+            "ix_applicant_messages_due",
+            "next_attempt_at",
+            postgresql_where=text("sent_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), index=True)
+    item: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
 

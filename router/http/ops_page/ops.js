@@ -81,6 +81,9 @@ const TEXT = {
   "state.unreachable": ["部门不可达", "unreachable"], "state.withdrawn": ["已撤回", "withdrawn"],
   "state.callback_delivered": ["回调已送达", "callback delivered"],
   "state.retrying": ["重试中", "retrying"], "state.parked": ["已停放（死信）", "parked"], "state.replayed": ["已重放", "replayed"],
+  "state.notice_issued": ["已出具通知书", "notice issued"],
+  "state.applicant_messaged": ["已短信告知", "applicant messaged"],
+  "state.applicant_not_messaged": ["未短信告知", "applicant not messaged"],
 };
 
 let language = localStorage.getItem(LANGUAGE_KEY) === "en" ? "en" : "zh";

@@ -1,0 +1,221 @@
+"""Issues the notices the correlator records (router.domain.notices): renders the
+受理通知书 or 不予受理决定书, keeps the PDF in the material store, and in ONE transaction
+marks the notice issued and writes everything that tells of it: the AMQP message (outbox),
+the callback row, the applicant's message (短信告知) and the timeline steps. The file
+drop and pull read the issued notice (router.channels.filedrop_notices, the API).
+
+Never lost: the notice row was committed with the item's state, and stays unissued until
+this transaction commits. Never twice: rows are claimed with SKIP LOCKED and issued once;
+a crash before the commit renders the same bytes again (the PDF is invariant), stored
+under the same SHA-256.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts import topology
+from contracts.api import TimelineEvent
+from contracts.application import Application
+from contracts.catalog import Catalog
+from contracts.messages import AcceptanceNotice, NoticeDecision
+from router.channels.notice_document import NoticeFacts, NoticeRenderer, chinese_date
+from router.domain.notices import notice_message
+from router.domain.progress import push_to_callback
+from router.domain.workdays import china_date
+from router.store import ApplicantMessageRow, BundleRow, Database, NoticeRow
+from router.store.outbox import enqueue
+from router.store.timeline import Actor, record_event
+from runtime.storage import MaterialStore
+from runtime.tracing import handling
+
+log = structlog.get_logger(__name__)
+
+_MESSAGE_NAMESPACE = uuid.UUID("2b0f7f3e-5d0c-4c56-9f0e-7f1d3c9a6b21")
+NO_GATEWAY = "未发送短信：未配置短信网关（LIANBAN_SMS_GATEWAY_URL）"
+NO_MOBILE = "未发送短信：申请人未留手机号码"
+
+
+class NoticeDesk:
+    def __init__(
+        self,
+        database: Database,
+        catalog: Catalog,
+        materials: MaterialStore,
+        renderer: NoticeRenderer,
+        *,
+        message_channel: str | None,
+        on_commit: Callable[[], None] = lambda: None,
+        idle_seconds: float = 0.2,
+        batch_size: int = 20,
+    ) -> None:
+        """`message_channel`: the notifier the applicant's messages go through (`sms`), or
+        None when none is configured (the timeline then says no message was sent)."""
+        self._database = database
+        self._catalog = catalog
+        self._materials = materials
+        self._renderer = renderer
+        self._channel = message_channel
+        self._on_commit = on_commit
+        self._idle = idle_seconds
+        self._batch_size = batch_size
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                issued = self.issue_due()
+            except Exception as error:  # the database or the store is away: try again
+                log.warning("notices.failed", error=repr(error))
+                issued = 0
+            if issued < self._batch_size:
+                stop.wait(self._idle)
+
+    def issue_due(self) -> int:
+        """Issue a batch of recorded notices, oldest first; returns how many."""
+        with self._database.transaction() as session:
+            rows = session.scalars(
+                select(NoticeRow)
+                .where(NoticeRow.issued_at.is_(None))
+                .order_by(NoticeRow.created_at)
+                .limit(self._batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                # The bundle's trace goes on: the notice's publish is a child of this span.
+                with handling("notices.issue", _Traced(row), {"traceparent": row.traceparent}):
+                    self._issue(session, row)
+        if rows:
+            self._on_commit()  # the relay publishes the notices now, not on its next round
+        return len(rows)
+
+    def _issue(self, session: Session, row: NoticeRow) -> None:
+        bundle = session.get_one(BundleRow, row.bundle_id)
+        application = Application.model_validate(bundle.application)
+        facts = self._facts(row, bundle, application)
+        document = self._materials.keep(
+            self._renderer.render(facts),
+            media_type="application/pdf",
+            file_name=f"{bundle.project_no}-{row.item}-{row.decision}.pdf",
+            name=facts.title,
+        )
+        row.document = document.model_dump(mode="json")
+        row.issued_at = datetime.now(UTC)
+        notice = notice_message(row, bundle, self._catalog)
+        enqueue(
+            session,
+            exchange=topology.REPLIES_EXCHANGE,
+            routing_key=topology.acceptance_routing_key(bundle.bundle_type),
+            message=notice,
+        )
+        push_to_callback(session, bundle, notice)
+        record_event(
+            session,
+            bundle.id,
+            row.item,
+            TimelineEvent.NOTICE_ISSUED,
+            f"{facts.title}（{notice.department_name_zh}）{document.sha256}",
+            actor=Actor.ROUTER,
+        )
+        self._tell_applicant(session, notice, application)
+        log.info("notice.issued", bundle_id=str(bundle.id), item=row.item, decision=row.decision)
+
+    def _tell_applicant(
+        self, session: Session, notice: AcceptanceNotice, application: Application
+    ) -> None:
+        """短信告知: a message row for the sender, or a timeline step saying why none."""
+        mobile = application.applicant.mobile
+        if self._channel is None or mobile is None:
+            record_event(
+                session,
+                notice.bundle_id,
+                notice.item,
+                TimelineEvent.APPLICANT_NOT_MESSAGED,
+                NO_GATEWAY if self._channel is None else NO_MOBILE,
+                actor=Actor.ROUTER,
+            )
+            return
+        now = datetime.now(UTC)
+        session.add(
+            ApplicantMessageRow(
+                id=uuid.uuid5(_MESSAGE_NAMESPACE, f"{notice.message_id}:{self._channel}"),
+                bundle_id=notice.bundle_id,
+                item=notice.item,
+                channel=self._channel,
+                recipient=mobile,
+                text=message_text(notice),
+                attempts=0,
+                next_attempt_at=now,
+                sent_at=None,
+                last_error=None,
+                created_at=now,
+            )
+        )
+
+    def _facts(self, row: NoticeRow, bundle: BundleRow, application: Application) -> NoticeFacts:
+        item = next(item for item in bundle.items if item.code == row.item)
+        department = self._catalog.departments.get(row.department)
+        bundle_type = self._catalog.bundle_types.get(bundle.bundle_type)
+        service = self._catalog.services.get(item.service)
+        return NoticeFacts(
+            decision=NoticeDecision(row.decision),
+            department_name_zh=department.name_zh if department else row.department,
+            item_name_zh=item.name_zh,
+            bundle_name_zh=bundle_type.name_zh if bundle_type else bundle.bundle_type,
+            project_no=bundle.project_no,
+            receipt_no=row.receipt_no,
+            applicant_name=application.applicant.name,
+            applied_on=china_date(bundle.received_at),
+            decided_on=china_date(row.decided_at),
+            reason=row.reason,
+            legal_basis=row.legal_basis,
+            promise_days=service.promise_days if service else None,
+            decide_by=row.decide_by,
+        )
+
+
+@dataclass(frozen=True)
+class _Traced:
+    """A notice as the tracing helpers name a message (runtime.tracing.BundleMessage)."""
+
+    row: NoticeRow
+
+    @property
+    def bundle_id(self) -> uuid.UUID:
+        return self.row.bundle_id
+
+    @property
+    def item(self) -> str:
+        return self.row.item
+
+    @property
+    def department(self) -> str:
+        return self.row.department
+
+    @property
+    def message_id(self) -> uuid.UUID:
+        return self.row.id
+
+
+def message_text(notice: AcceptanceNotice) -> str:
+    """The SMS: who decided what, and the case number to ask about it by."""
+    case = f"办件编号{notice.project_no}"
+    if notice.receipt_no:
+        case += f"，受理编号{notice.receipt_no}"
+    if notice.decision is NoticeDecision.ACCEPTED:
+        promise = f"，承诺于{chinese_date(notice.decide_by)}前办结" if notice.decide_by else ""
+        return (
+            f"【一件事一次办】您申请的“{notice.item_name_zh}”已由{notice.department_name_zh}"
+            f"受理（{case}）{promise}。受理通知书可在政务服务平台查看。"
+        )
+    return (
+        f"【一件事一次办】您申请的“{notice.item_name_zh}”经{notice.department_name_zh}审查"
+        f"不予受理（{case}），理由：{notice.reason}。不予受理决定书由政务服务中心发证窗口送达。"
+    )

@@ -1,0 +1,160 @@
+"""The notice the applicant receives, as a PDF: 受理通知书 or 不予受理决定书.
+
+What it says follows the seeds: 001 附件3 (三) "予以受理的，出具受理通知书…不予受理的，制作
+不予受理决定书，列明不予受理的具体理由"; 003 "受理之后向群众出具书面的受理通知书…不予办理的，
+要出具不予受理告知书，书面告知其理由"; 行政许可法 第三十二条 (a written, dated notice naming
+the authority). A rejection also tells the applicant how to contest it (001's guide
+elements: 行政救济途径与方式).
+
+The CJK font is embedded (subset), so the text renders on any reader; the output is
+invariant (no timestamp or random id inside), so rendering the same notice twice gives
+the same bytes and the same SHA-256 in the material store.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import ClassVar
+from xml.sax.saxutils import escape
+
+from reportlab.lib.enums import TA_CENTER, TA_RIGHT
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer
+
+from contracts.errors import ConfigurationError
+from contracts.messages import NoticeDecision
+
+REMEDY = (
+    "如不服本决定，可以自收到本决定书之日起六十日内依法申请行政复议，"
+    "或者自知道或者应当知道作出本决定之日起六个月内依法向人民法院提起行政诉讼。"
+)
+TITLES = {NoticeDecision.ACCEPTED: "受理通知书", NoticeDecision.REJECTED: "不予受理决定书"}
+
+
+@dataclass(frozen=True)
+class NoticeFacts:
+    """Everything the document states."""
+
+    decision: NoticeDecision
+    department_name_zh: str
+    item_name_zh: str
+    bundle_name_zh: str
+    project_no: str
+    receipt_no: str | None
+    applicant_name: str
+    applied_on: date
+    decided_on: date
+    reason: str | None
+    legal_basis: str
+    promise_days: int | None
+    decide_by: date | None
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.decision]
+
+    def paragraphs(self) -> list[str]:
+        applied = (
+            f"你（单位）于{chinese_date(self.applied_on)}"
+            f"通过“一件事一次办”（{self.bundle_name_zh}）"
+        )
+        if self.decision is NoticeDecision.ACCEPTED:
+            text = [
+                f"{applied}提出的“{self.item_name_zh}”申请，经审查，申请事项属于本机关职权范围，"
+                "申请材料齐全、符合法定形式，决定予以受理。",
+                f"依据：{self.legal_basis}。",
+            ]
+            if self.promise_days is not None:
+                by = (
+                    f"，本机关将于{chinese_date(self.decide_by)}前作出决定"
+                    if self.decide_by
+                    else ""
+                )
+                text.append(
+                    f"本事项承诺办结时限为{self.promise_days}个工作日，自受理之日起计算{by}"
+                    "（补齐补正、听证、鉴定等所需时间不计算在内）。"
+                )
+            text.append("办理进度可凭办件编号在省一体化政务服务平台查询。")
+            return text
+        return [
+            f"{applied}提出的“{self.item_name_zh}”申请，经审查，决定不予受理。",
+            f"不予受理的理由：{self.reason}",
+            f"依据：{self.legal_basis}。",
+            REMEDY,
+            "本决定书由政务服务中心（便民服务中心）发证窗口送达。",
+        ]
+
+
+class NoticeRenderer:
+    """Renders notices with one embedded CJK font (a TrueType file or collection)."""
+
+    _registered: ClassVar[set[Path]] = set()
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, font_file: Path) -> None:
+        if not font_file.is_file():
+            raise ConfigurationError(
+                f"no notice font at {font_file}: install fonts-wqy-microhei, or point "
+                "LIANBAN_NOTICE_FONT_FILE at a CJK TrueType font (.ttf or .ttc)"
+            )
+        self._font = f"notice-{font_file.stem}"
+        with self._lock:  # reportlab's font registry is process-wide
+            if font_file not in self._registered:
+                pdfmetrics.registerFont(TTFont(self._font, str(font_file), subfontIndex=0))
+                self._registered.add(font_file)
+
+    def render(self, facts: NoticeFacts) -> bytes:
+        buffer = io.BytesIO()
+        document = SimpleDocTemplate(
+            buffer,
+            pagesize=A4,
+            leftMargin=28 * mm,
+            rightMargin=26 * mm,
+            topMargin=30 * mm,
+            bottomMargin=30 * mm,
+            title=f"{facts.title} {facts.project_no}",
+            author=facts.department_name_zh,
+            invariant=True,
+        )
+        document.build(self._flowables(facts))
+        return buffer.getvalue()
+
+    def _flowables(self, facts: NoticeFacts) -> list[Flowable]:
+        def style(size: float, **extra: object) -> ParagraphStyle:
+            return ParagraphStyle(
+                f"s{size}",
+                fontName=self._font,
+                fontSize=size,
+                leading=size * 1.7,
+                wordWrap="CJK",
+                **extra,  # type: ignore[arg-type]
+            )
+
+        body = style(12, firstLineIndent=24)
+        number = f"办件编号：{escape(facts.project_no)}"
+        if facts.receipt_no:
+            number += f"<br/>受理编号：{escape(facts.receipt_no)}"
+        return [
+            Paragraph(escape(facts.department_name_zh), style(16, alignment=TA_CENTER)),
+            Paragraph(facts.title, style(22, alignment=TA_CENTER, spaceBefore=6)),
+            Spacer(1, 6 * mm),
+            Paragraph(number, style(10.5, alignment=TA_RIGHT)),
+            Spacer(1, 6 * mm),
+            Paragraph(f"{escape(facts.applicant_name)}：", style(12)),
+            *(Paragraph(escape(text), body) for text in facts.paragraphs()),
+            Spacer(1, 14 * mm),
+            Paragraph(escape(facts.department_name_zh), style(12, alignment=TA_RIGHT)),
+            Paragraph(chinese_date(facts.decided_on), style(12, alignment=TA_RIGHT)),
+        ]
+
+
+def chinese_date(day: date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"

@@ -1,0 +1,248 @@
+"""受理 / 不予受理 in real time: each decision reaches the platform (callback, pull) with
+its PDF notice, the applicant gets one SMS per notice, and a redelivery sends nothing twice.
+
+Seed 001 附件3 (三): "予以受理的，出具受理通知书并短信告知申请人受理相关信息…不予受理的，
+制作不予受理决定书，列明不予受理的具体理由".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import KEYRING, Running, eventually, new_project_no, received_dispatches, running_stack
+from pypdf import PdfReader
+from sqlalchemy import select
+from test_delivery import Platform
+
+from adapters.simulated import Rule, Scenario, Verdict
+from adapters.simulators.sms_gateway import SmsGatewaySimulator
+from contracts.catalog import Catalog
+from contracts.errors import ConfigurationError
+from contracts.messages import AcceptanceNotice, Accepted, ItemOutcome, Rejected
+from contracts.samples import sample_application
+from lianban.settings import Settings
+from router.channels.applicant_messages import ApplicantMessageSender
+from router.channels.filedrop import Layout
+from router.channels.notice_desk import NO_GATEWAY, NO_MOBILE, NoticeDesk
+from router.channels.notice_document import NoticeRenderer
+from router.channels.notifiers import ApplicantMessage, SmsGateway
+from router.domain.correlator import Applied, Correlator
+from router.domain.notices import issued_notices
+from router.store import ApplicantMessageRow, BundleRow, CallbackRow, Database, EventRow, OutboxRow
+from runtime.storage import LocalMaterialStore
+
+MOBILE = "13800138000"  # the sample applicant's
+REJECTION = "出生医学证明信息与申请表不一致"
+
+
+@pytest.fixture
+def sms() -> Iterator[SmsGatewaySimulator]:
+    gateway = SmsGatewaySimulator(refuse_first=1)
+    gateway.server.start()
+    yield gateway
+    gateway.server.stop()
+
+
+@pytest.fixture
+def platform() -> Iterator[Platform]:
+    platform = Platform()
+    platform.server.start()
+    yield platform
+    platform.server.stop()
+
+
+def _pushed_notices(
+    running: Running, platform: Platform, receipt: dict[str, Any], count: int
+) -> list[dict[str, Any]]:
+    """The bundle's acceptance notices the callback took, once `count` have arrived."""
+    return eventually(
+        lambda: [b for b in platform.of(receipt["bundle_id"]) if b["kind"] == "acceptance"],
+        lambda pushed: len(pushed) >= count,
+        timeout=30,
+        message=f"fewer than {count} acceptance notices reached the callback",
+    )
+
+
+def _document_text(running: Running, bundle_id: str, notice: dict[str, Any]) -> str:
+    response = running.client.get(f"/v1/bundles/{bundle_id}/files/{notice['document']['sha256']}")
+    response.raise_for_status()
+    assert response.headers["content-type"] == "application/pdf"
+    return "".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
+
+
+def _allowing_loopback(settings: Settings, **update: Any) -> Settings:
+    return settings.model_copy(
+        update={"callback_backoff_seconds": 0.05, "outbound_hosts": ("127.0.0.1",), **update}
+    )
+
+
+def test_each_acceptance_reaches_the_platform_with_its_notice_and_one_sms(
+    settings: Settings, catalog: Catalog, platform: Platform, sms: SmsGatewaySimulator
+) -> None:
+    settings = _allowing_loopback(settings, sms_gateway_url=sms.url)
+    newborn = catalog.bundle_types["newborn"]
+    with running_stack(settings, catalog) as running:
+        application = sample_application(newborn, new_project_no())
+        application["callback_url"] = f"{platform.server.url}/callback"
+        receipt = running.submit(application).json()
+        reply = running.wait_for_reply(receipt["reply_url"])
+        pushed = _pushed_notices(running, platform, receipt, len(reply["items"]))
+        pulled = running.client.get(f"/v1/bundles/{receipt['bundle_id']}/notices").json()
+        texts = {n["item"]: _document_text(running, receipt["bundle_id"], n) for n in pushed}
+        messages = eventually(
+            lambda: sms.sent_to(MOBILE),
+            lambda sent: len(sent) >= len(pushed),
+            timeout=30,
+            message="the SMS gateway did not get one message per notice",
+        )
+        timeline = running.client.get(f"/v1/bundles/{receipt['bundle_id']}/timeline").json()
+
+    notices = [AcceptanceNotice.model_validate(body) for body in pushed]
+    assert sorted(n.item for n in notices) == sorted(item["item"] for item in reply["items"])
+    assert {n.decision for n in notices} == {"accepted"}
+    assert sorted(pulled, key=lambda n: n["item"]) == sorted(pushed, key=lambda n: n["item"])
+    for notice in notices:
+        text = texts[notice.item]
+        for expected in ("受理通知书", application["project_no"], notice.item_name_zh):
+            assert expected in text
+        assert notice.department_name_zh in text
+        assert notice.document.media_type == "application/pdf"
+    project_no = application["project_no"]
+    assert len(messages) == len(notices), "one SMS per notice, the refused post retried once"
+    assert all(project_no in sms_.content and "受理" in sms_.content for sms_ in messages)
+    assert sms.posts == len(notices) + 1
+    messaged = [e for e in timeline if e["state"] == "applicant_messaged"]
+    assert len(messaged) == len(notices)
+    assert all(MOBILE not in e["detail"] and "138****8000" in e["detail"] for e in messaged)
+
+
+def test_a_rejection_gets_its_decision_with_the_reason_and_says_no_sms_was_sent(
+    settings: Settings, catalog: Catalog, platform: Platform, tmp_path: Path
+) -> None:
+    newborn = catalog.bundle_types["newborn"]
+    rejected_item = newborn.item("birth_registration")
+    scenario = Scenario({rejected_item.code: Rule(Verdict.REJECT, REJECTION)})
+    filedrop = Layout(tmp_path / "filedrop")
+    settings = _allowing_loopback(settings, filedrop_dir=filedrop.root)
+    with running_stack(settings, catalog, scenario) as running:
+        application = sample_application(newborn, new_project_no())
+        application["callback_url"] = f"{platform.server.url}/callback"
+        receipt = running.submit(application).json()
+        running.wait_for_reply(receipt["reply_url"])
+        rejection = eventually(
+            lambda: next(
+                (n for n in platform.of(receipt["bundle_id"]) if n.get("decision") == "rejected"),
+                None,
+            ),
+            lambda found: found is not None,
+            timeout=30,
+            message="no 不予受理 notice reached the callback",
+        )
+        text = _document_text(running, receipt["bundle_id"], rejection)
+        exported = filedrop.outbox / (
+            f"{application['project_no']}.{rejected_item.code}.rejected.notice.json"
+        )
+        eventually(exported.exists, bool, timeout=30, message="the notice never reached the outbox")
+        timeline = running.client.get(f"/v1/bundles/{receipt['bundle_id']}/timeline").json()
+
+    assert (rejection["item"], rejection["decision"]) == (rejected_item.code, "rejected")
+    assert rejection["reason"] == REJECTION
+    assert json.loads(exported.read_bytes()) == rejection  # the file drop has what was pushed
+    pdf = filedrop.outbox / application["project_no"] / rejection["document"]["sha256"]
+    assert hashlib.sha256(pdf.read_bytes()).hexdigest() == rejection["document"]["sha256"]
+    for expected in ("不予受理决定书", REJECTION, "行政复议", application["project_no"]):
+        assert expected in text
+    not_messaged = [
+        e
+        for e in timeline
+        if e["state"] == "applicant_not_messaged" and e["item"] == rejected_item.code
+    ]
+    assert [e["detail"] for e in not_messaged] == [NO_GATEWAY]
+
+
+def test_a_redelivered_acceptance_issues_and_sends_nothing_twice(
+    database: Database, catalog: Catalog, tmp_path: Path, sms: SmsGatewaySimulator
+) -> None:
+    materials = LocalMaterialStore(tmp_path / "materials")
+    dispatch = received_dispatches(database, catalog, materials)[0]
+    correlator = Correlator(database, catalog, keyring=KEYRING)
+    accepted = ItemOutcome.answering(dispatch, Accepted(receipt_no="SL-0001"))
+    desk = NoticeDesk(
+        database,
+        catalog,
+        materials,
+        NoticeRenderer(Settings().notice_font_file),
+        message_channel=SmsGateway.channel,
+    )
+    sender = ApplicantMessageSender(database, SmsGateway(sms.url), backoff_seconds=0)
+
+    assert correlator.apply(accepted) is Applied.APPLIED
+    assert correlator.apply(accepted) is Applied.DUPLICATE  # the broker redelivered it
+    assert desk.issue_due() == 1
+    assert desk.issue_due() == 0
+    assert correlator.apply(accepted) is Applied.DUPLICATE  # again, after the notice went out
+    assert desk.issue_due() == 0
+    assert sender.send_due() == 1  # refused by the gateway: retried
+    assert sender.send_due() == 1
+    assert sender.send_due() == 0
+
+    with database.transaction() as session:
+        bundle_rows = [
+            row
+            for row in session.scalars(select(OutboxRow)).all()
+            if row.correlation_id == str(dispatch.bundle_id) and b'"kind":"acceptance"' in row.body
+        ]
+        callbacks = session.scalars(
+            select(CallbackRow).where(CallbackRow.bundle_id == dispatch.bundle_id)
+        ).all()
+    assert len(bundle_rows) == 1
+    assert callbacks == []  # the sample gives no callback URL
+    notice = AcceptanceNotice.model_validate_json(bundle_rows[0].body)
+    assert notice.receipt_no == "SL-0001"
+    (message,) = sms.sent_to(MOBILE)
+    assert "SL-0001" in message.content
+    # A gateway that took a message whose answer was lost is posted it again: still one SMS.
+    SmsGateway(sms.url).send(ApplicantMessage(uuid.UUID(message.message_id), MOBILE, "again"))
+    assert sms.sent_to(MOBILE) == [message]
+
+
+def test_an_applicant_without_a_mobile_number_gets_no_message_and_the_timeline_says_why(
+    database: Database, catalog: Catalog, tmp_path: Path, sms: SmsGatewaySimulator
+) -> None:
+    materials = LocalMaterialStore(tmp_path / "materials")
+    # The sample enterprise gives no mobile number.
+    dispatch = received_dispatches(database, catalog, materials, "enterprise_establishment")[0]
+    outcome = ItemOutcome.answering(
+        dispatch, Rejected(reason=REJECTION, legal_basis="《条例》第五条")
+    )
+    renderer = NoticeRenderer(Settings().notice_font_file)
+    desk = NoticeDesk(database, catalog, materials, renderer, message_channel=SmsGateway.channel)
+
+    assert Correlator(database, catalog, keyring=KEYRING).apply(outcome) is Applied.APPLIED
+    assert desk.issue_due() == 1
+
+    with database.transaction() as session:
+        (notice,) = issued_notices(session, session.get_one(BundleRow, dispatch.bundle_id), catalog)
+        steps = session.scalars(
+            select(EventRow).where(
+                EventRow.bundle_id == dispatch.bundle_id, EventRow.item == dispatch.item
+            )
+        ).all()
+        messages = session.scalars(
+            select(ApplicantMessageRow).where(ApplicantMessageRow.bundle_id == dispatch.bundle_id)
+        ).all()
+    assert (notice.decision, notice.legal_basis) == ("rejected", "《条例》第五条")
+    assert messages == []
+    assert [s.detail for s in steps if s.state == "applicant_not_messaged"] == [NO_MOBILE]
+
+
+def test_a_missing_notice_font_is_refused_with_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="LIANBAN_NOTICE_FONT_FILE"):
+        NoticeRenderer(tmp_path / "no-such-font.ttc")
