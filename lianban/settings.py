@@ -98,6 +98,16 @@ class Settings(BaseSettings):
     callback_backoff_seconds: float = Field(
         1.0, gt=0, description="First retry delay of a failed callback; doubles up to 10 min."
     )
+    courier_url: str | None = Field(
+        None,
+        description="Base URL of the courier API (contracts/courier.py) post deliveries "
+        "(邮寄送达) get their waybills from; unset, they wait for one.",
+    )
+    courier_backoff_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="First retry delay of a failed waybill request; doubles up to 10 min.",
+    )
     poll_round_seconds: float = Field(
         5.0, gt=0, description="How often the poll scheduler sends the decision polls due."
     )

@@ -25,8 +25,11 @@ from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
 from lianban.settings import Settings, open_database
 from router.channels.callbacks import CallbackSender
+from router.channels.couriers import HttpJsonCourier
 from router.channels.filedrop import Layout, PackageWatcher
 from router.channels.filedrop_export import ReplyExporter
+from router.channels.filedrop_proofs import ProofWatcher
+from router.channels.waybills import WaybillSender
 from router.domain.calendar_watcher import CalendarWatcher
 from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
@@ -125,6 +128,13 @@ class Stack:
                 backoff_seconds=self.settings.callback_backoff_seconds,
             )
             self._spawn("callbacks", sender.run)
+            if self.settings.courier_url is not None:
+                waybills = WaybillSender(
+                    self.database,
+                    HttpJsonCourier(self.settings.courier_url, self.outbound),
+                    backoff_seconds=self.settings.courier_backoff_seconds,
+                )
+                self._spawn("waybills", waybills.run)
             deadlines = DeadlineWatcher(
                 self.database, every_seconds=self.settings.deadline_check_seconds
             )
@@ -178,6 +188,8 @@ class Stack:
                 layout = Layout(self.settings.filedrop_dir)
                 watcher = PackageWatcher(layout, self.intake, self.materials, self.catalog)
                 self._spawn("filedrop-inbox", watcher.run)
+                proofs = ProofWatcher(layout, self.database)
+                self._spawn("filedrop-proofs", proofs.run)
         if self.settings.metrics_port is not None:
             self._metrics_server = serve_process_metrics(
                 self.settings.metrics_host, self.settings.metrics_port

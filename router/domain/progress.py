@@ -34,7 +34,7 @@ from contracts.messages import (
     ToleratedGap,
     filing_key,
 )
-from router.domain import planner
+from router.domain import handovers, planner
 from router.domain.timekeeping import Timekeeper, respond_by
 from router.domain.workdays import working_calendar
 from router.store import BundleRow, CallbackRow, ItemRow, ReplyRow
@@ -66,6 +66,8 @@ def set_item_state(
     bundle = item.bundle
     if state.is_final and bundle.application.get("delivery") == Delivery.PER_ITEM:
         _notify(session, bundle, item)
+    if state.is_final:
+        handovers.item_decided(session, bundle, item)
 
 
 def _notify(session: Session, bundle: BundleRow, item: ItemRow) -> None:
@@ -126,7 +128,7 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
     for code in planner.forwardable(bundle_type, states, awaiting):
         _forward_prerequisites(session, bundle, bundle_type, items[code], items)
         states[code] = ItemState.ACCEPTED
-    if bundle.state != BundleState.REPLIED and all(state.is_final for state in states.values()):
+    if bundle.state == BundleState.IN_PROGRESS and all(state.is_final for state in states.values()):
         assemble_reply(session, bundle)
 
 
@@ -297,6 +299,7 @@ def assemble_reply(
         message=reply,
     )
     _push_to_callback(session, bundle, reply)
+    handovers.bundle_replied(session, bundle)
 
 
 def _item_result(item: ItemRow) -> ItemResult:

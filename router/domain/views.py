@@ -24,6 +24,7 @@ from contracts.api import (
 from contracts.application import MaterialRef
 from contracts.catalog import Catalog, promised_working_days
 from contracts.messages import BundleReply, ItemState
+from router.domain.handovers import handover_status, handovers_of
 from router.domain.progress import certificates_of, tolerated_gaps
 from router.domain.timekeeping import bundle_clock, deadlines, item_clock
 from router.domain.workdays import working_calendar
@@ -128,6 +129,7 @@ def bundle_status(session: Session, bundle_id: uuid.UUID, catalog: Catalog) -> B
                 .order_by(CallbackRow.id)
             )
         ),
+        handovers=tuple(map(handover_status, handovers_of(session, bundle_id))),
     )
 
 

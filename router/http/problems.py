@@ -45,6 +45,9 @@ class Cause(StrEnum):
     CASE_NUMBER_TAKEN = "case_number_taken"
     ALREADY_ANSWERED = "already_answered"
     CORRECTION_NOT_AWAITED = "correction_not_awaited"
+    HANDOVER_NOT_READY = "handover_not_ready"
+    PROOF_CONFLICT = "proof_conflict"
+    PROOF_MISMATCH = "proof_mismatch"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     MATERIAL_REJECTED = "material_rejected"
     UNAVAILABLE = "unavailable"
@@ -66,6 +69,13 @@ _CAUSES: dict[Cause, tuple[int, str, str]] = {
     Cause.CASE_NUMBER_TAKEN: (409, "办件编号已用于另一申请", "Case number already used"),
     Cause.ALREADY_ANSWERED: (409, "办件已全部办结，无可撤回事项", "Already answered"),
     Cause.CORRECTION_NOT_AWAITED: (409, "该事项未要求补正", "No correction awaited"),
+    Cause.HANDOVER_NOT_READY: (409, "办理结果尚未待送达", "No results are ready to hand over"),
+    Cause.PROOF_CONFLICT: (409, "已登记另一送达凭证", "Delivered already, with another proof"),
+    Cause.PROOF_MISMATCH: (
+        422,
+        "送达凭证与送达方式或运单号不符",
+        "The proof does not match the delivery method or waybill",
+    ),
     Cause.PAYLOAD_TOO_LARGE: (413, "上传内容过大", "Payload too large"),
     Cause.MATERIAL_REJECTED: (422, "上传材料不符合要求", "The material was refused"),
     Cause.UNAVAILABLE: (503, "服务暂不可用，请稍后重试", "Service unavailable"),

@@ -66,6 +66,7 @@ class AuditEvent(StrEnum):
     PULLED = "pulled"  # a bundle's file was read out
     REPLAYED = "replayed"  # an operator replayed dead letters
     CLAIMED = "claimed"  # staff claimed a manual work-queue item
+    DELIVERED = "delivered"  # a proof of delivery (送达凭证) was recorded
 
 
 def record(

@@ -288,6 +288,45 @@ class CallbackRow(Base):
     created_at: Mapped[datetime]
 
 
+AWAITING_WAYBILL = text("state = 'awaiting_waybill'")
+
+
+class HandoverRow(Base):
+    """送达: one set of results to hand to the applicant (the bundle's, or one item's for
+    分别领取), by the method the application chose, until its proof (送达凭证) is recorded.
+
+    One row per (bundle, item) — `item` is empty for the bundle's — written in the
+    transaction that makes the results ready, so a redelivered reply or notice finds it
+    there and asks for no second waybill. A post delivery's row is also its outbox entry:
+    the waybill sender claims due `awaiting_waybill` rows (SKIP LOCKED) and retries them."""
+
+    __tablename__ = "handovers"
+    __table_args__ = (
+        Index("ux_handovers_once", "bundle_id", "item", unique=True),
+        Index(
+            "ix_handovers_waybill_due",
+            "next_attempt_at",
+            postgresql_where=AWAITING_WAYBILL,
+            sqlite_where=AWAITING_WAYBILL,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"))
+    item: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24))
+    ready_at: Mapped[datetime]
+    courier: Mapped[str | None] = mapped_column(String(64))
+    waybill_no: Mapped[str | None] = mapped_column(String(64))
+    waybill_issued_at: Mapped[datetime | None]
+    courier_attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    proof: Mapped[dict[str, Any] | None]
+
+
 class AuditRow(Base):
     """One audit record (审计日志): a message received, sent, decided or refused.
 

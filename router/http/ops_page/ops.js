@@ -59,6 +59,7 @@ const TEXT = {
   "level.missed": ["超期", "missed"], "level.warning": ["预警", "warning"],
   "circuit.closed": ["正常", "closed"], "circuit.open": ["熔断", "open"], "circuit.half_open": ["半开", "half open"],
   "state.in_progress": ["办理中", "in progress"], "state.replied": ["已答复", "replied"],
+  "state.delivered": ["已送达", "delivered"],
   "state.waiting": ["等待前置", "waiting"], "state.dispatched": ["已派发", "dispatched"],
   "state.pre_reviewed": ["容缺预审", "pre-reviewed"], "state.accepted": ["已受理", "accepted"],
   "state.correction_requested": ["补齐补正", "correction requested"], "state.approved": ["准予", "approved"],

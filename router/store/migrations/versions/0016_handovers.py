@@ -1,0 +1,68 @@
+"""handovers: 送达方式 and proof of delivery (送达凭证)
+
+Revision ID: 0016
+Revises: 0013
+Create Date: 2026-12-04 17:10:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0016"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+AWAITING_WAYBILL = sa.text("state = 'awaiting_waybill'")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "handovers",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("bundle_id", sa.Uuid(), nullable=False),
+        sa.Column("item", sa.String(length=64), nullable=False),
+        sa.Column("method", sa.String(length=16), nullable=False),
+        sa.Column("state", sa.String(length=24), nullable=False),
+        sa.Column("ready_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("courier", sa.String(length=64), nullable=True),
+        sa.Column("waybill_no", sa.String(length=64), nullable=True),
+        sa.Column("waybill_issued_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("courier_attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "proof",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.ForeignKeyConstraint(["bundle_id"], ["bundles.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("handovers", schema=None) as batch_op:
+        batch_op.create_index("ux_handovers_once", ["bundle_id", "item"], unique=True)
+        batch_op.create_index(
+            "ix_handovers_waybill_due",
+            ["next_attempt_at"],
+            unique=False,
+            postgresql_where=AWAITING_WAYBILL,
+            sqlite_where=AWAITING_WAYBILL,
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("handovers", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_handovers_waybill_due",
+            postgresql_where=AWAITING_WAYBILL,
+            sqlite_where=AWAITING_WAYBILL,
+        )
+        batch_op.drop_index("ux_handovers_once")
+    op.drop_table("handovers")
