@@ -17,6 +17,7 @@ from sqlalchemy import select
 from adapters.simulators.courier import CourierSimulator
 from contracts.catalog import Catalog
 from contracts.samples import sample_application, sample_postal_address
+from lianban.cli import main
 from lianban.settings import Settings
 from lianban.stack import Stack
 from router.channels.couriers import HttpJsonCourier
@@ -77,7 +78,11 @@ def _window_proof(item: str | None, form_no: str) -> dict[str, Any]:
 
 
 def test_a_post_delivery_gets_one_waybill_and_ends_only_after_the_couriers_proof(
-    settings: Settings, catalog: Catalog, courier: CourierSimulator
+    settings: Settings,
+    catalog: Catalog,
+    courier: CourierSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     with running_stack(_with_courier(settings, courier), catalog) as running:
         receipt = running.submit(_by_post(catalog)).json()
@@ -112,6 +117,9 @@ def test_a_post_delivery_gets_one_waybill_and_ends_only_after_the_couriers_proof
         assert delivered.status_code == 200, delivered.text
         again = _prove(running, bundle_id, proof)
         conflicting = _prove(running, bundle_id, {**proof, "signature_ref": "POD-other"})
+        monkeypatch.setenv("LIANBAN_DATABASE_URL", settings.database_url)
+        assert main(["bundle", "show", bundle_id]) == 0
+        shown = capsys.readouterr().out
 
     status = delivered.json()
     assert status["state"] == "delivered"
@@ -126,6 +134,8 @@ def test_a_post_delivery_gets_one_waybill_and_ends_only_after_the_couriers_proof
         "waybill_issued",
         "delivered",
     ]
+    assert f"delivered             (bundle) 邮寄送达 waybill {waybill.waybill_no}" in shown
+    assert "— courier POD-8812" in shown
     # The timeline names the recipient masked.
     assert "张*" in status["timeline"][-1]["detail"]
     assert "张三" not in json.dumps(status["timeline"], ensure_ascii=False)
@@ -184,11 +194,21 @@ def test_per_item_window_handovers_end_on_their_proofs_through_the_api_and_the_f
             timeout=30,
             message="the dropped proof was never recorded",
         )
+        outbox = settings.filedrop_dir / "outbox"  # type: ignore[operator]
+        notices = eventually(
+            lambda: sorted(outbox.glob(f"{receipt['project_no']}.*.notice.json")),
+            lambda found: len(found) == len(reply["items"]),
+            timeout=30,
+            message="the per-item notices never reached the file drop",
+        )
 
     assert {h["proof"]["signature_ref"] for h in status["handovers"]} == {
         *(f"F-{n}" for n in range(len(by_api))),
         "F-last",
     }
+    exported = [json.loads(path.read_text())["result"] for path in notices]
+    assert sorted(r["item"] for r in exported) == sorted(h["item"] for h in handovers)
+    assert all(r["state"] == "approved" for r in exported)
     processed = settings.filedrop_dir / "processed"  # type: ignore[operator]
     assert (processed / f"{receipt['project_no']}.proof.json").exists()
 

@@ -37,7 +37,7 @@ from contracts.messages import (
 from router.domain import handovers, planner
 from router.domain.timekeeping import Timekeeper, respond_by
 from router.domain.workdays import working_calendar
-from router.store import BundleRow, CallbackRow, ItemRow, ReplyRow
+from router.store import BundleRow, CallbackRow, ItemRow, NoticeRow, ReplyRow
 from router.store.outbox import enqueue
 from router.store.timeline import Actor, record_event
 from runtime import clock
@@ -85,6 +85,15 @@ def _notify(session: Session, bundle: BundleRow, item: ItemRow) -> None:
         message=notice,
     )
     _push_to_callback(session, bundle, notice)
+    # Kept for the file drop's export (router.channels.filedrop_export).
+    session.add(
+        NoticeRow(
+            bundle_id=bundle.id,
+            item=item.code,
+            body=notice.model_dump(mode="json"),
+            created_at=clock.now(),
+        )
+    )
 
 
 def _push_to_callback(

@@ -16,6 +16,7 @@ from router.store.tables import (
     InboxRow,
     ItemRow,
     ManualItemRow,
+    NoticeRow,
     OutboxRow,
     ReplyRow,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "InboxRow",
     "ItemRow",
     "ManualItemRow",
+    "NoticeRow",
     "OutboxRow",
     "ReplyRow",
 ]

@@ -233,6 +233,18 @@ class ReplyRow(Base):
     created_at: Mapped[datetime]
 
 
+class NoticeRow(Base):
+    """分别领取: a per-item notice (ItemNotice) as sent, kept for the file drop's export."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), index=True)
+    item: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class EventRow(Base):
     """The bundle's timeline: every state change and every ignored outcome, in order."""
 

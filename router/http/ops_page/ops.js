@@ -73,6 +73,12 @@ const TEXT = {
   "state.ignored": ["已忽略", "ignored"], "state.decision_pending": ["待部门决定", "decision pending"],
   "state.unreachable": ["部门不可达", "unreachable"], "state.withdrawn": ["已撤回", "withdrawn"],
   "state.callback_delivered": ["回调已送达", "callback delivered"],
+  "state.handover_ready": ["待送达", "ready to hand over"], "state.waybill_issued": ["已出运单", "waybill issued"],
+  "state.awaiting_collection": ["待窗口领取", "awaiting collection"], "state.awaiting_download": ["待下载", "awaiting download"],
+  "state.awaiting_waybill": ["待出运单", "awaiting waybill"], "state.in_transit": ["邮寄中", "in transit"],
+  handovers: ["送达", "Handovers"], handoverMethod: ["送达方式", "Method"], waybill: ["运单号", "Waybill"],
+  proof: ["送达凭证", "Proof"], "method.window": ["窗口领取", "window"],
+  "method.electronic": ["电子送达", "electronic"], "method.post": ["邮寄送达", "post"],
 };
 
 let language = localStorage.getItem(LANGUAGE_KEY) === "en" ? "en" : "zh";
@@ -367,12 +373,30 @@ async function findBundle(key) {
         el("td", {}, stateLabel(item.state)), el("td", {}, item.reason ?? ""),
         departmentConditionCell(item),
         ...decisionPollCells(item.decision_poll))))),
+    ...handoverSection(bundle.handovers),
     el("h3", {}, t("timeline")),
     el("table", { id: "timeline" },
       headRow("at", "step", "item", "actor", "detail"),
       el("tbody", {}, bundle.timeline.map((step) => el("tr", { "data-step": step.state },
         el("td", {}, when(step.at)), el("td", {}, stateLabel(step.state)), el("td", {}, step.item ?? t("bundle")),
         el("td", {}, step.actor), el("td", {}, step.detail ?? ""))))));
+}
+
+// 送达: each handover's method, state, waybill and proof (who signed, when, its reference).
+function handoverSection(handovers) {
+  if (!handovers.length) return [];
+  return [
+    el("h3", {}, t("handovers")),
+    el("table", { id: "handovers" },
+      headRow("item", "handoverMethod", "state", "waybill", "proof"),
+      el("tbody", {}, handovers.map((handover) => el("tr", { "data-handover": handover.state },
+        el("td", {}, handover.item ?? t("bundle")), el("td", {}, t(`method.${handover.method}`)),
+        el("td", {}, stateLabel(handover.state) + (handover.last_error ? ` (${handover.last_error})` : "")),
+        el("td", {}, handover.waybill_no ?? ""),
+        el("td", {}, handover.proof
+          ? `${handover.proof.source} ${handover.proof.signature_ref} · ${when(handover.proof.received_at)}`
+          : ""))))),
+  ];
 }
 
 // Supervision figures and charts -------------------------------------------------------------

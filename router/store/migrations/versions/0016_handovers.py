@@ -1,4 +1,4 @@
-"""handovers: 送达方式 and proof of delivery (送达凭证)
+"""handovers: 送达方式 and proof of delivery (送达凭证); notices kept for the file drop
 
 Revision ID: 0016
 Revises: 0013
@@ -56,8 +56,35 @@ def upgrade() -> None:
             sqlite_where=AWAITING_WAYBILL,
         )
 
+    op.create_table(
+        "notices",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("bundle_id", sa.Uuid(), nullable=False),
+        sa.Column("item", sa.String(length=64), nullable=False),
+        sa.Column(
+            "body",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["bundle_id"], ["bundles.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("notices", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_notices_bundle_id"), ["bundle_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_notices_created_at"), ["created_at"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("notices", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_notices_created_at"))
+        batch_op.drop_index(batch_op.f("ix_notices_bundle_id"))
+    op.drop_table("notices")
     with op.batch_alter_table("handovers", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_handovers_waybill_due",
