@@ -133,6 +133,7 @@ class Stack:
                     self.database,
                     HttpJsonCourier(self.settings.courier_url, self.outbound),
                     backoff_seconds=self.settings.courier_backoff_seconds,
+                    tracking_seconds=self.settings.courier_tracking_seconds,
                 )
                 self._spawn("waybills", waybills.run)
             deadlines = DeadlineWatcher(

@@ -36,12 +36,15 @@ def courier() -> Iterator[CourierSimulator]:
     courier.server.stop()
 
 
-def _with_courier(settings: Settings, courier: CourierSimulator) -> Settings:
+def _with_courier(
+    settings: Settings, courier: CourierSimulator, tracking_seconds: float = 600
+) -> Settings:
     # The courier listens on loopback: allow-listed, as an internal host must be.
     return settings.model_copy(
         update={
             "courier_url": courier.url,
             "courier_backoff_seconds": 0.05,
+            "courier_tracking_seconds": tracking_seconds,
             "outbound_hosts": ("127.0.0.1",),
         }
     )
@@ -139,6 +142,26 @@ def test_a_post_delivery_gets_one_waybill_and_ends_only_after_the_couriers_proof
     # The timeline names the recipient masked.
     assert "张*" in status["timeline"][-1]["detail"]
     assert "张三" not in json.dumps(status["timeline"], ensure_ascii=False)
+
+
+def test_the_couriers_signed_receipt_is_recorded_as_its_proof(
+    settings: Settings, catalog: Catalog, courier: CourierSimulator
+) -> None:
+    settings = _with_courier(settings, courier, tracking_seconds=0.05)
+    with running_stack(settings, catalog) as running:
+        receipt = running.submit(_by_post(catalog)).json()
+        running.wait_for_reply(receipt["reply_url"])
+        (handover,) = _handovers_once(running, receipt["status_url"], "in_transit")
+        courier.sign(handover["waybill_no"], "张三", "POD-0001")
+        (delivered,) = _handovers_once(running, receipt["status_url"], "delivered")
+        status = running.client.get(receipt["status_url"]).json()
+
+    assert status["state"] == "delivered"
+    assert delivered["proof"]["source"] == "courier"
+    assert delivered["proof"]["signature_ref"] == "POD-0001"
+    assert delivered["proof"]["waybill_no"] == handover["waybill_no"]
+    (step,) = [event for event in status["timeline"] if event["state"] == "delivered"]
+    assert step["actor"] == "router"
 
 
 def test_handing_a_reply_over_again_asks_for_no_second_waybill(

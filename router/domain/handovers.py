@@ -15,7 +15,8 @@ a withdrawn or failed item has none, and a bundle with none stays `replied`.
     window        awaiting_collection    window: the signed collection form
     electronic    awaiting_download      download: the platform's record of the download
     post          awaiting_waybill       courier: the signed receipt, on the waybill issued
-                  → in_transit (the waybill sender, router.channels.waybills)
+                  → in_transit (the courier sender, router.channels.waybills, which
+                  records the courier's proof itself once its tracking says signed)
 
 A bundle is `delivered` once it is replied and every handover has its proof.
 """
@@ -124,9 +125,15 @@ class ProofRefusal(StrEnum):
 
 
 def record_proof(
-    session: Session, bundle: BundleRow, proof: DeliveryProof, actor: str
+    session: Session,
+    bundle: BundleRow,
+    proof: DeliveryProof,
+    actor: str,
+    *,
+    timeline_actor: Actor = Actor.PLATFORM,
 ) -> ProofRefusal | None:
-    """Record the proof of a handover (repeating the recorded proof changes nothing)."""
+    """Record the proof of a handover (repeating the recorded proof changes nothing).
+    The caller holds the bundle's lock; `actor` is audited, `timeline_actor` shown."""
     row = _find(session, bundle, proof.item or BUNDLE)
     if row is None:
         return ProofRefusal.NOT_READY
@@ -143,9 +150,10 @@ def record_proof(
     row.state = HandoverState.DELIVERED.value
     row.delivered_at = proof.received_at
     row.proof = recorded
+    row.next_attempt_at = None  # nothing more to ask the courier
     detail = f"{proof.source.value} {proof.signature_ref}; {mask_name(proof.recipient_name)}"
     record_event(
-        session, bundle.id, proof.item, TimelineEvent.DELIVERED, detail, actor=Actor.PLATFORM
+        session, bundle.id, proof.item, TimelineEvent.DELIVERED, detail, actor=timeline_actor
     )
     record(
         session,
@@ -172,7 +180,9 @@ def _settle(session: Session, bundle: BundleRow) -> None:
 
 def _find(session: Session, bundle: BundleRow, item: str) -> HandoverRow | None:
     found: HandoverRow | None = session.scalar(
-        select(HandoverRow).where(HandoverRow.bundle_id == bundle.id, HandoverRow.item == item)
+        select(HandoverRow)
+        .where(HandoverRow.bundle_id == bundle.id, HandoverRow.item == item)
+        .with_for_update()  # the courier sender may be asking about it
     )
     return found
 

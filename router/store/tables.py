@@ -300,7 +300,7 @@ class CallbackRow(Base):
     created_at: Mapped[datetime]
 
 
-AWAITING_WAYBILL = text("state = 'awaiting_waybill'")
+COURIER_DUE = text("next_attempt_at IS NOT NULL")
 
 
 class HandoverRow(Base):
@@ -310,16 +310,17 @@ class HandoverRow(Base):
     One row per (bundle, item) — `item` is empty for the bundle's — written in the
     transaction that makes the results ready, so a redelivered reply or notice finds it
     there and asks for no second waybill. A post delivery's row is also its outbox entry:
-    the waybill sender claims due `awaiting_waybill` rows (SKIP LOCKED) and retries them."""
+    the courier sender claims rows whose `next_attempt_at` is due (SKIP LOCKED), asks for
+    the waybill (retried with backoff) and then reads the tracking until signed for."""
 
     __tablename__ = "handovers"
     __table_args__ = (
         Index("ux_handovers_once", "bundle_id", "item", unique=True),
         Index(
-            "ix_handovers_waybill_due",
+            "ix_handovers_courier_due",
             "next_attempt_at",
-            postgresql_where=AWAITING_WAYBILL,
-            sqlite_where=AWAITING_WAYBILL,
+            postgresql_where=COURIER_DUE,
+            sqlite_where=COURIER_DUE,
         ),
     )
 

@@ -14,7 +14,7 @@ down_revision = "0013"
 branch_labels = None
 depends_on = None
 
-AWAITING_WAYBILL = sa.text("state = 'awaiting_waybill'")
+COURIER_DUE = sa.text("next_attempt_at IS NOT NULL")
 
 
 def upgrade() -> None:
@@ -49,11 +49,11 @@ def upgrade() -> None:
     with op.batch_alter_table("handovers", schema=None) as batch_op:
         batch_op.create_index("ux_handovers_once", ["bundle_id", "item"], unique=True)
         batch_op.create_index(
-            "ix_handovers_waybill_due",
+            "ix_handovers_courier_due",
             ["next_attempt_at"],
             unique=False,
-            postgresql_where=AWAITING_WAYBILL,
-            sqlite_where=AWAITING_WAYBILL,
+            postgresql_where=COURIER_DUE,
+            sqlite_where=COURIER_DUE,
         )
 
     op.create_table(
@@ -87,9 +87,9 @@ def downgrade() -> None:
     op.drop_table("notices")
     with op.batch_alter_table("handovers", schema=None) as batch_op:
         batch_op.drop_index(
-            "ix_handovers_waybill_due",
-            postgresql_where=AWAITING_WAYBILL,
-            sqlite_where=AWAITING_WAYBILL,
+            "ix_handovers_courier_due",
+            postgresql_where=COURIER_DUE,
+            sqlite_where=COURIER_DUE,
         )
         batch_op.drop_index("ux_handovers_once")
     op.drop_table("handovers")
