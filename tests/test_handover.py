@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from adapters.simulators.courier import CourierSimulator
 from contracts.catalog import Catalog
+from contracts.personal_data import mask_fields
 from contracts.samples import sample_application, sample_postal_address
 from lianban.cli import main
 from lianban.settings import Settings
@@ -193,7 +194,8 @@ def test_handing_a_reply_over_again_asks_for_no_second_waybill(
 def test_per_item_window_handovers_end_on_their_proofs_through_the_api_and_the_file_drop(
     settings: Settings, catalog: Catalog, tmp_path: Path
 ) -> None:
-    settings = settings.model_copy(update={"filedrop_dir": tmp_path / "filedrop"})
+    filedrop = tmp_path / "filedrop"
+    settings = settings.model_copy(update={"filedrop_dir": filedrop})
     application = sample_application(catalog.bundle_types["newborn"], new_project_no())
     application["delivery"] = "per_item"  # 分别领取, at the window (the default 送达方式)
     with running_stack(settings, catalog) as running:
@@ -208,18 +210,17 @@ def test_per_item_window_handovers_end_on_their_proofs_through_the_api_and_the_f
         assert proved.json()["state"] == "replied", "one item is still at the window"
 
         dropped = {"project_no": receipt["project_no"], "proof": _window_proof(last, "F-last")}
-        inbox = settings.filedrop_dir / "inbox"  # type: ignore[operator]
-        (inbox / ".drop.tmp").write_text(json.dumps(dropped))
-        (inbox / ".drop.tmp").rename(inbox / f"{receipt['project_no']}.proof.json")
+        unknown = {"project_no": new_project_no(), "proof": _window_proof(last, "F-x")}
+        for name, proof in (("unknown", unknown), (receipt["project_no"], dropped)):
+            _drop(filedrop, f"{name}.proof.json", json.dumps(proof))
         status = eventually(
             lambda: running.client.get(receipt["status_url"]).json(),
             lambda status: status["state"] == "delivered",
             timeout=30,
             message="the dropped proof was never recorded",
         )
-        outbox = settings.filedrop_dir / "outbox"  # type: ignore[operator]
         notices = eventually(
-            lambda: sorted(outbox.glob(f"{receipt['project_no']}.*.notice.json")),
+            lambda: sorted((filedrop / "outbox").glob(f"{receipt['project_no']}.*.notice.json")),
             lambda found: len(found) == len(reply["items"]),
             timeout=30,
             message="the per-item notices never reached the file drop",
@@ -232,8 +233,47 @@ def test_per_item_window_handovers_end_on_their_proofs_through_the_api_and_the_f
     exported = [json.loads(path.read_text())["result"] for path in notices]
     assert sorted(r["item"] for r in exported) == sorted(h["item"] for h in handovers)
     assert all(r["state"] == "approved" for r in exported)
-    processed = settings.filedrop_dir / "processed"  # type: ignore[operator]
-    assert (processed / f"{receipt['project_no']}.proof.json").exists()
+    assert (filedrop / "processed" / f"{receipt['project_no']}.proof.json").exists()
+    reason = json.loads((filedrop / "failed" / "unknown.proof.json.reason.json").read_text())
+    assert reason["code"] == "proof_refused"
+    assert reason["message"] == f"no bundle with case number {unknown['project_no']}"
+
+
+def _drop(filedrop: Path, name: str, text: str) -> None:
+    """Put a file in the file drop's inbox the way the platform does: renamed when whole."""
+    partial = filedrop / "inbox" / f".{name}.part"
+    partial.write_text(text)
+    partial.rename(partial.with_name(name))
+
+
+def test_an_electronic_delivery_ends_on_the_platforms_record_of_the_download(
+    settings: Settings, catalog: Catalog
+) -> None:
+    application = sample_application(catalog.bundle_types["newborn"], new_project_no())
+    application["handover"] = {"method": "electronic"}
+    with running_stack(settings, catalog) as running:
+        receipt = running.submit(application).json()
+        running.wait_for_reply(receipt["reply_url"])
+        _handovers_once(running, receipt["status_url"], "awaiting_download")
+        window = _prove(running, receipt["bundle_id"], _window_proof(None, "F-1"))
+        download = {**_window_proof(None, "个人中心下载记录 D-77"), "source": "download"}
+        downloaded = _prove(running, receipt["bundle_id"], download)
+
+    assert (window.status_code, window.json()["code"]) == (422, "proof_mismatch")
+    assert downloaded.status_code == 200, downloaded.text
+    assert downloaded.json()["state"] == "delivered"
+
+
+def test_personal_data_of_a_postal_address_is_masked_in_logs() -> None:
+    masked = mask_fields({"handover": {"address": sample_postal_address()}})["handover"]
+
+    assert masked["address"] == {
+        "recipient": "张*",
+        "mobile": "138****8000",
+        "area_code": "410102",
+        "address_line": "中原区示例路***",
+        "postcode": "450000",
+    }
 
 
 def test_a_post_delivery_without_an_address_is_a_one_time_notice(
