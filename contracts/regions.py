@@ -1,8 +1,8 @@
 """GB/T 2260 administrative division codes (行政区划代码): a 6-digit code names its
 province (first 2 digits), prefecture-level city (first 4) and county-level district.
 
-Only the provinces are named here: city and district names change every year with the
-Ministry of Civil Affairs' list, and a courier resolves them from the code itself.
+Only the provinces are listed here, to check a code: city and district names change every
+year with the Ministry of Civil Affairs' list, and a courier resolves them from the code.
 """
 
 from __future__ import annotations
@@ -43,13 +43,3 @@ PROVINCES: dict[str, str] = {
     "81": "香港特别行政区",
     "82": "澳门特别行政区",
 }
-
-
-def province_code(area_code: str) -> str:
-    """The province of a 6-digit division code: 410105 → 410000."""
-    return f"{area_code[:2]}0000"
-
-
-def city_code(area_code: str) -> str:
-    """The prefecture-level city of a 6-digit division code: 410105 → 410100."""
-    return f"{area_code[:4]}00"
