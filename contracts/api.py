@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from contracts.application import MaterialRef
+from contracts.application import HandoverMethod, MaterialRef
 from contracts.catalog import HandlingClass
 from contracts.messages import CircuitState, ItemState, ToleratedGap, TroubleKind
 
@@ -21,7 +21,8 @@ class BundleState(StrEnum):
     """Where a bundle stands: replied once its one reply exists."""
 
     IN_PROGRESS = "in_progress"
-    REPLIED = "replied"
+    REPLIED = "replied"  # answered; results still to reach the applicant (送达)
+    DELIVERED = "delivered"  # every result handed over, each with its proof (送达凭证)
 
 
 class DeadlineKind(StrEnum):
@@ -72,6 +73,9 @@ class TimelineEvent(StrEnum):
     NOTICE_ISSUED = "notice_issued"  # 受理通知书 / 不予受理决定书 issued and pushed
     APPLICANT_MESSAGED = "applicant_messaged"  # 短信告知: the gateway took the message
     APPLICANT_NOT_MESSAGED = "applicant_not_messaged"  # no message sent; the detail says why
+    HANDOVER_READY = "handover_ready"  # results ready to reach the applicant (待送达)
+    WAYBILL_ISSUED = "waybill_issued"  # 邮寄送达: the courier issued a waybill (运单号)
+    DELIVERED = "delivered"  # 送达: the applicant received them; the proof is recorded
 
 
 TimelineStep = ItemState | TimelineEvent
@@ -248,6 +252,63 @@ class CallbackStatus(_Document):
     last_error: str | None
 
 
+class HandoverState(StrEnum):
+    """Where one handover (送达) stands."""
+
+    AWAITING_COLLECTION = "awaiting_collection"  # 窗口领取: at the window, not collected
+    AWAITING_DOWNLOAD = "awaiting_download"  # 电子送达: published, not downloaded
+    AWAITING_WAYBILL = "awaiting_waybill"  # 邮寄送达: the courier is being asked
+    IN_TRANSIT = "in_transit"  # 邮寄送达: waybill issued, not signed for yet
+    DELIVERED = "delivered"  # received, with a proof (送达凭证)
+
+
+class ProofSource(StrEnum):
+    """Who vouches for a delivery."""
+
+    COURIER = "courier"  # the courier's signed receipt (签收)
+    WINDOW = "window"  # the issuing window's signed collection form (领取签字)
+    DOWNLOAD = "download"  # the platform's record of the applicant's download
+
+
+class DeliveryProof(_Document):
+    """送达凭证: who received the results, when, and the reference of their signature.
+
+    Posted to `POST /v1/bundles/{id}/handovers/proof`, or dropped in the filedrop inbox as
+    `<project_no>.proof.json`."""
+
+    item: str | None = Field(
+        default=None, description="The item, for 分别领取; none for the bundle's one handover"
+    )
+    source: ProofSource
+    recipient_name: str = Field(min_length=1, max_length=50, description="签收人")
+    received_at: AwareDatetime
+    signature_ref: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The signature's reference: the courier's receipt image id, the window's "
+        "form number, the download's record",
+    )
+    waybill_no: str | None = Field(
+        default=None, max_length=64, description="运单号: required for a courier's proof"
+    )
+
+
+class HandoverStatus(_Document):
+    """One handover (送达) of results to the applicant: the bundle's one, or an item's."""
+
+    item: str | None = Field(description="None: the bundle's results together")
+    method: HandoverMethod
+    state: HandoverState
+    ready_at: AwareDatetime
+    courier: str | None = None
+    waybill_no: str | None = None
+    waybill_issued_at: AwareDatetime | None = None
+    courier_attempts: int = 0
+    last_error: str | None = None
+    delivered_at: AwareDatetime | None = None
+    proof: DeliveryProof | None = None
+
+
 class BundleStatus(_Document):
     bundle_id: UUID
     project_no: str
@@ -264,6 +325,9 @@ class BundleStatus(_Document):
     items: tuple[ItemStatus, ...]
     timeline: tuple[TimelineEntry, ...]
     callbacks: tuple[CallbackStatus, ...] = ()
+    handovers: tuple[HandoverStatus, ...] = Field(
+        default=(), description="送达: how each set of results reaches the applicant"
+    )
 
 
 class ManualItemState(StrEnum):

@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from contracts import SCHEMA_VERSION, SchemaVersion
 from contracts.identity import resident_id_problem, uscc_problem
+from contracts.regions import PROVINCES
 
 MAX_MATERIAL_BYTES = 50 * 1024 * 1024
 MATERIAL_MEDIA_TYPES = frozenset(
@@ -47,6 +48,9 @@ class ApplicantType(IntEnum):
 
 
 class Delivery(StrEnum):
+    """When results are collected (领取时机): all at once or item by item. How they
+    reach the applicant (窗口, 电子, 邮寄) is the separate `HandoverMethod`."""
+
     UNIFIED = "unified"  # 统一领取: one reply when every item is final
     PER_ITEM = "per_item"  # 分别领取: a notice as each item becomes final, then the reply
 
@@ -146,6 +150,62 @@ class MaterialRef(_Strict):
         return value
 
 
+class HandoverMethod(StrEnum):
+    """送达方式: how the results reach the applicant (seeds 001/002 "窗口发放、物流快递送达";
+    004 第十七条)."""
+
+    WINDOW = "window"  # 窗口领取: collected in person at the issuing window (出证窗口)
+    ELECTRONIC = "electronic"  # 电子送达: downloaded from the platform (一端出件)
+    POST = "post"  # 邮寄送达: sent by courier to a postal address, once every item is final
+
+
+class PostalAddress(_Strict):
+    """Where a post delivery (邮寄送达) goes; the courier resolves city and district names
+    from `area_code`."""
+
+    recipient: str = Field(min_length=1, max_length=50, description="收件人")
+    mobile: Mobile = Field(description="收件人手机号码")
+    area_code: str = Field(
+        pattern=r"^\d{6}$", description="收件地行政区划 (GB/T 2260): province, city, district"
+    )
+    address_line: str = Field(min_length=4, max_length=200, description="详细地址 (street, no.)")
+    postcode: str = Field(pattern=r"^\d{6}$", description="邮政编码")
+
+    @field_validator("area_code")
+    @classmethod
+    def _known_province(cls, value: str) -> str:
+        if value[:2] not in PROVINCES or value.endswith("0000"):
+            raise PydanticCustomError(
+                "area_code_not_a_district",
+                "{value} is not a district-level division code",
+                {"value": value},
+            )
+        return value
+
+
+class Handover(_Strict):
+    """送达方式 and, for post, the address: how the results reach the applicant."""
+
+    method: HandoverMethod = HandoverMethod.WINDOW
+    address: PostalAddress | None = None
+
+    @model_validator(mode="after")
+    def _address_for_post_only(self) -> Handover:
+        if self.method is HandoverMethod.POST and self.address is None:
+            raise PydanticCustomError(
+                "handover_address_required",
+                "a post delivery needs a postal address",
+                {"field": "address"},
+            )
+        if self.method is not HandoverMethod.POST and self.address is not None:
+            raise PydanticCustomError(
+                "handover_address_unexpected",
+                "only a post delivery takes a postal address",
+                {"field": "address"},
+            )
+        return self
+
+
 class Application(_Strict):
     """What the unified acceptance system posts to `POST /v1/bundles`."""
 
@@ -161,6 +221,11 @@ class Application(_Strict):
     form: dict[str, Any] = Field(default_factory=dict, description="The one merged form (一表)")
     materials: list[MaterialRef] = Field(default_factory=list)
     delivery: Delivery = Delivery.UNIFIED
+    handover: Handover = Field(
+        default_factory=Handover,
+        description="送达方式: window (窗口领取), electronic (电子送达) or post (邮寄送达) with "
+        "an address; not `delivery`, which says when results are collected",
+    )
     callback_url: AnyHttpUrl | None = None
 
     @field_validator("items")

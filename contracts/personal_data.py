@@ -28,7 +28,14 @@ from contracts.identity import (
     uscc_check_passes,
 )
 
-__all__ = ["mask_fields", "mask_name", "mask_phone", "mask_text", "unmasked_identifiers"]
+__all__ = [
+    "mask_address",
+    "mask_fields",
+    "mask_name",
+    "mask_phone",
+    "mask_text",
+    "unmasked_identifiers",
+]
 
 # Digits or code characters right beside it mean a longer number, not an identifier in it,
 # unless they close an escape: a logged bytes body (`b'\xe5\x8f\xb7110105…'`) or a
@@ -65,6 +72,11 @@ def mask_phone(value: str) -> str:
     if len(value) < 11:
         return "*" * len(value)
     return value[:3] + "*" * (len(value) - 7) + value[-4:]
+
+
+def mask_address(value: str) -> str:
+    """Keep the first six characters (the district, usually): 金水区花园路1号 → 金水区花园路***."""
+    return value[:6] + "***" if len(value) > 6 else "*" * len(value)
 
 
 def _mask_identifier(value: str) -> str:
@@ -136,9 +148,11 @@ _FIELD_MASKS: dict[str, Callable[[str], str]] = {
             "fullname",
             "xm",
             "applicant",
+            "recipient",
         ),
         mask_name,
     ),
+    **dict.fromkeys(("addressline", "detailaddress", "sjrdz"), mask_address),
     **dict.fromkeys(
         ("phone", "mobile", "telephone", "tel", "contactphone", "lxdh", "sjhm"), mask_phone
     ),

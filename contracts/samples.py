@@ -94,6 +94,17 @@ def sample_application(
     }
 
 
+def sample_postal_address() -> dict[str, Any]:
+    """Where a sample post delivery (邮寄送达) goes (JSON-ready)."""
+    return {
+        "recipient": "张三",
+        "mobile": "13800138000",
+        "area_code": SAMPLE_AREA,
+        "address_line": "中原区示例路1号院2号楼301",
+        "postcode": "450000",
+    }
+
+
 def sample_material_ref() -> dict[str, Any]:
     return {
         "name": "申请表",

@@ -24,7 +24,8 @@ import sqlalchemy.exc
 from adapters.registry import adapter_for, simulate_every_department
 from adapters.scaffold import scaffold
 from adapters.simulated import Scenario
-from contracts.api import AlertLevel, ClockStatus, DeadlineAlert, DeliveryTrouble
+from contracts.api import AlertLevel, ClockStatus, DeadlineAlert, DeliveryTrouble, HandoverStatus
+from contracts.application import HandoverMethod
 from contracts.catalog import (
     BundleType,
     Catalog,
@@ -466,6 +467,10 @@ def _bundle_show(args: argparse.Namespace) -> int:
             )
         if (trouble := item.trouble) is not None:
             print(f"  {'':<21}   {_trouble_line(trouble)}")
+    if status.handovers:
+        print("handovers (送达):")
+        for handover in status.handovers:
+            print(f"  {_handover_line(handover)}")
     print("timeline:")
     for entry in status.timeline:
         detail = f" — {entry.detail}" if entry.detail else ""
@@ -497,6 +502,28 @@ def _report(args: argparse.Namespace) -> int:
     target.write_bytes(made.xlsx() if kind == "xlsx" else made.csv().encode("utf-8-sig"))
     print(f"{target}: {len(made.rows)} rows, {month} ({made.working_days} working days)")
     return 0
+
+
+_METHOD_WORDS = {
+    HandoverMethod.WINDOW: "窗口领取",
+    HandoverMethod.ELECTRONIC: "电子送达",
+    HandoverMethod.POST: "邮寄送达",
+}
+
+
+def _handover_line(handover: HandoverStatus) -> str:
+    """delivered             (bundle) 邮寄送达 waybill SIM0000000001 — courier POD-8812 …"""
+    waybill = f" waybill {handover.waybill_no}" if handover.waybill_no else ""
+    error = f" (courier: {handover.last_error})" if handover.last_error else ""
+    proof = handover.proof
+    proved = (
+        f" — {proof.source.value} {proof.signature_ref}, {proof.received_at.isoformat()}"
+        if proof
+        else ""
+    )
+    where = handover.item or "(bundle)"
+    method = _METHOD_WORDS[handover.method]
+    return f"{handover.state.value:<21} {where} {method}{waybill}{error}{proved}"
 
 
 _ALERT_WORDS = {AlertLevel.WARNING: "预警", AlertLevel.MISSED: "超期"}

@@ -98,6 +98,22 @@ class Settings(BaseSettings):
     callback_backoff_seconds: float = Field(
         1.0, gt=0, description="First retry delay of a failed callback; doubles up to 10 min."
     )
+    courier_url: str | None = Field(
+        None,
+        description="Base URL of the courier API (contracts/courier.py) post deliveries "
+        "(邮寄送达) get their waybills from; unset, they wait for one.",
+    )
+    courier_backoff_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="First retry delay of a failed waybill request; doubles up to 10 min.",
+    )
+    courier_tracking_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="How often a parcel in transit has its tracking read, until signed for "
+        "(the courier's proof of delivery is then recorded).",
+    )
     poll_round_seconds: float = Field(
         5.0, gt=0, description="How often the poll scheduler sends the decision polls due."
     )

@@ -26,12 +26,15 @@ from contracts.errors import ConfigurationError
 from lianban.settings import Settings, open_database
 from router.channels.applicant_messages import ApplicantMessageSender
 from router.channels.callbacks import CallbackSender
+from router.channels.couriers import HttpJsonCourier
 from router.channels.filedrop import Layout, PackageWatcher
 from router.channels.filedrop_export import ReplyExporter
 from router.channels.filedrop_notices import NoticeExporter
+from router.channels.filedrop_proofs import ProofWatcher
 from router.channels.notice_desk import NoticeDesk
 from router.channels.notice_document import NoticeRenderer
 from router.channels.notifiers import SmsGateway
+from router.channels.waybills import WaybillSender
 from router.domain.calendar_watcher import CalendarWatcher
 from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
@@ -131,6 +134,14 @@ class Stack:
             )
             self._spawn("callbacks", sender.run)
             self._start_notices()
+            if self.settings.courier_url is not None:
+                waybills = WaybillSender(
+                    self.database,
+                    HttpJsonCourier(self.settings.courier_url, self.outbound),
+                    backoff_seconds=self.settings.courier_backoff_seconds,
+                    tracking_seconds=self.settings.courier_tracking_seconds,
+                )
+                self._spawn("waybills", waybills.run)
             deadlines = DeadlineWatcher(
                 self.database, every_seconds=self.settings.deadline_check_seconds
             )
@@ -186,6 +197,8 @@ class Stack:
                 layout = Layout(self.settings.filedrop_dir)
                 watcher = PackageWatcher(layout, self.intake, self.materials, self.catalog)
                 self._spawn("filedrop-inbox", watcher.run)
+                proofs = ProofWatcher(layout, self.database)
+                self._spawn("filedrop-proofs", proofs.run)
         if self.settings.metrics_port is not None:
             self._metrics_server = serve_process_metrics(
                 self.settings.metrics_host, self.settings.metrics_port

@@ -8,6 +8,8 @@ Layout under the filedrop directory (created on start):
     failed/     packages refused, each with `<name>.zip.reason.json` saying why
     outbox/     `<project_no>.receipt.json`; replies and certificates (`filedrop_export`)
 
+Proofs of delivery (送达凭证) arrive in the same inbox as `*.proof.json` (`filedrop_proofs`).
+
 A package is a ZIP holding `manifest.json` (the body `POST /v1/bundles` takes) and each
 material at its top level under its `file_name`. The archive is judged from its central
 directory before anything is decompressed; the materials are staged in a scratch store
@@ -121,6 +123,7 @@ class FailureCode(StrEnum):
     REFUSED = "refused"  # intake's one-time notice (一次告知): see `problems`
     CONFLICT = "conflict"  # the case number was used for a different application
     UNPROCESSABLE = "unprocessable"  # an error that would recur on every attempt
+    PROOF_REFUSED = "proof_refused"  # a proof of delivery that does not fit (filedrop_proofs)
 
 
 class PackageFailure(BaseModel):
@@ -245,7 +248,7 @@ class PackageWatcher:
         reason = self._layout.failed / f"{package.name}.reason.json"
         write_atomically(reason, failure.model_dump_json(indent=2).encode())
         log.info("filedrop.package_failed", package=package.name, code=rejected.code.value)
-        return _move(package, self._layout.failed)
+        return move_into(package, self._layout.failed)
 
     def _deliver(self, package: Path, receipt: IntakeReceipt) -> Path:
         receipt_file = self._layout.outbox / f"{receipt.project_no}.receipt.json"
@@ -253,7 +256,7 @@ class PackageWatcher:
         log.info(
             "filedrop.package_accepted", package=package.name, bundle_id=str(receipt.bundle_id)
         )
-        return _move(package, self._layout.processed)
+        return move_into(package, self._layout.processed)
 
     def _accept(self, package: Path) -> IntakeReceipt:
         if package.is_symlink():
@@ -419,7 +422,8 @@ def _upload(chunks: Iterable[bytes], upload: MaterialUpload) -> None:
     upload.commit()
 
 
-def _move(package: Path, directory: Path) -> Path:
+def move_into(package: Path, directory: Path) -> Path:
+    """Move a file handled from the inbox into `directory` (processed/ or failed/)."""
     target = directory / package.name
     try:
         os.replace(package, target)

@@ -1,19 +1,23 @@
-"""Exports each bundle's one reply, with its certificate files, to the filedrop outbox.
+"""Exports each bundle's one reply, and its per-item notices (分别领取), with their
+certificate files, to the filedrop outbox.
 
-    outbox/<project_no>.reply.json   the BundleReply, as `GET /v1/bundles/{id}/reply` gives it
-    outbox/<project_no>/<sha256>     each certificate file the store holds; the reply names
-                                     its `file_name` and `media_type`
+    outbox/<project_no>.reply.json          the BundleReply, as `GET /v1/bundles/{id}/reply`
+                                            gives it
+    outbox/<project_no>.<item>.notice.json  an ItemNotice, when the applicant chose per-item
+                                            delivery: the item's result as it became final
+    outbox/<project_no>/<sha256>            each certificate file the store holds; the reply
+                                            or notice names its `file_name` and `media_type`
 
-Every file is written atomically, certificates before their reply, so a reply never
+Every file is written atomically, certificates before their reply or notice, so neither
 appears before its files.
 
-What was exported is recorded in `.export-cursor.json` beside the four directories: not
-in the database (that would take a migration) and not as the files themselves (the
-platform takes them away). The cursor holds the watermark, the newest `created_at`
-exported, and the replies exported within OVERLAP before it; it is rewritten atomically
-after each reply. Why that is safe:
+What was exported is recorded beside the four directories, one cursor per feed
+(`.export-cursor.json` for replies, `.notice-cursor.json` for notices): not as the files
+themselves (the platform takes them away). A cursor holds the watermark, the newest
+`created_at` exported, and the documents exported within OVERLAP before it; it is
+rewritten atomically after each document. Why that is safe:
 
-- A crash after a reply's file and before the cursor exports that reply again on restart,
+- A crash after a document's file and before the cursor exports it again on restart,
   under the same name with the same content: at least once, never lost.
 - `created_at` is stamped before its transaction commits, so a reply may become visible
   after one stamped later. Each pass looks OVERLAP back from the watermark, which finds it
@@ -27,11 +31,12 @@ from __future__ import annotations
 
 import fcntl
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 from pydantic import AwareDatetime, BaseModel, Field
@@ -39,9 +44,10 @@ from sqlalchemy import and_, or_, select
 
 from contracts.application import MaterialRef
 from contracts.errors import MaterialCorrupted, MaterialMissing
+from contracts.messages import ItemNotice, ItemResult
 from router.channels.filedrop import Layout, write_atomically
 from router.domain.views import bundle_reply
-from router.store import Database, ReplyRow
+from router.store import Database, ItemNoticeRow, ReplyRow
 from runtime.storage import MaterialStore
 
 log = structlog.get_logger(__name__)
@@ -52,11 +58,26 @@ _PAGE = 200
 
 class _Cursor(BaseModel):
     watermark: AwareDatetime | None = None
-    exported: dict[uuid.UUID, AwareDatetime] = Field(default_factory=dict)
+    exported: dict[str, AwareDatetime] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Feed:
+    """One kind of document, exported in `created_at` order; `key` breaks ties and names
+    an exported document in the cursor."""
+
+    cursor_name: str
+    created_at: Any
+    key: Any
+
+
+_REPLIES = _Feed(".export-cursor.json", ReplyRow.created_at, ReplyRow.bundle_id)
+_NOTICES = _Feed(".notice-cursor.json", ItemNoticeRow.created_at, ItemNoticeRow.id)
 
 
 class ReplyExporter:
-    """Polls the replies table and writes each new reply (and its certificates) out."""
+    """Polls the replies and notices tables and writes each new one (and its
+    certificates) out."""
 
     def __init__(
         self,
@@ -70,7 +91,6 @@ class ReplyExporter:
         self._database = database
         self._materials = materials
         self._poll_seconds = poll_seconds
-        self._cursor_file = layout.root / ".export-cursor.json"
         self._lock_file = layout.root / ".export.lock"
         layout.create()
 
@@ -83,63 +103,75 @@ class ReplyExporter:
             stop.wait(self._poll_seconds)
 
     def export_once(self) -> int:
-        """Export every reply not exported yet, oldest first; returns how many.
+        """Export every reply and notice not exported yet, oldest first; returns how many.
 
-        A failure stops the pass at that reply, so the watermark never passes a reply
+        A failure stops the pass at that document, so the watermark never passes one
         that is still to be exported.
         """
         with _exclusive(self._lock_file) as held:
             if not held:
                 return 0
-            cursor = self._load()
             count = 0
-            for bundle_id, created_at in self._pending(cursor):
-                self._export(bundle_id)
-                cursor.exported[bundle_id] = created_at
-                cursor.watermark = max(created_at, cursor.watermark or created_at)
-                self._save(cursor)
-                count += 1
+            for feed in (_NOTICES, _REPLIES):
+                cursor = self._load(feed)
+                for key, created_at in self._pending(feed, cursor):
+                    if feed is _REPLIES:
+                        self._export_reply(key)
+                    else:
+                        self._export_notice(key)
+                    cursor.exported[str(key)] = created_at
+                    cursor.watermark = max(created_at, cursor.watermark or created_at)
+                    self._save(feed, cursor)
+                    count += 1
             return count
 
-    def _pending(self, cursor: _Cursor) -> Iterator[tuple[uuid.UUID, datetime]]:
-        """Replies from OVERLAP before the watermark on, not exported yet, page by page."""
-        query = (
-            select(ReplyRow.bundle_id, ReplyRow.created_at)
-            .order_by(ReplyRow.created_at, ReplyRow.bundle_id)
-            .limit(_PAGE)
-        )
+    def _pending(self, feed: _Feed, cursor: _Cursor) -> Iterator[tuple[Any, datetime]]:
+        """Documents from OVERLAP before the watermark on, not exported yet, page by page."""
+        query = select(feed.key, feed.created_at).order_by(feed.created_at, feed.key).limit(_PAGE)
         if cursor.watermark is not None:
-            query = query.where(ReplyRow.created_at > cursor.watermark - OVERLAP)
+            query = query.where(feed.created_at > cursor.watermark - OVERLAP)
         page_query = query
         while True:
             with self._database.transaction() as session:
                 page = session.execute(page_query).all()
-            for bundle_id, created_at in page:
-                if bundle_id not in cursor.exported:
-                    yield bundle_id, created_at
+            for key, created_at in page:
+                if str(key) not in cursor.exported:
+                    yield key, created_at
             if len(page) < _PAGE:
                 return
-            last_bundle, last_at = page[-1]
+            last_key, last_at = page[-1]
             # Spelled out rather than as a row-value comparison: SQLAlchemy 2.1 binds both
             # sides of `tuple_(…) > row` with the first column's type.
             page_query = query.where(
                 or_(
-                    ReplyRow.created_at > last_at,
-                    and_(ReplyRow.created_at == last_at, ReplyRow.bundle_id > last_bundle),
+                    feed.created_at > last_at,
+                    and_(feed.created_at == last_at, feed.key > last_key),
                 )
             )
 
-    def _export(self, bundle_id: uuid.UUID) -> None:
+    def _export_reply(self, bundle_id: Any) -> None:
         with self._database.transaction() as session:
             reply = bundle_reply(session, bundle_id)
         assert reply is not None  # listed a moment ago, and replies are never deleted
-        for result in reply.items:
-            for certificate in result.certificates:
-                if certificate.file is not None:
-                    self._copy(reply.project_no, certificate.file)
+        self._copy_certificates(reply.project_no, reply.items)
         path = self._layout.outbox / f"{reply.project_no}.reply.json"
         write_atomically(path, reply.model_dump_json(indent=2).encode())
         log.info("filedrop.reply_exported", bundle_id=str(bundle_id))
+
+    def _export_notice(self, notice_id: Any) -> None:
+        with self._database.transaction() as session:
+            row = session.get_one(ItemNoticeRow, notice_id)
+            notice = ItemNotice.model_validate(row.body)
+        self._copy_certificates(notice.project_no, (notice.result,))
+        path = self._layout.outbox / f"{notice.project_no}.{notice.result.item}.notice.json"
+        write_atomically(path, notice.model_dump_json(indent=2).encode())
+        log.info("filedrop.notice_exported", bundle_id=str(notice.bundle_id))
+
+    def _copy_certificates(self, project_no: str, results: tuple[ItemResult, ...]) -> None:
+        for result in results:
+            for certificate in result.certificates:
+                if certificate.file is not None:
+                    self._copy(project_no, certificate.file)
 
     def _copy(self, project_no: str, file: MaterialRef) -> None:
         try:
@@ -153,17 +185,17 @@ class ReplyExporter:
         folder.mkdir(exist_ok=True)
         write_atomically(folder / file.sha256, data)
 
-    def _load(self) -> _Cursor:
+    def _load(self, feed: _Feed) -> _Cursor:
         try:
-            return _Cursor.model_validate_json(self._cursor_file.read_bytes())
+            return _Cursor.model_validate_json((self._layout.root / feed.cursor_name).read_bytes())
         except FileNotFoundError:
             return _Cursor()
 
-    def _save(self, cursor: _Cursor) -> None:
+    def _save(self, feed: _Feed, cursor: _Cursor) -> None:
         if cursor.watermark is not None:
             oldest = cursor.watermark - OVERLAP
             cursor.exported = {k: at for k, at in cursor.exported.items() if at > oldest}
-        write_atomically(self._cursor_file, cursor.model_dump_json().encode())
+        write_atomically(self._layout.root / feed.cursor_name, cursor.model_dump_json().encode())
 
 
 @contextmanager

@@ -35,10 +35,10 @@ from contracts.messages import (
     ToleratedGap,
     filing_key,
 )
-from router.domain import planner
+from router.domain import handovers, planner
 from router.domain.timekeeping import Timekeeper, respond_by
 from router.domain.workdays import working_calendar
-from router.store import BundleRow, CallbackRow, ItemRow, ReplyRow
+from router.store import BundleRow, CallbackRow, ItemNoticeRow, ItemRow, ReplyRow
 from router.store.outbox import enqueue
 from router.store.timeline import Actor, record_event
 from runtime import clock
@@ -67,6 +67,8 @@ def set_item_state(
     bundle = item.bundle
     if state.is_final and bundle.application.get("delivery") == Delivery.PER_ITEM:
         _notify(session, bundle, item)
+    if state.is_final:
+        handovers.item_decided(session, bundle, item)
 
 
 def _notify(session: Session, bundle: BundleRow, item: ItemRow) -> None:
@@ -84,6 +86,15 @@ def _notify(session: Session, bundle: BundleRow, item: ItemRow) -> None:
         message=notice,
     )
     push_to_callback(session, bundle, notice)
+    # Kept for the file drop's export (router.channels.filedrop_export).
+    session.add(
+        ItemNoticeRow(
+            bundle_id=bundle.id,
+            item=item.code,
+            body=notice.model_dump(mode="json"),
+            created_at=clock.now(),
+        )
+    )
 
 
 def push_to_callback(
@@ -128,7 +139,7 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
     for code in planner.forwardable(bundle_type, states, awaiting):
         _forward_prerequisites(session, bundle, bundle_type, items[code], items)
         states[code] = ItemState.ACCEPTED
-    if bundle.state != BundleState.REPLIED and all(state.is_final for state in states.values()):
+    if bundle.state == BundleState.IN_PROGRESS and all(state.is_final for state in states.values()):
         assemble_reply(session, bundle)
 
 
@@ -299,6 +310,7 @@ def assemble_reply(
         message=reply,
     )
     push_to_callback(session, bundle, reply)
+    handovers.bundle_replied(session, bundle)
 
 
 def _item_result(item: ItemRow) -> ItemResult:

@@ -211,7 +211,7 @@ class Timekeeper:
     def _follow_bundle(self, bundle: BundleRow, at: datetime) -> None:
         """The bundle's clock stops while any of its items waits for the applicant."""
         clock = bundle_clock(bundle)
-        if clock is None or clock.finished or bundle.state == BundleState.REPLIED:
+        if clock is None or clock.finished or bundle.state != BundleState.IN_PROGRESS:
             return
         waiting = any(row.state == ItemState.CORRECTION_REQUESTED for row in bundle.items)
         if waiting and clock.running:

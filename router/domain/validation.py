@@ -69,6 +69,18 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "文件名为系统保留名称（如 ..、CON、NUL），请改名",
         "a reserved file name (such as .., CON or NUL): rename the file",
     ),
+    "handover_address_required": (
+        "选择邮寄送达的，须填写收件地址（收件人、手机号码、行政区划、详细地址、邮政编码）",
+        "a post delivery needs a postal address (recipient, mobile, area code, address, postcode)",
+    ),
+    "handover_address_unexpected": (
+        "仅邮寄送达需填写收件地址",
+        "only a post delivery takes a postal address",
+    ),
+    "area_code_not_a_district": (
+        "收件地行政区划代码应为区县级代码：{value}",
+        "the area code must name a district: {value}",
+    ),
     "items_duplicated": ("事项重复选择：{codes}", "items selected more than once: {codes}"),
 }
 

@@ -25,6 +25,7 @@ from contracts.api import (
 from contracts.application import MaterialRef
 from contracts.catalog import Catalog, promised_working_days
 from contracts.messages import BundleReply, CircuitState, ItemState, TroubleKind
+from router.domain.handovers import handover_status, handovers_of
 from router.domain.notices import notice_documents
 from router.domain.progress import certificates_of, tolerated_gaps
 from router.domain.timekeeping import bundle_clock, deadlines, item_clock
@@ -146,6 +147,7 @@ def bundle_status(session: Session, bundle_id: uuid.UUID, catalog: Catalog) -> B
                 .order_by(CallbackRow.id)
             )
         ),
+        handovers=tuple(map(handover_status, handovers_of(session, bundle_id))),
     )
 
 

@@ -37,7 +37,7 @@ def withdraw(
         bundle = session.get(BundleRow, bundle_id, with_for_update=True)
         if bundle is None:
             return Withdrawn.UNKNOWN
-        if bundle.state == BundleState.REPLIED:
+        if bundle.state != BundleState.IN_PROGRESS:
             return Withdrawn.ALREADY_REPLIED
         record_event(
             session, bundle.id, None, TimelineEvent.WITHDRAWN, reason, actor=Actor.PLATFORM

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from contracts.api import (
     BundleStatus,
     Correction,
+    DeliveryProof,
     IntakeReceipt,
     OneTimeNotice,
     ProblemDetails,
@@ -23,6 +24,7 @@ from contracts.api import (
 from contracts.messages import AcceptanceNotice, BundleReply
 from router.domain.admission import read_document
 from router.domain.corrections import Resubmitted, resubmit
+from router.domain.handovers import ProofRefusal, record_proof
 from router.domain.intake import CaseNumberTaken, ProblemsFound, Received
 from router.domain.notices import issued_notices
 from router.domain.validation import material_problems
@@ -230,4 +232,43 @@ def submit_correction(
     if result is Resubmitted.NOT_REQUESTED:
         raise Refused(Cause.CORRECTION_NOT_AWAITED, f"no correction of {item} is awaited")
     services.on_commit()
+    return get_bundle(bundle_id, services, catalog)
+
+
+_PROOF_REFUSALS = {
+    ProofRefusal.NOT_READY: Cause.HANDOVER_NOT_READY,
+    ProofRefusal.ALREADY_DELIVERED: Cause.PROOF_CONFLICT,
+    ProofRefusal.WRONG_SOURCE: Cause.PROOF_MISMATCH,
+    ProofRefusal.NO_SUCH_WAYBILL: Cause.PROOF_MISMATCH,
+}
+
+
+@bundle_routes.post(
+    "/v1/bundles/{bundle_id}/handovers/proof",
+    response_model=BundleStatus,
+    responses={
+        409: {
+            "model": ProblemDetails,
+            "description": "Nothing ready to hand over, or delivered with another proof",
+        },
+        422: {"model": ProblemDetails, "description": "Wrong source or waybill for the method"},
+    },
+)
+def submit_delivery_proof(
+    bundle_id: uuid.UUID,
+    body: DeliveryProof,
+    services: AppServices,
+    catalog: AppCatalog,
+    writer: Writer,
+) -> BundleStatus:
+    """送达凭证移交: record who received the results, when, and their signature's reference
+    (the courier's receipt, the window's form, the platform's download record). Repeating
+    the recorded proof changes nothing."""
+    with services.database.transaction() as session:
+        bundle = session.get(BundleRow, bundle_id, with_for_update=True)
+        if bundle is None:
+            raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
+        refusal = record_proof(session, bundle, body, writer.actor)
+    if refusal is not None:
+        raise Refused(_PROOF_REFUSALS[refusal], f"{refusal}: item {body.item or '(bundle)'}")
     return get_bundle(bundle_id, services, catalog)

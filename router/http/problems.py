@@ -51,6 +51,9 @@ class Cause(StrEnum):
     DEPARTMENT_NOT_IN_BUNDLE = "department_not_in_bundle"
     RECTIFICATION_NOT_FOUND = "rectification_not_found"
     RECTIFICATION_CLOSED = "rectification_closed"
+    HANDOVER_NOT_READY = "handover_not_ready"
+    PROOF_CONFLICT = "proof_conflict"
+    PROOF_MISMATCH = "proof_mismatch"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     MATERIAL_REJECTED = "material_rejected"
     UNAVAILABLE = "unavailable"
@@ -78,6 +81,13 @@ _CAUSES: dict[Cause, tuple[int, str, str]] = {
     Cause.DEPARTMENT_NOT_IN_BUNDLE: (422, "所评价部门未承办该办件", "Department not in the bundle"),
     Cause.RECTIFICATION_NOT_FOUND: (404, "整改记录不存在", "No such rectification"),
     Cause.RECTIFICATION_CLOSED: (409, "该整改已回复办结", "The rectification is closed"),
+    Cause.HANDOVER_NOT_READY: (409, "办理结果尚未待送达", "No results are ready to hand over"),
+    Cause.PROOF_CONFLICT: (409, "已登记另一送达凭证", "Delivered already, with another proof"),
+    Cause.PROOF_MISMATCH: (
+        422,
+        "送达凭证与送达方式或运单号不符",
+        "The proof does not match the delivery method or waybill",
+    ),
     Cause.PAYLOAD_TOO_LARGE: (413, "上传内容过大", "Payload too large"),
     Cause.MATERIAL_REJECTED: (422, "上传材料不符合要求", "The material was refused"),
     Cause.UNAVAILABLE: (503, "服务暂不可用，请稍后重试", "Service unavailable"),

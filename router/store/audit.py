@@ -68,6 +68,7 @@ class AuditEvent(StrEnum):
     CLAIMED = "claimed"  # staff claimed a manual work-queue item
     RATED = "rated"  # the platform posted the applicant's 好差评 of a bundle
     RECTIFIED = "rectified"  # a department replied to a 差评, closing its 整改
+    DELIVERED = "delivered"  # a proof of delivery (送达凭证) was recorded
 
 
 def record(

@@ -243,6 +243,18 @@ class ReplyRow(Base):
     created_at: Mapped[datetime]
 
 
+class ItemNoticeRow(Base):
+    """分别领取: a per-item notice (ItemNotice) as sent, kept for the file drop's export."""
+
+    __tablename__ = "item_notices"
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), index=True)
+    item: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class EventRow(Base):
     """The bundle's timeline: every state change and every ignored outcome, in order."""
 
@@ -363,6 +375,46 @@ class ApplicantMessageRow(Base):
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+COURIER_DUE = text("next_attempt_at IS NOT NULL")
+
+
+class HandoverRow(Base):
+    """送达: one set of results to hand to the applicant (the bundle's, or one item's for
+    分别领取), by the method the application chose, until its proof (送达凭证) is recorded.
+
+    One row per (bundle, item) — `item` is empty for the bundle's — written in the
+    transaction that makes the results ready, so a redelivered reply or notice finds it
+    there and asks for no second waybill. A post delivery's row is also its outbox entry:
+    the courier sender claims rows whose `next_attempt_at` is due (SKIP LOCKED), asks for
+    the waybill (retried with backoff) and then reads the tracking until signed for."""
+
+    __tablename__ = "handovers"
+    __table_args__ = (
+        Index("ux_handovers_once", "bundle_id", "item", unique=True),
+        Index(
+            "ix_handovers_courier_due",
+            "next_attempt_at",
+            postgresql_where=COURIER_DUE,
+            sqlite_where=COURIER_DUE,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"))
+    item: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24))
+    ready_at: Mapped[datetime]
+    courier: Mapped[str | None] = mapped_column(String(64))
+    waybill_no: Mapped[str | None] = mapped_column(String(64))
+    waybill_issued_at: Mapped[datetime | None]
+    courier_attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    proof: Mapped[dict[str, Any] | None]
 
 
 class AuditRow(Base):

@@ -67,6 +67,7 @@ const TEXT = {
   "level.missed": ["超期", "missed"], "level.warning": ["预警", "warning"],
   "circuit.closed": ["正常", "closed"], "circuit.open": ["熔断", "open"], "circuit.half_open": ["半开", "half open"],
   "state.in_progress": ["办理中", "in progress"], "state.replied": ["已答复", "replied"],
+  "state.delivered": ["已送达", "delivered"],
   "state.waiting": ["等待前置", "waiting"], "state.dispatched": ["已派发", "dispatched"],
   "state.pre_reviewed": ["容缺预审", "pre-reviewed"], "state.accepted": ["已受理", "accepted"],
   "state.correction_requested": ["补齐补正", "correction requested"], "state.approved": ["准予", "approved"],
@@ -84,6 +85,12 @@ const TEXT = {
   "state.notice_issued": ["已出具通知书", "notice issued"],
   "state.applicant_messaged": ["已短信告知", "applicant messaged"],
   "state.applicant_not_messaged": ["未短信告知", "applicant not messaged"],
+  "state.handover_ready": ["待送达", "ready to hand over"], "state.waybill_issued": ["已出运单", "waybill issued"],
+  "state.awaiting_collection": ["待窗口领取", "awaiting collection"], "state.awaiting_download": ["待下载", "awaiting download"],
+  "state.awaiting_waybill": ["待出运单", "awaiting waybill"], "state.in_transit": ["邮寄中", "in transit"],
+  handovers: ["送达", "Handovers"], handoverMethod: ["送达方式", "Method"], waybill: ["运单号", "Waybill"],
+  proof: ["送达凭证", "Proof"], "method.window": ["窗口领取", "window"],
+  "method.electronic": ["电子送达", "electronic"], "method.post": ["邮寄送达", "post"],
 };
 
 let language = localStorage.getItem(LANGUAGE_KEY) === "en" ? "en" : "zh";
@@ -393,6 +400,7 @@ async function findBundle(key) {
         troubleCell(item),
         departmentConditionCell(item),
         ...decisionPollCells(item.decision_poll))))),
+    ...handoverSection(bundle.handovers),
     el("h3", {}, t("timeline")),
     el("table", { id: "timeline" },
       headRow("at", "step", "item", "actor", "detail"),
@@ -400,6 +408,23 @@ async function findBundle(key) {
         el("td", {}, when(step.at)), el("td", {}, stateLabel(step.state)),
         el("td", {}, step.item ? [`${itemNames[step.item] ?? ""} `, el("span", { class: "muted" }, step.item)] : t("bundle")),
         el("td", {}, step.actor), el("td", {}, step.detail ?? ""))))));
+}
+
+// 送达: each handover's method, state, waybill and proof (who signed, when, its reference).
+function handoverSection(handovers) {
+  if (!handovers.length) return [];
+  return [
+    el("h3", {}, t("handovers")),
+    el("table", { id: "handovers" },
+      headRow("item", "handoverMethod", "state", "waybill", "proof"),
+      el("tbody", {}, handovers.map((handover) => el("tr", { "data-handover": handover.state },
+        el("td", {}, handover.item ?? t("bundle")), el("td", {}, t(`method.${handover.method}`)),
+        el("td", {}, stateLabel(handover.state) + (handover.last_error ? ` (${handover.last_error})` : "")),
+        el("td", {}, handover.waybill_no ?? ""),
+        el("td", {}, handover.proof
+          ? `${handover.proof.source} ${handover.proof.signature_ref} · ${when(handover.proof.received_at)}`
+          : ""))))),
+  ];
 }
 
 // Supervision figures and charts -------------------------------------------------------------
