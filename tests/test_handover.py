@@ -220,7 +220,9 @@ def test_per_item_window_handovers_end_on_their_proofs_through_the_api_and_the_f
             message="the dropped proof was never recorded",
         )
         notices = eventually(
-            lambda: sorted((filedrop / "outbox").glob(f"{receipt['project_no']}.*.notice.json")),
+            lambda: sorted(
+                (filedrop / "outbox").glob(f"{receipt['project_no']}.*.item_notice.json")
+            ),
             lambda found: len(found) == len(reply["items"]),
             timeout=30,
             message="the per-item notices never reached the file drop",

@@ -3,7 +3,7 @@ certificate files, to the filedrop outbox.
 
     outbox/<project_no>.reply.json          the BundleReply, as `GET /v1/bundles/{id}/reply`
                                             gives it
-    outbox/<project_no>.<item>.notice.json  an ItemNotice, when the applicant chose per-item
+    outbox/<project_no>.<item>.item_notice.json  an ItemNotice, when the applicant chose per-item
                                             delivery: the item's result as it became final
     outbox/<project_no>/<sha256>            each certificate file the store holds; the reply
                                             or notice names its `file_name` and `media_type`
@@ -163,7 +163,7 @@ class ReplyExporter:
             row = session.get_one(ItemNoticeRow, notice_id)
             notice = ItemNotice.model_validate(row.body)
         self._copy_certificates(notice.project_no, (notice.result,))
-        path = self._layout.outbox / f"{notice.project_no}.{notice.result.item}.notice.json"
+        path = self._layout.outbox / f"{notice.project_no}.{notice.result.item}.item_notice.json"
         write_atomically(path, notice.model_dump_json(indent=2).encode())
         log.info("filedrop.notice_exported", bundle_id=str(notice.bundle_id))
 
