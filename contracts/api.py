@@ -61,6 +61,9 @@ class TimelineEvent(StrEnum):
     UNREACHABLE = "unreachable"  # the department stayed unreachable until the deadline
     WITHDRAWN = "withdrawn"  # 撤回: the platform withdrew the bundle
     REPLIED = "replied"  # the one reply was assembled
+    CANCEL_REFUSED = "cancel_refused"  # the department had decided: it refused to withdraw
+    DECISION_STANDS = "decision_stands"  # a cancelled item's refused cancel: its decision holds
+    REPLY_CORRECTED = "reply_corrected"  # a new version of the reply corrects the one before
     CALLBACK_DELIVERED = "callback_delivered"  # the platform's callback took a message
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import socket
 import threading
 import time
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from kombu import Queue
+from fastapi import FastAPI, Request, Response
+from kombu import Connection, Queue
 from PIL import Image
 
 from adapters.base import Adapter
@@ -29,8 +31,9 @@ from lianban.settings import Settings
 from lianban.stack import Role, Stack
 from router.http.auth import Scope, mint
 from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher, declare_topology
-from runtime.messaging.declaration import department_queue
+from runtime.messaging.declaration import department_queue, replies_queue
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
+from runtime.serving import ThreadedServer
 
 T = TypeVar("T")
 
@@ -137,6 +140,62 @@ def running_stack(
             yield Running(stack, client, ledger)
     finally:
         stack.stop()
+
+
+class Platform:
+    """The platform's callback endpoint on loopback; it can refuse the first few pushes.
+    It keeps each push it took as sent (headers and body bytes), for its signature."""
+
+    def __init__(self, refuse_first: int = 0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.refused = 0
+        self._refuse_first = refuse_first
+        self._lock = threading.Lock()
+        app = FastAPI()
+
+        @app.post("/callback")
+        async def callback(request: Request) -> Response:
+            raw = await request.body()
+            with self._lock:
+                if self.refused < self._refuse_first:
+                    self.refused += 1
+                    return Response(status_code=503)
+                self.received.append(json.loads(raw))
+                self.requests.append((dict(request.headers), raw))
+            return Response(status_code=204)
+
+        self.server = ThreadedServer(app)
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}/callback"
+
+    def of(self, bundle_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [body for body in self.received if body["bundle_id"] == bundle_id]
+
+    def requests_of(self, bundle_id: str) -> list[tuple[dict[str, str], bytes]]:
+        with self._lock:
+            return [r for r in self.requests if json.loads(r[1])["bundle_id"] == bundle_id]
+
+
+def replies_on_queue(broker_url: str, bundle_id: str) -> list[dict[str, Any]]:
+    """Drain the replies queue (what an AMQP consumer of replies gets); the bodies of
+    this bundle's replies, in the order they came."""
+    found = []
+    with Connection(broker_url) as connection:
+        queue = connection.SimpleQueue(replies_queue())
+        try:
+            while True:
+                message = queue.get(timeout=1)
+                if message.properties.get("correlation_id") == bundle_id:
+                    found.append(json.loads(message.body))
+                message.ack()
+        except queue.Empty:
+            return found
+        finally:
+            queue.close()
 
 
 def put_material(

@@ -5,15 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from harness import new_project_no, running_stack
-from kombu import Connection
+from harness import new_project_no, replies_on_queue, running_stack
 
 from adapters.simulated import Rule, Scenario, Verdict
 from contracts.catalog import Catalog, promised_working_days
 from contracts.samples import full_selection, sample_application
 from lianban.cli import main
 from lianban.settings import Settings
-from runtime.messaging.declaration import replies_queue
 
 
 def test_newborn_gets_one_reply_with_every_item_approved(
@@ -30,7 +28,7 @@ def test_newborn_gets_one_reply_with_every_item_approved(
         status = running.client.get(receipt["status_url"]).json()
         timeline = running.client.get(f"{receipt['status_url']}/timeline").json()
         bundle_id = receipt["bundle_id"]
-        replies_on_queue = _replies_on_queue(settings.broker_url, bundle_id)
+        on_queue = replies_on_queue(settings.broker_url, bundle_id)
 
     assert reply["outcome"] == "all_approved"
     assert [item["item"] for item in reply["items"]] == status_items(status)
@@ -38,7 +36,7 @@ def test_newborn_gets_one_reply_with_every_item_approved(
     assert all(item["certificates"] for item in reply["items"])
     assert status["state"] == "replied"
     assert [event["state"] for event in status["timeline"]].count("replied") == 1
-    assert replies_on_queue == 1
+    assert len(on_queue) == 1
     assert timeline == status["timeline"]
     promise = promised_working_days(catalog, newborn, application["items"])
     assert receipt["promised_working_days"] == status["promised_working_days"] == promise
@@ -55,22 +53,6 @@ def status_items(status: dict[str, object]) -> list[str]:
     items = status["items"]
     assert isinstance(items, list)
     return [item["item"] for item in items]
-
-
-def _replies_on_queue(broker_url: str, bundle_id: str) -> int:
-    """Drain the replies queue and count the replies for this bundle."""
-    count = 0
-    with Connection(broker_url) as connection:
-        queue = connection.SimpleQueue(replies_queue())
-        try:
-            while True:
-                message = queue.get(timeout=1)
-                count += message.properties.get("correlation_id") == bundle_id
-                message.ack()
-        except queue.Empty:
-            return count
-        finally:
-            queue.close()
 
 
 def test_prerequisites_are_decided_first_for_every_bundle_type(

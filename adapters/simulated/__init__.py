@@ -28,6 +28,7 @@ from adapters.base import Adapter
 from adapters.context import AdapterContext
 from adapters.decisions import Polled
 from contracts.catalog import Catalog
+from contracts.errors import FatalDepartmentError
 from contracts.messages import (
     Accepted,
     Certificate,
@@ -125,6 +126,10 @@ class DecisionLedger:
         with self._lock:
             return list(self._records)
 
+    def decided(self, bundle_id: str, item: str) -> bool:
+        with self._lock:
+            return any(r.bundle_id == bundle_id and r.item == item for r in self._records)
+
 
 class SimulatedDepartment(Adapter):
     department_name: str = "模拟部门"
@@ -179,6 +184,9 @@ class SimulatedDepartment(Adapter):
         return await self._conclude(item, item.prerequisite_results, item.receipt_no or "", rule)
 
     async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
+        # Like a real department: a decision taken is never withdrawn.
+        if self.ledger.decided(str(item.bundle_id), item.item):
+            raise FatalDepartmentError(f"{self.department_name}已作出决定，不能撤回")
         self.ledger.record_cancel(self.department, str(item.bundle_id), item.item)
 
     async def _conclude(

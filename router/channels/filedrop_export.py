@@ -1,8 +1,9 @@
 """Exports each bundle's one reply, with its certificate files, to the filedrop outbox.
 
-    outbox/<project_no>.reply.json   the BundleReply, as `GET /v1/bundles/{id}/reply` gives it
-    outbox/<project_no>/<sha256>     each certificate file the store holds; the reply names
-                                     its `file_name` and `media_type`
+    outbox/<project_no>.reply.json      the BundleReply, as `GET /v1/bundles/{id}/reply` gives it
+    outbox/<project_no>.reply.v<n>.json version n (2, 3 …) of it, correcting version n - 1
+    outbox/<project_no>/<sha256>        each certificate file the store holds; the reply
+                                        names its `file_name` and `media_type`
 
 Every file is written atomically, certificates before their reply, so a reply never
 appears before its files.
@@ -52,7 +53,13 @@ _PAGE = 200
 
 class _Cursor(BaseModel):
     watermark: AwareDatetime | None = None
-    exported: dict[uuid.UUID, AwareDatetime] = Field(default_factory=dict)
+    exported: dict[str, AwareDatetime] = Field(default_factory=dict)
+    """By `_key`: a reply's first version under its bundle id alone, as cursors written
+    before replies had versions name it."""
+
+
+def _key(bundle_id: uuid.UUID, version: int) -> str:
+    return str(bundle_id) if version == 1 else f"{bundle_id}.v{version}"
 
 
 class ReplyExporter:
@@ -93,19 +100,20 @@ class ReplyExporter:
                 return 0
             cursor = self._load()
             count = 0
-            for bundle_id, created_at in self._pending(cursor):
-                self._export(bundle_id)
-                cursor.exported[bundle_id] = created_at
+            for bundle_id, version, created_at in self._pending(cursor):
+                self._export(bundle_id, version)
+                cursor.exported[_key(bundle_id, version)] = created_at
                 cursor.watermark = max(created_at, cursor.watermark or created_at)
                 self._save(cursor)
                 count += 1
             return count
 
-    def _pending(self, cursor: _Cursor) -> Iterator[tuple[uuid.UUID, datetime]]:
-        """Replies from OVERLAP before the watermark on, not exported yet, page by page."""
+    def _pending(self, cursor: _Cursor) -> Iterator[tuple[uuid.UUID, int, datetime]]:
+        """Reply versions from OVERLAP before the watermark on, not exported yet, page by
+        page."""
         query = (
-            select(ReplyRow.bundle_id, ReplyRow.created_at)
-            .order_by(ReplyRow.created_at, ReplyRow.bundle_id)
+            select(ReplyRow.bundle_id, ReplyRow.version, ReplyRow.created_at)
+            .order_by(ReplyRow.created_at, ReplyRow.bundle_id, ReplyRow.version)
             .limit(_PAGE)
         )
         if cursor.watermark is not None:
@@ -114,32 +122,38 @@ class ReplyExporter:
         while True:
             with self._database.transaction() as session:
                 page = session.execute(page_query).all()
-            for bundle_id, created_at in page:
-                if bundle_id not in cursor.exported:
-                    yield bundle_id, created_at
+            for bundle_id, version, created_at in page:
+                if _key(bundle_id, version) not in cursor.exported:
+                    yield bundle_id, version, created_at
             if len(page) < _PAGE:
                 return
-            last_bundle, last_at = page[-1]
+            last_bundle, last_version, last_at = page[-1]
             # Spelled out rather than as a row-value comparison: SQLAlchemy 2.1 binds both
             # sides of `tuple_(…) > row` with the first column's type.
             page_query = query.where(
                 or_(
                     ReplyRow.created_at > last_at,
                     and_(ReplyRow.created_at == last_at, ReplyRow.bundle_id > last_bundle),
+                    and_(
+                        ReplyRow.created_at == last_at,
+                        ReplyRow.bundle_id == last_bundle,
+                        ReplyRow.version > last_version,
+                    ),
                 )
             )
 
-    def _export(self, bundle_id: uuid.UUID) -> None:
+    def _export(self, bundle_id: uuid.UUID, version: int) -> None:
         with self._database.transaction() as session:
-            reply = bundle_reply(session, bundle_id)
+            reply = bundle_reply(session, bundle_id, version)
         assert reply is not None  # listed a moment ago, and replies are never deleted
         for result in reply.items:
             for certificate in result.certificates:
                 if certificate.file is not None:
                     self._copy(reply.project_no, certificate.file)
-        path = self._layout.outbox / f"{reply.project_no}.reply.json"
+        suffix = "" if version == 1 else f".v{version}"
+        path = self._layout.outbox / f"{reply.project_no}.reply{suffix}.json"
         write_atomically(path, reply.model_dump_json(indent=2).encode())
-        log.info("filedrop.reply_exported", bundle_id=str(bundle_id))
+        log.info("filedrop.reply_exported", bundle_id=str(bundle_id), version=version)
 
     def _copy(self, project_no: str, file: MaterialRef) -> None:
         try:

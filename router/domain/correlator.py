@@ -26,6 +26,7 @@ from contracts.catalog import Catalog
 from contracts.errors import MessageRefused
 from contracts.messages import (
     Accepted,
+    CancelRefused,
     ClockNotice,
     Decided,
     Failed,
@@ -34,7 +35,7 @@ from contracts.messages import (
     Pending,
     Unreachable,
 )
-from router.domain import states
+from router.domain import states, withdrawal
 from router.domain.polling import PollPlan, record_pending, stop_polling
 from router.domain.progress import advance, cancel_at_department, set_item_state
 from router.domain.timekeeping import Timekeeper
@@ -203,6 +204,11 @@ class Correlator:
         if isinstance(outcome.result, ClockNotice):
             return _apply_clock_notice(session, item, outcome, outcome.result)
         result = outcome.result
+        if _answers_a_cancel(item, outcome):
+            assert item is not None  # for mypy: _answers_a_cancel says so
+            return _apply_after_cancel(session, bundle, item, outcome)
+        if isinstance(result, CancelRefused):
+            return _stale(session, bundle, outcome, item, result.status)
         if isinstance(result, Pending | Unreachable):
             # News about the filing, not a step of the item: its state stays.
             if item is None or item.dispatch_id != outcome.dispatch_id:
@@ -253,6 +259,31 @@ class Correlator:
         audit.record_decided(session, outcome, target)
         log.info("outcome.applied", state=target.value)
         return Applied.APPLIED
+
+
+def _answers_a_cancel(item: ItemRow | None, outcome: ItemOutcome) -> bool:
+    """The department's refusal to withdraw the cancelled item, or its decision for it
+    (the first decision only: one held already is not replaced)."""
+    if item is None or item.dispatch_id != outcome.dispatch_id:
+        return False
+    if item.state != ItemState.CANCELLED:
+        return False
+    if isinstance(outcome.result, CancelRefused):
+        return item.cancel_refused_at is None
+    return isinstance(outcome.result, Decided) and item.result is None
+
+
+def _apply_after_cancel(
+    session: Session, bundle: BundleRow, item: ItemRow, outcome: ItemOutcome
+) -> Applied:
+    """router.domain.withdrawal: a decision the department could no longer cancel stands."""
+    if isinstance(outcome.result, CancelRefused):
+        withdrawal.cancel_refused(session, bundle, item, outcome.result)
+    elif isinstance(outcome.result, Decided):
+        withdrawal.decided_after_cancel(session, bundle, item, outcome.result)
+    audit.record_decided(session, outcome, ItemState(item.state))
+    log.info("outcome.applied_after_cancel", state=item.state, status=outcome.result.status)
+    return Applied.APPLIED
 
 
 def _apply_clock_notice(
