@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -43,6 +44,15 @@ AUTH = {"Authorization": f"Bearer {TEST_TOKEN.get_secret_value()}"}
 # Keys for the router and every department, all trusted: for workers and correlators that
 # tests build themselves (a Stack without configured keys makes its own the same way).
 KEYRING = Keyring.ephemeral([ROUTER_SIGNER, *default_catalog().departments])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+
+def python_blocks(page: Path) -> list[str]:
+    """The ```python examples of a docs page, in order."""
+    return re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
 
 
 def eventually(
@@ -149,6 +159,7 @@ class Platform:
     def __init__(self, refuse_first: int = 0) -> None:
         self.received: list[dict[str, Any]] = []
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.refused_requests: list[tuple[dict[str, str], bytes]] = []
         self.refused = 0
         self._refuse_first = refuse_first
         self._lock = threading.Lock()
@@ -160,6 +171,7 @@ class Platform:
             with self._lock:
                 if self.refused < self._refuse_first:
                     self.refused += 1
+                    self.refused_requests.append((dict(request.headers), raw))
                     return Response(status_code=503)
                 self.received.append(json.loads(raw))
                 self.requests.append((dict(request.headers), raw))

@@ -8,19 +8,22 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from harness import Platform, Running, eventually, new_project_no, replies_on_queue, running_stack
 from standardwebhooks import Webhook
 
 from adapters import AdapterContext, ItemCancel
-from adapters.simulated import DecisionLedger, simulated_adapter
+from adapters.simulated import DecisionLedger, Rule, Scenario, Verdict, simulated_adapter
 from contracts.catalog import Catalog
 from contracts.messages import OutcomeResult, PrerequisiteResult
 from contracts.samples import sample_application
 from lianban.settings import DEVELOPMENT_CALLBACK_SECRET, Settings
+from router.domain.polling import PollScheduler
 
 ITEM = "vaccination_certificate"  # health, no prerequisites
 
@@ -168,3 +171,70 @@ def test_a_decision_the_department_could_not_cancel_stands_and_corrects_the_repl
     webhook = Webhook(DEVELOPMENT_CALLBACK_SECRET.get_secret_value())
     for headers, body in platform.requests_of(bundle_id):
         assert webhook.verify(body, headers)["version"] in (1, 2)
+
+
+# Monday 2 March 2026, 10:00 in China; Tuesday 3 March is a working day.
+FILED_AT = datetime(2026, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=8)))
+
+
+def test_a_polled_decision_not_fetched_yet_is_polled_for_and_stands(
+    settings: Settings, catalog: Catalog, platform: Platform
+) -> None:
+    """The department decided on day 2; the router, between two polls, did not know. Its
+    refusal makes the router poll again at once, not wait for a poll it had stopped."""
+    settings = settings.model_copy(
+        update={
+            "callback_backoff_seconds": 0.05,
+            "outbound_hosts": ("127.0.0.1",),
+            "callback_url_prefixes": (platform.server.url,),
+            # The test sends the poll rounds itself: the stack's scheduler idles.
+            "poll_round_seconds": 3600.0,
+            "poll_jitter_seconds": 0,
+        }
+    )
+    scenario = Scenario(rules={ITEM: Rule(Verdict.APPROVE, pending_working_days=1)})
+    application = sample_application(
+        catalog.bundle_types["newborn"], new_project_no(), items=[ITEM]
+    )
+    application["callback_url"] = platform.url
+    with (
+        time_machine.travel(FILED_AT, tick=False) as traveller,
+        running_stack(settings, catalog, scenario) as running,
+    ):
+        receipt = running.submit(application).json()
+        status_url, bundle_id = receipt["status_url"], receipt["bundle_id"]
+        eventually(
+            lambda: running.client.get(status_url).json()["items"][0]["decision_poll"],
+            timeout=30,
+            message="the department never said pending",
+        )
+        traveller.move_to(FILED_AT + timedelta(days=1, hours=1))  # decided, not polled
+        withdrawn = running.client.post(f"/v1/bundles/{bundle_id}/withdraw").json()
+        _reached(running, status_url, "cancel_refused")
+        polls = PollScheduler(
+            running.stack.database,
+            running.stack.polls,
+            jitter=timedelta(0),
+            on_commit=running.stack.relay_wake.set,
+        )
+        assert polls.run_once(datetime.now(UTC)) == 1
+        corrected = eventually(
+            lambda: running.client.get(receipt["reply_url"]).json(),
+            lambda reply: reply["version"] == 2,
+            timeout=30,
+            message="no corrected reply",
+        )
+        pushed = eventually(
+            lambda: platform.of(bundle_id),
+            lambda pushes: len(pushes) == 2,
+            timeout=30,
+            message="the corrected reply never reached the callback",
+        )
+        status = running.client.get(status_url).json()
+
+    assert [item["state"] for item in withdrawn["items"]] == ["cancelled"]
+    assert [item["state"] for item in corrected["items"]] == ["approved"]
+    assert corrected["items"][0]["certificates"]
+    assert pushed[1] == corrected
+    assert status["items"][0]["decision_poll"] is None, "still polled after the decision"
+    assert "decision_stands" in _steps(status)

@@ -36,7 +36,13 @@ from contracts.messages import (
     Unreachable,
 )
 from router.domain import states, withdrawal
-from router.domain.polling import PollPlan, record_pending, stop_polling
+from router.domain.polling import (
+    PollPlan,
+    awaits_decision,
+    record_pending,
+    resume_polling,
+    stop_polling,
+)
 from router.domain.progress import advance, cancel_at_department, set_item_state
 from router.domain.timekeeping import Timekeeper
 from router.domain.workdays import working_calendar
@@ -206,14 +212,14 @@ class Correlator:
         result = outcome.result
         if _answers_a_cancel(item, outcome):
             assert item is not None  # for mypy: _answers_a_cancel says so
-            return _apply_after_cancel(session, bundle, item, outcome)
+            return self._apply_after_cancel(session, bundle, item, outcome)
         if isinstance(result, CancelRefused):
             return _stale(session, bundle, outcome, item, result.status)
         if isinstance(result, Pending | Unreachable):
             # News about the filing, not a step of the item: its state stays.
             if item is None or item.dispatch_id != outcome.dispatch_id:
                 return _stale(session, bundle, outcome, item, result.status)
-            if ItemState(item.state).is_final:
+            if not awaits_decision(item):
                 return _stale(session, bundle, outcome, item, result.status)
             if isinstance(result, Pending):
                 record_pending(session, self._polls, item, result, clock.now())
@@ -260,6 +266,23 @@ class Correlator:
         log.info("outcome.applied", state=target.value)
         return Applied.APPLIED
 
+    def _apply_after_cancel(
+        self, session: Session, bundle: BundleRow, item: ItemRow, outcome: ItemOutcome
+    ) -> Applied:
+        """router.domain.withdrawal: a decision the department could no longer cancel
+        stands. Refused with the decision not in yet, a polled department is asked for it
+        at once (polling stopped when the item was cancelled)."""
+        if isinstance(outcome.result, CancelRefused):
+            withdrawal.cancel_refused(session, bundle, item, outcome.result)
+            if item.state == ItemState.CANCELLED:
+                resume_polling(session, self._polls, item, clock.now())
+        elif isinstance(outcome.result, Decided):
+            withdrawal.decided_after_cancel(session, bundle, item, outcome.result)
+            stop_polling(session, item)
+        audit.record_decided(session, outcome, ItemState(item.state))
+        log.info("outcome.applied_after_cancel", state=item.state, status=outcome.result.status)
+        return Applied.APPLIED
+
 
 def _answers_a_cancel(item: ItemRow | None, outcome: ItemOutcome) -> bool:
     """The department's refusal to withdraw the cancelled item, or its decision for it
@@ -271,19 +294,6 @@ def _answers_a_cancel(item: ItemRow | None, outcome: ItemOutcome) -> bool:
     if isinstance(outcome.result, CancelRefused):
         return item.cancel_refused_at is None
     return isinstance(outcome.result, Decided) and item.result is None
-
-
-def _apply_after_cancel(
-    session: Session, bundle: BundleRow, item: ItemRow, outcome: ItemOutcome
-) -> Applied:
-    """router.domain.withdrawal: a decision the department could no longer cancel stands."""
-    if isinstance(outcome.result, CancelRefused):
-        withdrawal.cancel_refused(session, bundle, item, outcome.result)
-    elif isinstance(outcome.result, Decided):
-        withdrawal.decided_after_cancel(session, bundle, item, outcome.result)
-    audit.record_decided(session, outcome, ItemState(item.state))
-    log.info("outcome.applied_after_cancel", state=item.state, status=outcome.result.status)
-    return Applied.APPLIED
 
 
 def _apply_clock_notice(
