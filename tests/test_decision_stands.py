@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -14,7 +15,10 @@ from typing import Any
 
 import pytest
 import time_machine
+from alembic import command
+from alembic.config import Config
 from harness import Platform, Running, eventually, new_project_no, replies_on_queue, running_stack
+from sqlalchemy import select, text
 from standardwebhooks import Webhook
 
 from adapters import AdapterContext, ItemCancel
@@ -24,6 +28,8 @@ from contracts.messages import OutcomeResult, PrerequisiteResult
 from contracts.samples import sample_application
 from lianban.settings import DEVELOPMENT_CALLBACK_SECRET, Settings
 from router.domain.polling import PollScheduler
+from router.store import Database, ReplyRow
+from router.store.engine import MIGRATIONS
 
 ITEM = "vaccination_certificate"  # health, no prerequisites
 
@@ -238,3 +244,34 @@ def test_a_polled_decision_not_fetched_yet_is_polled_for_and_stands(
     assert pushed[1] == corrected
     assert status["items"][0]["decision_poll"] is None, "still polled after the decision"
     assert "decision_stands" in _steps(status)
+
+
+def test_migration_0018_keeps_each_reply_as_its_first_version(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    bundle_id = uuid.uuid4()
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0013")
+        connection.execute(
+            text(
+                "INSERT INTO bundles (id, project_no, bundle_type, state, application, "
+                "received_at) VALUES (:id, 'P1', 'newborn', 'replied', '{}', "
+                "'2026-12-28 02:00:00.000000')"
+            ),
+            {"id": bundle_id.hex},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO replies (bundle_id, body, created_at) "
+                "VALUES (:id, '{\"outcome\": \"withdrawn\"}', '2026-12-28 02:00:00.000000')"
+            ),
+            {"id": bundle_id.hex},
+        )
+    database.migrate()
+    with database.transaction() as session:
+        reply = session.scalars(select(ReplyRow)).one()
+        assert (reply.bundle_id, reply.version) == (bundle_id, 1)
+        assert reply.body == {"outcome": "withdrawn"}
+    database.dispose()

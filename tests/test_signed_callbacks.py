@@ -17,8 +17,10 @@ from sqlalchemy import select
 from standardwebhooks import WebhookVerificationError
 
 from contracts.catalog import Catalog
+from contracts.errors import ConfigurationError
 from contracts.samples import SAMPLE_PDF, sample_application
-from lianban.settings import DEVELOPMENT_CALLBACK_SECRET, Settings
+from lianban.cli import main
+from lianban.settings import DEVELOPMENT_CALLBACK_SECRET, Settings, callback_secret
 from router.domain.intake import Intake, ProblemsFound, Received
 from router.store import BundleRow, Database
 from runtime.outbound import OutboundPolicy
@@ -152,3 +154,20 @@ def test_tampered_foreign_and_replayed_callbacks_fail_the_documented_verificatio
         pytest.raises(WebhookVerificationError),
     ):
         fresh(secret).verify(body, headers)  # replayed later: too old
+
+
+def test_the_secret_comes_from_its_file_made_by_the_cli_and_a_bad_one_stops_the_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "callback.secret"
+    assert main(["callback-secret", str(path)]) == 0
+    assert main(["callback-secret", str(path)]) == 2  # never overwritten: rotate on purpose
+    assert path.stat().st_mode & 0o777 == 0o600
+    settings = Settings(callback_secret_file=path)
+    secret = callback_secret(settings)
+    assert secret.get_secret_value() == path.read_text(encoding="utf-8").strip()
+    assert secret.get_secret_value() not in capsys.readouterr().out + repr(settings)
+    path.write_text("whsec_c2hvcnQ=\n", encoding="utf-8")  # 5 bytes
+    with pytest.raises(ConfigurationError, match="at least 24 bytes") as refused:
+        callback_secret(settings)
+    assert "c2hvcnQ" not in str(refused.value)
