@@ -20,6 +20,7 @@ from adapters.errors import classify, describe
 from adapters.resilience import RateLimiter, call_department
 from contracts.errors import Action, DepartmentUnavailable, FatalDepartmentError, FilingWithdrawn
 from contracts.messages import (
+    CancelRefused,
     Decided,
     DepartmentRequest,
     Failed,
@@ -30,6 +31,7 @@ from contracts.messages import (
     OutcomeResult,
     Rejected,
 )
+from contracts.personal_data import mask_text
 from runtime import clock
 from runtime.breakers import BREAKERS, CircuitBreaker
 from runtime.storage import MaterialStore
@@ -106,9 +108,13 @@ class AdapterRunner:
             ctx.log.warning("department.poll_missed", error=describe(error))
             return None
 
-    async def cancel(self, cancel: ItemCancel, delivery: int) -> bool:
+    async def cancel(
+        self, cancel: ItemCancel, delivery: int, report: Reporter | None = None
+    ) -> bool:
         """Withdraw a filing with the same protections as filing; False if it could not be
-        (DepartmentUnavailable while the department is unavailable, as for filing)."""
+        (DepartmentUnavailable while the department is unavailable, as for filing). A
+        department refusing (it has decided already) is its answer, not a fault: it goes
+        to `report` as CancelRefused, so the router reports the decision that stands."""
 
         async def nothing_to_report(result: OutcomeResult) -> None:
             ctx.log.warning("cancel.unexpected_report", status=result.status)
@@ -118,10 +124,11 @@ class AdapterRunner:
             await self._protected(lambda: self.adapter.cancel(cancel, ctx), respond_by=None)
         except Exception as error:
             self._retry_later_if_unavailable(error, ctx)
-            # A department refusing to withdraw (already decided) is its answer, not a fault.
             refused = isinstance(error, FatalDepartmentError)
             log = ctx.log.warning if refused else ctx.log.error
             log("department.cancel_failed", error=describe(error))
+            if refused and report is not None:
+                await report(CancelRefused(reason=mask_text(describe(error))[:500]))
             return False
         ctx.log.info("department.cancelled")
         return True

@@ -32,6 +32,7 @@ from opentelemetry.trace import Span
 from pydantic import TypeAdapter, ValidationError
 
 from adapters.base import Adapter
+from adapters.context import Reporter
 from adapters.outcomes import signed_outcome
 from adapters.runner import AdapterRunner
 from contracts.errors import DepartmentUnavailable, MessageRefused
@@ -126,7 +127,7 @@ class AdapterWorker:
             return Park(reason)
         span = start_span("adapter.handle", received, delivery.headers)
         if isinstance(received, ItemCancel):
-            cancel = self._runner.cancel(received, delivery.attempt)
+            cancel = self._runner.cancel(received, delivery.attempt, self._reporter(received))
             cancelling = asyncio.run_coroutine_threadsafe(
                 traced(span, received, cancel), self._loop
             )
@@ -155,12 +156,18 @@ class AdapterWorker:
         return received
 
     async def _call(self, request: DepartmentRequest, delivery: int) -> OutcomeResult | None:
+        return await self._runner.run(request, delivery, self._reporter(request))
+
+    def _reporter(self, request: DepartmentRequest | ItemCancel) -> Reporter:
+        """Sends what the department says about `request` before its call finishes (an
+        acceptance, a refusal to withdraw) as an outcome of the same filing."""
+
         async def report(result: OutcomeResult) -> None:
             self._consumer.send(
                 self._signed(ItemOutcome.answering(request, result), current_headers())
             )
 
-        return await self._runner.run(request, delivery, report)
+        return report
 
     def _finish(
         self,

@@ -66,6 +66,9 @@ class TimelineEvent(StrEnum):
     REPLAYED = "replayed"  # an operator sent a parked message back; the detail names them
     WITHDRAWN = "withdrawn"  # 撤回: the platform withdrew the bundle
     REPLIED = "replied"  # the one reply was assembled
+    CANCEL_REFUSED = "cancel_refused"  # the department had decided: it refused to withdraw
+    DECISION_STANDS = "decision_stands"  # a cancelled item's refused cancel: its decision holds
+    REPLY_CORRECTED = "reply_corrected"  # a new version of the reply corrects the one before
     CALLBACK_DELIVERED = "callback_delivered"  # the platform's callback took a message
     RATED = "rated"  # 好差评: the applicant rated the bundle (and maybe its departments)
     RECTIFICATION_OPENED = "rectification_opened"  # a 差评 opened 整改 for a department

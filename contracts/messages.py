@@ -338,6 +338,15 @@ class ClockResumed(_Frozen):
 ClockNotice = Extended | ClockStopped | ClockResumed
 """Outcomes about the item's time that leave its state where it is."""
 
+
+class CancelRefused(_Frozen):
+    """The department refused to withdraw the filing (撤回): it had decided already. Its
+    decision stands: the router reports it in a corrected reply instead of "cancelled"."""
+
+    status: Literal["cancel_refused"] = "cancel_refused"
+    reason: str = Field(min_length=1, max_length=500, description="The department's words")
+
+
 OutcomeResult = Annotated[
     Accepted
     | Rejected
@@ -348,7 +357,8 @@ OutcomeResult = Annotated[
     | Failed
     | Extended
     | ClockStopped
-    | ClockResumed,
+    | ClockResumed
+    | CancelRefused,
     Field(discriminator="status"),
 ]
 
@@ -369,10 +379,12 @@ class ItemOutcome(_Message):
     result: OutcomeResult
 
     @classmethod
-    def answering(cls, request: DepartmentRequest, result: OutcomeResult) -> ItemOutcome:
-        """The outcome of a dispatch, or of a supplement or poll of its filing (which
-        answers the same dispatch, under an id of its own: a second "accepted" after a
-        correction, or each poll's "pending", is news)."""
+    def answering(
+        cls, request: DepartmentRequest | ItemCancel, result: OutcomeResult
+    ) -> ItemOutcome:
+        """The outcome of a dispatch, or of a supplement, poll or cancel of its filing
+        (which answers the same dispatch, under an id of its own: a second "accepted"
+        after a correction, or each poll's "pending", is news)."""
         dispatch_id = (
             request.message_id if isinstance(request, ItemDispatch) else request.dispatch_id
         )
@@ -521,7 +533,10 @@ class ItemNotice(_Message):
 
 
 class BundleReply(_Message):
-    """The ONE reply per bundle, assembled when every selected item is final."""
+    """The ONE reply per bundle, assembled when every selected item is final. Should a
+    fact it reported change (a department's decision outlived the withdrawal), a new
+    version of it follows, saying which version it corrects and why: never a silent
+    re-send."""
 
     kind: Literal["reply"] = "reply"
     project_no: str
@@ -529,6 +544,13 @@ class BundleReply(_Message):
     outcome: BundleOutcome
     items: tuple[ItemResult, ...]
     replied_at: AwareDatetime
+    version: int = Field(default=1, ge=1, description="1 for the reply, n + 1 corrects n")
+    corrects: int | None = Field(
+        default=None, ge=1, description="The version this one supersedes (更正); None for 1"
+    )
+    correction: str | None = Field(
+        default=None, description="What changed since the version it corrects, in Chinese"
+    )
 
 
 class NoticeDecision(StrEnum):

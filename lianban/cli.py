@@ -64,6 +64,7 @@ from runtime.messaging import Broker
 from runtime.messaging.signing import new_key
 from runtime.serving import ThreadedServer
 from runtime.tracing import configure_tracing
+from runtime.webhooks import new_secret
 
 USAGE_ERROR = 2
 
@@ -273,6 +274,14 @@ def _parser() -> argparse.ArgumentParser:
         "--into", type=Path, default=Path("."), help="directory (LIANBAN_SIGNING_KEYS_DIR)"
     )
     new_key_command.set_defaults(run=_keys_new)
+
+    callback_secret = commands.add_parser(
+        "callback-secret",
+        help="write a new callback signing secret (whsec_…) to a file, for "
+        "LIANBAN_CALLBACK_SECRET_FILE and the platform's verifier",
+    )
+    callback_secret.add_argument("file", type=Path, help="the file to create (mode 600)")
+    callback_secret.set_defaults(run=_callback_secret_new)
 
     broker = commands.add_parser("broker", help="RabbitMQ definitions: vhost, topology, users")
     broker_commands = broker.add_subparsers(required=True, metavar="action")
@@ -575,6 +584,17 @@ def _keys_new(args: argparse.Namespace) -> int:
     path.write_bytes(pem)
     print(f"wrote {path} (keep it secret); add this entry to LIANBAN_TRUSTED_KEYS:")
     print(json.dumps(trusted.as_json()))
+    return 0
+
+
+def _callback_secret_new(args: argparse.Namespace) -> int:
+    if args.file.exists():
+        print(f"lianban: {args.file} exists; move it aside to rotate", file=sys.stderr)
+        return 2
+    args.file.touch(mode=0o600)
+    args.file.write_text(new_secret().get_secret_value() + "\n", encoding="utf-8")
+    print(f"wrote {args.file}: give it to the router (LIANBAN_CALLBACK_SECRET_FILE) and, over")
+    print("a secure channel, to the platform, which verifies callbacks with it")
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import structlog
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -30,7 +30,8 @@ from router.http.auth import ApiToken
 from router.http.body_limit import DEFAULT_MAX_BODY_BYTES
 from router.store import Database
 from router.store.engine import DEVELOPMENT_AUDIT_KEY
-from runtime.outbound import parse_hosts
+from runtime.outbound import OutboundPolicy, parse_hosts, parse_prefixes
+from runtime.webhooks import BadWebhookSecret, secret_key
 
 log = structlog.get_logger(__name__)
 
@@ -200,6 +201,17 @@ class Settings(BaseSettings):
         description="The only hosts callbacks and department systems may be reached at "
         "(comma-separated); unset, any host with public addresses only.",
     )
+    callback_url_prefixes: CommaSeparated = Field(
+        (),
+        description="Comma-separated URL prefixes (`https://host[:port]/path`) an "
+        "application's callback_url must lie under, else intake refuses it (422 "
+        "callback_url_not_allowed); unset, any URL LIANBAN_OUTBOUND_HOSTS allows.",
+    )
+    callback_secret_file: Path | None = Field(
+        None,
+        description="File holding the secret (`whsec_…`, `lianban callback-secret`) every "
+        "callback is signed with (Standard Webhooks); without it a public development secret.",
+    )
     max_body_bytes: int = Field(
         DEFAULT_MAX_BODY_BYTES,
         gt=0,
@@ -251,6 +263,11 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_hosts(cls, value: Any) -> Any:
         return parse_hosts(value) if isinstance(value, str) else value
+
+    @field_validator("callback_url_prefixes", mode="before")
+    @classmethod
+    def _parse_prefixes(cls, value: Any) -> Any:
+        return parse_prefixes(value) if isinstance(value, str) else value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -355,6 +372,35 @@ def audit_key(settings: Settings) -> bytes:
             f"{_AUDIT_KEY_MINIMUM} (e.g. `head -c 48 /dev/urandom | base64`)"
         )
     return key
+
+
+def outbound_policy(settings: Settings) -> OutboundPolicy:
+    """Where callbacks and department systems may be reached (runtime.outbound)."""
+    return OutboundPolicy(settings.outbound_hosts, settings.callback_url_prefixes)
+
+
+def callback_secret(settings: Settings) -> SecretStr:
+    """The secret callbacks are signed with, from LIANBAN_CALLBACK_SECRET_FILE, or the
+    development secret (a warning outside SQLite: anyone may sign with it)."""
+    if settings.callback_secret_file is None:
+        if not settings.database_url.startswith("sqlite"):
+            log.warning(
+                "callbacks.development_secret",
+                hint="set LIANBAN_CALLBACK_SECRET_FILE: with the public development secret, "
+                "anyone can sign a callback the platform accepts",
+            )
+        return DEVELOPMENT_CALLBACK_SECRET
+    secret = SecretStr(settings.callback_secret_file.read_text(encoding="utf-8").strip())
+    try:
+        secret_key(secret)
+    except BadWebhookSecret as error:
+        # The reason only: the file's content is the secret.
+        raise ConfigurationError(f"{settings.callback_secret_file}: {error}") from None
+    return secret
+
+
+# Public on purpose, like the development audit key: for the embedded mode and tests.
+DEVELOPMENT_CALLBACK_SECRET = SecretStr("whsec_bGlhbmJhbiBkZXZlbG9wbWVudCBjYWxsYmFjayBzZWNyZXQ=")
 
 
 def open_database(settings: Settings) -> Database:

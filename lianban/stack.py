@@ -23,7 +23,7 @@ from adapters.registry import installed_adapters
 from adapters.worker import AdapterWorker
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
-from lianban.settings import Settings, open_database
+from lianban.settings import Settings, callback_secret, open_database, outbound_policy
 from router.channels.applicant_messages import ApplicantMessageSender
 from router.channels.callbacks import CallbackSender
 from router.channels.couriers import HttpJsonCourier
@@ -57,7 +57,6 @@ from runtime.health import Health, broker_problem, serve_health
 from runtime.messaging import Broker, ConsumerLoop, Publisher, declare_topology
 from runtime.messaging.declaration import outcomes_queue
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
-from runtime.outbound import OutboundPolicy
 from runtime.reloading import ReloadingFile
 from runtime.serving import ThreadedServer
 from runtime.storage import LocalMaterialStore, MaterialStore, open_store
@@ -98,7 +97,7 @@ class Stack:
         self._metrics_server: WSGIServer | None = None
         self._health_server: ThreadingHTTPServer | None = None
         self.relay_wake = threading.Event()
-        self.outbound = OutboundPolicy(settings.outbound_hosts)
+        self.outbound = outbound_policy(settings)
         self.intake = Intake(
             self.database,
             catalog,
@@ -130,6 +129,7 @@ class Stack:
             sender = CallbackSender(
                 self.database,
                 self.outbound,
+                secret=callback_secret(self.settings),
                 backoff_seconds=self.settings.callback_backoff_seconds,
             )
             self._spawn("callbacks", sender.run)

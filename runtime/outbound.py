@@ -6,6 +6,12 @@ reached, and listing a host is what permits an internal address. Any other host 
 resolve to public addresses only: loopback, private, link-local (169.254.169.254, the
 cloud metadata service) and the like are refused, checked on the resolved IP so a public
 name pointing inward is refused too.
+
+A callback URL must, in addition, lie under one of the operator's callback prefixes
+(LIANBAN_CALLBACK_URL_PREFIXES) when there are any: same scheme, host and port, and a
+path that starts at a segment boundary (`https://p.gov.cn/cb` allows `/cb/lianban`, not
+`/cbx` nor `https://p.gov.cn.evil.example/cb`). The prefixes narrow the host policy;
+they never widen it (an internal host must still be listed as an outbound host).
 """
 
 from __future__ import annotations
@@ -33,9 +39,24 @@ def _resolve(host: str, port: int) -> Iterable[Any]:
     return socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
 
 
+def parse_prefixes(text: str) -> tuple[str, ...]:
+    """LIANBAN_CALLBACK_URL_PREFIXES: URL prefixes separated by commas."""
+    return tuple(prefix.strip() for prefix in text.split(",") if prefix.strip())
+
+
 @dataclass(frozen=True)
 class OutboundPolicy:
     allowed_hosts: tuple[str, ...] = ()
+    callback_prefixes: tuple[str, ...] = ()
+
+    def callback_refusal(self, url: str) -> str | None:
+        """Why `url` may not be a callback URL (outside the callback prefixes); None when
+        it is within them, or there are none. `refusal` still applies to it."""
+        if not self.callback_prefixes or any(
+            _under(url, prefix) for prefix in self.callback_prefixes
+        ):
+            return None
+        return "the URL is not under an allowed callback prefix"
 
     def refusal(self, url: str) -> str | None:
         """Why `url` is refused, judged without resolving it; None when it may be tried."""
@@ -84,3 +105,19 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def _under(url: str, prefix: str) -> bool:
+    try:
+        target, allowed = urlsplit(url), urlsplit(prefix)
+        ports = (target.port, allowed.port)
+    except ValueError:
+        return False
+    if (target.scheme.lower(), (target.hostname or "").lower(), ports[0]) != (
+        allowed.scheme.lower(),
+        (allowed.hostname or "").lower(),
+        ports[1],
+    ):
+        return False
+    base = allowed.path.rstrip("/")
+    return target.path == base or target.path.startswith(base + "/")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
+import re
 import socket
 import threading
 import time
@@ -16,8 +18,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import httpx
-from fastapi import FastAPI
-from kombu import Queue
+from fastapi import FastAPI, Request, Response
+from kombu import Connection, Queue
 from PIL import Image
 from sqlalchemy import select
 
@@ -36,7 +38,7 @@ from router.domain.intake import Intake, Received
 from router.http.auth import Scope, mint
 from router.store import Database, OutboxRow
 from runtime.messaging import Broker, ConsumerLoop, Outgoing, Publisher, declare_topology
-from runtime.messaging.declaration import department_queue
+from runtime.messaging.declaration import department_queue, replies_queue
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 from runtime.serving import ThreadedServer
 from runtime.storage import MaterialStore
@@ -49,6 +51,15 @@ AUTH = {"Authorization": f"Bearer {TEST_TOKEN.get_secret_value()}"}
 # Keys for the router and every department, all trusted: for workers and correlators that
 # tests build themselves (a Stack without configured keys makes its own the same way).
 KEYRING = Keyring.ephemeral([ROUTER_SIGNER, *default_catalog().departments])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+
+def python_blocks(page: Path) -> list[str]:
+    """The ```python examples of a docs page, in order."""
+    return re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
 
 
 def eventually(
@@ -164,6 +175,64 @@ def received_dispatches(
             select(OutboxRow).where(OutboxRow.correlation_id == str(result.receipt.bundle_id))
         ).all()
         return [ItemDispatch.model_validate_json(row.body) for row in rows]
+
+
+class Platform:
+    """The platform's callback endpoint on loopback; it can refuse the first few pushes.
+    It keeps each push it took as sent (headers and body bytes), for its signature."""
+
+    def __init__(self, refuse_first: int = 0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.refused_requests: list[tuple[dict[str, str], bytes]] = []
+        self.refused = 0
+        self._refuse_first = refuse_first
+        self._lock = threading.Lock()
+        app = FastAPI()
+
+        @app.post("/callback")
+        async def callback(request: Request) -> Response:
+            raw = await request.body()
+            with self._lock:
+                if self.refused < self._refuse_first:
+                    self.refused += 1
+                    self.refused_requests.append((dict(request.headers), raw))
+                    return Response(status_code=503)
+                self.received.append(json.loads(raw))
+                self.requests.append((dict(request.headers), raw))
+            return Response(status_code=204)
+
+        self.server = ThreadedServer(app)
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}/callback"
+
+    def of(self, bundle_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [body for body in self.received if body["bundle_id"] == bundle_id]
+
+    def requests_of(self, bundle_id: str) -> list[tuple[dict[str, str], bytes]]:
+        with self._lock:
+            return [r for r in self.requests if json.loads(r[1])["bundle_id"] == bundle_id]
+
+
+def replies_on_queue(broker_url: str, bundle_id: str) -> list[dict[str, Any]]:
+    """Drain the replies queue (what an AMQP consumer of replies gets); the bodies of
+    this bundle's replies, in the order they came."""
+    found = []
+    with Connection(broker_url) as connection:
+        queue = connection.SimpleQueue(replies_queue())
+        try:
+            while True:
+                message = queue.get(timeout=1)
+                if message.properties.get("correlation_id") == bundle_id:
+                    found.append(json.loads(message.body))
+                message.ack()
+        except queue.Empty:
+            return found
+        finally:
+            queue.close()
 
 
 def put_material(

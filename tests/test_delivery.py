@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request, Response
-from harness import Running, eventually, new_project_no, running_stack
+from harness import Platform, Running, eventually, new_project_no, running_stack
 
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
 from lianban.settings import Settings
 from router.channels.callbacks import NOT_DELIVERED
-from runtime.serving import ThreadedServer
-
-
-class Platform:
-    """The platform's callback endpoint on loopback; it can refuse the first few pushes."""
-
-    def __init__(self, refuse_first: int = 0) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.refused = 0
-        self._refuse_first = refuse_first
-        self._lock = threading.Lock()
-        app = FastAPI()
-
-        @app.post("/callback")
-        async def callback(request: Request) -> Response:
-            body = await request.json()
-            with self._lock:
-                if self.refused < self._refuse_first:
-                    self.refused += 1
-                    return Response(status_code=503)
-                self.received.append(body)
-            return Response(status_code=204)
-
-        self.server = ThreadedServer(app)
-
-    def of(self, bundle_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [body for body in self.received if body["bundle_id"] == bundle_id]
 
 
 @pytest.fixture

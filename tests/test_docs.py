@@ -9,16 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs"
+from harness import DOCS, ROOT, python_blocks
 
 
-def python_blocks(page: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
-
-
-@pytest.mark.parametrize("page", ["adapters.md"])
+@pytest.mark.parametrize("page", ["adapters.md", "security.md"])
 def test_the_examples_run(page: str) -> None:
     blocks = python_blocks(DOCS / page)
     assert blocks, f"{page} has no python examples"

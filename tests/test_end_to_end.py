@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import datetime
 
 import pytest
-from harness import eventually, new_project_no, running_stack
-from kombu import Connection
+from harness import eventually, new_project_no, replies_on_queue, running_stack
 
 from adapters.simulated import Rule, Scenario, Verdict
 from contracts.catalog import Catalog, promised_working_days
 from contracts.samples import full_selection, sample_application
 from lianban.cli import main
 from lianban.settings import Settings
-from runtime.messaging.declaration import replies_queue
 
 
 def test_newborn_gets_one_reply_with_every_item_approved(
@@ -38,7 +35,9 @@ def test_newborn_gets_one_reply_with_every_item_approved(
         status = running.client.get(receipt["status_url"]).json()
         timeline = running.client.get(f"{receipt['status_url']}/timeline").json()
         bundle_id = receipt["bundle_id"]
-        on_queue = _kinds_on_replies_queue(settings.broker_url, bundle_id)
+        on_queue = Counter(
+            message["kind"] for message in replies_on_queue(settings.broker_url, bundle_id)
+        )
 
     assert reply["outcome"] == "all_approved"
     assert [item["item"] for item in reply["items"]] == status_items(status)
@@ -63,23 +62,6 @@ def status_items(status: dict[str, object]) -> list[str]:
     items = status["items"]
     assert isinstance(items, list)
     return [item["item"] for item in items]
-
-
-def _kinds_on_replies_queue(broker_url: str, bundle_id: str) -> Counter[str]:
-    """Drain the replies queue and count this bundle's messages by kind."""
-    kinds: Counter[str] = Counter()
-    with Connection(broker_url) as connection:
-        queue = connection.SimpleQueue(replies_queue())
-        try:
-            while True:
-                message = queue.get(timeout=1)
-                if message.properties.get("correlation_id") == bundle_id:
-                    kinds[json.loads(message.body)["kind"]] += 1
-                message.ack()
-        except queue.Empty:
-            return kinds
-        finally:
-            queue.close()
 
 
 def test_prerequisites_are_decided_first_for_every_bundle_type(

@@ -409,7 +409,8 @@ def test_a_reply_committed_late_is_still_exported(drop: Drop, catalog: Catalog) 
     late = _accepted_and_withdrawn(drop, catalog)
     with drop.database.transaction() as session:
         first_row, late_row = (
-            session.get(ReplyRow, uuid.UUID(drop.receipt(p)["bundle_id"])) for p in (first, late)
+            session.get(ReplyRow, (uuid.UUID(drop.receipt(p)["bundle_id"]), 1))
+            for p in (first, late)
         )
         assert first_row is not None and late_row is not None
         late_row.created_at = first_row.created_at - timedelta(minutes=1)

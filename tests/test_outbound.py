@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,7 @@ from adapters.registry import endpoint_of
 from contracts.catalog import Catalog
 from contracts.errors import ConfigurationError
 from contracts.samples import SAMPLE_PDF, sample_application
+from lianban.settings import DEVELOPMENT_CALLBACK_SECRET
 from lianban.stack import Stack
 from router.channels.callbacks import NOT_DELIVERED, CallbackSender
 from router.domain.intake import Intake, Received
@@ -131,7 +133,7 @@ def _bundle_with_callback(database: Database, catalog: Catalog, tmp_path: Path, 
             bundle_id=result.receipt.bundle_id,
             url=url,
             kind="reply",
-            body=b"{}",
+            body=f'{{"message_id": "{uuid.uuid4()}"}}'.encode(),  # as pushed messages carry
             attempts=0,
             next_attempt_at=now,
             delivered_at=None,
@@ -157,7 +159,12 @@ def test_a_callback_to_a_name_resolving_inward_is_never_sent(
         database, catalog, tmp_path, f"http://localhost:{target.port}/api/definitions"
     )
     with capture_logs() as logs:
-        assert CallbackSender(database, OutboundPolicy()).send_due() == 1
+        assert (
+            CallbackSender(
+                database, OutboundPolicy(), secret=DEVELOPMENT_CALLBACK_SECRET
+            ).send_due()
+            == 1
+        )
     assert target.hits == 0
     assert _callback(database, row_id).last_error == NOT_DELIVERED
     (failure,) = [entry for entry in logs if entry["event"] == "callback.failed"]
@@ -168,7 +175,9 @@ def test_a_failed_callback_does_not_reveal_the_targets_answer(
     database: Database, catalog: Catalog, tmp_path: Path, target: Target
 ) -> None:
     row_id = _bundle_with_callback(database, catalog, tmp_path, f"http://localhost:{target.port}/")
-    CallbackSender(database, OutboundPolicy(("localhost",))).send_due()
+    CallbackSender(
+        database, OutboundPolicy(("localhost",)), secret=DEVELOPMENT_CALLBACK_SECRET
+    ).send_due()
     assert target.hits == 1
     row = _callback(database, row_id)
     assert row.last_error == NOT_DELIVERED

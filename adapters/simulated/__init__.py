@@ -28,6 +28,7 @@ from adapters.base import Adapter
 from adapters.context import AdapterContext
 from adapters.decisions import Polled
 from contracts.catalog import Catalog
+from contracts.errors import FatalDepartmentError
 from contracts.messages import (
     Accepted,
     Certificate,
@@ -55,6 +56,7 @@ class Verdict(StrEnum):
     CORRECT = "correct"  # ask for a correction first (补齐补正), approve once corrected
 
 
+_DECISIONS = (Verdict.APPROVE, Verdict.DENY)
 # What a simulated department asking for a correction says is missing.
 MISSING_MATERIAL = "申请人有效身份证件（清晰完整）"
 # What it says of a filing it has not decided yet.
@@ -77,7 +79,7 @@ class Scenario:
     rules: dict[str, Rule] = field(default_factory=dict)
     default: Rule = Rule()
 
-    def rule_for(self, request: ItemDispatch | ItemSupplement | ItemPoll) -> Rule:
+    def rule_for(self, request: ItemDispatch | ItemSupplement | ItemPoll | ItemCancel) -> Rule:
         return self.rules.get(request.item) or self.rules.get(request.service) or self.default
 
     @classmethod
@@ -124,6 +126,14 @@ class DecisionLedger:
     def records(self) -> list[DecisionRecord]:
         with self._lock:
             return list(self._records)
+
+    def decided(self, bundle_id: str, item: str) -> bool:
+        """Whether the item was approved or denied (a decision: never withdrawn)."""
+        with self._lock:
+            return any(
+                (r.bundle_id, r.item) == (bundle_id, item) and r.verdict in _DECISIONS
+                for r in self._records
+            )
 
 
 class SimulatedDepartment(Adapter):
@@ -179,6 +189,16 @@ class SimulatedDepartment(Adapter):
         return await self._conclude(item, item.prerequisite_results, item.receipt_no or "", rule)
 
     async def cancel(self, item: ItemCancel, ctx: AdapterContext) -> None:
+        # Like a real department: a decision (approval or denial) is never withdrawn,
+        # reported (the ledger has it) or not polled for yet (its pending days are over).
+        rule = self.scenario.rule_for(item)
+        filed_at = self._filed_at.get(item.idempotency_key)
+        if self.ledger.decided(str(item.bundle_id), item.item) or (
+            rule.verdict in _DECISIONS
+            and filed_at is not None
+            and _working_day_number(filed_at, clock.now()) > rule.pending_working_days
+        ):
+            raise FatalDepartmentError(f"{self.department_name}已作出决定，不能撤回")
         self.ledger.record_cancel(self.department, str(item.bundle_id), item.item)
 
     async def _conclude(

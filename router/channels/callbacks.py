@@ -6,21 +6,28 @@ answer or a network error (or a URL the outbound policy refuses, runtime.outboun
 logged and retried with exponential backoff, for as
 long as it takes: a callback that keeps failing stays visible in the bundle's status,
 never dropped. Rows are claimed with SKIP LOCKED, so several senders may run.
+
+Every attempt is signed (Standard Webhooks, runtime.webhooks): the id is the pushed
+message's id, the same on each retry, so the platform processes a push once; the
+timestamp is the attempt's, so the platform can refuse an old one replayed.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from contracts.api import TimelineEvent
 from router.store import CallbackRow, Database
 from router.store.timeline import Actor, record_event
 from runtime.outbound import OutboundPolicy, OutboundRefused
+from runtime.webhooks import secret_key, signature_headers
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +40,7 @@ class CallbackSender:
         database: Database,
         outbound: OutboundPolicy,
         *,
+        secret: SecretStr,
         backoff_seconds: float = 1.0,
         max_backoff_seconds: float = 600.0,
         idle_seconds: float = 0.2,
@@ -41,6 +49,7 @@ class CallbackSender:
     ) -> None:
         self._database = database
         self._outbound = outbound
+        self._key = secret_key(secret)
         self._backoff = backoff_seconds
         self._max_backoff = max_backoff_seconds
         self._idle = idle_seconds
@@ -102,13 +111,19 @@ class CallbackSender:
     def _post(self, row: CallbackRow) -> str | None:
         """None when the platform took it, else why not (for the router's log)."""
         try:
+            # Prefixes narrowed since the row was written apply to it too.
+            if reason := self._outbound.callback_refusal(row.url):
+                raise OutboundRefused(reason)
             self._outbound.check(row.url)
         except OutboundRefused as refused:
             return f"refused by the outbound policy: {refused}"
+        message_id = str(json.loads(row.body)["message_id"])
+        headers = {
+            "Content-Type": "application/json",
+            **signature_headers(self._key, message_id, datetime.now(UTC), row.body),
+        }
         try:
-            response = self._client.post(
-                row.url, content=row.body, headers={"Content-Type": "application/json"}
-            )
+            response = self._client.post(row.url, content=row.body, headers=headers)
         except httpx.HTTPError as error:
             return f"{type(error).__name__}: {error}"[:500]
         if response.is_success:

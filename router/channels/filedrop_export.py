@@ -3,6 +3,7 @@ certificate files, to the filedrop outbox.
 
     outbox/<project_no>.reply.json          the BundleReply, as `GET /v1/bundles/{id}/reply`
                                             gives it
+    outbox/<project_no>.reply.v<n>.json     version n (2, 3 …) of it, correcting version n - 1
     outbox/<project_no>.<item>.item_notice.json  an ItemNotice, when the applicant chose per-item
                                             delivery: the item's result as it became final
     outbox/<project_no>/<sha256>            each certificate file the store holds; the reply
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import fcntl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,20 +60,30 @@ _PAGE = 200
 class _Cursor(BaseModel):
     watermark: AwareDatetime | None = None
     exported: dict[str, AwareDatetime] = Field(default_factory=dict)
+    """By the feed's `name` of each document exported within OVERLAP of the watermark."""
 
 
 @dataclass(frozen=True)
 class _Feed:
-    """One kind of document, exported in `created_at` order; `key` breaks ties and names
-    an exported document in the cursor."""
+    """One kind of document, exported in `created_at` order; `keys` break ties, and
+    `name` spells a document's keys in the cursor."""
 
     cursor_name: str
     created_at: Any
-    key: Any
+    keys: tuple[Any, ...]
+    name: Callable[..., str]
 
 
-_REPLIES = _Feed(".export-cursor.json", ReplyRow.created_at, ReplyRow.bundle_id)
-_NOTICES = _Feed(".notice-cursor.json", ItemNoticeRow.created_at, ItemNoticeRow.id)
+def _reply_name(bundle_id: Any, version: int) -> str:
+    """A reply's first version under its bundle id alone, as cursors written before
+    replies had versions name it."""
+    return str(bundle_id) if version == 1 else f"{bundle_id}.v{version}"
+
+
+_REPLIES = _Feed(
+    ".export-cursor.json", ReplyRow.created_at, (ReplyRow.bundle_id, ReplyRow.version), _reply_name
+)
+_NOTICES = _Feed(".notice-cursor.json", ItemNoticeRow.created_at, (ItemNoticeRow.id,), str)
 
 
 class ReplyExporter:
@@ -114,49 +125,44 @@ class ReplyExporter:
             count = 0
             for feed in (_NOTICES, _REPLIES):
                 cursor = self._load(feed)
-                for key, created_at in self._pending(feed, cursor):
+                for keys, created_at in self._pending(feed, cursor):
                     if feed is _REPLIES:
-                        self._export_reply(key)
+                        self._export_reply(*keys)
                     else:
-                        self._export_notice(key)
-                    cursor.exported[str(key)] = created_at
+                        self._export_notice(*keys)
+                    cursor.exported[feed.name(*keys)] = created_at
                     cursor.watermark = max(created_at, cursor.watermark or created_at)
                     self._save(feed, cursor)
                     count += 1
             return count
 
-    def _pending(self, feed: _Feed, cursor: _Cursor) -> Iterator[tuple[Any, datetime]]:
+    def _pending(self, feed: _Feed, cursor: _Cursor) -> Iterator[tuple[tuple[Any, ...], datetime]]:
         """Documents from OVERLAP before the watermark on, not exported yet, page by page."""
-        query = select(feed.key, feed.created_at).order_by(feed.created_at, feed.key).limit(_PAGE)
+        query = (
+            select(feed.created_at, *feed.keys).order_by(feed.created_at, *feed.keys).limit(_PAGE)
+        )
         if cursor.watermark is not None:
             query = query.where(feed.created_at > cursor.watermark - OVERLAP)
         page_query = query
         while True:
             with self._database.transaction() as session:
                 page = session.execute(page_query).all()
-            for key, created_at in page:
-                if str(key) not in cursor.exported:
-                    yield key, created_at
+            for created_at, *keys in page:
+                if feed.name(*keys) not in cursor.exported:
+                    yield tuple(keys), created_at
             if len(page) < _PAGE:
                 return
-            last_key, last_at = page[-1]
-            # Spelled out rather than as a row-value comparison: SQLAlchemy 2.1 binds both
-            # sides of `tuple_(…) > row` with the first column's type.
-            page_query = query.where(
-                or_(
-                    feed.created_at > last_at,
-                    and_(feed.created_at == last_at, feed.key > last_key),
-                )
-            )
+            page_query = query.where(_after(feed, tuple(page[-1])))
 
-    def _export_reply(self, bundle_id: Any) -> None:
+    def _export_reply(self, bundle_id: Any, version: int) -> None:
         with self._database.transaction() as session:
-            reply = bundle_reply(session, bundle_id)
+            reply = bundle_reply(session, bundle_id, version)
         assert reply is not None  # listed a moment ago, and replies are never deleted
         self._copy_certificates(reply.project_no, reply.items)
-        path = self._layout.outbox / f"{reply.project_no}.reply.json"
+        suffix = "" if version == 1 else f".v{version}"
+        path = self._layout.outbox / f"{reply.project_no}.reply{suffix}.json"
         write_atomically(path, reply.model_dump_json(indent=2).encode())
-        log.info("filedrop.reply_exported", bundle_id=str(bundle_id))
+        log.info("filedrop.reply_exported", bundle_id=str(bundle_id), version=version)
 
     def _export_notice(self, notice_id: Any) -> None:
         with self._database.transaction() as session:
@@ -196,6 +202,21 @@ class ReplyExporter:
             oldest = cursor.watermark - OVERLAP
             cursor.exported = {k: at for k, at in cursor.exported.items() if at > oldest}
         write_atomically(self._layout.root / feed.cursor_name, cursor.model_dump_json().encode())
+
+
+def _after(feed: _Feed, last: tuple[Any, ...]) -> Any:
+    """Rows ordered after `last` (created_at, *keys). Spelled out rather than as a
+    row-value comparison: SQLAlchemy 2.1 binds both sides of `tuple_(…) > row` with the
+    first column's type."""
+    columns = (feed.created_at, *feed.keys)
+    return or_(
+        *(
+            and_(
+                *(c == v for c, v in zip(columns[:i], last[:i], strict=True)), columns[i] > last[i]
+            )
+            for i in range(len(columns))
+        )
+    )
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from contracts.catalog import Catalog
 from contracts.errors import MessageRefused
 from contracts.messages import (
     Accepted,
+    CancelRefused,
     ClockNotice,
     Decided,
     DepartmentReport,
@@ -42,9 +43,15 @@ from contracts.messages import (
     Rejected,
     Unreachable,
 )
-from router.domain import states
+from router.domain import states, withdrawal
 from router.domain.notices import record_notice
-from router.domain.polling import PollPlan, record_pending, stop_polling
+from router.domain.polling import (
+    PollPlan,
+    awaits_decision,
+    record_pending,
+    resume_polling,
+    stop_polling,
+)
 from router.domain.progress import advance, cancel_at_department, set_item_state
 from router.domain.timekeeping import Timekeeper
 from router.domain.workdays import CHINA_TZ, working_calendar
@@ -216,11 +223,16 @@ class Correlator:
         if isinstance(outcome.result, ClockNotice):
             return _apply_clock_notice(session, item, outcome, outcome.result)
         result = outcome.result
+        if _answers_a_cancel(item, outcome):
+            assert item is not None  # for mypy: _answers_a_cancel says so
+            return self._apply_after_cancel(session, bundle, item, outcome)
+        if isinstance(result, CancelRefused):
+            return _stale(session, bundle, outcome, item, result.status)
         if isinstance(result, Pending | Unreachable):
             # News about the filing, not a step of the item: its state stays.
             if item is None or item.dispatch_id != outcome.dispatch_id:
                 return _stale(session, bundle, outcome, item, result.status)
-            if ItemState(item.state).is_final:
+            if not awaits_decision(item):
                 return _stale(session, bundle, outcome, item, result.status)
             if isinstance(result, Pending):
                 _clear_trouble(item)  # the department answered
@@ -272,6 +284,35 @@ class Correlator:
         audit.record_decided(session, outcome, target)
         log.info("outcome.applied", state=target.value)
         return Applied.APPLIED
+
+    def _apply_after_cancel(
+        self, session: Session, bundle: BundleRow, item: ItemRow, outcome: ItemOutcome
+    ) -> Applied:
+        """router.domain.withdrawal: a decision the department could no longer cancel
+        stands. Refused with the decision not in yet, a polled department is asked for it
+        at once (polling stopped when the item was cancelled)."""
+        if isinstance(outcome.result, CancelRefused):
+            withdrawal.cancel_refused(session, bundle, item, outcome.result)
+            if item.state == ItemState.CANCELLED:
+                resume_polling(session, self._polls, item, clock.now())
+        elif isinstance(outcome.result, Decided):
+            withdrawal.decided_after_cancel(session, bundle, item, outcome.result)
+            stop_polling(session, item)
+        audit.record_decided(session, outcome, ItemState(item.state))
+        log.info("outcome.applied_after_cancel", state=item.state, status=outcome.result.status)
+        return Applied.APPLIED
+
+
+def _answers_a_cancel(item: ItemRow | None, outcome: ItemOutcome) -> bool:
+    """The department's refusal to withdraw the cancelled item, or its decision for it
+    (the first decision only: one held already is not replaced)."""
+    if item is None or item.dispatch_id != outcome.dispatch_id:
+        return False
+    if item.state != ItemState.CANCELLED:
+        return False
+    if isinstance(outcome.result, CancelRefused):
+        return item.cancel_refused_at is None
+    return isinstance(outcome.result, Decided) and item.result is None
 
 
 def _apply_trouble(session: Session, item: ItemRow | None, notice: ItemTrouble) -> Applied:

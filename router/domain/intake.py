@@ -85,8 +85,8 @@ class Intake:
         if key_problem is not None:
             problems.append(key_problem)
         callback_url = raw.get("callback_url") if isinstance(raw, dict) else None
-        if isinstance(callback_url, str) and (refusal := self._outbound.refusal(callback_url)):
-            problems.append(_callback_problem(refusal))
+        if isinstance(callback_url, str):
+            problems += _callback_problems(self._outbound, callback_url)
         if application is None or problems:
             codes = ", ".join(sorted({problem.code for problem in problems}))
             self._audit_received(raw, actor, "refused", codes)
@@ -222,13 +222,29 @@ def _replay_of(existing: BundleRow, application: Application, catalog: Catalog) 
     return Received(receipt_for(existing, catalog), replayed=True)
 
 
-def _callback_problem(refusal: str) -> Problem:
-    return Problem(
-        pointer="/callback_url",
-        code="callback_url_refused",
-        message_zh="回调地址不被允许（须为允许的主机，不含用户名密码，不指向内网地址）",
-        message_en=f"the callback URL is not allowed: {refusal}",
-    )
+def _callback_problems(outbound: OutboundPolicy, url: str) -> list[Problem]:
+    """The callback URL outside the operator's prefixes, and/or refused by the host policy."""
+    problems = []
+    if outbound.callback_refusal(url) is not None:
+        problems.append(
+            Problem(
+                pointer="/callback_url",
+                code="callback_url_not_allowed",
+                message_zh="回调地址不在运营方允许的回调地址范围内",
+                message_en="the callback URL is not under a callback URL prefix the operator "
+                "allows (LIANBAN_CALLBACK_URL_PREFIXES)",
+            )
+        )
+    if (refusal := outbound.refusal(url)) is not None:
+        problems.append(
+            Problem(
+                pointer="/callback_url",
+                code="callback_url_refused",
+                message_zh="回调地址不被允许（须为允许的主机，不含用户名密码，不指向内网地址）",
+                message_en=f"the callback URL is not allowed: {refusal}",
+            )
+        )
+    return problems
 
 
 def _idempotency_problem(raw: Any, key: str | None) -> Problem | None:

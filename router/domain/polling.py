@@ -119,6 +119,40 @@ def record_pending(
         poll.next_poll_at = pending.next_poll_after.astimezone(UTC)
 
 
+def resume_polling(session: Session, plan: PollPlan, item: ItemRow, at: datetime) -> None:
+    """Poll `item` again at once: its department refused a cancel (it has decided) and
+    its decision has not come yet. The scheduler keeps polling on the department's
+    schedule until the decision comes."""
+    if not plan.polls(item.department):
+        return  # it calls back
+    at = at.astimezone(UTC)
+    poll = session.get(DecisionPollRow, (item.bundle_id, item.code))
+    if poll is None:
+        session.add(
+            DecisionPollRow(
+                bundle_id=item.bundle_id,
+                item=item.code,
+                department=item.department,
+                pending_since=at,
+                next_poll_at=at,
+                last_poll_at=None,
+                last_answer="",
+                last_answer_at=at,
+                filing_ref=None,
+                polls=0,
+            )
+        )
+    else:
+        poll.next_poll_at = at
+
+
+def awaits_decision(item: ItemRow) -> bool:
+    """Open, or cancelled with the cancel refused and the standing decision not in yet."""
+    if item.state == ItemState.CANCELLED:
+        return item.cancel_refused_at is not None
+    return not ItemState(item.state).is_final
+
+
 def stop_polling(session: Session, item: ItemRow) -> bool:
     """Stop polling `item` (its department answered); True if it was being polled, that
     is, the department had the filing."""
@@ -172,7 +206,7 @@ class PollScheduler:
                 .with_for_update(of=DecisionPollRow, skip_locked=True)
             ).all()
             for poll, item in due:
-                if ItemState(item.state).is_final:  # closed by the router (withdrawn, say)
+                if not awaits_decision(item):  # closed by the router (withdrawn, say)
                     session.delete(poll)
                     continue
                 if sent[poll.department] >= self._per_department:

@@ -8,9 +8,11 @@ events and the messages they cause commit together (or not at all).
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts import topology
@@ -270,7 +272,11 @@ def _prerequisite_results(
 
 
 def certificates_of(item: ItemRow) -> tuple[Certificate, ...]:
-    if item.result is None or item.result.get("status") != "decided":
+    # A cancelled item may hold a decision that came after its cancel (pending the
+    # department's answer to it): not the item's result until it stands.
+    if item.state != ItemState.APPROVED or item.result is None:
+        return ()
+    if item.result.get("status") != "decided":
         return ()
     return Decided.model_validate(item.result).certificates
 
@@ -278,31 +284,72 @@ def certificates_of(item: ItemRow) -> tuple[Certificate, ...]:
 def assemble_reply(
     session: Session, bundle: BundleRow, outcome: BundleOutcome | None = None
 ) -> None:
-    """The one reply: kept for pull, and published for AMQP consumers."""
+    """The one reply: kept for pull, published for AMQP consumers, pushed to the callback."""
     now = clock.now()
-    approved = sum(item.state == ItemState.APPROVED for item in bundle.items)
-    outcome = outcome or (
-        BundleOutcome.ALL_APPROVED
-        if approved == len(bundle.items)
-        else BundleOutcome.PARTLY_APPROVED
-        if approved
-        else BundleOutcome.NONE_APPROVED
-    )
     reply = BundleReply(
         bundle_id=bundle.id,
         project_no=bundle.project_no,
         bundle_type=bundle.bundle_type,
-        outcome=outcome,
+        outcome=outcome or _outcome_of(bundle),
         items=tuple(_item_result(item) for item in bundle.items),
         replied_at=now,
     )
     bundle.state = BundleState.REPLIED
     bundle.replied_at = now
     Timekeeper(session, working_calendar()).replied(bundle, now)
-    session.add(ReplyRow(bundle_id=bundle.id, body=reply.model_dump(mode="json"), created_at=now))
-    record_event(
-        session, bundle.id, None, TimelineEvent.REPLIED, outcome.value, actor=Actor.ROUTER, at=now
+    _send_reply(session, bundle, reply, TimelineEvent.REPLIED, reply.outcome.value)
+
+
+def correct_reply(session: Session, bundle: BundleRow, correction: str) -> BundleReply:
+    """A new version of the bundle's reply, saying which version it corrects and why, sent
+    through every channel the reply went through (the platform must never find a changed
+    reply it was not told about). A withdrawn bundle stays withdrawn; any other outcome
+    is counted again."""
+    previous = session.scalars(
+        select(ReplyRow)
+        .where(ReplyRow.bundle_id == bundle.id)
+        .order_by(ReplyRow.version.desc())
+        .limit(1)
+    ).one()
+    was = BundleReply.model_validate(previous.body)
+    reply = was.model_copy(
+        update={
+            "message_id": uuid.uuid4(),
+            "outcome": was.outcome
+            if was.outcome is BundleOutcome.WITHDRAWN
+            else _outcome_of(bundle),
+            "items": tuple(_item_result(item) for item in bundle.items),
+            "replied_at": clock.now(),
+            "version": previous.version + 1,
+            "corrects": previous.version,
+            "correction": correction,
+        }
     )
+    detail = f"第{reply.version}版更正第{previous.version}版：{correction}"
+    _send_reply(session, bundle, reply, TimelineEvent.REPLY_CORRECTED, detail)
+    return reply
+
+
+def _outcome_of(bundle: BundleRow) -> BundleOutcome:
+    approved = sum(item.state == ItemState.APPROVED for item in bundle.items)
+    if approved == len(bundle.items):
+        return BundleOutcome.ALL_APPROVED
+    return BundleOutcome.PARTLY_APPROVED if approved else BundleOutcome.NONE_APPROVED
+
+
+def _send_reply(
+    session: Session, bundle: BundleRow, reply: BundleReply, event: TimelineEvent, detail: str
+) -> None:
+    """Keep `reply` (its version) for pull and the file drop, publish it, push it."""
+    session.add(
+        ReplyRow(
+            bundle_id=bundle.id,
+            version=reply.version,
+            body=reply.model_dump(mode="json"),
+            created_at=reply.replied_at,
+        )
+    )
+    record_event(session, bundle.id, None, event, detail, actor=Actor.ROUTER, at=reply.replied_at)
     enqueue(
         session,
         exchange=topology.REPLIES_EXCHANGE,

@@ -201,8 +201,14 @@ def find_bundle(session: Session, key: str) -> uuid.UUID | None:
     return bundle_id if session.get(BundleRow, bundle_id) is not None else None
 
 
-def bundle_reply(session: Session, bundle_id: uuid.UUID) -> BundleReply | None:
-    row = session.get(ReplyRow, bundle_id)
+def bundle_reply(
+    session: Session, bundle_id: uuid.UUID, version: int | None = None
+) -> BundleReply | None:
+    """The bundle's reply: its newest version, or `version`."""
+    query = select(ReplyRow).where(ReplyRow.bundle_id == bundle_id)
+    if version is not None:
+        query = query.where(ReplyRow.version == version)
+    row = session.scalars(query.order_by(ReplyRow.version.desc()).limit(1)).first()
     return None if row is None else BundleReply.model_validate(row.body)
 
 

@@ -146,6 +146,10 @@ class ItemRow(Base):
     """Filed for pre-review (容缺预审); its prerequisites' results are not forwarded yet."""
     tolerated_gaps: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDocument)
     result: Mapped[dict[str, Any] | None]
+    """The department's decision; on a cancelled item, one that came after the cancel,
+    held until the department says whether it withdrew the filing."""
+    cancel_refused_at: Mapped[datetime | None]
+    """When the department refused to withdraw the cancelled item: its decision stands."""
     updated_at: Mapped[datetime]
     trouble: Mapped[str | None] = mapped_column(String(16))
     """Why the department has not answered (contracts.messages.TroubleKind: retrying,
@@ -236,9 +240,13 @@ class InboxRow(Base):
 
 
 class ReplyRow(Base):
+    """Every version of a bundle's reply: 1 is the reply, each later one corrects the one
+    before it (a decision outlived a withdrawal). The newest is the one pulled."""
+
     __tablename__ = "replies"
 
     bundle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bundles.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
     body: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
 
