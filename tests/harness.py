@@ -208,9 +208,14 @@ class Platform:
     def url(self) -> str:
         return f"{self.server.url}/callback"
 
-    def of(self, bundle_id: str) -> list[dict[str, Any]]:
+    def of(self, bundle_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """The bundle's pushes (of one `kind`: reply, item_notice, acceptance), in order."""
         with self._lock:
-            return [body for body in self.received if body["bundle_id"] == bundle_id]
+            return [
+                body
+                for body in self.received
+                if body["bundle_id"] == bundle_id and kind in (None, body["kind"])
+            ]
 
     def requests_of(self, bundle_id: str) -> list[tuple[dict[str, str], bytes]]:
         with self._lock:

@@ -38,7 +38,7 @@ def _wait_until_delivered(running: Running, status_url: str) -> dict[str, Any]:
 
 def _wait_for_acceptances(platform: Platform, bundle_id: str, count: int) -> None:
     eventually(
-        lambda: [body for body in platform.of(bundle_id) if body["kind"] == "acceptance"],
+        lambda: platform.of(bundle_id, kind="acceptance"),
         lambda pushed: len(pushed) == count,
         timeout=30,
         message="the acceptance notices were not all pushed",
