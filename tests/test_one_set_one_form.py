@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import jsonschema
@@ -23,6 +24,7 @@ from lianban.schemas import SCHEMA_DIR
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
 from router.domain.checklist import missing_materials
+from router.domain.validation import find_problems
 from router.store import BundleRow
 
 
@@ -33,7 +35,7 @@ def intake(settings: Settings, catalog: Catalog) -> Iterator[tuple[Stack, httpx.
     stack.start()
     try:
         stack.materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
-        with httpx.Client(base_url=stack.base_url, headers=AUTH) as client:
+        with httpx.Client(base_url=stack.base_url, headers=AUTH, timeout=30) as client:
             yield stack, client
     finally:
         stack.stop()
@@ -84,9 +86,10 @@ def test_a_newborn_missing_two_required_materials_gets_one_notice_naming_both_on
     ]
     [id_cards] = [p for p in missing if "父母双方居民身份证" in p["message_zh"]]
     # Asked once for the bundle, naming every selected item that needs it (一套材料).
-    for code in application["items"]:
-        if code != "social_security_card_application":
-            assert newborn.item(code).name_zh in id_cards["message_zh"]
+    assert id_cards["items"] == [
+        code for code in application["items"] if code != "social_security_card_application"
+    ]
+    assert all(newborn.item(code).name_zh in id_cards["message_zh"] for code in id_cards["items"])
     assert "可提供电子证照免于提交：居民身份证" in id_cards["message_zh"]
     assert all(p["pointer"] == "/materials" for p in missing)
     assert _stored(stack, application["project_no"]) == 0
@@ -192,6 +195,12 @@ def test_the_published_form_schemas_validate_every_sample_and_agree_with_intake(
     form = sample_application(enterprise, new_project_no())["form"]
     with pytest.raises(jsonschema.ValidationError, match="is not of type 'integer'"):
         jsonschema.validate({**form, "registered_capital": "一百万"}, schema)
+
+
+def test_every_bundle_types_sample_carries_its_materials_and_form(catalog: Catalog) -> None:
+    for bundle_type in catalog.bundle_types.values():
+        sample = sample_application(bundle_type, new_project_no())
+        assert find_problems(sample, catalog, lambda digest, size: True) == (ANY, [])
 
 
 def test_the_catalog_serves_a_bundles_checklist_and_form_schema(

@@ -72,7 +72,13 @@ def missing_materials(
             zh += "；可提供电子证照免于提交：" + "、".join(licence.name_zh for licence in licences)
             en += f" or cite a verified electronic licence of type {list(entry.licence_types)}"
         problems.append(
-            Problem(pointer="/materials", code="material_missing", message_zh=zh, message_en=en)
+            Problem(
+                pointer="/materials",
+                code="material_missing",
+                message_zh=zh,
+                message_en=en,
+                items=entry.items,
+            )
         )
     return problems
 
@@ -96,6 +102,7 @@ def form_problems(
                         code="form_field_missing",
                         message_zh=f"申请表缺少“{field.name_zh}”（{needing}需要）",
                         message_en=f"the form lacks {name!r}, needed by {list(items)}",
+                        items=items,
                     )
                 )
             continue
