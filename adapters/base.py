@@ -113,6 +113,8 @@ class Adapter:
             isinstance(cls.form_model, type) and issubclass(cls.form_model, BaseModel)
         ):
             raise ConfigurationError(f"{name}: form_model must be a pydantic BaseModel subclass")
+        if cls.form_model is not None:
+            _check_form_model(name, cls.form_model, frozenset(services), catalog)
         if not isinstance(cls.retry, RetryPolicy):
             raise ConfigurationError(f"{name}: retry must be an adapters.RetryPolicy")
         if cls.decisions is not None and not isinstance(cls.decisions, Polled | CalledBack):
@@ -130,6 +132,28 @@ class Adapter:
             raise ConfigurationError(f"{name}: timeout_seconds must be positive")
         if cls.rate_limit_per_second is not None and cls.rate_limit_per_second <= 0:
             raise ConfigurationError(f"{name}: rate_limit_per_second must be positive or None")
+
+
+def _check_form_model(
+    name: str, form_model: type[BaseModel], services: frozenset[str], catalog: Catalog
+) -> None:
+    """A department's form fields come from the catalog's one form (一表申请): a field the
+    catalog never sends its services would fail every dispatch."""
+    received = {
+        field
+        for bundle_type in catalog.bundle_types.values()
+        for item in bundle_type.items
+        if item.service in services
+        for field in item.form_fields
+    }
+    declared = {field.alias or key for key, field in form_model.model_fields.items()}
+    missing = sorted(declared - received)
+    if missing:
+        raise ConfigurationError(
+            f"{name}: form_model field(s) {missing} are not in the catalog's form for its "
+            "services; add them to contracts/catalog/data/forms.yaml"
+            + _did_you_mean(missing[0], received)
+        )
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:

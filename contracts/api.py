@@ -130,6 +130,11 @@ class Problem(_Document):
     code: str
     message_zh: str
     message_en: str
+    items: tuple[str, ...] = Field(
+        default=(),
+        description="The selected items it concerns: for a missing material or form field, "
+        "every item needing it (asked once for the bundle)",
+    )
 
 
 class ProblemDetails(_Document):

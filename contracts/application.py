@@ -16,13 +16,12 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, 
 from pydantic_core import PydanticCustomError
 
 from contracts import SCHEMA_VERSION, SchemaVersion
+from contracts.catalog.model import CODE_PATTERN, MEDIA_TYPES
 from contracts.identity import resident_id_problem, uscc_problem
 from contracts.regions import PROVINCES
 
 MAX_MATERIAL_BYTES = 50 * 1024 * 1024
-MATERIAL_MEDIA_TYPES = frozenset(
-    {"application/pdf", "application/ofd", "image/jpeg", "image/png", "image/tiff"}
-)
+MATERIAL_MEDIA_TYPES = frozenset(MEDIA_TYPES)
 
 
 class IdType(StrEnum):
@@ -124,6 +123,13 @@ class MaterialRef(_Strict):
     """An electronic material (电子材料) by reference; the bytes are uploaded separately."""
 
     name: str = Field(min_length=1, max_length=200, description="材料名称")
+    material: str | None = Field(
+        default=None,
+        pattern=CODE_PATTERN,
+        description="The catalog material (申请材料) it is, e.g. birth_medical_certificate: "
+        "what the one-time notice counts it as (see GET /v1/catalog/bundle-types/{code}/"
+        "checklist); None for a supporting document the catalog does not ask for",
+    )
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(gt=0, le=MAX_MATERIAL_BYTES)
     media_type: str

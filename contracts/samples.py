@@ -10,7 +10,8 @@ import hashlib
 from datetime import date
 from typing import Any
 
-from contracts.catalog import BundleType, Category
+from contracts.catalog import BundleType, Catalog, Category, default_catalog
+from contracts.catalog.checklist import checklist, form_fields
 from contracts.identity import make_resident_id, make_uscc
 
 
@@ -65,9 +66,20 @@ def full_selection(bundle_type: BundleType) -> list[str]:
 
 
 def sample_application(
-    bundle_type: BundleType, project_no: str, items: list[str] | None = None, sequence: int = 1
+    bundle_type: BundleType,
+    project_no: str,
+    items: list[str] | None = None,
+    sequence: int = 1,
+    catalog: Catalog | None = None,
 ) -> dict[str, Any]:
-    """A valid application for `bundle_type` as the platform would post it (JSON-ready)."""
+    """A valid application for `bundle_type` as the platform would post it (JSON-ready):
+    its form holds each field's example and its materials every required one of the
+    checklist, all the bytes of SAMPLE_PDF (one upload serves them all). `catalog` (default:
+    the shipped one) must be the one `bundle_type` comes from."""
+    catalog = catalog or default_catalog()
+    selected = items if items is not None else full_selection(bundle_type)
+    # A test may select an unknown item on purpose: the form and materials ignore it.
+    known = [code for code in selected if code in bundle_type.item_codes]
     if bundle_type.category is Category.PERSONAL:
         applicant: dict[str, Any] = {
             "applicant_type": 1,
@@ -86,11 +98,19 @@ def sample_application(
     return {
         "project_no": project_no,
         "bundle_type": bundle_type.code,
-        "items": items if items is not None else full_selection(bundle_type),
+        "items": selected,
         "applicant": applicant,
         "area_code": SAMPLE_AREA,
-        "form": {"contact_address": "郑州市中原区示例路1号"},
-        "materials": [sample_material_ref()],
+        "form": {
+            name: field.example
+            for name, (field, _) in form_fields(catalog, bundle_type, known).items()
+        },
+        "materials": [
+            sample_material_ref(entry.name_zh, entry.material)
+            for entry in checklist(catalog, bundle_type, known)
+            if entry.required
+        ]
+        or [sample_material_ref()],
     }
 
 
@@ -105,11 +125,13 @@ def sample_postal_address() -> dict[str, Any]:
     }
 
 
-def sample_material_ref() -> dict[str, Any]:
+def sample_material_ref(name: str = "申请表", material: str | None = None) -> dict[str, Any]:
+    """SAMPLE_PDF as the material `material` (None: a document the catalog does not ask for)."""
     return {
-        "name": "申请表",
+        "name": name,
+        **({"material": material} if material is not None else {}),
         "sha256": hashlib.sha256(SAMPLE_PDF).hexdigest(),
         "size": len(SAMPLE_PDF),
         "media_type": "application/pdf",
-        "file_name": "application.pdf",
+        "file_name": f"{material or 'application'}.pdf",
     }

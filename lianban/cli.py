@@ -34,6 +34,7 @@ from contracts.catalog import (
     dependency_order,
     promised_working_days,
 )
+from contracts.catalog.checklist import checklist, form_fields
 from contracts.errors import ConfigurationError, LianbanError
 from contracts.personal_data import mask_fields, mask_text
 from lianban.schemas import export, stale_documents
@@ -820,7 +821,41 @@ def _catalog_show(args: argparse.Namespace) -> int:
     print("time limits from:")
     for source in sorted(sources):
         print(f"  {source}")
+    for line in checklist_lines(bundle_type, catalog):
+        print(line)
     return 0
+
+
+def checklist_lines(bundle_type: BundleType, catalog: Catalog) -> list[str]:
+    """一套材料 and 一表申请 with every item selected: each material once, with the items
+    asking for it and what may stand in for it; each form field once."""
+    lines = ["materials (一套材料, each asked once):"]
+    for entry in checklist(catalog, bundle_type):
+        if not entry.items:
+            issued = "、".join(bundle_type.item(code).name_zh for code in entry.produced_by)
+            lines.append(f"  · {entry.name_zh} ({entry.material}) — 由“{issued}”出具，无需提交")
+            continue
+        mark = "必要" if entry.required else "可选"
+        lines.append(
+            f"  {'■' if entry.required else '□'} {entry.name_zh} ({entry.material}) [{mark}]"
+        )
+        lines.append(f"      for: {', '.join(entry.items)}")
+        if entry.licence_types:
+            names = "、".join(catalog.licence_types[code].name_zh for code in entry.licence_types)
+            lines.append(f"      免提交: 可用电子证照 {names}")
+        lines.extend(f"      依据: {basis}" for basis in entry.bases)
+    sources = sorted(
+        {source for entry in checklist(catalog, bundle_type) for source in entry.sources}
+    )
+    lines.append("materials from: " + "; ".join(sources))
+    fields = form_fields(catalog, bundle_type)
+    lines.append(f"form (一表申请, {len(fields)} fields):")
+    for name, (field, items) in fields.items():
+        need = "required" if field.required else "optional"
+        lines.append(
+            f"  {name:<28} {field.type.value:<8} {need:<8} {field.name_zh} ({len(items)} items)"
+        )
+    return lines
 
 
 def catalog_tree(bundle_type: BundleType, catalog: Catalog) -> list[str]:

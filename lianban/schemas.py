@@ -1,7 +1,8 @@
 """Generates the checked-in contract documents in `contracts/schemas/`.
 
-JSON Schema for every message and document, the intake API's OpenAPI document and an
-AsyncAPI 3 document of the exchanges, queues and messages. A test regenerates them and
+JSON Schema for every message and document, each bundle type's one form (一表申请,
+`forms/<bundle type>.schema.json`), the intake API's OpenAPI document and an AsyncAPI 3
+document of the exchanges, queues and messages. A test regenerates them and
 fails when the checked-in copies are stale (`make schemas` refreshes them).
 """
 
@@ -18,6 +19,7 @@ from contracts import topology
 from contracts.api import BundleStatus, IntakeReceipt, OneTimeNotice
 from contracts.application import Application
 from contracts.catalog import Catalog
+from contracts.catalog.checklist import form_schema
 from contracts.messages import (
     AcceptanceNotice,
     BundleReply,
@@ -54,6 +56,12 @@ def render_documents(catalog: Catalog) -> dict[str, str]:
         f"{model.__name__}.schema.json": _dump(model.model_json_schema())
         for model in DOCUMENT_MODELS
     }
+    documents.update(
+        {
+            f"forms/{code}.schema.json": _dump(form_schema(catalog, bundle_type))
+            for code, bundle_type in catalog.bundle_types.items()
+        }
+    )
     documents["openapi.json"] = _dump(_openapi(catalog))
     documents["asyncapi.json"] = _dump(asyncapi(sorted(catalog.departments)))
     return documents
@@ -64,6 +72,7 @@ def export(catalog: Catalog, directory: Path = SCHEMA_DIR) -> list[Path]:
     written = []
     for name, content in render_documents(catalog).items():
         path = directory / name
+        path.parent.mkdir(exist_ok=True)
         path.write_text(content, encoding="utf-8")
         written.append(path)
     return written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import create_model
 
 from adapters.base import Adapter
 from adapters.decisions import Polled
@@ -17,6 +18,10 @@ def _adapter(**attributes: object) -> type[Adapter]:
 def test_a_correct_declaration_passes(catalog: Catalog) -> None:
     services = frozenset(sorted(catalog.services_of("police"))[:1])
     _adapter(department="police", services=services).check_declaration(catalog)
+    form = create_model("BirthForm", newborn_name=(str, ...), registered_residence=(str, ...))
+    _adapter(
+        department="police", services=frozenset({"birth_household_registration"}), form_model=form
+    ).check_declaration(catalog)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +33,16 @@ def test_a_correct_declaration_passes(catalog: Catalog) -> None:
         (
             {"department": "police", "services": frozenset({"birth_household_registratio"})},
             "did you mean 'birth_household_registration'?",
+        ),
+        (
+            {
+                "department": "police",
+                "services": frozenset({"birth_household_registration"}),
+                "form_model": create_model("BirthForm", newborn_nam=(str, ...)),
+            },
+            "form_model field(s) ['newborn_nam'] are not in the catalog's form for its "
+            "services; add them to contracts/catalog/data/forms.yaml; did you mean "
+            "'newborn_name'?",
         ),
         (
             {

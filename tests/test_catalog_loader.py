@@ -212,3 +212,72 @@ def test_every_shipped_service_has_a_time_limit_and_says_where_it_comes_from(
     statutory = [s for s in catalog.services.values() if "行政许可法第四十二条" in s.promise_source]
     assert {(s.promise_days, s.extension_days) for s in statutory} == {(20, 10)}
     assert catalog.services["real_estate_query"].handling_class is HandlingClass.ON_THE_SPOT
+
+
+def _write_materials(root: Path, services: dict[str, Any], **materials: Any) -> None:
+    (root / "licence_types.yaml").write_text(
+        yaml.safe_dump(
+            [{"code": "resident_id_card", "name_zh": "居民身份证", "issuing_department": "police"}],
+            allow_unicode=True,
+        ),
+        encoding="utf-8",
+    )
+    document = {
+        "sources": {"general": "国家政务服务平台办事指南通用要求"},
+        "bases": {},
+        "materials": materials or {"id_card": {"name_zh": "身份证", "licence_types": []}},
+        "services": services,
+    }
+    (root / "materials.yaml").write_text(
+        yaml.safe_dump(document, allow_unicode=True), encoding="utf-8"
+    )
+
+
+@pytest.mark.parametrize(
+    ("services", "materials", "expected"),
+    [
+        ({}, {}, "no materials list for service(s): a_service"),
+        (
+            {"a_service": {"source": "general", "required": ["passport"]}},
+            {},
+            "service 'a_service': unknown material(s): passport",
+        ),
+        (
+            {"a_service": {"source": "general", "required": ["id_card"]}},
+            {"id_card": {"name_zh": "身份证", "licence_types": ["passport"]}},
+            "material 'id_card' names unknown licence type(s) ['passport']",
+        ),
+        (
+            {"a_service": {"source": "seed", "required": ["id_card"]}},
+            {},
+            "service 'a_service': source 'seed' is not one of ['general']",
+        ),
+        (
+            {"a_service": {"source": "general", "optional": ["id_card"]}},
+            {},
+            "service 'a_service': a list needs at least one required material",
+        ),
+    ],
+)
+def test_materials_errors_name_the_service_or_material(
+    tmp_path: Path, services: dict[str, Any], materials: dict[str, Any], expected: str
+) -> None:
+    root = _write(tmp_path, [_item("a")])
+    _write_materials(root, services, **materials)
+    with pytest.raises(CatalogError, match=r"materials\.yaml") as raised:
+        load_catalog(root)
+    assert expected in str(raised.value)
+
+
+def test_a_form_field_without_a_definition_or_with_a_bad_example_is_refused(
+    tmp_path: Path,
+) -> None:
+    root = _write(tmp_path, [_item("a")])
+    forms = {"fields": {}, "common": ["contact_address"], "services": {}}
+    (root / "forms.yaml").write_text(yaml.safe_dump(forms), encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"field\(s\) \['contact_address'\] have no entry"):
+        load_catalog(root)
+    forms["fields"] = {"contact_address": {"name_zh": "地址", "type": "integer", "example": "一"}}
+    (root / "forms.yaml").write_text(yaml.safe_dump(forms, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(CatalogError, match="example '一' breaks the field's own rules"):
+        load_catalog(root)

@@ -78,7 +78,11 @@ def drop(settings: Settings, catalog: Catalog, tmp_path: Path) -> Iterator[Drop]
 
 
 def _application(catalog: Catalog) -> dict[str, Any]:
-    return sample_application(catalog.bundle_types["newborn"], new_project_no())
+    """A newborn whose materials are all one scan, the package's one PDF_ENTRY."""
+    application = sample_application(catalog.bundle_types["newborn"], new_project_no())
+    for material in application["materials"]:
+        material["file_name"] = PDF_ENTRY[0]
+    return application
 
 
 def _zip(*entries: tuple[str | zipfile.ZipInfo, bytes]) -> bytes:
@@ -294,17 +298,23 @@ def test_an_application_intake_refuses_lists_every_problem_and_stores_nothing(
     application["items"].append("no_such_item")
     second = _add_material(application, "second.pdf", SECOND)["materials"][-1]
     application["materials"] = [second, *application["materials"]]
-    # second.pdf is in the archive; application.pdf is neither there nor uploaded.
+    # second.pdf is in the archive; application.pdf (every sample material) is neither
+    # there nor uploaded.
     drop.put("refused.zip", _zip(_manifest(application), ("second.pdf", SECOND)))
 
     reason = _assert_failed(drop, "refused.zip", "refused")
     assert "一次告知" in reason["message"]
     codes = {problem["pointer"]: problem["code"] for problem in reason["problems"]}
     unknown_item = f"/items/{len(application['items']) - 1}"
-    assert codes.keys() == {"/applicant/id_number", unknown_item, "/materials/1"}
+    absent = {
+        f"/materials/{index}"
+        for index, material in enumerate(application["materials"])
+        if material["file_name"] == PDF_ENTRY[0]
+    }
+    assert codes.keys() == {"/applicant/id_number", unknown_item, *absent}
     assert codes["/applicant/id_number"] == "resident_id_checksum"
     assert codes[unknown_item] == "item_unknown"
-    assert codes["/materials/1"] == "material_not_uploaded"
+    assert {codes[pointer] for pointer in absent} == {"material_not_uploaded"}
     assert all(problem["message_zh"] for problem in reason["problems"])
 
 

@@ -270,12 +270,10 @@ def test_a_dispatch_carries_only_the_form_fields_its_service_declares(
     materials = LocalMaterialStore(tmp_path / "materials")
     materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
     project_no = new_project_no()
-    application = sample_application(catalog.bundle_types["newborn"], project_no)
-    application["form"] = {
-        "contact_address": "郑州市中原区示例路1号",
-        "father_name": "张三",
-        "attachment_notes": "备注" * 2000,  # declared by no service: stays with the router
-    }
+    newborn = catalog.bundle_types["newborn"]
+    application = sample_application(newborn, project_no)
+    # Declared by no service: stays with the router.
+    application["form"]["attachment_notes"] = "备注" * 2000
     result = Intake(database, catalog, materials).submit(application, project_no)
     assert isinstance(result, Received)
     with database.transaction() as session:
@@ -284,7 +282,11 @@ def test_a_dispatch_carries_only_the_form_fields_its_service_declares(
         dispatch.item: dispatch.form
         for dispatch in (ItemDispatch.model_validate_json(body) for body in bodies)
     }
-    # The first dispatches (those without prerequisites, and the pre-reviewed ones): the
-    # address every service declares, never the notes no service does.
+    # The first dispatches (those without prerequisites, and the pre-reviewed ones): each
+    # its own service's fields, never the notes no service declares.
     assert len(forms) >= 2
-    assert all(form == {"contact_address": "郑州市中原区示例路1号"} for form in forms.values())
+    for item, form in forms.items():
+        fields = newborn.item(item).form_fields
+        assert form == {name: application["form"][name] for name in fields}
+    assert "birth_place" in forms["birth_medical_certificate"]
+    assert "birth_place" not in forms["vaccination_certificate"]

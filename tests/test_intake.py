@@ -50,7 +50,7 @@ def test_a_repeated_case_number_returns_the_same_receipt_and_one_bundle(
     assert first_dispatches and first_dispatches > 0
 
     changed = copy.deepcopy(application)
-    changed["form"] = {"contact_address": "另一个地址"}
+    changed["form"]["contact_address"] = "另一个地址"
     conflict = _post(client, changed)
     assert conflict.status_code == 409
     with database.transaction() as session:

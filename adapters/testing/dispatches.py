@@ -19,9 +19,11 @@ def dispatch_for(
         for item in bundle_type.items:
             if item.service == service and item.department == department:
                 number = project_no or f"T{uuid.uuid4().hex[:16].upper()}"
-                application = Application.model_validate(
-                    sample_application(bundle_type, number, items=[item.code])
-                )
+                sample = sample_application(bundle_type, number, items=[item.code])
+                # The sample's materials are all SAMPLE_PDF's bytes: one of them is the
+                # file a department test follows (uploaded once, filed once).
+                sample["materials"] = sample["materials"][:1]
+                application = Application.model_validate(sample)
                 return ItemDispatch.for_item(
                     application, uuid.uuid4(), item, form_fields=item.form_fields
                 )

@@ -2,7 +2,8 @@
 
 Every problem names its file and entry: unknown departments, dangling prerequisites,
 cycles, a service claimed by two departments, groups that cannot be satisfied, a service
-without a time limit or a time limit without a service, a key listed twice.
+without a time limit or a time limit without a service, a key listed twice, a service
+without a materials list, an unknown material, licence type or form field.
 """
 
 from __future__ import annotations
@@ -15,16 +16,26 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import ValidationError
 
-from contracts.catalog.model import BundleType, Catalog, Department, Item, Service
+from contracts.catalog.model import (
+    BundleType,
+    Catalog,
+    Department,
+    FormField,
+    Item,
+    LicenceType,
+    Material,
+    MaterialRequirement,
+    Service,
+)
 from contracts.errors import CatalogError
 
 DATA_DIR = Path(__file__).parent / "data"
-_M = TypeVar("_M", Department, BundleType, Service)
+_M = TypeVar("_M", Department, BundleType, Service, LicenceType, Material, FormField)
 
 
 def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
-    """Load and check the catalog under `data_dir` (departments.yaml, bundles/*.yaml and
-    time_limits.yaml)."""
+    """Load and check the catalog under `data_dir` (departments.yaml, bundles/*.yaml,
+    time_limits.yaml and, where present, forms.yaml, licence_types.yaml and materials.yaml)."""
     departments = _load_departments(data_dir / "departments.yaml")
     bundle_types: dict[str, BundleType] = {}
     origin: dict[str, Path] = {}
@@ -45,7 +56,12 @@ def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
         data_dir / "time_limits.yaml",
         {item.service for bundle_type in bundle_types.values() for item in bundle_type.items},
     )
-    fields = _form_fields(data_dir / "forms.yaml", bundle_types)
+    licence_types = _load_licence_types(data_dir / "licence_types.yaml", departments)
+    materials_path = data_dir / "materials.yaml"
+    materials: dict[str, Material] = {}
+    if materials_path.exists():
+        materials, services = _load_materials(materials_path, licence_types, services)
+    form_fields, fields = _form_fields(data_dir / "forms.yaml", bundle_types)
     return Catalog(
         departments=departments,
         bundle_types={
@@ -60,6 +76,9 @@ def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
             for code, bundle_type in bundle_types.items()
         },
         services=services,
+        licence_types=licence_types,
+        materials=materials,
+        form_fields=form_fields,
     )
 
 
@@ -216,19 +235,140 @@ def _load_time_limits(path: Path, filed: set[str]) -> dict[str, Service]:
 
 def _form_fields(
     path: Path, bundle_types: Mapping[str, BundleType]
-) -> Callable[[str], tuple[str, ...]]:
-    """forms.yaml: `common` fields every service receives, and each service's own. Without
-    the file, a dispatch carries no form at all."""
+) -> tuple[dict[str, FormField], Callable[[str], tuple[str, ...]]]:
+    """forms.yaml: each field's definition (`fields`), the `common` fields every service
+    receives, and each service's own. Without the file, a dispatch carries no form at all."""
     raw = _read_yaml(path) if path.exists() else {}
-    if not isinstance(raw, dict) or raw.keys() - {"common", "services"}:
-        raise CatalogError(f"{path.name}: expected `common` and `services`")
+    if not isinstance(raw, dict) or raw.keys() - {"fields", "common", "services"}:
+        raise CatalogError(f"{path.name}: expected `fields`, `common` and `services`")
+    definitions: dict[str, FormField] = {
+        code: _parse(FormField, {"code": code, **entry}, path)
+        for code, entry in (raw.get("fields") or {}).items()
+    }
     common = tuple(raw.get("common") or ())
     services: dict[str, list[str]] = raw.get("services") or {}
     known = {item.service for bundle_type in bundle_types.values() for item in bundle_type.items}
     unknown = sorted(services.keys() - known)
     if unknown:
         raise CatalogError(f"{path.name}: no catalog item uses service(s) {unknown}")
-    return lambda service: (*common, *services.get(service, ()))
+    named = {*common, *(field for names in services.values() for field in names)}
+    undefined = sorted(named - definitions.keys())
+    if undefined:
+        raise CatalogError(f"{path.name}: field(s) {undefined} have no entry under `fields`")
+    unused = sorted(definitions.keys() - named)
+    if unused:
+        raise CatalogError(f"{path.name}: no service receives field(s) {unused}")
+    return definitions, lambda service: (*common, *services.get(service, ()))
+
+
+def _load_licence_types(path: Path, departments: Mapping[str, Any]) -> dict[str, LicenceType]:
+    """licence_types.yaml, when present: the electronic licence (电子证照) vocabulary."""
+    if not path.exists():
+        return {}
+    raw = _read_yaml(path)
+    if not isinstance(raw, list):
+        raise CatalogError(f"{path.name}: expected a list of licence types")
+    licence_types: dict[str, LicenceType] = {}
+    for entry in raw:
+        licence_type = _parse(LicenceType, entry, path)
+        if licence_type.code in licence_types:
+            raise CatalogError(f"{path.name}: licence type {licence_type.code!r} is listed twice")
+        if licence_type.issuing_department not in departments:
+            raise CatalogError(
+                f"{path.name}: licence type {licence_type.code!r}: unknown issuing department "
+                f"{licence_type.issuing_department!r}"
+            )
+        licence_types[licence_type.code] = licence_type
+    return licence_types
+
+
+_MATERIALS_SECTIONS = {"sources", "bases", "materials", "services"}
+_SERVICE_LIST_KEYS = {"source", "required", "optional", "basis", "produces"}
+
+
+def _load_materials(
+    path: Path, licence_types: Mapping[str, LicenceType], services: Mapping[str, Service]
+) -> tuple[dict[str, Material], dict[str, Service]]:
+    """materials.yaml: the material vocabulary, and every service's list of them."""
+    raw = _read_yaml(path)
+    if not (
+        isinstance(raw, dict)
+        and set(raw) == _MATERIALS_SECTIONS
+        and all(isinstance(part, dict) for part in raw.values())
+    ):
+        raise CatalogError(
+            f"{path.name}: expected exactly the mappings {sorted(_MATERIALS_SECTIONS)}"
+        )
+    sources: dict[str, str] = raw["sources"]
+    bases: dict[str, str] = raw["bases"]
+    materials = {
+        code: _parse(Material, {"code": code, **(entry or {})}, path)
+        for code, entry in raw["materials"].items()
+    }
+    for material in materials.values():
+        unknown = sorted(set(material.licence_types) - licence_types.keys())
+        if unknown:
+            raise CatalogError(
+                f"{path.name}: material {material.code!r} names unknown licence type(s) "
+                f"{unknown}; add them to licence_types.yaml"
+            )
+    listed: dict[str, Service] = {}
+    asked: set[str] = set()
+    cited: set[str] = set()
+    grounded: set[str] = set()
+    for code, entry in raw["services"].items():
+        where = f"{path.name}: service {code!r}"
+        if code not in services:
+            raise CatalogError(f"{where}: no catalog item files this service")
+        if not isinstance(entry, dict) or entry.keys() - _SERVICE_LIST_KEYS:
+            raise CatalogError(f"{where}: expected only {sorted(_SERVICE_LIST_KEYS)}")
+        source = entry.get("source")
+        if source not in sources:
+            raise CatalogError(f"{where}: source {source!r} is not one of {sorted(sources)}")
+        cited.add(source)
+        required, optional = entry.get("required") or [], entry.get("optional") or []
+        basis: dict[str, str] = entry.get("basis") or {}
+        produces: list[str] = entry.get("produces") or []
+        names = [*required, *optional]
+        problems = {
+            "unknown material(s)": set(names) - materials.keys(),
+            "produces unknown material(s)": set(produces) - materials.keys(),
+            "material(s) listed twice": {name for name in names if names.count(name) > 1},
+            "a basis for material(s) it does not list": basis.keys() - set(names),
+            "unknown basis key(s)": set(basis.values()) - bases.keys(),
+        }
+        for problem, found in problems.items():
+            if found:
+                raise CatalogError(f"{where}: {problem}: {', '.join(sorted(found))}")
+        if not required:
+            raise CatalogError(f"{where}: a list needs at least one required material")
+        asked.update(names, produces)
+        grounded.update(basis.values())
+        requirements = tuple(
+            MaterialRequirement(
+                material=name,
+                required=name in required,
+                basis=bases[basis[name]] if name in basis else None,
+            )
+            for name in names
+        )
+        listed[code] = services[code].model_copy(
+            update={
+                "materials": requirements,
+                "materials_source": sources[source],
+                "produces": tuple(produces),
+            }
+        )
+    problems = {
+        "no materials list for service(s)": services.keys() - listed.keys(),
+        "material(s) no service asks for or produces": materials.keys() - asked,
+        "source(s) no list cites": sources.keys() - cited,
+        "basis key(s) no list cites": bases.keys() - grounded,
+    }
+    for problem, codes in problems.items():
+        if codes:
+            raise CatalogError(f"{path.name}: {problem}: {', '.join(sorted(codes))}")
+    return materials, {code: listed[code] for code in services}
 
 
 def _read_yaml(path: Path) -> Any:

@@ -7,7 +7,10 @@ models and checks the references between them.
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -96,6 +99,118 @@ class HandlingClass(StrEnum):
     PROMISED = "promised"  # 承诺件: decided within the promised number of working days
 
 
+MEDIA_TYPES = ("application/pdf", "application/ofd", "image/jpeg", "image/png", "image/tiff")
+"""Every file type an electronic material may have (PDF, OFD, JPEG, PNG, TIFF)."""
+
+
+class LicenceType(_Frozen):
+    """A kind of electronic licence (电子证照) a department issues, e.g. 居民身份证: the
+    vocabulary an application cites a licence by, and what a material names as able to
+    stand in for it (免提交)."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name_zh: str
+    issuing_department: str = Field(description="Department code of the issuer (发证部门)")
+
+
+class Material(_Frozen):
+    """A document (申请材料) of the catalog's one list: asked once per bundle however many
+    items need it (一套材料)."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name_zh: str
+    media_types: tuple[str, ...] = Field(
+        default=MEDIA_TYPES, min_length=1, description="File types accepted for it"
+    )
+    licence_types: tuple[str, ...] = Field(
+        default=(),
+        description="Electronic licence types that stand in for it: a verified licence of "
+        "one of them means it need not be uploaded (免于提交)",
+    )
+
+    @model_validator(mode="after")
+    def _known_media_types(self) -> Material:
+        unknown = sorted(set(self.media_types) - set(MEDIA_TYPES))
+        if unknown:
+            raise ValueError(f"media type(s) {unknown} are not among {list(MEDIA_TYPES)}")
+        return self
+
+
+class MaterialRequirement(_Frozen):
+    """One material a service asks for."""
+
+    material: str = Field(pattern=CODE_PATTERN, description="Code of a catalog Material")
+    required: bool = True
+    basis: str | None = Field(
+        default=None, description="The legal basis that asks for it, where one is known"
+    )
+
+
+class FieldType(StrEnum):
+    STRING = "string"
+    DATE = "date"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+
+
+class FormField(_Frozen):
+    """A field of the one form (一表): defined once, shared by every service that needs it."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name_zh: str
+    type: FieldType = FieldType.STRING
+    required: bool = True
+    enum: tuple[str, ...] = ()
+    pattern: str | None = None
+    max_length: int | None = Field(default=None, ge=1)
+    example: str | int | bool = Field(description="A valid value (samples and the schema)")
+
+    @model_validator(mode="after")
+    def _example_fits(self) -> FormField:
+        if self.value_problem(self.example) is not None:
+            raise ValueError(f"example {self.example!r} breaks the field's own rules")
+        return self
+
+    def value_problem(self, value: Any) -> tuple[str, str, str] | None:
+        """Why `value` does not fit: (code, Chinese, English), or None when it does."""
+        expected = {FieldType.INTEGER: int, FieldType.BOOLEAN: bool}.get(self.type, str)
+        if type(value) is not expected or (self.type is FieldType.DATE and not _is_date(value)):
+            return ("form_field_type", *_TYPE_NAMES[self.type])  # exact: bool is an int
+        if not isinstance(value, str):
+            return None
+        if self.enum and value not in self.enum:
+            allowed = "、".join(self.enum)
+            return ("form_field_invalid", f"应为以下之一：{allowed}", f"must be one of {allowed}")
+        if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+            return ("form_field_invalid", "格式不正确", f"does not match {self.pattern}")
+        if self.max_length is not None and len(value) > self.max_length:
+            return (
+                "form_field_invalid",
+                f"超过{self.max_length}个字",
+                f"is longer than {self.max_length} characters",
+            )
+        return None
+
+
+_TYPE_NAMES = {
+    FieldType.STRING: ("应为文本", "must be a string"),
+    FieldType.DATE: ("应为日期（YYYY-MM-DD）", "must be a date (YYYY-MM-DD)"),
+    FieldType.INTEGER: ("应为整数", "must be an integer"),
+    FieldType.BOOLEAN: ("应为是或否（true/false）", "must be true or false"),
+}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _is_date(value: Any) -> bool:
+    if not isinstance(value, str) or _DATE.fullmatch(value) is None:
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 class Service(_Frozen):
     """A department's service (事项) and its promised time limit, shared by every item that
     files it (data/time_limits.yaml)."""
@@ -114,6 +229,17 @@ class Service(_Frozen):
         min_length=1,
         description="Where the numbers come from: a seed's wording, a public "
         "办事指南, or the statutory default.",
+    )
+    materials: tuple[MaterialRequirement, ...] = Field(
+        default=(), description="Its materials list (data/materials.yaml)"
+    )
+    materials_source: str | None = Field(
+        default=None, description="Where the materials list comes from"
+    )
+    produces: tuple[str, ...] = Field(
+        default=(),
+        description="Materials its decision issues (e.g. 出生医学证明): an item waiting for "
+        "it is not asked for them",
     )
 
     @model_validator(mode="after")
@@ -151,6 +277,9 @@ class Catalog(_Frozen):
     departments: dict[str, Department]
     bundle_types: dict[str, BundleType]
     services: dict[str, Service]
+    licence_types: dict[str, LicenceType] = {}
+    materials: dict[str, Material] = {}
+    form_fields: dict[str, FormField] = {}
 
     def service_of(self, item: Item) -> Service:
         return self.services[item.service]

@@ -3,23 +3,25 @@
 The door's problems come first (router.domain.admission): a document over its limits or
 with unclean text is refused on them alone. Contract problems (shape, identity checksums)
 come from pydantic; catalog problems (unknown type or item, parallel items chosen apart,
-exclusive variants, a missing prerequisite) and material problems are checked on the raw
-document alongside, so the applicant hears about all of them at once, not one per attempt.
+exclusive variants, a missing prerequisite), the selection's missing materials and form
+fields (router.domain.checklist) and uploads not yet stored are checked on the raw document
+alongside, so the applicant hears about all of them at once, not one per attempt.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from contracts.api import Problem
-from contracts.application import Application
+from contracts.application import Application, MaterialRef
 from contracts.catalog import BundleType, Catalog
 from router.domain.admission import door_problems
+from router.domain.checklist import form_problems, missing_materials
 
 # error type → (Chinese, English) message; {placeholders} come from the error context.
 _MESSAGES: dict[str, tuple[str, str]] = {
@@ -86,9 +88,14 @@ _MESSAGES: dict[str, tuple[str, str]] = {
 
 
 def find_problems(
-    raw: Any, catalog: Catalog, material_exists: Callable[[str, int], bool]
+    raw: Any,
+    catalog: Catalog,
+    material_exists: Callable[[str, int], bool],
+    verified_licence_types: Collection[str] = frozenset(),
 ) -> tuple[Application | None, list[Problem]]:
-    """Validate a posted application; return it when valid, else every problem found."""
+    """Validate a posted application; return it when valid, else every problem found.
+    `verified_licence_types`: the types of the electronic licences the application cited
+    and the certificate library verified, each standing in for the materials it may."""
     problems = door_problems(raw)
     if problems:
         return None, problems
@@ -98,7 +105,7 @@ def find_problems(
     except ValidationError as error:
         problems.extend(_contract_problem(detail) for detail in error.errors())
     if isinstance(raw, dict):
-        problems.extend(_catalog_problems(raw, catalog))
+        problems.extend(_catalog_problems(raw, catalog, verified_licence_types))
         problems.extend(material_problems(raw.get("materials"), material_exists))
     return (application if not problems else None), problems
 
@@ -122,7 +129,9 @@ def _contract_problem(detail: ErrorDetails) -> Problem:
     return Problem(pointer=_pointer(location), code=detail["type"], message_zh=zh, message_en=en)
 
 
-def _catalog_problems(raw: dict[str, Any], catalog: Catalog) -> Iterable[Problem]:
+def _catalog_problems(
+    raw: dict[str, Any], catalog: Catalog, verified_licence_types: Collection[str]
+) -> Iterable[Problem]:
     code = raw.get("bundle_type")
     if not isinstance(code, str):
         return
@@ -138,6 +147,25 @@ def _catalog_problems(raw: dict[str, Any], catalog: Catalog) -> Iterable[Problem
     items = raw.get("items")
     if isinstance(items, list) and all(isinstance(item, str) for item in items):
         yield from selection_problems(bundle_type, items)
+        selected = [code for code in items if code in bundle_type.item_codes]
+        uploaded = raw.get("materials")
+        if isinstance(uploaded, list):
+            yield from missing_materials(
+                catalog,
+                bundle_type,
+                selected,
+                [_material_ref(entry) for entry in uploaded],
+                verified_licence_types,
+            )
+        yield from form_problems(catalog, bundle_type, selected, raw.get("form", {}))
+
+
+def _material_ref(entry: Any) -> MaterialRef | None:
+    """One posted material, or None when malformed (the contract check names why)."""
+    try:
+        return MaterialRef.model_validate(entry)
+    except ValidationError:
+        return None
 
 
 def selection_problems(bundle_type: BundleType, items: list[str]) -> Iterable[Problem]:

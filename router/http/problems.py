@@ -38,6 +38,7 @@ class Cause(StrEnum):
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     BUNDLE_NOT_FOUND = "bundle_not_found"
+    BUNDLE_TYPE_NOT_FOUND = "bundle_type_not_found"
     ITEM_NOT_FOUND = "item_not_found"
     FILE_NOT_FOUND = "file_not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -68,6 +69,7 @@ _CAUSES: dict[Cause, tuple[int, str, str]] = {
     Cause.FORBIDDEN: (403, "访问令牌无此操作权限", "Not permitted"),
     Cause.NOT_FOUND: (404, "未找到所请求的资源", "Not found"),
     Cause.BUNDLE_NOT_FOUND: (404, "办件不存在", "No such bundle"),
+    Cause.BUNDLE_TYPE_NOT_FOUND: (404, "一件事类型不存在", "No such bundle type"),
     Cause.ITEM_NOT_FOUND: (404, "办件或事项不存在", "No such bundle or item"),
     Cause.FILE_NOT_FOUND: (404, "文件不存在", "No such file"),
     Cause.METHOD_NOT_ALLOWED: (405, "不支持该请求方法", "Method not allowed"),
