@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import ValidationError
 
-from contracts.catalog.model import BundleType, Catalog, Department, Item, Service
+from contracts.catalog.model import (
+    ApplicantRule,
+    BundleType,
+    Catalog,
+    Category,
+    Department,
+    Item,
+    Service,
+)
 from contracts.errors import CatalogError
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -60,7 +68,26 @@ def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
             for code, bundle_type in bundle_types.items()
         },
         services=services,
+        applicant_rules=_applicant_rules(data_dir / "applicant_rules.yaml"),
     )
+
+
+def _applicant_rules(path: Path) -> dict[Category, ApplicantRule]:
+    """Who may apply, by bundle category; a catalog without the file has no rules."""
+    if not path.exists():
+        return {}
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{path.name}: expected a mapping of category to rule")
+    rules: dict[Category, ApplicantRule] = {}
+    for category, rule in raw.items():
+        if category not in Category.__members__.values():
+            raise CatalogError(f"{path.name}: unknown category {category!r}")
+        try:
+            rules[Category(category)] = ApplicantRule.model_validate(rule)
+        except ValidationError as error:
+            raise CatalogError(f"{path.name}: {category}: {error}") from None
+    return rules
 
 
 @cache

@@ -20,6 +20,7 @@ from contracts.api import Problem
 from contracts.application import Application
 from contracts.catalog import BundleType, Catalog
 from router.domain.admission import door_problems
+from router.domain.applicant_rules import applicant_problems
 
 # error type → (Chinese, English) message; {placeholders} come from the error context.
 _MESSAGES: dict[str, tuple[str, str]] = {
@@ -88,6 +89,12 @@ def find_problems(
     if isinstance(raw, dict):
         problems.extend(_catalog_problems(raw, catalog))
         problems.extend(material_problems(raw.get("materials"), material_exists))
+        agent = raw.get("agent")
+        if isinstance(agent, dict):
+            authorisation = [agent.get("authorisation")]
+            problems.extend(
+                material_problems(authorisation, material_exists, "/agent/authorisation")
+            )
     return (application if not problems else None), problems
 
 
@@ -125,11 +132,26 @@ def _catalog_problems(raw: dict[str, Any], catalog: Catalog) -> Iterable[Problem
         return
     items = raw.get("items")
     if isinstance(items, list) and all(isinstance(item, str) for item in items):
-        yield from selection_problems(bundle_type, items)
+        yield from selection_problems(bundle_type, items, _cited_items(raw.get("prior_results")))
+    yield from applicant_problems(catalog, bundle_type, raw)
 
 
-def selection_problems(bundle_type: BundleType, items: list[str]) -> Iterable[Problem]:
-    """Problems of a selection against the catalog's rules for its bundle type."""
+def _cited_items(prior_results: Any) -> frozenset[str]:
+    """Items a cited earlier result stands for (verified in router.domain.evidence)."""
+    if not isinstance(prior_results, list):
+        return frozenset()
+    return frozenset(
+        entry["item"]
+        for entry in prior_results
+        if isinstance(entry, dict) and isinstance(entry.get("item"), str)
+    )
+
+
+def selection_problems(
+    bundle_type: BundleType, items: list[str], cited: frozenset[str] = frozenset()
+) -> Iterable[Problem]:
+    """Problems of a selection against the catalog's rules for its bundle type; a
+    prerequisite in `cited` is met by an earlier result instead (单独申请某一事项)."""
     known = bundle_type.item_codes
     for index, code in enumerate(items):
         if code not in known:
@@ -145,15 +167,17 @@ def selection_problems(bundle_type: BundleType, items: list[str]) -> Iterable[Pr
         if code not in known:
             continue
         for prerequisite in bundle_type.item(code).prerequisites:
-            if not chosen.intersection(prerequisite.any_of):
+            if not (chosen | cited).intersection(prerequisite.any_of):
                 names = "或".join(bundle_type.item(c).name_zh for c in prerequisite.any_of)
                 yield Problem(
                     pointer=f"/items/{index}",
                     code="prerequisite_missing",
                     message_zh=f"申请“{bundle_type.item(code).name_zh}”须一并申请前置事项"
-                    f"“{names}”：{prerequisite.reason}",
+                    f"“{names}”，或在prior_results中引用其已办结的结果（原办件编号或电子证照）："
+                    f"{prerequisite.reason}",
                     message_en=f"item {code!r} needs one of {list(prerequisite.any_of)} "
-                    "selected as well",
+                    "selected as well, or its earlier result cited in prior_results "
+                    "(item and project_no, or item and certificate)",
                 )
 
 
@@ -190,8 +214,9 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def material_problems(
-    materials: Any, material_exists: Callable[[str, int], bool]
+    materials: Any, material_exists: Callable[[str, int], bool], at: str | None = None
 ) -> Iterable[Problem]:
+    """Materials not uploaded; pointers under /materials, or `at` for a single one."""
     if not isinstance(materials, list):
         return
     for index, material in enumerate(materials):
@@ -203,7 +228,7 @@ def material_problems(
             continue
         if not material_exists(digest, size):
             yield Problem(
-                pointer=f"/materials/{index}",
+                pointer=at or f"/materials/{index}",
                 code="material_not_uploaded",
                 message_zh=f"材料“{material.get('name', '')}”尚未上传或文件不完整",
                 message_en="the material was not uploaded (or its size differs); "
