@@ -20,7 +20,7 @@ from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
 from router.domain.applicants import audit_applicant, validated_detail, who_applied
-from router.domain.citations import Citations, LicenceSource
+from router.domain.citations import Citations, LicenceSource, Verified
 from router.domain.evidence import Evidence
 from router.domain.progress import advance
 from router.domain.timekeeping import Timekeeper
@@ -85,17 +85,24 @@ class Intake:
     ) -> IntakeResult:
         """Validate and store one application; `actor` (the token that sent it) is named
         in the audit log (the timeline, which the platform reads, says `platform`)."""
-        application, problems = find_problems(raw, self._catalog, self._materials.exists)
+        # The licences and earlier results it cites are verified whatever else is wrong,
+        # so their problems join the same notice; only a clean application fetches files.
+        verified = Verified()
+
+        def citation_problems(document: dict[str, Any]) -> list[Problem]:
+            nonlocal verified
+            verified, problems = self._citations.verify(document)
+            return problems
+
+        application, problems = find_problems(
+            raw, self._catalog, self._materials.exists, citation_problems
+        )
         key_problem = _idempotency_problem(raw, idempotency_key)
         if key_problem is not None:
             problems.append(key_problem)
         callback_url = raw.get("callback_url") if isinstance(raw, dict) else None
         if isinstance(callback_url, str) and (refusal := self._outbound.refusal(callback_url)):
             problems.append(_callback_problem(refusal))
-        # The licences and earlier results it cites are verified whatever else is wrong,
-        # so their problems join the same notice; only a clean application fetches files.
-        verified, citation_problems = self._citations.verify(raw)
-        problems.extend(citation_problems)
         evidence = Evidence()
         if application is not None and not problems:
             evidence, fetch_problems = self._citations.fetch(verified)

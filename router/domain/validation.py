@@ -75,9 +75,13 @@ _MESSAGES: dict[str, tuple[str, str]] = {
 
 
 def find_problems(
-    raw: Any, catalog: Catalog, material_exists: Callable[[str, int], bool]
+    raw: Any,
+    catalog: Catalog,
+    material_exists: Callable[[str, int], bool],
+    citations: Callable[[dict[str, Any]], Iterable[Problem]] = lambda raw: (),
 ) -> tuple[Application | None, list[Problem]]:
-    """Validate a posted application; return it when valid, else every problem found."""
+    """Validate a posted application; return it when valid, else every problem found.
+    `citations` checks what it cites (router.domain.citations), past the door only."""
     problems = door_problems(raw)
     if problems:
         return None, problems
@@ -95,6 +99,7 @@ def find_problems(
             problems.extend(
                 material_problems(authorisation, material_exists, "/agent/authorisation")
             )
+        problems.extend(citations(raw))
     return (application if not problems else None), problems
 
 
