@@ -15,6 +15,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -25,6 +26,7 @@ from adapters.base import Adapter
 from adapters.context import AdapterContext
 from adapters.registry import simulate_every_department
 from adapters.simulators.certificate_library import CertificateLibraryServer, LibraryState
+from contracts.application import Application
 from contracts.catalog import Catalog
 from contracts.identity import make_resident_id, make_uscc
 from contracts.licences import LicenceStatus
@@ -316,3 +318,11 @@ def test_an_agents_application_records_the_agent(running: Running, catalog: Cata
         hashlib.sha256(filed.files["授权委托书"]).hexdigest()
         == application["agent"]["authorisation"]["sha256"]
     )
+
+
+def test_the_readme_example_is_a_valid_application() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    marker = "<!-- intake example: tests/test_licences.py validates it -->\n```json\n"
+    example = readme.split(marker, 1)[1].split("```", 1)[0]
+    application = Application.model_validate_json(example.replace("<64 hex digits>", "0" * 64))
+    assert application.agent is not None and application.licences and application.prior_results
