@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from harness import Running, new_project_no, running_stack
+from harness import TEST_API_TOKEN, Running, new_project_no, running_stack
 from sqlalchemy import select
 
 from adapters.base import Adapter
@@ -326,3 +326,31 @@ def test_the_readme_example_is_a_valid_application() -> None:
     example = readme.split(marker, 1)[1].split("```", 1)[0]
     application = Application.model_validate_json(example.replace("<64 hex digits>", "0" * 64))
     assert application.agent is not None and application.licences and application.prior_results
+
+
+def test_a_library_slower_than_its_timeout_makes_the_licence_unverifiable(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    """The library's time is bounded by the connector's timeout: the applicant hears to
+    retry or upload, and nothing is stored."""
+    with CertificateLibraryServer(LibraryState(delay_seconds=5)) as slow:
+        slow.state.issue("household_register", "HR-SLOW", APPLICANT_ID, "张三")
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path / 'lianban.db'}",
+            materials_dir=tmp_path / "materials",
+            port=0,
+            api_tokens=(TEST_API_TOKEN,),
+            certificate_library_url=slow.url,
+            certificate_library_timeout_seconds=0.2,
+        )
+        with running_stack(settings, catalog) as running:
+            citation = {"type_code": "household_register", "number": "HR-SLOW"}
+            application = newborn(
+                catalog,
+                ["birth_medical_certificate"],
+                licences=[citation | {"holder_id": APPLICANT_ID}],
+            )
+            response = running.submit(application)
+
+    assert problems_of(response) == {("/licences/0", "licence_unverifiable")}
+    assert "稍后重试或上传" in response.json()["problems"][0]["message_zh"]

@@ -6,6 +6,7 @@ count what it was asked (`requests`).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ class LibraryState:
 
     licences: dict[tuple[str, str], tuple[LicenceRecord, bytes]] = field(default_factory=dict)
     requests: Counter[str] = field(default_factory=Counter)
+    delay_seconds: float = 0.0  # how long each answer takes: a slow library
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def issue(
@@ -68,9 +70,11 @@ class LibraryState:
                 if record.holder_id == holder_id and record.type_code == type_code
             ]
 
-    def count(self, call: str) -> None:
+    async def answering(self, call: str) -> None:
+        """Count the call, and take `delay_seconds` over it."""
         with self._lock:
             self.requests[call] += 1
+        await asyncio.sleep(self.delay_seconds)
 
 
 TypeCode = Annotated[str, Query(min_length=1, max_length=64)]
@@ -81,18 +85,18 @@ def create_app(state: LibraryState) -> FastAPI:
     app = FastAPI(title="电子证照库 (simulated)")
 
     @app.get("/v1/licences/lookup", response_model=LicenceRecord)
-    def lookup(type_code: TypeCode, number: Text) -> LicenceRecord:
-        state.count("lookup")
+    async def lookup(type_code: TypeCode, number: Text) -> LicenceRecord:
+        await state.answering("lookup")
         return _held(state, type_code, number)[0]
 
     @app.get("/v1/licences", response_model=list[LicenceRecord])
-    def held_by(holder_id: Text, type_code: TypeCode) -> list[LicenceRecord]:
-        state.count("held_by")
+    async def held_by(holder_id: Text, type_code: TypeCode) -> list[LicenceRecord]:
+        await state.answering("held_by")
         return state.of_holder(holder_id, type_code)
 
     @app.get("/v1/licences/file")
-    def download(type_code: TypeCode, number: Text) -> Response:
-        state.count("download")
+    async def download(type_code: TypeCode, number: Text) -> Response:
+        await state.answering("download")
         record, content = _held(state, type_code, number)
         return Response(content, media_type=record.media_type)
 
