@@ -80,7 +80,11 @@ class PriorResult(_Strict):
     bundle type: an approval Lianban recorded (the earlier case number), or the licence the
     department issued (a certificate)."""
 
-    item: str = Field(description="The prerequisite item of this bundle type it stands for")
+    item: str = Field(
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="The prerequisite item of this bundle type it stands for",
+    )
     project_no: str | None = Field(
         default=None,
         pattern=r"^[0-9A-Za-z-]{1,50}$",
