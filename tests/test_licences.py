@@ -354,3 +354,27 @@ def test_a_library_slower_than_its_timeout_makes_the_licence_unverifiable(
 
     assert problems_of(response) == {("/licences/0", "licence_unverifiable")}
     assert "稍后重试或上传" in response.json()["problems"][0]["message_zh"]
+
+
+def test_a_prior_result_must_stand_for_an_unselected_prerequisite_as_its_own_licence(
+    running: Running, catalog: Catalog, library: CertificateLibraryServer
+) -> None:
+    library.state.issue("marriage_certificate", "J-1", APPLICANT_ID, "张三")
+    not_a_prerequisite = {"item": "vaccination_certificate", "project_no": "EARLIER-1"}
+    wrong_licence = {
+        "item": "birth_medical_certificate",
+        "certificate": {
+            "type_code": "marriage_certificate",
+            "number": "J-1",
+            "holder_id": APPLICANT_ID,
+        },
+    }
+    application = newborn(
+        catalog, ["birth_registration"], prior_results=[not_a_prerequisite, wrong_licence]
+    )
+
+    assert problems_of(running.submit(application)) == {
+        ("/prior_results/0/item", "prior_result_not_needed"),
+        ("/prior_results/1/certificate/type_code", "prior_result_certificate_type"),
+    }
+    assert library.state.requests == {}  # refused on the catalog alone
