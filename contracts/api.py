@@ -47,6 +47,7 @@ class TimelineEvent(StrEnum):
     its ItemState)."""
 
     RECEIVED = "received"  # the platform posted the bundle
+    APPLIED = "applied"  # who applied: the applicant, or an agent (帮办代办) for them
     VALIDATED = "validated"  # it passed every check of the one-time notice
     PREREQUISITES_FORWARDED = "prerequisites_forwarded"  # a pre-reviewed item goes on
     CORRECTED = "corrected"  # 补齐补正: the materials asked for went to the department
@@ -244,8 +245,8 @@ class TimelineEntry(_Document):
     state: TimelineStep
     detail: str | None
     actor: str = Field(
-        pattern=r"^(platform|router|department:[a-z][a-z0-9_]*)$",
-        description="platform, router, or department:<code>",
+        pattern=r"^(platform|router|applicant|agent|department:[a-z][a-z0-9_]*)$",
+        description="platform, router, applicant, agent (帮办代办), or department:<code>",
     )
 
 

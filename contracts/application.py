@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from contracts import SCHEMA_VERSION, SchemaVersion
 from contracts.catalog.model import CODE_PATTERN, MEDIA_TYPES
 from contracts.identity import resident_id_problem, uscc_problem
+from contracts.licences import LicenceCitation, PriorResult
 from contracts.regions import PROVINCES
 
 MAX_MATERIAL_BYTES = 50 * 1024 * 1024
@@ -71,15 +72,19 @@ class NaturalPerson(_Strict):
 
     @model_validator(mode="after")
     def _check_resident_id(self) -> NaturalPerson:
-        if self.id_type is IdType.RESIDENT_ID:
-            problem = resident_id_problem(self.id_number)
-            if problem is not None:
-                raise PydanticCustomError(
-                    f"resident_id_{problem}",
-                    "resident ID number is invalid ({problem})",
-                    {"problem": problem, "field": "id_number"},
-                )
+        _check_resident_id(self.id_type, self.id_number)
         return self
+
+
+def _check_resident_id(id_type: IdType, id_number: str) -> None:
+    if id_type is IdType.RESIDENT_ID:
+        problem = resident_id_problem(id_number)
+        if problem is not None:
+            raise PydanticCustomError(
+                f"resident_id_{problem}",
+                "resident ID number is invalid ({problem})",
+                {"problem": problem, "field": "id_number"},
+            )
 
 
 class LegalEntity(_Strict):
@@ -212,6 +217,33 @@ class Handover(_Strict):
         return self
 
 
+class AgentRelation(StrEnum):
+    """How an agent (代办人) stands to the applicant."""
+
+    FAMILY = "family"  # 近亲属
+    EMPLOYEE = "employee"  # 单位经办人
+    ASSISTANT = "assistant"  # 帮办代办员 (seeds 003, 004: free 帮代办 service)
+    LAWYER = "lawyer"  # 律师等受托人
+    OTHER = "other"
+
+
+class Agent(_Strict):
+    """帮办代办: a person who applies on the applicant's behalf, with the applicant's
+    authorisation (授权委托书) among the uploaded materials."""
+
+    name: str = Field(min_length=1, max_length=50)
+    id_type: IdType = IdType.RESIDENT_ID
+    id_number: str = Field(min_length=1, max_length=32)
+    relation: AgentRelation
+    mobile: Mobile | None = None
+    authorisation: MaterialRef = Field(description="授权委托书, uploaded like any material")
+
+    @model_validator(mode="after")
+    def _check_resident_id(self) -> Agent:
+        _check_resident_id(self.id_type, self.id_number)
+        return self
+
+
 class Application(_Strict):
     """What the unified acceptance system posts to `POST /v1/bundles`."""
 
@@ -226,6 +258,17 @@ class Application(_Strict):
     area_code: str = Field(pattern=r"^\d{6}$", description="行政区划 (GB/T 2260)")
     form: dict[str, Any] = Field(default_factory=dict, description="The one merged form (一表)")
     materials: list[MaterialRef] = Field(default_factory=list)
+    licences: list[LicenceCitation] = Field(
+        default_factory=list,
+        max_length=32,
+        description="电子证照 cited instead of uploaded: verified and fetched at intake",
+    )
+    prior_results: list[PriorResult] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Earlier results standing for prerequisites not selected (单独申请)",
+    )
+    agent: Agent | None = Field(default=None, description="帮办代办: who applies for the applicant")
     delivery: Delivery = Delivery.UNIFIED
     handover: Handover = Field(
         default_factory=Handover,

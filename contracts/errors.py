@@ -38,6 +38,8 @@ exceptions. Two kinds of "try again" exist, for two different things:
     │   ├── PublishFailed ........ the broker did not confirm every message of a batch
     │   ├── ConsumerStalled ...... messages wait, yet the broker delivers none: reconnect
     │   └── QueuesUnavailable .... the broker's management API cannot be asked
+    ├── CertificateLibraryUnavailable  the 电子证照库 did not answer in time: the cited
+    │                                licences cannot be verified now (a one-time notice)
     └── ChainBroken .............. the audit log's hash chain does not verify
 """
 
@@ -60,6 +62,10 @@ class UnknownYearError(ConfigurationError):
 
 class CalendarFileError(ConfigurationError):
     """A year file is malformed; the message names the file and the entry."""
+
+
+class CertificateLibraryUnavailable(LianbanError):
+    """The certificate library (电子证照库) failed or did not answer within its timeout."""
 
 
 class CatalogError(LianbanError):

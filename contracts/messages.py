@@ -16,7 +16,7 @@ from uuid import UUID, uuid4, uuid5
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts import SCHEMA_VERSION, SchemaVersion
-from contracts.application import Applicant, Application, MaterialRef
+from contracts.application import Agent, Applicant, Application, MaterialRef
 
 
 class ItemState(StrEnum):
@@ -116,8 +116,15 @@ class ItemDispatch(_Message):
     )
     area_code: str
     applicant: Applicant
+    agent: Agent | None = Field(
+        default=None, description="帮办代办: who applied for the applicant, with the authorisation"
+    )
     form: dict[str, Any]
-    materials: tuple[MaterialRef, ...] = ()
+    materials: tuple[MaterialRef, ...] = Field(
+        default=(),
+        description="Uploads, the agent's authorisation, and the licences fetched from the "
+        "certificate library (电子证照) in their place",
+    )
     prerequisite_results: tuple[PrerequisiteResult, ...] = ()
     pre_review: bool = Field(
         default=False,
@@ -151,9 +158,12 @@ class ItemDispatch(_Message):
         form_fields: Collection[str],
         prerequisite_results: tuple[PrerequisiteResult, ...] = (),
         pre_review: bool = False,
+        fetched_materials: tuple[MaterialRef, ...] = (),
     ) -> ItemDispatch:
         """The dispatch that files `item` of `application`, received as bundle `bundle_id`:
-        of the form, only the `form_fields` its department needs (the catalog's)."""
+        of the form, only the `form_fields` its department needs (the catalog's); the
+        licences intake fetched (`fetched_materials`) travel as uploads do."""
+        agent = application.agent
         return cls(
             bundle_id=bundle_id,
             project_no=application.project_no,
@@ -165,8 +175,13 @@ class ItemDispatch(_Message):
             idempotency_key=filing_key(bundle_id, item.code),
             area_code=application.area_code,
             applicant=application.applicant,
+            agent=agent,
             form={name: value for name, value in application.form.items() if name in form_fields},
-            materials=tuple(application.materials),
+            materials=(
+                *application.materials,
+                *((agent.authorisation,) if agent else ()),
+                *fetched_materials,
+            ),
             prerequisite_results=prerequisite_results,
             pre_review=pre_review,
         )

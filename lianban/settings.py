@@ -239,6 +239,24 @@ class Settings(BaseSettings):
         description="Working days a department has to rectify a 差评 and reply to the "
         "applicant (整改反馈; 国办发〔2019〕51号 asks a limit, provinces set 15 or fewer).",
     )
+    certificate_library_url: str | None = Field(
+        None,
+        description="The certificate library (电子证照库) cited licences are verified and "
+        "fetched from; unset: a cited licence is refused as unverifiable.",
+    )
+    certificate_library_plugin: str = Field(
+        "http",
+        description="Its connector: an entry point of the `lianban.certificate_libraries` group.",
+    )
+    certificate_library_timeout_seconds: float = Field(
+        3.0, gt=0, le=60, description="How long one call to the certificate library may take."
+    )
+    certificate_library_concurrency: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Calls to the certificate library in flight at once, for all applications.",
+    )
     failpoints: str | None = Field(
         None, description="Chaos tests only: crash points, e.g. relay.after_publish=3."
     )

@@ -17,6 +17,7 @@ from wsgiref.simple_server import WSGIServer
 import structlog
 
 from adapters.base import Adapter
+from adapters.certificates import CertificateLibrary, certificate_library
 from adapters.decision_endpoint import decision_app
 from adapters.decisions import CalledBack, Polled
 from adapters.registry import installed_adapters
@@ -98,12 +99,14 @@ class Stack:
         self._health_server: ThreadingHTTPServer | None = None
         self.relay_wake = threading.Event()
         self.outbound = outbound_policy(settings)
+        self.library = licence_library(settings)
         self.intake = Intake(
             self.database,
             catalog,
             self.materials,
             on_commit=self.relay_wake.set,
             outbound=self.outbound,
+            library=self.library,
         )
         self.polls = poll_plan([*installed_adapters().values(), *map(type, self.adapters)])
 
@@ -254,6 +257,8 @@ class Stack:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("stack.thread_did_not_stop", thread=thread.name)
+        if self.library is not None:
+            self.library.close()
         self.database.dispose()
 
     def _start_notices(self) -> None:
@@ -347,6 +352,18 @@ def poll_plan(adapter_classes: Iterable[type[Adapter]]) -> PollPlan:
         called_back=frozenset(
             dept for dept, how in declared.items() if isinstance(how, CalledBack)
         ),
+    )
+
+
+def licence_library(settings: Settings) -> CertificateLibrary | None:
+    """The configured certificate library (电子证照库), or None."""
+    if settings.certificate_library_url is None:
+        return None
+    return certificate_library(
+        settings.certificate_library_plugin,
+        settings.certificate_library_url,
+        timeout=settings.certificate_library_timeout_seconds,
+        concurrency=settings.certificate_library_concurrency,
     )
 
 

@@ -63,3 +63,15 @@ def test_nothing_is_blocked_while_a_prerequisite_is_pending() -> None:
     states = {"a": S.ACCEPTED, "b": S.REJECTED, "b2": S.DISPATCHED, "c": S.WAITING}
     assert planner.blocked(BUNDLE, states) == {}
     assert planner.releasable(BUNDLE, states) == []
+
+
+def test_a_prerequisite_an_earlier_result_stands_for_is_met_without_being_selected() -> None:
+    """单独申请: c applied for alone, a and one of b | b2 cited as earlier results."""
+    alone = {"c": S.WAITING}
+    assert planner.releasable(BUNDLE, alone) == []
+    assert planner.releasable(BUNDLE, alone, satisfied={"a"}) == []  # b | b2 still open
+    assert planner.releasable(BUNDLE, alone, satisfied={"a", "b2"}) == ["c"]
+    # A cited result stands beside a selected alternative that is still undecided.
+    with_b = {"b": S.DISPATCHED, "c": S.WAITING}
+    assert planner.releasable(BUNDLE, with_b, satisfied={"a", "b2"}) == ["c"]
+    assert planner.blocked(BUNDLE, {"c": S.WAITING}) == {}

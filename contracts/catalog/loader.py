@@ -17,8 +17,10 @@ import yaml
 from pydantic import ValidationError
 
 from contracts.catalog.model import (
+    ApplicantRule,
     BundleType,
     Catalog,
+    Category,
     Department,
     FormField,
     Item,
@@ -79,7 +81,26 @@ def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
         licence_types=licence_types,
         materials=materials,
         form_fields=form_fields,
+        applicant_rules=_applicant_rules(data_dir / "applicant_rules.yaml"),
     )
+
+
+def _applicant_rules(path: Path) -> dict[Category, ApplicantRule]:
+    """Who may apply, by bundle category; a catalog without the file has no rules."""
+    if not path.exists():
+        return {}
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{path.name}: expected a mapping of category to rule")
+    rules: dict[Category, ApplicantRule] = {}
+    for category, rule in raw.items():
+        if category not in Category.__members__.values():
+            raise CatalogError(f"{path.name}: unknown category {category!r}")
+        try:
+            rules[Category(category)] = ApplicantRule.model_validate(rule)
+        except ValidationError as error:
+            raise CatalogError(f"{path.name}: {category}: {error}") from None
+    return rules
 
 
 @cache

@@ -29,6 +29,7 @@ class Level(StrEnum):
 class Category(StrEnum):
     PERSONAL = "personal"  # 个人
     ENTERPRISE = "enterprise"  # 企业
+    OPERATING = "operating"  # 企业准营: opening a business that already has its licence
 
 
 class _Frozen(BaseModel):
@@ -273,6 +274,29 @@ class BundleType(_Frozen):
         return frozenset(item.code for item in self.items)
 
 
+class ApplicantRule(_Frozen):
+    """Who may apply for the bundle types of a category (data/applicant_rules.yaml)."""
+
+    applicant_types: tuple[int, ...] = Field(
+        min_length=1, description="申请人类型 codes that may apply (contracts.application)"
+    )
+    registration_authorities: tuple[str, ...] = Field(
+        default=(),
+        description="First character of the applicant's credit code (GB 32100 登记管理部门): "
+        "9 is market regulation, which issues business licences; empty: any",
+    )
+    licence: str | None = Field(
+        default=None, description="Licence type the applicant must hold, verified at intake"
+    )
+    waived_by_services: tuple[str, ...] = Field(
+        default=(),
+        description="A selected item of one of these services (企业开办 in the same "
+        "application) stands for the licence",
+    )
+    basis: str = Field(min_length=1, description="The seed's wording, in Chinese")
+    basis_en: str = Field(min_length=1)
+
+
 class Catalog(_Frozen):
     departments: dict[str, Department]
     bundle_types: dict[str, BundleType]
@@ -280,6 +304,9 @@ class Catalog(_Frozen):
     licence_types: dict[str, LicenceType] = {}
     materials: dict[str, Material] = {}
     form_fields: dict[str, FormField] = {}
+    applicant_rules: dict[Category, ApplicantRule] = Field(
+        default_factory=dict, description="By bundle category: who may apply"
+    )
 
     def service_of(self, item: Item) -> Service:
         return self.services[item.service]

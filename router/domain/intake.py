@@ -19,6 +19,9 @@ from contracts.api import BundleState, IntakeReceipt, OneTimeNotice, Problem, Ti
 from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
+from router.domain.applicants import audit_applicant, validated_detail, who_applied
+from router.domain.citations import Citations, LicenceSource, Verified
+from router.domain.evidence import Evidence
 from router.domain.progress import advance
 from router.domain.timekeeping import Timekeeper
 from router.domain.validation import find_problems
@@ -68,31 +71,48 @@ class Intake:
         materials: MaterialStore,
         on_commit: Callable[[], None] = lambda: None,
         outbound: OutboundPolicy | None = None,
+        library: LicenceSource | None = None,
     ) -> None:
         self._database = database
         self._catalog = catalog
         self._materials = materials
         self._on_commit = on_commit
         self._outbound = outbound or OutboundPolicy()
+        self._citations = Citations(catalog, database, materials, library)
 
     def submit(
         self, raw: Any, idempotency_key: str | None, *, actor: str = Actor.PLATFORM
     ) -> IntakeResult:
         """Validate and store one application; `actor` (the token that sent it) is named
         in the audit log (the timeline, which the platform reads, says `platform`)."""
-        application, problems = find_problems(raw, self._catalog, self._materials.exists)
+        # The licences and earlier results it cites are verified whatever else is wrong,
+        # so their problems join the same notice; only a clean application fetches files.
+        verified = Verified()
+
+        def check_citations(document: dict[str, Any]) -> tuple[frozenset[str], list[Problem]]:
+            nonlocal verified
+            verified, problems = self._citations.verify(document)
+            return verified.types, problems
+
+        application, problems = find_problems(
+            raw, self._catalog, self._materials.exists, check_citations
+        )
         key_problem = _idempotency_problem(raw, idempotency_key)
         if key_problem is not None:
             problems.append(key_problem)
         callback_url = raw.get("callback_url") if isinstance(raw, dict) else None
         if isinstance(callback_url, str):
             problems += _callback_problems(self._outbound, callback_url)
+        evidence = Evidence()
+        if application is not None and not problems:
+            evidence, fetch_problems = self._citations.fetch(verified)
+            problems.extend(fetch_problems)
         if application is None or problems:
             codes = ", ".join(sorted({problem.code for problem in problems}))
             self._audit_received(raw, actor, "refused", codes)
             return ProblemsFound(OneTimeNotice(problems=tuple(problems)))
         try:
-            result = self._store(application, actor)
+            result = self._store(application, evidence, actor)
         except IntegrityError:
             # Another request with the same case number committed first.
             result = self._replay(application)
@@ -105,7 +125,7 @@ class Intake:
         self._on_commit()
         return result
 
-    def _store(self, application: Application, actor: str) -> IntakeResult:
+    def _store(self, application: Application, evidence: Evidence, actor: str) -> IntakeResult:
         with self._database.transaction() as session:
             existing = session.scalar(
                 select(BundleRow).where(BundleRow.project_no == application.project_no)
@@ -122,6 +142,7 @@ class Intake:
                 application=application.model_dump(mode="json"),
                 received_at=now,
                 replied_at=None,
+                evidence=evidence.model_dump(mode="json") if evidence.stored else None,
             )
             session.add(bundle)
             record_event(
@@ -133,6 +154,10 @@ class Intake:
                 actor=Actor.PLATFORM,
                 at=now,
             )
+            applied_by, applied = who_applied(application)
+            record_event(
+                session, bundle.id, None, TimelineEvent.APPLIED, applied, actor=applied_by, at=now
+            )
             audit.record(
                 session,
                 actor=actor,
@@ -140,14 +165,14 @@ class Intake:
                 outcome="accepted",
                 bundle_id=bundle.id,
                 message_id=application.project_no,
-                detail=application.bundle_type,
+                detail=f"{application.bundle_type}; {audit_applicant(application)}",
             )
             record_event(
                 session,
                 bundle.id,
                 None,
                 TimelineEvent.VALIDATED,
-                f"{len(application.items)} 个事项，{len(application.materials)} 份材料核验通过",
+                validated_detail(application, evidence),
                 actor=Actor.ROUTER,
                 at=now,
             )

@@ -22,24 +22,38 @@ def selected_prerequisites(item: Item, selected: Container[str]) -> list[tuple[s
     ]
 
 
-def prerequisites_met(item: Item, states: Mapping[str, ItemState]) -> bool:
-    """Every prerequisite has an approved alternative."""
+def prerequisites_met(
+    item: Item, states: Mapping[str, ItemState], satisfied: Container[str] = frozenset()
+) -> bool:
+    """Every prerequisite has an approved alternative, or one an earlier result cited at
+    intake stands for (`satisfied`: the item was applied for alone, 单独申请)."""
     return all(
-        any(states[code] is ItemState.APPROVED for code in alternatives)
-        for alternatives in selected_prerequisites(item, states)
+        any(code in satisfied for code in prerequisite.any_of)
+        or any(states[code] is ItemState.APPROVED for code in alternatives)
+        for prerequisite, alternatives in zip(
+            item.prerequisites, selected_prerequisites(item, states), strict=True
+        )
     )
 
 
-def releasable(bundle_type: BundleType, states: Mapping[str, ItemState]) -> list[str]:
+def releasable(
+    bundle_type: BundleType,
+    states: Mapping[str, ItemState],
+    satisfied: Container[str] = frozenset(),
+) -> list[str]:
     """Waiting items whose every prerequisite is approved, in catalog order."""
     return [
         item.code
         for item in bundle_type.items
-        if states.get(item.code) is ItemState.WAITING and prerequisites_met(item, states)
+        if states.get(item.code) is ItemState.WAITING and prerequisites_met(item, states, satisfied)
     ]
 
 
-def pre_reviewable(bundle_type: BundleType, states: Mapping[str, ItemState]) -> list[str]:
+def pre_reviewable(
+    bundle_type: BundleType,
+    states: Mapping[str, ItemState],
+    satisfied: Container[str] = frozenset(),
+) -> list[str]:
     """Waiting items the catalog lets a department pre-review (容缺预审) while their
     prerequisites are undecided, in catalog order."""
     return [
@@ -47,12 +61,15 @@ def pre_reviewable(bundle_type: BundleType, states: Mapping[str, ItemState]) -> 
         for item in bundle_type.items
         if item.pre_review
         and states.get(item.code) is ItemState.WAITING
-        and not prerequisites_met(item, states)
+        and not prerequisites_met(item, states, satisfied)
     ]
 
 
 def forwardable(
-    bundle_type: BundleType, states: Mapping[str, ItemState], awaiting: Container[str]
+    bundle_type: BundleType,
+    states: Mapping[str, ItemState],
+    awaiting: Container[str],
+    satisfied: Container[str] = frozenset(),
 ) -> list[str]:
     """Pre-reviewed items still awaiting their prerequisites' results, now all approved."""
     return [
@@ -60,7 +77,7 @@ def forwardable(
         for item in bundle_type.items
         if item.code in awaiting
         and states.get(item.code) is ItemState.PRE_REVIEWED
-        and prerequisites_met(item, states)
+        and prerequisites_met(item, states, satisfied)
     ]
 
 

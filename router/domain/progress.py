@@ -38,6 +38,7 @@ from contracts.messages import (
     filing_key,
 )
 from router.domain import handovers, planner
+from router.domain.evidence import Evidence
 from router.domain.timekeeping import Timekeeper, respond_by
 from router.domain.workdays import working_calendar
 from router.store import BundleRow, CallbackRow, ItemNoticeRow, ItemRow, ReplyRow
@@ -125,6 +126,7 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
     items = {item.code: item for item in bundle.items}
     states = {code: ItemState(item.state) for code, item in items.items()}
     awaiting = {code for code, item in items.items() if item.awaiting_prerequisites}
+    satisfied = Evidence.of(bundle.evidence).satisfied
     for code, lost_prerequisite in planner.blocked(bundle_type, states, awaiting).items():
         lost = items[lost_prerequisite]
         reason = f"前置事项“{lost.name_zh}”未获办理（{lost.reason or lost.state}），本事项不再办理"
@@ -132,13 +134,13 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
             cancel_at_department(session, bundle, items[code], reason)
         set_item_state(session, items[code], ItemState.CANCELLED, actor=Actor.ROUTER, reason=reason)
         states[code] = ItemState.CANCELLED
-    for code in planner.releasable(bundle_type, states):
+    for code in planner.releasable(bundle_type, states, satisfied):
         _dispatch(session, bundle, bundle_type, items[code], items, pre_review=False)
         states[code] = ItemState.DISPATCHED
-    for code in planner.pre_reviewable(bundle_type, states):
+    for code in planner.pre_reviewable(bundle_type, states, satisfied):
         _dispatch(session, bundle, bundle_type, items[code], items, pre_review=True)
         states[code] = ItemState.DISPATCHED
-    for code in planner.forwardable(bundle_type, states, awaiting):
+    for code in planner.forwardable(bundle_type, states, awaiting, satisfied):
         _forward_prerequisites(session, bundle, bundle_type, items[code], items)
         states[code] = ItemState.ACCEPTED
     if bundle.state == BundleState.IN_PROGRESS and all(state.is_final for state in states.values()):
@@ -155,14 +157,18 @@ def _dispatch(
     pre_review: bool,
 ) -> None:
     application = Application.model_validate(bundle.application)
+    evidence = Evidence.of(bundle.evidence)
     catalog_item = bundle_type.item(item.code)
     message = ItemDispatch.for_item(
         application,
         bundle.id,
         item,
         form_fields=catalog_item.form_fields,
-        prerequisite_results=() if pre_review else _prerequisite_results(catalog_item, items),
+        prerequisite_results=()
+        if pre_review
+        else _prerequisite_results(catalog_item, items, evidence),
         pre_review=pre_review,
+        fetched_materials=evidence.materials,
     )
     item.dispatch_id = message.message_id
     item.awaiting_prerequisites = pre_review
@@ -185,10 +191,12 @@ def _forward_prerequisites(
 ) -> None:
     """A pre-reviewed item's prerequisites are all approved: give its department their
     results (certificates included), after which it may decide."""
-    results = _prerequisite_results(bundle_type.item(item.code), items)
+    results = _prerequisite_results(
+        bundle_type.item(item.code), items, Evidence.of(bundle.evidence)
+    )
     supplement(session, bundle, item, SupplementPurpose.PREREQUISITES, prerequisite_results=results)
     item.awaiting_prerequisites = False
-    done = "、".join(items[result.item].name_zh for result in results)
+    done = "、".join(bundle_type.item(result.item).name_zh for result in results)
     set_item_state(
         session,
         item,
@@ -259,9 +267,12 @@ def send_to_department(
 
 
 def _prerequisite_results(
-    catalog_item: Item, items: dict[str, ItemRow]
+    catalog_item: Item, items: dict[str, ItemRow], evidence: Evidence
 ) -> tuple[PrerequisiteResult, ...]:
-    return tuple(
+    """The approved prerequisites of this bundle, and the earlier results cited for the
+    prerequisites applied for elsewhere."""
+    needed = {code for prerequisite in catalog_item.prerequisites for code in prerequisite.any_of}
+    decided_here = tuple(
         PrerequisiteResult(
             item=row.code, department=row.department, certificates=certificates_of(row)
         )
@@ -269,6 +280,8 @@ def _prerequisite_results(
         for row in (items[code] for code in alternatives)
         if row.state == ItemState.APPROVED
     )
+    cited = tuple(result for result in evidence.prior_results if result.item in needed)
+    return decided_here + cited
 
 
 def certificates_of(item: ItemRow) -> tuple[Certificate, ...]:

@@ -21,6 +21,7 @@ from contracts.api import Problem
 from contracts.application import Application, MaterialRef
 from contracts.catalog import BundleType, Catalog
 from router.domain.admission import door_problems
+from router.domain.applicant_rules import applicant_problems
 from router.domain.checklist import form_problems, missing_materials
 
 # error type → (Chinese, English) message; {placeholders} come from the error context.
@@ -91,11 +92,14 @@ def find_problems(
     raw: Any,
     catalog: Catalog,
     material_exists: Callable[[str, int], bool],
-    verified_licence_types: Collection[str] = frozenset(),
+    citations: Callable[[dict[str, Any]], tuple[Collection[str], Iterable[Problem]]] = (
+        lambda raw: (frozenset(), ())
+    ),
 ) -> tuple[Application | None, list[Problem]]:
     """Validate a posted application; return it when valid, else every problem found.
-    `verified_licence_types`: the types of the electronic licences the application cited
-    and the certificate library verified, each standing in for the materials it may."""
+    `citations` checks what it cites (router.domain.citations), past the door only, and
+    gives the types of the electronic licences the certificate library verified, each
+    standing in for the materials it may."""
     problems = door_problems(raw)
     if problems:
         return None, problems
@@ -105,8 +109,16 @@ def find_problems(
     except ValidationError as error:
         problems.extend(_contract_problem(detail) for detail in error.errors())
     if isinstance(raw, dict):
+        verified_licence_types, citation_problems = citations(raw)
         problems.extend(_catalog_problems(raw, catalog, verified_licence_types))
         problems.extend(material_problems(raw.get("materials"), material_exists))
+        agent = raw.get("agent")
+        if isinstance(agent, dict):
+            authorisation = [agent.get("authorisation")]
+            problems.extend(
+                material_problems(authorisation, material_exists, "/agent/authorisation")
+            )
+        problems.extend(citation_problems)
     return (application if not problems else None), problems
 
 
@@ -146,7 +158,7 @@ def _catalog_problems(
         return
     items = raw.get("items")
     if isinstance(items, list) and all(isinstance(item, str) for item in items):
-        yield from selection_problems(bundle_type, items)
+        yield from selection_problems(bundle_type, items, _cited_items(raw.get("prior_results")))
         selected = [code for code in items if code in bundle_type.item_codes]
         uploaded = raw.get("materials")
         if isinstance(uploaded, list):
@@ -159,6 +171,8 @@ def _catalog_problems(
             )
         yield from form_problems(catalog, bundle_type, selected, raw.get("form", {}))
 
+    yield from applicant_problems(catalog, bundle_type, raw)
+
 
 def _material_ref(entry: Any) -> MaterialRef | None:
     """One posted material, or None when malformed (the contract check names why)."""
@@ -168,8 +182,22 @@ def _material_ref(entry: Any) -> MaterialRef | None:
         return None
 
 
-def selection_problems(bundle_type: BundleType, items: list[str]) -> Iterable[Problem]:
-    """Problems of a selection against the catalog's rules for its bundle type."""
+def _cited_items(prior_results: Any) -> frozenset[str]:
+    """Items a cited earlier result stands for (verified in router.domain.evidence)."""
+    if not isinstance(prior_results, list):
+        return frozenset()
+    return frozenset(
+        entry["item"]
+        for entry in prior_results
+        if isinstance(entry, dict) and isinstance(entry.get("item"), str)
+    )
+
+
+def selection_problems(
+    bundle_type: BundleType, items: list[str], cited: frozenset[str] = frozenset()
+) -> Iterable[Problem]:
+    """Problems of a selection against the catalog's rules for its bundle type; a
+    prerequisite in `cited` is met by an earlier result instead (单独申请某一事项)."""
     known = bundle_type.item_codes
     for index, code in enumerate(items):
         if code not in known:
@@ -185,15 +213,17 @@ def selection_problems(bundle_type: BundleType, items: list[str]) -> Iterable[Pr
         if code not in known:
             continue
         for prerequisite in bundle_type.item(code).prerequisites:
-            if not chosen.intersection(prerequisite.any_of):
+            if not (chosen | cited).intersection(prerequisite.any_of):
                 names = "或".join(bundle_type.item(c).name_zh for c in prerequisite.any_of)
                 yield Problem(
                     pointer=f"/items/{index}",
                     code="prerequisite_missing",
                     message_zh=f"申请“{bundle_type.item(code).name_zh}”须一并申请前置事项"
-                    f"“{names}”：{prerequisite.reason}",
+                    f"“{names}”，或在prior_results中引用其已办结的结果（原办件编号或电子证照）："
+                    f"{prerequisite.reason}",
                     message_en=f"item {code!r} needs one of {list(prerequisite.any_of)} "
-                    "selected as well",
+                    "selected as well, or its earlier result cited in prior_results "
+                    "(item and project_no, or item and certificate)",
                 )
 
 
@@ -230,8 +260,9 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def material_problems(
-    materials: Any, material_exists: Callable[[str, int], bool]
+    materials: Any, material_exists: Callable[[str, int], bool], at: str | None = None
 ) -> Iterable[Problem]:
+    """Materials not uploaded; pointers under /materials, or `at` for a single one."""
     if not isinstance(materials, list):
         return
     for index, material in enumerate(materials):
@@ -243,7 +274,7 @@ def material_problems(
             continue
         if not material_exists(digest, size):
             yield Problem(
-                pointer=f"/materials/{index}",
+                pointer=at or f"/materials/{index}",
                 code="material_not_uploaded",
                 message_zh=f"材料“{material.get('name', '')}”尚未上传或文件不完整",
                 message_en="the material was not uploaded (or its size differs); "

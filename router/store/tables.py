@@ -97,6 +97,9 @@ class BundleRow(Base):
     clock: Mapped[dict[str, Any] | None]
     """The bundle's promise (router.domain.clocks.Clock); `due_at` is its live deadline."""
     due_at: Mapped[datetime | None]
+    evidence: Mapped[dict[str, Any] | None]
+    """What intake verified (router.domain.evidence.Evidence): the cited licences fetched
+    into the material store, the earlier results standing for prerequisites."""
 
     items: Mapped[list[ItemRow]] = relationship(
         back_populates="bundle", order_by="ItemRow.position", lazy="selectin"

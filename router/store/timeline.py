@@ -21,6 +21,9 @@ class Actor(StrEnum):
     # token that made the call (`ApiToken.actor`).
     PLATFORM = "platform"
     ROUTER = "router"
+    # Who applied (the `applied` step): the applicant in person, or an agent (帮办代办).
+    APPLICANT = "applicant"
+    AGENT = "agent"
 
 
 def department_actor(code: str) -> str:

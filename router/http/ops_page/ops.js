@@ -73,6 +73,7 @@ const TEXT = {
   "state.correction_requested": ["补齐补正", "correction requested"], "state.approved": ["准予", "approved"],
   "state.denied": ["不予许可", "denied"], "state.rejected": ["不予受理", "rejected"], "state.failed": ["失败", "failed"],
   "state.cancelled": ["已取消", "cancelled"], "state.received": ["收件", "received"], "state.validated": ["校验通过", "validated"],
+  "state.applied": ["申请（本人或代办）", "applied (in person or by an agent)"],
   "state.prerequisites_forwarded": ["前置结果转送", "prerequisites forwarded"], "state.corrected": ["已补正", "corrected"],
   "state.deadline_unknown": ["时限未知", "deadline unknown"], "state.clock_started": ["计时开始", "clock started"],
   "state.clock_paused": ["计时暂停", "clock paused"], "state.clock_resumed": ["计时恢复", "clock resumed"],
