@@ -16,8 +16,10 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-# The licence types an application may cite, in one place. The catalog's licence-type
-# vocabulary (contracts/catalog/data/licence_types.yaml) replaces this table.
+# The licence types an application may cite: those of the catalog's vocabulary
+# (contracts/catalog/data/licence_types.yaml) the certificate library is known to hold.
+# The contract checks a citation without a catalog at hand, hence this table;
+# tests/test_licences.py keeps it within the vocabulary, names alike.
 LICENCE_TYPES: dict[str, str] = {
     "resident_id_card": "居民身份证",
     "household_register": "居民户口簿",

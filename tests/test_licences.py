@@ -29,7 +29,7 @@ from adapters.simulators.certificate_library import CertificateLibraryServer, Li
 from contracts.application import Application
 from contracts.catalog import Catalog
 from contracts.identity import make_resident_id, make_uscc
-from contracts.licences import LicenceStatus
+from contracts.licences import LICENCE_TYPES, LicenceStatus
 from contracts.messages import ItemDispatch, OutcomeResult
 from contracts.samples import SAMPLE_AREA, SAMPLE_PDF, sample_application, sample_material_ref
 from lianban.settings import Settings
@@ -127,9 +127,18 @@ def test_a_licence_of_someone_else_is_named_with_every_other_problem(
 
     assert problems_of(response) == {
         ("/materials/1", "material_not_uploaded"),
+        ("/materials", "material_missing"),
         ("/licences/0", "licence_not_applicants"),
         ("/licences/2", "licence_not_found"),
     }
+    # The two required materials no upload names and no verified licence stands in for:
+    # the household register someone else holds and the ID card the library lacks.
+    missing = [
+        p["message_en"] for p in response.json()["problems"] if p["code"] == "material_missing"
+    ]
+    assert len(missing) == 2
+    assert any("parents_household_register" in message for message in missing)
+    assert any("parents_id_cards" in message for message in missing)
     messages = {p["code"]: p for p in response.json()["problems"]}
     assert "HR-OTHER-1" in messages["licence_not_applicants"]["message_zh"]
     assert "不属于申请人" in messages["licence_not_applicants"]["message_zh"]
@@ -142,10 +151,13 @@ def test_a_verified_licence_replaces_its_upload_and_reaches_the_department(
 ) -> None:
     library.state.issue("household_register", "HR-410102-0001", APPLICANT_ID, "张三")
     _record, register_file = library.state.licences[("household_register", "HR-410102-0001")]
+    sample = newborn(catalog, ["birth_medical_certificate", "birth_registration"])
+    # The parents' ID cards are uploaded; the household register is cited instead.
+    uploads = [m for m in sample["materials"] if m["material"] != "parents_household_register"]
     application = newborn(
         catalog,
         ["birth_medical_certificate", "birth_registration"],
-        materials=[],
+        materials=uploads,
         licences=[
             {
                 "type_code": "household_register",
@@ -161,7 +173,8 @@ def test_a_verified_licence_replaces_its_upload_and_reaches_the_department(
 
     assert reply["outcome"] == "all_approved"
     (filed,) = SeeingPolice.seen
-    assert filed.files == {"居民户口簿（电子证照 HR-410102-0001）": register_file}
+    assert filed.files["居民户口簿（电子证照 HR-410102-0001）"] == register_file
+    assert "父母居民户口簿" not in filed.files
     timeline = running.client.get(receipt.json()["status_url"]).json()["timeline"]
     validated = next(step for step in timeline if step["state"] == "validated")
     assert "1 份电子证照经电子证照库核验，免于提交" in validated["detail"]
@@ -378,3 +391,7 @@ def test_a_prior_result_must_stand_for_an_unselected_prerequisite_as_its_own_lic
         ("/prior_results/1/certificate/type_code", "prior_result_certificate_type"),
     }
     assert library.state.requests == {}  # refused on the catalog alone
+
+
+def test_citable_licence_types_are_the_catalogs(catalog: Catalog) -> None:
+    assert {code: catalog.licence_types[code].name_zh for code in LICENCE_TYPES} == LICENCE_TYPES
