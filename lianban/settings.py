@@ -184,6 +184,15 @@ class Settings(BaseSettings):
         description="Operator's working-day year files (`<year>.yaml`), read by "
         "router.domain.workdays; they win over the bundled calendar.",
     )
+    catalog_dir: Path | None = Field(
+        None,
+        description="Where an operator publishes catalog versions: each subdirectory "
+        "`<version>/` is a whole catalog data tree; the newest name becomes current without a "
+        "restart, and bundles finish under the version they were accepted under.",
+    )
+    catalog_check_seconds: float = Field(
+        30.0, gt=0, description="How often router roles look for a newly published catalog version."
+    )
     calendar_check_seconds: float = Field(
         60.0,
         gt=0,

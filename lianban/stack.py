@@ -28,6 +28,7 @@ from router.channels.callbacks import CallbackSender
 from router.channels.filedrop import Layout, PackageWatcher
 from router.channels.filedrop_export import ReplyExporter
 from router.domain.calendar_watcher import CalendarWatcher
+from router.domain.catalogs import CatalogShelf
 from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
 from router.domain.intake import Intake
@@ -91,9 +92,11 @@ class Stack:
         self._health_server: ThreadingHTTPServer | None = None
         self.relay_wake = threading.Event()
         self.outbound = OutboundPolicy(settings.outbound_hosts)
+        # The catalog versions: the newest accepts, each bundle finishes under its own.
+        self.catalogs = CatalogShelf(catalog, settings.catalog_dir)
         self.intake = Intake(
             self.database,
-            catalog,
+            self.catalogs,
             self.materials,
             on_commit=self.relay_wake.set,
             outbound=self.outbound,
@@ -106,6 +109,9 @@ class Stack:
             # Every router role computes deadlines, so each keeps its live calendar current.
             calendar = CalendarWatcher(every_seconds=self.settings.calendar_check_seconds)
             self._spawn("calendar", calendar.run)
+            if self.settings.catalog_dir is not None:
+                every = self.settings.catalog_check_seconds
+                self._spawn("catalog", lambda stop: self.catalogs.run(stop, every))
         if self.roles:
             # The router owns the topology. An adapter-only process declares nothing: its
             # broker user may only read its own queue (deploy/rabbitmq/definitions.json).
@@ -147,7 +153,7 @@ class Stack:
         if Role.CORRELATE in self.roles:
             correlator = Correlator(
                 self.database,
-                self.catalog,
+                self.catalogs,
                 on_commit=self.relay_wake.set,
                 keyring=self.keyring,
                 polls=self.polls,
@@ -255,7 +261,7 @@ class Stack:
                 adapter_metrics_urls=self.settings.adapter_metrics_urls,
             ),
         )
-        app = create_app(self.catalog, services)
+        app = create_app(self.catalogs, services)
         tls = self.settings.tls.uvicorn_options() if self.settings.tls else {}
         self._server = ThreadedServer(
             app, self.settings.host, self.settings.port, ssl=tls, access_log=True

@@ -19,6 +19,7 @@ from contracts.api import BundleState, IntakeReceipt, OneTimeNotice, Problem, Ti
 from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
+from router.domain.catalogs import CatalogShelf, shelf_of
 from router.domain.progress import advance
 from router.domain.timekeeping import Timekeeper
 from router.domain.validation import find_problems
@@ -64,13 +65,13 @@ class Intake:
     def __init__(
         self,
         database: Database,
-        catalog: Catalog,
+        catalog: Catalog | CatalogShelf,
         materials: MaterialStore,
         on_commit: Callable[[], None] = lambda: None,
         outbound: OutboundPolicy | None = None,
     ) -> None:
         self._database = database
-        self._catalog = catalog
+        self._catalogs = shelf_of(catalog)
         self._materials = materials
         self._on_commit = on_commit
         self._outbound = outbound or OutboundPolicy()
@@ -80,7 +81,8 @@ class Intake:
     ) -> IntakeResult:
         """Validate and store one application; `actor` (the token that sent it) is named
         in the audit log (the timeline, which the platform reads, says `platform`)."""
-        application, problems = find_problems(raw, self._catalog, self._materials.exists)
+        catalog = self._catalogs.current()
+        application, problems = find_problems(raw, catalog, self._materials.exists)
         key_problem = _idempotency_problem(raw, idempotency_key)
         if key_problem is not None:
             problems.append(key_problem)
@@ -92,7 +94,7 @@ class Intake:
             self._audit_received(raw, actor, "refused", codes)
             return ProblemsFound(OneTimeNotice(problems=tuple(problems)))
         try:
-            result = self._store(application, actor)
+            result = self._store(application, catalog, actor)
         except IntegrityError:
             # Another request with the same case number committed first.
             result = self._replay(application)
@@ -105,14 +107,16 @@ class Intake:
         self._on_commit()
         return result
 
-    def _store(self, application: Application, actor: str) -> IntakeResult:
+    def _store(self, application: Application, catalog: Catalog, actor: str) -> IntakeResult:
         with self._database.transaction() as session:
             existing = session.scalar(
                 select(BundleRow).where(BundleRow.project_no == application.project_no)
             )
             if existing is not None:
-                return _replay_of(existing, application, self._catalog)
-            bundle_type = self._catalog.bundle_types[application.bundle_type]
+                return _replay_of(existing, application, self._catalogs.for_bundle(existing))
+            # Validated: the area lies in the province, so it has a view.
+            view = catalog.for_area(application.area_code) or catalog
+            bundle_type = view.bundle_types[application.bundle_type]
             now = clock.now()
             bundle = BundleRow(
                 id=uuid.uuid4(),
@@ -122,6 +126,8 @@ class Intake:
                 application=application.model_dump(mode="json"),
                 received_at=now,
                 replied_at=None,
+                catalog_version=view.version,
+                catalog_region=view.region,
             )
             session.add(bundle)
             record_event(
@@ -167,16 +173,18 @@ class Intake:
             session.flush()
             timekeeper = Timekeeper(session, working_calendar())
             for item_row in bundle.items:
-                timekeeper.arm(item_row, self._catalog.services[item_row.service])
-            timekeeper.open_bundle(bundle, self._catalog, bundle_type, now)
+                timekeeper.arm(item_row, view.services[item_row.service])
+            timekeeper.open_bundle(bundle, view, bundle_type, now)
             advance(session, bundle, bundle_type)
             log.info(
                 "intake.accepted",
                 bundle_id=str(bundle.id),
                 bundle_type=bundle.bundle_type,
                 items=len(bundle.items),
+                catalog_version=view.version,
+                catalog_region=view.region,
             )
-            return Received(receipt_for(bundle, self._catalog), replayed=False)
+            return Received(receipt_for(bundle, view), replayed=False)
 
     def _audit_received(
         self, raw: Any, actor: str, outcome: str, detail: str | None = None
@@ -198,7 +206,7 @@ class Intake:
             existing = session.scalars(
                 select(BundleRow).where(BundleRow.project_no == application.project_no)
             ).one()
-            return _replay_of(existing, application, self._catalog)
+            return _replay_of(existing, application, self._catalogs.for_bundle(existing))
 
 
 def receipt_for(bundle: BundleRow, catalog: Catalog) -> IntakeReceipt:

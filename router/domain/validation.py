@@ -21,6 +21,8 @@ from contracts.application import Application
 from contracts.catalog import BundleType, Catalog
 from router.domain.admission import door_problems
 
+AREA_CODE = re.compile(r"^\d{6}$")  # the contract's pattern for area_code (GB/T 2260)
+
 # error type → (Chinese, English) message; {placeholders} come from the error context.
 _MESSAGES: dict[str, tuple[str, str]] = {
     "missing": ("缺少必填项", "this field is required"),
@@ -111,21 +113,39 @@ def _contract_problem(detail: ErrorDetails) -> Problem:
 
 
 def _catalog_problems(raw: dict[str, Any], catalog: Catalog) -> Iterable[Problem]:
+    """Problems against the catalog of the application's area (district → city →
+    province); an area code the contract refuses is checked against the province's."""
+    area = raw.get("area_code")
+    view = catalog.for_area(area) if isinstance(area, str) and AREA_CODE.match(area) else catalog
+    if view is None:
+        province = catalog.province.name_zh if catalog.province else ""
+        yield Problem(
+            pointer="/area_code",
+            code="area_outside_catalog",
+            message_zh=f"行政区划 {area} 不在本平台（{province}）的一件事目录范围内",
+            message_en=f"area {area} lies outside this platform's catalog ({province})",
+        )
+        return
     code = raw.get("bundle_type")
     if not isinstance(code, str):
         return
-    bundle_type = catalog.bundle_types.get(code)
+    bundle_type = view.bundle_types.get(code)
     if bundle_type is None:
         yield Problem(
             pointer="/bundle_type",
             code="bundle_type_unknown",
-            message_zh=f"未知的一件事类型：{code}",
-            message_en=f"unknown bundle type {code!r}",
+            message_zh=f"未知的一件事类型：{code}（{_region_name(view)}目录）",
+            message_en=f"unknown bundle type {code!r} (catalog of region {view.region!r})",
         )
         return
     items = raw.get("items")
     if isinstance(items, list) and all(isinstance(item, str) for item in items):
         yield from selection_problems(bundle_type, items)
+
+
+def _region_name(view: Catalog) -> str:
+    region = view.regions.get(view.region) or view.province
+    return region.name_zh if region else view.region
 
 
 def selection_problems(bundle_type: BundleType, items: list[str]) -> Iterable[Problem]:

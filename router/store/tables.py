@@ -96,6 +96,11 @@ class BundleRow(Base):
     clock: Mapped[dict[str, Any] | None]
     """The bundle's promise (router.domain.clocks.Clock); `due_at` is its live deadline."""
     due_at: Mapped[datetime | None]
+    catalog_version: Mapped[str | None] = mapped_column(String(64))
+    """The catalog version it was accepted under and finishes under (None: accepted before
+    versions were recorded, so the built-in one)."""
+    catalog_region: Mapped[str | None] = mapped_column(String(32))
+    """The region whose catalog view it was accepted under (contracts.catalog.Region)."""
 
     items: Mapped[list[ItemRow]] = relationship(
         back_populates="bundle", order_by="ItemRow.position", lazy="selectin"
