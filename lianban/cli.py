@@ -171,6 +171,11 @@ def _parser() -> argparse.ArgumentParser:
         "--manual", action="store_true", help="file into the manual work queue (no system yet)"
     )
     adapter.add_argument("--scenario", type=Path, help="YAML scenario for the simulator")
+    adapter.add_argument(
+        "--area",
+        help="the GB/T 2260 prefix this adapter serves (as listed in LIANBAN_ADAPTER_AREAS); "
+        "default: the whole province",
+    )
     adapter.set_defaults(run=_run_adapter)
 
     simulator = commands.add_parser(
@@ -514,7 +519,12 @@ def _checkout_definitions(option: str) -> Path:
 def _broker_definitions(args: argparse.Namespace) -> int:
     out = args.out or _checkout_definitions("--out")
     passwords = json.loads(args.passwords.read_text(encoding="utf-8")) if args.passwords else None
-    document = definitions(default_catalog().departments, vhost=args.vhost, passwords=passwords)
+    document = definitions(
+        default_catalog().departments,
+        vhost=args.vhost,
+        passwords=passwords,
+        areas=Settings.from_env().adapter_areas,  # a queue per area an adapter serves
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(document), encoding="utf-8")
     print(f"wrote {out}")
@@ -646,6 +656,7 @@ def _run_adapter(args: argparse.Namespace) -> int:
         manual=args.manual,
         scenario=scenario,
     )
+    adapter.area = args.area
     stack = Stack(settings, catalog, roles=(), adapters=[adapter])
     _stop_gracefully_on_sigterm()
     stack.start()

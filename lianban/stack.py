@@ -33,6 +33,7 @@ from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
 from router.domain.intake import Intake
 from router.domain.polling import PollPlan, PollScheduler
+from router.domain.routing import AdapterAreas
 from router.domain.workdays import on_change
 from router.http.app import create_app
 from router.http.auth import Tokens, fixed_tokens, load_tokens
@@ -100,6 +101,7 @@ class Stack:
             self.materials,
             on_commit=self.relay_wake.set,
             outbound=self.outbound,
+            adapter_areas=AdapterAreas(settings.adapter_areas),
         )
         self.polls = poll_plan([*installed_adapters().values(), *map(type, self.adapters)])
 
@@ -116,7 +118,7 @@ class Stack:
             # The router owns the topology. An adapter-only process declares nothing: its
             # broker user may only read its own queue (deploy/rabbitmq/definitions.json).
             with self.broker.connect() as connection:
-                declare_topology(connection, self.catalog.departments)
+                declare_topology(connection, self.catalog.departments, self.settings.adapter_areas)
         if Role.RELAY in self.roles:
             relay = Relay(
                 self.database, Publisher(self.broker), wake=self.relay_wake, keyring=self.keyring
@@ -167,6 +169,7 @@ class Stack:
             self._ready.append(consumer.ready)
             self._spawn("correlator", consumer.run)
         for adapter in self.adapters:
+            self._check_area(adapter)
             worker = AdapterWorker(
                 adapter,
                 self.broker,
@@ -240,6 +243,19 @@ class Stack:
             if thread.is_alive():
                 log.warning("stack.thread_did_not_stop", thread=thread.name)
         self.database.dispose()
+
+    def _check_area(self, adapter: Adapter) -> None:
+        """An adapter reads its area's queue only if the router routes by that area: a
+        province-wide queue beside area queues (or the reverse) would get items twice."""
+        declared = self.settings.adapter_areas.get(adapter.department)
+        if (adapter.area is None) != (declared is None) or (
+            declared is not None and adapter.area not in declared
+        ):
+            raise ConfigurationError(
+                f"adapter {adapter.department!r} serves area {adapter.area or 'the province'}, "
+                f"but LIANBAN_ADAPTER_AREAS lists {declared or 'no areas'} for it: start it "
+                "with --area set to one of the listed areas, or list its area"
+            )
 
     def _start_server(self) -> None:
         services = Services(

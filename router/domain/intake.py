@@ -21,6 +21,7 @@ from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
 from router.domain.catalogs import CatalogShelf, shelf_of
 from router.domain.progress import advance
+from router.domain.routing import LEVEL_ZH, AdapterAreas, deciding_office
 from router.domain.timekeeping import Timekeeper
 from router.domain.validation import find_problems
 from router.domain.views import bundle_promise, item_promise
@@ -69,12 +70,14 @@ class Intake:
         materials: MaterialStore,
         on_commit: Callable[[], None] = lambda: None,
         outbound: OutboundPolicy | None = None,
+        adapter_areas: AdapterAreas | None = None,
     ) -> None:
         self._database = database
         self._catalogs = shelf_of(catalog)
         self._materials = materials
         self._on_commit = on_commit
         self._outbound = outbound or OutboundPolicy()
+        self._areas = adapter_areas or AdapterAreas()
 
     def submit(
         self, raw: Any, idempotency_key: str | None, *, actor: str = Actor.PLATFORM
@@ -89,6 +92,8 @@ class Intake:
         callback_url = raw.get("callback_url") if isinstance(raw, dict) else None
         if isinstance(callback_url, str) and (refusal := self._outbound.refusal(callback_url)):
             problems.append(_callback_problem(refusal))
+        if application is not None:
+            problems.extend(self._unserved(application, catalog))
         if application is None or problems:
             codes = ", ".join(sorted({problem.code for problem in problems}))
             self._audit_received(raw, actor, "refused", codes)
@@ -165,6 +170,7 @@ class Intake:
                         position=position,
                         service=item.service,
                         department=item.department,
+                        route=self._areas.route(item, application.area_code),
                         name_zh=item.name_zh,
                         state=ItemState.WAITING.value,
                         updated_at=now,
@@ -185,6 +191,29 @@ class Intake:
                 catalog_region=view.region,
             )
             return Received(receipt_for(bundle, view), replayed=False)
+
+    def _unserved(self, application: Application, catalog: Catalog) -> list[Problem]:
+        """An item whose deciding office no adapter of its department serves: refused now,
+        rather than stored and left waiting in no queue."""
+        view = catalog.for_area(application.area_code) or catalog
+        bundle_type = view.bundle_types[application.bundle_type]
+        problems = []
+        for index, code in enumerate(application.items):
+            item = bundle_type.item(code)
+            if self._areas.route(item, application.area_code) is None:
+                name = view.departments[item.department].name_zh
+                office, level = deciding_office(item, application.area_code)
+                problems.append(
+                    Problem(
+                        pointer=f"/items/{index}",
+                        code="area_not_served",
+                        message_zh=f"事项“{item.name_zh}”由{LEVEL_ZH[level]}{name}（行政区划 "
+                        f"{office}）办理，本平台尚未接入该部门系统",
+                        message_en=f"item {code!r} is decided by the {level.value}-level "
+                        f"{item.department!r} office of area {office}, which no adapter serves",
+                    )
+                )
+        return problems
 
     def _audit_received(
         self, raw: Any, actor: str, outcome: str, detail: str | None = None

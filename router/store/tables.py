@@ -132,6 +132,9 @@ class ItemRow(Base):
     position: Mapped[int] = mapped_column(Integer)
     service: Mapped[str] = mapped_column(String(96))
     department: Mapped[str] = mapped_column(String(64))
+    route: Mapped[str | None] = mapped_column(String(32))
+    """`<area>.<level>` of the adapter that serves it (router.domain.routing), fixed at
+    intake; None for items accepted before routes were recorded."""
     name_zh: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
