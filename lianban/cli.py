@@ -38,6 +38,7 @@ from contracts.personal_data import mask_fields, mask_text
 from lianban.schemas import export, stale_documents
 from lianban.settings import Settings, markdown_table, open_database, variables
 from lianban.stack import Role, Stack
+from router.domain.catalogs import CatalogShelf
 from router.domain.views import bundle_status, find_bundle
 from router.domain.workdays import working_calendar
 from router.http.auth import Scope, manual_scope, mint
@@ -424,11 +425,13 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 
 def _bundle_show(args: argparse.Namespace) -> int:
-    database = open_database(Settings.from_env())
+    settings = Settings.from_env()
+    database = open_database(settings)
     try:
         with database.transaction() as session:
             bundle_id = find_bundle(session, args.bundle)
-            status = bundle_status(session, bundle_id, default_catalog()) if bundle_id else None
+            catalogs = CatalogShelf(default_catalog(), settings.catalog_dir)
+            status = bundle_status(session, bundle_id, catalogs) if bundle_id else None
     finally:
         database.dispose()
     if status is None:

@@ -185,7 +185,7 @@ class Stack:
             self._start_server()
             if self.settings.filedrop_dir is not None:
                 layout = Layout(self.settings.filedrop_dir)
-                watcher = PackageWatcher(layout, self.intake, self.materials, self.catalog)
+                watcher = PackageWatcher(layout, self.intake, self.materials, self.catalogs)
                 self._spawn("filedrop-inbox", watcher.run)
         if self.settings.metrics_port is not None:
             self._metrics_server = serve_process_metrics(
@@ -275,6 +275,7 @@ class Stack:
                 count_source(self.broker, self.settings.rabbitmq_management_url),
                 DeadLetterQueues(self.broker, self.catalog.departments),
                 adapter_metrics_urls=self.settings.adapter_metrics_urls,
+                catalogs=self.catalogs,
             ),
         )
         app = create_app(self.catalogs, services)

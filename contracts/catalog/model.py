@@ -235,6 +235,10 @@ class Catalog(_Frozen):
             *(bt for region in self.regions.values() for bt in region.bundle_types.values()),
         ]
 
+    def bundle_type_names(self) -> dict[str, str]:
+        """Every region's bundle types by code, with their Chinese names."""
+        return {bundle_type.code: bundle_type.name_zh for bundle_type in self.every_bundle_type()}
+
     def services_of(self, department: str) -> frozenset[str]:
         """The services `department` handles in any region: what its adapter declares."""
         return frozenset(
