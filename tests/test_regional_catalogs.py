@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import KEYRING, new_project_no
+from harness import KEYRING, eventually, new_project_no
 from sqlalchemy import select
 
 from contracts.api import BundleState
@@ -23,6 +23,8 @@ from contracts.catalog import Catalog, Level
 from contracts.catalog.loader import DATA_DIR
 from contracts.messages import Accepted, Decided, ItemDispatch, ItemOutcome
 from contracts.samples import SAMPLE_PDF, sample_application
+from lianban.settings import Settings
+from lianban.stack import Role, Stack
 from router.domain.catalogs import CatalogShelf
 from router.domain.correlator import Correlator
 from router.domain.intake import Intake, ProblemsFound, Received
@@ -244,3 +246,25 @@ def test_a_version_that_does_not_load_is_not_published(catalog: Catalog, tmp_pat
     shelf = CatalogShelf(catalog, published)
     assert shelf.refresh() == []
     assert shelf.current() is catalog
+
+
+def test_a_version_published_to_a_running_router_is_used_without_a_restart(
+    settings: Settings, catalog: Catalog, tmp_path: Path
+) -> None:
+    published = tmp_path / "catalogs"
+    published.mkdir()
+    update = {"catalog_dir": published, "catalog_check_seconds": 0.05}
+    stack = Stack(settings.model_copy(update=update), catalog, {Role.RELAY})
+    stack.start()
+    try:
+        _renamed_newborn_version(published, "2026-12-04.1")
+        current = eventually(
+            lambda: stack.catalogs.current().version,
+            lambda version: version == "2026-12-04.1",
+            timeout=10,
+            message="the watcher did not publish 2026-12-04.1",
+        )
+    finally:
+        stack.stop()
+    assert current == "2026-12-04.1"
+    assert stack.catalogs.versions == [catalog.version, "2026-12-04.1"]
