@@ -54,6 +54,10 @@ class Adapter:
     decisions: ClassVar[DecisionReporting | None] = None
     """How a department that decides later reports it (`Polled` or `CalledBack`); None
     for one that always decides within the call."""
+    area: str | None = None
+    """The GB/T 2260 prefix this deployment serves (`lianban adapter <d> --area 4101`),
+    reading that area's queue; None, the whole province. The router routes by the same
+    declaration (LIANBAN_ADAPTER_AREAS, router.domain.routing)."""
 
     def __init__(self, endpoint: str | None = None) -> None:
         self.endpoint = endpoint

@@ -84,7 +84,7 @@ class AdapterWorker:
         self._runner = AdapterRunner(adapter, materials)
         self._consumer = ConsumerLoop(
             broker,
-            department_queue(adapter.department, declare=declare_queue),
+            department_queue(adapter.department, declare=declare_queue, area=adapter.area),
             self._on_delivery,
             prefetch=adapter.concurrency,
             grace_seconds=grace_seconds,

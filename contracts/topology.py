@@ -13,8 +13,10 @@ OUTCOMES_QUEUE = "lianban.outcomes"
 REPLIES_QUEUE = "lianban.replies"
 
 
-def department_queue(department: str) -> str:
-    return f"lianban.dept.{department}"
+def department_queue(department: str, area: str | None = None) -> str:
+    """A department's queue: one for the whole province, or one per area its adapters
+    serve (LIANBAN_ADAPTER_AREAS), e.g. `lianban.dept.police.4101` for Zhengzhou's."""
+    return f"lianban.dept.{department}" if area is None else f"lianban.dept.{department}.{area}"
 
 
 def parking_queue(queue: str) -> str:
@@ -42,12 +44,27 @@ def retry_queue(queue: str, delay_label: str) -> str:
     return f"{queue}.retry.{delay_label}"
 
 
-def dispatch_routing_key(department: str, service: str) -> str:
-    return f"dept.{department}.{service}"
+# Digits of a GB/T 2260 code that name the office deciding at each level (办理层级): the
+# province's (41), the city's (4101), the county's or district's (410102). A township's
+# office shares its county's code: six digits name no township.
+LEVEL_DIGITS = {"province": 2, "city": 4, "county": 6, "township": 6}
 
 
-def department_binding(department: str) -> str:
-    return f"dept.{department}.#"
+def handling_office(area_code: str, level: str) -> str:
+    """The office deciding an item at `level` for an applicant in `area_code`."""
+    return area_code[: LEVEL_DIGITS[level]]
+
+
+def dispatch_routing_key(department: str, service: str, route: str | None = None) -> str:
+    """`dept.<department>[.<area>.<level>].<service>`: `route` carries the area whose
+    adapter serves the item and the level deciding it (router.domain.routing)."""
+    return f"dept.{department}.{route}.{service}" if route else f"dept.{department}.{service}"
+
+
+def department_binding(department: str, area: str | None = None) -> str:
+    """What a department's queue receives: everything for the department, or what was
+    routed to one area's adapter."""
+    return f"dept.{department}.#" if area is None else f"dept.{department}.{area}.#"
 
 
 def outcome_routing_key(department: str) -> str:

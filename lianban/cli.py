@@ -40,6 +40,7 @@ from contracts.personal_data import mask_fields, mask_text
 from lianban.schemas import export, stale_documents
 from lianban.settings import Settings, markdown_table, open_database, variables
 from lianban.stack import Role, Stack
+from router.domain.catalogs import CatalogShelf
 from router.domain.views import bundle_status, find_bundle
 from router.domain.workdays import working_calendar
 from router.http.auth import Scope, manual_scope, mint
@@ -175,6 +176,11 @@ def _parser() -> argparse.ArgumentParser:
         "--manual", action="store_true", help="file into the manual work queue (no system yet)"
     )
     adapter.add_argument("--scenario", type=Path, help="YAML scenario for the simulator")
+    adapter.add_argument(
+        "--area",
+        help="the GB/T 2260 prefix this adapter serves (as listed in LIANBAN_ADAPTER_AREAS); "
+        "default: the whole province",
+    )
     adapter.set_defaults(run=_run_adapter)
 
     simulator = commands.add_parser(
@@ -441,11 +447,13 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 
 def _bundle_show(args: argparse.Namespace) -> int:
-    database = open_database(Settings.from_env())
+    settings = Settings.from_env()
+    database = open_database(settings)
     try:
         with database.transaction() as session:
             bundle_id = find_bundle(session, args.bundle)
-            status = bundle_status(session, bundle_id, default_catalog()) if bundle_id else None
+            catalogs = CatalogShelf(default_catalog(), settings.catalog_dir)
+            status = bundle_status(session, bundle_id, catalogs) if bundle_id else None
     finally:
         database.dispose()
     if status is None:
@@ -612,7 +620,12 @@ def _checkout_definitions(option: str) -> Path:
 def _broker_definitions(args: argparse.Namespace) -> int:
     out = args.out or _checkout_definitions("--out")
     passwords = json.loads(args.passwords.read_text(encoding="utf-8")) if args.passwords else None
-    document = definitions(default_catalog().departments, vhost=args.vhost, passwords=passwords)
+    document = definitions(
+        default_catalog().departments,
+        vhost=args.vhost,
+        passwords=passwords,
+        areas=Settings.from_env().adapter_areas,  # a queue per area an adapter serves
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(document), encoding="utf-8")
     print(f"wrote {out}")
@@ -744,6 +757,7 @@ def _run_adapter(args: argparse.Namespace) -> int:
         manual=args.manual,
         scenario=scenario,
     )
+    adapter.area = args.area
     stack = Stack(settings, catalog, roles=(), adapters=[adapter])
     _stop_gracefully_on_sigterm()
     stack.start()

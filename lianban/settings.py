@@ -223,6 +223,23 @@ class Settings(BaseSettings):
         description="Operator's working-day year files (`<year>.yaml`), read by "
         "router.domain.workdays; they win over the bundled calendar.",
     )
+    adapter_areas: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="JSON: department → the GB/T 2260 prefixes its deployed adapters serve, "
+        "one queue each (each adapter started with `--area`); an item goes to the most "
+        "specific area covering the office that decides it, and an application with an item "
+        "none covers is refused (area_not_served). A department not listed: one adapter for "
+        "the whole province.",
+    )
+    catalog_dir: Path | None = Field(
+        None,
+        description="Where an operator publishes catalog versions: each subdirectory "
+        "`<version>/` is a whole catalog data tree; the newest name becomes current without a "
+        "restart, and bundles finish under the version they were accepted under.",
+    )
+    catalog_check_seconds: float = Field(
+        30.0, gt=0, description="How often router roles look for a newly published catalog version."
+    )
     calendar_check_seconds: float = Field(
         60.0,
         gt=0,

@@ -37,10 +37,12 @@ from router.channels.notice_document import NoticeRenderer
 from router.channels.notifiers import SmsGateway
 from router.channels.waybills import WaybillSender
 from router.domain.calendar_watcher import CalendarWatcher
+from router.domain.catalogs import CatalogShelf
 from router.domain.correlator import Correlator
 from router.domain.deadlines import DeadlineWatcher
 from router.domain.intake import Intake
 from router.domain.polling import PollPlan, PollScheduler
+from router.domain.routing import AdapterAreas
 from router.domain.workdays import on_change
 from router.http.app import create_app
 from router.http.auth import Tokens, fixed_tokens, load_tokens
@@ -100,13 +102,16 @@ class Stack:
         self.relay_wake = threading.Event()
         self.outbound = outbound_policy(settings)
         self.library = licence_library(settings)
+        # The catalog versions: the newest accepts, each bundle finishes under its own.
+        self.catalogs = CatalogShelf(catalog, settings.catalog_dir)
         self.intake = Intake(
             self.database,
-            catalog,
+            self.catalogs,
             self.materials,
             on_commit=self.relay_wake.set,
             outbound=self.outbound,
             library=self.library,
+            adapter_areas=AdapterAreas(settings.adapter_areas),
         )
         self.polls = poll_plan([*installed_adapters().values(), *map(type, self.adapters)])
 
@@ -116,11 +121,14 @@ class Stack:
             # Every router role computes deadlines, so each keeps its live calendar current.
             calendar = CalendarWatcher(every_seconds=self.settings.calendar_check_seconds)
             self._spawn("calendar", calendar.run)
+            if self.settings.catalog_dir is not None:
+                every = self.settings.catalog_check_seconds
+                self._spawn("catalog", lambda stop: self.catalogs.run(stop, every))
         if self.roles:
             # The router owns the topology. An adapter-only process declares nothing: its
             # broker user may only read its own queue (deploy/rabbitmq/definitions.json).
             with self.broker.connect() as connection:
-                declare_topology(connection, self.catalog.departments)
+                declare_topology(connection, self.catalog.departments, self.settings.adapter_areas)
         if Role.RELAY in self.roles:
             relay = Relay(
                 self.database, Publisher(self.broker), wake=self.relay_wake, keyring=self.keyring
@@ -169,7 +177,7 @@ class Stack:
         if Role.CORRELATE in self.roles:
             correlator = Correlator(
                 self.database,
-                self.catalog,
+                self.catalogs,
                 on_commit=self.relay_wake.set,
                 keyring=self.keyring,
                 polls=self.polls,
@@ -183,6 +191,7 @@ class Stack:
             self._ready.append(consumer.ready)
             self._spawn("correlator", consumer.run)
         for adapter in self.adapters:
+            self._check_area(adapter)
             worker = AdapterWorker(
                 adapter,
                 self.broker,
@@ -198,7 +207,7 @@ class Stack:
             self._start_server()
             if self.settings.filedrop_dir is not None:
                 layout = Layout(self.settings.filedrop_dir)
-                watcher = PackageWatcher(layout, self.intake, self.materials, self.catalog)
+                watcher = PackageWatcher(layout, self.intake, self.materials, self.catalogs)
                 self._spawn("filedrop-inbox", watcher.run)
                 proofs = ProofWatcher(layout, self.database)
                 self._spawn("filedrop-proofs", proofs.run)
@@ -266,7 +275,7 @@ class Stack:
         gateway = self.settings.sms_gateway_url
         desk = NoticeDesk(
             self.database,
-            self.catalog,
+            self.catalogs,
             self.materials,
             NoticeRenderer(self.settings.notice_font_file),
             message_channel=None if gateway is None else SmsGateway.channel,
@@ -280,6 +289,19 @@ class Stack:
                 backoff_seconds=self.settings.callback_backoff_seconds,
             )
             self._spawn("applicant-messages", messages.run)
+
+    def _check_area(self, adapter: Adapter) -> None:
+        """An adapter reads its area's queue only if the router routes by that area: a
+        province-wide queue beside area queues (or the reverse) would get items twice."""
+        declared = self.settings.adapter_areas.get(adapter.department)
+        if (adapter.area is None) != (declared is None) or (
+            declared is not None and adapter.area not in declared
+        ):
+            raise ConfigurationError(
+                f"adapter {adapter.department!r} serves area {adapter.area or 'the province'}, "
+                f"but LIANBAN_ADAPTER_AREAS lists {declared or 'no areas'} for it: start it "
+                "with --area set to one of the listed areas, or list its area"
+            )
 
     def _start_server(self) -> None:
         services = Services(
@@ -300,9 +322,10 @@ class Stack:
                 count_source(self.broker, self.settings.rabbitmq_management_url),
                 DeadLetterQueues(self.broker, self.catalog.departments),
                 adapter_metrics_urls=self.settings.adapter_metrics_urls,
+                catalogs=self.catalogs,
             ),
         )
-        app = create_app(self.catalog, services)
+        app = create_app(self.catalogs, services)
         tls = self.settings.tls.uvicorn_options() if self.settings.tls else {}
         self._server = ThreadedServer(
             app, self.settings.host, self.settings.port, ssl=tls, access_log=True

@@ -140,12 +140,12 @@ def test_invalid_yaml_and_bad_fields_are_reported_with_the_file(tmp_path: Path) 
 
 def test_the_shipped_catalog_covers_both_henan_lists(catalog: Catalog) -> None:
     by_list: dict[str, set[int]] = {}
-    for bundle_type in catalog.bundle_types.values():
+    for bundle_type in catalog.every_bundle_type():
         for source in bundle_type.sources:
             by_list.setdefault(source.list, set()).add(source.number)
     assert by_list["henan-2023-enterprise"] == set(range(1, 26))
     assert by_list["henan-2023-personal"] == set(range(1, 21))
-    for bundle_type in catalog.bundle_types.values():
+    for bundle_type in catalog.every_bundle_type():
         assert sorted(dependency_order(bundle_type)) == sorted(bundle_type.item_codes)
         for item in bundle_type.items:
             for prerequisite in item.prerequisites:
@@ -201,7 +201,7 @@ def test_a_key_listed_twice_is_refused_not_silently_overwritten(tmp_path: Path) 
 def test_every_shipped_service_has_a_time_limit_and_says_where_it_comes_from(
     catalog: Catalog,
 ) -> None:
-    filed = {item.service for t in catalog.bundle_types.values() for item in t.items}
+    filed = {item.service for t in catalog.every_bundle_type() for item in t.items}
     assert set(catalog.services) == filed
     for service in catalog.services.values():
         if service.handling_class is HandlingClass.ON_THE_SPOT:

@@ -22,7 +22,6 @@ OPERATIONS: dict[str, str] = {
     "housing_fund_unit_deposit_registration": "JC-DWDJ",
     "housing_fund_withdrawal_retirement": "TQ-LTX",
     "housing_fund_withdrawal_death": "TQ-SW",
-    "housing_fund_loan_new_house": "DK-XJZF",
     "housing_fund_loan_second_hand_house": "DK-ESZF",
     "housing_fund_loan_build_or_repair": "DK-JFDX",
 }

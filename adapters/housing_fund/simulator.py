@@ -25,7 +25,6 @@ SERVICE = FilingService(
         "JC-DWDJ": "住房公积金单位缴存登记回执",
         "TQ-LTX": WITHDRAWAL_VOUCHER,
         "TQ-SW": WITHDRAWAL_VOUCHER,
-        "DK-XJZF": LOAN_APPROVAL,
         "DK-ESZF": LOAN_APPROVAL,
         "DK-JFDX": LOAN_APPROVAL,
     },

@@ -40,7 +40,8 @@ from adapters import (
 )
 from contracts.application import NaturalPerson
 
-# Catalog service → hrss business code: JY 就业, SB 社会保险, KA 社会保障卡, RC 人才.
+# Catalog service → hrss business code: JY 就业, SB 社会保险, KA 社会保障卡, RC 人才,
+# GS 工伤, LD 劳动关系与人力资源市场.
 OPERATIONS: dict[str, str] = {
     "employer_employment_registration": "JY0101",
     "personal_employment_registration": "JY0102",
@@ -71,6 +72,38 @@ OPERATIONS: dict[str, str] = {
     "high_level_talent_recognition_entrepreneurship": "RC0102",
     "high_level_talent_recognition_overseas_employment": "RC0103",
     "high_level_talent_recognition_overseas_entrepreneurship": "RC0104",
+    # seed 004's 卫滨区 list
+    "unemployment_benefit_account_maintenance": "SB0502",
+    "unemployed_death_without_dependants": "SB0503",
+    "unemployed_death_with_dependants": "SB0504",
+    "resident_pension_enrolment": "SB0602",
+    "enterprise_pension_record_printing": "SB0701",
+    "institution_pension_record_printing": "SB0702",
+    "enterprise_social_insurance_termination_death": "SB0801",
+    "enterprise_pension_death_in_service": "SB0802",
+    "social_security_card_activation": "KA0201",
+    "social_security_card_status_query": "KA0202",
+    "social_security_card_information_change": "KA0203",
+    "social_security_card_password_reset": "KA0204",
+    "social_security_card_loss_report": "KA0205",
+    "social_security_card_loss_cancellation": "KA0206",
+    "social_security_card_replacement": "KA0207",
+    "social_security_card_cancellation": "KA0208",
+    "work_injury_recognition": "GS0101",
+    "work_injury_information_registration": "GS0102",
+    "work_injury_information_change": "GS0103",
+    "work_injury_disability_appraisal": "GS0201",
+    "non_work_disability_appraisal": "GS0202",
+    "work_injury_causality_appraisal": "GS0203",
+    "work_injury_recurrence_appraisal": "GS0204",
+    "work_injury_assistive_device_appraisal": "GS0205",
+    "work_injury_rehabilitation_confirmation": "GS0301",
+    "work_injury_rehabilitation_extension": "GS0302",
+    "work_injury_medical_expense_claim": "GS0401",
+    "work_injury_lump_sum_medical_subsidy": "GS0402",
+    "work_injury_prevention_project": "GS0501",
+    "labour_dispatch_business_license": "LD0101",
+    "human_resources_service_license": "LD0102",
 }
 USCC_ID_TYPE = "USCC"  # hrss files enterprises under their unified social credit code
 

@@ -54,9 +54,11 @@ from adapters import (
 )
 from contracts.application import IdType, NaturalPerson
 
-# Catalog service → filing transaction: 25xx 参保登记, 26xx 转移接续, 27xx 待遇支取, 28xx 救助.
+# Catalog service → filing transaction: 25xx 参保登记, 26xx 转移接续, 27xx 待遇支取, 28xx 救助,
+# 29xx 定点协议.
 OPERATIONS: dict[str, str] = {
     "resident_medical_insurance_enrolment": "2501",
+    "local_resident_medical_insurance_enrolment": "2504",
     "newborn_medical_insurance_enrolment_parent_insured": "2502",
     "newborn_medical_insurance_enrolment_nonlocal_parents": "2503",
     "employee_medical_insurance_enrolment": "2511",
@@ -66,6 +68,7 @@ OPERATIONS: dict[str, str] = {
     "basic_medical_insurance_relation_transfer": "2601",
     "medical_insurance_account_lump_sum_withdrawal": "2701",
     "medical_assistance_for_needy": "2801",
+    "retail_pharmacy_designated_agreement": "2901",
 }
 QUERY_INFNO = "5901"  # 办理结果查询
 CANCEL_INFNO = "5902"  # 撤销申请

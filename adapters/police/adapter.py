@@ -35,6 +35,13 @@ OPERATIONS: dict[str, str] = {
     "seal_engraving_filing": "ZA-GZBA",
     "hotel_special_industry_license": "ZA-LGXK",
     "internet_cafe_network_security_approval": "WA-SWCSSP",
+    # seed 004's 卫滨区 list
+    "household_certificate_query": "HJ-HJZM",
+    "household_split_on_marriage": "HJ-FHLH",
+    "seal_filing_cancellation": "ZA-GZZX",
+    "security_service_cross_province_filing": "ZA-BAKS",
+    "motor_vehicle_information_query": "JJ-JDCCX",
+    "motor_vehicle_temporary_pass": "JJ-LSTX",
 }
 
 

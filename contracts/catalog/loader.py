@@ -8,6 +8,7 @@ without a materials list, an unknown material, licence type or form field.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from contracts.catalog.model import (
+    PROVINCIAL_REGION,
     ApplicantRule,
     BundleType,
     Catalog,
@@ -27,46 +29,54 @@ from contracts.catalog.model import (
     LicenceType,
     Material,
     MaterialRequirement,
+    Region,
     Service,
 )
 from contracts.errors import CatalogError
 
 DATA_DIR = Path(__file__).parent / "data"
-_M = TypeVar("_M", Department, BundleType, Service, LicenceType, Material, FormField)
+_M = TypeVar("_M", Department, BundleType, Service, LicenceType, Material, FormField, Region)
 
 
-def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
+def load_catalog(data_dir: Path = DATA_DIR, *, version: str | None = None) -> Catalog:
     """Load and check the catalog under `data_dir` (departments.yaml, bundles/*.yaml,
-    time_limits.yaml and, where present, forms.yaml, licence_types.yaml and materials.yaml)."""
+    time_limits.yaml, regions.yaml with each overlay's regions/<code>/ directory and, where
+    present, forms.yaml, licence_types.yaml, materials.yaml and applicant_rules.yaml).
+
+    `version` names it (a published version's directory name); by default it is named
+    after a digest of its files, so two different data sets never share a name."""
     departments = _load_departments(data_dir / "departments.yaml")
-    bundle_types: dict[str, BundleType] = {}
-    origin: dict[str, Path] = {}
-    for path in sorted((data_dir / "bundles").glob("*.yaml")):
-        bundle_type = _parse(BundleType, _read_yaml(path), path)
-        if bundle_type.code in bundle_types:
-            raise CatalogError(
-                f"{path.name}: bundle type {bundle_type.code!r} is already defined in "
-                f"{origin[bundle_type.code].name}"
-            )
-        _check_bundle_type(bundle_type, departments, path)
-        bundle_types[bundle_type.code] = bundle_type
-        origin[bundle_type.code] = path
-    if not bundle_types:
+    provincial = _load_bundle_types(data_dir / "bundles", departments)
+    if not provincial:
         raise CatalogError(f"{data_dir / 'bundles'}: no bundle types found")
-    _check_services(bundle_types, origin)
+    province, overlays = _load_regions(data_dir / "regions.yaml")
+    regions = {
+        overlay.code: _load_overlay(
+            overlay, data_dir / "regions" / overlay.code, provincial, departments
+        )
+        for overlay in overlays
+    }
+    views = {PROVINCIAL_REGION: provincial} | {
+        code: provincial | region.bundle_types for code, region in regions.items()
+    }
+    for code, bundle_types in views.items():
+        _check_services(code, bundle_types)
+    every = [
+        *provincial.values(),
+        *(bt for r in regions.values() for bt in r.bundle_types.values()),
+    ]
     services = _load_time_limits(
-        data_dir / "time_limits.yaml",
-        {item.service for bundle_type in bundle_types.values() for item in bundle_type.items},
+        data_dir / "time_limits.yaml", {item.service for bt in every for item in bt.items}
     )
     licence_types = _load_licence_types(data_dir / "licence_types.yaml", departments)
     materials_path = data_dir / "materials.yaml"
     materials: dict[str, Material] = {}
     if materials_path.exists():
         materials, services = _load_materials(materials_path, licence_types, services)
-    form_fields, fields = _form_fields(data_dir / "forms.yaml", bundle_types)
-    return Catalog(
-        departments=departments,
-        bundle_types={
+    form_fields, fields = _form_fields(data_dir / "forms.yaml", every)
+
+    def with_fields(bundle_types: Mapping[str, BundleType]) -> dict[str, BundleType]:
+        return {
             code: bundle_type.model_copy(
                 update={
                     "items": tuple(
@@ -76,13 +86,102 @@ def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
                 }
             )
             for code, bundle_type in bundle_types.items()
-        },
+        }
+
+    return Catalog(
+        departments=departments,
+        bundle_types=with_fields(provincial),
         services=services,
         licence_types=licence_types,
         materials=materials,
         form_fields=form_fields,
         applicant_rules=_applicant_rules(data_dir / "applicant_rules.yaml"),
+        version=version or _digest(data_dir),
+        province=province,
+        regions={
+            code: region.model_copy(update={"bundle_types": with_fields(region.bundle_types)})
+            for code, region in regions.items()
+        },
     )
+
+
+def _load_bundle_types(
+    directory: Path, departments: Mapping[str, Department]
+) -> dict[str, BundleType]:
+    bundle_types: dict[str, BundleType] = {}
+    origin: dict[str, Path] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        bundle_type = _parse(BundleType, _read_yaml(path), path)
+        if bundle_type.code in bundle_types:
+            raise CatalogError(
+                f"{path.name}: bundle type {bundle_type.code!r} is already defined in "
+                f"{origin[bundle_type.code].name}"
+            )
+        _check_bundle_type(bundle_type, departments, path)
+        bundle_types[bundle_type.code] = bundle_type
+        origin[bundle_type.code] = path
+    return bundle_types
+
+
+def _load_regions(path: Path) -> tuple[Region | None, list[Region]]:
+    """regions.yaml: the province and its overlays. Without the file, one provincial list."""
+    if not path.exists():
+        return None, []
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict) or set(raw) != {"province", "regions"}:
+        raise CatalogError(f"{path.name}: expected exactly `province` and `regions`")
+    province = _parse(Region, raw["province"], path)
+    if province.code != PROVINCIAL_REGION:
+        raise CatalogError(f"{path.name}: the province's code must be {PROVINCIAL_REGION!r}")
+    overlays = [_parse(Region, entry, path) for entry in raw["regions"] or ()]
+    codes = [province.code, *(overlay.code for overlay in overlays)]
+    for overlay in overlays:
+        if codes.count(overlay.code) > 1:
+            raise CatalogError(f"{path.name}: region {overlay.code!r} is listed twice")
+        if not province.covers(overlay.area) or overlay.area == province.area:
+            raise CatalogError(
+                f"{path.name}: region {overlay.code!r} (area {overlay.area}) is not a city or "
+                f"district of {province.name_zh} ({province.area})"
+            )
+    return province, overlays
+
+
+def _load_overlay(
+    overlay: Region,
+    directory: Path,
+    provincial: Mapping[str, BundleType],
+    departments: Mapping[str, Department],
+) -> Region:
+    """An overlay's `bundles/` (new bundle types) and `overrides/` (replacements of
+    provincial ones): a new type may not reuse a provincial code, nor a replacement invent
+    one, so a region's difference from the province is always said on purpose."""
+    added = _load_bundle_types(directory / "bundles", departments)
+    replaced = _load_bundle_types(directory / "overrides", departments)
+    where = f"regions/{overlay.code}"
+    if clash := sorted(added.keys() & provincial.keys()):
+        raise CatalogError(
+            f"{where}/bundles: {clash} are provincial bundle types; to replace one for "
+            f"{overlay.name_zh}, put it in {where}/overrides"
+        )
+    if unknown := sorted(replaced.keys() - provincial.keys()):
+        raise CatalogError(
+            f"{where}/overrides: {unknown} are not provincial bundle types; a bundle type of "
+            f"{overlay.name_zh} alone belongs in {where}/bundles"
+        )
+    if both := sorted(added.keys() & replaced.keys()):
+        raise CatalogError(f"{where}: {both} are both in bundles/ and overrides/")
+    return overlay.model_copy(
+        update={"bundle_types": added | replaced, "overrides": tuple(sorted(replaced))}
+    )
+
+
+def _digest(data_dir: Path) -> str:
+    """`builtin-` and the first 12 hex digits of SHA-256 over every data file."""
+    digest = hashlib.sha256()
+    for path in sorted(data_dir.rglob("*.yaml")):
+        digest.update(path.relative_to(data_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return f"builtin-{digest.hexdigest()[:12]}"
 
 
 def _applicant_rules(path: Path) -> dict[Category, ApplicantRule]:
@@ -205,7 +304,9 @@ def _groups(items: Iterable[Item], attribute: str) -> dict[str, list[Item]]:
     return groups
 
 
-def _check_services(bundle_types: Mapping[str, BundleType], origin: Mapping[str, Path]) -> None:
+def _check_services(region: str, bundle_types: Mapping[str, BundleType]) -> None:
+    """Within one region a service belongs to one department (another region may give it
+    to another: seed 004's 卫滨区 files 水表更名、过户 with 住建局)."""
     owner: dict[str, tuple[str, str]] = {}
     for bundle_type in bundle_types.values():
         for item in bundle_type.items:
@@ -214,8 +315,8 @@ def _check_services(bundle_types: Mapping[str, BundleType], origin: Mapping[str,
             )
             if department != item.department:
                 raise CatalogError(
-                    f"{origin[bundle_type.code].name}: item {item.code!r} gives service "
-                    f"{item.service!r} to {item.department!r}, but bundle type "
+                    f"region {region!r}, bundle type {bundle_type.code!r}: item {item.code!r} "
+                    f"gives service {item.service!r} to {item.department!r}, but bundle type "
                     f"{first_bundle!r} gives it to {department!r}"
                 )
 
@@ -255,7 +356,7 @@ def _load_time_limits(path: Path, filed: set[str]) -> dict[str, Service]:
 
 
 def _form_fields(
-    path: Path, bundle_types: Mapping[str, BundleType]
+    path: Path, bundle_types: Iterable[BundleType]
 ) -> tuple[dict[str, FormField], Callable[[str], tuple[str, ...]]]:
     """forms.yaml: each field's definition (`fields`), the `common` fields every service
     receives, and each service's own. Without the file, a dispatch carries no form at all."""
@@ -268,7 +369,7 @@ def _form_fields(
     }
     common = tuple(raw.get("common") or ())
     services: dict[str, list[str]] = raw.get("services") or {}
-    known = {item.service for bundle_type in bundle_types.values() for item in bundle_type.items}
+    known = {item.service for bundle_type in bundle_types for item in bundle_type.items}
     unknown = sorted(services.keys() - known)
     if unknown:
         raise CatalogError(f"{path.name}: no catalog item uses service(s) {unknown}")

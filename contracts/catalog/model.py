@@ -1,6 +1,13 @@
 """The catalog's shape: departments, bundle types (一件事), their items (涉及事项) and the
 services (事项) those items file, with each service's promised time limit.
 
+Departments and services are the province's (seed 004 第九条: the items "应与河南省政务服务
+事项基本目录保持同源"); bundle types are regional: the provincial list, and a city's or
+district's overlay that adds its own and replaces the provincial ones where its list
+differs (`Region`). A `Catalog` is one region's view of one published version: intake
+picks it by the application's area code (`for_area`), and a bundle finishes under the
+view it was accepted under (`version`, `region`).
+
 The data lives in YAML beside this module (`data/`); `loader.py` reads it into these
 models and checks the references between them.
 """
@@ -12,7 +19,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
 
@@ -297,9 +304,39 @@ class ApplicantRule(_Frozen):
     basis_en: str = Field(min_length=1)
 
 
+AREA_PATTERN = r"^\d{2}(\d{2}){0,2}$"
+PROVINCIAL_REGION = "henan"  # the provincial list's region code
+
+
+class Region(_Frozen):
+    """A region whose list the seeds give (data/regions.yaml): the province, or a city or
+    district overlay with the bundle types it adds or replaces (data/regions/<code>/)."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name_zh: str
+    area: str = Field(
+        pattern=AREA_PATTERN,
+        description="GB/T 2260 prefix it covers: 2 digits a province, 4 a city, 6 a district.",
+    )
+    sources: tuple[str, ...] = Field(min_length=1, description="The seed lists it comes from.")
+    bundle_types: dict[str, BundleType] = Field(
+        default_factory=dict,
+        description="An overlay's own bundle types and its replacements of provincial ones.",
+    )
+    overrides: tuple[str, ...] = Field(
+        default=(), description="Provincial bundle types this overlay replaces."
+    )
+
+    def covers(self, area_code: str) -> bool:
+        return area_code.startswith(self.area)
+
+
 class Catalog(_Frozen):
     departments: dict[str, Department]
-    bundle_types: dict[str, BundleType]
+    bundle_types: dict[str, BundleType] = Field(
+        description="The bundle types of this view's region (the province's, or the province's "
+        "with a region's additions and replacements)."
+    )
     services: dict[str, Service]
     licence_types: dict[str, LicenceType] = {}
     materials: dict[str, Material] = {}
@@ -307,14 +344,62 @@ class Catalog(_Frozen):
     applicant_rules: dict[Category, ApplicantRule] = Field(
         default_factory=dict, description="By bundle category: who may apply"
     )
+    version: str = Field(
+        default="builtin",
+        description="The published catalog version: a bundle finishes under the version it "
+        "was accepted under.",
+    )
+    region: str = Field(default=PROVINCIAL_REGION, description="The region this view is of.")
+    province: Region | None = None
+    regions: dict[str, Region] = Field(
+        default_factory=dict, description="City and district overlays, by code."
+    )
+    # A regional view's provincial list, which its `bundle_types` replaced in part.
+    _provincial: dict[str, BundleType] | None = PrivateAttr(default=None)
+
+    def for_area(self, area_code: str) -> Catalog | None:
+        """The view for an application from `area_code`: its district's, else its city's,
+        else the province's; None when the area lies outside the province."""
+        if self.province is not None and not self.province.covers(area_code):
+            return None
+        covering = [region for region in self.regions.values() if region.covers(area_code)]
+        if not covering:
+            return self.for_region(PROVINCIAL_REGION)
+        return self.for_region(max(covering, key=lambda region: len(region.area)).code)
+
+    def for_region(self, code: str) -> Catalog:
+        """The view of region `code` (PROVINCIAL_REGION for the provincial list alone); KeyError for
+        a region this version does not have."""
+        if code == self.region:
+            return self
+        provincial = self._provincial if self._provincial is not None else self.bundle_types
+        update: dict[str, object] = {"region": code, "bundle_types": provincial}
+        if code != PROVINCIAL_REGION:
+            update["bundle_types"] = provincial | self.regions[code].bundle_types
+        view = self.model_copy(update=update)
+        view._provincial = provincial
+        return view
 
     def service_of(self, item: Item) -> Service:
         return self.services[item.service]
 
+    def every_bundle_type(self) -> list[BundleType]:
+        """Every region's bundle types: the province's and each overlay's own."""
+        provincial = self._provincial if self._provincial is not None else self.bundle_types
+        return [
+            *provincial.values(),
+            *(bt for region in self.regions.values() for bt in region.bundle_types.values()),
+        ]
+
+    def bundle_type_names(self) -> dict[str, str]:
+        """Every region's bundle types by code, with their Chinese names."""
+        return {bundle_type.code: bundle_type.name_zh for bundle_type in self.every_bundle_type()}
+
     def services_of(self, department: str) -> frozenset[str]:
+        """The services `department` handles in any region: what its adapter declares."""
         return frozenset(
             item.service
-            for bundle_type in self.bundle_types.values()
+            for bundle_type in self.every_bundle_type()
             for item in bundle_type.items
             if item.department == department
         )

@@ -47,6 +47,7 @@ from contracts.application import MAX_MATERIAL_BYTES, MaterialRef
 from contracts.catalog import Catalog
 from contracts.errors import MaterialRejected, StoreUnavailable
 from router.domain.admission import read_document
+from router.domain.catalogs import CatalogShelf, shelf_of
 from router.domain.intake import CaseNumberTaken, Intake, ProblemsFound, Received
 from router.domain.validation import find_problems
 from runtime.storage import LocalMaterialStore, MaterialStore, MaterialUpload
@@ -161,14 +162,14 @@ class PackageWatcher:
         layout: Layout,
         intake: Intake,
         materials: MaterialStore,
-        catalog: Catalog,
+        catalog: Catalog | CatalogShelf,
         *,
         poll_seconds: float = 2.0,
     ) -> None:
         self._layout = layout
         self._intake = intake
         self._materials = materials
-        self._catalog = catalog
+        self._catalogs = shelf_of(catalog)
         self._poll_seconds = poll_seconds
         self._deferred: set[str] = set()  # packages waiting on a transient cause, logged once
         layout.create()
@@ -293,7 +294,7 @@ class PackageWatcher:
         def uploaded(sha256: str, size: int) -> bool:
             return staged.exists(sha256, size) or self._materials.exists(sha256, size)
 
-        application, problems = find_problems(raw, self._catalog, uploaded)
+        application, problems = find_problems(raw, self._catalogs.current(), uploaded)
         if application is None or problems:
             raise _Rejected.refused(OneTimeNotice(problems=tuple(problems)))
 

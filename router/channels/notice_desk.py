@@ -28,6 +28,7 @@ from contracts.application import Application
 from contracts.catalog import Catalog
 from contracts.messages import AcceptanceNotice, NoticeDecision
 from router.channels.notice_document import NoticeFacts, NoticeRenderer, chinese_date
+from router.domain.catalogs import CatalogShelf, shelf_of
 from router.domain.notices import notice_message
 from router.domain.progress import push_to_callback
 from router.domain.workdays import china_date
@@ -48,7 +49,7 @@ class NoticeDesk:
     def __init__(
         self,
         database: Database,
-        catalog: Catalog,
+        catalog: Catalog | CatalogShelf,
         materials: MaterialStore,
         renderer: NoticeRenderer,
         *,
@@ -60,7 +61,7 @@ class NoticeDesk:
         """`message_channel`: the notifier the applicant's messages go through (`sms`), or
         None when none is configured (the timeline then says no message was sent)."""
         self._database = database
-        self._catalog = catalog
+        self._catalogs = shelf_of(catalog)
         self._materials = materials
         self._renderer = renderer
         self._channel = message_channel
@@ -99,7 +100,8 @@ class NoticeDesk:
     def _issue(self, session: Session, row: NoticeRow) -> None:
         bundle = session.get_one(BundleRow, row.bundle_id)
         application = Application.model_validate(bundle.application)
-        facts = self._facts(row, bundle, application)
+        catalog = self._catalogs.for_bundle(bundle)
+        facts = self._facts(row, bundle, application, catalog)
         document = self._materials.keep(
             self._renderer.render(facts),
             media_type="application/pdf",
@@ -108,7 +110,7 @@ class NoticeDesk:
         )
         row.document = document.model_dump(mode="json")
         row.issued_at = datetime.now(UTC)
-        notice = notice_message(row, bundle, self._catalog)
+        notice = notice_message(row, bundle, catalog)
         enqueue(
             session,
             exchange=topology.REPLIES_EXCHANGE,
@@ -159,11 +161,13 @@ class NoticeDesk:
             )
         )
 
-    def _facts(self, row: NoticeRow, bundle: BundleRow, application: Application) -> NoticeFacts:
+    def _facts(
+        self, row: NoticeRow, bundle: BundleRow, application: Application, catalog: Catalog
+    ) -> NoticeFacts:
         item = next(item for item in bundle.items if item.code == row.item)
-        department = self._catalog.departments.get(row.department)
-        bundle_type = self._catalog.bundle_types.get(bundle.bundle_type)
-        service = self._catalog.services.get(item.service)
+        department = catalog.departments.get(row.department)
+        bundle_type = catalog.bundle_types.get(bundle.bundle_type)
+        service = catalog.services.get(item.service)
         return NoticeFacts(
             decision=NoticeDecision(row.decision),
             department_name_zh=department.name_zh if department else row.department,

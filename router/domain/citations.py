@@ -82,23 +82,21 @@ class Citations:
 
     def __init__(
         self,
-        catalog: Catalog,
         database: Database,
         materials: MaterialStore,
         library: LicenceSource | None = None,
     ) -> None:
-        self._catalog = catalog
         self._database = database
         self._materials = materials
         self._library = library
 
-    def verify(self, raw: Any) -> tuple[Verified, list[Problem]]:
+    def verify(self, raw: Any, catalog: Catalog) -> tuple[Verified, list[Problem]]:
         """What of `raw`'s citations (a posted application) verified, and every problem
-        with the rest."""
+        with the rest; `catalog` is the view of the application's area."""
         if not isinstance(raw, dict):
             return Verified(), []
         holder = holder_of(raw.get("applicant"))
-        bundle_type = self._catalog.bundle_types.get(str(raw.get("bundle_type")))
+        bundle_type = catalog.bundle_types.get(str(raw.get("bundle_type")))
         wanted = [
             _Wanted(pointer, citation)
             for pointer, citation in _parsed(raw.get("licences"), LicenceCitation, "/licences")
@@ -122,7 +120,9 @@ class Citations:
                     priors.append(found)
         records, library_problems = self._verify(wanted, holder, _agent_id(raw.get("agent")))
         problems.extend(library_problems)
-        rule_records, rule_problems = self._applicant_rule(raw, bundle_type, holder, records)
+        rule_records, rule_problems = self._applicant_rule(
+            raw, catalog, bundle_type, holder, records
+        )
         problems.extend(rule_problems)
         return Verified((*records, *rule_records), tuple(priors)), problems
 
@@ -150,13 +150,14 @@ class Citations:
     def _applicant_rule(
         self,
         raw: dict[str, Any],
+        catalog: Catalog,
         bundle_type: BundleType | None,
         holder: str | None,
         verified: list[tuple[_Wanted, LicenceRecord]],
     ) -> tuple[list[tuple[_Wanted, LicenceRecord]], list[Problem]]:
         """共享数据: a licence an applicant rule requires, not cited, is asked of the
         library by holder; the type checks are `applicant_rules.applicant_problems`'."""
-        rule = rule_for(self._catalog, bundle_type)
+        rule = rule_for(catalog, bundle_type)
         applicant = raw.get("applicant")
         kind = applicant.get("applicant_type") if isinstance(applicant, dict) else None
         if (

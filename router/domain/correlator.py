@@ -44,6 +44,7 @@ from contracts.messages import (
     Unreachable,
 )
 from router.domain import states, withdrawal
+from router.domain.catalogs import CatalogShelf, shelf_of
 from router.domain.notices import record_notice
 from router.domain.polling import (
     PollPlan,
@@ -80,7 +81,7 @@ class Correlator:
     def __init__(
         self,
         database: Database,
-        catalog: Catalog,
+        catalog: Catalog | CatalogShelf,
         on_commit: Callable[[], None] = lambda: None,
         *,
         keyring: Keyring,
@@ -88,7 +89,7 @@ class Correlator:
     ) -> None:
         """`polls`: the departments' poll schedules (the default schedule for all if None)."""
         self._database = database
-        self._catalog = catalog
+        self._catalogs = shelf_of(catalog)
         self._on_commit = on_commit
         self._keyring = keyring
         self._polls = polls or PollPlan()
@@ -280,7 +281,9 @@ class Correlator:
             if was_filed and isinstance(result, Failed):
                 # The department's own failure: withdraw what it still holds.
                 cancel_at_department(session, bundle, item, states.reason_of(result) or "")
-        advance(session, bundle, self._catalog.bundle_types[bundle.bundle_type])
+        # Under the version it was accepted under, whatever has been published since.
+        catalog = self._catalogs.for_bundle(bundle)
+        advance(session, bundle, catalog.bundle_types[bundle.bundle_type])
         audit.record_decided(session, outcome, target)
         log.info("outcome.applied", state=target.value)
         return Applied.APPLIED

@@ -20,9 +20,11 @@ from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
 from contracts.messages import ItemState
 from router.domain.applicants import audit_applicant, validated_detail, who_applied
+from router.domain.catalogs import CatalogShelf, shelf_of
 from router.domain.citations import Citations, LicenceSource, Verified
 from router.domain.evidence import Evidence
 from router.domain.progress import advance
+from router.domain.routing import LEVEL_ZH, AdapterAreas, deciding_office
 from router.domain.timekeeping import Timekeeper
 from router.domain.validation import find_problems
 from router.domain.views import bundle_promise, item_promise
@@ -67,42 +69,47 @@ class Intake:
     def __init__(
         self,
         database: Database,
-        catalog: Catalog,
+        catalog: Catalog | CatalogShelf,
         materials: MaterialStore,
         on_commit: Callable[[], None] = lambda: None,
         outbound: OutboundPolicy | None = None,
         library: LicenceSource | None = None,
+        adapter_areas: AdapterAreas | None = None,
     ) -> None:
         self._database = database
-        self._catalog = catalog
+        self._catalogs = shelf_of(catalog)
         self._materials = materials
         self._on_commit = on_commit
         self._outbound = outbound or OutboundPolicy()
-        self._citations = Citations(catalog, database, materials, library)
+        self._citations = Citations(database, materials, library)
+        self._areas = adapter_areas or AdapterAreas()
 
     def submit(
         self, raw: Any, idempotency_key: str | None, *, actor: str = Actor.PLATFORM
     ) -> IntakeResult:
         """Validate and store one application; `actor` (the token that sent it) is named
         in the audit log (the timeline, which the platform reads, says `platform`)."""
+        catalog = self._catalogs.current()
         # The licences and earlier results it cites are verified whatever else is wrong,
         # so their problems join the same notice; only a clean application fetches files.
         verified = Verified()
 
         def check_citations(document: dict[str, Any]) -> tuple[frozenset[str], list[Problem]]:
             nonlocal verified
-            verified, problems = self._citations.verify(document)
+            area = document.get("area_code")
+            view = catalog.for_area(area) if isinstance(area, str) else None
+            verified, problems = self._citations.verify(document, view or catalog)
             return verified.types, problems
 
-        application, problems = find_problems(
-            raw, self._catalog, self._materials.exists, check_citations
-        )
+        application, problems = find_problems(raw, catalog, self._materials.exists, check_citations)
         key_problem = _idempotency_problem(raw, idempotency_key)
         if key_problem is not None:
             problems.append(key_problem)
         callback_url = raw.get("callback_url") if isinstance(raw, dict) else None
         if isinstance(callback_url, str):
             problems += _callback_problems(self._outbound, callback_url)
+        if application is not None:
+            problems.extend(self._unserved(application, catalog))
         evidence = Evidence()
         if application is not None and not problems:
             evidence, fetch_problems = self._citations.fetch(verified)
@@ -112,7 +119,7 @@ class Intake:
             self._audit_received(raw, actor, "refused", codes)
             return ProblemsFound(OneTimeNotice(problems=tuple(problems)))
         try:
-            result = self._store(application, evidence, actor)
+            result = self._store(application, catalog, evidence, actor)
         except IntegrityError:
             # Another request with the same case number committed first.
             result = self._replay(application)
@@ -125,14 +132,18 @@ class Intake:
         self._on_commit()
         return result
 
-    def _store(self, application: Application, evidence: Evidence, actor: str) -> IntakeResult:
+    def _store(
+        self, application: Application, catalog: Catalog, evidence: Evidence, actor: str
+    ) -> IntakeResult:
         with self._database.transaction() as session:
             existing = session.scalar(
                 select(BundleRow).where(BundleRow.project_no == application.project_no)
             )
             if existing is not None:
-                return _replay_of(existing, application, self._catalog)
-            bundle_type = self._catalog.bundle_types[application.bundle_type]
+                return _replay_of(existing, application, self._catalogs.for_bundle(existing))
+            # Validated: the area lies in the province, so it has a view.
+            view = catalog.for_area(application.area_code) or catalog
+            bundle_type = view.bundle_types[application.bundle_type]
             now = clock.now()
             bundle = BundleRow(
                 id=uuid.uuid4(),
@@ -143,6 +154,8 @@ class Intake:
                 received_at=now,
                 replied_at=None,
                 evidence=evidence.model_dump(mode="json") if evidence.stored else None,
+                catalog_version=view.version,
+                catalog_region=view.region,
             )
             session.add(bundle)
             record_event(
@@ -184,6 +197,7 @@ class Intake:
                         position=position,
                         service=item.service,
                         department=item.department,
+                        route=self._areas.route(item, application.area_code),
                         name_zh=item.name_zh,
                         state=ItemState.WAITING.value,
                         updated_at=now,
@@ -192,16 +206,41 @@ class Intake:
             session.flush()
             timekeeper = Timekeeper(session, working_calendar())
             for item_row in bundle.items:
-                timekeeper.arm(item_row, self._catalog.services[item_row.service])
-            timekeeper.open_bundle(bundle, self._catalog, bundle_type, now)
+                timekeeper.arm(item_row, view.services[item_row.service])
+            timekeeper.open_bundle(bundle, view, bundle_type, now)
             advance(session, bundle, bundle_type)
             log.info(
                 "intake.accepted",
                 bundle_id=str(bundle.id),
                 bundle_type=bundle.bundle_type,
                 items=len(bundle.items),
+                catalog_version=view.version,
+                catalog_region=view.region,
             )
-            return Received(receipt_for(bundle, self._catalog), replayed=False)
+            return Received(receipt_for(bundle, view), replayed=False)
+
+    def _unserved(self, application: Application, catalog: Catalog) -> list[Problem]:
+        """An item whose deciding office no adapter of its department serves: refused now,
+        rather than stored and left waiting in no queue."""
+        view = catalog.for_area(application.area_code) or catalog
+        bundle_type = view.bundle_types[application.bundle_type]
+        problems = []
+        for index, code in enumerate(application.items):
+            item = bundle_type.item(code)
+            if self._areas.route(item, application.area_code) is None:
+                name = view.departments[item.department].name_zh
+                office, level = deciding_office(item, application.area_code)
+                problems.append(
+                    Problem(
+                        pointer=f"/items/{index}",
+                        code="area_not_served",
+                        message_zh=f"事项“{item.name_zh}”由{LEVEL_ZH[level]}{name}（行政区划 "
+                        f"{office}）办理，本平台尚未接入该部门系统",
+                        message_en=f"item {code!r} is decided by the {level.value}-level "
+                        f"{item.department!r} office of area {office}, which no adapter serves",
+                    )
+                )
+        return problems
 
     def _audit_received(
         self, raw: Any, actor: str, outcome: str, detail: str | None = None
@@ -223,7 +262,7 @@ class Intake:
             existing = session.scalars(
                 select(BundleRow).where(BundleRow.project_no == application.project_no)
             ).one()
-            return _replay_of(existing, application, self._catalog)
+            return _replay_of(existing, application, self._catalogs.for_bundle(existing))
 
 
 def receipt_for(bundle: BundleRow, catalog: Catalog) -> IntakeReceipt:

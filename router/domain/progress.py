@@ -256,12 +256,12 @@ def send_to_department(
         # Each request carries the item's deadline as it stands now, so the adapter
         # retries an unreachable department no longer than the item has left.
         message = message.model_copy(update={"respond_by": respond_by(item)})
-    # One routing key per item's department and service: dispatch, supplements and
-    # cancel share the department's queue.
+    # One routing key per item's department, route and service: dispatch, supplements
+    # and cancel share the queue of the adapter serving the item's area.
     enqueue(
         session,
         exchange=topology.DISPATCH_EXCHANGE,
-        routing_key=topology.dispatch_routing_key(item.department, item.service),
+        routing_key=topology.dispatch_routing_key(item.department, item.service, item.route),
         message=message,
     )
 

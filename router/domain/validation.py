@@ -24,6 +24,8 @@ from router.domain.admission import door_problems
 from router.domain.applicant_rules import applicant_problems
 from router.domain.checklist import form_problems, missing_materials
 
+AREA_CODE = re.compile(r"^\d{6}$")  # the contract's pattern for area_code (GB/T 2260)
+
 # error type → (Chinese, English) message; {placeholders} come from the error context.
 _MESSAGES: dict[str, tuple[str, str]] = {
     "missing": ("缺少必填项", "this field is required"),
@@ -144,16 +146,29 @@ def _contract_problem(detail: ErrorDetails) -> Problem:
 def _catalog_problems(
     raw: dict[str, Any], catalog: Catalog, verified_licence_types: Collection[str]
 ) -> Iterable[Problem]:
+    """Problems against the catalog of the application's area (district → city →
+    province); an area code the contract refuses is checked against the province's."""
+    area = raw.get("area_code")
+    view = catalog.for_area(area) if isinstance(area, str) and AREA_CODE.match(area) else catalog
+    if view is None:
+        province = catalog.province.name_zh if catalog.province else ""
+        yield Problem(
+            pointer="/area_code",
+            code="area_outside_catalog",
+            message_zh=f"行政区划 {area} 不在本平台（{province}）的一件事目录范围内",
+            message_en=f"area {area} lies outside this platform's catalog ({province})",
+        )
+        return
     code = raw.get("bundle_type")
     if not isinstance(code, str):
         return
-    bundle_type = catalog.bundle_types.get(code)
+    bundle_type = view.bundle_types.get(code)
     if bundle_type is None:
         yield Problem(
             pointer="/bundle_type",
             code="bundle_type_unknown",
-            message_zh=f"未知的一件事类型：{code}",
-            message_en=f"unknown bundle type {code!r}",
+            message_zh=f"未知的一件事类型：{code}（{_region_name(view)}目录）",
+            message_en=f"unknown bundle type {code!r} (catalog of region {view.region!r})",
         )
         return
     items = raw.get("items")
@@ -163,15 +178,14 @@ def _catalog_problems(
         uploaded = raw.get("materials")
         if isinstance(uploaded, list):
             yield from missing_materials(
-                catalog,
+                view,
                 bundle_type,
                 selected,
                 [_material_ref(entry) for entry in uploaded],
                 verified_licence_types,
             )
-        yield from form_problems(catalog, bundle_type, selected, raw.get("form", {}))
-
-    yield from applicant_problems(catalog, bundle_type, raw)
+        yield from form_problems(view, bundle_type, selected, raw.get("form", {}))
+    yield from applicant_problems(view, bundle_type, raw)
 
 
 def _material_ref(entry: Any) -> MaterialRef | None:
@@ -191,6 +205,11 @@ def _cited_items(prior_results: Any) -> frozenset[str]:
         for entry in prior_results
         if isinstance(entry, dict) and isinstance(entry.get("item"), str)
     )
+
+
+def _region_name(view: Catalog) -> str:
+    region = view.regions.get(view.region) or view.province
+    return region.name_zh if region else view.region
 
 
 def selection_problems(

@@ -25,6 +25,7 @@ from contracts.api import (
 from contracts.application import MaterialRef
 from contracts.catalog import Catalog, promised_working_days
 from contracts.messages import BundleReply, CircuitState, ItemState, TroubleKind
+from router.domain.catalogs import CatalogShelf, shelf_of
 from router.domain.handovers import handover_status, handovers_of
 from router.domain.notices import notice_documents
 from router.domain.progress import certificates_of, tolerated_gaps
@@ -83,10 +84,13 @@ def item_promise(catalog: Catalog, item: ItemRow) -> ItemPromise:
     )
 
 
-def bundle_status(session: Session, bundle_id: uuid.UUID, catalog: Catalog) -> BundleStatus | None:
+def bundle_status(
+    session: Session, bundle_id: uuid.UUID, catalogs: Catalog | CatalogShelf
+) -> BundleStatus | None:
     bundle = session.get(BundleRow, bundle_id)
     if bundle is None:
         return None
+    catalog = shelf_of(catalogs).for_bundle(bundle)
     calendar, now = working_calendar(), clock.now()
     alerts = _alerts(session, bundle_id)
     promise = bundle_clock(bundle)

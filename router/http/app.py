@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 
 from contracts.application import Application
 from contracts.catalog import Catalog
+from router.domain.catalogs import CatalogShelf, shelf_of
 from router.http.auth import fixed_tokens
 from router.http.body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from router.http.bundles import bundle_routes
@@ -30,9 +31,10 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
     return create_app(catalog).openapi()
 
 
-def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
-    """The app serving `catalog` with `services`; without them, an app that only renders
-    its OpenAPI document (every route that needs them answers 503)."""
+def create_app(catalog: Catalog | CatalogShelf, services: Services | None = None) -> FastAPI:
+    """The app serving `catalog` (its current version, and each bundle's own) with
+    `services`; without them, an app that only renders its OpenAPI document (every route
+    that needs them answers 503)."""
     # Swagger UI (/docs) and ReDoc (/redoc) from the package's files, not a CDN: they
     # must work on a government network with no way out.
     app = FastAPIOffline(
@@ -63,7 +65,7 @@ def create_app(catalog: Catalog, services: Services | None = None) -> FastAPI:
     )
     send_security_headers(app)
     app.state.services = services
-    app.state.catalog = catalog
+    app.state.catalogs = shelf_of(catalog)
     app.state.api_tokens = services.api_tokens if services else fixed_tokens(())
     app.state.guesses = services.guesses if services else None
     return app

@@ -32,7 +32,7 @@ from router.domain.views import bundle_reply, bundle_status, bundle_timeline
 from router.domain.withdrawal import Withdrawn, withdraw
 from router.http.auth import ApiToken, Scope, require_scope
 from router.http.problems import Cause, Refused, one_time_notice, problem_details, problem_response
-from router.http.services import AppCatalog, AppServices
+from router.http.services import AppCatalogs, AppServices
 from router.store import BundleRow
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -100,20 +100,20 @@ async def submit_bundle(
 @bundle_routes.get("/v1/bundles", response_model=list[BundleStatus], dependencies=READERS)
 def find_by_case_number(
     services: AppServices,
-    catalog: AppCatalog,
+    catalogs: AppCatalogs,
     project_no: Annotated[str, Query(min_length=1, max_length=64, description="办件编号")],
 ) -> list[BundleStatus]:
     """The bundle with this case number (办件编号), as a list: empty when there is none."""
     with services.database.transaction() as session:
         bundle_id = session.scalar(select(BundleRow.id).where(BundleRow.project_no == project_no))
-        found = bundle_status(session, bundle_id, catalog) if bundle_id else None
+        found = bundle_status(session, bundle_id, catalogs) if bundle_id else None
     return [found] if found else []
 
 
 @bundle_routes.get("/v1/bundles/{bundle_id}", response_model=BundleStatus, dependencies=READERS)
-def get_bundle(bundle_id: uuid.UUID, services: AppServices, catalog: AppCatalog) -> BundleStatus:
+def get_bundle(bundle_id: uuid.UUID, services: AppServices, catalogs: AppCatalogs) -> BundleStatus:
     with services.database.transaction() as session:
-        found = bundle_status(session, bundle_id, catalog)
+        found = bundle_status(session, bundle_id, catalogs)
     if found is None:
         raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
     return found
@@ -135,7 +135,7 @@ def get_timeline(bundle_id: uuid.UUID, services: AppServices) -> list[TimelineEn
     dependencies=READERS,
 )
 def get_notices(
-    bundle_id: uuid.UUID, services: AppServices, catalog: AppCatalog
+    bundle_id: uuid.UUID, services: AppServices, catalogs: AppCatalogs
 ) -> list[AcceptanceNotice]:
     """The 受理 / 不予受理 notices issued so far, oldest first: what the callback and the
     reply queue carried, for a platform that pulls. Each names its PDF
@@ -144,7 +144,7 @@ def get_notices(
         bundle = session.get(BundleRow, bundle_id)
         if bundle is None:
             raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
-        return issued_notices(session, bundle, catalog)
+        return issued_notices(session, bundle, catalogs.for_bundle(bundle))
 
 
 # How long a client polling /reply should wait before asking again.
@@ -158,13 +158,13 @@ REPLY_RETRY_AFTER_SECONDS = 5
     responses={202: {"model": BundleStatus, "description": "Still in progress: its status so far"}},
 )
 def get_reply(
-    bundle_id: uuid.UUID, services: AppServices, catalog: AppCatalog
+    bundle_id: uuid.UUID, services: AppServices, catalogs: AppCatalogs
 ) -> BundleReply | JSONResponse:
     """The one reply once every item is final; until then 202 with the bundle's status
     and Retry-After. 404 only for a bundle that does not exist."""
     with services.database.transaction() as session:
         reply = bundle_reply(session, bundle_id)
-        progress = bundle_status(session, bundle_id, catalog) if reply is None else None
+        progress = bundle_status(session, bundle_id, catalogs) if reply is None else None
     if reply is not None:
         return reply
     if progress is None:
@@ -214,7 +214,7 @@ def submit_correction(
     item: str,
     body: Correction,
     services: AppServices,
-    catalog: AppCatalog,
+    catalogs: AppCatalogs,
     writer: Writer,
 ) -> BundleStatus | JSONResponse:
     """补齐补正: resubmit what the department asked for; the item resumes at the same
@@ -232,7 +232,7 @@ def submit_correction(
     if result is Resubmitted.NOT_REQUESTED:
         raise Refused(Cause.CORRECTION_NOT_AWAITED, f"no correction of {item} is awaited")
     services.on_commit()
-    return get_bundle(bundle_id, services, catalog)
+    return get_bundle(bundle_id, services, catalogs)
 
 
 _PROOF_REFUSALS = {
@@ -258,7 +258,7 @@ def submit_delivery_proof(
     bundle_id: uuid.UUID,
     body: DeliveryProof,
     services: AppServices,
-    catalog: AppCatalog,
+    catalogs: AppCatalogs,
     writer: Writer,
 ) -> BundleStatus:
     """送达凭证移交: record who received the results, when, and their signature's reference
@@ -271,4 +271,4 @@ def submit_delivery_proof(
         refusal = record_proof(session, bundle, body, writer.actor)
     if refusal is not None:
         raise Refused(_PROOF_REFUSALS[refusal], f"{refusal}: item {body.item or '(bundle)'}")
-    return get_bundle(bundle_id, services, catalog)
+    return get_bundle(bundle_id, services, catalogs)

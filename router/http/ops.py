@@ -123,7 +123,7 @@ def bundles(
 @ops_routes.get("/v1/ops/bundle-types", dependencies=OPERATORS)
 def bundle_types(ops: AppOps) -> dict[str, str]:
     """Every bundle type of the catalog by code, with its Chinese name: the list's filter."""
-    return {code: bundle_type.name_zh for code, bundle_type in ops.catalog.bundle_types.items()}
+    return ops.catalog.bundle_type_names()
 
 
 @ops_routes.get("/v1/ops/bundles/{key}", dependencies=OPERATORS)

@@ -24,7 +24,7 @@ from router.http.auth import ApiToken, Scope, require_scope
 from router.http.bundles import READERS, Writer
 from router.http.manual import Staff
 from router.http.problems import Cause, Refused
-from router.http.services import AppCatalog, AppServices, Services
+from router.http.services import AppCatalogs, AppServices, Services
 from router.store import BundleRow
 from runtime import clock
 
@@ -52,13 +52,13 @@ def rate_bundle(
     bundle_id: uuid.UUID,
     body: Rating,
     services: AppServices,
-    catalog: AppCatalog,
+    catalogs: AppCatalogs,
     writer: Writer,
 ) -> RatingRecord:
     """好差评: the applicant's rating of a replied bundle, once; a 差评 opens 整改."""
     result = ratings.rate(
         services.database,
-        catalog,
+        catalogs,
         bundle_id,
         body,
         actor=writer.actor,

@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from contracts.catalog import Catalog
+from router.domain.catalogs import CatalogShelf
 from router.domain.intake import Intake
 from router.domain.rectifications import DEFAULT_WORKING_DAYS as DEFAULT_RECTIFICATION_DAYS
 from router.http.auth import Tokens
@@ -57,11 +58,17 @@ async def app_services(request: Request) -> Services:
 AppServices = Annotated[Services, Depends(app_services)]
 
 
+async def app_catalogs(request: Request) -> CatalogShelf:
+    catalogs: CatalogShelf = request.app.state.catalogs
+    return catalogs
+
+
 async def app_catalog(request: Request) -> Catalog:
-    catalog: Catalog = request.app.state.catalog
-    return catalog
+    """The current catalog version, which new applications are accepted under."""
+    return (await app_catalogs(request)).current()
 
 
+AppCatalogs = Annotated[CatalogShelf, Depends(app_catalogs)]
 AppCatalog = Annotated[Catalog, Depends(app_catalog)]
 
 

@@ -38,7 +38,13 @@ from typing import Any
 from kombu import Exchange, Queue
 
 from contracts import topology
-from runtime.messaging.declaration import DELIVERY_LIMIT, exchanges, queues
+from runtime.messaging.declaration import (
+    DELIVERY_LIMIT,
+    AdapterAreas,
+    department_queues,
+    exchanges,
+    queues,
+)
 
 DEFINITIONS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "definitions.json"
 DEFAULT_VHOST = "lianban"
@@ -53,9 +59,15 @@ def definitions(
     vhost: str = DEFAULT_VHOST,
     user_prefix: str = USER_PREFIX,
     passwords: Mapping[str, str] | None = None,
+    areas: AdapterAreas | None = None,
 ) -> dict[str, Any]:
-    """The definitions document; `passwords` maps user name (with prefix) → password."""
+    """The definitions document; `passwords` maps user name (with prefix) → password;
+    `areas` (LIANBAN_ADAPTER_AREAS) gives a department one queue per area it is served in,
+    every one of them its user's alone."""
     codes = sorted(departments)
+    own_queues: dict[str, list[str]] = {code: [] for code in codes}
+    for code, area in department_queues(codes, areas):
+        own_queues[code].append(topology.department_queue(code, area))
     users = [f"{user_prefix}{ROUTER_USER}", *(f"{user_prefix}{code}" for code in codes)]
     return {
         "vhosts": [{"name": vhost}],
@@ -76,10 +88,10 @@ def definitions(
                     configure="^$",
                     write=_exactly(
                         topology.OUTCOMES_EXCHANGE,
-                        topology.dead_letter_exchange(topology.department_queue(code)),
-                        topology.retry_exchange(topology.department_queue(code)),
+                        *(topology.dead_letter_exchange(queue) for queue in own_queues[code]),
+                        *(topology.retry_exchange(queue) for queue in own_queues[code]),
                     ),
-                    read=_exactly(topology.department_queue(code)),
+                    read=_exactly(*own_queues[code]),
                 )
                 for code in codes
             ),
@@ -94,16 +106,16 @@ def definitions(
             }
             for code in codes
         ],
-        "exchanges": [_exchange(exchange, vhost) for exchange in exchanges(codes)],
-        "queues": [_queue(queue, vhost) for queue in queues(codes)],
-        "bindings": [_binding(queue, vhost) for queue in queues(codes)],
+        "exchanges": [_exchange(exchange, vhost) for exchange in exchanges(codes, areas=areas)],
+        "queues": [_queue(queue, vhost) for queue in queues(codes, areas=areas)],
+        "bindings": [_binding(queue, vhost) for queue in queues(codes, areas=areas)],
         "policies": [
             {
                 # A safety net for a queue declared without the code's arguments: it still
                 # dead-letters safely and stops redelivering a poison message.
                 "vhost": vhost,
                 "name": "lianban-queues",
-                "pattern": r"^lianban\.(dept\.[a-z_]+|outcomes|replies)$",
+                "pattern": r"^lianban\.(dept\.[a-z_]+(\.\d+)?|outcomes|replies)$",
                 "apply-to": "queues",
                 "priority": 0,
                 "definition": {

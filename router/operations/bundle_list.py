@@ -121,7 +121,6 @@ def _overdue(now: datetime) -> ColumnElement[bool]:
 
 
 def _entry(bundle: BundleRow, catalog: Catalog, now: datetime) -> BundleListEntry:
-    bundle_type = catalog.bundle_types.get(bundle.bundle_type)
     open_items = [item for item in bundle.items if not _final(item)]
     past_due = [
         due
@@ -135,7 +134,7 @@ def _entry(bundle: BundleRow, catalog: Catalog, now: datetime) -> BundleListEntr
         bundle_id=bundle.id,
         project_no=bundle.project_no,
         bundle_type=bundle.bundle_type,
-        bundle_type_zh=bundle_type.name_zh if bundle_type else bundle.bundle_type,
+        bundle_type_zh=catalog.bundle_type_names().get(bundle.bundle_type, bundle.bundle_type),
         state=BundleState(bundle.state),
         received_at=bundle.received_at,
         due_at=bundle.due_at,

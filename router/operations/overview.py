@@ -25,6 +25,7 @@ from contracts.api import AlertLevel, BundleState, BundleStatus, DeadlineKind, T
 from contracts.catalog import Catalog
 from contracts.messages import ItemState
 from contracts.personal_data import mask_fields, mask_text
+from router.domain.catalogs import CatalogShelf
 from router.domain.timekeeping import deadlines
 from router.domain.views import bundle_status, find_bundle
 from router.operations.dlq import DeadLetter, DeadLetterQueues, DeadLetterSummary
@@ -59,6 +60,8 @@ class OpsServices:
     queue_counts: QueueCountSource
     dead_letters: DeadLetterQueues
     adapter_metrics_urls: Sequence[str] = ()
+    catalogs: CatalogShelf | None = None
+    """Every loaded catalog version, so a bundle is shown under its own."""
 
     @cached_property
     def metrics(self) -> CollectorRegistry:
@@ -287,7 +290,7 @@ def supervision_figures(ops: OpsServices, since: date, until: date) -> Supervisi
         ratings = rating_figures(session, start, end, clock.now())
     catalog = ops.catalog
     names = {code: department.name_zh for code, department in catalog.departments.items()}
-    names |= {code: bundle_type.name_zh for code, bundle_type in catalog.bundle_types.items()}
+    names |= catalog.bundle_type_names()
     return SupervisionFigures(
         since=since,
         until=until,
@@ -316,4 +319,5 @@ def bundle_by_key(ops: OpsServices, key: str) -> BundleStatus | None:
     """A bundle by id or case number (办件编号), with its whole timeline."""
     with ops.database.transaction() as session:
         bundle_id = find_bundle(session, key.strip())
-        return bundle_status(session, bundle_id, ops.catalog) if bundle_id else None
+        catalogs = ops.catalogs or ops.catalog
+        return bundle_status(session, bundle_id, catalogs) if bundle_id else None

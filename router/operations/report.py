@@ -154,7 +154,7 @@ def monthly_report(
         items = item_timings(session, start, end)
         ratings = rating_figures(session, start, end, now)
     names = {code: department.name_zh for code, department in catalog.departments.items()}
-    names |= {code: bundle_type.name_zh for code, bundle_type in catalog.bundle_types.items()}
+    names |= catalog.bundle_type_names()  # every region's: a month spans them all
     rows = _ranked(DEPARTMENT, items, lambda item: item.department, ratings.by_department, names)
     rows += _ranked(
         BUNDLE_TYPE, items, lambda item: item.bundle_type, ratings.by_bundle_type, names

@@ -100,6 +100,11 @@ class BundleRow(Base):
     evidence: Mapped[dict[str, Any] | None]
     """What intake verified (router.domain.evidence.Evidence): the cited licences fetched
     into the material store, the earlier results standing for prerequisites."""
+    catalog_version: Mapped[str | None] = mapped_column(String(64))
+    """The catalog version it was accepted under and finishes under (None: accepted before
+    versions were recorded, so the built-in one)."""
+    catalog_region: Mapped[str | None] = mapped_column(String(32))
+    """The region whose catalog view it was accepted under (contracts.catalog.Region)."""
 
     items: Mapped[list[ItemRow]] = relationship(
         back_populates="bundle", order_by="ItemRow.position", lazy="selectin"
@@ -131,6 +136,9 @@ class ItemRow(Base):
     position: Mapped[int] = mapped_column(Integer)
     service: Mapped[str] = mapped_column(String(96))
     department: Mapped[str] = mapped_column(String(64))
+    route: Mapped[str | None] = mapped_column(String(32))
+    """`<area>.<level>` of the adapter that serves it (router.domain.routing), fixed at
+    intake; None for items accepted before routes were recorded."""
     name_zh: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)

@@ -18,7 +18,7 @@ the in-memory transport, which has no TTL or dead-lettering).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from kombu import Connection, Exchange, Queue
 
@@ -51,16 +51,18 @@ def dead_letter_exchange(queue: str) -> Exchange:
     return Exchange(topology.dead_letter_exchange(queue), type="fanout", durable=True)
 
 
-def retry_exchange(department: str) -> Exchange:
-    queue = topology.department_queue(department)
+def retry_exchange(department: str, area: str | None = None) -> Exchange:
+    queue = topology.department_queue(department, area)
     return Exchange(topology.retry_exchange(queue), type="headers", durable=True)
 
 
-def retry_queue(department: str, delay_seconds: int) -> Queue:
+def retry_queue(department: str, delay_seconds: int, area: str | None = None) -> Queue:
     label = f"{delay_seconds}s"
+    # Back to the queue it came from, and only there: its own area's routing key.
+    back = topology.dispatch_routing_key(department, "retry", area)
     return Queue(
-        topology.retry_queue(topology.department_queue(department), label),
-        retry_exchange(department),
+        topology.retry_queue(topology.department_queue(department, area), label),
+        retry_exchange(department, area),
         durable=True,
         binding_arguments={"x-match": "all", RETRY_DELAY_HEADER: label},
         queue_arguments={
@@ -68,7 +70,7 @@ def retry_queue(department: str, delay_seconds: int) -> Queue:
             "x-message-ttl": delay_seconds * 1000,
             # A routing key of the department's own: back to its queue, and only there.
             "x-dead-letter-exchange": topology.DISPATCH_EXCHANGE,
-            "x-dead-letter-routing-key": topology.dispatch_routing_key(department, "retry"),
+            "x-dead-letter-routing-key": back,
             **_AT_LEAST_ONCE,
         },
     )
@@ -102,13 +104,14 @@ def _parking_queue(name: str) -> Queue:
     )
 
 
-def department_queue(department: str, *, declare: bool = True) -> Queue:
+def department_queue(department: str, *, declare: bool = True, area: str | None = None) -> Queue:
     """`declare=False`: consume the queue as the router declared it, never declaring or
-    binding anything (a department's broker user may only read its own queue)."""
+    binding anything (a department's broker user may only read its own queue). `area`:
+    the queue of the department's adapter serving that area (LIANBAN_ADAPTER_AREAS)."""
     queue = _quorum_queue(
-        topology.department_queue(department),
+        topology.department_queue(department, area),
         dispatch_exchange(),
-        topology.department_binding(department),
+        topology.department_binding(department, area),
     )
     queue.no_declare = not declare  # type: ignore[attr-defined]  # kombu's untyped attrs
     return queue
@@ -122,37 +125,71 @@ def replies_queue() -> Queue:
     return _quorum_queue(topology.REPLIES_QUEUE, replies_exchange(), "reply.#")
 
 
-def _consumed_queues(departments: Iterable[str]) -> list[Queue]:
-    return [outcomes_queue(), replies_queue(), *map(department_queue, sorted(departments))]
+AdapterAreas = Mapping[str, Sequence[str]]
+"""department → the areas its deployed adapters serve, one queue each; a department not
+listed has one queue for the whole province (LIANBAN_ADAPTER_AREAS)."""
 
 
-def exchanges(departments: Iterable[str], *, delayed_retries: bool = True) -> list[Exchange]:
-    codes = sorted(departments)
+def department_queues(
+    departments: Iterable[str], areas: AdapterAreas | None = None
+) -> list[tuple[str, str | None]]:
+    """(department, area) of every department queue: None for a province-wide one."""
+    areas = areas or {}
+    return [
+        (code, area)
+        for code in sorted(departments)
+        for area in (sorted(areas[code]) if code in areas else [None])
+    ]
+
+
+def _consumed_queues(departments: Iterable[str], areas: AdapterAreas | None) -> list[Queue]:
+    return [
+        outcomes_queue(),
+        replies_queue(),
+        *(
+            department_queue(code, area=area)
+            for code, area in department_queues(departments, areas)
+        ),
+    ]
+
+
+def exchanges(
+    departments: Iterable[str], *, delayed_retries: bool = True, areas: AdapterAreas | None = None
+) -> list[Exchange]:
     declared = [
         dispatch_exchange(),
         outcomes_exchange(),
         replies_exchange(),
-        *(dead_letter_exchange(queue.name) for queue in _consumed_queues(codes)),
+        *(dead_letter_exchange(queue.name) for queue in _consumed_queues(departments, areas)),
     ]
-    return [*declared, *map(retry_exchange, codes)] if delayed_retries else declared
+    if not delayed_retries:
+        return declared
+    return [*declared, *(retry_exchange(d, a) for d, a in department_queues(departments, areas))]
 
 
-def queues(departments: Iterable[str], *, delayed_retries: bool = True) -> list[Queue]:
+def queues(
+    departments: Iterable[str], *, delayed_retries: bool = True, areas: AdapterAreas | None = None
+) -> list[Queue]:
     """Every queue, in declaration order: consumed queues, their parking lots, retry tiers."""
-    codes = sorted(departments)
-    consumed = _consumed_queues(codes)
+    consumed = _consumed_queues(departments, areas)
     declared = [queue for each in consumed for queue in (each, _parking_queue(each.name))]
     if delayed_retries:
-        declared += [retry_queue(code, delay) for code in codes for delay in RETRY_DELAYS_SECONDS]
+        declared += [
+            retry_queue(code, delay, area)
+            for code, area in department_queues(departments, areas)
+            for delay in RETRY_DELAYS_SECONDS
+        ]
     return declared
 
 
-def declare_topology(connection: Connection, departments: Iterable[str]) -> None:
+def declare_topology(
+    connection: Connection, departments: Iterable[str], areas: AdapterAreas | None = None
+) -> None:
     """Declare everything (idempotent). The in-memory transport gets no retry tiers: it
     has neither headers exchanges nor message TTL."""
     channel = connection.default_channel
     delayed_retries = connection.transport.driver_type != "memory"
-    for exchange in exchanges(departments, delayed_retries=delayed_retries):
+    for exchange in exchanges(departments, delayed_retries=delayed_retries, areas=areas):
         exchange(channel).declare()
-    for queue in queues(departments, delayed_retries=delayed_retries):
+    for queue in queues(departments, delayed_retries=delayed_retries, areas=areas):
         queue(channel).declare()

@@ -14,7 +14,7 @@ class TestHousingFundAdapter(SoapSimulatorChecks):
     create_simulator = staticmethod(create_app)
     filing_service = SERVICE
     enterprise_service = "housing_fund_unit_deposit_registration"
-    service = "housing_fund_loan_new_house"
+    service = "housing_fund_loan_second_hand_house"
 
 
 def test_every_housing_fund_service_has_its_own_business_code() -> None:
