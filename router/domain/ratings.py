@@ -32,7 +32,7 @@ from contracts.api import (
     TimelineEvent,
 )
 from contracts.catalog import Catalog
-from router.domain.catalogs import CatalogShelf
+from router.domain.catalogs import CatalogShelf, shelf_of
 from router.domain.rectifications import open_rectification, rectifications
 from router.domain.workdays import WorkingCalendar
 from router.store import BundleRow, Database, RatingRow, audit
@@ -64,7 +64,7 @@ UNKNOWN_BUNDLE, NOT_REPLIED, ALREADY_RATED, NOT_IN_BUNDLE = (
 
 def rate(
     database: Database,
-    catalogs: CatalogShelf,
+    catalogs: Catalog | CatalogShelf,
     bundle_id: uuid.UUID,
     rating: Rating,
     *,
@@ -82,7 +82,7 @@ def rate(
                 return refusal
             assert bundle is not None
             _store(session, bundle, rating, actor, at)
-            catalog = catalogs.for_bundle(bundle)
+            catalog = shelf_of(catalogs).for_bundle(bundle)
             for department, evaluation in _bad_by_department(catalog, bundle, rating).items():
                 open_rectification(
                     session,
