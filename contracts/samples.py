@@ -65,6 +65,11 @@ def full_selection(bundle_type: BundleType) -> list[str]:
         selected = kept
 
 
+# A district of each region of the shipped catalog, to send a sample of its bundle types
+# from: 洛阳市老城区 lies in no overlay, so it gets the provincial list.
+SAMPLE_DISTRICTS = {"henan": "410302", "zhengzhou": "410102", "weibin": "410703"}
+
+
 def sample_application(
     bundle_type: BundleType,
     project_no: str,

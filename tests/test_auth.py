@@ -140,6 +140,7 @@ def test_every_api_route_refuses_an_anonymous_caller(api: Stack) -> None:
         "item_id": "00000000-0000-0000-0000-000000000000",
         "department": "police",
         "code": "newborn",
+        "rectification_id": "00000000-0000-0000-0000-000000000000",
     }
     paths = create_app(api.catalog).openapi()["paths"]  # every route, manual queue included
     operations = [

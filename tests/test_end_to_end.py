@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 from harness import eventually, new_project_no, replies_on_queue, running_stack
 
 from adapters.simulated import Rule, Scenario, Verdict
-from contracts.catalog import Catalog, promised_working_days
-from contracts.samples import full_selection, sample_application
+from contracts.catalog import BundleType, Catalog, promised_working_days
+from contracts.samples import SAMPLE_DISTRICTS, full_selection, sample_application
 from lianban.cli import main
 from lianban.settings import Settings
 
@@ -70,8 +71,11 @@ def test_prerequisites_are_decided_first_for_every_bundle_type(
     """Proven from the department side: no dependent is decided before its prerequisites."""
     with running_stack(settings, catalog) as running:
         receipts = {}
-        for number, bundle_type in enumerate(catalog.bundle_types.values(), start=1):
-            application = sample_application(bundle_type, new_project_no(), sequence=number)
+        for number, (view, bundle_type) in enumerate(_every_ordered_bundle_type(catalog), start=1):
+            application = sample_application(
+                bundle_type, new_project_no(), sequence=number, catalog=view
+            )
+            application["area_code"] = SAMPLE_DISTRICTS[view.region]
             response = running.submit(application)
             assert response.status_code == 202, response.text
             receipts[response.json()["bundle_id"]] = bundle_type
@@ -139,3 +143,14 @@ def test_a_denied_prerequisite_cancels_its_dependents_and_says_why(
         assert "出生医学证明" in states[code]["reason"] or "前置事项" in states[code]["reason"]
     decided_items = {record.item for record in records}
     assert decided_items.isdisjoint(dependents), "a cancelled item reached its department"
+
+
+def _every_ordered_bundle_type(catalog: Catalog) -> Iterator[tuple[Catalog, BundleType]]:
+    """Every region's bundle types that order their items (the province's, then each
+    overlay's own and replaced ones), with the catalog view they are applied for under."""
+    for region in SAMPLE_DISTRICTS:
+        view = catalog.for_region(region)
+        own = view.bundle_types if region == "henan" else catalog.regions[region].bundle_types
+        for bundle_type in own.values():
+            if any(item.prerequisites for item in bundle_type.items):
+                yield view, bundle_type

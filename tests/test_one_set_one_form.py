@@ -18,7 +18,13 @@ from sqlalchemy import func, select
 from contracts.application import MaterialRef
 from contracts.catalog import Catalog
 from contracts.catalog.checklist import checklist, form_schema
-from contracts.samples import SAMPLE_PDF, full_selection, sample_application, sample_material_ref
+from contracts.samples import (
+    SAMPLE_DISTRICTS,
+    SAMPLE_PDF,
+    full_selection,
+    sample_application,
+    sample_material_ref,
+)
 from lianban.cli import main
 from lianban.schemas import SCHEMA_DIR
 from lianban.settings import Settings
@@ -197,13 +203,9 @@ def test_the_published_form_schemas_validate_every_sample_and_agree_with_intake(
         jsonschema.validate({**form, "registered_capital": "一百万"}, schema)
 
 
-# A district of each region: 洛阳市老城区 lies in no overlay, so it gets the provincial list.
-REGION_DISTRICTS = {"henan": "410302", "zhengzhou": "410102", "weibin": "410703"}
-
-
 def test_every_bundle_types_sample_carries_its_materials_and_form(catalog: Catalog) -> None:
-    assert REGION_DISTRICTS.keys() == {"henan", *catalog.regions}
-    for region, district in REGION_DISTRICTS.items():
+    assert SAMPLE_DISTRICTS.keys() == {"henan", *catalog.regions}
+    for region, district in SAMPLE_DISTRICTS.items():
         view = catalog.for_region(region)
         for bundle_type in view.bundle_types.values():
             sample = sample_application(bundle_type, new_project_no(), catalog=view)
