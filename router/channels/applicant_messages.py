@@ -12,7 +12,7 @@ the gateway drops: the applicant gets it once.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import structlog
 from sqlalchemy import select
@@ -23,6 +23,7 @@ from contracts.personal_data import mask_phone
 from router.channels.notifiers import ApplicantMessage, Notifier, NotifierRefused
 from router.store import ApplicantMessageRow, Database
 from router.store.timeline import Actor, record_event
+from runtime import clock
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +67,7 @@ class ApplicantMessageSender:
                 .where(
                     ApplicantMessageRow.sent_at.is_(None),
                     ApplicantMessageRow.channel == self._notifier.channel,
-                    ApplicantMessageRow.next_attempt_at <= datetime.now(UTC),
+                    ApplicantMessageRow.next_attempt_at <= clock.now(),
                 )
                 .order_by(ApplicantMessageRow.next_attempt_at)
                 .limit(self._batch_size)
@@ -83,7 +84,7 @@ class ApplicantMessageSender:
             self._notifier.send(ApplicantMessage(id=row.id, recipient=row.recipient, text=row.text))
         except NotifierRefused as refused:
             delay = min(self._backoff * 2 ** (row.attempts - 1), self._max_backoff)
-            row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+            row.next_attempt_at = clock.now() + timedelta(seconds=delay)
             row.last_error = str(refused)
             log.warning(
                 "applicant_message.refused",
@@ -94,7 +95,7 @@ class ApplicantMessageSender:
                 error=str(refused),
             )
             return
-        row.sent_at = datetime.now(UTC)
+        row.sent_at = clock.now()
         row.last_error = None
         record_event(
             session,

@@ -16,7 +16,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy import select
@@ -35,6 +34,7 @@ from router.domain.workdays import china_date
 from router.store import ApplicantMessageRow, BundleRow, Database, NoticeRow
 from router.store.outbox import enqueue
 from router.store.timeline import Actor, record_event
+from runtime import clock
 from runtime.storage import MaterialStore
 from runtime.tracing import handling
 
@@ -109,7 +109,7 @@ class NoticeDesk:
             name=facts.title,
         )
         row.document = document.model_dump(mode="json")
-        row.issued_at = datetime.now(UTC)
+        row.issued_at = clock.now()
         notice = notice_message(row, bundle, catalog)
         enqueue(
             session,
@@ -144,7 +144,7 @@ class NoticeDesk:
                 actor=Actor.ROUTER,
             )
             return
-        now = datetime.now(UTC)
+        now = clock.now()
         session.add(
             ApplicantMessageRow(
                 id=uuid.uuid5(_MESSAGE_NAMESPACE, f"{notice.message_id}:{self._channel}"),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
 from contracts.api import TimelineStep
 from router.store import EventRow
+from runtime import clock
 
 DEPARTMENT_ACTOR_PREFIX = "department:"
 
@@ -48,6 +49,6 @@ def record_event(
             state=step,
             detail=detail,
             actor=actor,
-            at=at or datetime.now(UTC),
+            at=at or clock.now(),  # case time, as every deadline reads it
         )
     )
