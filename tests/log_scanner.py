@@ -57,8 +57,12 @@ class LogScanner:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> object:
         root = logging.getLogger()
-        # A test that reconfigures logging (the CLI, the demo) drops every root handler.
+        # A test that reconfigures logging (the CLI, the demo) drops every root handler
+        # and may leave one on its own `capsys` stream, closed once it ends: a record
+        # logged there later fails, and logging's error report prints the record raw,
+        # unmasked. Configure the run's logging again, on the stream of now.
         if self.handler not in root.handlers:
+            configure_logging("debug")
             root.addHandler(self.handler)
         self.handler.where = item.nodeid
         try:
