@@ -24,6 +24,8 @@ from router.channels.notifiers import ApplicantMessage, Notifier, NotifierRefuse
 from router.store import ApplicantMessageRow, Database
 from router.store.timeline import Actor, record_event
 from runtime import clock
+from runtime.batches import drain_batches
+from runtime.messaging.backoff import doubling_delay
 
 log = structlog.get_logger(__name__)
 
@@ -48,14 +50,13 @@ class ApplicantMessageSender:
 
     def run(self, stop: threading.Event) -> None:
         try:
-            while not stop.is_set():
-                try:
-                    sent = self.send_due()
-                except Exception as error:  # the database is away: try again shortly
-                    log.warning("applicant_messages.failed", error=repr(error))
-                    sent = 0
-                if sent < self._batch_size:
-                    stop.wait(self._idle)
+            drain_batches(
+                stop,
+                self.send_due,
+                batch_size=self._batch_size,
+                idle_seconds=self._idle,
+                failed_event="applicant_messages.failed",
+            )
         finally:
             self._notifier.close()
 
@@ -83,7 +84,7 @@ class ApplicantMessageSender:
         try:
             self._notifier.send(ApplicantMessage(id=row.id, recipient=row.recipient, text=row.text))
         except NotifierRefused as refused:
-            delay = min(self._backoff * 2 ** (row.attempts - 1), self._max_backoff)
+            delay = doubling_delay(row.attempts, self._backoff, self._max_backoff)
             row.next_attempt_at = clock.now() + timedelta(seconds=delay)
             row.last_error = str(refused)
             log.warning(

@@ -26,6 +26,8 @@ from sqlalchemy import select
 from contracts.api import TimelineEvent
 from router.store import CallbackRow, Database
 from router.store.timeline import Actor, record_event
+from runtime.batches import drain_batches
+from runtime.messaging.backoff import doubling_delay
 from runtime.outbound import OutboundPolicy, OutboundRefused
 from runtime.webhooks import secret_key, signature_headers
 
@@ -58,14 +60,13 @@ class CallbackSender:
 
     def run(self, stop: threading.Event) -> None:
         try:
-            while not stop.is_set():
-                try:
-                    sent = self.send_due()
-                except Exception as error:  # the database is away: try again shortly
-                    log.warning("callbacks.failed", error=repr(error))
-                    sent = 0
-                if sent < self._batch_size:
-                    stop.wait(self._idle)
+            drain_batches(
+                stop,
+                self.send_due,
+                batch_size=self._batch_size,
+                idle_seconds=self._idle,
+                failed_event="callbacks.failed",
+            )
         finally:
             self._client.close()
 
@@ -95,7 +96,7 @@ class CallbackSender:
                         actor=Actor.ROUTER,
                     )
                 else:
-                    delay = min(self._backoff * 2 ** (row.attempts - 1), self._max_backoff)
+                    delay = doubling_delay(row.attempts, self._backoff, self._max_backoff)
                     row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
                     # The platform sees that it failed, not what the target answered: the
                     # status would make the router a probe of whatever the URL points at.

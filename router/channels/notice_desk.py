@@ -35,6 +35,7 @@ from router.store import ApplicantMessageRow, BundleRow, Database, NoticeRow
 from router.store.outbox import enqueue
 from router.store.timeline import Actor, record_event
 from runtime import clock
+from runtime.batches import drain_batches
 from runtime.storage import MaterialStore
 from runtime.tracing import handling
 
@@ -70,14 +71,13 @@ class NoticeDesk:
         self._batch_size = batch_size
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                issued = self.issue_due()
-            except Exception as error:  # the database or the store is away: try again
-                log.warning("notices.failed", error=repr(error))
-                issued = 0
-            if issued < self._batch_size:
-                stop.wait(self._idle)
+        drain_batches(
+            stop,
+            self.issue_due,
+            batch_size=self._batch_size,
+            idle_seconds=self._idle,
+            failed_event="notices.failed",
+        )
 
     def issue_due(self) -> int:
         """Issue a batch of recorded notices, oldest first; returns how many."""

@@ -33,6 +33,8 @@ from router.domain.handovers import handover_of, record_proof
 from router.store import BundleRow, Database, HandoverRow
 from router.store.timeline import Actor, record_event
 from runtime import clock
+from runtime.batches import drain_batches
+from runtime.messaging.backoff import doubling_delay
 
 log = structlog.get_logger(__name__)
 
@@ -68,14 +70,13 @@ class WaybillSender:
 
     def run(self, stop: threading.Event) -> None:
         try:
-            while not stop.is_set():
-                try:
-                    asked = self.ask_due()
-                except Exception as error:  # the database is away: try again shortly
-                    log.warning("waybills.failed", error=repr(error))
-                    asked = 0
-                if asked < self._batch_size:
-                    stop.wait(self._idle)
+            drain_batches(
+                stop,
+                self.ask_due,
+                batch_size=self._batch_size,
+                idle_seconds=self._idle,
+                failed_event="waybills.failed",
+            )
         finally:
             self._courier.close()
 
@@ -168,7 +169,7 @@ class WaybillSender:
         )
 
     def _later(self, row: HandoverRow, error: CourierUnavailable, attempt: int) -> None:
-        delay = min(self._backoff * 2 ** (attempt - 1), self._max_backoff)
+        delay = doubling_delay(attempt, self._backoff, self._max_backoff)
         row.next_attempt_at = clock.now() + timedelta(seconds=delay)
         row.last_error = str(error)
         log.warning(

@@ -21,3 +21,10 @@ class Backoff:
 
     def reset(self) -> None:
         self._failures = 0
+
+
+def doubling_delay(attempt: int, first: float, ceiling: float) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1, 2, …) of a row-kept job:
+    `first`, then doubling, capped at `ceiling`. No jitter: the row's due time spreads
+    the retries, and a test can say when the next attempt is due."""
+    return min(first * 2.0 ** (attempt - 1), ceiling)
