@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import TEST_API_TOKEN, serving_intake
+from harness import TEST_API_TOKEN, Platform, serving_intake
 from kombu import Connection
 from kombu.transport import memory
 from sqlalchemy import create_engine, text
@@ -160,3 +160,10 @@ def year_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LIANBAN_CALENDAR_DIR", str(directory))
     monkeypatch.setattr(workdays, "_live", None)
     return directory
+
+
+@pytest.fixture
+def platform() -> Iterator[Platform]:
+    """The platform's callback endpoint on loopback, taking every push."""
+    with Platform() as platform:
+        yield platform

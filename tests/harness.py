@@ -204,6 +204,13 @@ class Platform:
 
         self.server = ThreadedServer(app)
 
+    def __enter__(self) -> Platform:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
     @property
     def url(self) -> str:
         return f"{self.server.url}/callback"

@@ -8,7 +8,6 @@ import asyncio
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -63,14 +62,6 @@ def late_health(catalog: Catalog, ledger: DecisionLedger, gates: Gates) -> Any:
             await super().cancel(item, ctx)  # decided: refuses
 
     return LateHealth()
-
-
-@pytest.fixture
-def platform() -> Iterator[Platform]:
-    platform = Platform()
-    platform.server.start()
-    yield platform
-    platform.server.stop()
 
 
 def _steps(status: dict[str, Any]) -> list[str]:

@@ -16,10 +16,8 @@ from router.channels.callbacks import NOT_DELIVERED
 
 @pytest.fixture
 def platform() -> Iterator[Platform]:
-    platform = Platform(refuse_first=3)
-    platform.server.start()
-    yield platform
-    platform.server.stop()
+    with Platform(refuse_first=3) as platform:
+        yield platform
 
 
 def _wait_until_delivered(running: Running, status_url: str) -> dict[str, Any]:

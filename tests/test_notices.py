@@ -50,14 +50,6 @@ def sms() -> Iterator[SmsGatewaySimulator]:
     gateway.server.stop()
 
 
-@pytest.fixture
-def platform() -> Iterator[Platform]:
-    platform = Platform()
-    platform.server.start()
-    yield platform
-    platform.server.stop()
-
-
 def _pushed_notices(
     running: Running, platform: Platform, receipt: dict[str, Any], count: int
 ) -> list[dict[str, Any]]:

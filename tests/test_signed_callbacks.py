@@ -29,14 +29,6 @@ from runtime.storage import LocalMaterialStore
 from runtime.webhooks import new_secret
 
 
-@pytest.fixture
-def platform() -> Iterator[Platform]:
-    platform = Platform()
-    platform.server.start()
-    yield platform
-    platform.server.stop()
-
-
 def documented_verification() -> dict[str, Any]:
     """The platform's verifier exactly as docs/security.md gives it (its first example)."""
     namespace: dict[str, Any] = {"__name__": "docs_security_md"}
@@ -107,10 +99,8 @@ def test_a_loopback_callback_is_refused_unless_its_host_is_explicitly_allowed(
 @pytest.fixture
 def forgetful_platform() -> Iterator[Platform]:
     """Its first two answers are lost: those pushes come again."""
-    platform = Platform(refuse_first=2)
-    platform.server.start()
-    yield platform
-    platform.server.stop()
+    with Platform(refuse_first=2) as platform:
+        yield platform
 
 
 def test_tampered_foreign_and_replayed_callbacks_fail_the_documented_verification(
