@@ -430,52 +430,39 @@ function handoverSection(handovers) {
 
 // Supervision figures and charts -------------------------------------------------------------
 
-function figuresTable(id, title, groups, names) {
-  const head = ["", "volume", "accepted", "rejected", "completed", "intakeAvg", "decisionAvg", "completion", "overdue"];
+// One row per department or bundle type: its name, then one number cell per figure.
+function groupTable(id, title, head, groups, names, cells) {
   return el("div", {},
     el("h3", {}, title),
     el("table", { class: "figures", id },
-      el("thead", {}, el("tr", {}, head.map((key, i) => el("th", { class: i ? "num" : null }, key ? t(key) : "")))),
+      el("thead", {}, el("tr", {}, ["", ...head].map((key, i) => el("th", { class: i ? "num" : null }, key ? t(key) : "")))),
       el("tbody", {}, Object.entries(groups).map(([code, f]) => el("tr", {},
         el("td", {}, `${names[code] ?? code} `, el("span", { class: "muted" }, code)),
-        el("td", { class: "num" }, f.volume),
-        el("td", { class: "num" }, f.accepted),
-        el("td", { class: "num" }, f.rejected),
-        el("td", { class: "num" }, f.completed),
-        el("td", { class: "num" }, `${hours(f.intake_hours_avg)} (${percent(f.intake_on_time_ratio)})`),
-        el("td", { class: "num" }, `${hours(f.decision_hours_avg)} (${percent(f.decision_on_time_ratio)})`),
-        el("td", { class: "num" }, percent(f.completion_ratio)),
-        el("td", { class: "num" }, f.overdue))))));
+        cells(f).map((value) => el("td", { class: "num" }, value)))))));
+}
+
+function figuresTable(id, title, groups, names) {
+  const head = ["volume", "accepted", "rejected", "completed", "intakeAvg", "decisionAvg", "completion", "overdue"];
+  return groupTable(id, title, head, groups, names, (f) => [
+    f.volume, f.accepted, f.rejected, f.completed,
+    `${hours(f.intake_hours_avg)} (${percent(f.intake_on_time_ratio)})`,
+    `${hours(f.decision_hours_avg)} (${percent(f.decision_on_time_ratio)})`,
+    percent(f.completion_ratio), f.overdue]);
 }
 
 // Bundles against their own promise: counted in bundles (件), never in items.
 function bundleFiguresTable(groups, names) {
-  const head = ["", "bundlesVolume", "repliedBundles", "bundlesOnTime"];
-  return el("div", {},
-    el("h3", {}, t("bundlesByType")),
-    el("table", { class: "figures", id: "bundles-by-type" },
-      el("thead", {}, el("tr", {}, head.map((key, i) => el("th", { class: i ? "num" : null }, key ? t(key) : "")))),
-      el("tbody", {}, Object.entries(groups).map(([code, f]) => el("tr", {},
-        el("td", {}, `${names[code] ?? code} `, el("span", { class: "muted" }, code)),
-        el("td", { class: "num" }, f.bundles),
-        el("td", { class: "num" }, f.replied),
-        el("td", { class: "num" }, percent(f.on_time_ratio)))))));
+  const head = ["bundlesVolume", "repliedBundles", "bundlesOnTime"];
+  return groupTable("bundles-by-type", t("bundlesByType"), head, groups, names,
+    (f) => [f.bundles, f.replied, percent(f.on_time_ratio)]);
 }
 
 // 好差评: ratings per level, and the rectifications (整改) 差评 opened.
 function ratingsTable(id, title, groups, names) {
-  const head = ["", "rated", "badRatings", "satisfaction", "rectificationsOpen", "rectificationsOverdue"];
-  return el("div", {},
-    el("h3", {}, title),
-    el("table", { class: "figures", id },
-      el("thead", {}, el("tr", {}, head.map((key, i) => el("th", { class: i ? "num" : null }, key ? t(key) : "")))),
-      el("tbody", {}, Object.entries(groups).map(([code, f]) => el("tr", {},
-        el("td", {}, `${names[code] ?? code} `, el("span", { class: "muted" }, code)),
-        el("td", { class: "num" }, f.rated),
-        el("td", { class: "num" }, f.dissatisfied + f.very_dissatisfied),
-        el("td", { class: "num" }, percent(f.satisfaction_ratio)),
-        el("td", { class: "num" }, f.rectifications_open),
-        el("td", { class: "num" }, f.rectifications_overdue))))));
+  const head = ["rated", "badRatings", "satisfaction", "rectificationsOpen", "rectificationsOverdue"];
+  return groupTable(id, title, head, groups, names, (f) => [
+    f.rated, f.dissatisfied + f.very_dissatisfied, percent(f.satisfaction_ratio),
+    f.rectifications_open, f.rectifications_overdue]);
 }
 
 const SVG = "http://www.w3.org/2000/svg";
