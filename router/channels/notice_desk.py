@@ -29,10 +29,9 @@ from contracts.messages import AcceptanceNotice, NoticeDecision
 from router.channels.notice_document import NoticeFacts, NoticeRenderer, chinese_date
 from router.domain.catalogs import CatalogShelf, shelf_of
 from router.domain.notices import notice_message
-from router.domain.progress import push_to_callback
+from router.domain.progress import tell_platform
 from router.domain.workdays import china_date
 from router.store import ApplicantMessageRow, BundleRow, Database, NoticeRow
-from router.store.outbox import enqueue
 from router.store.timeline import Actor, record_event
 from runtime import clock
 from runtime.batches import drain_batches
@@ -111,13 +110,7 @@ class NoticeDesk:
         row.document = document.model_dump(mode="json")
         row.issued_at = clock.now()
         notice = notice_message(row, bundle, catalog)
-        enqueue(
-            session,
-            exchange=topology.REPLIES_EXCHANGE,
-            routing_key=topology.acceptance_routing_key(bundle.bundle_type),
-            message=notice,
-        )
-        push_to_callback(session, bundle, notice)
+        tell_platform(session, bundle, notice, topology.acceptance_routing_key(bundle.bundle_type))
         record_event(
             session,
             bundle.id,

@@ -82,13 +82,7 @@ def _notify(session: Session, bundle: BundleRow, item: ItemRow) -> None:
         bundle_type=bundle.bundle_type,
         result=_item_result(item),
     )
-    enqueue(
-        session,
-        exchange=topology.REPLIES_EXCHANGE,
-        routing_key=topology.notice_routing_key(bundle.bundle_type),
-        message=notice,
-    )
-    push_to_callback(session, bundle, notice)
+    tell_platform(session, bundle, notice, topology.notice_routing_key(bundle.bundle_type))
     # Kept for the file drop's export (router.channels.filedrop_export).
     session.add(
         ItemNoticeRow(
@@ -100,7 +94,19 @@ def _notify(session: Session, bundle: BundleRow, item: ItemRow) -> None:
     )
 
 
-def push_to_callback(
+def tell_platform(
+    session: Session,
+    bundle: BundleRow,
+    message: ItemNotice | BundleReply | AcceptanceNotice,
+    routing_key: str,
+) -> None:
+    """Everything the platform is told goes both ways, in the caller's transaction: on
+    the replies exchange (the outbox publishes it) and to the callback URL, if any."""
+    enqueue(session, exchange=topology.REPLIES_EXCHANGE, routing_key=routing_key, message=message)
+    _push_to_callback(session, bundle, message)
+
+
+def _push_to_callback(
     session: Session, bundle: BundleRow, message: ItemNotice | BundleReply | AcceptanceNotice
 ) -> None:
     """A row for the callback sender, when the platform gave a callback URL."""
@@ -363,13 +369,7 @@ def _send_reply(
         )
     )
     record_event(session, bundle.id, None, event, detail, actor=Actor.ROUTER, at=reply.replied_at)
-    enqueue(
-        session,
-        exchange=topology.REPLIES_EXCHANGE,
-        routing_key=topology.reply_routing_key(bundle.bundle_type),
-        message=reply,
-    )
-    push_to_callback(session, bundle, reply)
+    tell_platform(session, bundle, reply, topology.reply_routing_key(bundle.bundle_type))
     handovers.bundle_replied(session, bundle)
 
 
