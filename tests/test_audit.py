@@ -279,17 +279,19 @@ def test_a_bundles_messages_are_audited(settings: Settings, catalog: Catalog) ->
         reply = running.wait_for_reply(receipt["reply_url"])
         refused = running.submit({**application, "items": ["no_such_item"]})
         database = running.stack.database
-        seal_pending(database)
-        with database.transaction() as session:
-            bundle_id = uuid.UUID(receipt["bundle_id"])
-            rows = session.scalars(select(AuditRow).where(AuditRow.bundle_id == bundle_id)).all()
-            refusal = session.scalars(
-                select(AuditRow).where(
-                    AuditRow.message_id == application["project_no"],
-                    AuditRow.outcome == "refused",
-                )
-            ).one()
-        result = verify(database)
+    # Sealed once the stack has stopped: a record written after the reply (the platform
+    # told, a notice pushed) would otherwise land after the seal and be read unsealed.
+    seal_pending(database)
+    with database.transaction() as session:
+        bundle_id = uuid.UUID(receipt["bundle_id"])
+        rows = session.scalars(select(AuditRow).where(AuditRow.bundle_id == bundle_id)).all()
+        refusal = session.scalars(
+            select(AuditRow).where(
+                AuditRow.message_id == application["project_no"],
+                AuditRow.outcome == "refused",
+            )
+        ).one()
+    result = verify(database)
 
     assert refused.status_code == 422
     assert result.ok, result.problem

@@ -318,7 +318,7 @@ def test_a_department_that_calls_back_is_waited_for_and_its_signed_push_decides(
         status_url = receipt["status_url"]
         waiting = eventually(
             lambda: _item(running, status_url),
-            lambda item: item["decision_poll"] is not None,
+            lambda item: item["decision_poll"] is not None and item["state"] == "accepted",
             timeout=30,
             message="the department's pending answer was not kept",
         )
