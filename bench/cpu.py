@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -44,10 +45,8 @@ def _service_cpu_seconds(command: str) -> float:
     backend that exited is in its postmaster's figure)."""
     total = 0.0
     for pid in _pids(command):
-        try:
+        with contextlib.suppress(FileNotFoundError):  # exited since the listing
             total += cpu_seconds(pid)
-        except FileNotFoundError:  # exited between the listing and the read
-            pass
     return total
 
 
@@ -84,8 +83,7 @@ def cpu_table(before: CpuSnapshot, after: CpuSnapshot, bundles: int) -> dict[str
         return round(1000 * seconds / bundles, 2)
 
     table = {
-        name: per_bundle(after.processes[name] - before.processes[name])
-        for name in after.processes
+        name: per_bundle(after.processes[name] - before.processes[name]) for name in after.processes
     }
     table["lianban"] = round(sum(table.values()), 2)
     for name in after.services:
