@@ -95,7 +95,7 @@ def _fill_batch(
         "at, at FROM "
         "(SELECT gen_random_uuid()::text AS message_id, id, at FROM bench_filled) AS sent "
         "ORDER BY message_id",
-        "INSERT INTO replies (bundle_id, body, created_at) "
-        'SELECT id, \'{"outcome": "all_approved"}\'::jsonb, at FROM bench_filled',
+        "INSERT INTO replies (bundle_id, version, body, created_at) "
+        'SELECT id, 1, \'{"outcome": "all_approved"}\'::jsonb, at FROM bench_filled',
     ):
         connection.execute(text(statement))
