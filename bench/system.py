@@ -1,9 +1,11 @@
-"""Lianban under test: `lianban serve`, `lianban relay`, `lianban correlate` and one
-process per department (`python -m bench.department`), on this run's database and vhost."""
+"""Lianban under test: `lianban serve`, `lianban relay`, `lianban correlate` (or, with
+`single_process`, `lianban router` doing all three) and one process per department
+(`python -m bench.department`), on this run's database and vhost."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +20,31 @@ from contracts.catalog import default_catalog
 from router.http.auth import Scope, mint
 from runtime.messaging.signing import ROUTER_SIGNER, new_key
 
-ROUTER_ROLES = ("serve", "relay", "correlate")
+SEPARATE_ROLES = ("serve", "relay", "correlate")
+SINGLE_PROCESS = ("router",)  # `lianban router`: intake, correlation and relay together
+
+
+def router_command_available() -> bool:
+    """Whether this checkout has `lianban router` (it exits 0 on `--help` if so)."""
+    probe = subprocess.run(
+        [str(VENV_BIN / "lianban"), "router", "--help"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return probe.returncode == 0
+
+
+def router_roles(single_process: bool) -> tuple[str, ...]:
+    """The router's processes, the intake API's first; fails plainly when one process
+    is asked for and this checkout has no `lianban router`."""
+    if not single_process:
+        return SEPARATE_ROLES
+    if not router_command_available():
+        raise SystemExit(
+            "--single-process needs `lianban router`, which this checkout does not have "
+            "(`lianban router --help` failed); run without it to start the three roles"
+        )
+    return SINGLE_PROCESS
 
 
 @dataclass(frozen=True)
@@ -38,8 +64,11 @@ class MessageCount:
 
 
 class LianbanSystem:
-    def __init__(self, services: Services, workdir: Path) -> None:
+    def __init__(
+        self, services: Services, workdir: Path, roles: tuple[str, ...] = SEPARATE_ROLES
+    ) -> None:
         self.services = services
+        self.roles = roles
         self.port = free_port()
         secret, entry = mint("bench", [Scope.BUNDLES_WRITE, Scope.BUNDLES_READ, Scope.FILES_WRITE])
         self.token = secret.get_secret_value()
@@ -65,10 +94,12 @@ class LianbanSystem:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, departments: Iterable[str]) -> None:
-        # `serve` migrates the fresh database first; the other roles then find it ready.
-        self.processes.start("serve", [str(VENV_BIN / "lianban"), "serve"])
+        # The intake API's process migrates the fresh database first; the other roles
+        # then find it ready.
+        intake, *others = self.roles
+        self.processes.start(intake, [str(VENV_BIN / "lianban"), intake])
         wait_until(self._serving, 60, "the intake API")
-        for role in ROUTER_ROLES[1:]:
+        for role in others:
             self.processes.start(role, [str(VENV_BIN / "lianban"), role])
         for department in departments:
             self.start_department(department)
@@ -140,7 +171,7 @@ class LianbanSystem:
 
     def router_cpu_seconds(self) -> float:
         cpu = self.processes.cpu_seconds()
-        return sum(cpu[role] for role in ROUTER_ROLES)
+        return sum(cpu[role] for role in self.roles)
 
     def stop(self) -> None:
         self.processes.stop_all()
