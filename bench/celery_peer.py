@@ -6,6 +6,7 @@
 Same RabbitMQ (a quorum queue, persistent messages, publisher confirms, late acks so a
 task survives a worker crash as our items do), a Redis result backend, and one worker
 with two prefork processes. Each task answers at once, as the bench departments do.
+Driven as Lianban is: a closed loop of clients, and an open loop at a fixed rate.
 The worker runs `celery -A bench.celery_peer worker`; the broker and backend come from
 LIANBAN_BENCH_CELERY_BROKER and LIANBAN_BENCH_REDIS_URL.
 """
@@ -16,10 +17,12 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
 from celery import Celery, chain, group
+from celery.exceptions import TimeoutError as ResultTimeout
 from kombu import Exchange, Queue
 
 QUEUE = "bench.newborn"
@@ -135,3 +138,37 @@ def closed_loop(
     for thread in threads:
         thread.join()
     return latencies, time.monotonic() - start
+
+
+WAITERS = 64
+"""Threads waiting for results in the open loop: a result is timed when its waiter
+returns, so this bounds how many finished canvases are timed at once."""
+
+
+def open_loop(
+    applications: Sequence[dict[str, Any]], rate: float, reply_timeout: float = 60
+) -> tuple[list[float | None], float]:
+    """Applies a canvas per application at `rate` per second on a fixed schedule,
+    whatever the results do; returns each bundle's seconds from apply to result (None
+    if none came within `reply_timeout`) and the time from the first apply to the last
+    result."""
+
+    def waited(sent: float, result: Any) -> tuple[float | None, float]:
+        try:
+            result.get(timeout=reply_timeout)
+        except ResultTimeout:
+            return None, time.monotonic()
+        done = time.monotonic()
+        return done - sent, done
+
+    with ThreadPoolExecutor(WAITERS) as waiters:
+        start = time.monotonic()
+        pending = []
+        for index, application in enumerate(applications):
+            delay = start + index / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            sent = time.monotonic()
+            pending.append(waiters.submit(waited, sent, newborn_canvas(application).apply_async()))
+        outcomes = [future.result() for future in pending]
+    return [latency for latency, _ in outcomes], max(done for _, done in outcomes) - start
