@@ -1,10 +1,11 @@
 """`python -m bench`: the whole benchmark, then bench/report.md and its plot.
 
-Phases, in order, on this run's own database and vhost (see bench/README.md):
-Lianban closed loop, latency against offered load, 100 bundles/s offered, growth (a)
-items per bundle, (d) isolation from a slow police department, (b) 1,000,000 finished
-bundles already stored, (c) items waiting at slow departments; then the Celery canvas
-peer and the raw broker.
+Phases, in order, on this run's own database and vhost (see bench/README.md): warm-up,
+CPU per bundle process by process at 10 bundles/s offered, Lianban's closed loop and the
+memory after it, Lianban's capacity (offered rate stepped up), the latency at half that
+capacity, growth (a) items per bundle, (d) isolation from a slow police department,
+(b) 1,000,000 finished bundles already stored, (c) items waiting at slow departments;
+then the Celery canvas peer (closed loop and capacity) and the raw broker.
 """
 
 from __future__ import annotations
@@ -21,27 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from bench import raw_broker
+from bench.capacity import Step, find_capacity
+from bench.cpu import NEWBORN_ITEMS, measure_cpu
 from bench.environment import REDIS_URL, VENV_BIN, Process, children, fresh_services, memory_kib
 from bench.fill import fill_finished_bundles
 from bench.load import Platform, ReplyListener, closed_loop
 from bench.phases import Bench, MemorySampler, Run, load_average
-from bench.report import write_report
+from bench.report import first_table, write_report
 from bench.stats import Latency
-from bench.system import LianbanSystem
+from bench.system import LianbanSystem, router_roles
 from contracts import topology
 from contracts.catalog import BundleType, default_catalog
 from contracts.samples import sample_application
 
 NEWBORN = "newborn"
-# The issue's five: birth medical certificate and vaccination card (health), household
-# registration (police), resident medical insurance, social security card (hrss).
-NEWBORN_ITEMS = (
-    "birth_medical_certificate",
-    "vaccination_certificate",
-    "birth_registration",
-    "medical_insurance_parent_insured",
-    "social_security_card_application",
-)
 # The largest bundle type: 11 items over five departments, listed so that every prefix
 # keeps its prerequisites (growth (a) takes the first n).
 GROWING = "veteran_discharge"
@@ -57,14 +51,20 @@ DEPARTMENTS = (
 
 @dataclass(frozen=True)
 class Scale:
-    """How long and how big each phase is; `make bench` must finish in ten minutes."""
+    """How long and how big each phase is; `make bench` must finish in about fifteen
+    minutes on two cores (bench/README.md says how the sizes were chosen)."""
 
+    cpu_rate: float = 10
+    cpu_seconds: float = 20
     closed_clients: int = 16
     closed_seconds: float = 15
-    sweep_fractions: tuple[float, ...] = (0.25, 0.5, 1.0, 1.25)
-    sweep_seconds: float = 8
-    target_rate: float = 100
-    target_seconds: float = 2
+    # Capacity: steps of `capacity_seconds` from `capacity_start` × the closed-loop
+    # figure, each `capacity_factor` times the last, at most `capacity_steps` of them.
+    capacity_start: float = 0.6
+    capacity_factor: float = 1.25
+    capacity_seconds: float = 15
+    capacity_steps: int = 7
+    half_capacity_seconds: float = 15
     growth_sizes: tuple[int, ...] = (1, 2, 4, 8, 11)
     growth_seconds: float = 8
     isolation_seconds: float = 15
@@ -76,11 +76,13 @@ class Scale:
 
 
 QUICK = Scale(
+    cpu_seconds=3,
     closed_clients=4,
     closed_seconds=3,
-    sweep_fractions=(0.5,),
-    sweep_seconds=3,
-    target_seconds=0.2,
+    capacity_factor=2,
+    capacity_seconds=3,
+    capacity_steps=2,
+    half_capacity_seconds=3,
     growth_sizes=(1, 2),
     growth_seconds=3,
     isolation_seconds=3,
@@ -99,13 +101,19 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the router roles in the closed loop"
     )
+    parser.add_argument(
+        "--single-process",
+        action="store_true",
+        help="run the router as one `lianban router` process instead of its three roles",
+    )
     args = parser.parse_args()
+    roles = router_roles(args.single_process)
     scale = QUICK if args.quick else Scale()
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"scale": asdict(scale), "load_before": load_average()}
     try:
-        run(scale, args.profile, results)
+        run(scale, roles, args.profile, results)
     except BaseException:
         # Keep what was measured: a broken run still says how far it got.
         partial = args.out / "results.partial.json"
@@ -115,17 +123,19 @@ def main() -> None:
     results["total_seconds"] = round(time.monotonic() - started, 1)
     (args.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     write_report(results, args.out)
+    print("\n".join(first_table(results)))
     print(f"wrote {args.out / 'report.md'} in {results['total_seconds']} s")
 
 
-def run(scale: Scale, profile: bool, results: dict[str, Any]) -> None:
+def run(scale: Scale, roles: tuple[str, ...], profile: bool, results: dict[str, Any]) -> None:
     """Every phase, each adding its figures to `results` as it finishes."""
     catalog = default_catalog()
     newborn = catalog.bundle_types[NEWBORN]
     growing = catalog.bundle_types[GROWING]
     growing_items = [item.code for item in growing.items]
     with fresh_services() as services, tempfile.TemporaryDirectory() as workdir:
-        system = LianbanSystem(services, Path(workdir))
+        system = LianbanSystem(services, Path(workdir), roles)
+        results["router_processes"] = list(roles)
         try:
             system.start(DEPARTMENTS)
             queues = [topology.department_queue(d) for d in DEPARTMENTS]
@@ -137,7 +147,12 @@ def run(scale: Scale, profile: bool, results: dict[str, Any]) -> None:
                 log("warm-up")
                 bench.closed("warm", newborn, NEWBORN_ITEMS, 4, 5)
 
-                log("closed loop")
+                log(f"CPU per bundle at {scale.cpu_rate}/s offered")
+                results["cpu"] = _cpu(system, platform, newborn, scale)
+                results["lianban_cpu_ms_per_bundle"] = results["cpu"]["table"]["lianban"]
+                results["machine_cpu_ms_per_bundle"] = results["cpu"]["table"]["machine"]
+
+                log("closed loop (latency-bound)")
                 spies = _profile(system, scale.closed_seconds) if profile else []
                 closed = bench.closed(
                     "closed", newborn, NEWBORN_ITEMS, scale.closed_clients, scale.closed_seconds
@@ -145,23 +160,31 @@ def run(scale: Scale, profile: bool, results: dict[str, Any]) -> None:
                 for spy in spies:
                     spy.wait()
                 results["ours"] = _run(closed)
-                capacity = closed.bundles_per_second
+                results["rss_after_closed_mib"] = system.processes.rss_mib()
 
-                sweep: list[Run] = []
-                for fraction in scale.sweep_fractions:
-                    rate = round(capacity * fraction, 1)
-                    log(f"offered {rate}/s")
-                    sweep.append(
-                        bench.offered(
-                            f"rate{len(sweep)}", newborn, NEWBORN_ITEMS, rate, scale.sweep_seconds
-                        )
+                steps = iter(range(scale.capacity_steps))
+
+                def lianban_step(rate: float) -> Step:
+                    log(f"capacity: offered {rate:.1f}/s")
+                    measured = bench.offered(
+                        f"cap{next(steps)}", newborn, NEWBORN_ITEMS, rate, scale.capacity_seconds
                     )
-                results["sweep"] = [_run(r) for r in sweep]
-                log(f"offered {scale.target_rate}/s")
-                target = bench.offered(
-                    "target", newborn, NEWBORN_ITEMS, scale.target_rate, scale.target_seconds
+                    return _run(measured)
+
+                capacity, curve = find_capacity(
+                    lianban_step,
+                    round(closed.bundles_per_second * scale.capacity_start, 1),
+                    scale.capacity_factor,
+                    scale.capacity_steps,
                 )
-                results["target"] = _run(target)
+                results["capacity"] = {"per_second": capacity, "curve": curve}
+                # Isolation (d), the filled database (b) and the target below are
+                # measured at half of it (of the lowest rate tried, if none held).
+                half = (capacity or curve[0]["offered_per_second"]) / 2
+                log(f"half capacity: offered {half:.1f}/s")
+                results["half_capacity"] = _run(
+                    bench.offered("half", newborn, NEWBORN_ITEMS, half, scale.half_capacity_seconds)
+                )
 
                 growth = []
                 for size in scale.growth_sizes:
@@ -183,14 +206,19 @@ def run(scale: Scale, profile: bool, results: dict[str, Any]) -> None:
                 # Before (d) restarts police: every process has lived through the same load.
                 results["peak_rss_mib"] = system.processes.peak_rss_mib()
                 results["mean_message_bytes"] = system.mean_message_bytes()
-                results["isolation"] = _isolation(bench, system, newborn, capacity / 2, scale)
+                results["isolation"] = _isolation(bench, system, newborn, half, scale)
 
-                results["filled"] = _filled(bench, system, newborn, closed, capacity / 2, scale)
+                results["filled"] = _filled(
+                    bench, system, newborn, closed, results["half_capacity"], half, scale
+                )
                 results["waiting"] = _waiting(bench, system, growing, growing_items, scale)
         finally:
             system.stop()
         log("celery canvas")
         results["celery"] = _celery(services.amqp_url, scale, Path(workdir))
+        ours, theirs = results["capacity"]["per_second"], results["celery"]["capacity"]
+        results["capacity_per_second"] = {"lianban": ours, "celery": theirs}
+        results["capacity_ratio_to_celery"] = round(ours / theirs, 2) if theirs else None
         log("raw broker")
         raw = raw_broker.measure(
             services.amqp_url, scale.raw_messages, results.get("mean_message_bytes", 1024)
@@ -232,11 +260,12 @@ def _filled(
     system: LianbanSystem,
     newborn: BundleType,
     empty: Run,
+    empty_offered: dict[str, Any],
     rate: float,
     scale: Scale,
 ) -> dict[str, Any]:
     """(b): the same closed loop and offered load with a million finished bundles stored.
-    The empty-database figures are the closed loop's and isolation's `d0` run."""
+    The empty-database figures are the closed loop's and the half-capacity run's."""
     log(f"(b) filling {scale.filled_bundles} finished bundles")
     started = time.monotonic()
     fill_finished_bundles(system.engine, newborn, list(NEWBORN_ITEMS), scale.filled_bundles)
@@ -246,7 +275,7 @@ def _filled(
     closed = bench.closed(
         "bclosed", newborn, NEWBORN_ITEMS, scale.closed_clients, scale.closed_seconds
     )
-    offered = bench.offered("brate", newborn, NEWBORN_ITEMS, rate, scale.isolation_seconds)
+    offered = bench.offered("brate", newborn, NEWBORN_ITEMS, rate, scale.half_capacity_seconds)
     scans_after = system.sequential_scans()
     return {
         "bundles": scale.filled_bundles,
@@ -259,6 +288,7 @@ def _filled(
             for table, after in scans_after.items()
         },
         "empty_closed": _run(empty),
+        "empty_offered": empty_offered,
         "closed": _run(closed),
         "offered": _run(offered),
     }
@@ -294,16 +324,39 @@ def _waiting(
     }
 
 
+def _cpu(
+    system: LianbanSystem, platform: Platform, newborn: BundleType, scale: Scale
+) -> dict[str, Any]:
+    """bench.cpu's table: CPU ms per bundle, process by process and the whole machine."""
+    table, bundles, unanswered = measure_cpu(
+        system, platform, newborn, scale.cpu_rate, scale.cpu_seconds
+    )
+    return {
+        "offered_per_second": scale.cpu_rate,
+        "seconds": scale.cpu_seconds,
+        "bundles": bundles,
+        "unanswered": unanswered,
+        "table": table,
+        "load_average": load_average(),
+    }
+
+
 def _celery(amqp_url: str, scale: Scale, workdir: Path) -> dict[str, Any]:
+    """The canvas peer: warm-up, the same latency-bound closed loop as ours, then its
+    capacity found the same way."""
     env = {**os.environ, "LIANBAN_BENCH_CELERY_BROKER": amqp_url}
     os.environ["LIANBAN_BENCH_CELERY_BROKER"] = amqp_url
     from bench import celery_peer  # the app reads its broker when imported
 
-    catalog = default_catalog()
-    applications = [
-        sample_application(catalog.bundle_types[NEWBORN], f"celery-{n:09d}", list(NEWBORN_ITEMS), n)
-        for n in range(int(scale.celery_seconds * 200) + 20)
-    ]
+    newborn = default_catalog().bundle_types[NEWBORN]
+    numbered = iter(range(1_000_000_000))
+
+    def applications(count: int) -> list[dict[str, Any]]:
+        return [
+            sample_application(newborn, f"celery-{n:09d}", list(NEWBORN_ITEMS), n)
+            for n in (next(numbered) for _ in range(count))
+        ]
+
     log_path = workdir / "celery-worker.log"
     with log_path.open("wb") as log_file:
         worker = subprocess.Popen(
@@ -324,9 +377,38 @@ def _celery(amqp_url: str, scale: Scale, workdir: Path) -> dict[str, Any]:
             stderr=subprocess.STDOUT,
         )
     process = Process("celery", worker, log_path)
+
+    def step(rate: float) -> Step:
+        log(f"celery capacity: offered {rate:.1f}/s")
+        latencies, seconds = celery_peer.open_loop(
+            applications(max(1, round(rate * scale.capacity_seconds))), rate
+        )
+        process.check_alive()
+        answered = [latency for latency in latencies if latency is not None]
+        return {
+            "offered_per_second": round(rate, 1),
+            "bundles": len(latencies),
+            "seconds": round(seconds, 2),
+            "bundles_per_second": round(len(latencies) / seconds, 2),
+            "reply": asdict(Latency.of(answered)),
+            "unanswered": len(latencies) - len(answered),
+            "load_average": load_average(),
+        }
+
     try:
-        celery_peer.closed_loop(applications[:20], 4, 30)  # warm-up: the worker is ready
-        latencies, seconds = celery_peer.closed_loop(applications[20:], 16, scale.celery_seconds)
+        celery_peer.closed_loop(applications(20), 4, 30)  # warm-up: the worker is ready
+        log("celery closed loop (latency-bound)")
+        latencies, seconds = celery_peer.closed_loop(
+            applications(int(scale.celery_seconds * 200)),
+            scale.closed_clients,
+            scale.celery_seconds,
+        )
+        capacity, curve = find_capacity(
+            step,
+            round(len(latencies) / seconds * scale.capacity_start, 1),
+            scale.capacity_factor,
+            scale.capacity_steps,
+        )
         process.check_alive()
         rss = {"worker": memory_kib(process.pid, "VmHWM") / 1024} | {
             f"prefork-{n}": memory_kib(child, "VmHWM") / 1024
@@ -340,6 +422,8 @@ def _celery(amqp_url: str, scale: Scale, workdir: Path) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "bundles_per_second": round(len(latencies) / seconds, 2),
         "reply": asdict(Latency.of(latencies)),
+        "capacity": capacity,
+        "curve": curve,
         "peak_rss_mib": rss,
         "redis": REDIS_URL,
         "load_average": load_average(),
@@ -370,14 +454,16 @@ def _profile(system: LianbanSystem, seconds: float) -> list[subprocess.Popen[byt
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for role in ("serve", "relay", "correlate")
+        for role in system.roles
     ]
 
 
 def _run(run: Run) -> dict[str, Any]:
     return {
         "name": run.name,
-        "offered_per_second": run.offered_per_second,
+        "offered_per_second": None
+        if run.offered_per_second is None
+        else round(run.offered_per_second, 1),
         "bundles": run.bundles,
         "seconds": round(run.seconds, 2),
         "bundles_per_second": round(run.bundles_per_second, 2),
