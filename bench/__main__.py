@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -162,7 +163,7 @@ def run(scale: Scale, roles: tuple[str, ...], profile: bool, results: dict[str, 
                 results["ours"] = _run(closed)
                 results["rss_after_closed_mib"] = system.processes.rss_mib()
 
-                steps = iter(range(scale.capacity_steps))
+                steps = itertools.count()
 
                 def lianban_step(rate: float) -> Step:
                     log(f"capacity: offered {rate:.1f}/s")
@@ -349,7 +350,7 @@ def _celery(amqp_url: str, scale: Scale, workdir: Path) -> dict[str, Any]:
     from bench import celery_peer  # the app reads its broker when imported
 
     newborn = default_catalog().bundle_types[NEWBORN]
-    numbered = iter(range(1_000_000_000))
+    numbered = itertools.count()
 
     def applications(count: int) -> list[dict[str, Any]]:
         return [
