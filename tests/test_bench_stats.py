@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 
+from bench.capacity import Step, find_capacity, sustained
 from bench.stats import Latency, growth_exponent, percentile, relative_change
 
 
@@ -36,3 +38,37 @@ def test_growth_exponent_tells_linear_from_worse() -> None:
     assert growth_exponent(sizes, [3.0 * n for n in sizes]) == pytest.approx(1.0)
     assert growth_exponent(sizes, [10.0 + n for n in sizes]) < 1.0
     assert growth_exponent(sizes, [float(n * n) for n in sizes]) == pytest.approx(2.0)
+
+
+def _system_sustaining(limit: float) -> Callable[[float], Step]:
+    """A pretend system: every bundle answered; p99 within 1 s up to `limit` per second."""
+
+    def measure(rate: float) -> Step:
+        p99 = 200.0 if rate <= limit else 5000.0
+        return {"offered_per_second": rate, "unanswered": 0, "reply": {"p99": p99}}
+
+    return measure
+
+
+@pytest.mark.parametrize(
+    ("limit", "capacity", "steps"),
+    [
+        (20.0, 19.53, 5),  # stepped up from 10 until 24.4 failed
+        (5.0, 4.1, 5),  # the first step failed: stepped down until 4.1 held
+        (0.0, 0.0, 7),  # nothing held within the seven steps allowed
+    ],
+)
+def test_capacity_is_the_highest_rate_held_stepping_from_the_first(
+    limit: float, capacity: float, steps: int
+) -> None:
+    found, curve = find_capacity(_system_sustaining(limit), start=10, factor=1.25, max_steps=7)
+    assert found == pytest.approx(capacity, abs=0.01)
+    assert len(curve) == steps
+    rates = [step["offered_per_second"] for step in curve]
+    assert rates == sorted(rates)
+
+
+def test_an_unanswered_bundle_fails_a_step_however_fast_the_rest() -> None:
+    step = {"offered_per_second": 1.0, "unanswered": 1, "reply": {"p99": 10.0}}
+    assert not sustained(step)
+    assert not sustained({**step, "unanswered": 0, "reply": {"p99": math.nan}})
