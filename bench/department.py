@@ -2,9 +2,9 @@
 
     python -m bench.department <department> [--delay SECONDS | --later]
 
-It goes through the same `Stack` and `AdapterWorker` as `lianban adapter`, so everything
-but the department's own work is measured. It keeps nothing per item, so its memory says
-something about the worker, not about a test double.
+It goes through the same `AdapterProcess` and `AdapterWorker` as `lianban adapter`, so
+everything but the department's own work is measured. It keeps nothing per item, so its
+memory says something about the worker, not about a test double.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from contracts.messages import (
     ItemSupplement,
     OutcomeResult,
 )
+from lianban.adapter_process import AdapterProcess
 from lianban.settings import Settings
-from lianban.stack import Stack
 from runtime.logs import configure_logging
 
 
@@ -93,9 +93,9 @@ def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
     catalog = default_catalog()
     adapter = instant_department(args.department, catalog, args.delay, args.later)
-    stack = Stack(settings, catalog, roles=(), adapters=[adapter])
-    stack.start()
-    stack.wait()
+    process = AdapterProcess(settings, catalog.departments, [adapter])
+    process.start()
+    process.wait()
 
 
 if __name__ == "__main__":
