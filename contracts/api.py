@@ -12,10 +12,6 @@ from contracts.application import HandoverMethod, MaterialRef
 from contracts.catalog import HandlingClass
 from contracts.messages import CircuitState, ItemState, ToleratedGap, TroubleKind
 
-# The largest request body the API reads unless LIANBAN_MAX_BODY_BYTES says otherwise
-# (materials stream under MAX_MATERIAL_BYTES instead): larger ones get 413.
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-
 
 class _Document(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -24,7 +24,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from contracts.api import DEFAULT_MAX_BODY_BYTES
+from contracts.application import DEFAULT_MAX_BODY_BYTES
 from contracts.errors import ConfigurationError
 from contracts.personal_data import mask_text
 from router.http.tokens import ApiToken

@@ -10,8 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from contracts.api import DEFAULT_MAX_BODY_BYTES
-from contracts.application import Application
+from contracts.application import DEFAULT_MAX_BODY_BYTES, Application
 from contracts.catalog import Catalog
 from router.domain.catalogs import CatalogShelf, shelf_of
 from router.http.auth import fixed_tokens

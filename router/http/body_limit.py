@@ -11,7 +11,7 @@ from fastapi import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.api import DEFAULT_MAX_BODY_BYTES
+from contracts.application import DEFAULT_MAX_BODY_BYTES
 
 _STREAMED = "/v1/materials/"
 

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from contracts.api import DEFAULT_MAX_BODY_BYTES
+from contracts.application import DEFAULT_MAX_BODY_BYTES
 from contracts.catalog import Catalog
 from router.domain.catalogs import CatalogShelf
 from router.domain.intake import Intake
