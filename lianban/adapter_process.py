@@ -24,7 +24,6 @@ from adapters.decisions import CalledBack
 from adapters.worker import AdapterWorker
 from contracts.errors import ConfigurationError
 from lianban.settings import Settings
-from runtime.breakers import serve_process_metrics
 from runtime.health import Health, serve_health
 from runtime.messaging import Broker
 from runtime.messaging.signing import ROUTER_SIGNER, Keyring
@@ -118,6 +117,8 @@ class AdapterProcess:
         """The metrics and health ports, when configured; `checks` are what else health
         reports on besides the threads and consumers."""
         if self.settings.metrics_port is not None:
+            from runtime.process_metrics import serve_process_metrics
+
             self._metrics_server = serve_process_metrics(
                 self.settings.metrics_host, self.settings.metrics_port
             )

@@ -76,9 +76,10 @@ class ConsumerLoop:
     are carried out on the consuming thread between waits, since a channel belongs to
     its thread: a wait lasts a tick while deliveries are in hand (pending, or waiting to
     be handed over), and up to IDLE_WAIT_SECONDS when none is, so an idle consumer
-    does not wake a hundred times a second. A delivery of a channel that has since died is never settled: after a
-    reconnect its tag means nothing, and the broker redelivers it instead. On stop,
-    pending deliveries get `grace_seconds` to be settled before the connection closes.
+    does not wake a hundred times a second. A delivery of a channel that has since died
+    is never settled: after a reconnect its tag means nothing, and the broker redelivers
+    it instead. On stop, pending deliveries get `grace_seconds` to be settled before the
+    connection closes.
     """
 
     def __init__(
