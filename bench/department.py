@@ -15,7 +15,7 @@ from datetime import date
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
-from contracts.catalog import Catalog, default_catalog
+from contracts.catalog import Catalog, load_catalog
 from contracts.messages import (
     Accepted,
     Certificate,
@@ -91,9 +91,12 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
-    catalog = default_catalog()
+    # Read for the adapter's declaration, then dropped (default_catalog's stays cached), as
+    # `lianban adapter` does.
+    catalog = load_catalog()
     adapter = instant_department(args.department, catalog, args.delay, args.later)
     process = AdapterProcess(settings, catalog.departments, [adapter])
+    del catalog
     process.start()
     process.wait()
 

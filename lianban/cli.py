@@ -31,6 +31,7 @@ from contracts.catalog import (
     HandlingClass,
     default_catalog,
     dependency_order,
+    load_catalog,
     promised_working_days,
 )
 from contracts.catalog.checklist import checklist, form_fields
@@ -52,6 +53,7 @@ from runtime.tracing import configure_tracing
 from runtime.webhooks import new_secret
 
 if TYPE_CHECKING:
+    from adapters.base import Adapter
     from router.operations.dlq import DeadLetterQueues
 
 USAGE_ERROR = 2
@@ -775,14 +777,26 @@ def _run_simulator(args: argparse.Namespace) -> int:
 def _run_adapter(args: argparse.Namespace) -> int:
     if args.department == "new":
         return _scaffold(args)
-    from adapters.registry import adapter_for
-    from adapters.simulated import Scenario
     from lianban.adapter_process import AdapterProcess
 
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(f"lianban-adapter-{args.department}", settings.traces_exporter)
-    catalog = default_catalog()
+    adapter, departments = _adapter(args)
+    process = AdapterProcess(settings, departments, [adapter])
+    _stop_gracefully_on_sigterm()
+    process.start()
+    process.wait()
+    return 0
+
+
+def _adapter(args: argparse.Namespace) -> tuple[Adapter, list[str]]:
+    """The adapter `args` ask for, and the catalog's departments. The catalog is read for
+    this alone, not kept (default_catalog's is): a running adapter needs none of it."""
+    from adapters.registry import adapter_for
+    from adapters.simulated import Scenario
+
+    catalog = load_catalog()
     scenario = Scenario.from_file(args.scenario) if args.scenario else None
     adapter = adapter_for(
         args.department,
@@ -792,11 +806,7 @@ def _run_adapter(args: argparse.Namespace) -> int:
         scenario=scenario,
     )
     adapter.area = args.area
-    process = AdapterProcess(settings, catalog.departments, [adapter])
-    _stop_gracefully_on_sigterm()
-    process.start()
-    process.wait()
-    return 0
+    return adapter, list(catalog.departments)
 
 
 def _scaffold(args: argparse.Namespace) -> int:
