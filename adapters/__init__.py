@@ -14,13 +14,17 @@ An adapter is a declaration plus one `async def handle(item, ctx)` (see `Adapter
 Business answers (不予受理, 补齐补正, denial) are results, not errors: return Rejected,
 CorrectionRequested or Decided(approved=False, reason=...). A department that decides
 later gets `Pending` and a `decisions = Polled(PollSchedule(...))` or `CalledBack()`.
+
+`SoapFilingAdapter` is imported on first use: it brings zeep, which an adapter that
+speaks only HTTP (and its process) does without.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
 from adapters.decisions import CalledBack, Polled
 from adapters.resilience import RetryPolicy
-from adapters.soap_filing import SoapFilingAdapter
 from contracts.application import MaterialRef
 from contracts.errors import BadAnswerError, FatalDepartmentError, FilingWithdrawn, RetryableError
 from contracts.messages import (
@@ -41,6 +45,9 @@ from contracts.messages import (
     ToleratedGap,
 )
 from contracts.polling import PollPhase, PollSchedule
+
+if TYPE_CHECKING:
+    from adapters.soap_filing import SoapFilingAdapter
 
 __all__ = [
     "Accepted",
@@ -72,3 +79,11 @@ __all__ = [
     "SupplementPurpose",
     "ToleratedGap",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SoapFilingAdapter":
+        from adapters.soap_filing import SoapFilingAdapter
+
+        return SoapFilingAdapter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

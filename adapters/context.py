@@ -20,9 +20,6 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 import structlog
-import zeep
-from zeep.proxy import AsyncServiceProxy
-from zeep.transports import AsyncTransport
 
 from adapters.answer_limit import MAX_ANSWER_BYTES, CappedTransport
 from adapters.errors import classify, describe
@@ -32,14 +29,6 @@ from contracts.messages import OutcomeResult
 from runtime.storage import MaterialStore
 
 T = TypeVar("T")
-
-HARDENED_XML = zeep.Settings(
-    strict=True,
-    xml_huge_tree=False,
-    forbid_dtd=True,
-    forbid_entities=True,
-    forbid_external=True,
-)
 
 
 class Reporter(Protocol):
@@ -74,10 +63,22 @@ class DepartmentClients:
         if key not in self._soap:
             if not wsdl.is_file():
                 raise FileNotFoundError(f"WSDL {wsdl} is not shipped with the adapter")
+            # zeep is imported by the adapters that speak SOAP, not by every adapter process.
+            import zeep
+            from zeep.proxy import AsyncServiceProxy
+            from zeep.transports import AsyncTransport
+
+            hardened = zeep.Settings(
+                strict=True,
+                xml_huge_tree=False,
+                forbid_dtd=True,
+                forbid_entities=True,
+                forbid_external=True,
+            )
             transport = AsyncTransport(
                 client=self.http, operation_timeout=self._timeout.read or None
             )
-            client = zeep.AsyncClient(str(wsdl), transport=transport, settings=HARDENED_XML)
+            client = zeep.AsyncClient(str(wsdl), transport=transport, settings=hardened)
             if binding is not None and self.endpoint:
                 # Not client.create_service: on an AsyncClient it returns a synchronous
                 # proxy whose calls are never awaited (python-zeep #1168).

@@ -6,14 +6,19 @@ An adapter raises `RetryableError` for "busy, try again", `FatalDepartmentError`
 "repeating cannot help" and `BadAnswerError` for "the answer is garbage"; anything else
 it lets through is classified here. Business rejections (不予受理, denial, a correction
 request) are not errors: handlers return them as outcomes.
+
+zeep's errors are looked up only in a process that loaded zeep (a SOAP adapter's): an
+error cannot be one of them otherwise, and an adapter that speaks only HTTP never pays
+for importing it.
 """
 
 from __future__ import annotations
 
+import sys
+from types import ModuleType
+
 import httpx
-from lxml.etree import XMLSyntaxError
 from pydantic import ValidationError
-from zeep.exceptions import DTDForbidden, EntitiesForbidden, Fault, TransportError, XMLParseError
 
 from contracts.errors import Action, DepartmentError
 
@@ -49,10 +54,6 @@ EXCEPTION_ACTIONS: tuple[tuple[type[BaseException], Action], ...] = (
     (httpx.TransportError, Action.RETRY),  # connection refused, reset, protocol errors
     (TimeoutError, Action.RETRY),
     (ConnectionError, Action.RETRY),
-    (DTDForbidden, Action.FAIL),  # hostile XML: never retried, never parsed
-    (EntitiesForbidden, Action.FAIL),
-    (XMLParseError, Action.FAIL),
-    (XMLSyntaxError, Action.FAIL),
     (ValidationError, Action.FAIL),
 )
 
@@ -62,17 +63,18 @@ def classify(error: BaseException) -> Action:
     if isinstance(error, DepartmentError):
         return error.action
     if isinstance(error, httpx.HTTPStatusError):
-        status = error.response.status_code
-        return HTTP_STATUS_ACTIONS.get(status, Action.RETRY if status >= 500 else Action.FAIL)
-    if isinstance(error, TransportError):  # zeep's, for HTTP errors under SOAP
-        status = error.status_code or 0
-        return HTTP_STATUS_ACTIONS.get(status, Action.RETRY if status >= 500 else Action.FAIL)
-    if isinstance(error, Fault):
-        code = (error.code or "").rsplit(":", 1)[-1].rsplit("}", 1)[-1]
-        return SOAP_FAULT_ACTIONS.get(code, Action.FAIL)
+        return _http_status_action(error.response.status_code)
+    if (soap := _loaded("zeep.exceptions")) is not None:
+        if isinstance(error, soap.TransportError):  # for HTTP errors under SOAP
+            return _http_status_action(error.status_code or 0)
+        if isinstance(error, soap.Fault):
+            code = (error.code or "").rsplit(":", 1)[-1].rsplit("}", 1)[-1]
+            return SOAP_FAULT_ACTIONS.get(code, Action.FAIL)
     for error_type, action in EXCEPTION_ACTIONS:
         if isinstance(error, error_type):
             return action
+    # Hostile or unreadable XML (zeep's DTDForbidden, EntitiesForbidden, XMLParseError,
+    # lxml's XMLSyntaxError) among the rest: repeating cannot help.
     return Action.FAIL
 
 
@@ -80,6 +82,14 @@ def describe(error: BaseException) -> str:
     """A short, log-safe description of an error for the item's failure reason."""
     if isinstance(error, httpx.HTTPStatusError):
         return f"HTTP {error.response.status_code} from {error.request.url.host}"
-    if isinstance(error, Fault):
+    if (soap := _loaded("zeep.exceptions")) is not None and isinstance(error, soap.Fault):
         return f"SOAP fault {error.code}: {str(error.message)[:200]}"
     return f"{type(error).__name__}: {str(error)[:200]}"
+
+
+def _http_status_action(status: int) -> Action:
+    return HTTP_STATUS_ACTIONS.get(status, Action.RETRY if status >= 500 else Action.FAIL)
+
+
+def _loaded(module: str) -> ModuleType | None:
+    return sys.modules.get(module)

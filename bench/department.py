@@ -2,9 +2,9 @@
 
     python -m bench.department <department> [--delay SECONDS | --later]
 
-It goes through the same `Stack` and `AdapterWorker` as `lianban adapter`, so everything
-but the department's own work is measured. It keeps nothing per item, so its memory says
-something about the worker, not about a test double.
+It goes through the same `AdapterProcess` and `AdapterWorker` as `lianban adapter`, so
+everything but the department's own work is measured. It keeps nothing per item, so its
+memory says something about the worker, not about a test double.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import date
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
-from contracts.catalog import Catalog, default_catalog
+from contracts.catalog import Catalog, load_catalog
 from contracts.messages import (
     Accepted,
     Certificate,
@@ -25,8 +25,8 @@ from contracts.messages import (
     ItemSupplement,
     OutcomeResult,
 )
+from lianban.adapter_process import AdapterProcess
 from lianban.settings import Settings
-from lianban.stack import Stack
 from runtime.logs import configure_logging
 
 
@@ -91,11 +91,14 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
-    catalog = default_catalog()
+    # Read for the adapter's declaration, then dropped (default_catalog's stays cached), as
+    # `lianban adapter` does.
+    catalog = load_catalog()
     adapter = instant_department(args.department, catalog, args.delay, args.later)
-    stack = Stack(settings, catalog, roles=(), adapters=[adapter])
-    stack.start()
-    stack.wait()
+    process = AdapterProcess(settings, catalog.departments, [adapter])
+    del catalog
+    process.start()
+    process.wait()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ from contracts.licences import LicenceCitation, PriorResult
 from contracts.regions import PROVINCES
 
 MAX_MATERIAL_BYTES = 50 * 1024 * 1024
+# The largest request body (an application, a correction) the API reads unless
+# LIANBAN_MAX_BODY_BYTES says otherwise; materials stream under MAX_MATERIAL_BYTES instead.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 MATERIAL_MEDIA_TYPES = frozenset(MEDIA_TYPES)
 
 

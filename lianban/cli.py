@@ -1,5 +1,8 @@
 """`lianban`: run the roles, the embedded demo, and look at the catalog."""
 
+# Each command imports what it runs when it runs: `lianban adapter` never loads the
+# router's web framework or database layer, so an adapter process stays small.
+
 from __future__ import annotations
 
 import argparse
@@ -15,15 +18,11 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import amqp.exceptions
 import kombu.exceptions
-import sqlalchemy.exc
 
-from adapters.registry import adapter_for, simulate_every_department
-from adapters.scaffold import scaffold
-from adapters.simulated import Scenario
 from contracts.api import AlertLevel, ClockStatus, DeadlineAlert, DeliveryTrouble, HandoverStatus
 from contracts.application import HandoverMethod
 from contracts.catalog import (
@@ -32,18 +31,14 @@ from contracts.catalog import (
     HandlingClass,
     default_catalog,
     dependency_order,
+    load_catalog,
     promised_working_days,
 )
 from contracts.catalog.checklist import checklist, form_fields
 from contracts.errors import ConfigurationError, LianbanError
 from contracts.personal_data import mask_fields, mask_text
-from lianban.schemas import export, stale_documents
 from lianban.settings import Settings, markdown_table, open_database, variables
-from lianban.stack import Role, Stack
-from router.domain.catalogs import CatalogShelf
-from router.domain.views import bundle_status, find_bundle
-from router.domain.workdays import working_calendar
-from router.http.auth import Scope, manual_scope, mint
+from router.http.tokens import Scope, manual_scope, mint
 from router.operations.broker_definitions import (
     DEFAULT_VHOST,
     DEFINITIONS_FILE,
@@ -51,24 +46,23 @@ from router.operations.broker_definitions import (
     is_current,
     render,
 )
-from router.operations.calendar_status import calendar_status
-from router.operations.dlq import DeadLetterQueues, record_replay
-from router.operations.queues import (
-    ManagementApi,
-    department_queues,
-    format_table,
-    oldest_unanswered_dispatches,
-)
-from router.operations.report import Month, monthly_report
-from router.store import audit_chain
 from runtime.logs import configure_logging
 from runtime.messaging import Broker
 from runtime.messaging.signing import new_key
-from runtime.serving import ThreadedServer
 from runtime.tracing import configure_tracing
 from runtime.webhooks import new_secret
 
+if TYPE_CHECKING:
+    from adapters.base import Adapter
+    from router.operations.dlq import DeadLetterQueues
+
 USAGE_ERROR = 2
+# The router's roles (lianban.stack.Role), each a command of its own.
+ROUTER_ROLES = {
+    "serve": "the intake API",
+    "relay": "the outbox relay",
+    "correlate": "the correlator",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +93,11 @@ def _user_mistake(error: Exception) -> str | None:
     """What to tell the user about an error their input or setup caused; None for a bug."""
     if isinstance(error, LianbanError):
         return str(error)
-    if isinstance(error, sqlalchemy.exc.DBAPIError | sqlalchemy.exc.ArgumentError):
+    # Only a command that opened a database has SQLAlchemy loaded, and so its errors.
+    database_errors = sys.modules.get("sqlalchemy.exc")
+    if database_errors is not None and isinstance(
+        error, database_errors.DBAPIError | database_errors.ArgumentError
+    ):
         cause = str(getattr(error, "orig", None) or error).splitlines()[0]
         url = mask_text(Settings.from_env().database_url)
         return f"cannot use the database {url} ({cause}); set LIANBAN_DATABASE_URL"
@@ -150,16 +148,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     config.set_defaults(run=_config)
 
-    for role, text in (
-        (Role.SERVE, "the intake API"),
-        (Role.RELAY, "the outbox relay"),
-        (Role.CORRELATE, "the correlator"),
-    ):
-        command = commands.add_parser(role.value, help=f"run {text}")
+    for role, text in ROUTER_ROLES.items():
+        command = commands.add_parser(role, help=f"run {text}")
         command.set_defaults(run=lambda args, role=role: _run_roles(args, {role}))
 
+    router = commands.add_parser(
+        "router",
+        help="run intake, correlation and relay in one process (a small deployment); "
+        "the separate roles scale out",
+    )
+    router.set_defaults(run=lambda args: _run_roles(args, set(ROUTER_ROLES)))
+
     run_all = commands.add_parser("run-all", help="run every role and simulated departments")
-    run_all.set_defaults(run=lambda args: _run_roles(args, set(Role), simulate_all=True))
+    run_all.set_defaults(run=lambda args: _run_roles(args, set(ROUTER_ROLES), simulate_all=True))
 
     adapter = commands.add_parser(
         "adapter",
@@ -355,6 +356,13 @@ def _scope(text: str) -> str:
 
 
 def _queues(args: argparse.Namespace) -> int:
+    from router.operations.queues import (
+        ManagementApi,
+        department_queues,
+        format_table,
+        oldest_unanswered_dispatches,
+    )
+
     settings = Settings.from_env()
     api = ManagementApi.for_broker(settings.broker_url, settings.rabbitmq_management_url)
     database = open_database(settings)
@@ -376,6 +384,8 @@ def _queues(args: argparse.Namespace) -> int:
 
 
 def _dead_letters() -> DeadLetterQueues:
+    from router.operations.dlq import DeadLetterQueues
+
     broker_url = Settings.from_env().broker_url
     if broker_url.startswith("memory://"):
         raise ConfigurationError(
@@ -433,6 +443,8 @@ def shown_body(body: bytes) -> Any:
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
+    from router.operations.dlq import record_replay
+
     ids = set(args.message_ids) if args.message_ids else None
     queues = _dead_letters()
     queue = _parking_lot(queues, args.queue)
@@ -447,6 +459,9 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 
 def _bundle_show(args: argparse.Namespace) -> int:
+    from router.domain.catalogs import CatalogShelf
+    from router.domain.views import bundle_status, find_bundle
+
     settings = Settings.from_env()
     database = open_database(settings)
     try:
@@ -498,6 +513,9 @@ def _bundle_show(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from router.domain.workdays import working_calendar
+    from router.operations.report import Month, monthly_report
+
     try:
         month = Month.parse(args.month)
     except ValueError as error:
@@ -641,6 +659,8 @@ def _broker_check(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    from router.store import audit_chain
+
     database = open_database(Settings.from_env())
     try:
         result = audit_chain.verify(database)
@@ -658,6 +678,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 
 def _audit_head(args: argparse.Namespace) -> int:
+    from router.store import audit_chain
+
     database = open_database(Settings.from_env())
     try:
         audit_chain.seal_pending(database)
@@ -669,6 +691,8 @@ def _audit_head(args: argparse.Namespace) -> int:
 
 
 def _audit_prune(args: argparse.Namespace) -> int:
+    from router.store import audit_chain
+
     settings = Settings.from_env()
     retention = audit_chain.retention_from_days(settings.audit_retention_days)
     database = open_database(settings)
@@ -682,25 +706,32 @@ def _audit_prune(args: argparse.Namespace) -> int:
 
 
 def _schemas_export(args: argparse.Namespace) -> int:
+    from lianban.schemas import export
+
     for path in export(default_catalog()):
         print(f"wrote {path}")
     return 0
 
 
 def _schemas_check(args: argparse.Namespace) -> int:
+    from lianban.schemas import stale_documents
+
     stale = stale_documents(default_catalog())
     for name in stale:
         print(f"stale: contracts/schemas/{name} (run `make schemas`)", file=sys.stderr)
     return 1 if stale else 0
 
 
-def _run_roles(args: argparse.Namespace, roles: set[Role], simulate_all: bool = False) -> int:
+def _run_roles(args: argparse.Namespace, roles: set[str], simulate_all: bool = False) -> int:
+    from adapters.registry import simulate_every_department
+    from lianban.stack import Role, Stack
+
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing("lianban-" + "-".join(sorted(roles)), settings.traces_exporter)
     catalog = default_catalog()
     adapters = simulate_every_department(catalog) if simulate_all else []
-    stack = Stack(settings, catalog, roles, adapters)
+    stack = Stack(settings, catalog, {Role(role) for role in roles}, adapters)
     _stop_gracefully_on_sigterm()
     stack.start()
     stack.wait()
@@ -717,6 +748,7 @@ def _run_simulator(args: argparse.Namespace) -> int:
     from adapters.simulators.base import DepartmentState
     from adapters.simulators.filings_view import FILINGS_PATH, with_filings_listed
     from adapters.simulators.systems import installed_simulators
+    from runtime.serving import ThreadedServer
 
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
@@ -745,10 +777,26 @@ def _run_simulator(args: argparse.Namespace) -> int:
 def _run_adapter(args: argparse.Namespace) -> int:
     if args.department == "new":
         return _scaffold(args)
+    from lianban.adapter_process import AdapterProcess
+
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(f"lianban-adapter-{args.department}", settings.traces_exporter)
-    catalog = default_catalog()
+    adapter, departments = _adapter(args)
+    process = AdapterProcess(settings, departments, [adapter])
+    _stop_gracefully_on_sigterm()
+    process.start()
+    process.wait()
+    return 0
+
+
+def _adapter(args: argparse.Namespace) -> tuple[Adapter, list[str]]:
+    """The adapter `args` ask for, and the catalog's departments. The catalog is read for
+    this alone, not kept (default_catalog's is): a running adapter needs none of it."""
+    from adapters.registry import adapter_for
+    from adapters.simulated import Scenario
+
+    catalog = load_catalog()
     scenario = Scenario.from_file(args.scenario) if args.scenario else None
     adapter = adapter_for(
         args.department,
@@ -758,14 +806,12 @@ def _run_adapter(args: argparse.Namespace) -> int:
         scenario=scenario,
     )
     adapter.area = args.area
-    stack = Stack(settings, catalog, roles=(), adapters=[adapter])
-    _stop_gracefully_on_sigterm()
-    stack.start()
-    stack.wait()
-    return 0
+    return adapter, list(catalog.departments)
 
 
 def _scaffold(args: argparse.Namespace) -> int:
+    from adapters.scaffold import scaffold
+
     if not args.new_department:
         print("lianban: usage: lianban adapter new <department> [--into DIR]", file=sys.stderr)
         return 2
@@ -789,6 +835,9 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _calendar_status(args: argparse.Namespace) -> int:
+    from router.domain.workdays import working_calendar
+    from router.operations.calendar_status import calendar_status
+
     # A warning is not a failure: next year's notice is simply not out or not added yet.
     for line in calendar_status(working_calendar()).lines():
         print(line)

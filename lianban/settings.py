@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import structlog
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -24,14 +24,16 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from contracts.application import DEFAULT_MAX_BODY_BYTES
 from contracts.errors import ConfigurationError
 from contracts.personal_data import mask_text
-from router.http.auth import ApiToken
-from router.http.body_limit import DEFAULT_MAX_BODY_BYTES
-from router.store import Database
-from router.store.engine import DEVELOPMENT_AUDIT_KEY
+from router.http.tokens import ApiToken
 from runtime.outbound import OutboundPolicy, parse_hosts, parse_prefixes
 from runtime.webhooks import BadWebhookSecret, secret_key
+
+if TYPE_CHECKING:
+    # Only a router role opens the database: an adapter process never loads SQLAlchemy.
+    from router.store import Database
 
 log = structlog.get_logger(__name__)
 
@@ -399,6 +401,8 @@ def audit_key(settings: Settings) -> bytes:
                 hint="set LIANBAN_AUDIT_KEY_FILE: with the public development key, rows "
                 "inserted from outside would verify",
             )
+        from router.store.engine import DEVELOPMENT_AUDIT_KEY
+
         return DEVELOPMENT_AUDIT_KEY
     key = settings.audit_key_file.read_bytes().strip()
     if len(key) < _AUDIT_KEY_MINIMUM:
@@ -440,6 +444,8 @@ DEVELOPMENT_CALLBACK_SECRET = SecretStr("whsec_bGlhbmJhbiBkZXZlbG9wbWVudCBjYWxsY
 
 def open_database(settings: Settings) -> Database:
     """The configured database, its audit records signed with the configured key."""
+    from router.store import Database
+
     return Database(settings.database_url, audit_key=audit_key(settings))
 
 

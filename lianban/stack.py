@@ -1,29 +1,25 @@
 """Wires the roles together: intake API, relay, correlator and department adapters.
 
 Each role runs on threads of its own, so one process can run any subset: a single role
-(`lianban relay`), everything (`lianban run-all`), or the embedded demo.
+(`lianban relay`), the router's three (`lianban router`), everything (`lianban run-all`),
+or the embedded demo. A process of adapters alone is `lianban.adapter_process`'s.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
-from http.server import ThreadingHTTPServer
-from wsgiref.simple_server import WSGIServer
 
 import structlog
 
 from adapters.base import Adapter
 from adapters.certificates import CertificateLibrary, certificate_library
-from adapters.decision_endpoint import decision_app
 from adapters.decisions import CalledBack, Polled
 from adapters.registry import installed_adapters
-from adapters.worker import AdapterWorker
 from contracts.catalog import Catalog
-from contracts.errors import ConfigurationError
+from lianban.adapter_process import AdapterProcess
 from lianban.settings import Settings, callback_secret, open_database, outbound_policy
 from router.channels.applicant_messages import ApplicantMessageSender
 from router.channels.callbacks import CallbackSender
@@ -55,14 +51,11 @@ from router.store import audit
 from router.store.audit_chain import AuditSealer, retention_from_days
 from router.store.outbox import Relay
 from router.store.outbox_wakeup import OutboxListener
-from runtime.breakers import serve_process_metrics
-from runtime.health import Health, broker_problem, serve_health
-from runtime.messaging import Broker, ConsumerLoop, Publisher, declare_topology
+from runtime.health import broker_problem
+from runtime.messaging import ConsumerLoop, Publisher, declare_topology
 from runtime.messaging.declaration import outcomes_queue
-from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 from runtime.reloading import ReloadingFile
 from runtime.serving import ThreadedServer
-from runtime.storage import LocalMaterialStore, MaterialStore, open_store
 
 log = structlog.get_logger(__name__)
 
@@ -73,8 +66,8 @@ class Role(StrEnum):
     CORRELATE = "correlate"
 
 
-class Stack:
-    """Starts the chosen roles on threads and stops them together."""
+class Stack(AdapterProcess):
+    """Starts the chosen roles, and any adapters, on threads and stops them together."""
 
     def __init__(
         self,
@@ -83,22 +76,11 @@ class Stack:
         roles: Iterable[Role],
         adapters: Iterable[Adapter] = (),
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, catalog.departments, adapters)
         self.catalog = catalog
         self.roles = frozenset(roles)
-        self.adapters = list(adapters)
         self.database = open_database(settings)
-        self.broker = Broker(settings.broker_url)
-        self.materials = material_store(settings)
-        self.keyring = message_keyring(settings, catalog.departments)
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._on_stop: list[Callable[[], None]] = []
-        self._ready: list[threading.Event] = []
         self._server: ThreadedServer | None = None
-        self._decisions_server: ThreadedServer | None = None
-        self._metrics_server: WSGIServer | None = None
-        self._health_server: ThreadingHTTPServer | None = None
         self.relay_wake = threading.Event()
         self.outbound = outbound_policy(settings)
         self.library = licence_library(settings)
@@ -190,19 +172,7 @@ class Stack:
             )
             self._ready.append(consumer.ready)
             self._spawn("correlator", consumer.run)
-        for adapter in self.adapters:
-            self._check_area(adapter)
-            worker = AdapterWorker(
-                adapter,
-                self.broker,
-                materials=self.materials,
-                keyring=self.keyring,
-                declare_queue=bool(self.roles),
-            )
-            self._ready.append(worker.ready)
-            self._spawn(f"adapter-{adapter.department}", worker.run)
-        if self.settings.decisions_port is not None:
-            self._start_decision_endpoint()
+        self._start_adapters(declare_queues=bool(self.roles))
         if Role.SERVE in self.roles:
             self._start_server()
             if self.settings.filedrop_dir is not None:
@@ -211,26 +181,9 @@ class Stack:
                 self._spawn("filedrop-inbox", watcher.run)
                 proofs = ProofWatcher(layout, self.database)
                 self._spawn("filedrop-proofs", proofs.run)
-        if self.settings.metrics_port is not None:
-            self._metrics_server = serve_process_metrics(
-                self.settings.metrics_host, self.settings.metrics_port
-            )
-        if self.settings.health_port is not None:
-            checks = [self.database.problem] if self.roles else []
-            health = Health(self._threads, self._ready, checks)
-            self._health_server = serve_health(
-                health, self.settings.health_host, self.settings.health_port
-            )
-        for ready in self._ready:
-            if not ready.wait(timeout=30):
-                raise TimeoutError("a consumer did not connect within 30 s")
+        self._start_monitoring([self.database.problem] if self.roles else [])
+        self._wait_ready()
         log.info("stack.started", roles=sorted(self.roles), adapters=len(self.adapters))
-
-    @property
-    def decisions_url(self) -> str:
-        if self._decisions_server is None:
-            raise RuntimeError("no decision endpoint in this process (LIANBAN_DECISIONS_PORT)")
-        return self._decisions_server.url
 
     @property
     def base_url(self) -> str:
@@ -238,34 +191,10 @@ class Stack:
             raise RuntimeError("the intake API is not running in this process")
         return self._server.url
 
-    def wait(self) -> None:
-        """Block until stopped (by `stop` or Ctrl-C)."""
-        try:
-            while not self._stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop()
-
     def stop(self) -> None:
-        self._stop.set()
-        for undo in self._on_stop:
-            undo()
-        for http_server in (self._server, self._decisions_server):
-            if http_server is not None:
-                http_server.stop()
-        for server in (self._metrics_server, self._health_server):
-            if server is not None:
-                server.shutdown()
-                server.server_close()
-        # An adapter worker may spend its grace period finishing department calls in
-        # flight, then closing its clients: wait longer than that.
-        deadline = time.monotonic() + 30
-        for thread in self._threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                log.warning("stack.thread_did_not_stop", thread=thread.name)
+        if self._server is not None:
+            self._server.stop()
+        super().stop()
         if self.library is not None:
             self.library.close()
         self.database.dispose()
@@ -289,19 +218,6 @@ class Stack:
                 backoff_seconds=self.settings.callback_backoff_seconds,
             )
             self._spawn("applicant-messages", messages.run)
-
-    def _check_area(self, adapter: Adapter) -> None:
-        """An adapter reads its area's queue only if the router routes by that area: a
-        province-wide queue beside area queues (or the reverse) would get items twice."""
-        declared = self.settings.adapter_areas.get(adapter.department)
-        if (adapter.area is None) != (declared is None) or (
-            declared is not None and adapter.area not in declared
-        ):
-            raise ConfigurationError(
-                f"adapter {adapter.department!r} serves area {adapter.area or 'the province'}, "
-                f"but LIANBAN_ADAPTER_AREAS lists {declared or 'no areas'} for it: start it "
-                "with --area set to one of the listed areas, or list its area"
-            )
 
     def _start_server(self) -> None:
         services = Services(
@@ -339,32 +255,6 @@ class Stack:
                 "mint one with `lianban token new`",
             )
 
-    def _start_decision_endpoint(self) -> None:
-        calling_back = {
-            adapter.department: adapter
-            for adapter in self.adapters
-            if isinstance(adapter.decisions, CalledBack)
-        }
-        if not calling_back:
-            return
-        if not self.settings.decisions_secret:
-            raise ConfigurationError(
-                "departments that call back need LIANBAN_DECISIONS_SECRET: the secret their "
-                "decision pushes are signed with"
-            )
-        app = decision_app(
-            calling_back, self.keyring, Publisher(self.broker), self.settings.decisions_secret
-        )
-        self._decisions_server = ThreadedServer(
-            app, self.settings.decisions_host, self.settings.decisions_port or 0
-        )
-        self._decisions_server.start()
-
-    def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
-        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
 
 def poll_plan(adapter_classes: Iterable[type[Adapter]]) -> PollPlan:
     """How the adapters declare their departments report decisions (a later class wins
@@ -395,26 +285,3 @@ def api_tokens(settings: Settings) -> Tokens:
     if settings.tokens_file is not None:
         return ReloadingFile(settings.tokens_file, load_tokens).current
     return fixed_tokens(settings.api_tokens)
-
-
-def material_store(settings: Settings) -> MaterialStore:
-    """LIANBAN_MATERIALS_URL when it is set (s3://… or file://…), else the local
-    LIANBAN_MATERIALS_DIR."""
-    if settings.materials_url:
-        return open_store(settings.materials_url)
-    return LocalMaterialStore(settings.materials_dir)
-
-
-def message_keyring(settings: Settings, departments: Iterable[str]) -> Keyring:
-    """The configured signing and trusted keys; without any, fresh keys for the router
-    and every department, which only this process knows — enough when every role runs
-    here (the demo, `run-all`, tests), never across processes."""
-    if settings.signing_keys_dir or settings.trusted_keys:
-        return Keyring.load(settings.signing_keys_dir, settings.trusted_keys)
-    if not Broker(settings.broker_url).is_memory:
-        log.warning(
-            "signing.ephemeral_keys",
-            hint="set LIANBAN_SIGNING_KEYS_DIR and LIANBAN_TRUSTED_KEYS, or other processes "
-            "will refuse this one's messages",
-        )
-    return Keyring.ephemeral([ROUTER_SIGNER, *departments])

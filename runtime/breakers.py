@@ -2,7 +2,7 @@
 
 A breaker lives in the process that calls the department, so only that process can report
 it: `AdapterRunner` tracks its breaker here while it runs, and an adapter process serves
-`PROCESS_REGISTRY` on its own port (`serve_process_metrics`). Everything else the router
+their states on its own port (`runtime.process_metrics`). Everything else the router
 counts from its database (`router.operations.metrics`), which is right across replicas and restarts.
 """
 
@@ -11,13 +11,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
-from wsgiref.simple_server import WSGIServer
+from collections.abc import Callable
 
 import structlog
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from contracts.errors import CircuitOpenError
 from contracts.messages import CircuitState
@@ -102,9 +98,9 @@ class CircuitBreaker:
 _SEVERITY = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
-class BreakerCollector(Collector):
-    """Reads the tracked breakers at scrape time: a breaker half-opens by the clock, not by
-    an event, so a value recorded on transitions would go stale."""
+class TrackedBreakers:
+    """The breakers of this process, by department; their states are read when asked (a
+    breaker half-opens by the clock, not by an event)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -129,27 +125,5 @@ class BreakerCollector(Collector):
                 states[department] = state
         return states
 
-    def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            CIRCUIT_BREAKER_STATE,
-            "Circuit breaker of the department's system: 1 for its current state "
-            "(closed, open, half_open), 0 for the others.",
-            labels=["department", "state"],
-        )
-        for department, current in sorted(self.states().items()):
-            for state in BreakerState:
-                family.add_metric([department, state.value], float(state is current))
-        yield family
 
-
-BREAKERS = BreakerCollector()
-PROCESS_REGISTRY = CollectorRegistry()
-PROCESS_REGISTRY.register(BREAKERS)
-ProcessCollector(registry=PROCESS_REGISTRY)
-
-
-def serve_process_metrics(host: str, port: int) -> WSGIServer:
-    """Serve this process's registry at http://host:port/metrics on a daemon thread;
-    `shutdown()` and `server_close()` the returned server to stop it."""
-    server, _thread = start_http_server(port, addr=host, registry=PROCESS_REGISTRY)
-    return server
+BREAKERS = TrackedBreakers()

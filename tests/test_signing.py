@@ -21,9 +21,9 @@ from contracts.catalog import Catalog
 from contracts.errors import BadSignature, ConfigurationError
 from contracts.messages import Decided, DepartmentMessage, ItemDispatch, ItemOutcome
 from contracts.samples import sample_application
+from lianban.adapter_process import message_keyring
 from lianban.cli import main
 from lianban.settings import Settings
-from lianban.stack import message_keyring
 from router.store import OutboxRow
 from runtime.messaging import Outgoing, Publisher
 from runtime.messaging.consumer import REFUSED_REASON_HEADER

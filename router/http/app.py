@@ -10,11 +10,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from contracts.application import Application
+from contracts.application import DEFAULT_MAX_BODY_BYTES, Application
 from contracts.catalog import Catalog
 from router.domain.catalogs import CatalogShelf, shelf_of
 from router.http.auth import fixed_tokens
-from router.http.body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from router.http.body_limit import BodyLimit
 from router.http.bundles import bundle_routes
 from router.http.catalog import catalog_routes
 from router.http.headers import send_security_headers

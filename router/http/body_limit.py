@@ -11,7 +11,8 @@ from fastapi import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+from contracts.application import DEFAULT_MAX_BODY_BYTES
+
 _STREAMED = "/v1/materials/"
 
 

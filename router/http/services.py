@@ -14,12 +14,12 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from contracts.application import DEFAULT_MAX_BODY_BYTES
 from contracts.catalog import Catalog
 from router.domain.catalogs import CatalogShelf
 from router.domain.intake import Intake
 from router.domain.rectifications import DEFAULT_WORKING_DAYS as DEFAULT_RECTIFICATION_DAYS
 from router.http.auth import Tokens
-from router.http.body_limit import DEFAULT_MAX_BODY_BYTES
 from router.http.guessing import CredentialGuesses
 from router.operations.overview import OpsServices
 from router.store import Database

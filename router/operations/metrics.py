@@ -34,7 +34,8 @@ from router.operations.calendar_status import calendar_status
 from router.operations.supervision import ItemTiming, item_timings
 from router.store import BundleRow, CallbackRow, Database, DeadlineAlertRow, ItemRow, OutboxRow
 from runtime import clock
-from runtime.breakers import BREAKERS, CIRCUIT_BREAKER_STATE
+from runtime.breakers import CIRCUIT_BREAKER_STATE
+from runtime.process_metrics import BreakerCollector
 
 log = structlog.get_logger(__name__)
 
@@ -374,6 +375,6 @@ def router_registry(
     registry.register(DatabaseCollector(database))
     registry.register(DeadLetterCollector(dead_letter_counts))
     registry.register(CalendarCollector())
-    registry.register(BREAKERS)
+    registry.register(BreakerCollector())
     ProcessCollector(registry=registry)
     return registry

@@ -61,6 +61,9 @@ from runtime.messaging.settlement import (
 )
 
 log = structlog.get_logger(__name__)
+# How long a wait may last with no work in hand: a delivery ends it at once, and
+# heartbeats, stop and delayed copies keep to about a second.
+IDLE_WAIT_SECONDS = 1.0
 
 Handler = Callable[[Delivery], Settlement | Pending]
 BatchHandler = Callable[[Sequence[Delivery]], Sequence[Settlement]]
@@ -71,9 +74,12 @@ class ConsumerLoop:
 
     Settlements made on other threads (`settle`) and messages sent from them (`send`)
     are carried out on the consuming thread between waits, since a channel belongs to
-    its thread. A delivery of a channel that has since died is never settled: after a
-    reconnect its tag means nothing, and the broker redelivers it instead. On stop,
-    pending deliveries get `grace_seconds` to be settled before the connection closes.
+    its thread: a wait lasts a tick while deliveries are in hand (pending, or waiting to
+    be handed over), and up to IDLE_WAIT_SECONDS when none is, so an idle consumer
+    does not wake a hundred times a second. A delivery of a channel that has since died
+    is never settled: after a reconnect its tag means nothing, and the broker redelivers
+    it instead. On stop, pending deliveries get `grace_seconds` to be settled before the
+    connection closes.
     """
 
     def __init__(
@@ -185,11 +191,13 @@ class ConsumerLoop:
             self._wait_for_pending()
 
     def _receive(self, connection: Connection) -> None:
-        """Wait up to a tick for deliveries. py-amqp reads one message per drain: with a
+        """Wait for deliveries (see the class). py-amqp reads one message per drain: with a
         batch handler, also take every delivery already on the wire, so that one batch
         holds them."""
+        in_hand = self._pending or self._waiting or not self._from_other_threads.empty()
+        wait = self._tick_seconds if in_hand else max(self._tick_seconds, IDLE_WAIT_SECONDS)
         with contextlib.suppress(TimeoutError):
-            connection.drain_events(timeout=self._tick_seconds)
+            connection.drain_events(timeout=wait)
             while self._batch_handler is not None and len(self._waiting) < self._prefetch:
                 connection.drain_events(timeout=0.001)
 

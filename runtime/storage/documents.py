@@ -5,16 +5,15 @@ whose header is followed by anything but image data.
 The file is read from its spool file, never loaded whole: pypdf follows the cross-
 reference table through the open file, and Pillow reads an image's structure without
 decoding its pixels (a decompression bomb is refused by its declared size).
+
+pypdf and Pillow are imported by the first check: a process that keeps no uploads (an
+adapter, the correlator) never loads them.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-
-from PIL import Image, UnidentifiedImageError
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
 
 _IMAGE_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/tiff": "TIFF"}
 
@@ -29,6 +28,9 @@ def document_problem(path: Path, media_type: str) -> str | None:
 
 
 def _pdf_problem(path: Path) -> str | None:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
     try:
         with path.open("rb") as file, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pypdf warns of what it repairs
@@ -39,6 +41,8 @@ def _pdf_problem(path: Path) -> str | None:
 
 
 def _image_problem(path: Path, expected: str) -> str | None:
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

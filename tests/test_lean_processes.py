@@ -1,0 +1,193 @@
+"""Each process imports what its role uses: an adapter process holds no web framework, no
+database layer and no router; `lianban router` runs the three router roles in one process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import AUTH, TEST_API_TOKEN, eventually, free_port, new_project_no
+from kombu import Connection
+
+from adapters.registry import simulate_every_department
+from contracts.catalog import default_catalog
+from contracts.samples import SAMPLE_PDF, sample_application
+from lianban.adapter_process import AdapterProcess
+from lianban.settings import Settings
+from runtime.messaging import declare_topology
+from runtime.messaging.signing import ROUTER_SIGNER, new_key
+
+LIANBAN = Path(sys.executable).with_name("lianban")
+# What an adapter process must never load: the router, its web framework and database
+# layer, and the libraries of other roles (PDF notices and checks, reports, SOAP).
+NOT_IN_AN_ADAPTER_PROCESS = (
+    "lianban.stack",
+    "router.store",
+    "router.domain",
+    "router.http.app",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "reportlab",
+    "openpyxl",
+    "pypdf",
+    "PIL",
+    "zeep",
+)
+# Runs `lianban adapter` in the main thread, as the command does; once its health port
+# answers, another thread lists the modules loaded and stops it as an orchestrator would.
+ADAPTER_RUNNER = """
+import json, os, signal, sys, threading, httpx
+from lianban.cli import main
+
+def report_modules_then_stop():
+    while True:
+        try:
+            if httpx.get(sys.argv[1], timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        threading.Event().wait(0.2)
+    with open(sys.argv[2], "w") as out:
+        json.dump(sorted(sys.modules), out)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=report_modules_then_stop, daemon=True).start()
+sys.exit(main(["adapter", "police", "--simulated"]))
+"""
+
+
+def _signing_keys(directory: Path) -> dict[str, str]:
+    """A key for the router and each department, all trusted: one directory serves every
+    process of the test."""
+    keys = directory / "keys"
+    keys.mkdir()
+    trusted = []
+    for signer in (ROUTER_SIGNER, *default_catalog().departments):
+        pem, entry = new_key(signer)
+        (keys / f"{signer}.pem").write_bytes(pem)
+        trusted.append(entry.as_json())
+    (directory / "trusted.json").write_text(json.dumps(trusted))
+    return {
+        "LIANBAN_SIGNING_KEYS_DIR": str(keys),
+        "LIANBAN_TRUSTED_KEYS": str(directory / "trusted.json"),
+    }
+
+
+@pytest.mark.connected
+def test_an_adapter_process_loads_neither_the_router_nor_other_roles_libraries(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    with Connection(amqp_url) as connection:  # the router declares what the adapter reads
+        declare_topology(connection, default_catalog().departments, {})
+    health = free_port()
+    modules_file = tmp_path / "modules.json"
+    env = {
+        "PATH": os.environ["PATH"],
+        "LIANBAN_BROKER_URL": amqp_url,
+        "LIANBAN_MATERIALS_DIR": str(tmp_path / "materials"),
+        "LIANBAN_HEALTH_HOST": "127.0.0.1",
+        "LIANBAN_HEALTH_PORT": str(health),
+        **_signing_keys(tmp_path),
+    }
+    process = subprocess.run(
+        [sys.executable, "-c", ADAPTER_RUNNER, f"http://127.0.0.1:{health}/readyz", modules_file],
+        env=env,
+        capture_output=True,
+        timeout=180,
+    )
+    assert process.returncode == 0, process.stderr.decode()[-3000:]
+    loaded = json.loads(modules_file.read_text())
+    assert "adapters.worker" in loaded
+    assert [
+        module
+        for module in loaded
+        for forbidden in NOT_IN_AN_ADAPTER_PROCESS
+        if module == forbidden or module.startswith(f"{forbidden}.")
+    ] == []
+
+
+@pytest.mark.connected
+def test_lianban_router_runs_intake_correlation_and_relay_in_one_process(
+    postgres_url: str, amqp_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    keys = _signing_keys(tmp_path)
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps([TEST_API_TOKEN.as_json()]))
+    env = {
+        "PATH": os.environ["PATH"],
+        "LIANBAN_DATABASE_URL": postgres_url,
+        "LIANBAN_BROKER_URL": amqp_url,
+        "LIANBAN_MATERIALS_DIR": str(tmp_path / "materials"),
+        "LIANBAN_TOKENS_FILE": str(tokens),
+        "LIANBAN_HOST": "127.0.0.1",
+        "LIANBAN_PORT": str(port),
+        **keys,
+    }
+    base_url = f"http://127.0.0.1:{port}"
+    with (tmp_path / "router.log").open("wb") as log:
+        router = subprocess.Popen([str(LIANBAN), "router"], env=env, stderr=log)
+    try:
+        eventually(
+            lambda: _answers(f"{base_url}/healthz", router, tmp_path / "router.log"),
+            timeout=180,  # imports and migrations on a loaded machine
+            every=0.5,
+            message="lianban router never served /healthz",
+        )
+        settings = Settings(
+            broker_url=amqp_url,
+            materials_dir=tmp_path / "materials",
+            signing_keys_dir=Path(keys["LIANBAN_SIGNING_KEYS_DIR"]),
+            trusted_keys=Path(keys["LIANBAN_TRUSTED_KEYS"]),
+        )
+        catalog = default_catalog()
+        departments = AdapterProcess(
+            settings, catalog.departments, simulate_every_department(catalog)
+        )
+        departments.start()
+        try:
+            with httpx.Client(base_url=base_url, headers=AUTH, timeout=30) as client:
+                client.put(
+                    f"/v1/materials/{hashlib.sha256(SAMPLE_PDF).hexdigest()}",
+                    content=SAMPLE_PDF,
+                    headers={"Content-Type": "application/pdf"},
+                ).raise_for_status()
+                project_no = new_project_no()
+                application = sample_application(catalog.bundle_types["newborn"], project_no)
+                receipt = client.post(
+                    "/v1/bundles", json=application, headers={"Idempotency-Key": project_no}
+                )
+                assert receipt.status_code == 202, receipt.text
+                eventually(
+                    lambda: client.get(receipt.json()["reply_url"]).status_code,
+                    lambda status: status == 200,
+                    timeout=120,
+                    every=0.2,
+                    message="the bundle got no reply",
+                )
+        finally:
+            departments.stop()
+    finally:
+        router.send_signal(signal.SIGTERM)
+        assert router.wait(timeout=60) == 0
+
+
+def _answers(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(f"exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
