@@ -61,9 +61,9 @@ from runtime.messaging.settlement import (
 )
 
 log = structlog.get_logger(__name__)
-# How long a wait may last with no work in hand: a delivery ends it at once, and
-# heartbeats, stop and delayed copies keep to about a second.
-IDLE_WAIT_SECONDS = 1.0
+# How long a wait may last with no work in hand: a delivery ends it at once; a stop
+# (every Stack.stop joins its consumers), a heartbeat or a delayed copy waits up to this.
+IDLE_WAIT_SECONDS = 0.25
 
 Handler = Callable[[Delivery], Settlement | Pending]
 BatchHandler = Callable[[Sequence[Delivery]], Sequence[Settlement]]
