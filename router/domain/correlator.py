@@ -21,10 +21,10 @@ from typing import Any
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from contracts.api import TimelineEvent
 from contracts.catalog import Catalog
@@ -182,7 +182,8 @@ class Correlator:
         headers: Sequence[Mapping[str, Any] | None],
     ) -> list[Applied]:
         # Lock every bundle concerned up front, in one order: competing correlators
-        # applying overlapping batches wait for each other instead of deadlocking.
+        # applying overlapping batches wait for each other instead of deadlocking. Their
+        # items and polls come with them, for the whole batch.
         bundle_ids = sorted({outcome.bundle_id for outcome in outcomes})
         bundles = {
             bundle.id: bundle
@@ -191,6 +192,7 @@ class Correlator:
                 .where(BundleRow.id.in_(bundle_ids))
                 .order_by(BundleRow.id)
                 .with_for_update()
+                .options(selectinload(BundleRow.items).joinedload(ItemRow.decision_poll))
             )
         }
         first_deliveries = _record_in_inbox(
@@ -277,7 +279,7 @@ class Correlator:
             # never twice: a redelivery stops at the inbox above).
             record_notice(session, bundle, item, result, clock.now())
         if target.is_final or target is ItemState.CORRECTION_REQUESTED:
-            was_filed = stop_polling(session, item)
+            was_filed = stop_polling(item)
             if was_filed and isinstance(result, Failed):
                 # The department's own failure: withdraw what it still holds.
                 cancel_at_department(session, bundle, item, states.reason_of(result) or "")
@@ -297,10 +299,10 @@ class Correlator:
         if isinstance(outcome.result, CancelRefused):
             withdrawal.cancel_refused(session, bundle, item, outcome.result)
             if item.state == ItemState.CANCELLED:
-                resume_polling(session, self._polls, item, clock.now())
+                resume_polling(self._polls, item, clock.now())
         elif isinstance(outcome.result, Decided):
             withdrawal.decided_after_cancel(session, bundle, item, outcome.result)
-            stop_polling(session, item)
+            stop_polling(item)
         audit.record_decided(session, outcome, ItemState(item.state))
         log.info("outcome.applied_after_cancel", state=item.state, status=outcome.result.status)
         return Applied.APPLIED
@@ -408,6 +410,13 @@ def _settlement_of(result: Applied, outcome: Report) -> Settlement:
     return Ack()
 
 
+_INBOX: Table = InboxRow.__table__  # type: ignore[assignment]
+_RECORD_IN_INBOX = {
+    name: dialect.insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.message_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
 def _record_in_inbox(session: Session, outcomes: Sequence[Report]) -> set[str]:
     """Record the outcomes' message ids; return those seen for the first time.
 
@@ -415,20 +424,13 @@ def _record_in_inbox(session: Session, outcomes: Sequence[Report]) -> set[str]:
     returns are new, the others were applied before (a redelivery)."""
     if not outcomes:
         return set()
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    connection = session.connection()
     now = datetime.now(UTC)
-    statement = (
-        insert(InboxRow)
-        .values(
-            [
-                {"message_id": str(o.message_id), "bundle_id": o.bundle_id, "processed_at": now}
-                for o in outcomes
-            ]
-        )
-        .on_conflict_do_nothing()
-        .returning(InboxRow.message_id)
-    )
-    return set(session.scalars(statement))
+    rows = [
+        {"message_id": str(o.message_id), "bundle_id": o.bundle_id, "processed_at": now}
+        for o in outcomes
+    ]
+    return set(connection.scalars(_RECORD_IN_INBOX[connection.dialect.name], rows))
 
 
 def _audit_refusal(session: Session, delivery: Delivery, reason: str) -> None:

@@ -83,9 +83,9 @@ def record_pending(
     """Keep (or start) polling `item` after its department answered "pending"; the
     timeline shows the first answer and every change of the department's words."""
     at = at.astimezone(UTC)
-    poll = session.get(DecisionPollRow, (item.bundle_id, item.code))
+    poll = item.decision_poll
     if poll is None:
-        poll = DecisionPollRow(
+        poll = item.decision_poll = DecisionPollRow(
             bundle_id=item.bundle_id,
             item=item.code,
             department=item.department,
@@ -99,7 +99,6 @@ def record_pending(
             filing_ref=None,
             polls=0,
         )
-        session.add(poll)
     if poll.last_answer != pending.department_status:
         record_event(
             session,
@@ -119,31 +118,28 @@ def record_pending(
         poll.next_poll_at = pending.next_poll_after.astimezone(UTC)
 
 
-def resume_polling(session: Session, plan: PollPlan, item: ItemRow, at: datetime) -> None:
+def resume_polling(plan: PollPlan, item: ItemRow, at: datetime) -> None:
     """Poll `item` again at once: its department refused a cancel (it has decided) and
     its decision has not come yet. The scheduler keeps polling on the department's
     schedule until the decision comes."""
     if not plan.polls(item.department):
         return  # it calls back
     at = at.astimezone(UTC)
-    poll = session.get(DecisionPollRow, (item.bundle_id, item.code))
-    if poll is None:
-        session.add(
-            DecisionPollRow(
-                bundle_id=item.bundle_id,
-                item=item.code,
-                department=item.department,
-                pending_since=at,
-                next_poll_at=at,
-                last_poll_at=None,
-                last_answer="",
-                last_answer_at=at,
-                filing_ref=None,
-                polls=0,
-            )
+    if item.decision_poll is None:
+        item.decision_poll = DecisionPollRow(
+            bundle_id=item.bundle_id,
+            item=item.code,
+            department=item.department,
+            pending_since=at,
+            next_poll_at=at,
+            last_poll_at=None,
+            last_answer="",
+            last_answer_at=at,
+            filing_ref=None,
+            polls=0,
         )
     else:
-        poll.next_poll_at = at
+        item.decision_poll.next_poll_at = at
 
 
 def awaits_decision(item: ItemRow) -> bool:
@@ -153,13 +149,12 @@ def awaits_decision(item: ItemRow) -> bool:
     return not ItemState(item.state).is_final
 
 
-def stop_polling(session: Session, item: ItemRow) -> bool:
+def stop_polling(item: ItemRow) -> bool:
     """Stop polling `item` (its department answered); True if it was being polled, that
     is, the department had the filing."""
-    poll = session.get(DecisionPollRow, (item.bundle_id, item.code))
-    if poll is None:
+    if item.decision_poll is None:
         return False
-    session.delete(poll)
+    item.decision_poll = None  # deleted with the item's next flush (delete-orphan)
     return True
 
 

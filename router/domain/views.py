@@ -130,7 +130,7 @@ def bundle_status(
                 tolerated_gaps=tolerated_gaps(item),
                 decision_poll=None
                 if ItemState(item.state).is_final  # its row goes at the scheduler's next round
-                else _decision_poll(session.get(DecisionPollRow, (bundle.id, item.code))),
+                else _decision_poll(item.decision_poll),
                 trouble=_trouble(item),
             )
             for item in bundle.items

@@ -1,9 +1,10 @@
 """The audit log (审计日志): every message received, sent, decided or refused, with its time,
 actor, event and outcome, in a hash chain that shows any later change.
 
-Recording is cheap and never contended: `record` adds an unsealed row inside the caller's
-transaction, so a record commits (or rolls back) with the change it describes. One sealer
-later gives each record its place in the chain (`router.store.audit_chain`).
+Recording is cheap and never contended: `record` adds an unsealed row to the caller's
+transaction (written set-based at commit, `router.store.appended`), so a record commits
+(or rolls back) with the change it describes. One sealer later gives each record its
+place in the chain (`router.store.audit_chain`).
 
 Each record carries its writer's signature (`writer_mac`, an HMAC under the audit key
 that only Lianban's processes hold, LIANBAN_AUDIT_KEY_FILE): a row inserted into the
@@ -32,12 +33,14 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
+from sqlalchemy import Table
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from contracts.messages import ItemOutcome, ItemState
 from contracts.personal_data import mask_text
 from router.store import AuditRow, Database, OutboxRow
+from router.store.appended import append
 from router.store.timeline import Actor, department_actor
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 _DETAIL_LIMIT = 1000
+_AUDIT_LOG: Table = AuditRow.__table__  # type: ignore[assignment]
 
 
 class AuditEvent(StrEnum):
@@ -82,20 +86,20 @@ def record(
     message_id: str | uuid.UUID | None = None,
     detail: str | None = None,
 ) -> None:
-    """Add one record to the audit log inside the caller's transaction, signed with
-    the session's audit key."""
-    row = AuditRow(
-        at=datetime.now(UTC),
-        actor=actor,
-        event=event.value,
-        outcome=outcome,
-        bundle_id=bundle_id,
-        item=item,
-        message_id=str(message_id) if message_id is not None else None,
-        detail=mask_text(detail[:_DETAIL_LIMIT]) if detail else None,
-    )
-    row.writer_mac = writer_mac(session.info["audit_key"], row)
-    session.add(row)
+    """Add one record to the audit log when the caller's transaction commits, signed
+    with the session's audit key."""
+    fields: dict[str, Any] = {
+        "at": datetime.now(UTC),
+        "actor": actor,
+        "event": event.value,
+        "outcome": outcome,
+        "bundle_id": bundle_id,
+        "item": item,
+        "message_id": str(message_id) if message_id is not None else None,
+        "detail": mask_text(detail[:_DETAIL_LIMIT]) if detail else None,
+    }
+    signature = writer_mac(session.info["audit_key"], AuditRow(**fields))
+    append(session, _AUDIT_LOG, {**fields, "writer_mac": signature})
 
 
 def written_fields(row: AuditRow) -> list[str | None]:

@@ -173,6 +173,13 @@ class ItemRow(Base):
     circuit: Mapped[str | None] = mapped_column(String(16))
 
     bundle: Mapped[BundleRow] = relationship(back_populates="items")
+    decision_poll: Mapped[DecisionPollRow | None] = relationship(
+        primaryjoin="and_(ItemRow.bundle_id == foreign(DecisionPollRow.bundle_id), "
+        "ItemRow.code == foreign(DecisionPollRow.item))",
+        cascade="all, delete-orphan",
+    )
+    """Its polling, while its department has it filed and undecided (router.domain.polling):
+    loaded with the item where a batch of outcomes needs it, set to None to stop it."""
 
 
 class DeadlineAlertRow(Base):

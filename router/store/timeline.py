@@ -6,11 +6,15 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from contracts.api import TimelineStep
 from router.store import EventRow
+from router.store.appended import append
 from runtime import clock
+
+_EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
 
 DEPARTMENT_ACTOR_PREFIX = "department:"
 
@@ -42,13 +46,16 @@ def record_event(
     actor: str,
     at: datetime | None = None,
 ) -> None:
-    session.add(
-        EventRow(
-            bundle_id=bundle_id,
-            item=item,
-            state=step,
-            detail=detail,
-            actor=actor,
-            at=at or clock.now(),  # case time, as every deadline reads it
-        )
+    """Add a step to the bundle's timeline when `session` commits."""
+    append(
+        session,
+        _EVENTS,
+        {
+            "bundle_id": bundle_id,
+            "item": item,
+            "state": step,
+            "detail": detail,
+            "actor": actor,
+            "at": at or clock.now(),  # case time, as every deadline reads it
+        },
     )
