@@ -88,8 +88,9 @@ def test_each_acceptance_reaches_the_platform_with_its_notice_and_one_sms(
         pushed = _pushed_notices(running, platform, receipt, len(reply["items"]))
         pulled = running.client.get(f"/v1/bundles/{receipt['bundle_id']}/notices").json()
         texts = {n["item"]: _document_text(running, receipt["bundle_id"], n) for n in pushed}
+        # A connected database is shared: this stack may also send other tests' messages.
         messages = eventually(
-            lambda: sms.sent_to(MOBILE),
+            lambda: [m for m in sms.sent_to(MOBILE) if application["project_no"] in m.content],
             lambda sent: len(sent) >= len(pushed),
             timeout=30,
             message="the SMS gateway did not get one message per notice",
@@ -109,7 +110,9 @@ def test_each_acceptance_reaches_the_platform_with_its_notice_and_one_sms(
     project_no = application["project_no"]
     assert len(messages) == len(notices), "one SMS per notice, the refused post retried once"
     assert all(project_no in sms_.content and "受理" in sms_.content for sms_ in messages)
-    assert sms.posts == len(notices) + 1
+    # The first post anywhere is refused: this case's messages took it and one retry, or
+    # none if another test's message met the refusal; never a second copy.
+    assert len(notices) <= sms.posts_mentioning(project_no) <= len(notices) + 1
     messaged = [e for e in timeline if e["state"] == "applicant_messaged"]
     assert len(messaged) == len(notices)
     assert all(MOBILE not in e["detail"] and "138****8000" in e["detail"] for e in messaged)

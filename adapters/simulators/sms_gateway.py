@@ -30,7 +30,7 @@ class Sms:
 class SmsGatewaySimulator:
     def __init__(self, *, refuse_first: int = 0) -> None:
         self._sent: dict[str, Sms] = {}
-        self._posts = 0
+        self._posted: list[SmsRequest] = []
         self._refuse_left = refuse_first
         self._lock = threading.Lock()
         app = FastAPI(title="SMS gateway simulator")
@@ -38,7 +38,7 @@ class SmsGatewaySimulator:
         @app.post("/sms")
         def send(request: SmsRequest) -> Response:
             with self._lock:
-                self._posts += 1
+                self._posted.append(request)
                 if self._refuse_left > 0:
                     self._refuse_left -= 1
                     return Response(status_code=503)
@@ -51,11 +51,11 @@ class SmsGatewaySimulator:
     def url(self) -> str:
         return f"{self.server.url}/sms"
 
-    @property
-    def posts(self) -> int:
-        """Every post, repeats and refusals included."""
+    def posts_mentioning(self, text: str) -> int:
+        """Every post whose content holds `text` (a case number), repeats and refusals
+        included."""
         with self._lock:
-            return self._posts
+            return sum(1 for request in self._posted if text in request.content)
 
     def sent_to(self, mobile: str) -> list[Sms]:
         """The messages sent to `mobile`, one per message id, in the order first taken."""
