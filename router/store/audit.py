@@ -26,18 +26,19 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
+from sqlalchemy import insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from contracts.messages import ItemOutcome, ItemState
 from contracts.personal_data import mask_text
-from router.store import AuditRow, Database, OutboxRow
+from router.store import AuditRow, Database
 from router.store.timeline import Actor, department_actor
 
 __all__ = [
@@ -153,17 +154,42 @@ def credential_refusals(database: Database) -> Callable[[str, int, bool], None]:
     return record_refusals
 
 
-def record_sent(session: Session, row: OutboxRow) -> None:
-    """The relay's hook: the broker confirmed an outbox message."""
-    record(
-        session,
-        actor=Actor.ROUTER,
-        event=AuditEvent.SENT,
-        outcome="confirmed",
-        bundle_id=uuid.UUID(row.correlation_id),
-        message_id=row.message_id,
-        detail=f"{row.exchange} {row.routing_key}",
-    )
+class SentMessage(Protocol):
+    """What the audit log says of a message the broker confirmed."""
+
+    @property
+    def exchange(self) -> str: ...
+
+    @property
+    def routing_key(self) -> str: ...
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def correlation_id(self) -> str: ...
+
+
+def record_sent(session: Session, messages: Sequence[SentMessage]) -> None:
+    """The outbox's hook: the broker confirmed these messages. One record each, as
+    `record` writes it, all in one INSERT."""
+    if not messages:
+        return
+    key = session.info["audit_key"]
+    records = []
+    for message in messages:
+        fields: dict[str, Any] = {
+            "at": datetime.now(UTC),
+            "actor": Actor.ROUTER,
+            "event": AuditEvent.SENT.value,
+            "outcome": "confirmed",
+            "bundle_id": uuid.UUID(message.correlation_id),
+            "item": None,
+            "message_id": message.message_id,
+            "detail": mask_text(f"{message.exchange} {message.routing_key}"[:_DETAIL_LIMIT]),
+        }
+        records.append({**fields, "writer_mac": writer_mac(key, AuditRow(**fields))})
+    session.execute(insert(AuditRow), records)
 
 
 def record_decided(session: Session, outcome: ItemOutcome, state: ItemState) -> None:

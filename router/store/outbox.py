@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from contracts.errors import PublishFailed
@@ -54,6 +56,43 @@ def enqueue(session: Session, *, exchange: str, routing_key: str, message: Bundl
             traceparent=current_traceparent(),
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Unsent:
+    """An outbox row to publish: what the broker and the audit log need of it."""
+
+    id: int
+    exchange: str
+    routing_key: str
+    message_id: str
+    correlation_id: str
+    body: bytes
+    traceparent: str | None
+
+
+_UNSENT_COLUMNS = (
+    OutboxRow.id,
+    OutboxRow.exchange,
+    OutboxRow.routing_key,
+    OutboxRow.message_id,
+    OutboxRow.correlation_id,
+    OutboxRow.body,
+    OutboxRow.traceparent,
+)
+
+
+def mark_sent(session: Session, confirmed: Sequence[Unsent]) -> None:
+    """Mark rows the broker confirmed sent, and audit each: one UPDATE, one INSERT."""
+    if not confirmed:
+        return
+    session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id.in_([row.id for row in confirmed]))
+        .values(sent_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )
+    audit.record_sent(session, confirmed)
 
 
 class Relay:
@@ -101,13 +140,16 @@ class Relay:
         """
         failure: PublishFailed | None = None
         with self._database.transaction() as session:
-            rows = session.scalars(
-                select(OutboxRow)
-                .where(OutboxRow.sent_at.is_(None))
-                .order_by(OutboxRow.id)
-                .limit(self._batch_size)
-                .with_for_update(skip_locked=True)
-            ).all()
+            rows = [
+                Unsent(*row)
+                for row in session.execute(
+                    select(*_UNSENT_COLUMNS)
+                    .where(OutboxRow.sent_at.is_(None))
+                    .order_by(OutboxRow.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ]
             if not rows:
                 return 0
             failpoint("relay.before_publish")
@@ -121,16 +163,12 @@ class Relay:
                 failure = error
                 confirmed = error.confirmed
             failpoint("relay.after_publish")
-            sent_at = datetime.now(UTC)
-            for row, ok in zip(rows, confirmed, strict=True):
-                if ok:
-                    row.sent_at = sent_at
-                    audit.record_sent(session, row)
+            mark_sent(session, [row for row, ok in zip(rows, confirmed, strict=True) if ok])
         if failure is not None:
             raise failure
         return len(rows)
 
-    def _outgoing(self, row: OutboxRow) -> Outgoing:
+    def _outgoing(self, row: Unsent) -> Outgoing:
         signature = self._keyring.sign(
             ROUTER_SIGNER,
             body=row.body,
