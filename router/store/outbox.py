@@ -222,8 +222,9 @@ class OutboxPublisher:
         if not rows:
             return
         confirmed, failure = publish_signed(self._publisher, self._keyring, rows)
-        with self._database.transaction() as session:
-            mark_sent(session, confirmed)
+        if confirmed:
+            with self._database.transaction() as session:
+                mark_sent(session, confirmed)
         if failure is not None:
             raise failure
 
