@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,11 +38,9 @@ from runtime.tracing import current_traceparent, publishing
 
 log = structlog.get_logger(__name__)
 
-HANDOVER_SECONDS = 5.0
-"""A committed row the committer has not begun to publish within this is left to the relay."""
 SWEEP_AFTER = timedelta(seconds=60)
-"""The relay publishes rows unsent this long: past the handover and a publish's worst
-case (two connects of 5 s and two confirm waits of 10 s, `runtime.messaging.Publisher`)."""
+"""The relay publishes rows unsent this long: far past a committer's publish, even its
+worst case (two connects of 5 s and two confirm waits of 10 s, `runtime.messaging.Publisher`)."""
 _WRITTEN = "lianban_outbox_written"
 """`session.info` key: the rows this session has written, for `OutboxPublisher`."""
 
@@ -167,7 +164,7 @@ class OutboxPublisher:
         self._publisher = publisher
         self._keyring = keyring
         self._batch_size = batch_size
-        self._committed: queue.SimpleQueue[tuple[float, list[Unsent]]] = queue.SimpleQueue()
+        self._committed: queue.SimpleQueue[list[Unsent]] = queue.SimpleQueue()
         self._backoff = Backoff(0.2, 10.0)
         database.after_commit(self._take_committed)
 
@@ -176,7 +173,7 @@ class OutboxPublisher:
         if written:
             # A row a savepoint rolled back is no longer persistent: never published.
             rows = [Unsent.of(row) for row in written if inspect(row).persistent]
-            self._committed.put((time.monotonic(), rows))
+            self._committed.put(rows)
 
     def run(self, stop: threading.Event) -> None:
         """Publish until stopped, then what was committed before the stop."""
@@ -188,34 +185,38 @@ class OutboxPublisher:
             try:
                 self.publish(batch)
             except Exception as error:  # broker or database away: the relay will sweep
+                left = len(batch) + self._drop_queued()
                 delay = self._backoff.next_delay()
                 log.warning(
                     "outbox.publish_failed",
                     error=repr(error),
-                    left_to_relay=len(batch),
+                    left_to_relay=left,
                     retry_in=round(delay, 2),
                 )
                 if stop.wait(delay):
-                    return  # stopping: what is still queued is the relay's
+                    return  # stopping: what is committed meanwhile is the relay's too
             else:
                 self._backoff.reset()
 
-    def _next_batch(self, first: tuple[float, list[Unsent]]) -> list[Unsent]:
-        """The rows committed so far, up to a batch; those that waited past the
-        handover (while the broker was away) are left to the relay."""
-        batch: list[Unsent] = []
-        entry: tuple[float, list[Unsent]] | None = first
-        while entry is not None:
-            committed_at, rows = entry
-            if time.monotonic() - committed_at < HANDOVER_SECONDS:
-                batch += rows
-            if len(batch) >= self._batch_size:
-                break
+    def _next_batch(self, first: list[Unsent]) -> list[Unsent]:
+        """The rows committed so far, up to about a batch."""
+        batch = first
+        while len(batch) < self._batch_size:
             try:
-                entry = self._committed.get_nowait()
+                batch = batch + self._committed.get_nowait()
             except queue.Empty:
-                entry = None
+                break
         return batch
+
+    def _drop_queued(self) -> int:
+        """Leave what is queued to the relay: while the broker is away the queue would
+        only grow, and what it holds would reach the relay's age anyway."""
+        dropped = 0
+        while True:
+            try:
+                dropped += len(self._committed.get_nowait())
+            except queue.Empty:
+                return dropped
 
     def publish(self, rows: Sequence[Unsent]) -> None:
         """Publish committed rows and mark those the broker confirmed sent."""
