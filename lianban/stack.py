@@ -49,8 +49,7 @@ from router.operations.overview import OpsServices
 from router.operations.queues import count_source
 from router.store import audit
 from router.store.audit_chain import AuditSealer, retention_from_days
-from router.store.outbox import Relay
-from router.store.outbox_wakeup import OutboxListener
+from router.store.outbox import OutboxPublisher, Relay
 from runtime.health import broker_problem
 from runtime.messaging import ConsumerLoop, Publisher, declare_topology
 from runtime.messaging.declaration import outcomes_queue
@@ -81,7 +80,6 @@ class Stack(AdapterProcess):
         self.roles = frozenset(roles)
         self.database = open_database(settings)
         self._server: ThreadedServer | None = None
-        self.relay_wake = threading.Event()
         self.outbound = outbound_policy(settings)
         self.library = licence_library(settings)
         # The catalog versions: the newest accepts, each bundle finishes under its own.
@@ -90,7 +88,6 @@ class Stack(AdapterProcess):
             self.database,
             self.catalogs,
             self.materials,
-            on_commit=self.relay_wake.set,
             outbound=self.outbound,
             library=self.library,
             adapter_areas=AdapterAreas(settings.adapter_areas),
@@ -111,14 +108,12 @@ class Stack(AdapterProcess):
             # broker user may only read its own queue (deploy/rabbitmq/definitions.json).
             with self.broker.connect() as connection:
                 declare_topology(connection, self.catalog.departments, self.settings.adapter_areas)
+            # Every router role publishes the outbox rows it commits, at once.
+            outbox = OutboxPublisher(self.database, Publisher(self.broker), keyring=self.keyring)
+            self._spawn("outbox-publisher", outbox.run)
         if Role.RELAY in self.roles:
-            relay = Relay(
-                self.database, Publisher(self.broker), wake=self.relay_wake, keyring=self.keyring
-            )
+            relay = Relay(self.database, Publisher(self.broker), keyring=self.keyring)
             self._spawn("relay", relay.run)
-            if self.database.is_postgresql:
-                listener = OutboxListener(self.settings.database_url, self.relay_wake)
-                self._spawn("outbox-listener", listener.run)
             sender = CallbackSender(
                 self.database,
                 self.outbound,
@@ -145,7 +140,6 @@ class Stack(AdapterProcess):
                 self.polls,
                 every_seconds=self.settings.poll_round_seconds,
                 jitter=timedelta(seconds=self.settings.poll_jitter_seconds),
-                on_commit=self.relay_wake.set,
             )
             self._spawn("polls", scheduler.run)
             retention = retention_from_days(self.settings.audit_retention_days)
@@ -160,7 +154,6 @@ class Stack(AdapterProcess):
             correlator = Correlator(
                 self.database,
                 self.catalogs,
-                on_commit=self.relay_wake.set,
                 keyring=self.keyring,
                 polls=self.polls,
             )
@@ -208,7 +201,6 @@ class Stack(AdapterProcess):
             self.materials,
             NoticeRenderer(self.settings.notice_font_file),
             message_channel=None if gateway is None else SmsGateway.channel,
-            on_commit=self.relay_wake.set,
         )
         self._spawn("notices", desk.run)
         if gateway is not None:
@@ -225,7 +217,6 @@ class Stack(AdapterProcess):
             self.intake,
             self.materials,
             api_tokens=api_tokens(self.settings),
-            on_commit=self.relay_wake.set,
             guesses=CredentialGuesses(
                 self.settings.auth_failures_per_minute, audit.credential_refusals(self.database)
             ),

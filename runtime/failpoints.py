@@ -23,7 +23,7 @@ ENVIRONMENT_VARIABLE = "LIANBAN_FAILPOINTS"
 
 BOUNDARIES = {
     "intake.after_commit": "the bundle and its outbox rows are committed, 202 not yet sent",
-    "relay.before_publish": "outbox rows claimed, nothing published yet",
+    "relay.before_publish": "outbox rows committed or claimed, nothing published yet",
     "relay.after_publish": "the broker confirmed the batch, the rows are not marked sent",
     "adapter.after_call": "the department answered, the outcome is not published",
     "adapter.before_ack": "the outcome is confirmed, the dispatch is not acknowledged",

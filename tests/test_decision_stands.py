@@ -216,7 +216,6 @@ def test_a_polled_decision_not_fetched_yet_is_polled_for_and_stands(
             running.stack.database,
             running.stack.polls,
             jitter=timedelta(0),
-            on_commit=running.stack.relay_wake.set,
         )
         assert polls.run_once(datetime.now(UTC)) == 1
         corrected = eventually(

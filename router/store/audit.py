@@ -27,10 +27,10 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Table
@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from contracts.messages import ItemOutcome, ItemState
 from contracts.personal_data import mask_text
-from router.store import AuditRow, Database, OutboxRow
+from router.store import AuditRow, Database
 from router.store.appended import append
 from router.store.timeline import Actor, department_actor
 
@@ -157,17 +157,34 @@ def credential_refusals(database: Database) -> Callable[[str, int, bool], None]:
     return record_refusals
 
 
-def record_sent(session: Session, row: OutboxRow) -> None:
-    """The relay's hook: the broker confirmed an outbox message."""
-    record(
-        session,
-        actor=Actor.ROUTER,
-        event=AuditEvent.SENT,
-        outcome="confirmed",
-        bundle_id=uuid.UUID(row.correlation_id),
-        message_id=row.message_id,
-        detail=f"{row.exchange} {row.routing_key}",
-    )
+class SentMessage(Protocol):
+    """What the audit log says of a message the broker confirmed."""
+
+    @property
+    def exchange(self) -> str: ...
+
+    @property
+    def routing_key(self) -> str: ...
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def correlation_id(self) -> str: ...
+
+
+def record_sent(session: Session, messages: Sequence[SentMessage]) -> None:
+    """The outbox's hook: the broker confirmed these messages, one record each."""
+    for message in messages:
+        record(
+            session,
+            actor=Actor.ROUTER,
+            event=AuditEvent.SENT,
+            outcome="confirmed",
+            bundle_id=uuid.UUID(message.correlation_id),
+            message_id=message.message_id,
+            detail=f"{message.exchange} {message.routing_key}",
+        )
 
 
 def record_decided(session: Session, outcome: ItemOutcome, state: ItemState) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,11 @@ class Database:
         """A session whose work commits on exit, or rolls back on an exception."""
         with self._sessions.begin() as session:
             yield session
+
+    def after_commit(self, hook: Callable[[Session], None]) -> None:
+        """Call `hook` with each session of this database right after its transaction
+        commits (`router.store.outbox` publishes what the transaction wrote)."""
+        event.listen(self._sessions, "after_commit", hook)
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""

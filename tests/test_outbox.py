@@ -1,0 +1,191 @@
+"""The outbox is published by the process that commits it, right after the commit; the
+relay sweeps only what that process could not publish; no message goes out twice in the
+normal course, and each one published has its audit `sent` record."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import time_machine
+from conftest import fresh_postgres_database, fresh_vhost
+from harness import KEYRING, emptied_department_queue
+from kombu import Message, Queue
+from kombu.transport import memory
+from sqlalchemy import select
+
+from adapters.testing.dispatches import dispatch_for
+from contracts import topology
+from contracts.catalog import Catalog
+from router.store import AuditRow, Database, OutboxRow
+from router.store.audit import AuditEvent
+from router.store.outbox import SWEEP_AFTER, OutboxPublisher, Relay, Unsent, enqueue, mark_sent
+from runtime.messaging import Broker, Publisher
+from runtime.messaging.declaration import department_queue
+from runtime.messaging.envelope import Delivery
+from runtime.messaging.signing import ROUTER_SIGNER
+
+UNREACHABLE_BROKER = Broker("amqp://guest:guest@127.0.0.1:1//", connect_timeout=1)
+
+
+@dataclass
+class Wired:
+    database: Database
+    broker: Broker
+
+
+@pytest.fixture(params=["memory", pytest.param("connected", marks=pytest.mark.connected)])
+def wired(request: pytest.FixtureRequest, tmp_path: Path, catalog: Catalog) -> Iterator[Wired]:
+    """A database and a broker of this test's own, police's queue declared and empty:
+    SQLite and kombu's in-memory broker, or PostgreSQL and RabbitMQ."""
+    if request.param == "memory":
+        memory.Channel.queues.clear()
+        yield from _wired(f"sqlite:///{tmp_path / 'lianban.db'}", "memory://", catalog)
+    else:
+        with fresh_postgres_database() as database_url, fresh_vhost() as amqp_url:
+            yield from _wired(database_url, amqp_url, catalog)
+
+
+def _wired(database_url: str, broker_url: str, catalog: Catalog) -> Iterator[Wired]:
+    database = Database(database_url)
+    database.migrate()
+    yield Wired(database, emptied_department_queue(broker_url, catalog, "police"))
+    database.dispose()
+
+
+def _commit_dispatches(database: Database, count: int, *, then_fail: bool = False) -> list[str]:
+    """`count` police dispatches written to the outbox in one transaction; their ids."""
+    ids = []
+    with database.transaction() as session:
+        for _ in range(count):
+            dispatch = dispatch_for("birth_household_registration", department="police")
+            enqueue(
+                session,
+                exchange=topology.DISPATCH_EXCHANGE,
+                routing_key=topology.dispatch_routing_key("police", dispatch.service),
+                message=dispatch,
+            )
+            ids.append(str(dispatch.message_id))
+        if then_fail:
+            raise RuntimeError("rolled back")
+    return ids
+
+
+def _publish_what_was_committed(outbox: OutboxPublisher) -> None:
+    """Run the publisher as a stopping process does: it returns once it has published
+    everything committed before, or failed to."""
+    stopped = threading.Event()
+    stopped.set()
+    outbox.run(stopped)
+
+
+def _deliveries(broker: Broker) -> list[Message]:
+    """Every message on police's queue, taken off it."""
+    with broker.connect() as connection:
+        queue: Queue = department_queue("police")(connection.default_channel)
+        messages = []
+        while (message := queue.get(no_ack=True)) is not None:
+            messages.append(message)
+        return messages
+
+
+def _sent_records(database: Database, message_ids: list[str]) -> list[str]:
+    with database.transaction() as session:
+        return list(
+            session.scalars(
+                select(AuditRow.message_id).where(
+                    AuditRow.event == AuditEvent.SENT.value, AuditRow.message_id.in_(message_ids)
+                )
+            )
+        )
+
+
+def _unsent(database: Database, message_ids: list[str]) -> list[str]:
+    with database.transaction() as session:
+        return list(
+            session.scalars(
+                select(OutboxRow.message_id).where(
+                    OutboxRow.sent_at.is_(None), OutboxRow.message_id.in_(message_ids)
+                )
+            )
+        )
+
+
+def test_the_committing_process_publishes_what_it_committed_signed_once_and_audited(
+    wired: Wired,
+) -> None:
+    outbox = OutboxPublisher(wired.database, Publisher(wired.broker), keyring=KEYRING)
+    committed = _commit_dispatches(wired.database, 3)
+    with pytest.raises(RuntimeError):
+        _commit_dispatches(wired.database, 1, then_fail=True)
+
+    _publish_what_was_committed(outbox)  # no relay runs
+
+    delivered = _deliveries(wired.broker)
+    assert sorted(message.properties["message_id"] for message in delivered) == sorted(committed)
+    assert {KEYRING.verify_delivery(Delivery.of(message)) for message in delivered} == {
+        ROUTER_SIGNER
+    }
+    assert _unsent(wired.database, committed) == []
+    assert sorted(_sent_records(wired.database, committed)) == sorted(committed)
+
+
+def test_what_the_committer_could_not_publish_waits_for_the_relay_which_sends_it_once(
+    wired: Wired,
+) -> None:
+    outbox = OutboxPublisher(wired.database, Publisher(UNREACHABLE_BROKER), keyring=KEYRING)
+    committed = _commit_dispatches(wired.database, 2)
+    _publish_what_was_committed(outbox)  # the broker is away: nothing published
+    assert _deliveries(wired.broker) == []
+    assert sorted(_unsent(wired.database, committed)) == sorted(committed)
+    assert _sent_records(wired.database, committed) == []
+
+    relay = Relay(wired.database, Publisher(wired.broker), keyring=KEYRING)
+    assert relay.publish_pending() == 0, "the relay took rows still the committer's"
+    with time_machine.travel(datetime.now(UTC) + SWEEP_AFTER):
+        assert relay.publish_pending() == 2
+        assert relay.publish_pending() == 0
+
+    delivered = _deliveries(wired.broker)
+    assert sorted(message.properties["message_id"] for message in delivered) == sorted(committed)
+    assert _unsent(wired.database, committed) == []
+    assert sorted(_sent_records(wired.database, committed)) == sorted(committed)
+
+
+def test_with_committer_and_relay_running_each_message_is_published_and_audited_once(
+    wired: Wired,
+) -> None:
+    outbox = OutboxPublisher(wired.database, Publisher(wired.broker), keyring=KEYRING)
+    relay = Relay(wired.database, Publisher(wired.broker), keyring=KEYRING, idle_seconds=0.01)
+    stop = threading.Event()
+    threads = [threading.Thread(target=role.run, args=(stop,)) for role in (outbox, relay)]
+    for thread in threads:
+        thread.start()
+    try:
+        committed = [
+            message_id for _ in range(5) for message_id in _commit_dispatches(wired.database, 2)
+        ]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+    delivered = _deliveries(wired.broker)
+    assert sorted(message.properties["message_id"] for message in delivered) == sorted(committed)
+    assert sorted(_sent_records(wired.database, committed)) == sorted(committed)
+
+
+def test_a_row_already_marked_sent_is_neither_marked_nor_audited_again(wired: Wired) -> None:
+    (message_id,) = _commit_dispatches(wired.database, 1)
+    with wired.database.transaction() as session:
+        row = session.scalars(select(OutboxRow).where(OutboxRow.message_id == message_id)).one()
+        unsent = Unsent.of(row)
+    for _ in range(2):  # the relay swept it, then the committer's late confirm came in
+        with wired.database.transaction() as session:
+            mark_sent(session, [unsent])
+
+    assert _sent_records(wired.database, [message_id]) == [message_id]
