@@ -7,7 +7,6 @@ or the embedded demo. A process of adapters alone is `lianban.adapter_process`'s
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
