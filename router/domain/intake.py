@@ -136,10 +136,13 @@ class Intake:
         self, application: Application, catalog: Catalog, evidence: Evidence, actor: str
     ) -> IntakeResult:
         with self._database.transaction() as session:
-            existing = session.scalar(
-                select(BundleRow).where(BundleRow.project_no == application.project_no)
+            # The key alone: most case numbers are new, and an empty ORM entity query
+            # still builds the row's loaders.
+            existing_id = session.scalar(
+                select(BundleRow.id).where(BundleRow.project_no == application.project_no)
             )
-            if existing is not None:
+            if existing_id is not None:
+                existing = session.get_one(BundleRow, existing_id)
                 return _replay_of(existing, application, self._catalogs.for_bundle(existing))
             # Validated: the area lies in the province, so it has a view.
             view = catalog.for_area(application.area_code) or catalog

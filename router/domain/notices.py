@@ -115,9 +115,11 @@ def issued_notices(session: Session, bundle: BundleRow, catalog: Catalog) -> lis
 
 
 def notice_documents(session: Session, bundle_id: uuid.UUID) -> list[MaterialRef]:
+    # Issued ones only: an unissued notice's document is JSON null, which IS NOT NULL
+    # lets through; the document is set in the transaction that issues the notice.
     documents = session.scalars(
         select(NoticeRow.document).where(
-            NoticeRow.bundle_id == bundle_id, NoticeRow.document.is_not(None)
+            NoticeRow.bundle_id == bundle_id, NoticeRow.issued_at.is_not(None)
         )
     )
     return [MaterialRef.model_validate(document) for document in documents]
