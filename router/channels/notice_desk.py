@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -54,7 +53,6 @@ class NoticeDesk:
         renderer: NoticeRenderer,
         *,
         message_channel: str | None,
-        on_commit: Callable[[], None] = lambda: None,
         idle_seconds: float = 0.2,
         batch_size: int = 20,
     ) -> None:
@@ -65,7 +63,6 @@ class NoticeDesk:
         self._materials = materials
         self._renderer = renderer
         self._channel = message_channel
-        self._on_commit = on_commit
         self._idle = idle_seconds
         self._batch_size = batch_size
 
@@ -92,8 +89,6 @@ class NoticeDesk:
                 # The bundle's trace goes on: the notice's publish is a child of this span.
                 with handling("notices.issue", _Traced(row), {"traceparent": row.traceparent}):
                     self._issue(session, row)
-        if rows:
-            self._on_commit()  # the relay publishes the notices now, not on its next round
         return len(rows)
 
     def _issue(self, session: Session, row: NoticeRow) -> None:

@@ -14,7 +14,7 @@ applied together: one transaction, one commit, per batch.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -82,7 +82,6 @@ class Correlator:
         self,
         database: Database,
         catalog: Catalog | CatalogShelf,
-        on_commit: Callable[[], None] = lambda: None,
         *,
         keyring: Keyring,
         polls: PollPlan | None = None,
@@ -90,7 +89,6 @@ class Correlator:
         """`polls`: the departments' poll schedules (the default schedule for all if None)."""
         self._database = database
         self._catalogs = shelf_of(catalog)
-        self._on_commit = on_commit
         self._keyring = keyring
         self._polls = polls or PollPlan()
 
@@ -146,8 +144,6 @@ class Correlator:
             # Connection-level trouble: nothing was committed; try the same ones again.
             return [Hold(f"database unavailable: {error.orig!r}")] * len(deliveries)
         failpoint("correlator.after_commit")
-        if Applied.APPLIED in results:
-            self._on_commit()
         return [settlements[position] for position in range(len(deliveries))]
 
     def _outcome_of(self, delivery: Delivery) -> Report:

@@ -7,7 +7,6 @@ returns the first receipt; posting a different one under the same number is a co
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +70,6 @@ class Intake:
         database: Database,
         catalog: Catalog | CatalogShelf,
         materials: MaterialStore,
-        on_commit: Callable[[], None] = lambda: None,
         outbound: OutboundPolicy | None = None,
         library: LicenceSource | None = None,
         adapter_areas: AdapterAreas | None = None,
@@ -79,7 +77,6 @@ class Intake:
         self._database = database
         self._catalogs = shelf_of(catalog)
         self._materials = materials
-        self._on_commit = on_commit
         self._outbound = outbound or OutboundPolicy()
         self._citations = Citations(database, materials, library)
         self._areas = adapter_areas or AdapterAreas()
@@ -129,7 +126,6 @@ class Intake:
             case Received(replayed=True):
                 self._audit_received(raw, actor, "duplicate")
         failpoint("intake.after_commit")
-        self._on_commit()
         return result
 
     def _store(

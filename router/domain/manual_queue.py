@@ -15,7 +15,6 @@ result (`Refusal`, `Taken`), never as an exception.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -56,12 +55,9 @@ class Taken:
 class ManualQueue:
     """One department's work queue, kept in `manual_items`."""
 
-    def __init__(
-        self, database: Database, department: str, on_commit: Callable[[], None] = lambda: None
-    ) -> None:
+    def __init__(self, database: Database, department: str) -> None:
         self.department = department
         self._database = database
-        self._on_commit = on_commit
 
     def file(self, dispatch: ItemDispatch) -> ManualItem | Refusal:
         """Queue a dispatch; filing it again (same idempotency key) returns the first item."""
@@ -167,7 +163,6 @@ class ManualQueue:
                 row.state = ManualItemState.DONE
             row.updated_at = datetime.now(UTC)
             item = _view(row)
-        self._on_commit()
         return item
 
     @staticmethod

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -167,14 +167,12 @@ class PollScheduler:
         per_department: int = 50,
         jitter: timedelta = timedelta(seconds=30),
         every_seconds: float = 5.0,
-        on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self._database = database
         self._plan = plan
         self._per_department = per_department
         self._jitter = jitter
         self._every = every_seconds
-        self._on_commit = on_commit
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -222,5 +220,4 @@ class PollScheduler:
         total = sum(sent.values())
         if total:
             log.info("polls.sent", by_department=dict(sent))
-            self._on_commit()
         return total

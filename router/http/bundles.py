@@ -189,7 +189,6 @@ def withdraw_bundle(
         raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
     if result is Withdrawn.ALREADY_REPLIED:
         raise Refused(Cause.ALREADY_ANSWERED, "every item is decided: nothing to withdraw")
-    services.on_commit()
     with services.database.transaction() as session:
         reply = bundle_reply(session, bundle_id)
     assert reply is not None  # withdrawal commits the reply with it
@@ -231,7 +230,6 @@ def submit_correction(
         raise Refused(Cause.ITEM_NOT_FOUND, f"no item {item!r} in bundle {bundle_id}")
     if result is Resubmitted.NOT_REQUESTED:
         raise Refused(Cause.CORRECTION_NOT_AWAITED, f"no correction of {item} is awaited")
-    services.on_commit()
     return get_bundle(bundle_id, services, catalogs)
 
 

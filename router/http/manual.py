@@ -43,7 +43,7 @@ Staff = Annotated[ApiToken, Depends(department_staff)]
 def department_queue(
     department: Annotated[str, Path()], staff: Staff, services: AppServices
 ) -> ManualQueue:
-    return ManualQueue(services.database, department, services.on_commit)
+    return ManualQueue(services.database, department)
 
 
 Queue = Annotated[ManualQueue, Depends(department_queue)]

@@ -36,7 +36,6 @@ class Services:
     intake: Intake
     materials: MaterialStore
     api_tokens: Tokens = lambda: ()
-    on_commit: Callable[[], None] = lambda: None
     ops: OpsServices | None = None
     guesses: CredentialGuesses | None = None
     readiness: Callable[[], str | None] = lambda: None
