@@ -78,7 +78,7 @@ class LianbanSystem:
         self.processes = Processes(
             workdir / "logs",
             {
-                **_signing_keys(workdir, default_catalog().departments),
+                **signing_keys(workdir, default_catalog().departments),
                 "LIANBAN_DATABASE_URL": services.database_url,
                 "LIANBAN_BROKER_URL": services.amqp_url,
                 "LIANBAN_MATERIALS_DIR": str(workdir / "materials"),
@@ -178,7 +178,7 @@ class LianbanSystem:
         self.engine.dispose()
 
 
-def _signing_keys(workdir: Path, departments: Iterable[str]) -> dict[str, str]:
+def signing_keys(workdir: Path, departments: Iterable[str]) -> dict[str, str]:
     """A signing key for the router and each department, all trusted, as an operator
     provisions them (one directory serves every process here)."""
     keys = workdir / "keys"

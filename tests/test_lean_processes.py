@@ -18,12 +18,12 @@ from harness import AUTH, TEST_API_TOKEN, eventually, free_port, new_project_no
 from kombu import Connection
 
 from adapters.registry import simulate_every_department
+from bench.system import signing_keys
 from contracts.catalog import default_catalog
 from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.adapter_process import AdapterProcess
 from lianban.settings import Settings
 from runtime.messaging import declare_topology
-from runtime.messaging.signing import ROUTER_SIGNER, new_key
 
 LIANBAN = Path(sys.executable).with_name("lianban")
 # What an adapter process must never load: the router, its web framework and database
@@ -68,23 +68,6 @@ sys.exit(main(["adapter", "police", "--simulated"]))
 """
 
 
-def _signing_keys(directory: Path) -> dict[str, str]:
-    """A key for the router and each department, all trusted: one directory serves every
-    process of the test."""
-    keys = directory / "keys"
-    keys.mkdir()
-    trusted = []
-    for signer in (ROUTER_SIGNER, *default_catalog().departments):
-        pem, entry = new_key(signer)
-        (keys / f"{signer}.pem").write_bytes(pem)
-        trusted.append(entry.as_json())
-    (directory / "trusted.json").write_text(json.dumps(trusted))
-    return {
-        "LIANBAN_SIGNING_KEYS_DIR": str(keys),
-        "LIANBAN_TRUSTED_KEYS": str(directory / "trusted.json"),
-    }
-
-
 @pytest.mark.connected
 def test_an_adapter_process_loads_neither_the_router_nor_other_roles_libraries(
     amqp_url: str, tmp_path: Path
@@ -99,7 +82,7 @@ def test_an_adapter_process_loads_neither_the_router_nor_other_roles_libraries(
         "LIANBAN_MATERIALS_DIR": str(tmp_path / "materials"),
         "LIANBAN_HEALTH_HOST": "127.0.0.1",
         "LIANBAN_HEALTH_PORT": str(health),
-        **_signing_keys(tmp_path),
+        **signing_keys(tmp_path, default_catalog().departments),
     }
     process = subprocess.run(
         [sys.executable, "-c", ADAPTER_RUNNER, f"http://127.0.0.1:{health}/readyz", modules_file],
@@ -123,7 +106,7 @@ def test_lianban_router_runs_intake_correlation_and_relay_in_one_process(
     postgres_url: str, amqp_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    keys = _signing_keys(tmp_path)
+    keys = signing_keys(tmp_path, default_catalog().departments)
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps([TEST_API_TOKEN.as_json()]))
     env = {
