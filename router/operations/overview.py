@@ -185,7 +185,7 @@ def department_health(ops: OpsServices, window: timedelta) -> list[DepartmentHea
         )
         for queue in department_queues(ops.queue_counts, ops.catalog.departments, oldest)
     ]
-    return sorted(health, key=_attention)
+    return sorted(health, key=attention_order)
 
 
 # Steps that say a department could not be reached or failed the item: while its circuit is
@@ -200,17 +200,18 @@ _FAILURES = frozenset(
 )
 
 
-def _attention(department: DepartmentHealth) -> tuple[int, int, str]:
-    """Departments in trouble first, then those with activity, then the idle ones: the one
+def attention_order(department: DepartmentHealth) -> tuple[int, int, str]:
+    """What needs an operator first (a circuit not closed, a dead letter to replay), then
+    other trouble (failed items, work waiting), then activity, then the idle ones: the one
     that is down never hides among thirty quiet rows."""
-    troubled = (
+    needs_action = (
         department.circuit in (BreakerState.OPEN.value, BreakerState.HALF_OPEN.value)
         or department.dead_letters > 0
-        or department.failed > 0
-        or (department.oldest_age_seconds or 0) > 0
     )
+    troubled = department.failed > 0 or (department.oldest_age_seconds or 0) > 0
     active = department.outcomes + department.ready + (department.unacknowledged or 0)
-    return (0 if troubled else 1 if active else 2, -active, department.department)
+    rank = 0 if needs_action else 1 if troubled else 2 if active else 3
+    return (rank, -active, department.department)
 
 
 def circuit_states(adapter_metrics_urls: Iterable[str]) -> dict[str, str]:
