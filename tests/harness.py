@@ -149,14 +149,19 @@ def running_stack(
     stack.start()
     try:
         with httpx.Client(base_url=stack.base_url, headers=AUTH, timeout=30) as client:
-            client.put(
-                f"/v1/materials/{hashlib.sha256(SAMPLE_PDF).hexdigest()}",
-                content=SAMPLE_PDF,
-                headers={"Content-Type": "application/pdf"},
-            ).raise_for_status()
+            put_sample_material(client)
             yield Running(stack, client, ledger)
     finally:
         stack.stop()
+
+
+def put_sample_material(client: httpx.Client) -> None:
+    """Store the sample PDF the sample applications cite (by its SHA-256)."""
+    client.put(
+        f"/v1/materials/{hashlib.sha256(SAMPLE_PDF).hexdigest()}",
+        content=SAMPLE_PDF,
+        headers={"Content-Type": "application/pdf"},
+    ).raise_for_status()
 
 
 def received_dispatches(

@@ -4,7 +4,6 @@ database layer and no router; `lianban router` runs the three router roles in on
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -14,13 +13,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import AUTH, TEST_API_TOKEN, eventually, free_port, new_project_no
+from harness import (
+    AUTH,
+    TEST_API_TOKEN,
+    eventually,
+    free_port,
+    new_project_no,
+    put_sample_material,
+)
 from kombu import Connection
 
 from adapters.registry import simulate_every_department
 from bench.system import signing_keys
 from contracts.catalog import default_catalog
-from contracts.samples import SAMPLE_PDF, sample_application
+from contracts.samples import sample_application
 from lianban.adapter_process import AdapterProcess
 from lianban.settings import Settings
 from runtime.messaging import declare_topology
@@ -142,11 +148,7 @@ def test_lianban_router_runs_intake_correlation_and_relay_in_one_process(
         departments.start()
         try:
             with httpx.Client(base_url=base_url, headers=AUTH, timeout=30) as client:
-                client.put(
-                    f"/v1/materials/{hashlib.sha256(SAMPLE_PDF).hexdigest()}",
-                    content=SAMPLE_PDF,
-                    headers={"Content-Type": "application/pdf"},
-                ).raise_for_status()
+                put_sample_material(client)
                 project_no = new_project_no()
                 application = sample_application(catalog.bundle_types["newborn"], project_no)
                 receipt = client.post(

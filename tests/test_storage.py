@@ -31,6 +31,7 @@ from harness import (
     free_port,
     new_project_no,
     put_material,
+    put_sample_material,
     running_stack,
     sample_png,
 )
@@ -436,11 +437,7 @@ def test_a_certificate_file_is_issued_kept_and_pulled_with_identical_bytes(
 def submitted(intake_only: Stack, catalog: Catalog) -> tuple[httpx.Client, str]:
     """A bundle whose one material has a file name no header could carry as it is."""
     client = httpx.Client(base_url=intake_only.base_url, headers=AUTH, timeout=30)
-    client.put(
-        f"/v1/materials/{SAMPLE_DIGEST}",
-        content=SAMPLE_PDF,
-        headers={"Content-Type": "application/pdf"},
-    ).raise_for_status()
+    put_sample_material(client)
     project_no = new_project_no()
     application = sample_application(catalog.bundle_types["newborn"], project_no)
     application["materials"][0]["file_name"] = '出生医学证明 "副本"\r\nX-Evil: 1.pdf'
