@@ -16,9 +16,9 @@ import pika
 from sqlalchemy import create_engine, text
 
 from bench.environment import VENV_BIN, Processes, Services, free_port, retrying, wait_until
+from bench.keys import signing_keys
 from contracts.catalog import default_catalog
 from router.http.auth import Scope, mint
-from runtime.messaging.signing import ROUTER_SIGNER, new_key
 
 SEPARATE_ROLES = ("serve", "relay", "correlate")
 SINGLE_PROCESS = ("router",)  # `lianban router`: intake, correlation and relay together
@@ -176,20 +176,3 @@ class LianbanSystem:
     def stop(self) -> None:
         self.processes.stop_all()
         self.engine.dispose()
-
-
-def signing_keys(workdir: Path, departments: Iterable[str]) -> dict[str, str]:
-    """A signing key for the router and each department, all trusted, as an operator
-    provisions them (one directory serves every process here)."""
-    keys = workdir / "keys"
-    keys.mkdir(exist_ok=True)
-    trusted = []
-    for signer in (ROUTER_SIGNER, *departments):
-        pem, entry = new_key(signer)
-        (keys / f"{signer}.pem").write_bytes(pem)
-        trusted.append(entry.as_json())
-    (workdir / "trusted.json").write_text(json.dumps(trusted))
-    return {
-        "LIANBAN_SIGNING_KEYS_DIR": str(keys),
-        "LIANBAN_TRUSTED_KEYS": str(workdir / "trusted.json"),
-    }

@@ -24,7 +24,7 @@ from harness import (
 from kombu import Connection
 
 from adapters.registry import simulate_every_department
-from bench.system import signing_keys
+from bench.keys import signing_keys
 from contracts.catalog import default_catalog
 from contracts.samples import sample_application
 from lianban.adapter_process import AdapterProcess
