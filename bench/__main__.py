@@ -31,7 +31,7 @@ from bench.load import Platform, ReplyListener, closed_loop
 from bench.phases import Bench, MemorySampler, Run, load_average
 from bench.report import first_table, write_report
 from bench.stats import Latency
-from bench.system import LianbanSystem, router_roles
+from bench.system import LianbanSystem, add_single_process_option, router_roles
 from contracts import topology
 from contracts.catalog import BundleType, default_catalog
 from contracts.samples import sample_application
@@ -102,11 +102,7 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the router roles in the closed loop"
     )
-    parser.add_argument(
-        "--single-process",
-        action="store_true",
-        help="run the router as one `lianban router` process instead of its three roles",
-    )
+    add_single_process_option(parser)
     args = parser.parse_args()
     roles = router_roles(args.single_process)
     scale = QUICK if args.quick else Scale()

@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.environment import cpu_seconds, fresh_services
 from bench.load import Platform, ReplyListener, open_loop
 from bench.phases import load_average
-from bench.system import LianbanSystem, router_roles
+from bench.system import LianbanSystem, add_single_process_option, router_roles
 from contracts import topology
 from contracts.catalog import BundleType, default_catalog
 
@@ -121,11 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=10, help="bundles offered per second")
     parser.add_argument("--seconds", type=float, default=20, help="how long to offer them")
-    parser.add_argument(
-        "--single-process",
-        action="store_true",
-        help="run the router as one `lianban router` process instead of its three roles",
-    )
+    add_single_process_option(parser)
     args = parser.parse_args()
     roles = router_roles(args.single_process)
     newborn = default_catalog().bundle_types["newborn"]

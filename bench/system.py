@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -32,6 +33,14 @@ def router_command_available() -> bool:
         stderr=subprocess.DEVNULL,
     )
     return probe.returncode == 0
+
+
+def add_single_process_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--single-process",
+        action="store_true",
+        help="run the router as one `lianban router` process instead of its three roles",
+    )
 
 
 def router_roles(single_process: bool) -> tuple[str, ...]:
