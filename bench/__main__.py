@@ -27,11 +27,11 @@ from bench.capacity import Step, find_capacity
 from bench.cpu import NEWBORN_ITEMS, measure_cpu
 from bench.environment import REDIS_URL, VENV_BIN, Process, children, fresh_services, memory_kib
 from bench.fill import fill_finished_bundles
-from bench.load import Platform, ReplyListener, closed_loop
+from bench.load import Platform, closed_loop
 from bench.phases import Bench, MemorySampler, Run, load_average
 from bench.report import first_table, write_report
 from bench.stats import Latency
-from bench.system import LianbanSystem, add_single_process_option, router_roles
+from bench.system import LianbanSystem, add_single_process_option, router_roles, running_system
 from contracts import topology
 from contracts.catalog import BundleType, default_catalog
 from contracts.samples import sample_application
@@ -131,86 +131,77 @@ def run(scale: Scale, roles: tuple[str, ...], profile: bool, results: dict[str, 
     growing = catalog.bundle_types[GROWING]
     growing_items = [item.code for item in growing.items]
     with fresh_services() as services, tempfile.TemporaryDirectory() as workdir:
-        system = LianbanSystem(services, Path(workdir), roles)
         results["router_processes"] = list(roles)
-        try:
-            system.start(DEPARTMENTS)
-            queues = [topology.department_queue(d) for d in DEPARTMENTS]
-            system.wait_for_consumers([topology.OUTCOMES_QUEUE, *queues])
-            with ReplyListener(services.amqp_url) as listener:
-                platform = Platform(system.base_url, system.token, listener)
-                platform.upload_sample_material()
-                bench = Bench(system, platform)
-                log("warm-up")
-                bench.closed("warm", newborn, NEWBORN_ITEMS, 4, 5)
+        with running_system(services, Path(workdir), roles, DEPARTMENTS) as (system, platform):
+            bench = Bench(system, platform)
+            log("warm-up")
+            bench.closed("warm", newborn, NEWBORN_ITEMS, 4, 5)
 
-                log(f"CPU per bundle at {scale.cpu_rate}/s offered")
-                results["cpu"] = _cpu(system, platform, newborn, scale)
-                results["lianban_cpu_ms_per_bundle"] = results["cpu"]["table"]["lianban"]
-                results["machine_cpu_ms_per_bundle"] = results["cpu"]["table"]["machine"]
+            log(f"CPU per bundle at {scale.cpu_rate}/s offered")
+            results["cpu"] = _cpu(system, platform, newborn, scale)
+            results["lianban_cpu_ms_per_bundle"] = results["cpu"]["table"]["lianban"]
+            results["machine_cpu_ms_per_bundle"] = results["cpu"]["table"]["machine"]
 
-                log("closed loop (latency-bound)")
-                spies = _profile(system, scale.closed_seconds) if profile else []
-                closed = bench.closed(
-                    "closed", newborn, NEWBORN_ITEMS, scale.closed_clients, scale.closed_seconds
+            log("closed loop (latency-bound)")
+            spies = _profile(system, scale.closed_seconds) if profile else []
+            closed = bench.closed(
+                "closed", newborn, NEWBORN_ITEMS, scale.closed_clients, scale.closed_seconds
+            )
+            for spy in spies:
+                spy.wait()
+            results["ours"] = _run(closed)
+            results["rss_after_closed_mib"] = system.processes.rss_mib()
+
+            steps = itertools.count()
+
+            def lianban_step(rate: float) -> Step:
+                log(f"capacity: offered {rate:.1f}/s")
+                measured = bench.offered(
+                    f"cap{next(steps)}", newborn, NEWBORN_ITEMS, rate, scale.capacity_seconds
                 )
-                for spy in spies:
-                    spy.wait()
-                results["ours"] = _run(closed)
-                results["rss_after_closed_mib"] = system.processes.rss_mib()
+                return _run(measured)
 
-                steps = itertools.count()
+            capacity, curve = find_capacity(
+                lianban_step,
+                round(closed.bundles_per_second * scale.capacity_start, 1),
+                scale.capacity_factor,
+                scale.capacity_steps,
+            )
+            results["capacity"] = {"per_second": capacity, "curve": curve}
+            # Isolation (d), the filled database (b) and the target below are
+            # measured at half of it (of the lowest rate tried, if none held).
+            half = (capacity or curve[0]["offered_per_second"]) / 2
+            log(f"half capacity: offered {half:.1f}/s")
+            results["half_capacity"] = _run(
+                bench.offered("half", newborn, NEWBORN_ITEMS, half, scale.half_capacity_seconds)
+            )
 
-                def lianban_step(rate: float) -> Step:
-                    log(f"capacity: offered {rate:.1f}/s")
-                    measured = bench.offered(
-                        f"cap{next(steps)}", newborn, NEWBORN_ITEMS, rate, scale.capacity_seconds
+            growth = []
+            for size in scale.growth_sizes:
+                log(f"(a) {size} items per bundle")
+                growth.append(
+                    bench.closed(
+                        f"a{size}",
+                        growing,
+                        growing_items[:size],
+                        scale.closed_clients,
+                        scale.growth_seconds,
                     )
-                    return _run(measured)
-
-                capacity, curve = find_capacity(
-                    lianban_step,
-                    round(closed.bundles_per_second * scale.capacity_start, 1),
-                    scale.capacity_factor,
-                    scale.capacity_steps,
                 )
-                results["capacity"] = {"per_second": capacity, "curve": curve}
-                # Isolation (d), the filled database (b) and the target below are
-                # measured at half of it (of the lowest rate tried, if none held).
-                half = (capacity or curve[0]["offered_per_second"]) / 2
-                log(f"half capacity: offered {half:.1f}/s")
-                results["half_capacity"] = _run(
-                    bench.offered("half", newborn, NEWBORN_ITEMS, half, scale.half_capacity_seconds)
-                )
+            results["growth_items"] = [
+                {"items": size, **_run(r)}
+                for size, r in zip(scale.growth_sizes, growth, strict=True)
+            ]
 
-                growth = []
-                for size in scale.growth_sizes:
-                    log(f"(a) {size} items per bundle")
-                    growth.append(
-                        bench.closed(
-                            f"a{size}",
-                            growing,
-                            growing_items[:size],
-                            scale.closed_clients,
-                            scale.growth_seconds,
-                        )
-                    )
-                results["growth_items"] = [
-                    {"items": size, **_run(r)}
-                    for size, r in zip(scale.growth_sizes, growth, strict=True)
-                ]
+            # Before (d) restarts police: every process has lived through the same load.
+            results["peak_rss_mib"] = system.processes.peak_rss_mib()
+            results["mean_message_bytes"] = system.mean_message_bytes()
+            results["isolation"] = _isolation(bench, system, newborn, half, scale)
 
-                # Before (d) restarts police: every process has lived through the same load.
-                results["peak_rss_mib"] = system.processes.peak_rss_mib()
-                results["mean_message_bytes"] = system.mean_message_bytes()
-                results["isolation"] = _isolation(bench, system, newborn, half, scale)
-
-                results["filled"] = _filled(
-                    bench, system, newborn, closed, results["half_capacity"], half, scale
-                )
-                results["waiting"] = _waiting(bench, system, growing, growing_items, scale)
-        finally:
-            system.stop()
+            results["filled"] = _filled(
+                bench, system, newborn, closed, results["half_capacity"], half, scale
+            )
+            results["waiting"] = _waiting(bench, system, growing, growing_items, scale)
         log("celery canvas")
         results["celery"] = _celery(services.amqp_url, scale, Path(workdir))
         ours, theirs = results["capacity"]["per_second"], results["celery"]["capacity"]

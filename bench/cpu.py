@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.environment import cpu_seconds, fresh_services
-from bench.load import Platform, ReplyListener, open_loop
+from bench.load import Platform, open_loop
 from bench.phases import load_average
-from bench.system import LianbanSystem, add_single_process_option, router_roles
-from contracts import topology
+from bench.system import (
+    LianbanSystem,
+    add_single_process_option,
+    router_roles,
+    running_system,
+)
 from contracts.catalog import BundleType, default_catalog
 
 NEWBORN_ITEMS = (
@@ -125,22 +129,14 @@ def main() -> None:
     args = parser.parse_args()
     roles = router_roles(args.single_process)
     newborn = default_catalog().bundle_types["newborn"]
-    with fresh_services() as services, tempfile.TemporaryDirectory() as workdir:
-        system = LianbanSystem(services, Path(workdir), roles)
-        try:
-            system.start(NEWBORN_DEPARTMENTS)
-            queues = [topology.department_queue(d) for d in NEWBORN_DEPARTMENTS]
-            system.wait_for_consumers([topology.OUTCOMES_QUEUE, *queues])
-            with ReplyListener(services.amqp_url) as listener:
-                platform = Platform(system.base_url, system.token, listener)
-                platform.upload_sample_material()
-                measure_cpu(system, platform, newborn, args.rate, 3, "warm")
-                table, bundles, unanswered = measure_cpu(
-                    system, platform, newborn, args.rate, args.seconds
-                )
-            rss = system.processes.rss_mib()
-        finally:
-            system.stop()
+    with (
+        fresh_services() as services,
+        tempfile.TemporaryDirectory() as workdir,
+        running_system(services, Path(workdir), roles, NEWBORN_DEPARTMENTS) as (system, platform),
+    ):
+        measure_cpu(system, platform, newborn, args.rate, 3, "warm")
+        table, bundles, unanswered = measure_cpu(system, platform, newborn, args.rate, args.seconds)
+        rss = system.processes.rss_mib()
     print(
         f"{bundles} newborn bundles at {args.rate}/s, {unanswered} unanswered, "
         f"load average {load_average()}; CPU per bundle:"

@@ -8,7 +8,8 @@ import argparse
 import json
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from sqlalchemy import create_engine, text
 
 from bench.environment import VENV_BIN, Processes, Services, free_port, retrying, wait_until
 from bench.keys import signing_keys
+from bench.load import Platform, ReplyListener
+from contracts import topology
 from contracts.catalog import default_catalog
 from router.http.auth import Scope, mint
 
@@ -185,3 +188,22 @@ class LianbanSystem:
     def stop(self) -> None:
         self.processes.stop_all()
         self.engine.dispose()
+
+
+@contextmanager
+def running_system(
+    services: Services, workdir: Path, roles: tuple[str, ...], departments: Sequence[str]
+) -> Iterator[tuple[LianbanSystem, Platform]]:
+    """Lianban started, `departments` consuming, and the platform ready to post (the
+    sample material the applications cite uploaded); every process stopped afterwards."""
+    system = LianbanSystem(services, workdir, roles)
+    try:
+        system.start(departments)
+        queues = [topology.department_queue(department) for department in departments]
+        system.wait_for_consumers([topology.OUTCOMES_QUEUE, *queues])
+        with ReplyListener(services.amqp_url) as listener:
+            platform = Platform(system.base_url, system.token, listener)
+            platform.upload_sample_material()
+            yield system, platform
+    finally:
+        system.stop()
