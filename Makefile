@@ -46,8 +46,14 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+# Most tests wait on the broker, the database or a department's answer rather than on a
+# CPU: they run on TEST_WORKERS workers, each with a database of its own and a vhost per
+# test. The chaos tests restart the machine's RabbitMQ and PostgreSQL, so they run after,
+# alone.
+TEST_WORKERS ?= 3
 pytest: $(VENV)/.installed-dev test-services
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not chaos"
+	$(BIN)/python -m pytest -m chaos
 
 # What the tests and the benchmark need of the machine: RabbitMQ (with its management
 # API and a raised file limit), PostgreSQL and Redis running, chromium for the ops page.
