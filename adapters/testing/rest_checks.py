@@ -65,6 +65,7 @@ class RestSimulatorChecks(AdapterConformance):
     def test_a_repeated_filing_answers_the_first(
         self, server: SimulatorServer, state: DepartmentState
     ) -> None:
+        state.decision_delay = 60.0  # both answers describe the same undecided filing
         path, body = self.filing_call(self._dispatch(), FILING_KEY)
         with httpx.Client(base_url=server.url) as client:
             answers = [
