@@ -294,7 +294,14 @@ class ConsumerLoop:
             else:
                 del self._pending[id(delivery)]
                 settled.append((delivery, work))
-        self._carry_out(settled, sent)
+        try:
+            self._carry_out(settled, sent)
+        except BaseException:
+            # Taken together, not lost together: what other threads sent goes out after the
+            # reconnect (consumers deduplicate by id); the deliveries come back from the broker.
+            for message in sent:
+                self._from_other_threads.put((None, message))
+            raise
 
     def _caused_by_stale(self, delivery: Delivery, settlement: Settlement) -> tuple[Outgoing, ...]:
         """A delivery whose channel died meanwhile: the broker redelivers it, so it is not
