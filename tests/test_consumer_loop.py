@@ -244,6 +244,32 @@ def test_deliveries_left_pending_are_settled_from_another_thread(broker: Broker)
     assert _depth(broker) == 0
 
 
+@pytest.mark.connected
+def test_acks_carried_out_together_leave_an_earlier_pending_delivery_unsettled(
+    amqp_url: str, catalog: Catalog
+) -> None:
+    """Acks carried out together may go as one `multiple` ack, which settles every earlier
+    delivery of the channel: never one still pending, which comes back after a stop (on
+    RabbitMQ: the in-memory transport has no `multiple`, nor requeues on closing)."""
+    broker = emptied_department_queue(amqp_url, catalog, "police")
+    pending: list[Delivery] = []
+
+    def handler(delivery: Delivery) -> Settlement | Pending:
+        pending.append(delivery)
+        return PENDING
+
+    loop = ConsumerLoop(broker, QUEUE, handler, grace_seconds=0.5)
+    with consuming(loop):
+        _publish(broker, b'"first"', b'"second"', b'"third"', b'"fourth"')
+        eventually(
+            lambda: len(pending) == 4, timeout=30, message="four deliveries were not handed over"
+        )
+        for later in pending[1:]:
+            loop.settle(later, Ack())
+    assert _depth(broker) == 1  # the first, never settled, is back in the queue
+    assert _parked(broker) == []
+
+
 def test_a_delivery_retried_later_comes_back_after_its_delay(broker: Broker) -> None:
     """The same body on both transports: RabbitMQ's TTL tier, or the loop's own timer."""
     seen: list[tuple[bytes, int]] = []

@@ -17,6 +17,10 @@ A handler that raises instead answers for itself: MessageRefused parks with its 
 TransientError holds, anything else parks with the error as reason — unless it is the
 broker connection failing: then the loop reconnects and the broker redelivers.
 
+Settlements ready together (a batch's answers, or all that other threads made since the
+loop last looked) are carried out together: what their acks publish goes out as one
+confirmed batch, then the deliveries are acked, in one frame where the broker allows.
+
 With a batch handler, the deliveries waiting together go to it in one call, in order,
 and it answers one settlement each. If it raises anything but TransientError or a
 connection error, the same deliveries go to the per-message handler one at a time,
@@ -229,8 +233,10 @@ class ConsumerLoop:
                 log.warning("consumer.batch_failed", queue=self._queue.name, error=repr(error))
                 self._one_at_a_time = len(batch)
                 continue
+            settled: list[tuple[Delivery, Settlement]] = []
             for answer in answers:
                 if isinstance(answer, Hold):
+                    self._carry_out(settled)
                     self._hold_from_here(answer)
                     return
                 delivery = self._waiting.popleft()
@@ -238,7 +244,8 @@ class ConsumerLoop:
                 if isinstance(answer, Pending):
                     self._pending[id(delivery)] = delivery
                 else:
-                    self._carry_out(delivery, answer)
+                    settled.append((delivery, answer))
+            self._carry_out(settled)
             self._hold.reset()
 
     def _answers(self, batch: list[Delivery]) -> Sequence[Settlement | Pending]:
@@ -272,21 +279,31 @@ class ConsumerLoop:
         )
 
     def _carry_out_from_other_threads(self) -> None:
+        """Everything other threads queued since the last look, carried out together."""
+        settled: list[tuple[Delivery, Settlement]] = []
+        sent: list[Outgoing] = []
         while True:
             try:
                 delivery, work = self._from_other_threads.get_nowait()
             except Empty:
-                return
+                break
             if delivery is None:
-                self._publisher.publish(work)
-                continue
-            if self._pending.get(id(delivery)) is not delivery:
-                self._settle_stale(delivery, work)
-                continue
-            del self._pending[id(delivery)]
-            self._carry_out(delivery, work)
+                sent.append(work)
+            elif self._pending.get(id(delivery)) is not delivery:
+                sent += self._caused_by_stale(delivery, work)
+            else:
+                del self._pending[id(delivery)]
+                settled.append((delivery, work))
+        try:
+            self._carry_out(settled, sent)
+        except BaseException:
+            # Taken together, not lost together: what other threads sent goes out after the
+            # reconnect (consumers deduplicate by id); the deliveries come back from the broker.
+            for message in sent:
+                self._from_other_threads.put((None, message))
+            raise
 
-    def _settle_stale(self, delivery: Delivery, settlement: Settlement) -> None:
+    def _caused_by_stale(self, delivery: Delivery, settlement: Settlement) -> tuple[Outgoing, ...]:
         """A delivery whose channel died meanwhile: the broker redelivers it, so it is not
         settled; what it caused is still published (consumers deduplicate by id)."""
         log.warning(
@@ -295,24 +312,60 @@ class ConsumerLoop:
             bundle_id=delivery.correlation_id,
             message_id=delivery.message_id,
         )
-        if isinstance(settlement, Ack):
-            self._publisher.publish_many(settlement.publish)
+        return settlement.publish if isinstance(settlement, Ack) else ()
 
-    def _carry_out(self, delivery: Delivery, settlement: Settlement) -> None:
-        message = delivery.transport_message
-        match settlement:
-            case Ack(publish=caused):
-                self._publisher.publish_many(caused)
-                if self._before_ack_failpoint:
-                    failpoint(self._before_ack_failpoint)
-                message.ack()
-            case Park(reason=reason):
-                self.park(delivery, reason)
-            case RetryLater():
-                self._delayed.schedule(delivery)
-                message.ack()
-            case Hold():
-                raise AssertionError("a hold is carried out by not handing over")
+    def _carry_out(
+        self, settled: Sequence[tuple[Delivery, Settlement]], sent: Sequence[Outgoing] = ()
+    ) -> None:
+        """Carry out settlements in order, with `sent` (messages with no delivery to settle).
+        Consecutive acks go together: what they publish in one confirmed batch (one round
+        trip to the broker), then their acknowledgements (`_acknowledge`)."""
+        publish, acked = list(sent), []
+        for delivery, settlement in settled:
+            if isinstance(settlement, Ack):
+                publish += settlement.publish
+                acked.append(delivery)
+                continue
+            self._publish_then_ack(publish, acked)
+            publish, acked = [], []
+            match settlement:
+                case Park(reason=reason):
+                    self.park(delivery, reason)
+                case RetryLater():
+                    self._delayed.schedule(delivery)
+                    delivery.transport_message.ack()
+                case Hold():
+                    raise AssertionError("a hold is carried out by not handing over")
+        self._publish_then_ack(publish, acked)
+
+    def _publish_then_ack(self, publish: Sequence[Outgoing], acked: Sequence[Delivery]) -> None:
+        self._publisher.publish_many(publish)
+        if self._before_ack_failpoint and acked:
+            failpoint(self._before_ack_failpoint)
+        self._acknowledge(acked)
+
+    def _acknowledge(self, acked: Sequence[Delivery]) -> None:
+        """Ack `acked`: with one `multiple` ack (one frame, one settlement in the broker)
+        those whose tags lie below every delivery still unsettled on the channel, since such
+        an ack settles every earlier delivery; singly the rest. The in-memory transport
+        ignores `multiple`, so there each is acked alone."""
+        together: list[Delivery] = []
+        if len(acked) > 1 and not self._broker.is_memory:
+            unsettled = [_tag(delivery) for delivery in (*self._waiting, *self._pending.values())]
+            lowest_unsettled = min(unsettled, default=None)
+            together = [
+                delivery
+                for delivery in acked
+                if lowest_unsettled is None or _tag(delivery) < lowest_unsettled
+            ]
+        if len(together) > 1:
+            max(together, key=_tag).transport_message.ack(multiple=True)
+        else:
+            together = []
+        acked_together = {id(delivery) for delivery in together}
+        for delivery in acked:
+            if id(delivery) not in acked_together:
+                delivery.transport_message.ack()
 
     def park(self, delivery: Delivery, reason: str) -> None:
         """Move a delivery to this queue's parking lot with the reason, then ack it.
@@ -359,3 +412,8 @@ class ConsumerLoop:
         ready = queue.queue_declare(passive=True).message_count
         if ready:
             raise ConsumerStalled(f"{ready} messages ready in {self._queue.name}, none delivered")
+
+
+def _tag(delivery: Delivery) -> int:
+    tag: int = delivery.transport_message.delivery_tag
+    return tag

@@ -24,6 +24,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -52,8 +53,8 @@ class TrustedKey:
     signer: str
     public_key: Ed25519PublicKey
 
-    @property
-    def key_id(self) -> str:
+    @cached_property
+    def key_id(self) -> str:  # a hash: computed once, not for each message verified
         return key_id(self.public_key)
 
     def as_json(self) -> dict[str, str]:
@@ -91,9 +92,12 @@ class Keyring:
         signing: Mapping[str, Ed25519PrivateKey],
         trusted: Iterable[TrustedKey] | ReloadingFile[list[TrustedKey]],
     ) -> None:
-        self._signing = dict(signing)
+        # Each signing key with its id, which every signed message carries.
+        self._signing = {signer: (key, key_id(key.public_key())) for signer, key in signing.items()}
         self._trusted_file = trusted if isinstance(trusted, ReloadingFile) else None
         self._trusted_keys = list(trusted) if not isinstance(trusted, ReloadingFile) else []
+        # The trusted keys by id, indexed again only when the list read from the file changes.
+        self._indexed: tuple[list[TrustedKey], dict[str, TrustedKey]] | None = None
         self.refusals: Counter[str] = Counter()
 
     def __repr__(self) -> str:  # never the keys themselves
@@ -103,7 +107,9 @@ class Keyring:
         """The trusted keys by id; from a file, as it is now (a revoked key is refused
         within a minute, `runtime.reloading`)."""
         keys = self._trusted_file.current() if self._trusted_file else self._trusted_keys
-        return {key.key_id: key for key in keys}
+        if self._indexed is None or self._indexed[0] is not keys:
+            self._indexed = (keys, {key.key_id: key for key in keys})
+        return self._indexed[1]
 
     @classmethod
     def ephemeral(cls, signers: Iterable[str]) -> Keyring:
@@ -128,12 +134,13 @@ class Keyring:
         self, signer: str, *, body: bytes, message_id: str, correlation_id: str
     ) -> dict[str, str]:
         """The headers that carry `signer`'s signature of this message."""
-        key = self._signing.get(signer)
-        if key is None:
+        signing = self._signing.get(signer)
+        if signing is None:
             raise ConfigurationError(f"no signing key for {signer!r} in this process")
+        key, signing_key_id = signing
         signature = key.sign(_signed_bytes(body, message_id, correlation_id))
         return {
-            KEY_ID_HEADER: key_id(key.public_key()),
+            KEY_ID_HEADER: signing_key_id,
             SIGNATURE_HEADER: base64.b64encode(signature).decode(),
         }
 
