@@ -33,7 +33,6 @@ from contracts.catalog import default_catalog
 from contracts.samples import sample_application
 from lianban.adapter_process import AdapterProcess
 from lianban.settings import Settings
-from router.store import Database
 from runtime.messaging import declare_topology
 
 LIANBAN = Path(sys.executable).with_name("lianban")
@@ -109,26 +108,23 @@ def test_an_adapter_process_loads_neither_the_router_nor_other_roles_libraries(
 
 
 @pytest.fixture(scope="module")
-def migrated_postgres_url() -> Iterator[str]:
-    """A database migrated as `lianban serve` would have done before the other roles
-    start: they find its schema current and load no Alembic."""
+def router_database_url() -> Iterator[str]:
+    """A fresh database: the first role started migrates it, in a `lianban migrate` of its
+    own, and the others find it current; none of them holds Alembic."""
     with fresh_postgres_database() as url:
-        database = Database(url)
-        database.migrate()
-        database.dispose()
         yield url
 
 
 @pytest.mark.connected
 @pytest.mark.parametrize("role", sorted(NOT_IN_A_ROUTER_ROLE))
 def test_a_router_role_loads_no_other_roles_libraries(
-    role: str, migrated_postgres_url: str, amqp_url: str, tmp_path: Path
+    role: str, router_database_url: str, amqp_url: str, tmp_path: Path
 ) -> None:
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps([TEST_API_TOKEN.as_json()]))
     env = {
         "PATH": os.environ["PATH"],
-        "LIANBAN_DATABASE_URL": migrated_postgres_url,
+        "LIANBAN_DATABASE_URL": router_database_url,
         "LIANBAN_BROKER_URL": amqp_url,
         "LIANBAN_MATERIALS_DIR": str(tmp_path / "materials"),
         "LIANBAN_TOKENS_FILE": str(tokens),

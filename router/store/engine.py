@@ -76,7 +76,10 @@ class Database:
         with self.engine.connect() as connection:
             if not inspect(connection).has_table("alembic_version"):
                 return None
-            return connection.scalar(text("SELECT version_num FROM alembic_version"))
+            revision: str | None = connection.scalar(
+                text("SELECT version_num FROM alembic_version")
+            )
+            return revision
 
     def problem(self) -> str | None:
         """Why the database cannot be used now, or None (a readiness check)."""
