@@ -17,16 +17,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lxml.etree import XMLSyntaxError as LxmlSyntaxError
 from pydantic import BaseModel
-from zeep.exceptions import (
-    DTDForbidden,
-    EntitiesForbidden,
-    Fault,
-    TransportError,
-    XMLParseError,
-    XMLSyntaxError,
-)
 
 from adapters.base import Adapter
 from adapters.context import AdapterContext
@@ -136,6 +127,8 @@ class SoapFilingAdapter(Adapter):
             if item.receipt_no
             else {"IdempotencyKey": ctx.idempotency_key}
         )
+        from zeep.exceptions import Fault  # loaded by ctx.soap already: see _answer
+
         try:
             # The answer's only element is Status, which zeep returns unwrapped.
             status = await _answer(service.CancelApplication(**which))
@@ -186,6 +179,17 @@ class SoapFilingAdapter(Adapter):
 
 async def _answer(call: Awaitable[Any]) -> Any:
     """The operation's answer; XML that cannot be read or trusted is a BadAnswerError."""
+    # zeep and lxml are imported by the calls that use them: the router loads this class
+    # for its poll schedule (adapters.registry) and never calls a department.
+    from lxml.etree import XMLSyntaxError as LxmlSyntaxError
+    from zeep.exceptions import (
+        DTDForbidden,
+        EntitiesForbidden,
+        TransportError,
+        XMLParseError,
+        XMLSyntaxError,
+    )
+
     try:
         return await call
     except (DTDForbidden, EntitiesForbidden) as error:

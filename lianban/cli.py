@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
@@ -147,6 +148,12 @@ def _parser() -> argparse.ArgumentParser:
         "--markdown", action="store_true", help="the table of every variable, for the docs"
     )
     config.set_defaults(run=_config)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the database schema to the newest revision (router roles do it on start)",
+    )
+    migrate.set_defaults(run=_migrate)
 
     for role, text in ROUTER_ROLES.items():
         command = commands.add_parser(role, help=f"run {text}")
@@ -729,6 +736,9 @@ def _run_roles(args: argparse.Namespace, roles: set[str], simulate_all: bool = F
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing("lianban-" + "-".join(sorted(roles)), settings.traces_exporter)
+    migrated = _migrate_apart(settings)
+    if migrated.returncode != 0:
+        return migrated.returncode
     catalog = default_catalog()
     adapters = simulate_every_department(catalog) if simulate_all else []
     stack = Stack(settings, catalog, {Role(role) for role in roles}, adapters)
@@ -736,6 +746,35 @@ def _run_roles(args: argparse.Namespace, roles: set[str], simulate_all: bool = F
     stack.start()
     stack.wait()
     return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    database = open_database(settings)
+    try:
+        database.migrate()
+        print(f"schema at revision {database.revision()}")
+    finally:
+        database.dispose()
+    return 0
+
+
+def _migrate_apart(settings: Settings) -> subprocess.CompletedProcess[bytes]:
+    """A schema behind is migrated by a short-lived `lianban migrate`: Alembic, loaded
+    once, would stay in a role's process for its life (Stack.start then finds the
+    schema current). Its errors reach standard error as the command's own."""
+    from router.store.engine import SCHEMA_REVISION
+
+    database = open_database(settings)
+    try:
+        current = database.revision() == SCHEMA_REVISION
+    finally:
+        database.dispose()
+    command = [sys.executable, "-m", "lianban.cli", "migrate"]
+    if current:
+        return subprocess.CompletedProcess(command, 0)
+    return subprocess.run(command, stdout=subprocess.DEVNULL)
 
 
 def _stop_gracefully_on_sigterm() -> None:

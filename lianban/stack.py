@@ -3,6 +3,10 @@
 Each role runs on threads of its own, so one process can run any subset: a single role
 (`lianban relay`), the router's three (`lianban router`), everything (`lianban run-all`),
 or the embedded demo. A process of adapters alone is `lianban.adapter_process`'s.
+
+A role's own libraries are imported where the role starts: the web framework and the
+report workbook by the intake API, the PDF notices by the relay, so that a process
+holds only what its roles run (tests/test_lean_processes.py).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -23,12 +28,6 @@ from lianban.settings import Settings, callback_secret, open_database, outbound_
 from router.channels.applicant_messages import ApplicantMessageSender
 from router.channels.callbacks import CallbackSender
 from router.channels.couriers import HttpJsonCourier
-from router.channels.filedrop import Layout, PackageWatcher
-from router.channels.filedrop_export import ReplyExporter
-from router.channels.filedrop_notices import NoticeExporter
-from router.channels.filedrop_proofs import ProofWatcher
-from router.channels.notice_desk import NoticeDesk
-from router.channels.notice_document import NoticeRenderer
 from router.channels.notifiers import SmsGateway
 from router.channels.waybills import WaybillSender
 from router.domain.calendar_watcher import CalendarWatcher
@@ -39,21 +38,16 @@ from router.domain.intake import Intake
 from router.domain.polling import PollPlan, PollScheduler
 from router.domain.routing import AdapterAreas
 from router.domain.workdays import on_change
-from router.http.app import create_app
-from router.http.auth import Tokens, fixed_tokens, load_tokens
-from router.http.guessing import CredentialGuesses
-from router.http.services import Services
-from router.operations.dlq import DeadLetterQueues
-from router.operations.overview import OpsServices
-from router.operations.queues import count_source
 from router.store import audit
 from router.store.audit_chain import AuditSealer, retention_from_days
 from router.store.outbox import OutboxPublisher, Relay
 from runtime.health import broker_problem
 from runtime.messaging import ConsumerLoop, Publisher, declare_topology
 from runtime.messaging.declaration import outcomes_queue
-from runtime.reloading import ReloadingFile
-from runtime.serving import ThreadedServer
+
+if TYPE_CHECKING:
+    from router.http.auth import Tokens
+    from runtime.serving import ThreadedServer
 
 log = structlog.get_logger(__name__)
 
@@ -144,6 +138,10 @@ class Stack(AdapterProcess):
             retention = retention_from_days(self.settings.audit_retention_days)
             self._spawn("audit-sealer", AuditSealer(self.database, retention).run)
             if self.settings.filedrop_dir is not None:
+                from router.channels.filedrop import Layout
+                from router.channels.filedrop_export import ReplyExporter
+                from router.channels.filedrop_notices import NoticeExporter
+
                 layout = Layout(self.settings.filedrop_dir)
                 exporter = ReplyExporter(layout, self.database, self.materials)
                 self._spawn("filedrop-export", exporter.run)
@@ -168,6 +166,9 @@ class Stack(AdapterProcess):
         if Role.SERVE in self.roles:
             self._start_server()
             if self.settings.filedrop_dir is not None:
+                from router.channels.filedrop import Layout, PackageWatcher
+                from router.channels.filedrop_proofs import ProofWatcher
+
                 layout = Layout(self.settings.filedrop_dir)
                 watcher = PackageWatcher(layout, self.intake, self.materials, self.catalogs)
                 self._spawn("filedrop-inbox", watcher.run)
@@ -193,6 +194,9 @@ class Stack(AdapterProcess):
 
     def _start_notices(self) -> None:
         """受理 / 不予受理 notices issued and pushed; the applicant told by SMS with a gateway."""
+        from router.channels.notice_desk import NoticeDesk
+        from router.channels.notice_document import NoticeRenderer
+
         gateway = self.settings.sms_gateway_url
         desk = NoticeDesk(
             self.database,
@@ -211,6 +215,14 @@ class Stack(AdapterProcess):
             self._spawn("applicant-messages", messages.run)
 
     def _start_server(self) -> None:
+        from router.http.app import create_app
+        from router.http.guessing import CredentialGuesses
+        from router.http.services import Services
+        from router.operations.dlq import DeadLetterQueues
+        from router.operations.overview import OpsServices
+        from router.operations.queues import count_source
+        from runtime.serving import ThreadedServer
+
         services = Services(
             self.database,
             self.intake,
@@ -272,6 +284,9 @@ def licence_library(settings: Settings) -> CertificateLibrary | None:
 
 def api_tokens(settings: Settings) -> Tokens:
     """LIANBAN_TOKENS_FILE, read again when it changes, when it is set; else the fixed ones."""
+    from router.http.auth import fixed_tokens, load_tokens
+    from runtime.reloading import ReloadingFile
+
     if settings.tokens_file is not None:
         return ReloadingFile(settings.tokens_file, load_tokens).current
     return fixed_tokens(settings.api_tokens)

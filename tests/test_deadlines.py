@@ -21,6 +21,7 @@ import pytest
 import time_machine
 from harness import AUTH, KEYRING, new_project_no
 from sqlalchemy import select, text
+from sqlalchemy.orm import object_session
 
 from contracts.api import AlertLevel, BundleStatus, DeadlineKind, ItemStatus
 from contracts.application import MaterialRef
@@ -41,12 +42,14 @@ from contracts.messages import (
 from contracts.samples import SAMPLE_PDF, sample_application, sample_material_ref
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
+from router.domain import deadlines as deadlines_module
 from router.domain.calendar_watcher import CalendarWatcher
+from router.domain.clocks import Clock
 from router.domain.corrections import Resubmitted, resubmit
 from router.domain.correlator import Applied, Correlator
 from router.domain.deadlines import Alert, DeadlineWatcher, near_deadlines
 from router.domain.intake import Intake, Received
-from router.domain.timekeeping import respond_by
+from router.domain.timekeeping import deadlines, respond_by
 from router.domain.views import bundle_status
 from router.domain.workdays import on_change
 from router.operations.supervision import (
@@ -410,6 +413,26 @@ def test_the_watcher_reads_only_open_items_through_a_partial_index(
     database.dispose()
     # Which of the three partial indexes the planner prefers depends on the statistics.
     assert "Index Scan on ix_items_open_" in plan and "Seq Scan" not in plan
+
+
+def test_the_watcher_holds_a_chunk_of_the_open_items_at_a_time(
+    newborn: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Thousands of items wait at slow departments, each looked at every round: reading
+    # them all into the session at once grew the relay's memory with the waiting.
+    monkeypatch.setattr(deadlines_module, "_CHUNK", 1)
+    held: list[int] = []
+
+    def counting(item: ItemRow) -> Iterator[tuple[DeadlineKind, datetime, Clock | None]]:
+        session = object_session(item)
+        assert session is not None
+        held.append(len(session.identity_map))
+        return deadlines(item)
+
+    monkeypatch.setattr(deadlines_module, "deadlines", counting)
+    DeadlineWatcher(newborn.database).run_once(at(2, 9, hour=12))
+    assert len(held) >= 3  # the newborn's items near their acceptance deadline
+    assert max(held) < len(held)
 
 
 def test_supervision_counts_working_days_paused_time_excluded_and_bundles_apart(

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import time_machine
 from harness import KEYRING, Running, eventually, new_project_no, running_stack
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from adapters import AdapterContext, CalledBack, Polled, RetryPolicy
 from adapters.decision_endpoint import SIGNATURE_HEADER, push_signature
@@ -271,10 +271,20 @@ def test_a_backlog_of_due_polls_is_spread_over_rounds_per_department(
     scheduler = PollScheduler(database, PollPlan(), per_department=4, jitter=timedelta(minutes=1))
     # Every filing fell due together, an hour late (the router was away).
     late = FILED_AT + timedelta(hours=1)
-    rounds = [scheduler.run_once(late), scheduler.run_once(late), scheduler.run_once(late)]
+    loaded: list[DecisionPollRow] = []
+
+    def count(poll: DecisionPollRow, _context: object) -> None:
+        loaded.append(poll)
+
+    event.listen(DecisionPollRow, "load", count)
+    rounds = [scheduler.run_once(late)]
+    event.remove(DecisionPollRow, "load", count)
+    rounds += [scheduler.run_once(late), scheduler.run_once(late)]
 
     # At most 4 a department a round: health's 6 take two rounds, the others' 3 one.
     assert rounds == [4 + 3 + 3, 2, 0]
+    # A round reads only the polls it sends: a backlog waits in the database, not in memory.
+    assert len(loaded) == rounds[0]
     with database.transaction() as session:
         polls = session.scalars(select(DecisionPollRow)).all()
         bodies = [json.loads(row.body) for row in session.scalars(select(OutboxRow))]

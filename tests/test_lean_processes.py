@@ -1,5 +1,6 @@
 """Each process imports what its role uses: an adapter process holds no web framework, no
-database layer and no router; `lianban router` runs the three router roles in one process.
+database layer and no router; each router role holds only its own libraries; `lianban
+router` runs the three router roles in one process.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import fresh_postgres_database
 from harness import (
     AUTH,
     TEST_API_TOKEN,
@@ -51,9 +55,21 @@ NOT_IN_AN_ADAPTER_PROCESS = (
     "PIL",
     "zeep",
 )
-# Runs `lianban adapter` in the main thread, as the command does; once its health port
-# answers, another thread lists the modules loaded and stops it as an orchestrator would.
-ADAPTER_RUNNER = """
+# Libraries only one router role uses, each loaded by the module that uses it when it is
+# first used (an upload checked, a report asked for, a schema behind, a department called).
+NOT_IN_ANY_ROUTER_ROLE = ("alembic", "openpyxl", "numpy", "pypdf", "zeep", "lxml")
+WEB_FRAMEWORK = ("fastapi", "starlette", "uvicorn", "router.http.app")
+# The relay renders the notices (its NoticeRenderer loads the font when it starts).
+NOTICE_DOCUMENTS = ("reportlab", "PIL", "router.channels.notice_document")
+NOT_IN_A_ROUTER_ROLE = {
+    "serve": (*NOT_IN_ANY_ROUTER_ROLE, *NOTICE_DOCUMENTS),
+    "relay": (*NOT_IN_ANY_ROUTER_ROLE, *WEB_FRAMEWORK),
+    "correlate": (*NOT_IN_ANY_ROUTER_ROLE, *WEB_FRAMEWORK, *NOTICE_DOCUMENTS),
+}
+# Runs a `lianban` command (sys.argv[3:]) in the main thread, as the command does; once
+# its health port answers, another thread lists the modules loaded and stops it as an
+# orchestrator would.
+RUNNER = """
 import json, os, signal, sys, threading, httpx
 from lianban.cli import main
 
@@ -70,7 +86,7 @@ def report_modules_then_stop():
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=report_modules_then_stop, daemon=True).start()
-sys.exit(main(["adapter", "police", "--simulated"]))
+sys.exit(main(sys.argv[3:]))
 """
 
 
@@ -80,31 +96,77 @@ def test_an_adapter_process_loads_neither_the_router_nor_other_roles_libraries(
 ) -> None:
     with Connection(amqp_url) as connection:  # the router declares what the adapter reads
         declare_topology(connection, default_catalog().departments, {})
-    health = free_port()
-    modules_file = tmp_path / "modules.json"
     env = {
         "PATH": os.environ["PATH"],
         "LIANBAN_BROKER_URL": amqp_url,
         "LIANBAN_MATERIALS_DIR": str(tmp_path / "materials"),
-        "LIANBAN_HEALTH_HOST": "127.0.0.1",
-        "LIANBAN_HEALTH_PORT": str(health),
         **signing_keys(tmp_path, default_catalog().departments),
     }
-    process = subprocess.run(
-        [sys.executable, "-c", ADAPTER_RUNNER, f"http://127.0.0.1:{health}/readyz", modules_file],
-        env=env,
-        capture_output=True,
-        timeout=180,
-    )
-    assert process.returncode == 0, process.stderr.decode()[-3000:]
-    loaded = json.loads(modules_file.read_text())
+    loaded = _modules_loaded(["adapter", "police", "--simulated"], env)
     assert "adapters.worker" in loaded
-    assert [
+    assert _among(loaded, NOT_IN_AN_ADAPTER_PROCESS) == []
+
+
+@pytest.fixture(scope="module")
+def router_database_url() -> Iterator[str]:
+    """A fresh database: the first role started migrates it, in a `lianban migrate` of its
+    own, and the others find it current; none of them holds Alembic."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.mark.connected
+@pytest.mark.parametrize("role", sorted(NOT_IN_A_ROUTER_ROLE))
+def test_a_router_role_loads_no_other_roles_libraries(
+    role: str, router_database_url: str, amqp_url: str, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps([TEST_API_TOKEN.as_json()]))
+    env = {
+        "PATH": os.environ["PATH"],
+        "LIANBAN_DATABASE_URL": router_database_url,
+        "LIANBAN_BROKER_URL": amqp_url,
+        "LIANBAN_MATERIALS_DIR": str(tmp_path / "materials"),
+        "LIANBAN_TOKENS_FILE": str(tokens),
+        "LIANBAN_HOST": "127.0.0.1",
+        "LIANBAN_PORT": str(free_port()),
+        **signing_keys(tmp_path, default_catalog().departments),
+    }
+    loaded = _modules_loaded([role], env)
+    assert "lianban.stack" in loaded
+    assert _among(loaded, NOT_IN_A_ROUTER_ROLE[role]) == []
+
+
+def _modules_loaded(command: list[str], env: dict[str, str]) -> list[str]:
+    """The modules `lianban <command>` has loaded once it is ready."""
+    health = free_port()
+    with tempfile.TemporaryDirectory() as scratch:
+        modules_file = Path(scratch) / "modules.json"
+        process = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                RUNNER,
+                f"http://127.0.0.1:{health}/readyz",
+                modules_file,
+                *command,
+            ],
+            env={**env, "LIANBAN_HEALTH_HOST": "127.0.0.1", "LIANBAN_HEALTH_PORT": str(health)},
+            capture_output=True,
+            timeout=180,
+        )
+        assert process.returncode == 0, process.stderr.decode()[-3000:]
+        loaded: list[str] = json.loads(modules_file.read_text())
+    return loaded
+
+
+def _among(loaded: list[str], packages: tuple[str, ...]) -> list[str]:
+    return [
         module
         for module in loaded
-        for forbidden in NOT_IN_AN_ADAPTER_PROCESS
-        if module == forbidden or module.startswith(f"{forbidden}.")
-    ] == []
+        for package in packages
+        if module == package or module.startswith(f"{package}.")
+    ]
 
 
 @pytest.mark.connected

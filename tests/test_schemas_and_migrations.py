@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from contracts.catalog import Catalog
 from lianban.schemas import SCHEMA_DIR, stale_documents
 from router.store import Base, Database
+from router.store.engine import MIGRATIONS, SCHEMA_REVISION
 
 
 def test_checked_in_schemas_are_current(catalog: Catalog) -> None:
@@ -57,5 +60,14 @@ def test_migrations_match_the_models(database_url: str) -> None:
     database.migrate()  # a second run is a no-op
     with database.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert database.revision() == SCHEMA_REVISION
     database.dispose()
     assert differences == []
+
+
+def test_the_schema_revision_a_process_checks_is_the_newest_migration() -> None:
+    # A process whose database is at SCHEMA_REVISION skips Alembic: a new migration
+    # must move it, or no running process would ever apply that migration.
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [SCHEMA_REVISION]

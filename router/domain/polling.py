@@ -187,23 +187,36 @@ class PollScheduler:
         now = now.astimezone(UTC)  # SQLite compares stored times as text, all in UTC
         sent: Counter[str] = Counter()
         with self._database.transaction() as session:
-            due = session.execute(
-                select(DecisionPollRow, ItemRow)
-                .join(
-                    ItemRow,
-                    (ItemRow.bundle_id == DecisionPollRow.bundle_id)
-                    & (ItemRow.code == DecisionPollRow.item),
-                )
+            departments = session.scalars(
+                select(DecisionPollRow.department)
                 .where(DecisionPollRow.next_poll_at <= now)
-                .order_by(DecisionPollRow.next_poll_at)
-                .with_for_update(of=DecisionPollRow, skip_locked=True)
+                .distinct()
             ).all()
+            # Each department's share of the round, not every poll due: a backlog of
+            # thousands waiting is read a share at a time, so memory stays flat.
+            due = [
+                row
+                for department in departments
+                for row in session.execute(
+                    select(DecisionPollRow, ItemRow)
+                    .join(
+                        ItemRow,
+                        (ItemRow.bundle_id == DecisionPollRow.bundle_id)
+                        & (ItemRow.code == DecisionPollRow.item),
+                    )
+                    .where(
+                        DecisionPollRow.department == department,
+                        DecisionPollRow.next_poll_at <= now,
+                    )
+                    .order_by(DecisionPollRow.next_poll_at)
+                    .limit(self._per_department)
+                    .with_for_update(of=DecisionPollRow, skip_locked=True)
+                )
+            ]
             for poll, item in due:
                 if not awaits_decision(item):  # closed by the router (withdrawn, say)
                     session.delete(poll)
                     continue
-                if sent[poll.department] >= self._per_department:
-                    continue  # the department's share of this round is spent
                 message = ItemPoll(
                     **filing_of(item.bundle, item),
                     item_name_zh=item.name_zh,

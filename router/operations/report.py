@@ -20,9 +20,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from openpyxl import Workbook
-from openpyxl.styles import Font
-
 from contracts.catalog import Catalog
 from router.domain.workdays import WorkingCalendar
 from router.operations.overview import china_period
@@ -106,6 +103,11 @@ class Report:
         return out.getvalue()
 
     def xlsx(self) -> bytes:
+        # openpyxl (and the numpy it loads) only for the one who asks for a spreadsheet:
+        # the intake API's process would otherwise hold them for its life.
+        from openpyxl import Workbook
+        from openpyxl.styles import Font
+
         book = Workbook()
         sheet = book.active
         assert sheet is not None

@@ -7,13 +7,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SCHEMA_REVISION = "0020"
+"""The newest migration's revision (tests/test_schemas_and_migrations.py holds it to the
+scripts' head): a database already there needs no Alembic loaded."""
 _MIGRATION_LOCK = 0x4C49414E42414E  # "LIANBAN": a PostgreSQL advisory lock key
 _CONNECT_TIMEOUT_SECONDS = 5
 
@@ -54,7 +55,13 @@ class Database:
         event.listen(self._sessions, "after_commit", hook)
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+        """Bring the schema to the newest Alembic revision. Alembic is loaded only when
+        there is something to do: a router role's process would hold it for its life."""
+        if self.revision() == SCHEMA_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
@@ -63,6 +70,16 @@ class Database:
                 connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def revision(self) -> str | None:
+        """The schema's Alembic revision, or None for an empty database."""
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            revision: str | None = connection.scalar(
+                text("SELECT version_num FROM alembic_version")
+            )
+            return revision
 
     def problem(self) -> str | None:
         """Why the database cannot be used now, or None (a readiness check)."""
