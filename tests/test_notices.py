@@ -25,7 +25,7 @@ from test_delivery import Platform
 from adapters.simulated import Rule, Scenario, Verdict
 from adapters.simulators.sms_gateway import SmsGatewaySimulator
 from contracts.catalog import Catalog
-from contracts.errors import ConfigurationError
+from contracts.errors import ConfigurationError, MaterialRejected
 from contracts.messages import AcceptanceNotice, Accepted, ItemOutcome, NoticeDecision, Rejected
 from contracts.samples import sample_application
 from lianban.settings import Settings
@@ -268,3 +268,16 @@ def test_a_notice_renders_to_the_same_bytes_after_others_and_each_reads_back_its
     assert "张三丰" in text(rendered) and "欧阳鹏飞" not in text(rendered)
     assert "受理通知书" in text(rendered) and "城乡居民医疗保险参保登记" in text(rendered)
     assert "欧阳鹏飞" in other_text and REJECTION in other_text.replace("\n", "")
+
+
+def test_a_notice_kept_without_parsing_is_still_checked_by_its_header(tmp_path: Path) -> None:
+    """The desk skips only the whole-document parse of the PDF it rendered itself."""
+    materials = LocalMaterialStore(tmp_path / "materials")
+    with pytest.raises(MaterialRejected, match="not application/pdf"):
+        materials.keep(
+            b"<html>not a notice</html>",
+            media_type="application/pdf",
+            file_name="notice.pdf",
+            name="受理通知书",
+            made_here=True,
+        )
