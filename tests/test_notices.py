@@ -12,6 +12,7 @@ import io
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,14 @@ from test_delivery import Platform
 from adapters.simulated import Rule, Scenario, Verdict
 from adapters.simulators.sms_gateway import SmsGatewaySimulator
 from contracts.catalog import Catalog
-from contracts.errors import ConfigurationError
-from contracts.messages import AcceptanceNotice, Accepted, ItemOutcome, Rejected
+from contracts.errors import ConfigurationError, MaterialRejected
+from contracts.messages import AcceptanceNotice, Accepted, ItemOutcome, NoticeDecision, Rejected
 from contracts.samples import sample_application
 from lianban.settings import Settings
 from router.channels.applicant_messages import ApplicantMessageSender
 from router.channels.filedrop import Layout
 from router.channels.notice_desk import NO_GATEWAY, NO_MOBILE, NoticeDesk
-from router.channels.notice_document import NoticeRenderer
+from router.channels.notice_document import NoticeFacts, NoticeRenderer
 from router.channels.notifiers import ApplicantMessage, SmsGateway
 from router.domain.correlator import Applied, Correlator
 from router.domain.notices import issued_notices
@@ -241,3 +242,42 @@ def test_an_applicant_without_a_mobile_number_gets_no_message_and_the_timeline_s
 def test_a_missing_notice_font_is_refused_with_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="LIANBAN_NOTICE_FONT_FILE"):
         NoticeRenderer(tmp_path / "no-such-font.ttc")
+
+
+def test_a_notice_renders_to_the_same_bytes_after_others_and_each_reads_back_its_own_text() -> None:
+    """What the renderer keeps per process (font subsets, widths, ToUnicode maps) never
+    leaks one notice's characters into another's, and a re-render is byte-for-byte equal."""
+    renderer = NoticeRenderer(Settings().notice_font_file)
+    day = date(2026, 12, 4)
+    first = NoticeFacts(
+        NoticeDecision.ACCEPTED, "郑州市医疗保障局", "城乡居民医疗保险参保登记", "新生儿出生一件事",
+        "410100202612040001", "SL-0001", "张三丰", day, day, None, "《条例》第三条", 20, day,
+    )  # fmt: skip
+    other = NoticeFacts(
+        NoticeDecision.REJECTED, "郑州市公安局", "出生登记", "新生儿出生一件事",
+        "410100202612040002", None, "欧阳鹏飞", day, day, REJECTION, "《条例》第五条", None, None,
+    )  # fmt: skip
+
+    def text(pdf: bytes) -> str:
+        return "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+    rendered = renderer.render(first)
+    other_text = text(renderer.render(other))
+
+    assert renderer.render(first) == rendered
+    assert "张三丰" in text(rendered) and "欧阳鹏飞" not in text(rendered)
+    assert "受理通知书" in text(rendered) and "城乡居民医疗保险参保登记" in text(rendered)
+    assert "欧阳鹏飞" in other_text and REJECTION in other_text.replace("\n", "")
+
+
+def test_a_notice_kept_without_parsing_is_still_checked_by_its_header(tmp_path: Path) -> None:
+    """The desk skips only the whole-document parse of the PDF it rendered itself."""
+    materials = LocalMaterialStore(tmp_path / "materials")
+    with pytest.raises(MaterialRejected, match="not application/pdf"):
+        materials.keep(
+            b"<html>not a notice</html>",
+            media_type="application/pdf",
+            file_name="notice.pdf",
+            name="受理通知书",
+            made_here=True,
+        )

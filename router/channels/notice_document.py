@@ -13,7 +13,11 @@ the same bytes and the same SHA-256 in the material store.
 Subsetting the font is most of a render's cost. The characters of the template's fixed
 wording are placed first, in one subset of their own, whatever the notice says: that
 subset is the same for every notice of a decision, so it is built once per process, and
-only the names, numbers and reasons of a notice go into a subset made for it.
+only the names, numbers and reasons of a notice go into a subset made for it. The same
+holds for the subset's character widths and ToUnicode map, formatted and compressed
+once, and for the paragraph styles.
+Streams are deflated without an ASCII85 layer (reportlab's default adds one): smaller
+files, less work, the same text.
 """
 
 from __future__ import annotations
@@ -29,12 +33,21 @@ from pathlib import Path
 from typing import ClassVar, cast
 from xml.sax.saxutils import escape
 
+from reportlab import rl_config
 from reportlab.lib.enums import TA_CENTER, TA_RIGHT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.pdfdoc import PDFArray, PDFDocument, PDFName, PDFStream
+from reportlab.pdfbase.pdfdoc import (
+    BasicFonts,
+    PDFArray,
+    PDFDictionary,
+    PDFDocument,
+    PDFName,
+    PDFObject,
+    PDFStream,
+)
 from reportlab.pdfbase.ttfonts import TTFont, TTFontFace
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer
@@ -119,9 +132,12 @@ class NoticeRenderer:
             if font_file not in self._fonts:
                 font = TTFont(f"notice-{font_file.stem}", str(font_file), subfontIndex=0)
                 remember_subsets(font.face)
+                remember_font_objects(font)
                 pdfmetrics.registerFont(font)
                 self._fonts[font_file] = font
+            rl_config.useA85 = 0  # read as each stream is written; the only PDFs made here
         self._font = self._fonts[font_file]
+        self._styles = _Styles(self._font.fontName)
 
     def render(self, facts: NoticeFacts) -> bytes:
         buffer = io.BytesIO()
@@ -154,29 +170,41 @@ class NoticeRenderer:
         return place
 
     def _flowables(self, facts: NoticeFacts) -> list[Flowable]:
+        styles = self._styles
+        return [
+            Paragraph(escape(facts.department_name_zh), styles.heading),
+            Paragraph(facts.title, styles.title),
+            Spacer(1, 6 * mm),
+            Paragraph(_numbers(facts), styles.numbers),
+            Spacer(1, 6 * mm),
+            Paragraph(_salutation(escape(facts.applicant_name)), styles.salutation),
+            *(Paragraph(escape(text), styles.body) for text in facts.paragraphs()),
+            Spacer(1, 14 * mm),
+            Paragraph(escape(facts.department_name_zh), styles.signature),
+            Paragraph(chinese_date(facts.decided_on), styles.signature),
+        ]
+
+
+class _Styles:
+    """The notice's paragraph styles in its font (the same for every notice)."""
+
+    def __init__(self, font_name: str) -> None:
         def style(size: float, **extra: object) -> ParagraphStyle:
             return ParagraphStyle(
                 f"s{size}",
-                fontName=self._font.fontName,
+                fontName=font_name,
                 fontSize=size,
                 leading=size * 1.7,
                 wordWrap="CJK",
                 **extra,  # type: ignore[arg-type]
             )
 
-        body = style(12, firstLineIndent=24)
-        return [
-            Paragraph(escape(facts.department_name_zh), style(16, alignment=TA_CENTER)),
-            Paragraph(facts.title, style(22, alignment=TA_CENTER, spaceBefore=6)),
-            Spacer(1, 6 * mm),
-            Paragraph(_numbers(facts), style(10.5, alignment=TA_RIGHT)),
-            Spacer(1, 6 * mm),
-            Paragraph(_salutation(escape(facts.applicant_name)), style(12)),
-            *(Paragraph(escape(text), body) for text in facts.paragraphs()),
-            Spacer(1, 14 * mm),
-            Paragraph(escape(facts.department_name_zh), style(12, alignment=TA_RIGHT)),
-            Paragraph(chinese_date(facts.decided_on), style(12, alignment=TA_RIGHT)),
-        ]
+        self.heading = style(16, alignment=TA_CENTER)
+        self.title = style(22, alignment=TA_CENTER, spaceBefore=6)
+        self.numbers = style(10.5, alignment=TA_RIGHT)
+        self.salutation = style(12)
+        self.body = style(12, firstLineIndent=24)
+        self.signature = style(12, alignment=TA_RIGHT)
 
 
 # Codes in one embedded subset of the font.
@@ -204,6 +232,48 @@ def remember_subsets(face: TTFontFace) -> None:
 
     face.makeSubset = lambda subset: made(tuple(subset))  # type: ignore[method-assign]
     face.addSubsetObjects = add_compressed  # type: ignore[method-assign]
+
+
+def remember_font_objects(font: TTFont) -> None:
+    """Format each distinct subset's widths array, and compress its ToUnicode map, once
+    (the fixed wording's subset recurs in every notice; formatting a few hundred numbers
+    and deflating the map are a good part of writing the PDF)."""
+    add_objects = font.addObjects
+
+    def add_remembered(pdf: PDFDocument) -> None:
+        add_objects(pdf)
+        for subset in cast(PDFDictionary, pdf.idToObject[BasicFonts]).dict.values():
+            widths = getattr(subset, "Widths", None)
+            if not isinstance(widths, PDFArray):  # another font's, or remembered already
+                continue
+            subset.Widths = _Formatted(formatted_widths(tuple(widths.sequence)))
+            if pdf.compression:
+                cmap = cast(PDFStream, pdf.idToObject[subset.ToUnicode.name])
+                cmap.content = compressed_text(cmap.content)
+                cmap.dictionary["Filter"] = PDFArray([PDFName("FlateDecode")])
+
+    font.addObjects = add_remembered  # type: ignore[method-assign, assignment]
+
+
+@lru_cache(maxsize=SUBSETS_KEPT)
+def formatted_widths(widths: tuple[float, ...]) -> bytes:
+    # Numbers format alike in any document.
+    return PDFArray(widths).format(PDFDocument())
+
+
+@lru_cache(maxsize=SUBSETS_KEPT)
+def compressed_text(text: str) -> bytes:
+    return zlib.compress(text.encode())
+
+
+class _Formatted(PDFObject):
+    """A PDF value written out already."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def format(self, _document: PDFDocument) -> bytes:
+        return self.data
 
 
 @lru_cache

@@ -76,8 +76,9 @@ class MaterialUpload:
         self._digest.update(chunk)
         self._file.write(chunk)
 
-    def commit(self) -> int:
-        """Check what arrived and hand it to the store; returns its size."""
+    def commit(self, *, parse: bool = True) -> int:
+        """Check what arrived and hand it to the store; returns its size. `parse=False`
+        skips parsing the document whole, for one Lianban made itself."""
         try:
             if self.size == 0:
                 raise MaterialRejected("file is empty")
@@ -88,7 +89,7 @@ class MaterialUpload:
             self._file.close()
             if self._media_type == "application/ofd" and (problem := ofd_problem(self._path)):
                 raise MaterialRejected(f"the OFD container {problem}")
-            if problem := document_problem(self._path, self._media_type):
+            if parse and (problem := document_problem(self._path, self._media_type)):
                 raise MaterialRejected(f"content is not {self._media_type}: it {problem}")
             self._publish(self._path)
         finally:
@@ -126,11 +127,11 @@ class MaterialStore(ABC):
         """Everything the store holds, finished or not, relative to its root (for checks
         that a refusal left nothing)."""
 
-    def put(self, sha256: str, data: bytes, media_type: str) -> int:
+    def put(self, sha256: str, data: bytes, media_type: str, *, parse: bool = True) -> int:
         """Store `data` in one piece (the same checks as a streamed upload)."""
         upload = self.upload(sha256, media_type)
         upload.write(data)
-        return upload.commit()
+        return upload.commit(parse=parse)
 
     def read(self, sha256: str) -> bytes:
         return b"".join(self.stream(sha256))
@@ -148,8 +149,12 @@ class MaterialStore(ABC):
         as there are too many) when they do not match the reference."""
         return _checked(self.stream(ref.sha256), ref)
 
-    def keep(self, data: bytes, *, media_type: str, file_name: str, name: str) -> MaterialRef:
-        """Store a file a department issued (the same checks as an upload); its reference."""
+    def keep(
+        self, data: bytes, *, media_type: str, file_name: str, name: str, made_here: bool = False
+    ) -> MaterialRef:
+        """Store a file a department issued (the same checks as an upload); its reference.
+        A document Lianban `made_here` (a notice it rendered) is not parsed again: only
+        its type, size and digest are checked."""
         # The reference is built first, so a bad name is refused before anything is stored.
         ref = MaterialRef(
             name=name,
@@ -158,7 +163,7 @@ class MaterialStore(ABC):
             media_type=media_type,
             file_name=file_name,
         )
-        self.put(ref.sha256, data, media_type)
+        self.put(ref.sha256, data, media_type, parse=not made_here)
         return ref
 
 
