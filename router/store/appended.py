@@ -12,24 +12,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import Insert, Table, event
 from sqlalchemy.orm import Session, SessionTransaction
 
 _APPENDED = "lianban_appended_rows"
 
 
-def append(session: Session, table: Table, values: dict[str, Any]) -> None:
-    """Add a row to `table` when `session` commits."""
-    session.info.setdefault(_APPENDED, {}).setdefault(table, []).append(values)
+def append(session: Session, into: Table | Insert, values: dict[str, Any]) -> None:
+    """Add a row to `into` when `session` commits: a table, or an INSERT of one (e.g. one
+    that skips a row a unique index already holds); pass the same object for each row."""
+    session.info.setdefault(_APPENDED, {}).setdefault(into, []).append(values)
 
 
 @event.listens_for(Session, "before_commit")
 def _write_appended(session: Session) -> None:
-    appended: dict[Table, list[dict[str, Any]]] = session.info.pop(_APPENDED, {})
+    appended: dict[Table | Insert, list[dict[str, Any]]] = session.info.pop(_APPENDED, {})
     if appended:
+        session.flush()  # the rows they refer to first (a bundle made in this transaction)
         connection = session.connection()
-        for table, rows in appended.items():
-            connection.execute(table.insert(), rows)
+        for into, rows in appended.items():
+            connection.execute(into.insert() if isinstance(into, Table) else into, rows)
 
 
 @event.listens_for(Session, "after_soft_rollback")
