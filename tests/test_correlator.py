@@ -6,6 +6,7 @@ Runs on SQLite and (connected) on PostgreSQL.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -242,6 +243,34 @@ def test_outcomes_waiting_together_are_applied_in_one_transaction(
     assert [message_id for kind, message_id in audited if kind == "decided"].count(
         str(decided.message_id)
     ) == 1
+
+
+def test_a_batch_reads_its_bundles_once_and_writes_each_table_once(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    """Set-based, however many outcomes wait together: one SELECT loads the bundle with
+    its items, and each table gets one INSERT (inbox, timeline, audit, notices). Counted
+    statements, never time: a lookup or an INSERT per outcome shows as soon as it is back."""
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split()[:3]).upper())
+
+    accepted = [
+        _outcome(dispatch, Accepted(receipt_no=f"R-{dispatch.item}")) for dispatch in dispatches
+    ]
+    assert len(accepted) >= 2
+    correlator = Correlator(database, catalog, keyring=KEYRING)
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        assert correlator.apply_all(accepted) == [Applied.APPLIED] * len(accepted)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+
+    assert len([statement for statement in statements if statement.startswith("SELECT")]) == 1
+    inserts = Counter(statement for statement in statements if statement.startswith("INSERT"))
+    assert {"INSERT INTO INBOX", "INSERT INTO EVENTS", "INSERT INTO NOTICES"} <= set(inserts)
+    assert set(inserts.values()) == {1}, inserts
 
 
 def test_an_unreachable_database_holds_the_outcome_rather_than_refusing_it(
