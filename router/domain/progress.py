@@ -47,7 +47,6 @@ from router.store.outbox import enqueue
 from router.store.timeline import Actor, record_event
 from runtime import clock
 
-
 _ITEM_NOTICES: Table = ItemNoticeRow.__table__  # type: ignore[assignment]
 _CALLBACKS: Table = CallbackRow.__table__  # type: ignore[assignment]
 
