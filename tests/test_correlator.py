@@ -18,6 +18,7 @@ from contracts.catalog import Catalog, default_catalog
 from contracts.messages import (
     Accepted,
     CircuitState,
+    CorrectionRequested,
     Decided,
     Failed,
     ItemDispatch,
@@ -31,7 +32,7 @@ from contracts.messages import (
 from router.domain.correlator import Applied, Correlator
 from router.domain.states import SYSTEM_FAILURE_REASON
 from router.domain.views import bundle_status
-from router.store import AuditRow, Database, EventRow, OutboxRow
+from router.store import AuditRow, Database, EventRow, NoticeRow, OutboxRow
 from runtime.messaging import Ack, Delivery, Hold, Park
 from runtime.messaging.signing import ROUTER_SIGNER
 from runtime.storage import LocalMaterialStore
@@ -271,6 +272,34 @@ def test_a_batch_reads_its_bundles_once_and_writes_each_table_once(
     inserts = Counter(statement for statement in statements if statement.startswith("INSERT"))
     assert {"INSERT INTO INBOX", "INSERT INTO EVENTS", "INSERT INTO NOTICES"} <= set(inserts)
     assert set(inserts.values()) == {1}, inserts
+
+
+def test_an_item_accepted_again_after_a_correction_keeps_its_one_notice(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    """受理, 补齐补正, 受理 again: the first notice stands, whether the three arrive in one
+    batch or one at a time (written at commit, a notice skips the one the item has)."""
+    correlator = Correlator(database, catalog, keyring=KEYRING)
+
+    def accepted_corrected_accepted(dispatch: ItemDispatch) -> list[ItemOutcome]:
+        return [
+            _outcome(dispatch, Accepted(receipt_no="SL-1")),
+            _outcome(dispatch, CorrectionRequested(reason="缺少出生医学证明原件")),
+            _outcome(dispatch, Accepted(receipt_no="SL-2")),
+        ]
+
+    together, apart = dispatches[0], dispatches[1]
+    assert correlator.apply_all(accepted_corrected_accepted(together)) == [Applied.APPLIED] * 3
+    for outcome in accepted_corrected_accepted(apart):
+        assert correlator.apply(outcome) is Applied.APPLIED
+
+    with database.transaction() as session:
+        notices = session.execute(
+            select(NoticeRow.item, NoticeRow.receipt_no).where(
+                NoticeRow.bundle_id == together.bundle_id
+            )
+        ).all()
+    assert sorted(notices) == sorted([(together.item, "SL-1"), (apart.item, "SL-1")])
 
 
 def test_an_unreachable_database_holds_the_outcome_rather_than_refusing_it(
