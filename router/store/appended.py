@@ -1,7 +1,9 @@
-"""Append-only rows (timeline steps, audit records), written set-based at commit.
+"""Rows a transaction only adds (timeline steps, audit records, notices, callbacks),
+written set-based at commit.
 
-Such a row is never changed, and no transaction reads back the ones it writes (the
-timeline and the audit log are read in transactions of their own). So a writer
+The transaction that writes such a row neither changes it nor reads it back (the
+timeline, the audit log, the notice desk and the callback sender read them in
+transactions of their own). So a writer
 appends the row's values to its session, and one INSERT per table writes everything
 the transaction appended, just before it commits: the rows still commit, or roll back,
 with the change they describe, in the order they were appended, without an ORM object
