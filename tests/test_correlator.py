@@ -6,6 +6,7 @@ Runs on SQLite and (connected) on PostgreSQL.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from contracts.catalog import Catalog, default_catalog
 from contracts.messages import (
     Accepted,
     CircuitState,
+    CorrectionRequested,
     Decided,
     Failed,
     ItemDispatch,
@@ -30,7 +32,7 @@ from contracts.messages import (
 from router.domain.correlator import Applied, Correlator
 from router.domain.states import SYSTEM_FAILURE_REASON
 from router.domain.views import bundle_status
-from router.store import AuditRow, Database, EventRow, OutboxRow
+from router.store import AuditRow, Database, EventRow, NoticeRow, OutboxRow
 from runtime.messaging import Ack, Delivery, Hold, Park
 from runtime.messaging.signing import ROUTER_SIGNER
 from runtime.storage import LocalMaterialStore
@@ -242,6 +244,62 @@ def test_outcomes_waiting_together_are_applied_in_one_transaction(
     assert [message_id for kind, message_id in audited if kind == "decided"].count(
         str(decided.message_id)
     ) == 1
+
+
+def test_a_batch_reads_its_bundles_once_and_writes_each_table_once(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    """Set-based, however many outcomes wait together: one SELECT loads the bundle with
+    its items, and each table gets one INSERT (inbox, timeline, audit, notices). Counted
+    statements, never time: a lookup or an INSERT per outcome shows as soon as it is back."""
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split()[:3]).upper())
+
+    accepted = [
+        _outcome(dispatch, Accepted(receipt_no=f"R-{dispatch.item}")) for dispatch in dispatches
+    ]
+    assert len(accepted) >= 2
+    correlator = Correlator(database, catalog, keyring=KEYRING)
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        assert correlator.apply_all(accepted) == [Applied.APPLIED] * len(accepted)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+
+    assert len([statement for statement in statements if statement.startswith("SELECT")]) == 1
+    inserts = Counter(statement for statement in statements if statement.startswith("INSERT"))
+    assert {"INSERT INTO INBOX", "INSERT INTO EVENTS", "INSERT INTO NOTICES"} <= set(inserts)
+    assert set(inserts.values()) == {1}, inserts
+
+
+def test_an_item_accepted_again_after_a_correction_keeps_its_one_notice(
+    database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
+) -> None:
+    """受理, 补齐补正, 受理 again: the first notice stands, whether the three arrive in one
+    batch or one at a time (written at commit, a notice skips the one the item has)."""
+    correlator = Correlator(database, catalog, keyring=KEYRING)
+
+    def accepted_corrected_accepted(dispatch: ItemDispatch) -> list[ItemOutcome]:
+        return [
+            _outcome(dispatch, Accepted(receipt_no="SL-1")),
+            _outcome(dispatch, CorrectionRequested(reason="缺少出生医学证明原件")),
+            _outcome(dispatch, Accepted(receipt_no="SL-2")),
+        ]
+
+    together, apart = dispatches[0], dispatches[1]
+    assert correlator.apply_all(accepted_corrected_accepted(together)) == [Applied.APPLIED] * 3
+    for outcome in accepted_corrected_accepted(apart):
+        assert correlator.apply(outcome) is Applied.APPLIED
+
+    with database.transaction() as session:
+        notices = session.execute(
+            select(NoticeRow.item, NoticeRow.receipt_no).where(
+                NoticeRow.bundle_id == together.bundle_id
+            )
+        ).all()
+    assert sorted(notices) == sorted([(together.item, "SL-1"), (apart.item, "SL-1")])
 
 
 def test_an_unreachable_database_holds_the_outcome_rather_than_refusing_it(

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from contracts.api import TimelineEvent
 from contracts.catalog import Catalog
@@ -179,7 +179,8 @@ class Correlator:
     ) -> list[Applied]:
         # Lock every bundle concerned up front, in one order: competing correlators
         # applying overlapping batches wait for each other instead of deadlocking. Their
-        # items and polls come with them, for the whole batch.
+        # items and polls come with them, for the whole batch, in the same statement
+        # (one round trip; the lock is on the bundle rows only, as it always was).
         bundle_ids = sorted({outcome.bundle_id for outcome in outcomes})
         bundles = {
             bundle.id: bundle
@@ -187,9 +188,9 @@ class Correlator:
                 select(BundleRow)
                 .where(BundleRow.id.in_(bundle_ids))
                 .order_by(BundleRow.id)
-                .with_for_update()
-                .options(selectinload(BundleRow.items).joinedload(ItemRow.decision_poll))
-            )
+                .with_for_update(of=BundleRow)
+                .options(joinedload(BundleRow.items).joinedload(ItemRow.decision_poll))
+            ).unique()
         }
         first_deliveries = _record_in_inbox(
             session, [outcome for outcome in outcomes if outcome.bundle_id in bundles]

@@ -89,7 +89,7 @@ def bundle_replied(session: Session, bundle: BundleRow) -> None:
 
 
 def _ready(session: Session, bundle: BundleRow, item: str) -> None:
-    if _find(session, bundle, item) is not None:
+    if _made(session, bundle, item):
         return  # made already: one handover, one waybill, whatever is redelivered
     method = handover_of(bundle).method
     now = clock.now()
@@ -185,6 +185,18 @@ def _find(session: Session, bundle: BundleRow, item: str) -> HandoverRow | None:
         .with_for_update()  # the courier sender may be asking about it
     )
     return found
+
+
+def _made(session: Session, bundle: BundleRow, item: str) -> bool:
+    """Whether the handover exists, stored or made earlier in this transaction: asked
+    without flushing what the transaction changed so far (written once, at its end)."""
+    if any(
+        isinstance(row, HandoverRow) and row.bundle_id == bundle.id and row.item == item
+        for row in session.new
+    ):
+        return True
+    with session.no_autoflush:
+        return _find(session, bundle, item) is not None
 
 
 def handovers_of(session: Session, bundle_id: Any) -> list[HandoverRow]:

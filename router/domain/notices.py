@@ -13,7 +13,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from contracts.application import MaterialRef
@@ -21,6 +22,7 @@ from contracts.catalog import Catalog
 from contracts.messages import AcceptanceNotice, Accepted, NoticeDecision, Rejected
 from router.domain.workdays import china_date
 from router.store import BundleRow, ItemRow, NoticeRow
+from router.store.appended import append
 from runtime.tracing import current_traceparent
 
 ACCEPTANCE_BASIS = (
@@ -34,6 +36,13 @@ REJECTION_BASIS = (
 """Cited when the department names no provision of its own (`Rejected.legal_basis`)."""
 
 
+_NOTICES: Table = NoticeRow.__table__  # type: ignore[assignment]
+_RECORD_ONCE = {
+    name: dialect.insert(_NOTICES).on_conflict_do_nothing()  # ux_notices_once
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
 def record_notice(
     session: Session,
     bundle: BundleRow,
@@ -42,39 +51,34 @@ def record_notice(
     decided_at: datetime,
 ) -> None:
     """The item's 受理 or 不予受理, once: an item accepted again after a 补齐补正 was
-    accepted already, and its notice stands (the bundle row is locked, so no race)."""
+    accepted already, and its notice stands. Written at commit with the batch's other
+    notices in one INSERT that skips a decision the item has (`ux_notices_once`): no
+    lookup, and no flush, per notice."""
     decision = NoticeDecision.ACCEPTED if isinstance(result, Accepted) else NoticeDecision.REJECTED
-    existing = session.scalar(
-        select(NoticeRow.id).where(
-            NoticeRow.bundle_id == bundle.id,
-            NoticeRow.item == item.code,
-            NoticeRow.decision == decision,
-        )
-    )
-    if existing is not None:
-        return
     if isinstance(result, Rejected):
         reason, basis = result.reason, result.legal_basis or REJECTION_BASIS
     else:
         reason, basis = None, ACCEPTANCE_BASIS
-    session.add(
-        NoticeRow(
-            id=uuid.uuid4(),
-            bundle_id=bundle.id,
-            item=item.code,
-            decision=decision.value,
-            department=item.department,
-            receipt_no=item.receipt_no,
-            reason=reason,
-            legal_basis=basis,
-            decided_at=decided_at,
-            decide_by=None if item.decide_due_at is None else china_date(item.decide_due_at),
-            document=None,
-            created_at=decided_at,
-            issued_at=None,
-            exported_at=None,
-            traceparent=current_traceparent(),
-        )
+    append(
+        session,
+        _RECORD_ONCE[session.get_bind().dialect.name],
+        {
+            "id": uuid.uuid4(),
+            "bundle_id": bundle.id,
+            "item": item.code,
+            "decision": decision.value,
+            "department": item.department,
+            "receipt_no": item.receipt_no,
+            "reason": reason,
+            "legal_basis": basis,
+            "decided_at": decided_at,
+            "decide_by": None if item.decide_due_at is None else china_date(item.decide_due_at),
+            "document": None,
+            "created_at": decided_at,
+            "issued_at": None,
+            "exported_at": None,
+            "traceparent": current_traceparent(),
+        },
     )
 
 

@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from contracts import topology
@@ -42,9 +42,13 @@ from router.domain.evidence import Evidence
 from router.domain.timekeeping import Timekeeper, respond_by
 from router.domain.workdays import working_calendar
 from router.store import BundleRow, CallbackRow, ItemNoticeRow, ItemRow, ReplyRow
+from router.store.appended import append
 from router.store.outbox import enqueue
 from router.store.timeline import Actor, record_event
 from runtime import clock
+
+_ITEM_NOTICES: Table = ItemNoticeRow.__table__  # type: ignore[assignment]
+_CALLBACKS: Table = CallbackRow.__table__  # type: ignore[assignment]
 
 
 def set_item_state(
@@ -84,13 +88,15 @@ def _notify(session: Session, bundle: BundleRow, item: ItemRow) -> None:
     )
     tell_platform(session, bundle, notice, topology.notice_routing_key(bundle.bundle_type))
     # Kept for the file drop's export (router.channels.filedrop_export).
-    session.add(
-        ItemNoticeRow(
-            bundle_id=bundle.id,
-            item=item.code,
-            body=notice.model_dump(mode="json"),
-            created_at=clock.now(),
-        )
+    append(
+        session,
+        _ITEM_NOTICES,
+        {
+            "bundle_id": bundle.id,
+            "item": item.code,
+            "body": notice.model_dump(mode="json"),
+            "created_at": clock.now(),
+        },
     )
 
 
@@ -109,22 +115,25 @@ def tell_platform(
 def _push_to_callback(
     session: Session, bundle: BundleRow, message: ItemNotice | BundleReply | AcceptanceNotice
 ) -> None:
-    """A row for the callback sender, when the platform gave a callback URL."""
+    """A row for the callback sender, when the platform gave a callback URL (written at
+    commit: the sender reads it in transactions of its own)."""
     url = bundle.application.get("callback_url")
     if url:
         now = datetime.now(UTC)
-        session.add(
-            CallbackRow(
-                bundle_id=bundle.id,
-                url=url,
-                kind=message.kind,
-                body=message.model_dump_json().encode(),
-                attempts=0,
-                next_attempt_at=now,
-                delivered_at=None,
-                last_error=None,
-                created_at=now,
-            )
+        append(
+            session,
+            _CALLBACKS,
+            {
+                "bundle_id": bundle.id,
+                "url": url,
+                "kind": message.kind,
+                "body": message.model_dump_json().encode(),
+                "attempts": 0,
+                "next_attempt_at": now,
+                "delivered_at": None,
+                "last_error": None,
+                "created_at": now,
+            },
         )
 
 

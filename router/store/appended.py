@@ -1,7 +1,9 @@
-"""Append-only rows (timeline steps, audit records), written set-based at commit.
+"""Rows a transaction only adds (timeline steps, audit records, notices, callbacks),
+written set-based at commit.
 
-Such a row is never changed, and no transaction reads back the ones it writes (the
-timeline and the audit log are read in transactions of their own). So a writer
+The transaction that writes such a row neither changes it nor reads it back (the
+timeline, the audit log, the notice desk and the callback sender read them in
+transactions of their own). So a writer
 appends the row's values to its session, and one INSERT per table writes everything
 the transaction appended, just before it commits: the rows still commit, or roll back,
 with the change they describe, in the order they were appended, without an ORM object
@@ -12,24 +14,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import Insert, Table, event
 from sqlalchemy.orm import Session, SessionTransaction
 
 _APPENDED = "lianban_appended_rows"
 
 
-def append(session: Session, table: Table, values: dict[str, Any]) -> None:
-    """Add a row to `table` when `session` commits."""
-    session.info.setdefault(_APPENDED, {}).setdefault(table, []).append(values)
+def append(session: Session, into: Table | Insert, values: dict[str, Any]) -> None:
+    """Add a row to `into` when `session` commits: a table, or an INSERT of one (e.g. one
+    that skips a row a unique index already holds); pass the same object for each row."""
+    session.info.setdefault(_APPENDED, {}).setdefault(into, []).append(values)
 
 
 @event.listens_for(Session, "before_commit")
 def _write_appended(session: Session) -> None:
-    appended: dict[Table, list[dict[str, Any]]] = session.info.pop(_APPENDED, {})
+    appended: dict[Table | Insert, list[dict[str, Any]]] = session.info.pop(_APPENDED, {})
     if appended:
+        session.flush()  # the rows they refer to first (a bundle made in this transaction)
         connection = session.connection()
-        for table, rows in appended.items():
-            connection.execute(table.insert(), rows)
+        for into, rows in appended.items():
+            connection.execute(into.insert() if isinstance(into, Table) else into, rows)
 
 
 @event.listens_for(Session, "after_soft_rollback")
