@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from contracts import topology
 from contracts.catalog import Catalog
 from router.store import AuditRow, Database, OutboxRow
 from router.store.audit import AuditEvent
-from router.store.outbox import SWEEP_AFTER, OutboxPublisher, Relay, Unsent, enqueue, mark_sent
+from router.store.outbox import SWEEP_AFTER, OutboxPublisher, Relay, enqueue
 from runtime.messaging import Broker, Publisher
 from runtime.messaging.declaration import department_queue
 from runtime.messaging.envelope import Delivery
@@ -179,13 +179,55 @@ def test_with_committer_and_relay_running_each_message_is_published_and_audited_
     assert sorted(_sent_records(wired.database, committed)) == sorted(committed)
 
 
-def test_a_row_already_marked_sent_is_neither_marked_nor_audited_again(wired: Wired) -> None:
+def test_a_committer_whose_backlog_the_relay_may_sweep_never_publishes_a_row_twice(
+    wired: Wired,
+) -> None:
+    """The committer's rows are already old enough to sweep (a sweep age of zero stands
+    for a backlog older than `SWEEP_AFTER`): committer and relay race for every row, and
+    each is still published and audited once."""
+    outbox = OutboxPublisher(wired.database, Publisher(wired.broker), keyring=KEYRING)
+    relay = Relay(
+        wired.database,
+        Publisher(wired.broker),
+        keyring=KEYRING,
+        sweep_after=timedelta(0),
+        batch_size=3,
+        idle_seconds=0.0,
+    )
+    stop = threading.Event()
+    threads = [threading.Thread(target=role.run, args=(stop,)) for role in (outbox, relay)]
+    for thread in threads:
+        thread.start()
+    try:
+        committed = [
+            message_id for _ in range(20) for message_id in _commit_dispatches(wired.database, 3)
+        ]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    while relay.publish_pending():  # what the stopped relay had not reached yet
+        pass
+
+    delivered = [message.properties["message_id"] for message in _deliveries(wired.broker)]
+    assert sorted(delivered) == sorted(committed)
+    assert sorted(_sent_records(wired.database, committed)) == sorted(committed)
+
+
+def test_a_row_the_relay_swept_is_neither_published_nor_audited_again(wired: Wired) -> None:
+    outbox = OutboxPublisher(wired.database, Publisher(wired.broker), keyring=KEYRING)
     (message_id,) = _commit_dispatches(wired.database, 1)
     with wired.database.transaction() as session:
-        row = session.scalars(select(OutboxRow).where(OutboxRow.message_id == message_id)).one()
-        unsent = Unsent.of(row)
-    for _ in range(2):  # the relay swept it, then the committer's late confirm came in
-        with wired.database.transaction() as session:
-            mark_sent(session, [unsent])
+        row_id = session.scalars(select(OutboxRow.id).where(OutboxRow.message_id == message_id))
+        ids = list(row_id)
+    swept = Relay(
+        wired.database, Publisher(wired.broker), keyring=KEYRING, sweep_after=timedelta(0)
+    )
+    assert swept.publish_pending() == 1
 
+    outbox.publish(ids)  # the committer reaches it late, past the sweep age
+
+    assert [message.properties["message_id"] for message in _deliveries(wired.broker)] == [
+        message_id
+    ]
     assert _sent_records(wired.database, [message_id]) == [message_id]

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from contracts.api import BundleState, IntakeReceipt, OneTimeNotice, Problem, TimelineEvent
 from contracts.application import Application
@@ -28,7 +29,7 @@ from router.domain.timekeeping import Timekeeper
 from router.domain.validation import find_problems
 from router.domain.views import bundle_promise, item_promise
 from router.domain.workdays import working_calendar
-from router.store import BundleRow, Database, ItemRow, audit
+from router.store import Base, BundleRow, Database, ItemRow, audit
 from router.store.audit import AuditEvent
 from router.store.timeline import Actor, record_event
 from runtime import clock
@@ -156,7 +157,6 @@ class Intake:
                 catalog_version=view.version,
                 catalog_region=view.region,
             )
-            session.add(bundle)
             record_event(
                 session,
                 bundle.id,
@@ -192,6 +192,7 @@ class Intake:
                 item = bundle_type.item(code)
                 bundle.items.append(
                     ItemRow(
+                        bundle_id=bundle.id,
                         code=code,
                         position=position,
                         service=item.service,
@@ -199,15 +200,22 @@ class Intake:
                         route=self._areas.route(item, application.area_code),
                         name_zh=item.name_zh,
                         state=ItemState.WAITING.value,
+                        # What dispatching sets, set on every item (the server's default
+                        # neither): a waiting item and a dispatched one differ only in
+                        # their accept clock, so all go in two INSERTs (`_insert_new`).
+                        reason=None,
+                        dispatch_id=None,
+                        accept_due_at=None,
+                        awaiting_prerequisites=False,
                         updated_at=now,
                     )
                 )
-            session.flush()
             timekeeper = Timekeeper(session, working_calendar())
             for item_row in bundle.items:
                 timekeeper.arm(item_row, view.services[item_row.service])
             timekeeper.open_bundle(bundle, view, bundle_type, now)
             advance(session, bundle, bundle_type)
+            _insert_new(session, bundle)
             log.info(
                 "intake.accepted",
                 bundle_id=str(bundle.id),
@@ -262,6 +270,33 @@ class Intake:
                 select(BundleRow).where(BundleRow.project_no == application.project_no)
             ).one()
             return _replay_of(existing, application, self._catalogs.for_bundle(existing))
+
+
+def _insert_new(session: Session, bundle: BundleRow) -> None:
+    """Insert a new bundle and its items as they stand after intake, one INSERT per table.
+
+    They were built outside the session, clocks armed and first items dispatched in
+    memory: no unit of work per row, no UPDATE of what was just inserted. The rows that
+    refer to the bundle (dispatches, timeline, audit) are written after, at commit.
+    """
+    items = [_set_columns(item) for item in bundle.items]
+    # A bulk INSERT is one statement per run of rows setting the same columns (a
+    # dispatched item sets its accept clock, a waiting one not): one run each.
+    items.sort(key=lambda values: tuple(values))
+    with session.no_autoflush:
+        session.execute(insert(BundleRow), [_set_columns(bundle)])
+        # NULL written, not left out: a run is the columns set, None or not.
+        session.execute(insert(ItemRow).execution_options(render_nulls=True), items)
+
+
+def _set_columns(row: Base) -> dict[str, Any]:
+    """The columns set on a row not in a session; the others get their defaults."""
+    state = inspect(row)
+    return {
+        column.key: state.dict[column.key]
+        for column in state.mapper.column_attrs
+        if column.key in state.dict
+    }
 
 
 def receipt_for(bundle: BundleRow, catalog: Catalog) -> IntakeReceipt:

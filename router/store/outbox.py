@@ -6,12 +6,13 @@ NServiceBus and MassTransit): right after the commit, on a thread of its own, si
 pipelined, then marked sent. That saves a hop through another process and two
 transactions per batch. The relay is the safety net: it publishes what the committer
 could not — it crashed between the commit and the confirm, or the broker was away —
-once a row has waited `SWEEP_AFTER`, which is far longer than a committer ever takes,
-so the two do not publish the same row in the normal course. Were they to (a committer
-stalled past it), consumers deduplicate by message id.
+once a row has waited `SWEEP_AFTER`, which is far longer than a committer ever takes.
 
-Several relays may run at once against PostgreSQL: each claims rows with
-`FOR UPDATE SKIP LOCKED`, so none publishes a row another is publishing.
+Whoever publishes a row (the committer, or one of several relays) first marks it sent
+in a transaction that lasts until the broker's confirms (`claim_and_publish`): the
+others skip it, so a committer stalled past the sweep age and a relay never both
+publish it. Only a crash between the confirm and that commit publishes a row twice;
+consumers deduplicate by message id.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Protocol
 
 import structlog
-from sqlalchemy import inspect, select, update
+from sqlalchemy import Select, inspect, select, update
 from sqlalchemy.orm import Session
 
 from contracts.errors import PublishFailed
@@ -84,18 +86,6 @@ class Unsent:
     body: bytes
     traceparent: str | None
 
-    @classmethod
-    def of(cls, row: OutboxRow) -> Unsent:
-        return cls(
-            row.id,
-            row.exchange,
-            row.routing_key,
-            row.message_id,
-            row.correlation_id,
-            row.body,
-            row.traceparent,
-        )
-
 
 _UNSENT_COLUMNS = (
     OutboxRow.id,
@@ -127,29 +117,53 @@ def publish_signed(
     return confirmed, failure
 
 
-def mark_sent(session: Session, confirmed: Sequence[Unsent]) -> None:
-    """Mark rows the broker confirmed sent, and audit each: one UPDATE, one INSERT. A
-    row already marked (by a relay that swept it) is left as it is, audited once."""
-    if not confirmed:
-        return
-    marked = set(
-        session.scalars(
+def claim_and_publish(
+    session: Session,
+    publisher: Publisher,
+    keyring: Keyring,
+    claimed: Select[int],
+) -> tuple[int, PublishFailed | None]:
+    """Mark the unsent rows among `claimed` sent, publish them, and audit those the
+    broker confirmed; the others are marked unsent again. Returns how many it claimed,
+    and why some were not confirmed: raise it after the commit, which keeps the
+    confirmed ones sent, so an outage mid-batch does not publish them twice.
+
+    Marking first, in the transaction that lasts until the confirms, is what keeps two
+    publishers off the same row: PostgreSQL's row locks (`claimed` selects `FOR UPDATE
+    SKIP LOCKED`), SQLite's write lock (taken at BEGIN) hold the other away until this
+    commits, and it then finds the rows sent. Were this process to die before the
+    commit, the rows are unsent again for the relay.
+    """
+    marked = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id.in_(claimed.scalar_subquery()), OutboxRow.sent_at.is_(None))
+        .values(sent_at=datetime.now(UTC))
+        .returning(*_UNSENT_COLUMNS)
+        .execution_options(synchronize_session=False)
+    )
+    rows = sorted((Unsent(*row) for row in marked), key=attrgetter("id"))
+    if not rows:
+        return 0, None
+    confirmed, failure = publish_signed(publisher, keyring, rows)
+    if failure is not None:
+        unconfirmed = {row.id for row in rows}.difference(row.id for row in confirmed)
+        session.execute(
             update(OutboxRow)
-            .where(OutboxRow.id.in_([row.id for row in confirmed]), OutboxRow.sent_at.is_(None))
-            .values(sent_at=datetime.now(UTC))
-            .returning(OutboxRow.id)
+            .where(OutboxRow.id.in_(unconfirmed))
+            .values(sent_at=None)
             .execution_options(synchronize_session=False)
         )
-    )
-    audit.record_sent(session, [row for row in confirmed if row.id in marked])
+    audit.record_sent(session, confirmed)
+    return len(rows), failure
 
 
 class OutboxPublisher:
     """Publishes each transaction's outbox rows right after it commits, from this process.
 
-    The commit only hands the rows to a queue; a thread of their own publishes them, so
-    a request never waits on the broker. Rows it cannot publish (the broker away, this
-    process gone) stay unsent for the relay.
+    The commit only hands the rows' ids to a queue; a thread of their own publishes
+    them, so a request never waits on the broker. Rows it cannot publish (the broker
+    away, this process gone) stay unsent for the relay; rows the relay swept first (a
+    backlog older than its sweep age) it leaves alone.
     """
 
     def __init__(
@@ -164,7 +178,7 @@ class OutboxPublisher:
         self._publisher = publisher
         self._keyring = keyring
         self._batch_size = batch_size
-        self._committed: queue.SimpleQueue[list[Unsent]] = queue.SimpleQueue()
+        self._committed: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
         self._backoff = Backoff(0.2, 10.0)
         database.after_commit(self._take_committed)
 
@@ -172,8 +186,7 @@ class OutboxPublisher:
         written = session.info.pop(_WRITTEN, None)
         if written:
             # A row a savepoint rolled back is no longer persistent: never published.
-            rows = [Unsent.of(row) for row in written if inspect(row).persistent]
-            self._committed.put(rows)
+            self._committed.put([row.id for row in written if inspect(row).persistent])
 
     def run(self, stop: threading.Event) -> None:
         """Publish until stopped, then what was committed before the stop."""
@@ -198,12 +211,12 @@ class OutboxPublisher:
             else:
                 self._backoff.reset()
 
-    def _next_batch(self, first: list[Unsent]) -> list[Unsent]:
-        """The rows committed so far, up to about a batch."""
+    def _next_batch(self, first: list[int]) -> list[int]:
+        """The ids committed so far, up to about a batch."""
         batch = first
         while len(batch) < self._batch_size:
             try:
-                batch = batch + self._committed.get_nowait()
+                batch.extend(self._committed.get_nowait())
             except queue.Empty:
                 break
         return batch
@@ -218,14 +231,19 @@ class OutboxPublisher:
             except queue.Empty:
                 return dropped
 
-    def publish(self, rows: Sequence[Unsent]) -> None:
-        """Publish committed rows and mark those the broker confirmed sent."""
-        if not rows:
+    def publish(self, ids: Sequence[int]) -> None:
+        """Publish committed rows not yet sent and mark those the broker confirmed sent."""
+        if not ids:
             return
-        confirmed, failure = publish_signed(self._publisher, self._keyring, rows)
-        if confirmed:
-            with self._database.transaction() as session:
-                mark_sent(session, confirmed)
+        with self._database.transaction() as session:
+            _, failure = claim_and_publish(
+                session,
+                self._publisher,
+                self._keyring,
+                select(OutboxRow.id)
+                .where(OutboxRow.id.in_(ids), OutboxRow.sent_at.is_(None))
+                .with_for_update(skip_locked=True),
+            )
         if failure is not None:
             raise failure
 
@@ -267,31 +285,26 @@ class Relay:
     def publish_pending(self) -> int:
         """Publish one batch, pipelined; returns how many rows it claimed.
 
-        Every confirmed row is marked sent even when others in the batch failed, so an
-        outage mid-batch does not publish them a second time. A crash after the confirm
-        and before this commit publishes the batch again: consumers deduplicate.
+        A crash after the confirm and before the commit publishes the batch again:
+        consumers deduplicate.
         """
         with self._database.transaction() as session:
-            rows = [
-                Unsent(*row)
-                for row in session.execute(
-                    select(*_UNSENT_COLUMNS)
-                    .where(
-                        OutboxRow.sent_at.is_(None),
-                        OutboxRow.created_at <= datetime.now(UTC) - self._sweep_after,
-                    )
-                    .order_by(OutboxRow.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
+            claimed, failure = claim_and_publish(
+                session,
+                self._publisher,
+                self._keyring,
+                select(OutboxRow.id)
+                .where(
+                    OutboxRow.sent_at.is_(None),
+                    OutboxRow.created_at <= datetime.now(UTC) - self._sweep_after,
                 )
-            ]
-            if not rows:
-                return 0
-            confirmed, failure = publish_signed(self._publisher, self._keyring, rows)
-            mark_sent(session, confirmed)
+                .order_by(OutboxRow.id)
+                .limit(self._batch_size)
+                .with_for_update(skip_locked=True),
+            )
         if failure is not None:
             raise failure
-        return len(rows)
+        return claimed
 
 
 def _outgoing(keyring: Keyring, row: Unsent) -> Outgoing:
