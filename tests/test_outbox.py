@@ -156,23 +156,33 @@ def test_what_the_committer_could_not_publish_waits_for_the_relay_which_sends_it
     assert sorted(_sent_records(wired.database, committed)) == sorted(committed)
 
 
-def test_with_committer_and_relay_running_each_message_is_published_and_audited_once(
-    wired: Wired,
-) -> None:
+def _commit_with_both_running(
+    wired: Wired, relay: Relay, batches: int, dispatches_per_batch: int
+) -> list[str]:
+    """Commit `batches` transactions of dispatches while the committing process's
+    publisher and `relay` both run; their message ids, once both have stopped."""
     outbox = OutboxPublisher(wired.database, Publisher(wired.broker), keyring=KEYRING)
-    relay = Relay(wired.database, Publisher(wired.broker), keyring=KEYRING, idle_seconds=0.01)
     stop = threading.Event()
     threads = [threading.Thread(target=role.run, args=(stop,)) for role in (outbox, relay)]
     for thread in threads:
         thread.start()
     try:
-        committed = [
-            message_id for _ in range(5) for message_id in _commit_dispatches(wired.database, 2)
+        return [
+            message_id
+            for _ in range(batches)
+            for message_id in _commit_dispatches(wired.database, dispatches_per_batch)
         ]
     finally:
         stop.set()
         for thread in threads:
             thread.join()
+
+
+def test_with_committer_and_relay_running_each_message_is_published_and_audited_once(
+    wired: Wired,
+) -> None:
+    relay = Relay(wired.database, Publisher(wired.broker), keyring=KEYRING, idle_seconds=0.01)
+    committed = _commit_with_both_running(wired, relay, batches=5, dispatches_per_batch=2)
 
     delivered = _deliveries(wired.broker)
     assert sorted(message.properties["message_id"] for message in delivered) == sorted(committed)
@@ -185,7 +195,6 @@ def test_a_committer_whose_backlog_the_relay_may_sweep_never_publishes_a_row_twi
     """The committer's rows are already old enough to sweep (a sweep age of zero stands
     for a backlog older than `SWEEP_AFTER`): committer and relay race for every row, and
     each is still published and audited once."""
-    outbox = OutboxPublisher(wired.database, Publisher(wired.broker), keyring=KEYRING)
     relay = Relay(
         wired.database,
         Publisher(wired.broker),
@@ -194,18 +203,7 @@ def test_a_committer_whose_backlog_the_relay_may_sweep_never_publishes_a_row_twi
         batch_size=3,
         idle_seconds=0.0,
     )
-    stop = threading.Event()
-    threads = [threading.Thread(target=role.run, args=(stop,)) for role in (outbox, relay)]
-    for thread in threads:
-        thread.start()
-    try:
-        committed = [
-            message_id for _ in range(20) for message_id in _commit_dispatches(wired.database, 3)
-        ]
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+    committed = _commit_with_both_running(wired, relay, batches=20, dispatches_per_batch=3)
     while relay.publish_pending():  # what the stopped relay had not reached yet
         pass
 
