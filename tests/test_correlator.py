@@ -5,14 +5,17 @@ Runs on SQLite and (connected) on PostgreSQL.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import fresh_postgres_database
 from harness import KEYRING, received_dispatches
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text, update
 
 from contracts.catalog import Catalog, default_catalog
 from contracts.messages import (
@@ -32,7 +35,7 @@ from contracts.messages import (
 from router.domain.correlator import Applied, Correlator
 from router.domain.states import SYSTEM_FAILURE_REASON
 from router.domain.views import bundle_status
-from router.store import AuditRow, Database, EventRow, NoticeRow, OutboxRow
+from router.store import AuditRow, BundleRow, Database, EventRow, ItemRow, NoticeRow, OutboxRow
 from runtime.messaging import Ack, Delivery, Hold, Park
 from runtime.messaging.signing import ROUTER_SIGNER
 from runtime.storage import LocalMaterialStore
@@ -249,9 +252,10 @@ def test_outcomes_waiting_together_are_applied_in_one_transaction(
 def test_a_batch_reads_its_bundles_once_and_writes_each_table_once(
     database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
 ) -> None:
-    """Set-based, however many outcomes wait together: one SELECT loads the bundle with
-    its items, and each table gets one INSERT (inbox, timeline, audit, notices). Counted
-    statements, never time: a lookup or an INSERT per outcome shows as soon as it is back."""
+    """Set-based, however many outcomes wait together: one SELECT locks the bundle, one
+    (after the lock) loads its items with their polls, and each table gets one INSERT
+    (inbox, timeline, audit, notices). Counted statements, never time: a lookup or an
+    INSERT per outcome shows as soon as it is back."""
     statements: list[str] = []
 
     def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
@@ -268,7 +272,7 @@ def test_a_batch_reads_its_bundles_once_and_writes_each_table_once(
     finally:
         event.remove(database.engine, "before_cursor_execute", count)
 
-    assert len([statement for statement in statements if statement.startswith("SELECT")]) == 1
+    assert len([statement for statement in statements if statement.startswith("SELECT")]) == 2
     inserts = Counter(statement for statement in statements if statement.startswith("INSERT"))
     assert {"INSERT INTO INBOX", "INSERT INTO EVENTS", "INSERT INTO NOTICES"} <= set(inserts)
     assert set(inserts.values()) == {1}, inserts
@@ -406,3 +410,56 @@ def test_a_trouble_notice_of_another_department_or_a_finished_item_changes_nothi
     assert correlator.apply(_outcome(victim, Decided(approved=True))) is Applied.APPLIED
     assert correlator.handle_one(_report_of(_trouble(victim, 2))) == Ack()
     assert "retrying" not in _steps(database, victim)
+
+
+@pytest.mark.connected
+def test_a_correlator_that_waited_for_the_bundle_lock_reads_the_items_as_committed(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """Replicas answer the same bundle at once: the correlator that waited for the bundle's
+    lock reads its items as the one holding it committed them. (PostgreSQL's READ COMMITTED
+    gives rows a statement did not lock that statement's snapshot: items read along with
+    the lock would be as they were before the wait, and the approval below undone.)"""
+    with fresh_postgres_database() as url:
+        database = Database(url)
+        database.migrate()
+        try:
+            dispatch = received_dispatches(
+                database, catalog, LocalMaterialStore(tmp_path / "materials")
+            )[0]
+            correlator = Correlator(database, catalog, keyring=KEYRING)
+            late: list[Applied] = []
+            waiting = threading.Thread(
+                target=lambda: late.extend(correlator.apply_all([_outcome(dispatch, Accepted())]))
+            )
+            # Another correlator: holds the bundle's lock and has approved the item.
+            with database.transaction() as session:
+                session.execute(
+                    select(BundleRow).where(BundleRow.id == dispatch.bundle_id).with_for_update()
+                )
+                session.execute(
+                    update(ItemRow)
+                    .where(ItemRow.bundle_id == dispatch.bundle_id, ItemRow.code == dispatch.item)
+                    .values(state="approved")
+                )
+                waiting.start()
+                _until_a_session_waits_for_a_lock(database)
+            waiting.join()
+
+            assert late == [Applied.STALE]  # an acceptance cannot undo the decision
+            assert _item_state(database, dispatch) == "approved"
+        finally:
+            database.dispose()
+
+
+def _until_a_session_waits_for_a_lock(database: Database) -> None:
+    """Return once another session of this database waits for a lock (10 s at most)."""
+    waits = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    deadline = time.monotonic() + 10
+    with database.engine.connect() as connection:
+        while not connection.scalar(waits):
+            assert time.monotonic() < deadline, "the second correlator never waited for the lock"
+            time.sleep(0.01)

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, selectinload
 
 from contracts.api import TimelineEvent
 from contracts.catalog import Catalog
@@ -179,8 +179,10 @@ class Correlator:
     ) -> list[Applied]:
         # Lock every bundle concerned up front, in one order: competing correlators
         # applying overlapping batches wait for each other instead of deadlocking. Their
-        # items and polls come with them, for the whole batch, in the same statement
-        # (one round trip; the lock is on the bundle rows only, as it always was).
+        # items and polls come with them, for the whole batch, in a statement of their
+        # own: after the lock is granted, so they are read as the correlator that held it
+        # committed them. (Joined into the locking statement, they would be read as they
+        # were before its wait, under PostgreSQL's READ COMMITTED: a stale item state.)
         bundle_ids = sorted({outcome.bundle_id for outcome in outcomes})
         bundles = {
             bundle.id: bundle
@@ -188,9 +190,9 @@ class Correlator:
                 select(BundleRow)
                 .where(BundleRow.id.in_(bundle_ids))
                 .order_by(BundleRow.id)
-                .with_for_update(of=BundleRow)
-                .options(joinedload(BundleRow.items).joinedload(ItemRow.decision_poll))
-            ).unique()
+                .with_for_update()
+                .options(selectinload(BundleRow.items).joinedload(ItemRow.decision_poll))
+            )
         }
         first_deliveries = _record_in_inbox(
             session, [outcome for outcome in outcomes if outcome.bundle_id in bundles]
