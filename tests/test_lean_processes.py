@@ -120,21 +120,29 @@ def router_database_url() -> Iterator[str]:
 def test_a_router_role_loads_no_other_roles_libraries(
     role: str, router_database_url: str, amqp_url: str, tmp_path: Path
 ) -> None:
-    tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps([TEST_API_TOKEN.as_json()]))
-    env = {
-        "PATH": os.environ["PATH"],
-        "LIANBAN_DATABASE_URL": router_database_url,
-        "LIANBAN_BROKER_URL": amqp_url,
-        "LIANBAN_MATERIALS_DIR": str(tmp_path / "materials"),
-        "LIANBAN_TOKENS_FILE": str(tokens),
-        "LIANBAN_HOST": "127.0.0.1",
-        "LIANBAN_PORT": str(free_port()),
-        **signing_keys(tmp_path, default_catalog().departments),
-    }
+    env = _router_environment(router_database_url, amqp_url, free_port(), tmp_path)
     loaded = _modules_loaded([role], env)
     assert "lianban.stack" in loaded
     assert _among(loaded, NOT_IN_A_ROUTER_ROLE[role]) == []
+
+
+def _router_environment(
+    database_url: str, amqp_url: str, port: int, workdir: Path
+) -> dict[str, str]:
+    """What a router process is started with: its database, broker, materials, API
+    tokens, HTTP port and signing keys (written under `workdir`)."""
+    tokens = workdir / "tokens.json"
+    tokens.write_text(json.dumps([TEST_API_TOKEN.as_json()]))
+    return {
+        "PATH": os.environ["PATH"],
+        "LIANBAN_DATABASE_URL": database_url,
+        "LIANBAN_BROKER_URL": amqp_url,
+        "LIANBAN_MATERIALS_DIR": str(workdir / "materials"),
+        "LIANBAN_TOKENS_FILE": str(tokens),
+        "LIANBAN_HOST": "127.0.0.1",
+        "LIANBAN_PORT": str(port),
+        **signing_keys(workdir, default_catalog().departments),
+    }
 
 
 def _modules_loaded(command: list[str], env: dict[str, str]) -> list[str]:
@@ -174,19 +182,7 @@ def test_lianban_router_runs_intake_correlation_and_relay_in_one_process(
     postgres_url: str, amqp_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    keys = signing_keys(tmp_path, default_catalog().departments)
-    tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps([TEST_API_TOKEN.as_json()]))
-    env = {
-        "PATH": os.environ["PATH"],
-        "LIANBAN_DATABASE_URL": postgres_url,
-        "LIANBAN_BROKER_URL": amqp_url,
-        "LIANBAN_MATERIALS_DIR": str(tmp_path / "materials"),
-        "LIANBAN_TOKENS_FILE": str(tokens),
-        "LIANBAN_HOST": "127.0.0.1",
-        "LIANBAN_PORT": str(port),
-        **keys,
-    }
+    env = _router_environment(postgres_url, amqp_url, port, tmp_path)
     base_url = f"http://127.0.0.1:{port}"
     with (tmp_path / "router.log").open("wb") as log:
         router = subprocess.Popen([str(LIANBAN), "router"], env=env, stderr=log)
@@ -200,8 +196,8 @@ def test_lianban_router_runs_intake_correlation_and_relay_in_one_process(
         settings = Settings(
             broker_url=amqp_url,
             materials_dir=tmp_path / "materials",
-            signing_keys_dir=Path(keys["LIANBAN_SIGNING_KEYS_DIR"]),
-            trusted_keys=Path(keys["LIANBAN_TRUSTED_KEYS"]),
+            signing_keys_dir=Path(env["LIANBAN_SIGNING_KEYS_DIR"]),
+            trusted_keys=Path(env["LIANBAN_TRUSTED_KEYS"]),
         )
         catalog = default_catalog()
         departments = AdapterProcess(
