@@ -459,7 +459,11 @@ def _until_a_session_waits_for_a_lock(database: Database) -> None:
         " WHERE wait_event_type = 'Lock' AND datname = current_database()"
     )
     deadline = time.monotonic() + 10
-    with database.engine.connect() as connection:
-        while not connection.scalar(waits):
-            assert time.monotonic() < deadline, "the second correlator never waited for the lock"
-            time.sleep(0.01)
+    while True:
+        # A transaction per look: within one, pg_stat_activity answers from the snapshot
+        # its first read took.
+        with database.engine.connect() as connection:
+            if connection.scalar(waits):
+                return
+        assert time.monotonic() < deadline, "the second correlator never waited for the lock"
+        time.sleep(0.01)
