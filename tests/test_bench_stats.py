@@ -45,7 +45,12 @@ def _system_sustaining(limit: float) -> Callable[[float], Step]:
 
     def measure(rate: float) -> Step:
         p99 = 200.0 if rate <= limit else 5000.0
-        return {"offered_per_second": rate, "unanswered": 0, "reply": {"p99": p99}}
+        return {
+            "offered_per_second": rate,
+            "bundles_per_second": rate,
+            "unanswered": 0,
+            "reply": {"p99": p99},
+        }
 
     return measure
 
@@ -69,6 +74,24 @@ def test_capacity_is_the_highest_rate_held_stepping_from_the_first(
 
 
 def test_an_unanswered_bundle_fails_a_step_however_fast_the_rest() -> None:
-    step = {"offered_per_second": 1.0, "unanswered": 1, "reply": {"p99": 10.0}}
+    step = {
+        "offered_per_second": 1.0,
+        "bundles_per_second": 1.0,
+        "unanswered": 1,
+        "reply": {"p99": 10.0},
+    }
     assert not sustained(step)
     assert not sustained({**step, "unanswered": 0, "reply": {"p99": math.nan}})
+
+
+def test_a_step_taken_slower_than_offered_is_not_sustained() -> None:
+    """Every bundle answered in time, but at 63 of the 104 per second offered: the load
+    generator was held back (the Celery canvas's top steps in the 5 December run)."""
+    step = {
+        "offered_per_second": 104.1,
+        "bundles_per_second": 63.1,
+        "unanswered": 0,
+        "reply": {"p99": 645.0},
+    }
+    assert not sustained(step)
+    assert sustained({**step, "bundles_per_second": 101.0})
