@@ -736,9 +736,8 @@ def _run_roles(args: argparse.Namespace, roles: set[str], simulate_all: bool = F
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing("lianban-" + "-".join(sorted(roles)), settings.traces_exporter)
-    migrated = _migrate_apart(settings)
-    if migrated.returncode != 0:
-        return migrated.returncode
+    if returncode := _migrate_apart(settings):
+        return returncode
     catalog = default_catalog()
     adapters = simulate_every_department(catalog) if simulate_all else []
     stack = Stack(settings, catalog, {Role(role) for role in roles}, adapters)
@@ -760,21 +759,20 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _migrate_apart(settings: Settings) -> subprocess.CompletedProcess[bytes]:
-    """A schema behind is migrated by a short-lived `lianban migrate`: Alembic, loaded
-    once, would stay in a role's process for its life (Stack.start then finds the
-    schema current). Its errors reach standard error as the command's own."""
-    from router.store.engine import SCHEMA_REVISION
-
+def _migrate_apart(settings: Settings) -> int:
+    """A schema behind is migrated by a short-lived `lianban migrate` (its exit status is
+    returned): Alembic, loaded once, would stay in a role's process for its life
+    (Stack.start then finds the schema current). Its errors reach standard error as the
+    command's own."""
     database = open_database(settings)
     try:
-        current = database.revision() == SCHEMA_REVISION
+        if database.schema_is_current():
+            return 0
     finally:
         database.dispose()
-    command = [sys.executable, "-m", "lianban.cli", "migrate"]
-    if current:
-        return subprocess.CompletedProcess(command, 0)
-    return subprocess.run(command, stdout=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "lianban.cli", "migrate"], stdout=subprocess.DEVNULL
+    ).returncode
 
 
 def _stop_gracefully_on_sigterm() -> None:

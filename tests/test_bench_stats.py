@@ -40,17 +40,21 @@ def test_growth_exponent_tells_linear_from_worse() -> None:
     assert growth_exponent(sizes, [float(n * n) for n in sizes]) == pytest.approx(2.0)
 
 
+def _step(offered: float, achieved: float, unanswered: int, p99: float) -> Step:
+    """A capacity step's figures (per second, and ms)."""
+    return {
+        "offered_per_second": offered,
+        "bundles_per_second": achieved,
+        "unanswered": unanswered,
+        "reply": {"p99": p99},
+    }
+
+
 def _system_sustaining(limit: float) -> Callable[[float], Step]:
     """A pretend system: every bundle answered; p99 within 1 s up to `limit` per second."""
 
     def measure(rate: float) -> Step:
-        p99 = 200.0 if rate <= limit else 5000.0
-        return {
-            "offered_per_second": rate,
-            "bundles_per_second": rate,
-            "unanswered": 0,
-            "reply": {"p99": p99},
-        }
+        return _step(rate, rate, unanswered=0, p99=200.0 if rate <= limit else 5000.0)
 
     return measure
 
@@ -74,24 +78,12 @@ def test_capacity_is_the_highest_rate_held_stepping_from_the_first(
 
 
 def test_an_unanswered_bundle_fails_a_step_however_fast_the_rest() -> None:
-    step = {
-        "offered_per_second": 1.0,
-        "bundles_per_second": 1.0,
-        "unanswered": 1,
-        "reply": {"p99": 10.0},
-    }
-    assert not sustained(step)
-    assert not sustained({**step, "unanswered": 0, "reply": {"p99": math.nan}})
+    assert not sustained(_step(1.0, 1.0, unanswered=1, p99=10.0))
+    assert not sustained(_step(1.0, 1.0, unanswered=0, p99=math.nan))
 
 
 def test_a_step_taken_slower_than_offered_is_not_sustained() -> None:
     """Every bundle answered in time, but at 63 of the 104 per second offered: the load
     generator was held back (the Celery canvas's top steps in the 5 December run)."""
-    step = {
-        "offered_per_second": 104.1,
-        "bundles_per_second": 63.1,
-        "unanswered": 0,
-        "reply": {"p99": 645.0},
-    }
-    assert not sustained(step)
-    assert sustained({**step, "bundles_per_second": 101.0})
+    assert not sustained(_step(104.1, 63.1, unanswered=0, p99=645.0))
+    assert sustained(_step(104.1, 101.0, unanswered=0, p99=645.0))

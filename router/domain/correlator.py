@@ -22,7 +22,6 @@ from typing import Any
 import structlog
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
@@ -57,6 +56,7 @@ from router.domain.progress import advance, cancel_at_department, set_item_state
 from router.domain.timekeeping import Timekeeper
 from router.domain.workdays import CHINA_TZ, working_calendar
 from router.store import BundleRow, Database, InboxRow, ItemRow, audit
+from router.store.engine import insert_skipping_conflicts
 from router.store.timeline import Actor, department_actor, record_event
 from runtime import clock
 from runtime.failpoints import failpoint
@@ -411,8 +411,8 @@ def _settlement_of(result: Applied, outcome: Report) -> Settlement:
 
 _INBOX: Table = InboxRow.__table__  # type: ignore[assignment]
 _RECORD_IN_INBOX = {
-    name: dialect.insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.message_id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+    name: insert.returning(_INBOX.c.message_id)
+    for name, insert in insert_skipping_conflicts(_INBOX).items()
 }
 
 

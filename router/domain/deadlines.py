@@ -23,7 +23,6 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy import Select, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from contracts.api import AlertLevel, DeadlineKind, TimelineEvent
@@ -32,6 +31,7 @@ from router.domain.rectifications import raise_rectification_alerts, recompute_r
 from router.domain.timekeeping import Timekeeper, bundle_clock, deadlines
 from router.domain.workdays import CHINA_TZ, WorkingCalendar, working_calendar
 from router.store import OPEN_BUNDLE, OPEN_ITEM, BundleRow, Database, DeadlineAlertRow, ItemRow
+from router.store.engine import insert_skipping_conflicts
 from router.store.timeline import Actor, record_event
 from runtime import clock
 
@@ -40,6 +40,9 @@ log = structlog.get_logger(__name__)
 # Open rows read at a time: every item waiting at a department is looked at each round,
 # and reading them all at once costs the relay ~5 KiB of peak memory per waiting item.
 _CHUNK = 100
+
+# An alert is raised once (ux_deadline_alerts_once): the same one again is skipped.
+_RAISE_ONCE = insert_skipping_conflicts(DeadlineAlertRow.__table__)  # type: ignore[arg-type]
 
 _STEP = {
     AlertLevel.WARNING: TimelineEvent.DEADLINE_WARNING,
@@ -166,9 +169,8 @@ def _bundle_alerts(
 
 
 def _raise_once(session: Session, alert: Alert, now: datetime) -> bool:
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = (
-        insert(DeadlineAlertRow)
+        _RAISE_ONCE[session.get_bind().dialect.name]
         .values(
             bundle_id=alert.bundle_id,
             item=alert.item or "",
@@ -178,7 +180,6 @@ def _raise_once(session: Session, alert: Alert, now: datetime) -> bool:
             due_at=alert.due_at,
             raised_at=now,
         )
-        .on_conflict_do_nothing()
         .returning(DeadlineAlertRow.id)
     )
     if session.scalar(statement) is None:

@@ -14,7 +14,6 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from contracts.application import MaterialRef
@@ -23,6 +22,7 @@ from contracts.messages import AcceptanceNotice, Accepted, NoticeDecision, Rejec
 from router.domain.workdays import china_date
 from router.store import BundleRow, ItemRow, NoticeRow
 from router.store.appended import append
+from router.store.engine import insert_skipping_conflicts
 from runtime.tracing import current_traceparent
 
 ACCEPTANCE_BASIS = (
@@ -37,10 +37,7 @@ REJECTION_BASIS = (
 
 
 _NOTICES: Table = NoticeRow.__table__  # type: ignore[assignment]
-_RECORD_ONCE = {
-    name: dialect.insert(_NOTICES).on_conflict_do_nothing()  # ux_notices_once
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
+_RECORD_ONCE = insert_skipping_conflicts(_NOTICES)  # a decision ux_notices_once holds
 
 
 def record_notice(

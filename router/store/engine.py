@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, Insert, Table, create_engine, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,7 +58,7 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision. Alembic is loaded only when
         there is something to do: a router role's process would hold it for its life."""
-        if self.revision() == SCHEMA_REVISION:
+        if self.schema_is_current():
             return
         from alembic import command
         from alembic.config import Config
@@ -70,6 +71,10 @@ class Database:
                 connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def schema_is_current(self) -> bool:
+        """Whether the schema is at the newest revision this code knows."""
+        return self.revision() == SCHEMA_REVISION
 
     def revision(self) -> str | None:
         """The schema's Alembic revision, or None for an empty database."""
@@ -92,6 +97,15 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def insert_skipping_conflicts(table: Table) -> dict[str, Insert]:
+    """`INSERT … ON CONFLICT DO NOTHING` into `table` (a row a unique index already holds
+    is skipped), by the name of the dialect that runs it: each builds its own."""
+    return {
+        name: dialect.insert(table).on_conflict_do_nothing()
+        for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+    }
 
 
 def _create_engine(url: str) -> Engine:
