@@ -95,15 +95,16 @@ class Bench:
             after_cpu - before_cpu,
         )
 
-    def department_latency(self, phase: str, departments: Sequence[str]) -> Latency:
+    def department_latency(self, phases: Sequence[str], departments: Sequence[str]) -> Latency:
         """From the router handing a department the item's decisive message (its dispatch,
-        or the prerequisites' results after pre-review) to the approval being applied."""
+        or the prerequisites' results after pre-review) to the approval being applied, over
+        the bundles of `phases`."""
         query = text(
             """
             WITH phase_events AS (
                 SELECT e.bundle_id, e.item, e.state, e.at
                 FROM events e JOIN bundles b ON b.id = e.bundle_id
-                WHERE b.project_no LIKE :prefix AND e.item IS NOT NULL
+                WHERE b.project_no LIKE ANY(:prefixes) AND e.item IS NOT NULL
             ), asked AS (
                 SELECT bundle_id, item, max(at) AS at FROM phase_events
                 WHERE state IN ('dispatched', 'prerequisites_forwarded') GROUP BY 1, 2
@@ -119,7 +120,11 @@ class Bench:
         def measured() -> Latency:
             with self.system.engine.connect() as connection:
                 rows = connection.execute(
-                    query, {"prefix": f"{phase}-%", "departments": list(departments)}
+                    query,
+                    {
+                        "prefixes": [f"{phase}-%" for phase in phases],
+                        "departments": list(departments),
+                    },
                 ).scalars()
                 return Latency.of([float(value) for value in rows])
 
