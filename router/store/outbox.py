@@ -30,7 +30,7 @@ from operator import attrgetter
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Select, inspect, select, update
+from sqlalchemy import Select, Table, inspect, select, update
 from sqlalchemy.orm import Session
 
 from contracts.errors import PublishFailed
@@ -53,6 +53,7 @@ marking after it still end well before the relay may sweep the row, at `SWEEP_AF
 MARK_EVERY = 0.2
 """Seconds the committer gathers confirmed rows before marking them sent in one
 transaction: a crash leaves at most these for the relay to publish again."""
+_OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 _WRITTEN = "lianban_outbox_written"
 """`session.info` key: the rows this session has written, for `OutboxPublisher`."""
 
@@ -172,11 +173,10 @@ def mark_sent(session: Session, confirmed: Sequence[Unsent]) -> None:
     the relay while its committer stalled past the lease: the relay has audited it."""
     marked = set(
         session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.id.in_([row.id for row in confirmed]), OutboxRow.sent_at.is_(None))
+            update(_OUTBOX)  # Core, not the ORM's bulk UPDATE: no objects to synchronise
+            .where(_OUTBOX.c.id.in_([row.id for row in confirmed]), _OUTBOX.c.sent_at.is_(None))
             .values(sent_at=datetime.now(UTC))
-            .returning(OutboxRow.id)
-            .execution_options(synchronize_session=False)
+            .returning(_OUTBOX.c.id)
         ).scalars()
     )
     audit.record_sent(session, [row for row in confirmed if row.id in marked])
