@@ -184,7 +184,7 @@ def mark_sent(session: Session, confirmed: Sequence[Unsent]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Committed:
-    """One transaction's outbox rows, and when the first was written: its lease began then."""
+    """One transaction's outbox rows, and when the oldest was written: their lease began then."""
 
     written_at: datetime
     rows: list[Unsent]
@@ -230,7 +230,8 @@ class OutboxPublisher:
             # A row a savepoint rolled back is no longer persistent: never published.
             kept = [row for row in written if inspect(row).persistent]
             if kept:
-                self._committed.put(_Committed(kept[0].created_at, [_unsent(row) for row in kept]))
+                oldest = min(row.created_at for row in kept)
+                self._committed.put(_Committed(oldest, [_unsent(row) for row in kept]))
 
     def run(self, stop: threading.Event) -> None:
         """Publish until stopped, then what was committed before the stop; mark what the
