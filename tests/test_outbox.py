@@ -5,7 +5,7 @@ normal course, and each one published has its audit `sent` record."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +23,8 @@ from contracts import topology
 from contracts.catalog import Catalog
 from router.store import AuditRow, Database, OutboxRow
 from router.store.audit import AuditEvent
-from router.store.outbox import SWEEP_AFTER, OutboxPublisher, Relay, enqueue
-from runtime.messaging import Broker, Publisher
+from router.store.outbox import PUBLISH_WITHIN, SWEEP_AFTER, OutboxPublisher, Relay, enqueue
+from runtime.messaging import Broker, Outgoing, Publisher
 from runtime.messaging.declaration import department_queue
 from runtime.messaging.envelope import Delivery
 from runtime.messaging.signing import ROUTER_SIGNER
@@ -157,11 +157,17 @@ def test_what_the_committer_could_not_publish_waits_for_the_relay_which_sends_it
 
 
 def _commit_with_both_running(
-    wired: Wired, relay: Relay, batches: int, dispatches_per_batch: int
+    wired: Wired,
+    relay: Relay,
+    batches: int,
+    dispatches_per_batch: int,
+    publish_within: timedelta = PUBLISH_WITHIN,
 ) -> list[str]:
     """Commit `batches` transactions of dispatches while the committing process's
     publisher and `relay` both run; their message ids, once both have stopped."""
-    outbox = OutboxPublisher(wired.database, Publisher(wired.broker), keyring=KEYRING)
+    outbox = OutboxPublisher(
+        wired.database, Publisher(wired.broker), keyring=KEYRING, publish_within=publish_within
+    )
     stop = threading.Event()
     threads = [threading.Thread(target=role.run, args=(stop,)) for role in (outbox, relay)]
     for thread in threads:
@@ -192,9 +198,9 @@ def test_with_committer_and_relay_running_each_message_is_published_and_audited_
 def test_a_committer_whose_backlog_the_relay_may_sweep_never_publishes_a_row_twice(
     wired: Wired,
 ) -> None:
-    """The committer's rows are already old enough to sweep (a sweep age of zero stands
-    for a backlog older than `SWEEP_AFTER`): committer and relay race for every row, and
-    each is still published and audited once."""
+    """The committer's rows are already old enough to sweep (a sweep age of zero, and a
+    lease as short, stand for a backlog older than `SWEEP_AFTER`): the relay races the
+    committer for every row, and each is still published and audited once."""
     relay = Relay(
         wired.database,
         Publisher(wired.broker),
@@ -203,7 +209,9 @@ def test_a_committer_whose_backlog_the_relay_may_sweep_never_publishes_a_row_twi
         batch_size=3,
         idle_seconds=0.0,
     )
-    committed = _commit_with_both_running(wired, relay, batches=20, dispatches_per_batch=3)
+    committed = _commit_with_both_running(
+        wired, relay, batches=20, dispatches_per_batch=3, publish_within=timedelta(0)
+    )
     while relay.publish_pending():  # what the stopped relay had not reached yet
         pass
 
@@ -212,20 +220,50 @@ def test_a_committer_whose_backlog_the_relay_may_sweep_never_publishes_a_row_twi
     assert sorted(_sent_records(wired.database, committed)) == sorted(committed)
 
 
-def test_a_row_the_relay_swept_is_neither_published_nor_audited_again(wired: Wired) -> None:
+def test_a_row_the_committer_reaches_past_its_lease_is_left_to_the_relay(wired: Wired) -> None:
     outbox = OutboxPublisher(wired.database, Publisher(wired.broker), keyring=KEYRING)
     (message_id,) = _commit_dispatches(wired.database, 1)
-    with wired.database.transaction() as session:
-        row_id = session.scalars(select(OutboxRow.id).where(OutboxRow.message_id == message_id))
-        ids = list(row_id)
-    swept = Relay(
-        wired.database, Publisher(wired.broker), keyring=KEYRING, sweep_after=timedelta(0)
-    )
-    assert swept.publish_pending() == 1
+    relay = Relay(wired.database, Publisher(wired.broker), keyring=KEYRING)
 
-    outbox.publish(ids)  # the committer reaches it late, past the sweep age
+    with time_machine.travel(datetime.now(UTC) + PUBLISH_WITHIN):
+        _publish_what_was_committed(outbox)  # a backlog: the relay may take the row soon
+        assert _deliveries(wired.broker) == []
+        assert _unsent(wired.database, [message_id]) == [message_id]
+    with time_machine.travel(datetime.now(UTC) + SWEEP_AFTER):
+        assert relay.publish_pending() == 1
 
     assert [message.properties["message_id"] for message in _deliveries(wired.broker)] == [
         message_id
     ]
     assert _sent_records(wired.database, [message_id]) == [message_id]
+
+
+class _StallingPublisher(Publisher):
+    """A committer's publisher whose process stalls past the sweep age once the broker
+    has confirmed, while the relay sweeps the rows."""
+
+    def __init__(self, broker: Broker, relay: Relay) -> None:
+        super().__init__(broker)
+        self._relay = relay
+
+    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        super().publish_many(messages)
+        with time_machine.travel(datetime.now(UTC) + SWEEP_AFTER):
+            assert self._relay.publish_pending() == len(messages)
+
+
+def test_a_row_the_relay_swept_while_the_committer_stalled_is_audited_once(
+    wired: Wired,
+) -> None:
+    relay = Relay(wired.database, Publisher(wired.broker), keyring=KEYRING)
+    outbox = OutboxPublisher(
+        wired.database, _StallingPublisher(wired.broker, relay), keyring=KEYRING
+    )
+    committed = _commit_dispatches(wired.database, 2)
+
+    _publish_what_was_committed(outbox)
+
+    delivered = [message.properties["message_id"] for message in _deliveries(wired.broker)]
+    assert sorted(delivered) == sorted(committed * 2), "a stall past the lease: consumers dedupe"
+    assert _unsent(wired.database, committed) == []
+    assert sorted(_sent_records(wired.database, committed)) == sorted(committed)

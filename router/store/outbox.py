@@ -3,22 +3,25 @@ and published with publisher confirms once it has committed.
 
 The process that commits publishes them (`OutboxPublisher`, the outbox pattern of
 NServiceBus and MassTransit): right after the commit, on a thread of its own, signed,
-pipelined, then marked sent. That saves a hop through another process and two
-transactions per batch. The relay is the safety net: it publishes what the committer
-could not — it crashed between the commit and the confirm, or the broker was away —
-once a row has waited `SWEEP_AFTER`, which is far longer than a committer ever takes.
+pipelined, then marked sent. That saves a hop through another process. The relay is the
+safety net: it publishes what the committer could not — it crashed between the commit
+and the confirm, or the broker was away — once a row has waited `SWEEP_AFTER`.
 
-Whoever publishes a row (the committer, or one of several relays) first marks it sent
-in a transaction that lasts until the broker's confirms (`claim_and_publish`): the
-others skip it, so a committer stalled past the sweep age and a relay never both
-publish it. Only a crash between the confirm and that commit publishes a row twice;
-consumers deduplicate by message id.
+The two never publish the same row because each row is born leased to its committer: it
+publishes a row only while the row is younger than `PUBLISH_WITHIN`, and its publish and
+marking end long before the relay's sweep age. So it needs no claim before publishing;
+after the confirms it marks the rows sent and audits them, many commits' rows in one
+transaction (`MARK_EVERY`). Relays among themselves claim the rows they sweep
+(`claim_and_publish`). Only a crash (or a stall past the sweep age) between a confirm and
+the marking publishes a row twice; consumers deduplicate by message id.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ from operator import attrgetter
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Select, inspect, select, update
+from sqlalchemy import Select, Table, inspect, select, update
 from sqlalchemy.orm import Session
 
 from contracts.errors import PublishFailed
@@ -41,8 +44,16 @@ from runtime.tracing import current_traceparent, publishing
 log = structlog.get_logger(__name__)
 
 SWEEP_AFTER = timedelta(seconds=60)
-"""The relay publishes rows unsent this long: far past a committer's publish, even its
-worst case (two connects of 5 s and two confirm waits of 10 s, `runtime.messaging.Publisher`)."""
+"""The relay publishes rows unsent this long: far past a committer's lease and its worst
+publish."""
+PUBLISH_WITHIN = timedelta(seconds=20)
+"""The committer's lease: it publishes a row only this young. Its worst publish (two
+connects of 5 s and two confirm waits of 10 s, `runtime.messaging.Publisher`) and the
+marking after it still end well before the relay may sweep the row, at `SWEEP_AFTER`."""
+MARK_EVERY = 0.2
+"""Seconds the committer gathers confirmed rows before marking them sent in one
+transaction: a crash leaves at most these for the relay to publish again."""
+_OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 _WRITTEN = "lianban_outbox_written"
 """`session.info` key: the rows this session has written, for `OutboxPublisher`."""
 
@@ -129,10 +140,10 @@ def claim_and_publish(
     confirmed ones sent, so an outage mid-batch does not publish them twice.
 
     Marking first, in the transaction that lasts until the confirms, is what keeps two
-    publishers off the same row: PostgreSQL's row locks (`claimed` selects `FOR UPDATE
+    relays off the same row: PostgreSQL's row locks (`claimed` selects `FOR UPDATE
     SKIP LOCKED`), SQLite's write lock (taken at BEGIN) hold the other away until this
     commits, and it then finds the rows sent. Were this process to die before the
-    commit, the rows are unsent again for the relay.
+    commit, the rows are unsent again for the next sweep.
     """
     marked = session.execute(
         update(OutboxRow)
@@ -157,13 +168,36 @@ def claim_and_publish(
     return len(rows), failure
 
 
+def mark_sent(session: Session, confirmed: Sequence[Unsent]) -> None:
+    """Mark rows the broker confirmed sent and audit them. A row already sent was swept by
+    the relay while its committer stalled past the lease: the relay has audited it."""
+    marked = set(
+        session.execute(
+            update(_OUTBOX)  # Core, not the ORM's bulk UPDATE: no objects to synchronise
+            .where(_OUTBOX.c.id.in_([row.id for row in confirmed]), _OUTBOX.c.sent_at.is_(None))
+            .values(sent_at=datetime.now(UTC))
+            .returning(_OUTBOX.c.id)
+        ).scalars()
+    )
+    audit.record_sent(session, [row for row in confirmed if row.id in marked])
+
+
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    """One transaction's outbox rows, and when the oldest was written: their lease began then."""
+
+    written_at: datetime
+    rows: list[Unsent]
+
+
 class OutboxPublisher:
     """Publishes each transaction's outbox rows right after it commits, from this process.
 
-    The commit only hands the rows' ids to a queue; a thread of their own publishes
-    them, so a request never waits on the broker. Rows it cannot publish (the broker
-    away, this process gone) stay unsent for the relay; rows the relay swept first (a
-    backlog older than its sweep age) it leaves alone.
+    The commit only hands the rows to a queue; a thread of their own publishes them, so a
+    request never waits on the broker, and marks the confirmed ones sent `mark_every`
+    seconds later, many commits' rows in one transaction. Rows it cannot publish (the
+    broker away, this process gone) stay unsent for the relay, and so do rows it reaches
+    only past their lease (a backlog), which the relay may be sweeping.
     """
 
     def __init__(
@@ -172,80 +206,125 @@ class OutboxPublisher:
         publisher: Publisher,
         *,
         keyring: Keyring,
+        publish_within: timedelta = PUBLISH_WITHIN,
+        mark_every: float = MARK_EVERY,
         batch_size: int = 200,
     ) -> None:
         self._database = database
         self._publisher = publisher
         self._keyring = keyring
+        self._publish_within = publish_within
+        self._mark_every = mark_every
         self._batch_size = batch_size
-        self._committed: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
+        self._committed: queue.SimpleQueue[_Committed] = queue.SimpleQueue()
+        self._confirmed: list[Unsent] = []
+        self._mark_at = math.inf
+        """`time.monotonic()` at which `_confirmed` is to be marked sent."""
         self._backoff = Backoff(0.2, 10.0)
+        self._marking_backoff = Backoff(0.2, 10.0)
         database.after_commit(self._take_committed)
 
     def _take_committed(self, session: Session) -> None:
         written = session.info.pop(_WRITTEN, None)
         if written:
             # A row a savepoint rolled back is no longer persistent: never published.
-            self._committed.put([row.id for row in written if inspect(row).persistent])
+            kept = [row for row in written if inspect(row).persistent]
+            if kept:
+                oldest = min(row.created_at for row in kept)
+                self._committed.put(_Committed(oldest, [_unsent(row) for row in kept]))
 
     def run(self, stop: threading.Event) -> None:
-        """Publish until stopped, then what was committed before the stop."""
+        """Publish until stopped, then what was committed before the stop; mark what the
+        broker confirmed sent."""
         while not (stop.is_set() and self._committed.empty()):
             try:
-                batch = self._next_batch(self._committed.get(timeout=1.0))
+                committed = self._committed.get(timeout=self._until_marking())
             except queue.Empty:
-                continue
-            try:
-                self.publish(batch)
-            except Exception as error:  # broker or database away: the relay will sweep
-                left = len(batch) + self._drop_queued()
-                delay = self._backoff.next_delay()
-                log.warning(
-                    "outbox.publish_failed",
-                    error=repr(error),
-                    left_to_relay=left,
-                    retry_in=round(delay, 2),
-                )
-                if stop.wait(delay):
-                    return  # stopping: what is committed meanwhile is the relay's too
+                pass
             else:
-                self._backoff.reset()
+                if not self._publish(self._next_batch(committed)):
+                    self._mark_sent()  # what was confirmed before the outage
+                    if stop.wait(self._backoff.next_delay()):
+                        break  # stopping: what is committed meanwhile is the relay's too
+            if time.monotonic() >= self._mark_at or len(self._confirmed) >= self._batch_size:
+                self._mark_sent()
+        self._mark_sent()
 
-    def _next_batch(self, first: list[int]) -> list[int]:
-        """The ids committed so far, up to about a batch."""
-        batch = first
-        while len(batch) < self._batch_size:
+    def _until_marking(self) -> float:
+        return min(1.0, max(0.0, self._mark_at - time.monotonic()))
+
+    def _next_batch(self, first: _Committed) -> list[_Committed]:
+        """The transactions committed so far, up to about a batch of rows."""
+        batch, rows = [first], len(first.rows)
+        while rows < self._batch_size:
             try:
-                batch.extend(self._committed.get_nowait())
+                batch.append(self._committed.get_nowait())
             except queue.Empty:
                 break
+            rows += len(batch[-1].rows)
         return batch
 
+    def _publish(self, batch: list[_Committed]) -> bool:
+        """Publish the rows of `batch` still within their lease; keep those the broker
+        confirmed for marking. False when the broker failed: what is queued is left to
+        the relay, as the queue would only grow while the broker is away."""
+        leased_after = datetime.now(UTC) - self._publish_within
+        rows = [
+            row
+            for committed in batch
+            if committed.written_at > leased_after
+            for row in committed.rows
+        ]
+        if late := sum(len(committed.rows) for committed in batch) - len(rows):
+            log.warning("outbox.left_to_relay", rows=late, reason="reached past their lease")
+        if not rows:
+            return True
+        failure: Exception | None
+        try:
+            confirmed, failure = publish_signed(self._publisher, self._keyring, rows)
+        except Exception as error:  # the relay will sweep them
+            confirmed, failure = [], error
+        if confirmed:
+            self._confirmed.extend(confirmed)
+            self._mark_at = min(self._mark_at, time.monotonic() + self._mark_every)
+        if failure is None:
+            self._backoff.reset()
+            return True
+        log.warning(
+            "outbox.publish_failed",
+            error=repr(failure),
+            left_to_relay=len(rows) - len(confirmed) + self._drop_queued(),
+        )
+        return False
+
     def _drop_queued(self) -> int:
-        """Leave what is queued to the relay: while the broker is away the queue would
-        only grow, and what it holds would reach the relay's age anyway."""
         dropped = 0
         while True:
             try:
-                dropped += len(self._committed.get_nowait())
+                dropped += len(self._committed.get_nowait().rows)
             except queue.Empty:
                 return dropped
 
-    def publish(self, ids: Sequence[int]) -> None:
-        """Publish committed rows not yet sent and mark those the broker confirmed sent."""
-        if not ids:
+    def _mark_sent(self) -> None:
+        """Mark the confirmed rows sent, in one transaction; while the database is away,
+        try again later (past their lease the relay publishes them again)."""
+        if not self._confirmed:
             return
-        with self._database.transaction() as session:
-            _, failure = claim_and_publish(
-                session,
-                self._publisher,
-                self._keyring,
-                select(OutboxRow.id)
-                .where(OutboxRow.id.in_(ids), OutboxRow.sent_at.is_(None))
-                .with_for_update(skip_locked=True),
+        try:
+            with self._database.transaction() as session:
+                mark_sent(session, self._confirmed)
+        except Exception as error:
+            delay = self._marking_backoff.next_delay()
+            log.warning(
+                "outbox.marking_failed",
+                error=repr(error),
+                rows=len(self._confirmed),
+                retry_in=round(delay, 2),
             )
-        if failure is not None:
-            raise failure
+            self._mark_at = time.monotonic() + delay
+        else:
+            self._marking_backoff.reset()
+            self._confirmed, self._mark_at = [], math.inf
 
 
 class Relay:
@@ -305,6 +384,18 @@ class Relay:
         if failure is not None:
             raise failure
         return claimed
+
+
+def _unsent(row: OutboxRow) -> Unsent:
+    return Unsent(
+        row.id,
+        row.exchange,
+        row.routing_key,
+        row.message_id,
+        row.correlation_id,
+        row.body,
+        row.traceparent,
+    )
 
 
 def _outgoing(keyring: Keyring, row: Unsent) -> Outgoing:
