@@ -49,13 +49,26 @@ class DepartmentClients:
         self.endpoint = endpoint
         self._materials = materials
         self._timeout = httpx.Timeout(timeout_seconds)
-        transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=max_connections))
-        self.http = httpx.AsyncClient(
-            base_url=endpoint or "",
-            timeout=self._timeout,
-            transport=CappedTransport(transport, max_answer_bytes),
-        )
+        self._max_connections = max_connections
+        self._max_answer_bytes = max_answer_bytes
+        self._http: httpx.AsyncClient | None = None
         self._soap: dict[tuple[Path, str | None], Any] = {}
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The pooled httpx client, made on first use: its TLS context (the CA bundle
+        loaded, about 3 MiB) is not held by an adapter that never calls over HTTP (a
+        manual desk, a test double)."""
+        if self._http is None:
+            transport = httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=self._max_connections)
+            )
+            self._http = httpx.AsyncClient(
+                base_url=self.endpoint or "",
+                timeout=self._timeout,
+                transport=CappedTransport(transport, self._max_answer_bytes),
+            )
+        return self._http
 
     def soap(self, wsdl: Path, binding: str | None = None) -> Any:
         """The service proxy of a shipped WSDL, pointed at this adapter's endpoint."""
@@ -99,7 +112,8 @@ class DepartmentClients:
         return self._materials
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
 
 @dataclass

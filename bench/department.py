@@ -25,9 +25,6 @@ from contracts.messages import (
     ItemSupplement,
     OutcomeResult,
 )
-from lianban.adapter_process import AdapterProcess
-from lianban.settings import Settings
-from runtime.logs import configure_logging
 
 
 class InstantDepartment(Adapter):
@@ -89,12 +86,16 @@ def main() -> None:
     answer.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     answer.add_argument("--later", action="store_true", help="file, and answer nothing")
     args = parser.parse_args()
-    settings = Settings.from_env()
-    configure_logging(settings.log_level, settings.log_format)
-    # Read for the adapter's declaration, then dropped (default_catalog's stays cached), as
-    # `lianban adapter` does.
+    # Read for the adapter's declaration, then dropped (default_catalog's stays cached),
+    # before the adapter process's modules are imported, as `lianban adapter` does.
     catalog = load_catalog()
     adapter = instant_department(args.department, catalog, args.delay, args.later)
+    from lianban.adapter_process import AdapterProcess
+    from lianban.settings import Settings
+    from runtime.logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
     process = AdapterProcess(settings, catalog.departments, [adapter])
     del catalog
     process.start()

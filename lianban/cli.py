@@ -814,12 +814,12 @@ def _run_simulator(args: argparse.Namespace) -> int:
 def _run_adapter(args: argparse.Namespace) -> int:
     if args.department == "new":
         return _scaffold(args)
-    from lianban.adapter_process import AdapterProcess
-
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(f"lianban-adapter-{args.department}", settings.traces_exporter)
     adapter, departments = _adapter(args)
+    from lianban.adapter_process import AdapterProcess
+
     process = AdapterProcess(settings, departments, [adapter])
     _stop_gracefully_on_sigterm()
     process.start()
@@ -829,11 +829,14 @@ def _run_adapter(args: argparse.Namespace) -> int:
 
 def _adapter(args: argparse.Namespace) -> tuple[Adapter, list[str]]:
     """The adapter `args` ask for, and the catalog's departments. The catalog is read for
-    this alone, not kept (default_catalog's is): a running adapter needs none of it."""
+    this alone, not kept (default_catalog's is): a running adapter needs none of it. It is
+    read before the adapters' modules are imported, and the adapter process's after it:
+    their allocations then reuse the memory its parse freed, which would otherwise stay
+    resident (about 3.5 MiB)."""
+    catalog = load_catalog()
     from adapters.registry import adapter_for
     from adapters.simulated import Scenario
 
-    catalog = load_catalog()
     scenario = Scenario.from_file(args.scenario) if args.scenario else None
     adapter = adapter_for(
         args.department,

@@ -5,6 +5,7 @@ router` runs the three router roles in one process.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +29,7 @@ from harness import (
 )
 from kombu import Connection
 
+from adapters.context import DepartmentClients
 from adapters.registry import simulate_every_department
 from bench.keys import signing_keys
 from contracts.catalog import default_catalog
@@ -54,6 +57,7 @@ NOT_IN_AN_ADAPTER_PROCESS = (
     "pypdf",
     "PIL",
     "zeep",
+    "tenacity",  # the router's file drop retries with it; adapters.resilience has its own loop
 )
 # Libraries only one router role uses, each loaded by the module that uses it when it is
 # first used (an upload checked, a report asked for, a schema behind, a department called).
@@ -234,3 +238,25 @@ def _answers(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_an_adapter_that_never_calls_over_http_makes_no_http_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its TLS context (the CA bundle loaded) would be about 3 MiB of the process."""
+    made: list[httpx.AsyncHTTPTransport] = []
+    make = httpx.AsyncHTTPTransport
+
+    def counted(*args: Any, **kwargs: Any) -> httpx.AsyncHTTPTransport:
+        made.append(make(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(httpx, "AsyncHTTPTransport", counted)
+    unused = DepartmentClients("http://department.test", 1.0, 1)
+    asyncio.run(unused.aclose())
+    assert made == []
+
+    used = DepartmentClients("http://department.test", 1.0, 1)
+    assert used.http is used.http  # one pooled client, made on first use
+    asyncio.run(used.aclose())
+    assert len(made) == 1
