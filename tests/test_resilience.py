@@ -9,7 +9,7 @@ import pytest
 from zeep.exceptions import Fault
 
 from adapters.errors import classify
-from adapters.resilience import RateLimiter, RetryPolicy, backoff_seconds, call_department
+from adapters.resilience import RateLimiter, RetryPolicy, call_department
 from contracts.errors import Action, BadAnswerError, CircuitOpenError, RetryableError
 from runtime.breakers import BreakerState, CircuitBreaker
 
@@ -166,11 +166,3 @@ def test_the_rate_limiter_spaces_calls_beyond_the_burst(monkeypatch: pytest.Monk
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
     asyncio.run(take(5))
     assert clock.now == pytest.approx(0.3)  # 2 from the burst, 3 more at 10 per second
-
-
-def test_the_backoff_doubles_per_attempt_plus_jitter_and_stops_at_the_maximum() -> None:
-    policy = RetryPolicy(initial_backoff=0.5, max_backoff=30.0)
-    for attempt, doubled in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0)]:
-        assert doubled <= backoff_seconds(policy, attempt) <= doubled + policy.initial_backoff
-    assert backoff_seconds(policy, 7) == 30.0
-    assert backoff_seconds(policy, 5000) == 30.0  # past what a float holds
