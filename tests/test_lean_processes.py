@@ -57,7 +57,6 @@ NOT_IN_AN_ADAPTER_PROCESS = (
     "pypdf",
     "PIL",
     "zeep",
-    "tenacity",  # the router's file drop retries with it; adapters.resilience has its own loop
 )
 # Libraries only one router role uses, each loaded by the module that uses it when it is
 # first used (an upload checked, a report asked for, a schema behind, a department called).
