@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cache
 from itertools import groupby
 from typing import Any
 
 import structlog
 from sqlalchemy import Table, inspect, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapper, Session
 
 from contracts.api import BundleState, IntakeReceipt, OneTimeNotice, Problem, TimelineEvent
 from contracts.application import Application
@@ -294,10 +295,16 @@ def _set_columns(row: Base) -> dict[str, Any]:
     defaults."""
     state = inspect(row)
     return {
-        attribute.columns[0].key: state.dict[attribute.key]
-        for attribute in state.mapper.column_attrs
-        if attribute.key in state.dict
+        column: state.dict[attribute]
+        for attribute, column in _column_keys(state.mapper)
+        if attribute in state.dict
     }
+
+
+@cache
+def _column_keys(mapper: Mapper[Any]) -> tuple[tuple[str, str], ...]:
+    """Each column attribute of `mapper` and the key of its table's column."""
+    return tuple((attribute.key, attribute.columns[0].key) for attribute in mapper.column_attrs)
 
 
 def receipt_for(bundle: BundleRow, catalog: Catalog) -> IntakeReceipt:
