@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cache
+from itertools import groupby
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import Table, inspect, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapper, Session
 
 from contracts.api import BundleState, IntakeReceipt, OneTimeNotice, Problem, TimelineEvent
 from contracts.application import Application
@@ -38,6 +40,9 @@ from runtime.outbound import OutboundPolicy
 from runtime.storage import MaterialStore
 
 log = structlog.get_logger(__name__)
+
+_BUNDLES: Table = BundleRow.__table__  # type: ignore[assignment]
+_ITEMS: Table = ItemRow.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -117,9 +122,10 @@ class Intake:
             self._audit_received(raw, actor, "refused", codes)
             return ProblemsFound(OneTimeNotice(problems=tuple(problems)))
         try:
-            result = self._store(application, catalog, evidence, actor)
+            result: IntakeResult = self._store(application, catalog, evidence, actor)
         except IntegrityError:
-            # Another request with the same case number committed first.
+            # The case number is taken (the unique index says so, no query before each
+            # new one): by an earlier request, or by another that committed first.
             result = self._replay(application)
         match result:
             case CaseNumberTaken():
@@ -131,16 +137,9 @@ class Intake:
 
     def _store(
         self, application: Application, catalog: Catalog, evidence: Evidence, actor: str
-    ) -> IntakeResult:
+    ) -> Received:
+        """Store a new bundle; IntegrityError when its case number is already taken."""
         with self._database.transaction() as session:
-            # The key alone: most case numbers are new, and an empty ORM entity query
-            # still builds the row's loaders.
-            existing_id = session.scalar(
-                select(BundleRow.id).where(BundleRow.project_no == application.project_no)
-            )
-            if existing_id is not None:
-                existing = session.get_one(BundleRow, existing_id)
-                return _replay_of(existing, application, self._catalogs.for_bundle(existing))
             # Validated: the area lies in the province, so it has a view.
             view = catalog.for_area(application.area_code) or catalog
             bundle_type = view.bundle_types[application.bundle_type]
@@ -273,30 +272,39 @@ class Intake:
 
 
 def _insert_new(session: Session, bundle: BundleRow) -> None:
-    """Insert a new bundle and its items as they stand after intake, one INSERT per table.
+    """Insert a new bundle, then its items, as they stand after intake: Core INSERTs on
+    the session's connection, the bundle's first, so a case number already taken fails
+    it before anything else is written.
 
     They were built outside the session, clocks armed and first items dispatched in
-    memory: no unit of work per row, no UPDATE of what was just inserted. The rows that
-    refer to the bundle (dispatches, timeline, audit) are written after, at commit.
+    memory: no unit of work, nor the ORM's bulk layer, per row; no UPDATE of what was
+    just inserted. The rows that refer to the bundle (dispatches, timeline, audit) are
+    written after, at commit.
     """
-    items = [_set_columns(item) for item in bundle.items]
-    # A bulk INSERT is one statement per run of rows setting the same columns (a
-    # dispatched item sets its accept clock, a waiting one not): one run each.
-    items.sort(key=lambda values: tuple(values))
-    with session.no_autoflush:
-        session.execute(insert(BundleRow), [_set_columns(bundle)])
-        # NULL written, not left out: a run is the columns set, None or not.
-        session.execute(insert(ItemRow).execution_options(render_nulls=True), items)
+    connection = session.connection()
+    connection.execute(_BUNDLES.insert(), [_set_columns(bundle)])
+    # One INSERT per run of items setting the same columns (a dispatched item sets its
+    # accept clock, a waiting one not: a JSON None would be stored as JSON null).
+    items = sorted((_set_columns(item) for item in bundle.items), key=tuple)
+    for _columns, run in groupby(items, key=tuple):
+        connection.execute(_ITEMS.insert(), list(run))
 
 
 def _set_columns(row: Base) -> dict[str, Any]:
-    """The columns set on a row not in a session; the others get their defaults."""
+    """The columns set on a row not in a session, by column key; the others get their
+    defaults."""
     state = inspect(row)
     return {
-        column.key: state.dict[column.key]
-        for column in state.mapper.column_attrs
-        if column.key in state.dict
+        column: state.dict[attribute]
+        for attribute, column in _column_keys(state.mapper)
+        if attribute in state.dict
     }
+
+
+@cache
+def _column_keys(mapper: Mapper[Any]) -> tuple[tuple[str, str], ...]:
+    """Each column attribute of `mapper` and the key of its table's column."""
+    return tuple((attribute.key, attribute.columns[0].key) for attribute in mapper.column_attrs)
 
 
 def receipt_for(bundle: BundleRow, catalog: Catalog) -> IntakeReceipt:

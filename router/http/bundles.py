@@ -17,6 +17,7 @@ from contracts.api import (
     DeliveryProof,
     IntakeReceipt,
     OneTimeNotice,
+    Problem,
     ProblemDetails,
     TimelineEntry,
     Withdrawal,
@@ -25,7 +26,7 @@ from contracts.messages import AcceptanceNotice, BundleReply
 from router.domain.admission import read_document
 from router.domain.corrections import Resubmitted, resubmit
 from router.domain.handovers import ProofRefusal, record_proof
-from router.domain.intake import CaseNumberTaken, ProblemsFound, Received
+from router.domain.intake import CaseNumberTaken, Intake, IntakeResult, ProblemsFound, Received
 from router.domain.notices import issued_notices
 from router.domain.validation import material_problems
 from router.domain.views import bundle_reply, bundle_status, bundle_timeline
@@ -76,25 +77,35 @@ async def submit_bundle(
 ) -> Response:
     body = await request.body()
     # Parsing and validating cost CPU in proportion to the body: off the event loop, so
-    # one large application does not hold up every other request.
-    raw, unreadable = await run_in_threadpool(read_document, body)
-    if unreadable is not None:
-        details = problem_details(Cause.INVALID_REQUEST, unreadable.message_en, (unreadable,))
-        return problem_response(details)
+    # one large application does not hold up every other request; one hop for both.
     result = await run_in_threadpool(
-        services.intake.submit, raw, idempotency_key, actor=writer.actor
+        _read_and_submit, services.intake, body, idempotency_key, writer
     )
     match result:
+        case Problem() as unreadable:
+            details = problem_details(Cause.INVALID_REQUEST, unreadable.message_en, (unreadable,))
+            return problem_response(details)
         case Received(receipt=receipt, replayed=replayed):
-            return JSONResponse(
-                receipt.model_dump(mode="json"),
+            return Response(
+                receipt.model_dump_json(),
                 status_code=status.HTTP_200_OK if replayed else status.HTTP_202_ACCEPTED,
+                media_type="application/json",
             )
         case ProblemsFound(notice=notice):
             return one_time_notice(*notice.problems)
         case CaseNumberTaken(message=message):
             return problem_response(problem_details(Cause.CASE_NUMBER_TAKEN, message))
     raise AssertionError(result)
+
+
+def _read_and_submit(
+    intake: Intake, body: bytes, idempotency_key: str | None, writer: ApiToken
+) -> IntakeResult | Problem:
+    """The posted application taken in, or the problem that kept its body from being read."""
+    raw, unreadable = read_document(body)
+    if unreadable is not None:
+        return unreadable
+    return intake.submit(raw, idempotency_key, actor=writer.actor)
 
 
 @bundle_routes.get("/v1/bundles", response_model=list[BundleStatus], dependencies=READERS)
