@@ -137,7 +137,13 @@ class NoticeRenderer:
 
     def render(self, facts: NoticeFacts) -> bytes:
         buffer = io.BytesIO()
-        canvas = Canvas(buffer, pagesize=A4, invariant=True, initialFontName=self._font.fontName)
+        # Starting in the notice's font keeps Helvetica, which nothing uses, out of the file.
+        canvas = Canvas(
+            buffer,
+            pagesize=A4,
+            invariant=True,
+            initialFontName=self._font.fontName,  # type: ignore[arg-type]  # stubs: a number
+        )
         canvas.setTitle(f"{facts.title} {facts.project_no}")
         canvas.setAuthor(facts.department_name_zh)
         self._place_fixed_wording(canvas, facts.decision)
