@@ -128,6 +128,7 @@ class NoticeRenderer:
         with self._lock:  # reportlab's font registry is process-wide
             if font_file not in self._fonts:
                 font = TTFont(f"notice-{font_file.stem}", str(font_file), subfontIndex=0)
+                slice_glyphs_in_place(font.face)
                 remember_subsets(font.face)
                 remember_font_objects(font)
                 pdfmetrics.registerFont(font)
@@ -294,6 +295,31 @@ def remember_subsets(face: TTFontFace) -> None:
 
     face.makeSubset = lambda subset: made(tuple(subset))  # type: ignore[method-assign]
     face.addSubsetObjects = add_compressed  # type: ignore[method-assign]
+
+
+def slice_glyphs_in_place(face: TTFontFace) -> None:
+    """reportlab's makeSubset takes the font's glyph table whole, a copy of megabytes for
+    a CJK font, to cut out the subset's few glyphs: give it a view on the font file that
+    copies only what is cut out (a notice naming a new applicant makes a new subset)."""
+    get_table = face.get_table
+    start, _length = face.get_table_pos("glyf")
+    glyphs = _TableView(face._ttf_data, start)  # type: ignore[attr-defined]
+
+    def table(tag: str) -> object:
+        return glyphs if tag == "glyf" else get_table(tag)  # type: ignore[no-untyped-call]
+
+    face.get_table = table  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True)
+class _TableView:
+    """A table of a font file, sliced as the table itself would be."""
+
+    font_file: bytes
+    start: int
+
+    def __getitem__(self, part: slice) -> bytes:
+        return self.font_file[self.start + part.start : self.start + part.stop]
 
 
 def remember_font_objects(font: TTFont) -> None:
