@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, cast
+from typing import ClassVar, Literal, cast
 
 from reportlab import rl_config
 from reportlab.lib.pagesizes import A4
@@ -164,8 +164,7 @@ class NoticeRenderer:
 @dataclass(frozen=True)
 class _Style:
     size: float
-    align: str = "left"
-    """left, center or right."""
+    align: Literal["left", "center", "right"] = "left"
     first_line_indent: float = 0
     space_before: float = 0
 

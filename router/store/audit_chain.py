@@ -58,6 +58,8 @@ MINIMUM_RETENTION = timedelta(days=184)
 DEFAULT_RETENTION = timedelta(days=190)
 
 
+SEAL_BATCH = 500
+"""Records sealed in one transaction."""
 _AUDIT_LOG: Table = AuditRow.__table__  # type: ignore[assignment]
 _PLACE = (
     update(_AUDIT_LOG)
@@ -96,7 +98,7 @@ def _chain(session: Session, *, skip_locked: bool) -> AuditChainRow | None:
     return row
 
 
-def seal_pending(database: Database, batch_size: int = 500) -> int:
+def seal_pending(database: Database, batch_size: int = SEAL_BATCH) -> int:
     """Chain up to `batch_size` unsealed records, in id order; returns how many were
     looked at (refused ones included).
 
@@ -268,7 +270,8 @@ class AuditSealer:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                while seal_pending(self._database) > 0:
+                # A batch that was not full left nothing to seal: no empty round after it.
+                while seal_pending(self._database) == SEAL_BATCH:
                     pass
                 now = datetime.now(UTC)
                 if self._pruned_at is None or now - self._pruned_at >= self._prune_every:
