@@ -270,6 +270,25 @@ def test_a_notice_renders_to_the_same_bytes_after_others_and_each_reads_back_its
     assert "欧阳鹏飞" in other_text and REJECTION in other_text.replace("\n", "")
 
 
+def test_a_long_name_and_reason_wrap_and_run_onto_a_second_page() -> None:
+    """The renderer wraps lines itself: nothing is cut at the margin or the page's foot."""
+    renderer = NoticeRenderer(Settings().notice_font_file)
+    day = date(2026, 12, 4)
+    name, reason = "欧阳" * 40, REJECTION * 30
+    notice = NoticeFacts(
+        NoticeDecision.REJECTED, "郑州市公安局", "出生登记", "新生儿出生一件事",
+        "410100202612040003", None, name, day, day, reason, "《条例》第五条", None, None,
+    )  # fmt: skip
+
+    pages = PdfReader(io.BytesIO(renderer.render(notice))).pages
+    lines = [line for page in pages for line in page.extract_text().splitlines()]
+
+    assert len(pages) == 2
+    text = "".join(lines)
+    assert f"{name}：" in text and reason in text and text.endswith("2026年12月4日")
+    assert max(map(len, lines)) < len(name)
+
+
 def test_a_notice_kept_without_parsing_is_still_checked_by_its_header(tmp_path: Path) -> None:
     """The desk skips only the whole-document parse of the PDF it rendered itself."""
     materials = LocalMaterialStore(tmp_path / "materials")

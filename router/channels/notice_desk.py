@@ -86,6 +86,8 @@ class NoticeDesk:
                 .limit(self._batch_size)
                 .with_for_update(skip_locked=True)
             ).all()
+            if not rows:  # the idle poll: no bundles to read
+                return 0
             bundles = _bundles_of(session, {row.bundle_id for row in rows})
             for row in rows:
                 # The bundle's trace goes on: the notice's publish is a child of this span.

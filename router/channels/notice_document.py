@@ -15,7 +15,8 @@ wording are placed first, in one subset of their own, whatever the notice says: 
 subset is the same for every notice of a decision, so it is built once per process, and
 only the names, numbers and reasons of a notice go into a subset made for it. The same
 holds for the subset's character widths and ToUnicode map, formatted and compressed
-once, and for the paragraph styles.
+once. The page is drawn as canvas text, wrapped as Platypus wraps CJK (same lines, same
+places), without Platypus: its markup parsing and flowable layout were half a render.
 Streams are deflated without an ASCII85 layer (reportlab's default adds one): smaller
 files, less work, the same text.
 """
@@ -25,18 +26,15 @@ from __future__ import annotations
 import io
 import threading
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, cast
-from xml.sax.saxutils import escape
+from typing import ClassVar, Literal, cast
 
 from reportlab import rl_config
-from reportlab.lib.enums import TA_CENTER, TA_RIGHT
 from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.textsplit import dumbSplit
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.pdfdoc import (
@@ -50,7 +48,6 @@ from reportlab.pdfbase.pdfdoc import (
 )
 from reportlab.pdfbase.ttfonts import TTFont, TTFontFace
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer
 
 from contracts.errors import ConfigurationError
 from contracts.messages import NoticeDecision
@@ -131,80 +128,145 @@ class NoticeRenderer:
         with self._lock:  # reportlab's font registry is process-wide
             if font_file not in self._fonts:
                 font = TTFont(f"notice-{font_file.stem}", str(font_file), subfontIndex=0)
+                slice_glyphs_in_place(font.face)
                 remember_subsets(font.face)
                 remember_font_objects(font)
                 pdfmetrics.registerFont(font)
                 self._fonts[font_file] = font
             rl_config.useA85 = 0  # read as each stream is written; the only PDFs made here
         self._font = self._fonts[font_file]
-        self._styles = _Styles(self._font.fontName)
 
     def render(self, facts: NoticeFacts) -> bytes:
         buffer = io.BytesIO()
-        document = SimpleDocTemplate(
+        # Starting in the notice's font keeps Helvetica, which nothing uses, out of the file.
+        canvas = Canvas(
             buffer,
             pagesize=A4,
-            leftMargin=28 * mm,
-            rightMargin=26 * mm,
-            topMargin=30 * mm,
-            bottomMargin=30 * mm,
-            title=f"{facts.title} {facts.project_no}",
-            author=facts.department_name_zh,
             invariant=True,
+            initialFontName=self._font.fontName,  # type: ignore[arg-type]  # stubs: a number
         )
-        document.build(
-            self._flowables(facts), onFirstPage=self._fixed_wording_first(facts.decision)
-        )
+        canvas.setTitle(f"{facts.title} {facts.project_no}")
+        canvas.setAuthor(facts.department_name_zh)
+        self._place_fixed_wording(canvas, facts.decision)
+        _Page(canvas, self._font).write(_blocks(facts))
+        canvas.save()
         return buffer.getvalue()
 
-    def _fixed_wording_first(self, decision: NoticeDecision) -> Callable[[Canvas, object], None]:
+    def _place_fixed_wording(self, canvas: Canvas, decision: NoticeDecision) -> None:
         """Before anything is drawn: the fixed wording's characters fill the first subset,
         and the notice's own characters start the next."""
-
-        def place(canvas: Canvas, _document: object) -> None:
-            pdf = canvas._doc  # type: ignore[attr-defined]  # the stubs omit it
-            self._font.splitString(fixed_wording(decision), pdf)
-            state = self._font.state[pdf]
-            state.nextCode = -(-state.nextCode // SUBSET_SIZE) * SUBSET_SIZE
-
-        return place
-
-    def _flowables(self, facts: NoticeFacts) -> list[Flowable]:
-        styles = self._styles
-        return [
-            Paragraph(escape(facts.department_name_zh), styles.heading),
-            Paragraph(facts.title, styles.title),
-            Spacer(1, 6 * mm),
-            Paragraph(_numbers(facts), styles.numbers),
-            Spacer(1, 6 * mm),
-            Paragraph(_salutation(escape(facts.applicant_name)), styles.salutation),
-            *(Paragraph(escape(text), styles.body) for text in facts.paragraphs()),
-            Spacer(1, 14 * mm),
-            Paragraph(escape(facts.department_name_zh), styles.signature),
-            Paragraph(chinese_date(facts.decided_on), styles.signature),
-        ]
+        pdf = canvas._doc  # type: ignore[attr-defined]  # the stubs omit it
+        self._font.splitString(fixed_wording(decision), pdf)
+        state = self._font.state[pdf]
+        state.nextCode = -(-state.nextCode // SUBSET_SIZE) * SUBSET_SIZE
 
 
-class _Styles:
-    """The notice's paragraph styles in its font (the same for every notice)."""
+@dataclass(frozen=True)
+class _Style:
+    size: float
+    align: Literal["left", "center", "right"] = "left"
+    first_line_indent: float = 0
+    space_before: float = 0
 
-    def __init__(self, font_name: str) -> None:
-        def style(size: float, **extra: object) -> ParagraphStyle:
-            return ParagraphStyle(
-                f"s{size}",
-                fontName=font_name,
-                fontSize=size,
-                leading=size * 1.7,
-                wordWrap="CJK",
-                **extra,  # type: ignore[arg-type]
-            )
+    @property
+    def leading(self) -> float:
+        return self.size * 1.7
 
-        self.heading = style(16, alignment=TA_CENTER)
-        self.title = style(22, alignment=TA_CENTER, spaceBefore=6)
-        self.numbers = style(10.5, alignment=TA_RIGHT)
-        self.salutation = style(12)
-        self.body = style(12, firstLineIndent=24)
-        self.signature = style(12, alignment=TA_RIGHT)
+
+HEADING = _Style(16, "center")
+TITLE = _Style(22, "center", space_before=6)
+NUMBERS = _Style(10.5, "right")
+SALUTATION = _Style(12)
+BODY = _Style(12, first_line_indent=24)
+SIGNATURE = _Style(12, "right")
+
+
+@dataclass(frozen=True)
+class _Paragraph:
+    style: _Style
+    text: str
+
+
+_Block = _Paragraph | float
+"""A paragraph, or a vertical space in points."""
+
+
+def _blocks(facts: NoticeFacts) -> list[_Block]:
+    return [
+        _Paragraph(HEADING, facts.department_name_zh),
+        _Paragraph(TITLE, facts.title),
+        6 * mm,
+        *(_Paragraph(NUMBERS, number) for number in _numbers(facts)),
+        6 * mm,
+        _Paragraph(SALUTATION, _salutation(facts.applicant_name)),
+        *(_Paragraph(BODY, text) for text in facts.paragraphs()),
+        14 * mm,
+        _Paragraph(SIGNATURE, facts.department_name_zh),
+        _Paragraph(SIGNATURE, chinese_date(facts.decided_on)),
+    ]
+
+
+# The text's box on the page: the margins, and 6 pt of padding inside them (the look the
+# notices had when Platypus laid them out).
+LEFT = 28 * mm + 6
+RIGHT = A4[0] - 26 * mm - 6
+TOP = A4[1] - 30 * mm - 6
+BOTTOM = 30 * mm + 6
+
+
+class _Page:
+    """Draws blocks top down on the canvas, wrapping each paragraph into lines as
+    Platypus's CJK word wrap does (reportlab's dumbSplit: a break may fall between any
+    two CJK characters, closing punctuation hangs, a Latin run is kept whole where it
+    can be), onto a new page when one is full. Straight canvas text, without Platypus's
+    markup parsing and flowable layout: a notice is a few fixed paragraphs."""
+
+    def __init__(self, canvas: Canvas, font: TTFont) -> None:
+        self._canvas = canvas
+        self._font = font
+        self._widths = font.face.charWidths.get
+        self._default_width = font.face.defaultWidth
+        self._text = canvas.beginText()
+        self._y = TOP
+        self._at_top = True
+
+    def write(self, blocks: list[_Block]) -> None:
+        for block in blocks:
+            if isinstance(block, _Paragraph):
+                self._paragraph(block.style, " ".join(block.text.split()))
+            elif not self._at_top:
+                self._y -= block
+        self._canvas.drawText(self._text)
+        self._canvas.showPage()
+
+    def _paragraph(self, style: _Style, text: str) -> None:
+        if not self._at_top:
+            self._y -= style.space_before
+        scale = style.size / 1000
+        widths = [self._widths(ord(char), self._default_width) * scale for char in text]
+        first_width = RIGHT - LEFT - style.first_line_indent
+        self._text.setFont(self._font.fontName, style.size, style.leading)
+        for number, (spare, line) in enumerate(
+            dumbSplit(text, widths, [first_width, RIGHT - LEFT])
+        ):
+            if self._y - style.leading < BOTTOM and not self._at_top:
+                self._next_page()
+                self._text.setFont(self._font.fontName, style.size, style.leading)
+            x = LEFT + (style.first_line_indent if number == 0 else 0)
+            if style.align == "right":
+                x += spare
+            elif style.align == "center":
+                x += spare / 2
+            self._text.setTextOrigin(x, self._y - style.size)
+            self._text.textOut(line)
+            self._y -= style.leading
+            self._at_top = False
+
+    def _next_page(self) -> None:
+        self._canvas.drawText(self._text)
+        self._canvas.showPage()
+        self._text = self._canvas.beginText()
+        self._y, self._at_top = TOP, True
 
 
 # Codes in one embedded subset of the font.
@@ -232,6 +294,31 @@ def remember_subsets(face: TTFontFace) -> None:
 
     face.makeSubset = lambda subset: made(tuple(subset))  # type: ignore[method-assign]
     face.addSubsetObjects = add_compressed  # type: ignore[method-assign]
+
+
+def slice_glyphs_in_place(face: TTFontFace) -> None:
+    """reportlab's makeSubset takes the font's glyph table whole, a copy of megabytes for
+    a CJK font, to cut out the subset's few glyphs: give it a view on the font file that
+    copies only what is cut out (a notice naming a new applicant makes a new subset)."""
+    get_table = face.get_table
+    start, _length = face.get_table_pos("glyf")
+    glyphs = _TableView(face._ttf_data, start)  # type: ignore[attr-defined]
+
+    def table(tag: str) -> object:
+        return glyphs if tag == "glyf" else get_table(tag)  # type: ignore[no-untyped-call]
+
+    face.get_table = table  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True)
+class _TableView:
+    """A table of a font file, sliced as the table itself would be."""
+
+    font_file: bytes
+    start: int
+
+    def __getitem__(self, part: slice) -> bytes:
+        return self.font_file[self.start + part.start : self.start + part.stop]
 
 
 def remember_font_objects(font: TTFont) -> None:
@@ -282,15 +369,15 @@ def fixed_wording(decision: NoticeDecision) -> str:
     keeps its own codes), once each, in a fixed order."""
     day = date(2000, 1, 1)
     blank = NoticeFacts(decision, "", "", "", "", "-", "", day, day, "", "", 1, day)
-    text = "".join([blank.title, _numbers(blank), _salutation(""), *blank.paragraphs()])
+    text = "".join([blank.title, *_numbers(blank), _salutation(""), *blank.paragraphs()])
     return "".join(sorted({char for char in text if not char.isascii()}))
 
 
-def _numbers(facts: NoticeFacts) -> str:
-    number = f"办件编号：{escape(facts.project_no)}"
+def _numbers(facts: NoticeFacts) -> list[str]:
+    numbers = [f"办件编号：{facts.project_no}"]
     if facts.receipt_no:
-        number += f"<br/>受理编号：{escape(facts.receipt_no)}"
-    return number
+        numbers.append(f"受理编号：{facts.receipt_no}")
+    return numbers
 
 
 def _salutation(applicant: str) -> str:

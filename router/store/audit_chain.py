@@ -35,9 +35,10 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from contracts.errors import ChainBroken, ConfigurationError
@@ -55,6 +56,17 @@ CHAIN_ID = 1
 # longest six calendar months.
 MINIMUM_RETENTION = timedelta(days=184)
 DEFAULT_RETENTION = timedelta(days=190)
+
+
+SEAL_BATCH = 500
+"""Records sealed in one transaction."""
+_AUDIT_LOG: Table = AuditRow.__table__  # type: ignore[assignment]
+_PLACE = (
+    update(_AUDIT_LOG)
+    .where(_AUDIT_LOG.c.id == bindparam("record"))
+    .values(seq=bindparam("seq"), prev_hash=bindparam("prev"), hash=bindparam("hash"))
+)
+"""A record's place in the chain (or its refusal: `prev_hash = REFUSED`, no seq)."""
 
 
 def retention_from_days(days: int) -> timedelta:
@@ -86,33 +98,37 @@ def _chain(session: Session, *, skip_locked: bool) -> AuditChainRow | None:
     return row
 
 
-def seal_pending(database: Database, batch_size: int = 500) -> int:
+def seal_pending(database: Database, batch_size: int = SEAL_BATCH) -> int:
     """Chain up to `batch_size` unsealed records, in id order; returns how many were
-    looked at (refused ones included)."""
+    looked at (refused ones included).
+
+    Set-based: the records are read as plain rows and their places written back in one
+    executemany UPDATE by id, without the ORM's objects and unit of work."""
     with database.transaction() as session:
         chain = _chain(session, skip_locked=True)
         if chain is None:
             return 0
-        rows = session.scalars(
-            select(AuditRow)
-            .where(AuditRow.seq.is_(None), AuditRow.prev_hash.is_(None))
-            .order_by(AuditRow.id)
+        rows = session.execute(
+            select(_AUDIT_LOG)
+            .where(_AUDIT_LOG.c.seq.is_(None), _AUDIT_LOG.c.prev_hash.is_(None))
+            .order_by(_AUDIT_LOG.c.id)
             .limit(batch_size)
         ).all()
+        if not rows:
+            return 0
+        places = []
         for row in rows:
-            if not written_by_the_application(database.audit_key, row):
+            record = cast(AuditRow, row)  # a Core row has the record's attributes
+            if not written_by_the_application(database.audit_key, record):
                 log.error("audit.forged_record", record=row.id)
-                row.prev_hash = REFUSED
+                places.append({"record": row.id, "seq": None, "prev": REFUSED, "hash": None})
                 continue
             seq = chain.head_seq + 1
-            row.seq, row.prev_hash, row.hash = (
-                seq,
-                chain.head_hash,
-                record_hash(row, seq, chain.head_hash),
-            )
-            chain.head_seq, chain.head_hash = seq, row.hash
-        if rows:
-            log.info("audit.head", head_seq=chain.head_seq, head_hash=chain.head_hash)
+            sealed = record_hash(record, seq, chain.head_hash)
+            places.append({"record": row.id, "seq": seq, "prev": chain.head_hash, "hash": sealed})
+            chain.head_seq, chain.head_hash = seq, sealed
+        session.execute(_PLACE, places)
+        log.info("audit.head", head_seq=chain.head_seq, head_hash=chain.head_hash)
         return len(rows)
 
 
@@ -254,7 +270,8 @@ class AuditSealer:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                while seal_pending(self._database) > 0:
+                # A batch that was not full left nothing to seal: no empty round after it.
+                while seal_pending(self._database) == SEAL_BATCH:
                     pass
                 now = datetime.now(UTC)
                 if self._pruned_at is None or now - self._pruned_at >= self._prune_every:
