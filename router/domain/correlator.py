@@ -180,6 +180,8 @@ class Correlator:
         outcomes: Sequence[Report],
         headers: Sequence[Mapping[str, Any] | None],
     ) -> list[Applied]:
+        # The lock order, and why the items are read in a statement of their own, after
+        # the lock: `_lock_and_load`.
         locked = _lock_and_load(session, sorted({outcome.bundle_id for outcome in outcomes}))
         bundles = locked.bundles
         first_deliveries = _record_in_inbox(
