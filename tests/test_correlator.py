@@ -253,9 +253,10 @@ def test_a_batch_reads_its_bundles_once_and_writes_each_table_once(
     database: Database, catalog: Catalog, dispatches: list[ItemDispatch]
 ) -> None:
     """Set-based, however many outcomes wait together: one SELECT locks the bundle, one
-    (after the lock) loads its items with their polls, and each table gets one INSERT
-    (inbox, timeline, audit, notices). Counted statements, never time: a lookup or an
-    INSERT per outcome shows as soon as it is back."""
+    (after the lock) loads its items with their polls, each table gets one INSERT
+    (inbox, timeline, audit, notices), and the items one UPDATE per set of columns they
+    changed (accepted and pre-reviewed ones change different clocks). Counted statements,
+    never time: a lookup, an INSERT or an UPDATE per outcome shows as soon as it is back."""
     statements: list[str] = []
 
     def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
@@ -276,6 +277,7 @@ def test_a_batch_reads_its_bundles_once_and_writes_each_table_once(
     inserts = Counter(statement for statement in statements if statement.startswith("INSERT"))
     assert {"INSERT INTO INBOX", "INSERT INTO EVENTS", "INSERT INTO NOTICES"} <= set(inserts)
     assert set(inserts.values()) == {1}, inserts
+    assert statements.count("UPDATE ITEMS SET") <= 2 < len(accepted), statements
 
 
 def test_an_item_accepted_again_after_a_correction_keeps_its_one_notice(

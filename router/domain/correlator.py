@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from contracts.api import TimelineEvent
 from contracts.catalog import Catalog
@@ -55,7 +57,8 @@ from router.domain.polling import (
 from router.domain.progress import advance, cancel_at_department, set_item_state
 from router.domain.timekeeping import Timekeeper
 from router.domain.workdays import CHINA_TZ, working_calendar
-from router.store import BundleRow, Database, InboxRow, ItemRow, audit
+from router.store import Base, BundleRow, Database, DecisionPollRow, InboxRow, ItemRow, audit
+from router.store.detached import detached, write_back
 from router.store.engine import insert_skipping_conflicts
 from router.store.timeline import Actor, department_actor, record_event
 from runtime import clock
@@ -177,23 +180,10 @@ class Correlator:
         outcomes: Sequence[Report],
         headers: Sequence[Mapping[str, Any] | None],
     ) -> list[Applied]:
-        # Lock every bundle concerned up front, in one order: competing correlators
-        # applying overlapping batches wait for each other instead of deadlocking. Their
-        # items and polls come with them, for the whole batch, in a statement of their
-        # own: after the lock is granted, so they are read as the correlator that held it
-        # committed them. (Joined into the locking statement, they would be read as they
-        # were before its wait, under PostgreSQL's READ COMMITTED: a stale item state.)
-        bundle_ids = sorted({outcome.bundle_id for outcome in outcomes})
-        bundles = {
-            bundle.id: bundle
-            for bundle in session.scalars(
-                select(BundleRow)
-                .where(BundleRow.id.in_(bundle_ids))
-                .order_by(BundleRow.id)
-                .with_for_update()
-                .options(selectinload(BundleRow.items).joinedload(ItemRow.decision_poll))
-            )
-        }
+        # The lock order, and why the items are read in a statement of their own, after
+        # the lock: `_lock_and_load`.
+        locked = _lock_and_load(session, sorted({outcome.bundle_id for outcome in outcomes}))
+        bundles = locked.bundles
         first_deliveries = _record_in_inbox(
             session, [outcome for outcome in outcomes if outcome.bundle_id in bundles]
         )
@@ -211,6 +201,7 @@ class Correlator:
                 else:
                     first_deliveries.remove(message_id)  # the same message twice in one batch
                     results.append(self._apply_to(session, bundle, outcome))
+        locked.write_back(session)
         return results
 
     def _apply_to(self, session: Session, bundle: BundleRow, outcome: Report) -> Applied:
@@ -305,6 +296,83 @@ class Correlator:
         audit.record_decided(session, outcome, ItemState(item.state))
         log.info("outcome.applied_after_cancel", state=item.state, status=outcome.result.status)
         return Applied.APPLIED
+
+
+@dataclass(frozen=True)
+class _Locked:
+    """A batch's bundles, locked, with their items and the items' polls as loaded: read
+    with Core into objects in no session (router.store.detached), so its flushes leave
+    them alone, and written back by `write_back` before the commit."""
+
+    bundles: dict[uuid.UUID, BundleRow]
+    polls: dict[ItemRow, DecisionPollRow | None]
+
+    def write_back(self, session: Session) -> None:
+        """Write what the batch changed: the bundles' and items' changed columns, and
+        the polls started, changed and stopped (`router.domain.polling`)."""
+        changed: list[Base] = [*self.bundles.values()]
+        added: list[Base] = []
+        dropped: list[Base] = []
+        for item, loaded in self.polls.items():
+            changed.append(item)
+            poll = item.decision_poll
+            if poll is not None and poll is loaded:
+                changed.append(poll)
+                continue
+            if loaded is not None:
+                dropped.append(loaded)
+            if poll is not None:
+                added.append(poll)
+        write_back(session.connection(), changed=changed, added=added, dropped=dropped)
+
+
+_BUNDLES: Table = BundleRow.__table__  # type: ignore[assignment]
+_ITEMS: Table = ItemRow.__table__  # type: ignore[assignment]
+_POLLS: Table = DecisionPollRow.__table__  # type: ignore[assignment]
+_LOCK_BUNDLES = (
+    select(_BUNDLES)
+    .where(_BUNDLES.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_BUNDLES.c.id)
+    .with_for_update()
+)
+_ITEMS_WITH_POLLS = (
+    select(_ITEMS, _POLLS)
+    .outerjoin(
+        _POLLS, (_POLLS.c.bundle_id == _ITEMS.c.bundle_id) & (_POLLS.c.item == _ITEMS.c.code)
+    )
+    .where(_ITEMS.c.bundle_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_ITEMS.c.bundle_id, _ITEMS.c.position)
+)
+_ITEM_KEYS = _ITEMS.c.keys()
+_POLL_KEYS = _POLLS.c.keys()
+
+
+def _lock_and_load(session: Session, bundle_ids: list[uuid.UUID]) -> _Locked:
+    """Lock every bundle concerned up front, in one order: competing correlators applying
+    overlapping batches wait for each other instead of deadlocking. Their items and polls
+    come with them, for the whole batch, in a statement of their own: after the lock is
+    granted, so they are read as the correlator that held it committed them. (Joined into
+    the locking statement, they would be read as they were before its wait, under
+    PostgreSQL's READ COMMITTED: a stale item state.)"""
+    connection = session.connection()
+    bundles = {
+        row.id: detached(BundleRow, dict(row._mapping))
+        for row in connection.execute(_LOCK_BUNDLES, {"ids": bundle_ids})
+    }
+    items: dict[uuid.UUID, list[ItemRow]] = {bundle_id: [] for bundle_id in bundles}
+    polls: dict[ItemRow, DecisionPollRow | None] = {}
+    if bundles:
+        for row in connection.execute(_ITEMS_WITH_POLLS, {"ids": list(bundles)}):
+            item = detached(ItemRow, dict(zip(_ITEM_KEYS, row[: len(_ITEM_KEYS)], strict=True)))
+            poll_values = dict(zip(_POLL_KEYS, row[len(_ITEM_KEYS) :], strict=True))
+            poll = None if poll_values["item"] is None else detached(DecisionPollRow, poll_values)
+            set_committed_value(item, "bundle", bundles[item.bundle_id])
+            set_committed_value(item, "decision_poll", poll)
+            items[item.bundle_id].append(item)
+            polls[item] = poll
+    for bundle in bundles.values():
+        set_committed_value(bundle, "items", items[bundle.id])
+    return _Locked(bundles, polls)
 
 
 def _answers_a_cancel(item: ItemRow | None, outcome: ItemOutcome) -> bool:

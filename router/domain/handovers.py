@@ -26,7 +26,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from contracts.api import (
@@ -42,6 +42,7 @@ from contracts.messages import ItemState
 from contracts.personal_data import mask_name
 from router.store import BundleRow, HandoverRow, ItemRow
 from router.store.audit import AuditEvent, record
+from router.store.engine import insert_skipping_conflicts
 from router.store.timeline import Actor, record_event
 from runtime import clock
 
@@ -55,6 +56,11 @@ _FIRST_STATE = {
     HandoverMethod.WINDOW: HandoverState.AWAITING_COLLECTION,
     HandoverMethod.ELECTRONIC: HandoverState.AWAITING_DOWNLOAD,
     HandoverMethod.POST: HandoverState.AWAITING_WAYBILL,
+}
+_HANDOVERS: Table = HandoverRow.__table__  # type: ignore[assignment]
+_MAKE_ONCE = {
+    name: insert.returning(_HANDOVERS.c.id)
+    for name, insert in insert_skipping_conflicts(_HANDOVERS).items()
 }
 _PROOF_SOURCE = {
     HandoverMethod.WINDOW: ProofSource.WINDOW,
@@ -89,21 +95,26 @@ def bundle_replied(session: Session, bundle: BundleRow) -> None:
 
 
 def _ready(session: Session, bundle: BundleRow, item: str) -> None:
-    if _made(session, bundle, item):
-        return  # made already: one handover, one waybill, whatever is redelivered
+    """Make the handover, unless it is made already: one handover, one waybill, whatever
+    is redelivered. One INSERT that skips the row `ux_handovers_once` holds, and says
+    whether it wrote one: no lookup first."""
     method = handover_of(bundle).method
     now = clock.now()
-    session.add(
-        HandoverRow(
-            bundle_id=bundle.id,
-            item=item,
-            method=method.value,
-            state=_FIRST_STATE[method].value,
-            ready_at=now,
-            courier_attempts=0,
-            next_attempt_at=now if method is HandoverMethod.POST else None,
-        )
+    connection = session.connection()
+    made = connection.scalar(
+        _MAKE_ONCE[connection.dialect.name],
+        {
+            "bundle_id": bundle.id,
+            "item": item,
+            "method": method.value,
+            "state": _FIRST_STATE[method].value,
+            "ready_at": now,
+            "courier_attempts": 0,
+            "next_attempt_at": now if method is HandoverMethod.POST else None,
+        },
     )
+    if made is None:
+        return
     record_event(
         session,
         bundle.id,
@@ -185,18 +196,6 @@ def _find(session: Session, bundle: BundleRow, item: str) -> HandoverRow | None:
         .with_for_update()  # the courier sender may be asking about it
     )
     return found
-
-
-def _made(session: Session, bundle: BundleRow, item: str) -> bool:
-    """Whether the handover exists, stored or made earlier in this transaction: asked
-    without flushing what the transaction changed so far (written once, at its end)."""
-    if any(
-        isinstance(row, HandoverRow) and row.bundle_id == bundle.id and row.item == item
-        for row in session.new
-    ):
-        return True
-    with session.no_autoflush:
-        return _find(session, bundle, item) is not None
 
 
 def handovers_of(session: Session, bundle_id: Any) -> list[HandoverRow]:

@@ -1,0 +1,133 @@
+"""Rows a transaction loads, changes and writes back itself, off the session's unit of work.
+
+A flush walks the session's identity map for what changed, sorts the work by mapper and
+dependency, and builds each row's statement: far more Python than the few rows the
+correlator changes per outcome, and paid again by every transaction when each outcome
+commits alone. So the correlator detaches the rows it loads (`detach`), changes them as
+any mapped object (their relationships set as loaded: nothing is loaded lazily), and
+writes what changed before its commit (`write_back`): for each table, one DELETE of the
+rows dropped, one INSERT of the rows made, and one UPDATE by primary key per set of
+changed columns, each an executemany. As with a flush, a column is written only if its
+value changed, and an attribute changed in place (a JSON document mutated) is not seen.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from functools import cache
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    Connection,
+    Delete,
+    Insert,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    inspect,
+    update,
+)
+from sqlalchemy.orm import Mapper, class_mapper, make_transient_to_detached
+from sqlalchemy.orm.attributes import get_history, instance_dict
+
+from router.store.tables import Base
+
+_Row = TypeVar("_Row", bound=Base)
+
+
+def detached(cls: type[_Row], values: Mapping[str, Any]) -> _Row:
+    """A mapped object of `values` (its row, as read with Core) as a query would have
+    loaded it, in no session. Its relationships are unloaded until set as loaded
+    (`set_committed_value`): one read before would raise, never load lazily."""
+    row = class_mapper(cls).class_manager.new_instance()
+    instance_dict(row).update(values)
+    make_transient_to_detached(row)
+    return row
+
+
+def write_back(
+    connection: Connection,
+    *,
+    changed: Iterable[Base] = (),
+    added: Iterable[Base] = (),
+    dropped: Iterable[Base] = (),
+) -> None:
+    """Write detached rows: delete those `dropped`, insert those `added` (made by the
+    transaction), then update the columns `changed` rows changed, so a row dropped and
+    made anew keeps its key. One executemany per table (and set of columns)."""
+    deletes: dict[Table, list[dict[str, Any]]] = defaultdict(list)
+    for row in dropped:
+        mapper = inspect(row).mapper
+        deletes[_table(mapper)].append(_key_of(mapper, row))
+    for table, keys in deletes.items():
+        connection.execute(_delete_by_key(table), keys)
+    inserts: dict[Table, list[dict[str, Any]]] = defaultdict(list)
+    for row in added:
+        state = inspect(row)
+        columns = _column_keys(state.mapper)
+        inserts[_table(state.mapper)].append(
+            {key: value for key, value in state.dict.items() if key in columns}
+        )
+    for table, rows in inserts.items():
+        connection.execute(_insert(table), rows)
+    updates: dict[tuple[Table, frozenset[str]], list[dict[str, Any]]] = defaultdict(list)
+    for row in changed:
+        mapper = inspect(row).mapper
+        values = _changed_columns(row)
+        if values:
+            updates[_table(mapper), frozenset(values)].append({**values, **_key_of(mapper, row)})
+    for (table, _), params in updates.items():
+        connection.execute(_update_by_key(table), params)
+
+
+def _changed_columns(row: Base) -> dict[str, Any]:
+    """The columns set to another value since the row was loaded, with their new value."""
+    state = inspect(row)
+    columns = _column_keys(state.mapper)
+    values = {}
+    for key in state.committed_state:  # the attributes set since (to any value)
+        if key in columns:
+            added = get_history(row, key).added
+            if added:
+                values[key] = added[0]
+    return values
+
+
+def _table(mapper: Mapper[Any]) -> Table:
+    table = mapper.local_table
+    assert isinstance(table, Table)
+    return table
+
+
+@cache
+def _column_keys(mapper: Mapper[Any]) -> frozenset[str]:
+    return frozenset(prop.key for prop in mapper.column_attrs)
+
+
+def _key_of(mapper: Mapper[Any], row: Base) -> dict[str, Any]:
+    values = mapper.primary_key_from_instance(row)
+    return {
+        f"key_{column.key}": value for column, value in zip(mapper.primary_key, values, strict=True)
+    }
+
+
+@cache
+def _insert(table: Table) -> Insert:
+    return table.insert()
+
+
+@cache
+def _update_by_key(table: Table) -> Update:
+    """The columns to set are the parameters' other keys."""
+    return update(table).where(
+        *(column == bindparam(f"key_{column.key}") for column in table.primary_key.columns)
+    )
+
+
+@cache
+def _delete_by_key(table: Table) -> Delete:
+    return delete(table).where(
+        *(column == bindparam(f"key_{column.key}") for column in table.primary_key.columns)
+    )
