@@ -105,7 +105,12 @@ class Stack(AdapterProcess):
             outbox = OutboxPublisher(self.database, Publisher(self.broker), keyring=self.keyring)
             self._spawn("outbox-publisher", outbox.run)
         if Role.RELAY in self.roles:
-            relay = Relay(self.database, Publisher(self.broker), keyring=self.keyring)
+            relay = Relay(
+                self.database,
+                Publisher(self.broker),
+                keyring=self.keyring,
+                in_hand_here=outbox.in_hand,
+            )
             self._spawn("relay", relay.run)
             sender = CallbackSender(
                 self.database,

@@ -238,32 +238,58 @@ def test_a_row_the_committer_reaches_past_its_lease_is_left_to_the_relay(wired: 
     assert _sent_records(wired.database, [message_id]) == [message_id]
 
 
-class _StallingPublisher(Publisher):
+class _SweptAfterConfirms(Publisher):
     """A committer's publisher whose process stalls past the sweep age once the broker
-    has confirmed, while the relay sweeps the rows."""
+    has confirmed, while `relay` sweeps; how many rows it took each time, in `swept`."""
 
-    def __init__(self, broker: Broker, relay: Relay) -> None:
+    def __init__(self, broker: Broker) -> None:
         super().__init__(broker)
-        self._relay = relay
+        self.relay: Relay | None = None
+        self.swept: list[int] = []
 
     def publish_many(self, messages: Sequence[Outgoing]) -> None:
         super().publish_many(messages)
+        assert self.relay is not None
         with time_machine.travel(datetime.now(UTC) + SWEEP_AFTER):
-            assert self._relay.publish_pending() == len(messages)
+            self.swept.append(self.relay.publish_pending())
 
 
 def test_a_row_the_relay_swept_while_the_committer_stalled_is_audited_once(
     wired: Wired,
 ) -> None:
-    relay = Relay(wired.database, Publisher(wired.broker), keyring=KEYRING)
-    outbox = OutboxPublisher(
-        wired.database, _StallingPublisher(wired.broker, relay), keyring=KEYRING
+    """The relay of another process sees only the rows' age."""
+    publisher = _SweptAfterConfirms(wired.broker)
+    outbox = OutboxPublisher(wired.database, publisher, keyring=KEYRING)
+    publisher.relay = Relay(wired.database, Publisher(wired.broker), keyring=KEYRING)
+    committed = _commit_dispatches(wired.database, 2)
+
+    _publish_what_was_committed(outbox)
+
+    assert publisher.swept == [2]
+    delivered = [message.properties["message_id"] for message in _deliveries(wired.broker)]
+    assert sorted(delivered) == sorted(committed * 2), "a stall past the lease: consumers dedupe"
+    assert _unsent(wired.database, committed) == []
+    assert sorted(_sent_records(wired.database, committed)) == sorted(committed)
+
+
+def test_a_relay_in_the_committers_process_leaves_its_rows_alone_however_the_clock_moves(
+    wired: Wired,
+) -> None:
+    """Between the confirms and the marking the rows are unsent and, to a clock moved on
+    (a test travelling in time, a clock stepped), past the sweep age: a relay in the same
+    process asks the committer which rows it holds, and sends none of them twice."""
+    publisher = _SweptAfterConfirms(wired.broker)
+    outbox = OutboxPublisher(wired.database, publisher, keyring=KEYRING)
+    publisher.relay = Relay(
+        wired.database, Publisher(wired.broker), keyring=KEYRING, in_hand_here=outbox.in_hand
     )
     committed = _commit_dispatches(wired.database, 2)
 
     _publish_what_was_committed(outbox)
 
+    assert publisher.swept == [0]
     delivered = [message.properties["message_id"] for message in _deliveries(wired.broker)]
-    assert sorted(delivered) == sorted(committed * 2), "a stall past the lease: consumers dedupe"
+    assert sorted(delivered) == sorted(committed)
     assert _unsent(wired.database, committed) == []
     assert sorted(_sent_records(wired.database, committed)) == sorted(committed)
+    assert outbox.in_hand() == frozenset(), "marked sent: the relay's again, were it unsent"

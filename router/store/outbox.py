@@ -12,8 +12,11 @@ publishes a row only while the row is younger than `PUBLISH_WITHIN`, and its pub
 marking end long before the relay's sweep age. So it needs no claim before publishing;
 after the confirms it marks the rows sent and audits them, many commits' rows in one
 transaction (`MARK_EVERY`). Relays among themselves claim the rows they sweep
-(`claim_and_publish`). Only a crash (or a stall past the sweep age) between a confirm and
-the marking publishes a row twice; consumers deduplicate by message id.
+(`claim_and_publish`). A relay in the committer's own process (`lianban router`, the
+embedded mode) also leaves alone the rows that committer holds, however its wall clock
+moves (`OutboxPublisher.in_hand`). Only a crash between a confirm and the marking, or,
+between processes, a stall or a clock step past the sweep age, publishes a row twice;
+consumers deduplicate by message id.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -218,6 +221,8 @@ class OutboxPublisher:
         self._batch_size = batch_size
         self._committed: queue.SimpleQueue[_Committed] = queue.SimpleQueue()
         self._confirmed: list[Unsent] = []
+        self._in_hand: set[int] = set()
+        self._in_hand_lock = threading.Lock()
         self._mark_at = math.inf
         """`time.monotonic()` at which `_confirmed` is to be marked sent."""
         self._backoff = Backoff(0.2, 10.0)
@@ -230,8 +235,21 @@ class OutboxPublisher:
             # A row a savepoint rolled back is no longer persistent: never published.
             kept = [row for row in written if inspect(row).persistent]
             if kept:
+                with self._in_hand_lock:
+                    self._in_hand.update(row.id for row in kept)
                 oldest = min(row.created_at for row in kept)
                 self._committed.put(_Committed(oldest, [_unsent(row) for row in kept]))
+
+    def in_hand(self) -> frozenset[int]:
+        """The rows committed here that it has neither marked sent nor left to the relay:
+        a relay in this process leaves them alone whatever the wall clock says (stepped,
+        or moved by a test travelling in time), which the lease alone cannot promise."""
+        with self._in_hand_lock:
+            return frozenset(self._in_hand)
+
+    def _let_go(self, rows: Iterable[Unsent]) -> None:
+        with self._in_hand_lock:
+            self._in_hand.difference_update(row.id for row in rows)
 
     def run(self, stop: threading.Event) -> None:
         """Publish until stopped, then what was committed before the stop; mark what the
@@ -269,14 +287,13 @@ class OutboxPublisher:
         confirmed for marking. False when the broker failed: what is queued is left to
         the relay, as the queue would only grow while the broker is away."""
         leased_after = datetime.now(UTC) - self._publish_within
-        rows = [
-            row
-            for committed in batch
-            if committed.written_at > leased_after
-            for row in committed.rows
-        ]
-        if late := sum(len(committed.rows) for committed in batch) - len(rows):
-            log.warning("outbox.left_to_relay", rows=late, reason="reached past their lease")
+        rows: list[Unsent] = []
+        late: list[Unsent] = []
+        for committed in batch:
+            (rows if committed.written_at > leased_after else late).extend(committed.rows)
+        if late:
+            self._let_go(late)
+            log.warning("outbox.left_to_relay", rows=len(late), reason="reached past their lease")
         if not rows:
             return True
         failure: Exception | None
@@ -290,6 +307,8 @@ class OutboxPublisher:
         if failure is None:
             self._backoff.reset()
             return True
+        sent = {row.id for row in confirmed}
+        self._let_go(row for row in rows if row.id not in sent)
         log.warning(
             "outbox.publish_failed",
             error=repr(failure),
@@ -301,9 +320,11 @@ class OutboxPublisher:
         dropped = 0
         while True:
             try:
-                dropped += len(self._committed.get_nowait().rows)
+                rows = self._committed.get_nowait().rows
             except queue.Empty:
                 return dropped
+            self._let_go(rows)
+            dropped += len(rows)
 
     def _mark_sent(self) -> None:
         """Mark the confirmed rows sent, in one transaction; while the database is away,
@@ -324,6 +345,7 @@ class OutboxPublisher:
             self._mark_at = time.monotonic() + delay
         else:
             self._marking_backoff.reset()
+            self._let_go(self._confirmed)
             self._confirmed, self._mark_at = [], math.inf
 
 
@@ -339,11 +361,14 @@ class Relay:
         sweep_after: timedelta = SWEEP_AFTER,
         batch_size: int = 200,
         idle_seconds: float = 1.0,
+        in_hand_here: Callable[[], Collection[int]] = frozenset,
     ) -> None:
+        """`in_hand_here`: the rows this process's `OutboxPublisher` holds, left alone."""
         self._database = database
         self._publisher = publisher
         self._keyring = keyring
         self._sweep_after = sweep_after
+        self._in_hand_here = in_hand_here
         self._batch_size = batch_size
         self._idle_seconds = idle_seconds
         self._backoff = Backoff(0.2, 10.0)
@@ -376,6 +401,7 @@ class Relay:
                 .where(
                     OutboxRow.sent_at.is_(None),
                     OutboxRow.created_at <= datetime.now(UTC) - self._sweep_after,
+                    OutboxRow.id.not_in(self._in_hand_here()),
                 )
                 .order_by(OutboxRow.id)
                 .limit(self._batch_size)
