@@ -164,14 +164,21 @@ def put_sample_material(client: httpx.Client) -> None:
     ).raise_for_status()
 
 
+def intake_with_sample_material(
+    database: Database, catalog: Catalog, materials: MaterialStore
+) -> Intake:
+    """Intake in process, the sample applications' material stored for it."""
+    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
+    return Intake(database, catalog, materials)
+
+
 def received_dispatches(
     database: Database, catalog: Catalog, materials: MaterialStore, bundle_type: str = "newborn"
 ) -> list[ItemDispatch]:
     """A bundle received through intake (its sample material stored first); the
     dispatches intake wrote to the outbox."""
-    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
     project_no = new_project_no()
-    result = Intake(database, catalog, materials).submit(
+    result = intake_with_sample_material(database, catalog, materials).submit(
         sample_application(catalog.bundle_types[bundle_type], project_no), project_no
     )
     assert isinstance(result, Received)

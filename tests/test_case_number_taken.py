@@ -4,15 +4,14 @@ new application: the INSERT that fails leaves nothing behind, on SQLite and Post
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 
-from harness import new_project_no
+from harness import intake_with_sample_material, new_project_no
 from sqlalchemy import func, select
 
 from contracts.catalog import Catalog
-from contracts.samples import SAMPLE_PDF, sample_application
-from router.domain.intake import CaseNumberTaken, Intake, Received
+from contracts.samples import sample_application
+from router.domain.intake import CaseNumberTaken, Received
 from router.store import AuditRow, BundleRow, Database, EventRow, ItemRow, OutboxRow
 from runtime.storage import LocalMaterialStore
 
@@ -20,9 +19,9 @@ from runtime.storage import LocalMaterialStore
 def test_a_taken_case_number_is_replayed_or_refused_and_writes_only_its_audit_record(
     database: Database, catalog: Catalog, tmp_path: Path
 ) -> None:
-    materials = LocalMaterialStore(tmp_path / "materials")
-    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
-    intake = Intake(database, catalog, materials)
+    intake = intake_with_sample_material(
+        database, catalog, LocalMaterialStore(tmp_path / "materials")
+    )
     project_no = new_project_no()
     application = sample_application(catalog.bundle_types["newborn"], project_no)
     changed = copy.deepcopy(application)

@@ -5,7 +5,6 @@ poll is a real round trip through the outbox, the broker, the adapter and the co
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -16,7 +15,14 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 import time_machine
-from harness import KEYRING, Running, eventually, new_project_no, running_stack
+from harness import (
+    KEYRING,
+    Running,
+    eventually,
+    intake_with_sample_material,
+    new_project_no,
+    running_stack,
+)
 from sqlalchemy import event, select
 
 from adapters import AdapterContext, CalledBack, Polled, RetryPolicy
@@ -43,11 +49,11 @@ from contracts.messages import (
     Pending,
 )
 from contracts.polling import PollPhase, PollSchedule
-from contracts.samples import SAMPLE_PDF, sample_application
+from contracts.samples import sample_application
 from lianban.cli import main
 from lianban.settings import Settings
 from router.domain.correlator import Applied, Correlator
-from router.domain.intake import Intake, Received
+from router.domain.intake import Received
 from router.domain.polling import PollPlan, PollScheduler
 from router.domain.workdays import WorkingCalendar
 from router.store import Database, DecisionPollRow, ItemRow, OutboxRow
@@ -243,9 +249,9 @@ def test_poll_times_follow_the_declared_schedule_in_working_days() -> None:
 def test_a_backlog_of_due_polls_is_spread_over_rounds_per_department(
     database: Database, catalog: Catalog, tmp_path: Path
 ) -> None:
-    materials = LocalMaterialStore(tmp_path / "materials")
-    materials.put(hashlib.sha256(SAMPLE_PDF).hexdigest(), SAMPLE_PDF, "application/pdf")
-    intake = Intake(database, catalog, materials)
+    intake = intake_with_sample_material(
+        database, catalog, LocalMaterialStore(tmp_path / "materials")
+    )
     newborn = catalog.bundle_types["newborn"]
     for _ in range(3):  # each files two health items, and one each for pre-review
         application = sample_application(newborn, new_project_no())
