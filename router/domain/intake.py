@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from functools import cache
-from itertools import groupby
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, inspect, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm import Session
 
 from contracts.api import BundleState, IntakeReceipt, OneTimeNotice, Problem, TimelineEvent
 from contracts.application import Application
@@ -31,8 +29,9 @@ from router.domain.timekeeping import Timekeeper
 from router.domain.validation import find_problems
 from router.domain.views import bundle_promise, item_promise
 from router.domain.workdays import working_calendar
-from router.store import Base, BundleRow, Database, ItemRow, audit
+from router.store import BundleRow, Database, ItemRow, audit
 from router.store.audit import AuditEvent
+from router.store.detached import write_back
 from router.store.timeline import Actor, record_event
 from runtime import clock
 from runtime.failpoints import failpoint
@@ -40,9 +39,6 @@ from runtime.outbound import OutboundPolicy
 from runtime.storage import MaterialStore
 
 log = structlog.get_logger(__name__)
-
-_BUNDLES: Table = BundleRow.__table__  # type: ignore[assignment]
-_ITEMS: Table = ItemRow.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -281,30 +277,7 @@ def _insert_new(session: Session, bundle: BundleRow) -> None:
     just inserted. The rows that refer to the bundle (dispatches, timeline, audit) are
     written after, at commit.
     """
-    connection = session.connection()
-    connection.execute(_BUNDLES.insert(), [_set_columns(bundle)])
-    # One INSERT per run of items setting the same columns (a dispatched item sets its
-    # accept clock, a waiting one not: a JSON None would be stored as JSON null).
-    items = sorted((_set_columns(item) for item in bundle.items), key=tuple)
-    for _columns, run in groupby(items, key=tuple):
-        connection.execute(_ITEMS.insert(), list(run))
-
-
-def _set_columns(row: Base) -> dict[str, Any]:
-    """The columns set on a row not in a session, by column key; the others get their
-    defaults."""
-    state = inspect(row)
-    return {
-        column: state.dict[attribute]
-        for attribute, column in _column_keys(state.mapper)
-        if attribute in state.dict
-    }
-
-
-@cache
-def _column_keys(mapper: Mapper[Any]) -> tuple[tuple[str, str], ...]:
-    """Each column attribute of `mapper` and the key of its table's column."""
-    return tuple((attribute.key, attribute.columns[0].key) for attribute in mapper.column_attrs)
+    write_back(session.connection(), added=[bundle, *bundle.items])
 
 
 def receipt_for(bundle: BundleRow, catalog: Catalog) -> IntakeReceipt:

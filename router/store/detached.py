@@ -63,14 +63,13 @@ def write_back(
         deletes[_table(mapper)].append(_key_of(mapper, row))
     for table, keys in deletes.items():
         connection.execute(_delete_by_key(table), keys)
-    inserts: dict[Table, list[dict[str, Any]]] = defaultdict(list)
+    # One INSERT per table and set of columns set: a column left unset gets its default
+    # (a JSON None would be stored as JSON null).
+    inserts: dict[tuple[Table, frozenset[str]], list[dict[str, Any]]] = defaultdict(list)
     for row in added:
-        state = inspect(row)
-        columns = _column_keys(state.mapper)
-        inserts[_table(state.mapper)].append(
-            {key: value for key, value in state.dict.items() if key in columns}
-        )
-    for table, rows in inserts.items():
+        values = set_columns(row)
+        inserts[_table(inspect(row).mapper), frozenset(values)].append(values)
+    for (table, _), rows in inserts.items():
         connection.execute(_insert(table), rows)
     updates: dict[tuple[Table, frozenset[str]], list[dict[str, Any]]] = defaultdict(list)
     for row in changed:
@@ -101,9 +100,26 @@ def _table(mapper: Mapper[Any]) -> Table:
     return table
 
 
+def set_columns(row: Base) -> dict[str, Any]:
+    """The columns set on a row not in a session, by its table's column keys; the others
+    get their defaults."""
+    state = inspect(row)
+    return {
+        column: state.dict[attribute]
+        for attribute, column in _attribute_columns(state.mapper)
+        if attribute in state.dict
+    }
+
+
 @cache
 def _column_keys(mapper: Mapper[Any]) -> frozenset[str]:
     return frozenset(prop.key for prop in mapper.column_attrs)
+
+
+@cache
+def _attribute_columns(mapper: Mapper[Any]) -> tuple[tuple[str, str], ...]:
+    """Each column attribute of `mapper` and the key of its table's column."""
+    return tuple((attribute.key, attribute.columns[0].key) for attribute in mapper.column_attrs)
 
 
 def _key_of(mapper: Mapper[Any], row: Base) -> dict[str, Any]:
