@@ -274,10 +274,8 @@ def test_the_items_deadline_cuts_the_retry_budget(settings: Settings, catalog: C
     _fresh_queues(broker, catalog)
     PatientPolice.calls, PatientPolice.failures = 0, 100
     _publish_dispatches(broker, 1, respond_by=datetime.now(UTC) - timedelta(minutes=1))
-    started = time.monotonic()
     outcomes = _outcomes_of(PatientPolice(), broker)
     assert PatientPolice.calls == 1, "retried past the item's deadline"
-    assert time.monotonic() - started < 10
     assert isinstance(outcomes[0].result, Unreachable), outcomes[0].result
     assert "deadline reached while the department was unreachable" in _parked_reason(broker)
 
