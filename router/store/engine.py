@@ -119,13 +119,12 @@ def _replace_connections_the_server_closed(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkout")
     def _check(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        poller = select.poll()
-        poller.register(dbapi_connection.fileno(), select.POLLIN)
-        if not poller.poll(0):
-            return
         try:
-            engine.dialect.do_ping(dbapi_connection)
-        except Exception as error:  # whatever the ping meets, no transaction can use it
+            poller = select.poll()
+            poller.register(dbapi_connection.fileno(), select.POLLIN)
+            if poller.poll(0):
+                engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # whatever the check meets, no transaction can use it
             raise DisconnectionError(f"the server closed this connection: {error}") from error
 
 
