@@ -10,6 +10,7 @@ calls back.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -71,7 +72,10 @@ class AdapterProcess:
         return self._decisions_server.url
 
     def wait(self) -> None:
-        """Block until stopped (by `stop` or Ctrl-C)."""
+        """Block until stopped (by `stop` or Ctrl-C). Every long-running process
+        (`lianban serve`, `relay`, `correlate`, `router`, `adapter`) waits here once started,
+        so this is where its garbage collection is tuned for serving."""
+        serve_with_young_garbage_collection()
         try:
             while not self._stop.wait(1.0):
                 pass
@@ -175,6 +179,25 @@ class AdapterProcess:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+YOUNG_COLLECTION_THRESHOLD = 10_000
+"""Container allocations (net of deallocations) between two collections of the youngest
+generation: ten times CPython's 700. Most of a message's objects are freed by reference
+counting before then; the cyclic garbage left (a few hundred objects a bundle) waits a
+little longer, a few MiB at most."""
+
+
+def serve_with_young_garbage_collection() -> None:
+    """Collect the start-up garbage, then freeze what survives: the imported modules,
+    catalogs and pools are never traversed again, so a full collection under load scans
+    only the objects made since (at 10 bundles/s one took ~100 ms of CPU over 185,000
+    objects in `serve`). Young collections come less often (`YOUNG_COLLECTION_THRESHOLD`).
+    """
+    gc.collect()
+    gc.freeze()
+    _, *older = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *older)
 
 
 def material_store(settings: Settings) -> MaterialStore:

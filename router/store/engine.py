@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Insert, Table, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -108,17 +109,37 @@ def insert_skipping_conflicts(table: Table) -> dict[str, Insert]:
     }
 
 
+def _replace_connections_the_server_closed(engine: Engine) -> None:
+    """A pooled connection is not used once PostgreSQL has closed it (a restart, a
+    failover, `pg_terminate_backend`): the pool replaces it (DisconnectionError), as
+    `pool_pre_ping` would, without pre-ping's round trip on every checkout. Between
+    transactions the server sends nothing unless it is ending the connection (its FATAL
+    error, then end of file), so a connection with nothing to read is used as it is; one
+    with input (rarely anything else: a setting reported after a reload) is pinged."""
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        try:
+            poller = select.poll()
+            poller.register(dbapi_connection.fileno(), select.POLLIN)
+            if poller.poll(0):
+                engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # whatever the check meets, no transaction can use it
+            raise DisconnectionError(f"the server closed this connection: {error}") from error
+
+
 def _create_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         # A bounded connect: a database that does not answer is an outage to report
         # (503, not ready), not a request that hangs.
-        return create_engine(
+        engine = create_engine(
             url,
-            pool_pre_ping=True,
             pool_size=10,
             max_overflow=10,
             connect_args={"connect_timeout": _CONNECT_TIMEOUT_SECONDS},
         )
+        _replace_connections_the_server_closed(engine)
+        return engine
     # pysqlite's own transaction handling defers BEGIN; take the write lock at BEGIN
     # instead (BEGIN IMMEDIATE) so concurrent writers queue rather than deadlock.
     engine = create_engine(
