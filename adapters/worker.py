@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
-from concurrent.futures import Future
+from collections.abc import Awaitable, Coroutine, Mapping
 from datetime import timedelta
 
 from opentelemetry.trace import Span
@@ -81,6 +80,7 @@ class AdapterWorker:
         self._keyring = keyring
         self._services = frozenset(adapter.services)
         self._loop = asyncio.new_event_loop()
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._runner = AdapterRunner(adapter, materials)
         self._consumer = ConsumerLoop(
             broker,
@@ -128,15 +128,38 @@ class AdapterWorker:
         span = start_span("adapter.handle", received, delivery.headers)
         if isinstance(received, ItemCancel):
             cancel = self._runner.cancel(received, delivery.attempt, self._reporter(received))
-            cancelling = asyncio.run_coroutine_threadsafe(
-                traced(span, received, cancel), self._loop
-            )
-            cancelling.add_done_callback(lambda done: self._finish(None, delivery, done, span))
-            return PENDING
-        call = self._call(received, delivery.attempt)
-        future = asyncio.run_coroutine_threadsafe(traced(span, received, call), self._loop)
-        future.add_done_callback(lambda done: self._finish(received, delivery, done, span))
+            work = self._finished(None, delivery, traced(span, received, cancel), span)
+        else:
+            call = self._call(received, delivery.attempt)
+            work = self._finished(received, delivery, traced(span, received, call), span)
+        # One hand-off to the call thread; `_finished` settles from there when done.
+        self._loop.call_soon_threadsafe(self._start, work)
         return PENDING
+
+    def _start(self, work: Coroutine[None, None, None]) -> None:
+        """On the call thread: run `work`, held here while it runs (the loop holds its
+        tasks weakly)."""
+        task = self._loop.create_task(work)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _finished(
+        self,
+        request: DepartmentRequest | None,
+        delivery: Delivery,
+        work: Awaitable[OutcomeResult | bool | None],
+        span: Span,
+    ) -> None:
+        """On the call thread: await `work`, then settle the delivery with what it came to.
+        Cancelled at a stop, it settles nothing: unacknowledged, the delivery is redelivered."""
+        try:
+            result = await work
+        except Exception as error:
+            self._failed(request, delivery, error, span)
+        else:
+            self._answered(request, delivery, result, span)
+        finally:
+            span.end()
 
     def _accepted(self, delivery: Delivery) -> DepartmentRequest | ItemCancel:
         """The message, if it is the router's and for this department; MessageRefused
@@ -169,18 +192,9 @@ class AdapterWorker:
 
         return report
 
-    def _finish(
-        self,
-        request: DepartmentRequest | None,
-        delivery: Delivery,
-        done: Future[OutcomeResult | None] | Future[bool],
-        span: Span,
+    def _failed(
+        self, request: DepartmentRequest | None, delivery: Delivery, error: Exception, span: Span
     ) -> None:
-        """On the call thread: settle the delivery with what the call came to."""
-        span.end()
-        if done.cancelled():
-            return  # stopped before it finished: left unacknowledged, so redelivered
-        error = done.exception()
         if isinstance(error, DepartmentUnavailable):
             if not self._out_of_time(request, delivery):
                 if request is not None:
@@ -197,14 +211,20 @@ class AdapterWorker:
                 self._consumer.send(self._signed(unreachable, headers_of(span)))
             self._consumer.settle(delivery, Park(f"{OUT_OF_TIME}: {error}"[:500]))
             return
-        if error is not None:  # the runner answers every department failure: this is a bug
-            if request is not None:
-                self._report_trouble(
-                    request, delivery, TroubleKind.PARKED, repr(error), headers_of(span)
-                )
-            self._consumer.settle(delivery, Park(f"handler failed: {error!r}"[:500]))
-            return
-        result = done.result()
+        # The runner answers every department failure: this is a bug.
+        if request is not None:
+            self._report_trouble(
+                request, delivery, TroubleKind.PARKED, repr(error), headers_of(span)
+            )
+        self._consumer.settle(delivery, Park(f"handler failed: {error!r}"[:500]))
+
+    def _answered(
+        self,
+        request: DepartmentRequest | None,
+        delivery: Delivery,
+        result: OutcomeResult | bool | None,
+        span: Span,
+    ) -> None:
         # A cancel has nothing to answer: the router closed the item when it asked.
         if request is None or result is None or isinstance(result, bool):
             self._consumer.settle(delivery, Ack())

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 
+import amqp
 import pytest
 from harness import consuming, emptied_department_queue, eventually, publish_to_department
 from kombu import Connection, Message, Queue
@@ -268,6 +270,82 @@ def test_acks_carried_out_together_leave_an_earlier_pending_delivery_unsettled(
             loop.settle(later, Ack())
     assert _depth(broker) == 1  # the first, never settled, is back in the queue
     assert _parked(broker) == []
+
+
+@pytest.mark.connected
+def test_deliveries_settled_moments_apart_are_acknowledged_together(
+    amqp_url: str, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each ack waits a moment for others, to go with them as one `multiple` ack: one
+    frame, and one Raft command in the quorum queue instead of one each."""
+    broker = emptied_department_queue(amqp_url, catalog, "police")
+    acks: list[bool] = []
+    basic_ack = amqp.Channel.basic_ack
+
+    def counted_ack(channel: amqp.Channel, delivery_tag: int, multiple: bool = False) -> None:
+        acks.append(multiple)
+        basic_ack(channel, delivery_tag, multiple)
+
+    monkeypatch.setattr(amqp.Channel, "basic_ack", counted_ack)
+    pending: list[Delivery] = []
+
+    def handler(delivery: Delivery) -> Settlement | Pending:
+        pending.append(delivery)
+        return PENDING
+
+    loop = ConsumerLoop(broker, QUEUE, handler, tick_seconds=0.01)
+    with consuming(loop):
+        _publish(broker, b'"1"', b'"2"', b'"3"', b'"4"')
+        eventually(
+            lambda: len(pending) == 4, timeout=30, message="four deliveries were not handed over"
+        )
+        for delivery in pending:  # each settlement carried out alone, a few ticks apart
+            loop.settle(delivery, Ack())
+            time.sleep(0.03)
+        eventually(lambda: bool(acks), timeout=30, message="nothing was acknowledged")
+    assert acks == [True], acks
+    assert _depth(broker) == 0  # all four acknowledged: none came back at the stop
+
+
+def test_parked_and_retried_copies_of_a_batch_go_out_in_one_confirmed_publish(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a batch's settlements publish (parked and retried copies alike) waits for one
+    round of confirms, not one each."""
+    handovers: list[int] = []  # how many deliveries each call to a handler got
+    handled: list[bytes] = []
+
+    def park_or_retry_once(delivery: Delivery) -> Settlement:
+        handled.append(delivery.body)
+        if b"retry" in delivery.body and RETRIES_HEADER not in delivery.headers:
+            return RetryLater("later")
+        return Park("refused")
+
+    def handler(delivery: Delivery) -> Settlement:
+        handovers.append(1)
+        return park_or_retry_once(delivery)
+
+    def batch_handler(deliveries: Sequence[Delivery]) -> list[Settlement]:
+        handovers.append(len(deliveries))
+        return [park_or_retry_once(delivery) for delivery in deliveries]
+
+    _publish(broker, *(f'"park {n}"'.encode() for n in range(5)), b'"retry"')
+    publishes: list[int] = []  # sizes of the loop's confirmed publishes, from here on
+    publish_many = Publisher.publish_many
+
+    def counted_publish(publisher: Publisher, messages: Sequence[Outgoing]) -> None:
+        publishes.extend([len(messages)] if messages else [])
+        publish_many(publisher, messages)
+
+    monkeypatch.setattr(Publisher, "publish_many", counted_publish)
+    loop = ConsumerLoop(broker, QUEUE, handler, batch_handler=batch_handler)
+    with consuming(loop):
+        eventually(
+            lambda: len(handled) == 7, timeout=30, message="the retried message did not come back"
+        )
+    assert max(handovers) > 1, handovers
+    assert max(publishes) > 1, publishes  # one each, were copies published one by one
+    assert len(_parked(broker)) == 6
 
 
 def test_a_delivery_retried_later_comes_back_after_its_delay(broker: Broker) -> None:

@@ -3,12 +3,15 @@ processed; keys rotate by id."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from harness import eventually, new_project_no, running_stack, signed
 from kombu import Connection, Queue
 from pydantic import TypeAdapter
@@ -58,6 +61,22 @@ def test_a_signature_covers_the_body_and_the_ids() -> None:
         with pytest.raises(BadSignature):
             keyring.verify(**fields)
     assert keyring.refusals == {"bad_signature": 4, "unsigned": 1}
+
+
+@pytest.mark.parametrize("message_id", ["m-1", 'quote " backslash \\', "办件\u2028\x00"])
+def test_what_is_signed_stays_the_documented_bytes(message_id: str) -> None:
+    """Messages signed before (recorded, or sent by an older process) keep verifying:
+    the signed bytes are json.dumps of the version and the ids, a newline, the body."""
+    private, trusted = new_key("police")
+    key = serialization.load_pem_private_key(private, password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    ids = json.dumps(["lianban-signature-v1", message_id, "c-1"]).encode()
+    headers = {
+        KEY_ID_HEADER: trusted.key_id,
+        SIGNATURE_HEADER: base64.b64encode(key.sign(ids + b"\n{}")).decode(),
+    }
+    keyring = Keyring({}, [trusted])
+    assert keyring.verify(body=b"{}", headers=headers, message_id=message_id, correlation_id="c-1")
 
 
 def test_a_key_is_trusted_while_listed_and_refused_once_removed() -> None:

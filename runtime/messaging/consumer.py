@@ -18,8 +18,10 @@ TransientError holds, anything else parks with the error as reason — unless it
 broker connection failing: then the loop reconnects and the broker redelivers.
 
 Settlements ready together (a batch's answers, or all that other threads made since the
-loop last looked) are carried out together: what their acks publish goes out as one
-confirmed batch, then the deliveries are acked, in one frame where the broker allows.
+loop last looked) are carried out together: what they publish (what acks caused, parked
+and retried copies) goes out as one confirmed batch, then the deliveries are acked. Acks
+wait up to ACK_WITHIN_SECONDS for others, to go together as one `multiple` ack where the
+broker allows: one frame, and one Raft command in a quorum queue instead of one each.
 
 With a batch handler, the deliveries waiting together go to it in one call, in order,
 and it answers one settlement each. If it raises anything but TransientError or a
@@ -68,6 +70,9 @@ log = structlog.get_logger(__name__)
 # How long a wait may last with no work in hand: a delivery ends it at once; a stop
 # (every Stack.stop joins its consumers), a heartbeat or a delayed copy waits up to this.
 IDLE_WAIT_SECONDS = 0.25
+# How long a settled delivery's ack may wait for others. What it caused is confirmed
+# already: a crash meanwhile redelivers it, as any crash before an ack does.
+ACK_WITHIN_SECONDS = 0.25
 
 Handler = Callable[[Delivery], Settlement | Pending]
 BatchHandler = Callable[[Sequence[Delivery]], Sequence[Settlement]]
@@ -121,6 +126,8 @@ class ConsumerLoop:
         self._connection_errors: tuple[type[BaseException], ...] = ()
         self._waiting: deque[Delivery] = deque()  # received, not yet handed over
         self._pending: dict[int, Delivery] = {}  # handed over, to be settled later
+        self._settled: list[Delivery] = []  # carried out, acked by `_acknowledge_due`
+        self._ack_due = 0.0
         # (delivery, settlement) to carry out, or (None, message) to publish.
         self._from_other_threads: SimpleQueue[tuple[Delivery | None, Any]] = SimpleQueue()
         self._held_until = 0.0
@@ -161,6 +168,7 @@ class ConsumerLoop:
                     self._channel = None
                     self._waiting.clear()
                     self._pending.clear()
+                    self._settled.clear()
                     connection.release()
         finally:
             self._publisher.close()
@@ -186,6 +194,7 @@ class ConsumerLoop:
                 self._heartbeat(connection)
                 self._hand_over_waiting()
                 self._carry_out_from_other_threads()
+                self._acknowledge_due()
                 self._delayed.publish_due()
                 self._check_liveness(queue)
                 self._reconnect.reset()
@@ -317,32 +326,40 @@ class ConsumerLoop:
     def _carry_out(
         self, settled: Sequence[tuple[Delivery, Settlement]], sent: Sequence[Outgoing] = ()
     ) -> None:
-        """Carry out settlements in order, with `sent` (messages with no delivery to settle).
-        Consecutive acks go together: what they publish in one confirmed batch (one round
-        trip to the broker), then their acknowledgements (`_acknowledge`)."""
-        publish, acked = list(sent), []
+        """Carry out settlements, with `sent` (messages with no delivery to settle): all they
+        publish goes out in one confirmed batch (one round trip to the broker), and only then
+        are their deliveries acknowledged (`_acknowledge_due`). A parked message is copied to
+        its parking lot with the reason: dead-lettering by reject would lose the reason, and
+        the in-memory transport would drop the message."""
+        publish = list(sent)
         for delivery, settlement in settled:
-            if isinstance(settlement, Ack):
-                publish += settlement.publish
-                acked.append(delivery)
-                continue
-            self._publish_then_ack(publish, acked)
-            publish, acked = [], []
             match settlement:
+                case Ack():
+                    publish += settlement.publish
                 case Park(reason=reason):
-                    self.park(delivery, reason)
+                    publish.append(self._parked_copy(delivery, reason))
                 case RetryLater():
-                    self._delayed.schedule(delivery)
-                    delivery.transport_message.ack()
+                    publish += self._delayed.schedule(delivery)
                 case Hold():
                     raise AssertionError("a hold is carried out by not handing over")
-        self._publish_then_ack(publish, acked)
-
-    def _publish_then_ack(self, publish: Sequence[Outgoing], acked: Sequence[Delivery]) -> None:
         self._publisher.publish_many(publish)
-        if self._before_ack_failpoint and acked:
+        if self._before_ack_failpoint and any(isinstance(s, Ack) for _, s in settled):
             failpoint(self._before_ack_failpoint)
-        self._acknowledge(acked)
+        for _, settlement in settled:
+            if isinstance(settlement, Park):
+                parking = topology.parking_queue(self._queue.name)
+                log.error("consumer.parked", queue=parking, reason=settlement.reason)
+        if settled and not self._settled:
+            self._ack_due = time.monotonic() + ACK_WITHIN_SECONDS
+        self._settled += [delivery for delivery, _ in settled]
+
+    def _acknowledge_due(self, *, now: bool = False) -> None:
+        """Ack the settled deliveries once the first has waited ACK_WITHIN_SECONDS, or half
+        the prefetch waits (the broker sends no more than the prefetch unacknowledged)."""
+        due = now or time.monotonic() >= self._ack_due
+        if self._settled and (due or 2 * len(self._settled) >= self._prefetch):
+            self._acknowledge(self._settled)
+            self._settled = []
 
     def _acknowledge(self, acked: Sequence[Delivery]) -> None:
         """Ack `acked`: with one `multiple` ack (one frame, one settlement in the broker)
@@ -367,28 +384,18 @@ class ConsumerLoop:
             if id(delivery) not in acked_together:
                 delivery.transport_message.ack()
 
-    def park(self, delivery: Delivery, reason: str) -> None:
-        """Move a delivery to this queue's parking lot with the reason, then ack it.
-
-        Published (confirmed) before the ack, so a crash in between parks it twice at
-        worst, never loses it. Dead-lettering by reject would lose the reason, and the
-        in-memory transport would drop the message.
-        """
-        parking = topology.parking_queue(self._queue.name)
-        self._publisher.publish(
-            delivery.copy_to(
-                topology.dead_letter_exchange(self._queue.name),
-                parking,
-                {
-                    **delivery.headers,
-                    REFUSED_REASON_HEADER: reason,
-                    SOURCE_QUEUE_HEADER: self._queue.name,
-                    REFUSED_AT_HEADER: datetime.now(UTC).isoformat(),
-                },
-            )
+    def _parked_copy(self, delivery: Delivery, reason: str) -> Outgoing:
+        """`delivery` for this queue's parking lot, with the reason."""
+        return delivery.copy_to(
+            topology.dead_letter_exchange(self._queue.name),
+            topology.parking_queue(self._queue.name),
+            {
+                **delivery.headers,
+                REFUSED_REASON_HEADER: reason,
+                SOURCE_QUEUE_HEADER: self._queue.name,
+                REFUSED_AT_HEADER: datetime.now(UTC).isoformat(),
+            },
         )
-        delivery.transport_message.ack()
-        log.error("consumer.parked", queue=parking, reason=reason)
 
     def _wait_for_pending(self) -> None:
         deadline = time.monotonic() + self._grace_seconds
@@ -396,6 +403,7 @@ class ConsumerLoop:
             self._carry_out_from_other_threads()
             time.sleep(0.02)
         self._carry_out_from_other_threads()
+        self._acknowledge_due(now=True)
         if self._pending:
             log.warning("consumer.stopped_with_work_pending", count=len(self._pending))
 
@@ -406,7 +414,7 @@ class ConsumerLoop:
         if now - self._last_liveness_check < self._liveness_seconds:
             return
         self._last_liveness_check = now
-        busy = len(self._pending) + len(self._waiting) >= self._prefetch
+        busy = len(self._pending) + len(self._waiting) + len(self._settled) >= self._prefetch
         if busy or now - self._last_delivery < self._liveness_seconds:
             return
         ready = queue.queue_declare(passive=True).message_count

@@ -61,7 +61,8 @@ class Retries:
 
 
 class DelayedDelivery:
-    """Schedules copies of deliveries to come back later; publishes on the caller's thread."""
+    """Schedules copies of deliveries to come back later: on RabbitMQ the caller publishes
+    each to its retry tiers; in memory they wait here, published on the caller's thread."""
 
     def __init__(
         self,
@@ -78,9 +79,10 @@ class DelayedDelivery:
         self._waiting: list[tuple[float, int, Outgoing]] = []  # in-memory transport only
         self._sequence = itertools.count()
 
-    def schedule(self, delivery: Delivery) -> None:
-        """Send `delivery` back to its routing key after its next tier's delay (the copy
-        is confirmed by the broker, or kept here, before the caller acknowledges)."""
+    def schedule(self, delivery: Delivery) -> tuple[Outgoing, ...]:
+        """Send `delivery` back to its routing key after its next tier's delay. On RabbitMQ
+        the copy to its retry tiers is returned, for the caller to publish (confirmed)
+        before it acknowledges; in memory the copy is kept here and nothing returned."""
         retries = Retries.of(delivery)
         delay = retries.next_delay_seconds
         copy = delivery.copy_to(
@@ -101,11 +103,11 @@ class DelayedDelivery:
             delay_seconds=delay,
         )
         if not self._in_memory:
-            self._publisher.publish(copy)
-            return
+            return (copy,)
         due = self._clock() + delay
         again = replace(copy, exchange=topology.DISPATCH_EXCHANGE)
         heapq.heappush(self._waiting, (due, next(self._sequence), again))
+        return ()
 
     def publish_due(self) -> None:
         """In memory: publish the copies whose delay has passed (a no-op on RabbitMQ)."""

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -187,8 +188,11 @@ def read_trusted_keys(path: Path) -> list[TrustedKey]:
 
 
 def _signed_bytes(body: bytes, message_id: str, correlation_id: str) -> bytes:
-    # JSON for the ids keeps the boundary between fields unambiguous.
-    return json.dumps(["lianban-signature-v1", message_id, correlation_id]).encode() + b"\n" + body
+    # JSON for the ids keeps the boundary between fields unambiguous: the bytes of
+    # json.dumps(["lianban-signature-v1", message_id, correlation_id]), written out with
+    # its own string encoder (a tenth of json.dumps's time, twice for every message).
+    ids = f"{encode_basestring_ascii(message_id)}, {encode_basestring_ascii(correlation_id)}"
+    return f'["lianban-signature-v1", {ids}]\n'.encode() + body
 
 
 def new_key(signer: str) -> tuple[bytes, TrustedKey]:
