@@ -250,8 +250,14 @@ class Stack(AdapterProcess):
         )
         app = create_app(self.catalogs, services)
         tls = self.settings.tls.uvicorn_options() if self.settings.tls else {}
+        # One line per request only where info lines are written: uvicorn sets its access
+        # logger to info itself, so at warning each would still be built, masked and printed.
         self._server = ThreadedServer(
-            app, self.settings.host, self.settings.port, ssl=tls, access_log=True
+            app,
+            self.settings.host,
+            self.settings.port,
+            ssl=tls,
+            access_log=self.settings.log_level in ("debug", "info"),
         )
         self._server.start()
         log.info("serve.listening", url=self._server.url, docs=f"{self._server.url}/docs")

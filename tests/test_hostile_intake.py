@@ -29,7 +29,13 @@ from contracts.messages import ItemDispatch
 from contracts.samples import SAMPLE_PDF, sample_application
 from lianban.settings import Settings
 from lianban.stack import Role, Stack
-from router.domain.admission import MAX_FORM_BYTES, MAX_ITEMS, MAX_STRING_CHARS
+from router.domain.admission import (
+    MAX_DEPTH,
+    MAX_FORM_BYTES,
+    MAX_ITEMS,
+    MAX_STRING_CHARS,
+    read_document,
+)
 from router.domain.intake import Intake, Received
 from router.store import BundleRow, Database, OutboxRow
 from runtime.storage import LocalMaterialStore
@@ -159,6 +165,27 @@ def test_each_limit_is_a_one_time_notice_problem(
 def test_json_nested_a_thousand_deep_is_refused_before_parsing(client: httpx.Client) -> None:
     response = _post_raw(client, b"[" * 1000 + b"]" * 1000, new_project_no())
     assert _problems(response) == {("", "json_too_deep")}
+
+
+@pytest.mark.parametrize(
+    ("body", "too_deep"),
+    [
+        (b"[" * MAX_DEPTH + b"]" * MAX_DEPTH, False),
+        (b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1), True),
+        (json.dumps([[index] for index in range(2 * MAX_DEPTH)]).encode(), False),
+        (json.dumps({"note": "[{" * MAX_DEPTH, "deep": [[[]]]}).encode(), False),
+        (
+            json.dumps(
+                {"note": "]}" * MAX_DEPTH, "x": [[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]}
+            ).encode(),
+            True,
+        ),
+    ],
+    ids=["at-the-limit", "one-past", "many-shallow", "brackets-in-text", "closing-in-text"],
+)
+def test_the_nesting_is_counted_on_brackets_outside_strings(body: bytes, too_deep: bool) -> None:
+    _document, unreadable = read_document(body)
+    assert (unreadable is not None and unreadable.code == "json_too_deep") is too_deep
 
 
 # Finding 5: unclean text was a 500 or passed to the departments.

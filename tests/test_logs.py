@@ -4,9 +4,11 @@ warns when no one may call it."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import structlog
 
@@ -64,3 +66,29 @@ def test_serve_logs_its_address_and_warns_without_tokens(
     assert events["serve.listening"]["url"] == url
     assert events["serve.no_tokens"]["level"] == "warning"
     assert "LIANBAN_TOKENS_FILE" in events["serve.no_tokens"]["hint"]
+
+
+@pytest.mark.parametrize("level", ["info", "warning"])
+def test_serve_writes_an_access_line_per_request_only_at_info(
+    catalog: Catalog,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    level: str,
+) -> None:
+    configure_logging(level, "json")
+    # A server started earlier without its access log cut the logger off from the root.
+    monkeypatch.setattr(logging.getLogger("uvicorn.access"), "propagate", True)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'lianban.db'}", port=0, log_level=level
+    )
+    stack = Stack(settings, catalog, {Role.SERVE})
+    stack.start()
+    try:
+        assert httpx.get(f"{stack.base_url}/healthz").status_code == 200
+    finally:
+        stack.stop()
+
+    logged = capsys.readouterr().err
+    assert "serve.no_tokens" in logged
+    assert ("GET /healthz" in logged) is (level == "info")

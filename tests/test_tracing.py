@@ -9,6 +9,7 @@ import logging
 import secrets
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from harness import new_project_no, running_stack
 from opentelemetry.sdk.trace import ReadableSpan
@@ -19,7 +20,9 @@ from opentelemetry.trace import format_span_id, format_trace_id
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
 from lianban.settings import Settings
+from router.http.app import create_app
 from runtime.logs import json_formatter
+from runtime.serving import ThreadedServer
 from runtime.tracing import configure_tracing
 
 
@@ -129,3 +132,18 @@ def _named(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:
 def _parent(span: ReadableSpan, by_id: dict[str, ReadableSpan]) -> ReadableSpan:
     assert span.parent is not None, f"{span.name} has no parent"
     return by_id[format_span_id(span.parent.span_id)]
+
+
+def test_a_request_is_one_span_the_servers(
+    catalog: Catalog, exported_spans: InMemorySpanExporter
+) -> None:
+    """The server's span is what a bundle's messages continue from; FastAPI's spans of
+    each dependency and endpoint cost the serve process CPU per request and tell nothing."""
+    server = ThreadedServer(create_app(catalog))
+    server.start()
+    try:
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+    finally:
+        server.stop()
+
+    assert [span.name for span in exported_spans.get_finished_spans()] == ["GET /healthz"]

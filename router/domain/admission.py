@@ -41,7 +41,7 @@ def is_clean(text: str) -> bool:
 def read_document(body: bytes) -> tuple[Any, Problem | None]:
     """Parse a JSON body whose nesting is first measured on the bytes (the parser itself
     recurses); returns the document, or the problem that kept it from being read."""
-    if _nesting(body) > MAX_DEPTH:
+    if _nests_too_deep(body):
         return None, _problem(
             "",
             "json_too_deep",
@@ -69,7 +69,8 @@ def _value_problems(raw: Any) -> Iterator[Problem]:
     while stack:
         path, value = stack.pop()
         if isinstance(value, str):
-            yield from _text_problems(path, value)
+            if (problem := _text_problem(path, value)) is not None:
+                yield problem
         elif isinstance(value, float) and not math.isfinite(value):
             yield _problem(
                 _pointer(path),
@@ -86,28 +87,32 @@ def _value_problems(raw: Any) -> Iterator[Problem]:
                     f"the form nests deeper than {MAX_FORM_DEPTH} levels",
                 )
             for key, child in value.items():
-                yield from _text_problems((*path, key), key)
-                stack.append(((*path, key), child))
+                at = (*path, key)
+                if (problem := _text_problem(at, key)) is not None:
+                    yield problem
+                stack.append((at, child))
         elif isinstance(value, list):
             stack.extend(((*path, str(index)), child) for index, child in enumerate(value))
 
 
-def _text_problems(path: tuple[str, ...], text: str) -> Iterator[Problem]:
+def _text_problem(path: tuple[str, ...], text: str) -> Problem | None:
+    # A function, not a generator: it runs for every key and string of the document.
     if not is_clean(text):
-        yield _problem(
+        return _problem(
             _pointer(path),
             "text_unclean",
             "含有不允许的字符（控制字符、空字符、双向控制符或无效编码）",
             "contains characters that are not allowed (control, NUL, "
             "bidirectional override or an unpaired surrogate)",
         )
-    elif len(text) > MAX_STRING_CHARS:
-        yield _problem(
+    if len(text) > MAX_STRING_CHARS:
+        return _problem(
             _pointer(path),
             "text_too_long",
             f"内容超过{MAX_STRING_CHARS}个字符",
             f"longer than {MAX_STRING_CHARS} characters",
         )
+    return None
 
 
 def _count_problems(raw: dict[str, Any]) -> Iterator[Problem]:
@@ -143,18 +148,22 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _nesting(body: bytes) -> int:
-    """How deep the body nests, counted up to one past the limit."""
+def _nests_too_deep(body: bytes) -> bool:
+    """Whether the body nests deeper than MAX_DEPTH."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        # Each level opens with a bracket (one in a string only counts more): an
+        # application has a handful, counted without walking its tokens one by one.
+        return False
     depth = 0
     for token in _STRUCTURE.finditer(body):
         symbol = token.group()
         if symbol in (b"[", b"{"):
             depth += 1
             if depth > MAX_DEPTH:
-                break
+                return True
         elif symbol in (b"]", b"}"):
             depth -= 1
-    return depth
+    return False
 
 
 def _pointer(path: tuple[str, ...]) -> str:

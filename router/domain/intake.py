@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import null, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -196,10 +196,11 @@ class Intake:
                         name_zh=item.name_zh,
                         state=ItemState.WAITING.value,
                         # What dispatching sets, set on every item (the server's default
-                        # neither): a waiting item and a dispatched one differ only in
-                        # their accept clock, so all go in two INSERTs (`_insert_new`).
+                        # neither), so that all go in one INSERT (`_insert_new`); a waiting
+                        # item's accept clock is SQL NULL (None would store JSON null).
                         reason=None,
                         dispatch_id=None,
+                        accept_clock=null(),
                         accept_due_at=None,
                         awaiting_prerequisites=False,
                         updated_at=now,

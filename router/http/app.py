@@ -43,6 +43,10 @@ def create_app(catalog: Catalog | CatalogShelf, services: Services | None = None
         description="Bundles (一件事) in, one reply out. Every refusal is RFC 9457 problem "
         "details; an application's problems are reported all at once (一次告知) in a 422.",
         static_url="/docs-assets",
+        # One span per request, the server's, which the bundle's trace continues from
+        # (runtime.tracing); FastAPI's own spans of its dependencies, endpoint and
+        # serialisation would cost the serve process more CPU per POST than they tell.
+        telemetry={"operation_spans": False},
     )
     for routes in (
         bundle_routes,
