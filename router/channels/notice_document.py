@@ -14,8 +14,8 @@ Subsetting the font is most of a render's cost. The characters of the template's
 wording are placed first, in one subset of their own, whatever the notice says: that
 subset is the same for every notice of a decision, so it is built once per process, and
 only the names, numbers and reasons of a notice go into a subset made for it. The same
-holds for the subset's character widths and ToUnicode map, formatted and compressed
-once. The page is drawn as canvas text, wrapped as Platypus wraps CJK (same lines, same
+holds for the subset's PDF objects (widths, ToUnicode map, descriptor, font file),
+written out once. The page is drawn as canvas text, wrapped as Platypus wraps CJK (same lines, same
 places), without Platypus: its markup parsing and flowable layout were half a render.
 Streams are deflated without an ASCII85 layer (reportlab's default adds one): smaller
 files, less work, the same text.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import threading
 import zlib
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -38,7 +39,6 @@ from reportlab.lib.textsplit import dumbSplit
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.pdfdoc import (
-    BasicFonts,
     PDFArray,
     PDFDictionary,
     PDFDocument,
@@ -46,6 +46,7 @@ from reportlab.pdfbase.pdfdoc import (
     PDFObject,
     PDFStream,
 )
+from reportlab.pdfbase.pdfdoc import format as pdfdoc_format
 from reportlab.pdfbase.ttfonts import TTFont, TTFontFace
 from reportlab.pdfgen.canvas import Canvas
 
@@ -322,35 +323,43 @@ class _TableView:
 
 
 def remember_font_objects(font: TTFont) -> None:
-    """Format each distinct subset's widths array, and compress its ToUnicode map, once
-    (the fixed wording's subset recurs in every notice; formatting a few hundred numbers
-    and deflating the map are a good part of writing the PDF)."""
+    """Write out each distinct subset's objects (its font dictionary with the widths, its
+    descriptor, font file and ToUnicode map) once: the fixed wording's subset recurs in
+    every notice under the same names and object numbers, and formatting its objects
+    (a few hundred widths, a deflated map) was a good part of writing the PDF."""
     add_objects = font.addObjects
+    written: dict[Hashable, tuple[bytes, ...]] = {}  # oldest use first
 
     def add_remembered(pdf: PDFDocument) -> None:
+        subsets = font.state[pdf].subsets  # gone once the objects are made
+        font_names = [font.getSubsetInternalName(n, pdf)[1:] for n in range(len(subsets))]
         add_objects(pdf)
-        for subset in cast(PDFDictionary, pdf.idToObject[BasicFonts]).dict.values():
-            widths = getattr(subset, "Widths", None)
-            if not isinstance(widths, PDFArray):  # another font's, or remembered already
-                continue
-            subset.Widths = _Formatted(formatted_widths(tuple(widths.sequence)))
-            if pdf.compression:
-                cmap = cast(PDFStream, pdf.idToObject[subset.ToUnicode.name])
-                cmap.content = compressed_text(cmap.content)
-                cmap.dictionary["Filter"] = PDFArray([PDFName("FlateDecode")])
+        for codes, font_name in zip(subsets, font_names, strict=True):
+            names = _subset_objects(pdf, font_name)
+            # What the bytes depend on: the characters, and the objects' names and numbers.
+            key = (
+                tuple(codes),
+                pdf.compression,
+                tuple((name, pdf.idToObjectNumberAndVersion[name]) for name in names),
+            )
+            objects = written.pop(key, None) or tuple(
+                pdfdoc_format(pdf.idToObject[name], pdf, toplevel=1) for name in names
+            )
+            written[key] = objects
+            if len(written) > SUBSETS_KEPT:
+                del written[next(iter(written))]
+            for name, data in zip(names, objects, strict=True):
+                pdf.idToObject[name] = _Formatted(data)
 
     font.addObjects = add_remembered  # type: ignore[method-assign, assignment]
 
 
-@lru_cache(maxsize=SUBSETS_KEPT)
-def formatted_widths(widths: tuple[float, ...]) -> bytes:
-    # Numbers format alike in any document.
-    return PDFArray(widths).format(PDFDocument())
-
-
-@lru_cache(maxsize=SUBSETS_KEPT)
-def compressed_text(text: str) -> bytes:
-    return zlib.compress(text.encode())
+def _subset_objects(pdf: PDFDocument, font_name: str) -> tuple[str, ...]:
+    """The names of the objects reportlab made for one subset, `font_name` first."""
+    references = vars(pdf.idToObject[font_name])  # attributes the stubs do not know
+    descriptor = references["FontDescriptor"].name
+    font_file = cast(PDFDictionary, pdf.idToObject[descriptor]).dict["FontFile2"].name
+    return (font_name, references["ToUnicode"].name, descriptor, font_file)
 
 
 class _Formatted(PDFObject):
