@@ -39,11 +39,13 @@ from reportlab.lib.textsplit import dumbSplit
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.pdfdoc import (
+    BasicFonts,
     PDFArray,
     PDFDictionary,
     PDFDocument,
     PDFName,
     PDFObject,
+    PDFObjectReference,
     PDFStream,
 )
 from reportlab.pdfbase.pdfdoc import format as pdfdoc_format
@@ -325,37 +327,65 @@ class _TableView:
 def remember_font_objects(font: TTFont) -> None:
     """Write out each distinct subset's objects (its font dictionary with the widths, its
     descriptor, font file and ToUnicode map) once: the fixed wording's subset recurs in
-    every notice under the same names and object numbers, and formatting its objects
-    (a few hundred widths, a deflated map) was a good part of writing the PDF."""
+    every notice under the same names and object numbers, and making and formatting its
+    objects (a few hundred widths, a deflated map) was a good part of writing the PDF.
+    When every subset of a notice was written before, reportlab makes none of them."""
     add_objects = font.addObjects
-    written: dict[Hashable, tuple[bytes, ...]] = {}  # oldest use first
+    # A subset's objects by what they depend on: its characters, its font's name, the
+    # number they start at, compression.
+    written: dict[Hashable, _Objects] = {}  # oldest use first
 
     def add_remembered(pdf: PDFDocument) -> None:
-        subsets = font.state[pdf].subsets  # gone once the objects are made
-        font_names = [font.getSubsetInternalName(n, pdf)[1:] for n in range(len(subsets))]
+        state = font.state[pdf]
+        subsets = [
+            (tuple(codes), font.getSubsetInternalName(number, pdf)[1:])
+            for number, codes in enumerate(state.subsets)
+        ]
+        first, known = pdf.objectcounter + 1, []
+        for codes, font_name in subsets:
+            key = (codes, font_name, first, pdf.compression)
+            if key not in written:
+                break
+            known.append(key)
+            first += len(written[key])
+        else:
+            # What reportlab's addObjects would do, with the objects written already.
+            fonts = cast(PDFDictionary, pdf.idToObject[BasicFonts]).dict
+            for key, (_codes, font_name) in zip(known, subsets, strict=True):
+                for name, data in _remember(written, key, written[key]):
+                    pdf.Reference(_Formatted(data), name)  # type: ignore[no-untyped-call]
+                fonts[font_name] = PDFObjectReference(font_name)
+            del font.state[pdf]
+            return
         add_objects(pdf)
-        for codes, font_name in zip(subsets, font_names, strict=True):
-            names = _subset_objects(pdf, font_name)
-            # What the bytes depend on: the characters, and the objects' names and numbers.
-            key = (
-                tuple(codes),
-                pdf.compression,
-                tuple((name, pdf.idToObjectNumberAndVersion[name]) for name in names),
+        number_of = pdf.idToObjectNumberAndVersion
+        for codes, font_name in subsets:
+            names = sorted(_subset_objects(pdf, font_name), key=number_of.__getitem__)
+            key = (codes, font_name, number_of[names[0]][0], pdf.compression)
+            objects = written.get(key) or tuple(
+                (name, pdfdoc_format(pdf.idToObject[name], pdf, toplevel=1)) for name in names
             )
-            objects = written.pop(key, None) or tuple(
-                pdfdoc_format(pdf.idToObject[name], pdf, toplevel=1) for name in names
-            )
-            written[key] = objects
-            if len(written) > SUBSETS_KEPT:
-                del written[next(iter(written))]
-            for name, data in zip(names, objects, strict=True):
+            for name, data in _remember(written, key, objects):
                 pdf.idToObject[name] = _Formatted(data)
 
     font.addObjects = add_remembered  # type: ignore[method-assign, assignment]
 
 
+def _remember(written: dict[Hashable, _Objects], key: Hashable, objects: _Objects) -> _Objects:
+    """`objects`, kept under `key` as the most recently used of SUBSETS_KEPT."""
+    written.pop(key, None)
+    written[key] = objects
+    if len(written) > SUBSETS_KEPT:
+        del written[next(iter(written))]
+    return objects
+
+
+_Objects = tuple[tuple[str, bytes], ...]
+"""A subset's objects, as (name, bytes) in the order they are numbered."""
+
+
 def _subset_objects(pdf: PDFDocument, font_name: str) -> tuple[str, ...]:
-    """The names of the objects reportlab made for one subset, `font_name` first."""
+    """The names of the objects reportlab made for one subset."""
     references = vars(pdf.idToObject[font_name])  # attributes the stubs do not know
     descriptor = references["FontDescriptor"].name
     font_file = cast(PDFDictionary, pdf.idToObject[descriptor]).dict["FontFile2"].name
