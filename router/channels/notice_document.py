@@ -23,6 +23,7 @@ files, less work, the same text.
 
 from __future__ import annotations
 
+import copy
 import io
 import threading
 import zlib
@@ -157,11 +158,24 @@ class NoticeRenderer:
 
     def _place_fixed_wording(self, canvas: Canvas, decision: NoticeDecision) -> None:
         """Before anything is drawn: the fixed wording's characters fill the first subset,
-        and the notice's own characters start the next."""
-        pdf = canvas._doc  # type: ignore[attr-defined]  # the stubs omit it
-        self._font.splitString(fixed_wording(decision), pdf)
-        state = self._font.state[pdf]
-        state.nextCode = -(-state.nextCode // SUBSET_SIZE) * SUBSET_SIZE
+        and the notice's own characters start the next. They are placed once per decision;
+        each notice starts from a copy of the font's state then."""
+        placed = fixed_wording_placed(self._font, decision)
+        state = copy.copy(placed)
+        state.assignments = dict(placed.assignments)  # type: ignore[attr-defined]
+        state.subsets = [list(subset) for subset in placed.subsets]
+        self._font.state[canvas._doc] = state  # type: ignore[attr-defined]  # stubs omit it
+
+
+@lru_cache
+def fixed_wording_placed(font: TTFont, decision: NoticeDecision) -> TTFont.State:
+    """The font's state in a document that has placed only the fixed wording of
+    `decision`, its next character starting a new subset."""
+    document = PDFDocument()
+    font.splitString(fixed_wording(decision), document)
+    state = font.state.pop(document)
+    state.nextCode = -(-state.nextCode // SUBSET_SIZE) * SUBSET_SIZE
+    return state
 
 
 @dataclass(frozen=True)
