@@ -241,8 +241,6 @@ class _Page:
     def __init__(self, canvas: Canvas, font: TTFont) -> None:
         self._canvas = canvas
         self._font = font
-        self._widths = font.face.charWidths.get
-        self._default_width = font.face.defaultWidth
         self._text = canvas.beginText()
         self._y = TOP
         self._at_top = True
@@ -259,13 +257,8 @@ class _Page:
     def _paragraph(self, style: _Style, text: str) -> None:
         if not self._at_top:
             self._y -= style.space_before
-        scale = style.size / 1000
-        widths = [self._widths(ord(char), self._default_width) * scale for char in text]
-        first_width = RIGHT - LEFT - style.first_line_indent
         self._text.setFont(self._font.fontName, style.size, style.leading)
-        for number, (spare, line) in enumerate(
-            dumbSplit(text, widths, [first_width, RIGHT - LEFT])
-        ):
+        for number, (spare, line) in enumerate(wrapped(self._font, style, text)):
             if self._y - style.leading < BOTTOM and not self._at_top:
                 self._next_page()
                 self._text.setFont(self._font.fontName, style.size, style.leading)
@@ -284,6 +277,19 @@ class _Page:
         self._canvas.showPage()
         self._text = self._canvas.beginText()
         self._y, self._at_top = TOP, True
+
+
+@lru_cache(maxsize=256)
+def wrapped(font: TTFont, style: _Style, text: str) -> tuple[tuple[float, str], ...]:
+    """The lines `text` is broken into, each with its width to spare. Kept: most of a
+    notice's paragraphs (its heading, title, legal basis, closing) recur in others."""
+    width_of, default_width = font.face.charWidths.get, font.face.defaultWidth
+    scale = style.size / 1000
+    widths = [width_of(ord(char), default_width) * scale for char in text]
+    first_width = RIGHT - LEFT - style.first_line_indent
+    return tuple(
+        (spare, line) for spare, line in dumbSplit(text, widths, [first_width, RIGHT - LEFT])
+    )
 
 
 # Codes in one embedded subset of the font.
