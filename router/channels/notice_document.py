@@ -15,10 +15,10 @@ wording are placed first, in one subset of their own, whatever the notice says: 
 subset is the same for every notice of a decision, so it is built once per process, and
 only the names, numbers and reasons of a notice go into a subset made for it. The same
 holds for the subset's PDF objects (widths, ToUnicode map, descriptor, font file),
-written out once. The page is drawn as canvas text, wrapped as Platypus wraps CJK (same lines, same
-places), without Platypus: its markup parsing and flowable layout were half a render.
-Streams are deflated without an ASCII85 layer (reportlab's default adds one): smaller
-files, less work, the same text.
+written out once. The page is drawn as canvas text, wrapped as Platypus wraps CJK (same
+lines, same places), without Platypus: its markup parsing and flowable layout were half
+a render. Streams are deflated without an ASCII85 layer (reportlab's default adds one):
+smaller files, less work, the same text.
 """
 
 from __future__ import annotations
@@ -344,6 +344,10 @@ class _TableView:
         return self.font_file[self.start + part.start : self.start + part.stop]
 
 
+_Objects = tuple[tuple[str, bytes], ...]
+"""A subset's objects, as (name, bytes) in the order they are numbered."""
+
+
 def remember_font_objects(font: TTFont) -> None:
     """Write out each distinct subset's objects (its font dictionary with the widths, its
     descriptor, font file and ToUnicode map) once: the fixed wording's subset recurs in
@@ -398,10 +402,6 @@ def _remember(written: dict[Hashable, _Objects], key: Hashable, objects: _Object
     if len(written) > SUBSETS_KEPT:
         del written[next(iter(written))]
     return objects
-
-
-_Objects = tuple[tuple[str, bytes], ...]
-"""A subset's objects, as (name, bytes) in the order they are numbered."""
 
 
 def _subset_objects(pdf: PDFDocument, font_name: str) -> tuple[str, ...]:
