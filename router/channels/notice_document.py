@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, Literal, cast
+from typing import ClassVar, Literal, TypeVar, cast
 
 from reportlab import rl_config
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.textsplit import dumbSplit
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase import pdfdoc, pdfmetrics
 from reportlab.pdfbase.pdfdoc import (
     BasicFonts,
     PDFArray,
@@ -55,6 +55,22 @@ from reportlab.pdfgen.canvas import Canvas
 
 from contracts.errors import ConfigurationError
 from contracts.messages import NoticeDecision
+
+_Value = TypeVar("_Value")
+
+# reportlab escapes every PDF name character by character, and encodes every token of
+# every object through a codec written in Python: both pure, over a few hundred names and
+# tokens that recur from notice to notice. Process-wide, and notices are the only PDFs
+# made. Bytes pass through unencoded, and are not kept.
+pdfdoc.PDFName = lru_cache(maxsize=None)(pdfdoc.PDFName)
+_pdfdoc_encoded = lru_cache(maxsize=4096)(pdfdoc.pdfdocEnc)
+
+
+def _pdfdoc_encoding(x: str | _Value) -> bytes | _Value:  # reportlab's signature
+    return _pdfdoc_encoded(x) if isinstance(x, str) else x
+
+
+pdfdoc.pdfdocEnc = _pdfdoc_encoding
 
 REMEDY = (
     "如不服本决定，可以自收到本决定书之日起六十日内依法申请行政复议，"
