@@ -14,29 +14,31 @@ Subsetting the font is most of a render's cost. The characters of the template's
 wording are placed first, in one subset of their own, whatever the notice says: that
 subset is the same for every notice of a decision, so it is built once per process, and
 only the names, numbers and reasons of a notice go into a subset made for it. The same
-holds for the subset's character widths and ToUnicode map, formatted and compressed
-once. The page is drawn as canvas text, wrapped as Platypus wraps CJK (same lines, same
-places), without Platypus: its markup parsing and flowable layout were half a render.
-Streams are deflated without an ASCII85 layer (reportlab's default adds one): smaller
-files, less work, the same text.
+holds for the subset's PDF objects (widths, ToUnicode map, descriptor, font file),
+written out once. The page is drawn as canvas text, wrapped as Platypus wraps CJK (same
+lines, same places), without Platypus: its markup parsing and flowable layout were half
+a render. Streams are deflated without an ASCII85 layer (reportlab's default adds one):
+smaller files, less work, the same text.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import threading
 import zlib
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, Literal, cast
+from typing import ClassVar, Literal, TypeVar, cast
 
 from reportlab import rl_config
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.textsplit import dumbSplit
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase import pdfdoc, pdfmetrics
 from reportlab.pdfbase.pdfdoc import (
     BasicFonts,
     PDFArray,
@@ -44,13 +46,31 @@ from reportlab.pdfbase.pdfdoc import (
     PDFDocument,
     PDFName,
     PDFObject,
+    PDFObjectReference,
     PDFStream,
 )
+from reportlab.pdfbase.pdfdoc import format as pdfdoc_format
 from reportlab.pdfbase.ttfonts import TTFont, TTFontFace
 from reportlab.pdfgen.canvas import Canvas
 
 from contracts.errors import ConfigurationError
 from contracts.messages import NoticeDecision
+
+_Value = TypeVar("_Value")
+
+# reportlab escapes every PDF name character by character, and encodes every token of
+# every object through a codec written in Python: both pure, over a few hundred names and
+# tokens that recur from notice to notice. Process-wide, and notices are the only PDFs
+# made. Bytes pass through unencoded, and are not kept.
+pdfdoc.PDFName = lru_cache(maxsize=None)(pdfdoc.PDFName)
+_pdfdoc_encoded = lru_cache(maxsize=4096)(pdfdoc.pdfdocEnc)
+
+
+def _pdfdoc_encoding(x: str | _Value) -> bytes | _Value:  # reportlab's signature
+    return _pdfdoc_encoded(x) if isinstance(x, str) else x
+
+
+pdfdoc.pdfdocEnc = _pdfdoc_encoding
 
 REMEDY = (
     "如不服本决定，可以自收到本决定书之日起六十日内依法申请行政复议，"
@@ -154,11 +174,24 @@ class NoticeRenderer:
 
     def _place_fixed_wording(self, canvas: Canvas, decision: NoticeDecision) -> None:
         """Before anything is drawn: the fixed wording's characters fill the first subset,
-        and the notice's own characters start the next."""
-        pdf = canvas._doc  # type: ignore[attr-defined]  # the stubs omit it
-        self._font.splitString(fixed_wording(decision), pdf)
-        state = self._font.state[pdf]
-        state.nextCode = -(-state.nextCode // SUBSET_SIZE) * SUBSET_SIZE
+        and the notice's own characters start the next. They are placed once per decision;
+        each notice starts from a copy of the font's state then."""
+        placed = fixed_wording_placed(self._font, decision)
+        state = copy.copy(placed)
+        state.assignments = dict(placed.assignments)  # type: ignore[attr-defined]
+        state.subsets = [list(subset) for subset in placed.subsets]
+        self._font.state[canvas._doc] = state  # type: ignore[attr-defined]  # stubs omit it
+
+
+@lru_cache
+def fixed_wording_placed(font: TTFont, decision: NoticeDecision) -> TTFont.State:
+    """The font's state in a document that has placed only the fixed wording of
+    `decision`, its next character starting a new subset."""
+    document = PDFDocument()
+    font.splitString(fixed_wording(decision), document)
+    state = font.state.pop(document)
+    state.nextCode = -(-state.nextCode // SUBSET_SIZE) * SUBSET_SIZE
+    return state
 
 
 @dataclass(frozen=True)
@@ -224,8 +257,6 @@ class _Page:
     def __init__(self, canvas: Canvas, font: TTFont) -> None:
         self._canvas = canvas
         self._font = font
-        self._widths = font.face.charWidths.get
-        self._default_width = font.face.defaultWidth
         self._text = canvas.beginText()
         self._y = TOP
         self._at_top = True
@@ -242,13 +273,8 @@ class _Page:
     def _paragraph(self, style: _Style, text: str) -> None:
         if not self._at_top:
             self._y -= style.space_before
-        scale = style.size / 1000
-        widths = [self._widths(ord(char), self._default_width) * scale for char in text]
-        first_width = RIGHT - LEFT - style.first_line_indent
         self._text.setFont(self._font.fontName, style.size, style.leading)
-        for number, (spare, line) in enumerate(
-            dumbSplit(text, widths, [first_width, RIGHT - LEFT])
-        ):
+        for number, (spare, line) in enumerate(wrapped(self._font, style, text)):
             if self._y - style.leading < BOTTOM and not self._at_top:
                 self._next_page()
                 self._text.setFont(self._font.fontName, style.size, style.leading)
@@ -267,6 +293,19 @@ class _Page:
         self._canvas.showPage()
         self._text = self._canvas.beginText()
         self._y, self._at_top = TOP, True
+
+
+@lru_cache(maxsize=256)
+def wrapped(font: TTFont, style: _Style, text: str) -> tuple[tuple[float, str], ...]:
+    """The lines `text` is broken into, each with its width to spare. Kept: most of a
+    notice's paragraphs (its heading, title, legal basis, closing) recur in others."""
+    width_of, default_width = font.face.charWidths.get, font.face.defaultWidth
+    scale = style.size / 1000
+    widths = [width_of(ord(char), default_width) * scale for char in text]
+    first_width = RIGHT - LEFT - style.first_line_indent
+    return tuple(
+        (spare, line) for spare, line in dumbSplit(text, widths, [first_width, RIGHT - LEFT])
+    )
 
 
 # Codes in one embedded subset of the font.
@@ -321,36 +360,72 @@ class _TableView:
         return self.font_file[self.start + part.start : self.start + part.stop]
 
 
+_Objects = tuple[tuple[str, bytes], ...]
+"""A subset's objects, as (name, bytes) in the order they are numbered."""
+
+
 def remember_font_objects(font: TTFont) -> None:
-    """Format each distinct subset's widths array, and compress its ToUnicode map, once
-    (the fixed wording's subset recurs in every notice; formatting a few hundred numbers
-    and deflating the map are a good part of writing the PDF)."""
+    """Write out each distinct subset's objects (its font dictionary with the widths, its
+    descriptor, font file and ToUnicode map) once: the fixed wording's subset recurs in
+    every notice under the same names and object numbers, and making and formatting its
+    objects (a few hundred widths, a deflated map) was a good part of writing the PDF.
+    When every subset of a notice was written before, reportlab makes none of them."""
     add_objects = font.addObjects
+    # A subset's objects by what they depend on: its characters, its font's name, the
+    # number they start at, compression.
+    written: dict[Hashable, _Objects] = {}  # oldest use first
 
     def add_remembered(pdf: PDFDocument) -> None:
+        state = font.state[pdf]
+        subsets = [
+            (tuple(codes), font.getSubsetInternalName(number, pdf)[1:])
+            for number, codes in enumerate(state.subsets)
+        ]
+        first, known = pdf.objectcounter + 1, []
+        for codes, font_name in subsets:
+            key = (codes, font_name, first, pdf.compression)
+            if key not in written:
+                break
+            known.append(key)
+            first += len(written[key])
+        else:
+            # What reportlab's addObjects would do, with the objects written already.
+            fonts = cast(PDFDictionary, pdf.idToObject[BasicFonts]).dict
+            for key, (_codes, font_name) in zip(known, subsets, strict=True):
+                for name, data in _remember(written, key, written[key]):
+                    pdf.Reference(_Formatted(data), name)  # type: ignore[no-untyped-call]
+                fonts[font_name] = PDFObjectReference(font_name)
+            del font.state[pdf]
+            return
         add_objects(pdf)
-        for subset in cast(PDFDictionary, pdf.idToObject[BasicFonts]).dict.values():
-            widths = getattr(subset, "Widths", None)
-            if not isinstance(widths, PDFArray):  # another font's, or remembered already
-                continue
-            subset.Widths = _Formatted(formatted_widths(tuple(widths.sequence)))
-            if pdf.compression:
-                cmap = cast(PDFStream, pdf.idToObject[subset.ToUnicode.name])
-                cmap.content = compressed_text(cmap.content)
-                cmap.dictionary["Filter"] = PDFArray([PDFName("FlateDecode")])
+        number_of = pdf.idToObjectNumberAndVersion
+        for codes, font_name in subsets:
+            names = sorted(_subset_objects(pdf, font_name), key=number_of.__getitem__)
+            key = (codes, font_name, number_of[names[0]][0], pdf.compression)
+            objects = written.get(key) or tuple(
+                (name, pdfdoc_format(pdf.idToObject[name], pdf, toplevel=1)) for name in names
+            )
+            for name, data in _remember(written, key, objects):
+                pdf.idToObject[name] = _Formatted(data)
 
     font.addObjects = add_remembered  # type: ignore[method-assign, assignment]
 
 
-@lru_cache(maxsize=SUBSETS_KEPT)
-def formatted_widths(widths: tuple[float, ...]) -> bytes:
-    # Numbers format alike in any document.
-    return PDFArray(widths).format(PDFDocument())
+def _remember(written: dict[Hashable, _Objects], key: Hashable, objects: _Objects) -> _Objects:
+    """`objects`, kept under `key` as the most recently used of SUBSETS_KEPT."""
+    written.pop(key, None)
+    written[key] = objects
+    if len(written) > SUBSETS_KEPT:
+        del written[next(iter(written))]
+    return objects
 
 
-@lru_cache(maxsize=SUBSETS_KEPT)
-def compressed_text(text: str) -> bytes:
-    return zlib.compress(text.encode())
+def _subset_objects(pdf: PDFDocument, font_name: str) -> tuple[str, ...]:
+    """The names of the objects reportlab made for one subset."""
+    references = vars(pdf.idToObject[font_name])  # attributes the stubs do not know
+    descriptor = references["FontDescriptor"].name
+    font_file = cast(PDFDictionary, pdf.idToObject[descriptor]).dict["FontFile2"].name
+    return (font_name, references["ToUnicode"].name, descriptor, font_file)
 
 
 class _Formatted(PDFObject):
