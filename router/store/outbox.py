@@ -30,11 +30,11 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Select, Table, inspect, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, Table, event, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from contracts.errors import PublishFailed
 from router.store import Database, OutboxRow, audit
@@ -57,8 +57,12 @@ MARK_EVERY = 0.2
 """Seconds the committer gathers confirmed rows before marking them sent in one
 transaction: a crash leaves at most these for the relay to publish again."""
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
+_ENQUEUED = "lianban_outbox_enqueued"
+"""`session.info` key: the rows this transaction enqueued, written before it commits."""
 _WRITTEN = "lianban_outbox_written"
-"""`session.info` key: the rows this session has written, for `OutboxPublisher`."""
+"""`session.info` key: the rows the commit under way has written, for `OutboxPublisher`."""
+_INSERT_RETURNING_IDS = _OUTBOX.insert().returning(_OUTBOX.c.message_id, _OUTBOX.c.id)
+"""Ids by message id: a multi-row INSERT's RETURNING may come in any order."""
 
 
 class BundleMessage(Protocol):
@@ -74,18 +78,19 @@ class BundleMessage(Protocol):
 
 
 def enqueue(session: Session, *, exchange: str, routing_key: str, message: BundleMessage) -> None:
-    """Add a message to the outbox inside the caller's transaction."""
-    row = OutboxRow(
-        exchange=exchange,
-        routing_key=routing_key,
-        message_id=str(message.message_id),
-        correlation_id=str(message.bundle_id),
-        body=message.model_dump_json().encode(),
-        created_at=datetime.now(UTC),
-        traceparent=current_traceparent(),
+    """Add a message to the outbox inside the caller's transaction: written just before
+    it commits, with the other rows the transaction wrote (`_write_enqueued`)."""
+    session.info.setdefault(_ENQUEUED, []).append(
+        {
+            "exchange": exchange,
+            "routing_key": routing_key,
+            "message_id": str(message.message_id),
+            "correlation_id": str(message.bundle_id),
+            "body": message.model_dump_json().encode(),
+            "created_at": datetime.now(UTC),
+            "traceparent": current_traceparent(),
+        }
     )
-    session.add(row)
-    session.info.setdefault(_WRITTEN, []).append(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +198,37 @@ class _Committed:
     rows: list[Unsent]
 
 
+@event.listens_for(Session, "before_commit")
+def _write_enqueued(session: Session) -> None:
+    """One INSERT for the transaction's outbox rows, in no unit of work; with their ids,
+    in the order enqueued, they are what the committer publishes and marks (`_WRITTEN`)."""
+    enqueued: list[dict[str, Any]] | None = session.info.pop(_ENQUEUED, None)
+    if enqueued:
+        written = session.connection().execute(_INSERT_RETURNING_IDS, enqueued)
+        ids = {message_id: row_id for message_id, row_id in written}
+        session.info[_WRITTEN] = _Committed(
+            min(row["created_at"] for row in enqueued),
+            [
+                Unsent(
+                    ids[row["message_id"]],
+                    row["exchange"],
+                    row["routing_key"],
+                    row["message_id"],
+                    row["correlation_id"],
+                    row["body"],
+                    row["traceparent"],
+                )
+                for row in enqueued
+            ],
+        )
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _discard_enqueued(session: Session, _previous: SessionTransaction) -> None:
+    session.info.pop(_ENQUEUED, None)
+    session.info.pop(_WRITTEN, None)
+
+
 class OutboxPublisher:
     """Publishes each transaction's outbox rows right after it commits, from this process.
 
@@ -230,15 +266,11 @@ class OutboxPublisher:
         database.after_commit(self._take_committed)
 
     def _take_committed(self, session: Session) -> None:
-        written = session.info.pop(_WRITTEN, None)
-        if written:
-            # A row a savepoint rolled back is no longer persistent: never published.
-            kept = [row for row in written if inspect(row).persistent]
-            if kept:
-                with self._in_hand_lock:
-                    self._in_hand.update(row.id for row in kept)
-                oldest = min(row.created_at for row in kept)
-                self._committed.put(_Committed(oldest, [_unsent(row) for row in kept]))
+        committed: _Committed | None = session.info.pop(_WRITTEN, None)
+        if committed is not None:
+            with self._in_hand_lock:
+                self._in_hand.update(row.id for row in committed.rows)
+            self._committed.put(committed)
 
     def in_hand(self) -> frozenset[int]:
         """The rows committed here that it has neither marked sent nor left to the relay:
@@ -410,18 +442,6 @@ class Relay:
         if failure is not None:
             raise failure
         return claimed
-
-
-def _unsent(row: OutboxRow) -> Unsent:
-    return Unsent(
-        row.id,
-        row.exchange,
-        row.routing_key,
-        row.message_id,
-        row.correlation_id,
-        row.body,
-        row.traceparent,
-    )
 
 
 def _outgoing(keyring: Keyring, row: Unsent) -> Outgoing:
