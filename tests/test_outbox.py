@@ -316,3 +316,24 @@ def test_a_transactions_messages_are_one_insert_and_published_in_the_order_enque
 
     assert inserts == ["INSERT INTO outbox"]
     assert [message.properties["message_id"] for message in _deliveries(wired.broker)] == committed
+
+
+def test_a_committer_holds_so_many_rows_at_most_and_leaves_the_others_to_the_relay(
+    wired: Wired,
+) -> None:
+    """Under a publish backlog its memory stays bounded: a commit's rows beyond what it
+    may hold are the relay's at once (not in hand: a relay in its process sweeps them)."""
+    outbox = OutboxPublisher(
+        wired.database, Publisher(wired.broker), keyring=KEYRING, hold_at_most=3
+    )
+    held = _commit_dispatches(wired.database, 2)
+    left = _commit_dispatches(wired.database, 2)
+    held += _commit_dispatches(wired.database, 1)
+    assert len(outbox.in_hand()) == 3
+
+    _publish_what_was_committed(outbox)
+
+    delivered = _deliveries(wired.broker)
+    assert sorted(message.properties["message_id"] for message in delivered) == sorted(held)
+    assert sorted(_unsent(wired.database, held + left)) == sorted(left)
+    assert outbox.in_hand() == frozenset()

@@ -53,9 +53,14 @@ PUBLISH_WITHIN = timedelta(seconds=20)
 """The committer's lease: it publishes a row only this young. Its worst publish (two
 connects of 5 s and two confirm waits of 10 s, `runtime.messaging.Publisher`) and the
 marking after it still end well before the relay may sweep the row, at `SWEEP_AFTER`."""
-MARK_EVERY = 0.2
+MARK_EVERY = 1.0
 """Seconds the committer gathers confirmed rows before marking them sent in one
-transaction: a crash leaves at most these for the relay to publish again."""
+transaction (or until it has a batch of them): a crash leaves at most these for the
+relay to publish again. Marking later is safe: the relay sweeps a row only at
+`SWEEP_AFTER`, and one in this process leaves rows in hand alone."""
+HOLD_AT_MOST = 1_000
+"""Rows the committer holds at most (queued, publishing, confirmed and not yet marked):
+under a publish backlog, a commit's rows beyond it are left to the relay at once."""
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 _ENQUEUED = "lianban_outbox_enqueued"
 """`session.info` key: the rows this transaction enqueued, written before it commits."""
@@ -176,7 +181,23 @@ def claim_and_publish(
     return len(rows), failure
 
 
-def mark_sent(session: Session, confirmed: Sequence[Unsent]) -> None:
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """A row the broker confirmed, as kept until it is marked sent: what the marking and
+    the audit log need of it, without its body."""
+
+    id: int
+    exchange: str
+    routing_key: str
+    message_id: str
+    correlation_id: str
+
+    @classmethod
+    def of(cls, row: Unsent) -> Confirmed:
+        return cls(row.id, row.exchange, row.routing_key, row.message_id, row.correlation_id)
+
+
+def mark_sent(session: Session, confirmed: Sequence[Confirmed]) -> None:
     """Mark rows the broker confirmed sent and audit them. A row already sent was swept by
     the relay while its committer stalled past the lease: the relay has audited it."""
     marked = set(
@@ -237,6 +258,12 @@ class OutboxPublisher:
     seconds later, many commits' rows in one transaction. Rows it cannot publish (the
     broker away, this process gone) stay unsent for the relay, and so do rows it reaches
     only past their lease (a backlog), which the relay may be sweeping.
+
+    Its memory is bounded: it holds at most `hold_at_most` rows, and their bodies only
+    until the broker confirms them. Under a backlog that large the broker is slower than
+    the commits, and more rows held would only grow the process (each with its body) and
+    reach their lease end queued; so a commit's rows beyond it are left to the relay at
+    once, which publishes them from the table after `SWEEP_AFTER`, in id order.
     """
 
     def __init__(
@@ -248,6 +275,7 @@ class OutboxPublisher:
         publish_within: timedelta = PUBLISH_WITHIN,
         mark_every: float = MARK_EVERY,
         batch_size: int = 200,
+        hold_at_most: int = HOLD_AT_MOST,
     ) -> None:
         self._database = database
         self._publisher = publisher
@@ -255,8 +283,9 @@ class OutboxPublisher:
         self._publish_within = publish_within
         self._mark_every = mark_every
         self._batch_size = batch_size
+        self._hold_at_most = hold_at_most
         self._committed: queue.SimpleQueue[_Committed] = queue.SimpleQueue()
-        self._confirmed: list[Unsent] = []
+        self._confirmed: list[Confirmed] = []
         self._in_hand: set[int] = set()
         self._in_hand_lock = threading.Lock()
         self._mark_at = math.inf
@@ -267,10 +296,19 @@ class OutboxPublisher:
 
     def _take_committed(self, session: Session) -> None:
         committed: _Committed | None = session.info.pop(_WRITTEN, None)
-        if committed is not None:
-            with self._in_hand_lock:
+        if committed is None:
+            return
+        with self._in_hand_lock:
+            held = len(self._in_hand)
+            taken = not held or held + len(committed.rows) <= self._hold_at_most
+            if taken:
                 self._in_hand.update(row.id for row in committed.rows)
+        if taken:
             self._committed.put(committed)
+        else:
+            log.warning(
+                "outbox.left_to_relay", rows=len(committed.rows), reason=f"{held} rows held"
+            )
 
     def in_hand(self) -> frozenset[int]:
         """The rows committed here that it has neither marked sent nor left to the relay:
@@ -279,7 +317,7 @@ class OutboxPublisher:
         with self._in_hand_lock:
             return frozenset(self._in_hand)
 
-    def _let_go(self, rows: Iterable[Unsent]) -> None:
+    def _let_go(self, rows: Iterable[Unsent | Confirmed]) -> None:
         with self._in_hand_lock:
             self._in_hand.difference_update(row.id for row in rows)
 
@@ -334,7 +372,7 @@ class OutboxPublisher:
         except Exception as error:  # the relay will sweep them
             confirmed, failure = [], error
         if confirmed:
-            self._confirmed.extend(confirmed)
+            self._confirmed.extend(map(Confirmed.of, confirmed))
             self._mark_at = min(self._mark_at, time.monotonic() + self._mark_every)
         if failure is None:
             self._backoff.reset()
