@@ -254,13 +254,17 @@ def test_a_batch_reads_its_bundles_once_and_writes_each_table_once(
 ) -> None:
     """Set-based, however many outcomes wait together: one SELECT locks the bundle, one
     (after the lock) loads its items with their polls, each table gets one INSERT
-    (inbox, timeline, audit, notices), and the items one UPDATE per set of columns they
-    changed (accepted and pre-reviewed ones change different clocks). Counted statements,
+    (inbox, timeline, audit, notices: one multi-row statement each), and the items one
+    UPDATE per set of columns they changed (accepted and pre-reviewed ones change
+    different clocks). Counted statements,
     never time: a lookup, an INSERT or an UPDATE per outcome shows as soon as it is back."""
     statements: list[str] = []
+    run_per_row: list[str] = []
 
-    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+    def count(_conn: object, _cursor: object, statement: str, params: object, *_: object) -> None:
         statements.append(" ".join(statement.split()[:3]).upper())
+        if isinstance(params, list) and isinstance(params[0], dict | tuple):
+            run_per_row.append(statements[-1])  # the driver's executemany
 
     accepted = [
         _outcome(dispatch, Accepted(receipt_no=f"R-{dispatch.item}")) for dispatch in dispatches
@@ -277,6 +281,8 @@ def test_a_batch_reads_its_bundles_once_and_writes_each_table_once(
     inserts = Counter(statement for statement in statements if statement.startswith("INSERT"))
     assert {"INSERT INTO INBOX", "INSERT INTO EVENTS", "INSERT INTO NOTICES"} <= set(inserts)
     assert set(inserts.values()) == {1}, inserts
+    # Each INSERT one multi-row statement, not one per row in a driver's executemany.
+    assert not [statement for statement in run_per_row if statement.startswith("INSERT")]
     assert statements.count("UPDATE ITEMS SET") <= 2 < len(accepted), statements
 
 

@@ -16,7 +16,7 @@ from conftest import fresh_postgres_database, fresh_vhost
 from harness import KEYRING, emptied_department_queue
 from kombu import Message, Queue
 from kombu.transport import memory
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from adapters.testing.dispatches import dispatch_for
 from contracts import topology
@@ -293,3 +293,47 @@ def test_a_relay_in_the_committers_process_leaves_its_rows_alone_however_the_clo
     assert _unsent(wired.database, committed) == []
     assert sorted(_sent_records(wired.database, committed)) == sorted(committed)
     assert outbox.in_hand() == frozenset(), "marked sent: the relay's again, were it unsent"
+
+
+def test_a_transactions_messages_are_one_insert_and_published_in_the_order_enqueued(
+    wired: Wired,
+) -> None:
+    """Written set-based at commit, off the unit of work: one INSERT for all the rows a
+    transaction enqueued, whose ids come back in the order enqueued."""
+    inserts: list[str] = []
+
+    def keep(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith("INSERT"):
+            inserts.append(" ".join(statement.split()[:3]))
+
+    outbox = OutboxPublisher(wired.database, Publisher(wired.broker), keyring=KEYRING)
+    event.listen(wired.database.engine, "before_cursor_execute", keep)
+    try:
+        committed = _commit_dispatches(wired.database, 3)
+    finally:
+        event.remove(wired.database.engine, "before_cursor_execute", keep)
+    _publish_what_was_committed(outbox)
+
+    assert inserts == ["INSERT INTO outbox"]
+    assert [message.properties["message_id"] for message in _deliveries(wired.broker)] == committed
+
+
+def test_a_committer_holds_so_many_rows_at_most_and_leaves_the_others_to_the_relay(
+    wired: Wired,
+) -> None:
+    """Under a publish backlog its memory stays bounded: a commit's rows beyond what it
+    may hold are the relay's at once (not in hand: a relay in its process sweeps them)."""
+    outbox = OutboxPublisher(
+        wired.database, Publisher(wired.broker), keyring=KEYRING, hold_at_most=3
+    )
+    held = _commit_dispatches(wired.database, 2)
+    left = _commit_dispatches(wired.database, 2)
+    held += _commit_dispatches(wired.database, 1)
+    assert len(outbox.in_hand()) == 3
+
+    _publish_what_was_committed(outbox)
+
+    delivered = _deliveries(wired.broker)
+    assert sorted(message.properties["message_id"] for message in delivered) == sorted(held)
+    assert sorted(_unsent(wired.database, held + left)) == sorted(left)
+    assert outbox.in_hand() == frozenset()

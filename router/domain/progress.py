@@ -49,6 +49,7 @@ from runtime import clock
 
 _ITEM_NOTICES: Table = ItemNoticeRow.__table__  # type: ignore[assignment]
 _CALLBACKS: Table = CallbackRow.__table__  # type: ignore[assignment]
+_REPLIES: Table = ReplyRow.__table__  # type: ignore[assignment]
 
 
 def set_item_state(
@@ -369,13 +370,15 @@ def _send_reply(
     session: Session, bundle: BundleRow, reply: BundleReply, event: TimelineEvent, detail: str
 ) -> None:
     """Keep `reply` (its version) for pull and the file drop, publish it, push it."""
-    session.add(
-        ReplyRow(
-            bundle_id=bundle.id,
-            version=reply.version,
-            body=reply.model_dump(mode="json"),
-            created_at=reply.replied_at,
-        )
+    append(
+        session,
+        _REPLIES,
+        {
+            "bundle_id": bundle.id,
+            "version": reply.version,
+            "body": reply.model_dump(mode="json"),
+            "created_at": reply.replied_at,
+        },
     )
     record_event(session, bundle.id, None, event, detail, actor=Actor.ROUTER, at=reply.replied_at)
     tell_platform(session, bundle, reply, topology.reply_routing_key(bundle.bundle_type))

@@ -20,7 +20,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time, timedelta, timezone
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from contracts.errors import ConfigurationError, UnknownYearError
@@ -49,6 +49,10 @@ class WorkingCalendar:
     def __init__(self, official: Mapping[int, CalendarYear]) -> None:
         self._official = dict(official)
         self._provisional_asked: set[int] = set()
+        # A calendar never changes (the watcher replaces it): its day counts are kept,
+        # as every deadline moved counts the same few dates again, a day at a time.
+        self._working_day_after = lru_cache(maxsize=4096)(self._count_working_days)
+        self._working_days_from = lru_cache(maxsize=4096)(self._count_days_between)
 
     @classmethod
     def load(cls, extra_dir: Path | None = None) -> WorkingCalendar:
@@ -121,10 +125,13 @@ class WorkingCalendar:
         """
         if days < 0:
             raise ValueError(f"days must be >= 0, got {days}")
-        day = self._next_working_day(china_date(start))
+        return end_of_day(self._working_day_after(china_date(start), days))
+
+    def _count_working_days(self, start: date, days: int) -> date:
+        day = self._next_working_day(start)
         for _ in range(days):
             day = self._next_working_day(day + timedelta(days=1))
-        return end_of_day(day)
+        return day
 
     def working_days_between(self, start: datetime, end: datetime) -> int:
         """Working days elapsed from `start` to `end`, counted as add_working_days does.
@@ -135,7 +142,10 @@ class WorkingCalendar:
         """
         if end < start:
             raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
-        anchor, last = self._next_working_day(china_date(start)), china_date(end)
+        return self._working_days_from(china_date(start), china_date(end))
+
+    def _count_days_between(self, start: date, last: date) -> int:
+        anchor = self._next_working_day(start)
         return sum(
             1
             for offset in range(1, (last - anchor).days + 1)

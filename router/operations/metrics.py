@@ -116,13 +116,17 @@ ON_TIME_RATIO = MetricName(
     "Share of decided items decided within their promised time limit (按时办结率).",
 )
 OUTBOX_BACKLOG = MetricName(
-    "lianban_outbox_backlog", "gauge", (), "Outbox messages not yet published by a relay."
+    "lianban_outbox_backlog",
+    "gauge",
+    (),
+    "Outbox messages not yet marked sent: unpublished, or published by the process that "
+    "committed them and not yet marked (it marks them within about a second).",
 )
 OUTBOX_OLDEST_AGE = MetricName(
     "lianban_outbox_oldest_age_seconds",
     "gauge",
     (),
-    "Age of the oldest unpublished outbox message (0 when none).",
+    "Age of the oldest outbox message not yet marked sent (0 when none).",
 )
 DEAD_LETTERS = MetricName(
     "lianban_dead_letters",

@@ -3,15 +3,16 @@ written set-based at commit.
 
 The transaction that writes such a row neither changes it nor reads it back (the
 timeline, the audit log, the notice desk and the callback sender read them in
-transactions of their own). So a writer
-appends the row's values to its session, and one INSERT per table writes everything
-the transaction appended, just before it commits: the rows still commit, or roll back,
-with the change they describe, in the order they were appended, without an ORM object
-and a unit-of-work pass per row, nor a flush per row.
+transactions of their own). So a writer appends the row's values to its session, and
+one multi-row INSERT per table (`_insert_many`) writes everything the transaction
+appended, just before it commits: the rows still commit, or roll back, with the change
+they describe, in the order they were appended, without an ORM object and a
+unit-of-work pass per row, nor a flush per row.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Insert, Table, event
@@ -33,7 +34,16 @@ def _write_appended(session: Session) -> None:
         session.flush()  # the rows they refer to first (a bundle made in this transaction)
         connection = session.connection()
         for into, rows in appended.items():
-            connection.execute(into.insert() if isinstance(into, Table) else into, rows)
+            connection.execute(_insert_many(into), rows)
+
+
+@cache
+def _insert_many(into: Table | Insert) -> Insert:
+    """The INSERT into `into` that writes many rows as one statement: with RETURNING (of
+    the keys, unread), SQLAlchemy sends one multi-row VALUES (insertmanyvalues) where the
+    psycopg driver's executemany would run the statement once per row."""
+    insert = into.insert() if isinstance(into, Table) else into
+    return insert.returning(*(column for column in insert.table.c if column.primary_key))
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -30,11 +30,11 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Select, Table, inspect, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, Table, event, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from contracts.errors import PublishFailed
 from router.store import Database, OutboxRow, audit
@@ -53,12 +53,21 @@ PUBLISH_WITHIN = timedelta(seconds=20)
 """The committer's lease: it publishes a row only this young. Its worst publish (two
 connects of 5 s and two confirm waits of 10 s, `runtime.messaging.Publisher`) and the
 marking after it still end well before the relay may sweep the row, at `SWEEP_AFTER`."""
-MARK_EVERY = 0.2
+MARK_EVERY = 1.0
 """Seconds the committer gathers confirmed rows before marking them sent in one
-transaction: a crash leaves at most these for the relay to publish again."""
+transaction (or until it has a batch of them): a crash leaves at most these for the
+relay to publish again. Marking later is safe: the relay sweeps a row only at
+`SWEEP_AFTER`, and one in this process leaves rows in hand alone."""
+HOLD_AT_MOST = 1_000
+"""Rows the committer holds at most (queued, publishing, confirmed and not yet marked):
+under a publish backlog, a commit's rows beyond it are left to the relay at once."""
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
+_ENQUEUED = "lianban_outbox_enqueued"
+"""`session.info` key: the rows this transaction enqueued, written before it commits."""
 _WRITTEN = "lianban_outbox_written"
-"""`session.info` key: the rows this session has written, for `OutboxPublisher`."""
+"""`session.info` key: the rows the commit under way has written, for `OutboxPublisher`."""
+_INSERT_RETURNING_IDS = _OUTBOX.insert().returning(_OUTBOX.c.message_id, _OUTBOX.c.id)
+"""Ids by message id: a multi-row INSERT's RETURNING may come in any order."""
 
 
 class BundleMessage(Protocol):
@@ -74,18 +83,19 @@ class BundleMessage(Protocol):
 
 
 def enqueue(session: Session, *, exchange: str, routing_key: str, message: BundleMessage) -> None:
-    """Add a message to the outbox inside the caller's transaction."""
-    row = OutboxRow(
-        exchange=exchange,
-        routing_key=routing_key,
-        message_id=str(message.message_id),
-        correlation_id=str(message.bundle_id),
-        body=message.model_dump_json().encode(),
-        created_at=datetime.now(UTC),
-        traceparent=current_traceparent(),
+    """Add a message to the outbox inside the caller's transaction: written just before
+    it commits, with the other rows the transaction wrote (`_write_enqueued`)."""
+    session.info.setdefault(_ENQUEUED, []).append(
+        {
+            "exchange": exchange,
+            "routing_key": routing_key,
+            "message_id": str(message.message_id),
+            "correlation_id": str(message.bundle_id),
+            "body": message.model_dump_json().encode(),
+            "created_at": datetime.now(UTC),
+            "traceparent": current_traceparent(),
+        }
     )
-    session.add(row)
-    session.info.setdefault(_WRITTEN, []).append(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +181,23 @@ def claim_and_publish(
     return len(rows), failure
 
 
-def mark_sent(session: Session, confirmed: Sequence[Unsent]) -> None:
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """A row the broker confirmed, as kept until it is marked sent: what the marking and
+    the audit log need of it, without its body."""
+
+    id: int
+    exchange: str
+    routing_key: str
+    message_id: str
+    correlation_id: str
+
+    @classmethod
+    def of(cls, row: Unsent) -> Confirmed:
+        return cls(row.id, row.exchange, row.routing_key, row.message_id, row.correlation_id)
+
+
+def mark_sent(session: Session, confirmed: Sequence[Confirmed]) -> None:
     """Mark rows the broker confirmed sent and audit them. A row already sent was swept by
     the relay while its committer stalled past the lease: the relay has audited it."""
     marked = set(
@@ -193,6 +219,37 @@ class _Committed:
     rows: list[Unsent]
 
 
+@event.listens_for(Session, "before_commit")
+def _write_enqueued(session: Session) -> None:
+    """One INSERT for the transaction's outbox rows, in no unit of work; with their ids,
+    in the order enqueued, they are what the committer publishes and marks (`_WRITTEN`)."""
+    enqueued: list[dict[str, Any]] | None = session.info.pop(_ENQUEUED, None)
+    if enqueued:
+        written = session.connection().execute(_INSERT_RETURNING_IDS, enqueued)
+        ids = {message_id: row_id for message_id, row_id in written}
+        session.info[_WRITTEN] = _Committed(
+            min(row["created_at"] for row in enqueued),
+            [
+                Unsent(
+                    ids[row["message_id"]],
+                    row["exchange"],
+                    row["routing_key"],
+                    row["message_id"],
+                    row["correlation_id"],
+                    row["body"],
+                    row["traceparent"],
+                )
+                for row in enqueued
+            ],
+        )
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _discard_enqueued(session: Session, _previous: SessionTransaction) -> None:
+    session.info.pop(_ENQUEUED, None)
+    session.info.pop(_WRITTEN, None)
+
+
 class OutboxPublisher:
     """Publishes each transaction's outbox rows right after it commits, from this process.
 
@@ -201,6 +258,12 @@ class OutboxPublisher:
     seconds later, many commits' rows in one transaction. Rows it cannot publish (the
     broker away, this process gone) stay unsent for the relay, and so do rows it reaches
     only past their lease (a backlog), which the relay may be sweeping.
+
+    Its memory is bounded: it holds at most `hold_at_most` rows, and their bodies only
+    until the broker confirms them. Under a backlog that large the broker is slower than
+    the commits, and more rows held would only grow the process (each with its body) and
+    reach their lease end queued; so a commit's rows beyond it are left to the relay at
+    once, which publishes them from the table after `SWEEP_AFTER`, in id order.
     """
 
     def __init__(
@@ -212,6 +275,7 @@ class OutboxPublisher:
         publish_within: timedelta = PUBLISH_WITHIN,
         mark_every: float = MARK_EVERY,
         batch_size: int = 200,
+        hold_at_most: int = HOLD_AT_MOST,
     ) -> None:
         self._database = database
         self._publisher = publisher
@@ -219,8 +283,9 @@ class OutboxPublisher:
         self._publish_within = publish_within
         self._mark_every = mark_every
         self._batch_size = batch_size
+        self._hold_at_most = hold_at_most
         self._committed: queue.SimpleQueue[_Committed] = queue.SimpleQueue()
-        self._confirmed: list[Unsent] = []
+        self._confirmed: list[Confirmed] = []
         self._in_hand: set[int] = set()
         self._in_hand_lock = threading.Lock()
         self._mark_at = math.inf
@@ -230,15 +295,20 @@ class OutboxPublisher:
         database.after_commit(self._take_committed)
 
     def _take_committed(self, session: Session) -> None:
-        written = session.info.pop(_WRITTEN, None)
-        if written:
-            # A row a savepoint rolled back is no longer persistent: never published.
-            kept = [row for row in written if inspect(row).persistent]
-            if kept:
-                with self._in_hand_lock:
-                    self._in_hand.update(row.id for row in kept)
-                oldest = min(row.created_at for row in kept)
-                self._committed.put(_Committed(oldest, [_unsent(row) for row in kept]))
+        committed: _Committed | None = session.info.pop(_WRITTEN, None)
+        if committed is None:
+            return
+        with self._in_hand_lock:
+            held = len(self._in_hand)
+            taken = not held or held + len(committed.rows) <= self._hold_at_most
+            if taken:
+                self._in_hand.update(row.id for row in committed.rows)
+        if taken:
+            self._committed.put(committed)
+        else:
+            log.warning(
+                "outbox.left_to_relay", rows=len(committed.rows), reason=f"{held} rows held"
+            )
 
     def in_hand(self) -> frozenset[int]:
         """The rows committed here that it has neither marked sent nor left to the relay:
@@ -247,7 +317,7 @@ class OutboxPublisher:
         with self._in_hand_lock:
             return frozenset(self._in_hand)
 
-    def _let_go(self, rows: Iterable[Unsent]) -> None:
+    def _let_go(self, rows: Iterable[Unsent | Confirmed]) -> None:
         with self._in_hand_lock:
             self._in_hand.difference_update(row.id for row in rows)
 
@@ -302,7 +372,7 @@ class OutboxPublisher:
         except Exception as error:  # the relay will sweep them
             confirmed, failure = [], error
         if confirmed:
-            self._confirmed.extend(confirmed)
+            self._confirmed.extend(map(Confirmed.of, confirmed))
             self._mark_at = min(self._mark_at, time.monotonic() + self._mark_every)
         if failure is None:
             self._backoff.reset()
@@ -410,18 +480,6 @@ class Relay:
         if failure is not None:
             raise failure
         return claimed
-
-
-def _unsent(row: OutboxRow) -> Unsent:
-    return Unsent(
-        row.id,
-        row.exchange,
-        row.routing_key,
-        row.message_id,
-        row.correlation_id,
-        row.body,
-        row.traceparent,
-    )
 
 
 def _outgoing(keyring: Keyring, row: Unsent) -> Outgoing:
