@@ -16,7 +16,6 @@ import structlog
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential_jitter,
@@ -71,6 +70,22 @@ class RateLimiter:
             await asyncio.sleep((1 - self._tokens) / self._rate)
 
 
+# AsyncRetrying awaits a coroutine function as it is, and wraps any other callable in a
+# new one on every attempt (a fixed cost of each call): tenacity's own `before` and
+# `retry_if_exception` are plain callables, these are their coroutine equivalents.
+async def _nothing_before(state: RetryCallState) -> None:
+    return None
+
+
+async def _transient_failure(state: RetryCallState) -> bool:
+    error = state.outcome.exception() if state.outcome is not None else None
+    return error is not None and _transient(error)
+
+
+def _transient(error: BaseException) -> bool:
+    return classify(error) is Action.RETRY
+
+
 async def call_department(
     call: Callable[[], Awaitable[T]],
     *,
@@ -96,7 +111,7 @@ async def call_department(
             async with asyncio.timeout(attempt_timeout_seconds):
                 result = await call()
         except Exception as error:
-            if classify(error) is Action.RETRY and not isinstance(error, CircuitOpenError):
+            if _transient(error) and not isinstance(error, CircuitOpenError):
                 breaker.record_failure()
             raise
         breaker.record_success()
@@ -113,7 +128,8 @@ async def call_department(
             max=policy.max_backoff,
             jitter=policy.initial_backoff,
         ),
-        retry=retry_if_exception(lambda error: classify(error) is Action.RETRY),
+        retry=_transient_failure,
+        before=_nothing_before,
         before_sleep=log_retry,
         reraise=True,
     )

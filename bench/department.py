@@ -93,9 +93,13 @@ def main() -> None:
     from lianban.adapter_process import AdapterProcess
     from lianban.settings import Settings
     from runtime.logs import configure_logging
+    from runtime.tracing import configure_tracing
 
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
+    # As `lianban adapter` does: its spans are recorded (and exported if asked) in
+    # production, so the bench pays for them too.
+    configure_tracing(f"lianban-adapter-{args.department}", settings.traces_exporter)
     process = AdapterProcess(settings, catalog.departments, [adapter])
     del catalog
     process.start()
