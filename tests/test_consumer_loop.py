@@ -209,14 +209,30 @@ def test_a_consumer_the_broker_stopped_feeding_is_restarted(broker: Broker) -> N
         )
 
 
+class _LeftPending:
+    """A handler that answers PENDING, keeping each delivery for the test to settle."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+
+    def __call__(self, delivery: Delivery) -> Settlement | Pending:
+        self.deliveries.append(delivery)
+        return PENDING
+
+    def handed_over(self, count: int) -> list[Delivery]:
+        """The deliveries handed over, once there are `count` of them."""
+        eventually(
+            lambda: len(self.deliveries) == count,
+            timeout=30,
+            message=f"{count} deliveries were not handed over",
+        )
+        return self.deliveries
+
+
 def test_deliveries_left_pending_are_settled_from_another_thread(broker: Broker) -> None:
     """A handler may answer PENDING and settle later, from any thread; the loop alone
     acknowledges, and publishes what the settlement carries before it does."""
-    pending: list[Delivery] = []
-
-    def handler(delivery: Delivery) -> Settlement | Pending:
-        pending.append(delivery)
-        return PENDING
+    handler = _LeftPending()
 
     caused = Outgoing(
         exchange=topology.DISPATCH_EXCHANGE,
@@ -228,20 +244,17 @@ def test_deliveries_left_pending_are_settled_from_another_thread(broker: Broker)
     loop = ConsumerLoop(broker, QUEUE, handler)
     with consuming(loop):
         _publish(broker, b'"first"', b'"second"')
-        eventually(
-            lambda: len(pending) == 2, timeout=30, message="two deliveries were not handed over"
-        )
-        first, second = pending
+        first, second = handler.handed_over(2)
         threading.Thread(target=loop.settle, args=(second, Park("refused later"))).start()
         threading.Thread(target=loop.settle, args=(first, Ack(publish=(caused,)))).start()
         eventually(
-            lambda: [d.body for d in pending] == [b'"first"', b'"second"', b'"caused"'],
+            lambda: [d.body for d in handler.deliveries] == [b'"first"', b'"second"', b'"caused"'],
             timeout=30,
             message="the settlement's message was not published",
         )
         with pytest.raises(TypeError):
-            loop.settle(pending[2], Hold("not from another thread"))  # type: ignore[arg-type]
-        loop.settle(pending[2], Ack())
+            loop.settle(handler.deliveries[2], Hold("not from another thread"))  # type: ignore[arg-type]
+        loop.settle(handler.deliveries[2], Ack())
     assert [Delivery.of(m).body for m in _parked(broker)] == [b'"second"']
     assert _depth(broker) == 0
 
@@ -254,19 +267,12 @@ def test_acks_carried_out_together_leave_an_earlier_pending_delivery_unsettled(
     delivery of the channel: never one still pending, which comes back after a stop (on
     RabbitMQ: the in-memory transport has no `multiple`, nor requeues on closing)."""
     broker = emptied_department_queue(amqp_url, catalog, "police")
-    pending: list[Delivery] = []
-
-    def handler(delivery: Delivery) -> Settlement | Pending:
-        pending.append(delivery)
-        return PENDING
+    handler = _LeftPending()
 
     loop = ConsumerLoop(broker, QUEUE, handler, grace_seconds=0.5)
     with consuming(loop):
         _publish(broker, b'"first"', b'"second"', b'"third"', b'"fourth"')
-        eventually(
-            lambda: len(pending) == 4, timeout=30, message="four deliveries were not handed over"
-        )
-        for later in pending[1:]:
+        for later in handler.handed_over(4)[1:]:
             loop.settle(later, Ack())
     assert _depth(broker) == 1  # the first, never settled, is back in the queue
     assert _parked(broker) == []
@@ -287,19 +293,14 @@ def test_deliveries_settled_moments_apart_are_acknowledged_together(
         basic_ack(channel, delivery_tag, multiple)
 
     monkeypatch.setattr(amqp.Channel, "basic_ack", counted_ack)
-    pending: list[Delivery] = []
-
-    def handler(delivery: Delivery) -> Settlement | Pending:
-        pending.append(delivery)
-        return PENDING
+    handler = _LeftPending()
 
     loop = ConsumerLoop(broker, QUEUE, handler, tick_seconds=0.01)
     with consuming(loop):
         _publish(broker, b'"1"', b'"2"', b'"3"', b'"4"')
-        eventually(
-            lambda: len(pending) == 4, timeout=30, message="four deliveries were not handed over"
-        )
-        for delivery in pending:  # each settlement carried out alone, a few ticks apart
+        for delivery in handler.handed_over(
+            4
+        ):  # each settlement carried out alone, a few ticks apart
             loop.settle(delivery, Ack())
             time.sleep(0.03)
         eventually(lambda: bool(acks), timeout=30, message="nothing was acknowledged")
