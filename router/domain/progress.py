@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, select
@@ -142,7 +143,11 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
     items = {item.code: item for item in bundle.items}
     states = {code: ItemState(item.state) for code, item in items.items()}
     awaiting = {code for code, item in items.items() if item.awaiting_prerequisites}
-    satisfied = Evidence.of(bundle.evidence).satisfied
+    evidence = Evidence.of(bundle.evidence)
+    satisfied = evidence.satisfied
+    # Validated once for all the items dispatched now (intake dispatches several), and
+    # only when one is.
+    application = cache(lambda: Application.model_validate(bundle.application))
     for code, lost_prerequisite in planner.blocked(bundle_type, states, awaiting).items():
         lost = items[lost_prerequisite]
         reason = f"前置事项“{lost.name_zh}”未获办理（{lost.reason or lost.state}），本事项不再办理"
@@ -151,10 +156,28 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
         set_item_state(session, items[code], ItemState.CANCELLED, actor=Actor.ROUTER, reason=reason)
         states[code] = ItemState.CANCELLED
     for code in planner.releasable(bundle_type, states, satisfied):
-        _dispatch(session, bundle, bundle_type, items[code], items, pre_review=False)
+        _dispatch(
+            session,
+            bundle,
+            bundle_type,
+            items[code],
+            items,
+            application(),
+            evidence,
+            pre_review=False,
+        )
         states[code] = ItemState.DISPATCHED
     for code in planner.pre_reviewable(bundle_type, states, satisfied):
-        _dispatch(session, bundle, bundle_type, items[code], items, pre_review=True)
+        _dispatch(
+            session,
+            bundle,
+            bundle_type,
+            items[code],
+            items,
+            application(),
+            evidence,
+            pre_review=True,
+        )
         states[code] = ItemState.DISPATCHED
     for code in planner.forwardable(bundle_type, states, awaiting, satisfied):
         _forward_prerequisites(session, bundle, bundle_type, items[code], items)
@@ -169,11 +192,11 @@ def _dispatch(
     bundle_type: BundleType,
     item: ItemRow,
     items: dict[str, ItemRow],
+    application: Application,
+    evidence: Evidence,
     *,
     pre_review: bool,
 ) -> None:
-    application = Application.model_validate(bundle.application)
-    evidence = Evidence.of(bundle.evidence)
     catalog_item = bundle_type.item(item.code)
     message = ItemDispatch.for_item(
         application,
