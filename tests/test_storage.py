@@ -280,6 +280,24 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> MaterialStore:
     return S3MaterialStore.from_url(url, spool_dir=tmp_path / "spool")
 
 
+@pytest.mark.parametrize(
+    "named",
+    [
+        SAMPLE_DIGEST.upper(),
+        SAMPLE_DIGEST[:-1],
+        SAMPLE_DIGEST + "0",
+        SAMPLE_DIGEST + "\n",
+        "../" + SAMPLE_DIGEST[3:],
+    ],
+    ids=["uppercase", "short", "long", "newline", "path"],
+)
+def test_a_name_that_is_not_a_lowercase_sha256_is_refused(store: MaterialStore, named: str) -> None:
+    """The digest becomes a file name or an object key: nothing else may."""
+    with pytest.raises(MaterialRejected, match="not a lowercase hex SHA-256"):
+        store.put(named, SAMPLE_PDF, "application/pdf")
+    assert store.stored_files() == []
+
+
 @pytest.fixture
 def tamper(
     store: MaterialStore, tmp_path: Path, request: pytest.FixtureRequest

@@ -13,6 +13,7 @@ the client's file name.
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -36,9 +37,12 @@ _MAGIC: dict[str, tuple[bytes, ...]] = {
 _MAGIC_LENGTH = max(len(magic) for magics in _MAGIC.values() for magic in magics)
 
 
+_SHA256 = re.compile("[0-9a-f]{64}")
+
+
 def check_digest(sha256: str) -> str:
     """`sha256` if it is a lowercase hex SHA-256; it becomes a file name or an object key."""
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+    if not _SHA256.fullmatch(sha256):
         raise MaterialRejected("not a lowercase hex SHA-256")
     return sha256
 
