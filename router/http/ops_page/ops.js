@@ -280,21 +280,31 @@ function updateDeadLetterQueues(departments) {
 }
 
 // Listing takes each parked message and puts it back, so a replay must not run while a
-// listing holds them: the section is busy (buttons off) until the listing is done.
+// listing holds them, nor two listings at once (each would miss what the other holds):
+// listings wait for each other, only the last one asked for is drawn, and the section is
+// busy (buttons off) until it is done.
+let listingsAsked = 0;
+let lastListing = Promise.resolve();
+
 async function loadDeadLetters() {
   const section = $("#dead-letters");
   section.setAttribute("aria-busy", "true");
   $("#replay-selected").disabled = $("#replay-all").disabled = true;
+  listingsAsked += 1;
+  const listing = lastListing.then(() => listDeadLetters(() => listingsAsked === 1));
+  lastListing = listing.catch(() => {});
   try {
-    await listDeadLetters();
+    await listing;
   } finally {
-    section.setAttribute("aria-busy", "false");
+    listingsAsked -= 1;
+    if (listingsAsked === 0) section.setAttribute("aria-busy", "false");
   }
 }
 
-async function listDeadLetters() {
+async function listDeadLetters(isLast) {
   const queue = $("#dead-letter-queue").value;
   const letters = await api(`/v1/ops/dead-letters${queue ? `?queue=${encodeURIComponent(queue)}` : ""}`);
+  if (!isLast()) return; // a newer listing was asked for: it draws
   const rows = letters.map((letter) => el("tr", {},
     el("td", {}, el("input", { type: "checkbox", class: "letter", value: letter.message_id, "data-queue": letter.queue, "aria-label": letter.message_id })),
     el("td", {}, letter.message_id, el("div", { class: "muted" }, letter.source_queue)),
