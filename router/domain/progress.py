@@ -148,6 +148,20 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
     # Validated once for all the items dispatched now (intake dispatches several), and
     # only when one is.
     application = cache(lambda: Application.model_validate(bundle.application))
+
+    def dispatch(code: str, *, pre_review: bool) -> None:
+        _dispatch(
+            session,
+            bundle,
+            bundle_type,
+            items[code],
+            items,
+            application(),
+            evidence,
+            pre_review=pre_review,
+        )
+        states[code] = ItemState.DISPATCHED
+
     for code, lost_prerequisite in planner.blocked(bundle_type, states, awaiting).items():
         lost = items[lost_prerequisite]
         reason = f"前置事项“{lost.name_zh}”未获办理（{lost.reason or lost.state}），本事项不再办理"
@@ -156,29 +170,9 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
         set_item_state(session, items[code], ItemState.CANCELLED, actor=Actor.ROUTER, reason=reason)
         states[code] = ItemState.CANCELLED
     for code in planner.releasable(bundle_type, states, satisfied):
-        _dispatch(
-            session,
-            bundle,
-            bundle_type,
-            items[code],
-            items,
-            application(),
-            evidence,
-            pre_review=False,
-        )
-        states[code] = ItemState.DISPATCHED
+        dispatch(code, pre_review=False)
     for code in planner.pre_reviewable(bundle_type, states, satisfied):
-        _dispatch(
-            session,
-            bundle,
-            bundle_type,
-            items[code],
-            items,
-            application(),
-            evidence,
-            pre_review=True,
-        )
-        states[code] = ItemState.DISPATCHED
+        dispatch(code, pre_review=True)
     for code in planner.forwardable(bundle_type, states, awaiting, satisfied):
         _forward_prerequisites(session, bundle, bundle_type, items[code], items)
         states[code] = ItemState.ACCEPTED
