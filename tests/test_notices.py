@@ -96,7 +96,19 @@ def test_each_acceptance_reaches_the_platform_with_its_notice_and_one_sms(
             timeout=30,
             message="the SMS gateway did not get one message per notice",
         )
-        timeline = running.client.get(f"/v1/bundles/{receipt['bundle_id']}/timeline").json()
+        # The sender commits each message's timeline step after the gateway took it.
+        messaged = eventually(
+            lambda: [
+                event
+                for event in running.client.get(
+                    f"/v1/bundles/{receipt['bundle_id']}/timeline"
+                ).json()
+                if event["state"] == "applicant_messaged"
+            ],
+            lambda steps: len(steps) >= len(pushed),
+            timeout=30,
+            message="the timeline does not say each message was sent",
+        )
 
     notices = [AcceptanceNotice.model_validate(body) for body in pushed]
     assert sorted(n.item for n in notices) == sorted(item["item"] for item in reply["items"])
@@ -114,7 +126,6 @@ def test_each_acceptance_reaches_the_platform_with_its_notice_and_one_sms(
     # The first post anywhere is refused: this case's messages took it and one retry, or
     # none if another test's message met the refusal; never a second copy.
     assert len(notices) <= sms.posts_mentioning(project_no) <= len(notices) + 1
-    messaged = [e for e in timeline if e["state"] == "applicant_messaged"]
     assert len(messaged) == len(notices)
     assert all(MOBILE not in e["detail"] and "138****8000" in e["detail"] for e in messaged)
 

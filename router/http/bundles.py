@@ -115,7 +115,7 @@ def find_by_case_number(
     project_no: Annotated[str, Query(min_length=1, max_length=64, description="办件编号")],
 ) -> list[BundleStatus]:
     """The bundle with this case number (办件编号), as a list: empty when there is none."""
-    with services.database.transaction() as session:
+    with services.database.snapshot() as session:
         bundle_id = session.scalar(select(BundleRow.id).where(BundleRow.project_no == project_no))
         found = bundle_status(session, bundle_id, catalogs) if bundle_id else None
     return [found] if found else []
@@ -123,7 +123,7 @@ def find_by_case_number(
 
 @bundle_routes.get("/v1/bundles/{bundle_id}", response_model=BundleStatus, dependencies=READERS)
 def get_bundle(bundle_id: uuid.UUID, services: AppServices, catalogs: AppCatalogs) -> BundleStatus:
-    with services.database.transaction() as session:
+    with services.database.snapshot() as session:
         found = bundle_status(session, bundle_id, catalogs)
     if found is None:
         raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
@@ -134,7 +134,7 @@ def get_bundle(bundle_id: uuid.UUID, services: AppServices, catalogs: AppCatalog
     "/v1/bundles/{bundle_id}/timeline", response_model=list[TimelineEntry], dependencies=READERS
 )
 def get_timeline(bundle_id: uuid.UUID, services: AppServices) -> list[TimelineEntry]:
-    with services.database.transaction() as session:
+    with services.database.snapshot() as session:
         if session.get(BundleRow, bundle_id) is None:
             raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
         return bundle_timeline(session, bundle_id)
@@ -151,7 +151,7 @@ def get_notices(
     """The 受理 / 不予受理 notices issued so far, oldest first: what the callback and the
     reply queue carried, for a platform that pulls. Each names its PDF
     (`GET /v1/bundles/{bundle_id}/files/{sha256}`)."""
-    with services.database.transaction() as session:
+    with services.database.snapshot() as session:
         bundle = session.get(BundleRow, bundle_id)
         if bundle is None:
             raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
@@ -173,7 +173,7 @@ def get_reply(
 ) -> BundleReply | JSONResponse:
     """The one reply once every item is final; until then 202 with the bundle's status
     and Retry-After. 404 only for a bundle that does not exist."""
-    with services.database.transaction() as session:
+    with services.database.snapshot() as session:
         reply = bundle_reply(session, bundle_id)
         progress = bundle_status(session, bundle_id, catalogs) if reply is None else None
     if reply is not None:
@@ -200,7 +200,7 @@ def withdraw_bundle(
         raise Refused(Cause.BUNDLE_NOT_FOUND, f"no bundle {bundle_id}")
     if result is Withdrawn.ALREADY_REPLIED:
         raise Refused(Cause.ALREADY_ANSWERED, "every item is decided: nothing to withdraw")
-    with services.database.transaction() as session:
+    with services.database.snapshot() as session:
         reply = bundle_reply(session, bundle_id)
     assert reply is not None  # withdrawal commits the reply with it
     return reply

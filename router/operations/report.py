@@ -152,7 +152,7 @@ def monthly_report(
     database: Database, catalog: Catalog, month: Month, calendar: WorkingCalendar, now: datetime
 ) -> Report:
     start, end = china_period(month.first_day, month.last_day)
-    with database.transaction() as session:
+    with database.snapshot() as session:
         items = item_timings(session, start, end)
         ratings = rating_figures(session, start, end, now)
     names = {code: department.name_zh for code, department in catalog.departments.items()}

@@ -51,6 +51,24 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A session that only reads, every statement seeing the same committed state: a
+        view that reads several tables (a bundle's items, timeline and callbacks) never
+        shows one row without another committed with it. PostgreSQL's READ COMMITTED gives
+        each statement a snapshot of its own, so this is a READ ONLY REPEATABLE READ
+        transaction there; SQLite's transactions hold the write lock (BEGIN IMMEDIATE),
+        so every one is a snapshot already."""
+        with self._sessions() as session:
+            if self.is_postgresql:
+                session.connection(
+                    execution_options={
+                        "isolation_level": "REPEATABLE READ",
+                        "postgresql_readonly": True,
+                    }
+                )
+            yield session
+
     def after_commit(self, hook: Callable[[Session], None]) -> None:
         """Call `hook` with each session of this database right after its transaction
         commits (`router.store.outbox` publishes what the transaction wrote)."""
