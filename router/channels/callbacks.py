@@ -10,6 +10,10 @@ never dropped. Rows are claimed with SKIP LOCKED, so several senders may run.
 Every attempt is signed (Standard Webhooks, runtime.webhooks): the id is the pushed
 message's id, the same on each retry, so the platform processes a push once; the
 timestamp is the attempt's, so the platform can refuse an old one replayed.
+
+Most polls find nothing due (with no callback URL in the applications, every one does):
+such a poll is one statement outside a transaction (`_ANY_DUE`), and only a poll that
+finds a due row claims rows in a transaction.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import structlog
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 
 from contracts.api import TimelineEvent
 from router.store import CallbackRow, Database
@@ -34,6 +38,12 @@ from runtime.webhooks import secret_key, signature_headers
 log = structlog.get_logger(__name__)
 
 NOT_DELIVERED = "not delivered: the callback URL did not accept it (the router's log says why)"
+_CALLBACKS: Table = CallbackRow.__table__  # type: ignore[assignment]
+_ANY_DUE = (
+    select(_CALLBACKS.c.id)
+    .where(_CALLBACKS.c.delivered_at.is_(None), _CALLBACKS.c.next_attempt_at <= bindparam("now"))
+    .limit(1)
+)
 
 
 class CallbackSender:
@@ -50,6 +60,9 @@ class CallbackSender:
         timeout_seconds: float = 10.0,
     ) -> None:
         self._database = database
+        # An idle poll through the ORM was BEGIN, a locking SELECT and COMMIT, about three
+        # times this one statement's CPU, five times a second.
+        self._unlocked = database.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._outbound = outbound
         self._key = secret_key(secret)
         self._backoff = backoff_seconds
@@ -73,6 +86,8 @@ class CallbackSender:
     def send_due(self) -> int:
         """Attempt every due callback once; returns how many were attempted."""
         now = datetime.now(UTC)
+        if not self._any_due(now):
+            return 0
         with self._database.transaction() as session:
             rows = session.scalars(
                 select(CallbackRow)
@@ -108,6 +123,12 @@ class CallbackSender:
                         error=error,
                     )
             return len(rows)
+
+    def _any_due(self, now: datetime) -> bool:
+        """Whether any row is due, one another sender holds included (the claim then
+        skips it, as it always did)."""
+        with self._unlocked.connect() as connection:
+            return connection.execute(_ANY_DUE, {"now": now}).first() is not None
 
     def _post(self, row: CallbackRow) -> str | None:
         """None when the platform took it, else why not (for the router's log)."""
