@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 from harness import Platform, Running, eventually, new_project_no, running_stack
+from sqlalchemy import event
 
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
-from lianban.settings import Settings
-from router.channels.callbacks import NOT_DELIVERED
+from lianban.settings import DEVELOPMENT_CALLBACK_SECRET, Settings
+from router.channels.callbacks import NOT_DELIVERED, CallbackSender
+from router.store import Database
+from runtime.outbound import OutboundPolicy
 
 
 @pytest.fixture
@@ -114,3 +117,32 @@ def test_a_failing_callback_stays_visible_and_is_not_dropped(
     assert callback["delivered_at"] is None
     assert callback["attempts"] >= 3
     assert callback["last_error"] == NOT_DELIVERED  # not what the target answered
+
+
+def test_an_idle_callback_poll_is_one_select_that_neither_locks_nor_commits(
+    database: Database,
+) -> None:
+    """The sender polls five times a second, whether or not any platform gave a callback
+    URL; only a poll that finds a row due claims rows in a transaction."""
+    sender = CallbackSender(database, OutboundPolicy(), secret=DEVELOPMENT_CALLBACK_SECRET)
+    statements: list[str] = []
+    commits: list[object] = []
+
+    def executed(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    def committed(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(database.engine, "before_cursor_execute", executed)
+    event.listen(database.engine, "commit", committed)
+    try:
+        assert sender.send_due() == 0
+    finally:
+        event.remove(database.engine, "before_cursor_execute", executed)
+        event.remove(database.engine, "commit", committed)
+
+    # SQLite takes its write lock at BEGIN (router.store.engine), even for a read.
+    (select,) = [statement for statement in statements if statement != "BEGIN IMMEDIATE"]
+    assert select.startswith("SELECT") and "FOR UPDATE" not in select
+    assert commits == []

@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import structlog
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from contracts.errors import ChainBroken, ConfigurationError
@@ -67,6 +67,15 @@ _PLACE = (
     .values(seq=bindparam("seq"), prev_hash=bindparam("prev"), hash=bindparam("hash"))
 )
 """A record's place in the chain (or its refusal: `prev_hash = REFUSED`, no seq)."""
+_PLACE_ALL = text(
+    "UPDATE audit_log SET seq = place.seq, prev_hash = place.prev, hash = place.hash"
+    " FROM unnest(CAST(:record AS bigint[]), CAST(:seq AS bigint[]),"
+    " CAST(:prev AS text[]), CAST(:hash AS text[])) AS place(record, seq, prev, hash)"
+    " WHERE audit_log.id = place.record"
+)
+"""`_PLACE` for a whole batch as one statement, on PostgreSQL: each parameter an array of
+the batch's values. psycopg's executemany sends and binds a statement per record, and the
+server runs each: a fifth of the sealer's CPU per record."""
 
 
 def retention_from_days(days: int) -> timedelta:
@@ -103,7 +112,8 @@ def seal_pending(database: Database, batch_size: int = SEAL_BATCH) -> int:
     looked at (refused ones included).
 
     Set-based: the records are read as plain rows and their places written back in one
-    executemany UPDATE by id, without the ORM's objects and unit of work."""
+    UPDATE by id (`_PLACE_ALL`; an executemany on SQLite), without the ORM's objects and
+    unit of work."""
     with database.transaction() as session:
         chain = _chain(session, skip_locked=True)
         if chain is None:
@@ -116,7 +126,7 @@ def seal_pending(database: Database, batch_size: int = SEAL_BATCH) -> int:
         ).all()
         if not rows:
             return 0
-        places = []
+        places: list[dict[str, object]] = []
         for row in rows:
             record = cast(AuditRow, row)  # a Core row has the record's attributes
             if not written_by_the_application(database.audit_key, record):
@@ -127,9 +137,16 @@ def seal_pending(database: Database, batch_size: int = SEAL_BATCH) -> int:
             sealed = record_hash(record, seq, chain.head_hash)
             places.append({"record": row.id, "seq": seq, "prev": chain.head_hash, "hash": sealed})
             chain.head_seq, chain.head_hash = seq, sealed
-        session.execute(_PLACE, places)
+        _place(session, places)
         log.info("audit.head", head_seq=chain.head_seq, head_hash=chain.head_hash)
         return len(rows)
+
+
+def _place(session: Session, places: list[dict[str, object]]) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_PLACE_ALL, {key: [place[key] for place in places] for key in places[0]})
+    else:
+        session.execute(_PLACE, places)
 
 
 @dataclass(frozen=True)

@@ -65,10 +65,7 @@ class MaterialUpload:
         self._digest = hashlib.sha256()
         self._head = b""
         self.size = 0
-        spool_dir.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in commit/abort
-            dir=spool_dir, delete=False
-        )
+        self._path, self._file = _spool_file(spool_dir)
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -100,13 +97,22 @@ class MaterialUpload:
             self.abort()  # what is left of the spool: the store has its own copy, or nothing
         return self.size
 
-    @property
-    def _path(self) -> Path:
-        return Path(self._file.name)
-
     def abort(self) -> None:
         self._file.close()
         self._path.unlink(missing_ok=True)
+
+
+def _spool_file(spool_dir: Path) -> tuple[Path, IO[bytes]]:
+    """A new file in `spool_dir` (made if it is not there), open for writing. The
+    directory is made when missing rather than asked for on every upload (a failing mkdir
+    and a stat), and the file is a plain one, not NamedTemporaryFile's wrapper (which
+    wraps the method anew at each `write`): the relay keeps every notice it renders."""
+    try:
+        descriptor, name = tempfile.mkstemp(dir=spool_dir)
+    except FileNotFoundError:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(dir=spool_dir)
+    return Path(name), open(descriptor, "wb")  # closed in commit or abort
 
 
 class MaterialStore(ABC):
