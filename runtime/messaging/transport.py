@@ -21,8 +21,10 @@ keep py-amqp's transport (a TLS socket may hold decrypted bytes that `poll` cann
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import select
+import socket
 from typing import Any
 
 from amqp.transport import TCPTransport
@@ -39,10 +41,23 @@ class BufferedTCPTransport(TCPTransport):  # type: ignore[misc]  # py-amqp is un
         self._poller = select.poll()
         self._poller.register(self.sock, select.POLLIN)
 
-    def readable_within(self, timeout: float) -> bool:
+    def readable_within(self, timeout: float, wake_on: socket.socket | None = None) -> bool:
         """Whether a frame (or part of one) is here, or arrives within `timeout` seconds;
-        a closed or failed socket counts as readable, for the read to raise."""
-        return bool(self._read_buffer) or bool(self._poller.poll(timeout * 1000))
+        a closed or failed socket counts as readable, for the read to raise. `wake_on`
+        ending the wait first (what it holds is read out) makes it False."""
+        if self._read_buffer:
+            return True
+        if wake_on is None:
+            return bool(self._poller.poll(timeout * 1000))
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        poller.register(wake_on, select.POLLIN)
+        ready = {fd for fd, _ in poller.poll(timeout * 1000)}
+        if wake_on.fileno() in ready:
+            with contextlib.suppress(BlockingIOError):
+                while wake_on.recv(4096):
+                    pass
+        return self.sock.fileno() in ready
 
     def having_timeout(self, timeout: float | None) -> Any:
         return super().having_timeout(None if self._holds_a_frame() else timeout)
@@ -110,12 +125,20 @@ class AmqpTransport(pyamqp.Transport):
 
     Connection = _Connection
 
-    def drain_events(self, connection: Any, timeout: float | None = None, **options: Any) -> Any:
+    def drain_events(
+        self,
+        connection: Any,
+        timeout: float | None = None,
+        wake_on: socket.socket | None = None,
+        **options: Any,
+    ) -> Any:
+        """kombu's, and `wake_on`: a socket another thread writes to, to end the wait
+        early (it times out, as if it had lasted `timeout`)."""
         reader = connection.transport
         if (
             timeout is not None
             and isinstance(reader, BufferedTCPTransport)
-            and not reader.readable_within(timeout)
+            and not reader.readable_within(timeout, wake_on)
         ):
             raise TimeoutError("timed out")
         return connection.drain_events(timeout=timeout, **options)
