@@ -89,8 +89,8 @@ class AdapterWorker:
             prefetch=adapter.concurrency,
             grace_seconds=grace_seconds,
             before_ack_failpoint="adapter.before_ack",
-            # Outcomes are published on a tick: a short one keeps that wait out of every
-            # hop a bundle makes (the poll itself costs next to nothing).
+            # On the in-memory transport outcomes are published on a tick: a short one keeps
+            # that wait out of every hop a bundle makes (RabbitMQ's settlements wake it).
             tick_seconds=0.01,
         )
 

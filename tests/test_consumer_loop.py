@@ -308,6 +308,35 @@ def test_deliveries_settled_moments_apart_are_acknowledged_together(
     assert _depth(broker) == 0  # all four acknowledged: none came back at the stop
 
 
+@pytest.mark.connected
+def test_a_settlement_from_another_thread_ends_the_consumers_wait(
+    amqp_url: str, catalog: Catalog
+) -> None:
+    """On RabbitMQ what another thread settles or sends wakes the consumer: a pending
+    delivery needs no tick (here of ten minutes) to be carried out."""
+    broker = emptied_department_queue(amqp_url, catalog, "police")
+    handler = _LeftPending()
+    loop = ConsumerLoop(broker, QUEUE, handler, tick_seconds=600)
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    thread.start()
+    assert loop.ready.wait(30)
+    try:
+        _publish(broker, b'"refused"', b'"last"')
+        refused, last = handler.handed_over(2)
+        loop.settle(refused, Park("refused"))
+        parked = eventually(
+            lambda: _parked(broker), timeout=30, message="the settlement waited for the tick"
+        )
+    finally:
+        stop.set()
+        loop.settle(last, Ack())  # and the stop is seen at once, too
+        thread.join(30)
+    assert [Delivery.of(message).body for message in parked] == [b'"refused"']
+    assert not thread.is_alive()
+    assert _depth(broker) == 0
+
+
 def test_parked_and_retried_copies_of_a_batch_go_out_in_one_confirmed_publish(
     broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from kombu import Connection
 
+from runtime.messaging.transport import AmqpTransport
+
 MEMORY_URL = "memory://"
 
 
@@ -35,9 +37,11 @@ class Broker:
             )
         # No `confirm_publish`: the Publisher pipelines its own confirms. A URL may list
         # several cluster nodes (`amqp://a;amqp://b`): a node that refuses is skipped at
-        # once; past the connect timeout the caller's own backoff takes over.
+        # once; past the connect timeout the caller's own backoff takes over. Plain AMQP
+        # reads through `AmqpTransport` (a failover to another node, kombu's own).
         return Connection(
             self.url,
+            transport=AmqpTransport if self.url.startswith("amqp://") else None,
             heartbeat=self.heartbeat,
             connect_timeout=self.connect_timeout,
             transport_options={"interval_start": 0, "interval_step": 0.5, "interval_max": 2},

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import socket
 import threading
 import time
 from collections import deque
@@ -65,6 +66,7 @@ from runtime.messaging.settlement import (
     RetryLater,
     Settlement,
 )
+from runtime.messaging.transport import BufferedTCPTransport
 
 log = structlog.get_logger(__name__)
 # How long a wait may last with no work in hand: a delivery ends it at once; a stop
@@ -85,10 +87,12 @@ class ConsumerLoop:
     are carried out on the consuming thread between waits, since a channel belongs to
     its thread: a wait lasts a tick while deliveries are in hand (pending, or waiting to
     be handed over), and up to IDLE_WAIT_SECONDS when none is, so an idle consumer
-    does not wake a hundred times a second. A delivery of a channel that has since died
-    is never settled: after a reconnect its tag means nothing, and the broker redelivers
-    it instead. On stop, pending deliveries get `grace_seconds` to be settled before the
-    connection closes.
+    does not wake a hundred times a second. On RabbitMQ, `settle` and `send` end the
+    wait themselves, so pending deliveries need no tick either: a worker whose calls
+    take a second does not wake a hundred times for each. A delivery of a channel that
+    has since died is never settled: after a reconnect its tag means nothing, and the
+    broker redelivers it instead. On stop, pending deliveries get `grace_seconds` to be
+    settled before the connection closes.
     """
 
     def __init__(
@@ -134,6 +138,12 @@ class ConsumerLoop:
         self._last_delivery = time.monotonic()
         self._last_liveness_check = time.monotonic()
         self._last_heartbeat_check = 0.0
+        # Written to by `settle` and `send`, to end the consumer's wait on a broker that
+        # can wait on it too (`runtime.messaging.transport`); one byte does for many.
+        self._wake_on, self._waker = socket.socketpair()
+        self._wake_on.setblocking(False)
+        self._waker.setblocking(False)
+        self._wakeable = False
         self.ready = threading.Event()
 
     def settle(self, delivery: Delivery, settlement: Ack | Park | RetryLater) -> None:
@@ -141,10 +151,17 @@ class ConsumerLoop:
         if isinstance(settlement, Hold):
             raise TypeError("only a handler's direct answer can hold a delivery")
         self._from_other_threads.put((delivery, settlement))
+        self._wake()
 
     def send(self, message: Outgoing) -> None:
         """Publish `message` (confirmed) on the consuming thread soon; safe from any thread."""
         self._from_other_threads.put((None, message))
+        self._wake()
+
+    def _wake(self) -> None:
+        # Full: a wake-up is due already. Closed: the loop has ended.
+        with contextlib.suppress(OSError):
+            self._waker.send(b"\0")
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -172,6 +189,8 @@ class ConsumerLoop:
                     connection.release()
         finally:
             self._publisher.close()
+            self._wake_on.close()
+            self._waker.close()
 
     def _consume(self, connection: Connection, stop: threading.Event) -> None:
         channel = connection.default_channel
@@ -186,6 +205,9 @@ class ConsumerLoop:
             prefetch_count=self._prefetch,
         ) as consumer:
             self._channel = channel
+            self._wakeable = isinstance(
+                getattr(connection.connection, "transport", None), BufferedTCPTransport
+            )
             self._last_delivery = self._last_liveness_check = time.monotonic()
             self.ready.set()
             log.info("consumer.started", queue=self._queue.name)
@@ -208,9 +230,14 @@ class ConsumerLoop:
         batch handler, also take every delivery already on the wire, so that one batch
         holds them."""
         in_hand = self._pending or self._waiting or not self._from_other_threads.empty()
-        wait = self._tick_seconds if in_hand else max(self._tick_seconds, IDLE_WAIT_SECONDS)
+        woken = {"wake_on": self._wake_on} if self._wakeable else {}
+        # Woken by other threads, the wait need not tick for what they settle and send.
+        ticking = self._waiting or (in_hand and not woken)
+        wait = self._tick_seconds if ticking else max(self._tick_seconds, IDLE_WAIT_SECONDS)
+        if self._settled:  # their ack is due then
+            wait = min(wait, max(self._tick_seconds, self._ack_due - time.monotonic()))
         with contextlib.suppress(TimeoutError):
-            connection.drain_events(timeout=wait)
+            connection.drain_events(timeout=wait, **woken)
             while self._batch_handler is not None and len(self._waiting) < self._prefetch:
                 connection.drain_events(timeout=0.001)
 
