@@ -182,10 +182,15 @@ def publishing(
 ) -> Iterator[list[Outgoing]]:
     """One producer span per message, each a child of its stored traceparent (none: a new
     trace), ended when the block ends; yields the messages with their span's headers."""
+    # A commit's messages share its traceparent: each parsed once. Contexts are immutable.
+    contexts = {
+        traceparent: parent_of({"traceparent": traceparent} if traceparent else None)
+        for traceparent in set(parents)
+    }
     spans = [
         _tracer.start_span(
             name,
-            context=parent_of({"traceparent": traceparent} if traceparent else None),
+            context=contexts[traceparent],
             kind=SpanKind.PRODUCER,
             attributes={
                 "lianban.bundle_id": message.correlation_id,

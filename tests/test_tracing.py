@@ -22,8 +22,9 @@ from contracts.samples import sample_application
 from lianban.settings import Settings
 from router.http.app import create_app
 from runtime.logs import json_formatter
+from runtime.messaging import Outgoing
 from runtime.serving import ThreadedServer
-from runtime.tracing import configure_tracing
+from runtime.tracing import configure_tracing, publishing
 
 
 @pytest.fixture
@@ -147,3 +148,30 @@ def test_a_request_is_one_span_the_servers(
         server.stop()
 
     assert [span.name for span in exported_spans.get_finished_spans()] == ["GET /healthz"]
+
+
+def test_each_published_message_continues_its_own_stored_trace(
+    exported_spans: InMemorySpanExporter,
+) -> None:
+    """A batch mixes rows of several commits, some sharing a traceparent, some without."""
+    first, second = (f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01" for _ in range(2))
+    parents = [first, second, first, None]
+    messages = [
+        Outgoing("lianban.dispatch", f"dept.{n}", b"{}", f"message-{n}", "bundle")
+        for n in range(len(parents))
+    ]
+    with publishing("relay.publish", messages, parents) as traced:
+        sent = [message.headers["traceparent"] for message in traced]
+
+    spans = {
+        format_span_id(span.context.span_id): span for span in exported_spans.get_finished_spans()
+    }
+    for traceparent, headers in zip(parents, sent, strict=True):
+        span = spans[headers.split("-")[2]]
+        if traceparent is None:
+            assert span.parent is None
+            continue
+        _, trace_id, parent_id, _ = traceparent.split("-")
+        assert format_trace_id(span.context.trace_id) == trace_id
+        assert span.parent is not None and format_span_id(span.parent.span_id) == parent_id
+    assert len(set(sent)) == len(parents)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import structlog
@@ -89,6 +90,8 @@ class Intake:
         """Validate and store one application; `actor` (the token that sent it) is named
         in the audit log (the timeline, which the platform reads, says `platform`)."""
         catalog = self._catalogs.current()
+        # An area's view is a copy of the catalog, built anew each call: once per submit.
+        view_of_area = cache(catalog.for_area)
         # The licences and earlier results it cites are verified whatever else is wrong,
         # so their problems join the same notice; only a clean application fetches files.
         verified = Verified()
@@ -96,7 +99,7 @@ class Intake:
         def check_citations(document: dict[str, Any]) -> tuple[frozenset[str], list[Problem]]:
             nonlocal verified
             area = document.get("area_code")
-            view = catalog.for_area(area) if isinstance(area, str) else None
+            view = view_of_area(area) if isinstance(area, str) else None
             verified, problems = self._citations.verify(document, view or catalog)
             return verified.types, problems
 
@@ -108,7 +111,10 @@ class Intake:
         if isinstance(callback_url, str):
             problems += _callback_problems(self._outbound, callback_url)
         if application is not None:
-            problems.extend(self._unserved(application, catalog))
+            # Validated: the area lies in the province, so it has a view.
+            view = view_of_area(application.area_code) or catalog
+            routes = self._routes(application, view)
+            problems.extend(self._unserved(application, view, routes))
         evidence = Evidence()
         if application is not None and not problems:
             evidence, fetch_problems = self._citations.fetch(verified)
@@ -118,7 +124,7 @@ class Intake:
             self._audit_received(raw, actor, "refused", codes)
             return ProblemsFound(OneTimeNotice(problems=tuple(problems)))
         try:
-            result: IntakeResult = self._store(application, catalog, evidence, actor)
+            result: IntakeResult = self._store(application, view, routes, evidence, actor)
         except IntegrityError:
             # The case number is taken (the unique index says so, no query before each
             # new one): by an earlier request, or by another that committed first.
@@ -132,12 +138,16 @@ class Intake:
         return result
 
     def _store(
-        self, application: Application, catalog: Catalog, evidence: Evidence, actor: str
+        self,
+        application: Application,
+        view: Catalog,
+        routes: dict[str, str | None],
+        evidence: Evidence,
+        actor: str,
     ) -> Received:
-        """Store a new bundle; IntegrityError when its case number is already taken."""
+        """Store a new bundle, its items routed by `routes`, under `view` (its area's
+        catalog); IntegrityError when its case number is already taken."""
         with self._database.transaction() as session:
-            # Validated: the area lies in the province, so it has a view.
-            view = catalog.for_area(application.area_code) or catalog
             bundle_type = view.bundle_types[application.bundle_type]
             now = clock.now()
             bundle = BundleRow(
@@ -192,7 +202,7 @@ class Intake:
                         position=position,
                         service=item.service,
                         department=item.department,
-                        route=self._areas.route(item, application.area_code),
+                        route=routes[code],
                         name_zh=item.name_zh,
                         state=ItemState.WAITING.value,
                         # What dispatching sets, set on every item (the server's default
@@ -222,15 +232,24 @@ class Intake:
             )
             return Received(receipt_for(bundle, view), replayed=False)
 
-    def _unserved(self, application: Application, catalog: Catalog) -> list[Problem]:
+    def _routes(self, application: Application, view: Catalog) -> dict[str, str | None]:
+        """Each item's route to its department's adapter (None: no adapter serves it)."""
+        bundle_type = view.bundle_types[application.bundle_type]
+        return {
+            code: self._areas.route(bundle_type.item(code), application.area_code)
+            for code in application.items
+        }
+
+    def _unserved(
+        self, application: Application, view: Catalog, routes: dict[str, str | None]
+    ) -> list[Problem]:
         """An item whose deciding office no adapter of its department serves: refused now,
         rather than stored and left waiting in no queue."""
-        view = catalog.for_area(application.area_code) or catalog
         bundle_type = view.bundle_types[application.bundle_type]
         problems = []
         for index, code in enumerate(application.items):
             item = bundle_type.item(code)
-            if self._areas.route(item, application.area_code) is None:
+            if routes[code] is None:
                 name = view.departments[item.department].name_zh
                 office, level = deciding_office(item, application.area_code)
                 problems.append(

@@ -14,10 +14,9 @@ from contracts.application import DEFAULT_MAX_BODY_BYTES, Application
 from contracts.catalog import Catalog
 from router.domain.catalogs import CatalogShelf, shelf_of
 from router.http.auth import fixed_tokens
-from router.http.body_limit import BodyLimit
 from router.http.bundles import bundle_routes
 from router.http.catalog import catalog_routes
-from router.http.headers import SecurityHeaders
+from router.http.edge import Edge
 from router.http.manual import manual_routes
 from router.http.materials import material_routes
 from router.http.ops import ops_routes
@@ -62,11 +61,9 @@ def create_app(catalog: Catalog | CatalogShelf, services: Services | None = None
     _register_schema(app, Application)
     answer_refusals_as_notices(app)
     answer_outages_with_retry_after(app)
-    # Inside the headers middleware, so its own 413 refusals carry the headers too.
     app.add_middleware(
-        BodyLimit, max_bytes=services.max_body_bytes if services else DEFAULT_MAX_BODY_BYTES
+        Edge, max_body_bytes=services.max_body_bytes if services else DEFAULT_MAX_BODY_BYTES
     )
-    app.add_middleware(SecurityHeaders)
     app.state.services = services
     app.state.catalogs = shelf_of(catalog)
     app.state.api_tokens = services.api_tokens if services else fixed_tokens(())

@@ -8,41 +8,32 @@ uploads stream to the store under their own cap (MAX_MATERIAL_BYTES) and are lef
 from __future__ import annotations
 
 from fastapi import HTTPException
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from contracts.application import DEFAULT_MAX_BODY_BYTES
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope
 
 _STREAMED = "/v1/materials/"
 
 
-class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-        self._app = app
-        self._max_bytes = max_bytes
+def limited(scope: Scope, receive: Receive, max_bytes: int) -> Receive | Response:
+    """`receive` counting an HTTP request's body against `max_bytes` (itself for a
+    material upload), or the 413 answering a body declared larger."""
+    if scope["path"].startswith(_STREAMED):
+        return receive
+    declared = dict(scope["headers"]).get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        return JSONResponse({"detail": _too_large(max_bytes).detail}, status_code=413)
+    received = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(_STREAMED):
-            await self._app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
-            refusal = JSONResponse({"detail": self._too_large().detail}, status_code=413)
-            await refusal(scope, receive, send)
-            return
-        received = 0
+    async def counting() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > max_bytes:
+            raise _too_large(max_bytes)
+        return message
 
-        async def counting() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self._max_bytes:
-                raise self._too_large()
-            return message
+    return counting
 
-        await self._app(scope, counting, send)
 
-    def _too_large(self) -> HTTPException:
-        return HTTPException(
-            status_code=413, detail=f"the body is larger than {self._max_bytes} bytes"
-        )
+def _too_large(max_bytes: int) -> HTTPException:
+    return HTTPException(status_code=413, detail=f"the body is larger than {max_bytes} bytes")
