@@ -8,6 +8,11 @@ leaves about 7 inbox, 8 outbox and 18 event rows; one each keeps the fill inside
 benchmark's time budget (see bench/README.md). Rows go in sorted by their index key, and
 foreign keys are not checked while filling (the session runs as a replica), which is
 what makes millions of rows take seconds rather than hours.
+
+Bundle and message ids are time-ordered (version 7) as of each bundle's time, as Lianban
+makes them (contracts.ids), so the live bundles' keys follow the filled ones in every
+index as they would after a million real bundles; the outcome message ids in the inbox
+are the departments' own, and stay random.
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ from contracts.samples import sample_application
 
 BATCH = 250_000  # bundles per statement, so each transaction stays a manageable size
 
+# A version 7 UUID of the time `at` (PostgreSQL 15 has no uuidv7()): the milliseconds
+# since the epoch in the first 48 bits, then "7" and the rest of a random UUID, whose
+# variant bits are already those of RFC 9562.
+_TIME_ORDERED_ID = (
+    "CAST(overlay(lpad(to_hex(CAST(floor(extract(epoch FROM at) * 1000) AS bigint)), 12, '0') "
+    "placing '-' from 9 for 0) || '-7' || substr(gen_random_uuid()::text, 16) AS uuid)"
+)
+
 
 def fill_finished_bundles(
     engine: Engine, bundle_type: BundleType, items: list[str], count: int
@@ -38,7 +51,7 @@ def _fill_transaction(
     engine: Engine, template: dict[str, Any], items: list[str], first: int, count: int
 ) -> None:
     with engine.begin() as connection:
-        _fill_batch(connection, template, items, first, min(first + BATCH, count))
+        _fill_batch(connection, template, items, first, min(first + BATCH, count), count)
 
 
 def _settle(engine: Engine) -> None:
@@ -52,19 +65,22 @@ def _settle(engine: Engine) -> None:
 
 
 def _fill_batch(
-    connection: Any, template: dict[str, Any], items: list[str], first: int, last: int
+    connection: Any, template: dict[str, Any], items: list[str], first: int, last: int, count: int
 ) -> None:
+    """Bundles `first` to `last` - 1 of `count`, one a second, the last a second ago: each
+    batch is newer than the one before, so its time-ordered keys go in after them."""
     connection.execute(text("SET LOCAL session_replication_role = replica"))
     connection.execute(text("SET LOCAL synchronous_commit = off"))
     connection.execute(
         text(
             "CREATE TEMP TABLE bench_filled ON COMMIT DROP AS "
-            "SELECT gen_random_uuid() AS id, 'F-' || lpad(n::text, 9, '0') AS project_no, "
-            "now() - make_interval(secs => n) AS at "
-            "FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) AS n "
-            "ORDER BY id"
+            f"SELECT {_TIME_ORDERED_ID} AS id, project_no, at FROM "
+            "(SELECT 'F-' || lpad(n::text, 9, '0') AS project_no, "
+            "now() - make_interval(secs => CAST(:count AS integer) - n) AS at "
+            "FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) AS n) "
+            "AS finished ORDER BY id"
         ),
-        {"first": first, "last": last - 1},
+        {"first": first, "last": last - 1, "count": count},
     )
     connection.execute(
         text(
@@ -98,7 +114,7 @@ def _fill_batch(
         "created_at, sent_at) "
         "SELECT 'lianban.replies', 'reply.newborn', message_id, id::text, '\\x7b7d'::bytea, "
         "at, at FROM "
-        "(SELECT gen_random_uuid()::text AS message_id, id, at FROM bench_filled) AS sent "
+        f"(SELECT {_TIME_ORDERED_ID}::text AS message_id, id, at FROM bench_filled) AS sent "
         "ORDER BY message_id",
         "INSERT INTO replies (bundle_id, version, body, created_at) "
         'SELECT id, 1, \'{"outcome": "all_approved"}\'::jsonb, at FROM bench_filled',

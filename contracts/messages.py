@@ -11,12 +11,13 @@ from collections.abc import Collection
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Protocol
-from uuid import UUID, uuid4, uuid5
+from uuid import UUID, uuid5
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts import SCHEMA_VERSION, SchemaVersion
 from contracts.application import Agent, Applicant, Application, MaterialRef
+from contracts.ids import new_id
 
 
 class ItemState(StrEnum):
@@ -57,7 +58,7 @@ class _Frozen(BaseModel):
 
 class _Message(_Frozen):
     schema_version: SchemaVersion = SCHEMA_VERSION
-    message_id: UUID = Field(default_factory=uuid4)
+    message_id: UUID = Field(default_factory=new_id)
     bundle_id: UUID
 
 

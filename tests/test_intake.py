@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +56,24 @@ def test_a_repeated_case_number_returns_the_same_receipt_and_one_bundle(
     assert conflict.status_code == 409
     with database.transaction() as session:
         assert session.scalar(select(func.count()).select_from(OutboxRow)) == first_dispatches
+
+
+def test_a_new_bundle_and_its_dispatches_get_time_ordered_ids(
+    client: httpx.Client, database: Database, catalog: Catalog
+) -> None:
+    """Version 7 keys go in at the right edge of their indexes (contracts.ids)."""
+    first, second = (
+        _post(client, sample_application(catalog.bundle_types["newborn"], new_project_no()))
+        for _ in range(2)
+    )
+    assert first.status_code == second.status_code == 202
+    with database.transaction() as session:
+        bundle_ids = list(session.scalars(select(BundleRow.id).order_by(BundleRow.received_at)))
+        message_ids = list(session.scalars(select(OutboxRow.message_id).order_by(OutboxRow.id)))
+    assert len(bundle_ids) == 2 and len(message_ids) > 2
+    assert all(bundle_id.version == 7 for bundle_id in bundle_ids)
+    assert bundle_ids == sorted(bundle_ids)
+    assert all(uuid.UUID(message_id).version == 7 for message_id in message_ids)
 
 
 def test_every_problem_is_reported_at_once(client: httpx.Client, catalog: Catalog) -> None:

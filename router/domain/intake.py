@@ -6,7 +6,6 @@ returns the first receipt; posting a different one under the same number is a co
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 from contracts.api import BundleState, IntakeReceipt, OneTimeNotice, Problem, TimelineEvent
 from contracts.application import Application
 from contracts.catalog import Catalog, dependency_order
+from contracts.ids import new_id
 from contracts.messages import ItemState
 from router.domain.applicants import audit_applicant, validated_detail, who_applied
 from router.domain.catalogs import CatalogShelf, shelf_of
@@ -151,7 +151,7 @@ class Intake:
             bundle_type = view.bundle_types[application.bundle_type]
             now = clock.now()
             bundle = BundleRow(
-                id=uuid.uuid4(),
+                id=new_id(),
                 project_no=application.project_no,
                 bundle_type=application.bundle_type,
                 state=BundleState.IN_PROGRESS,

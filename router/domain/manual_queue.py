@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from contracts import topology
 from contracts.api import ManualItem, ManualItemState
+from contracts.ids import new_id
 from contracts.messages import (
     Accepted,
     ClockNotice,
@@ -72,7 +73,7 @@ class ManualQueue:
             if row is None:
                 now = datetime.now(UTC)
                 row = ManualItemRow(
-                    id=uuid.uuid4(),
+                    id=new_id(),
                     department=self.department,
                     idempotency_key=dispatch.idempotency_key,
                     dispatch=dispatch.model_dump(mode="json"),

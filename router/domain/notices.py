@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from contracts.application import MaterialRef
 from contracts.catalog import Catalog
+from contracts.ids import new_id
 from contracts.messages import AcceptanceNotice, Accepted, NoticeDecision, Rejected
 from router.domain.workdays import china_date
 from router.store import BundleRow, ItemRow, NoticeRow
@@ -60,7 +61,7 @@ def record_notice(
         session,
         _RECORD_ONCE[session.get_bind().dialect.name],
         {
-            "id": uuid.uuid4(),
+            "id": new_id(),
             "bundle_id": bundle.id,
             "item": item.code,
             "decision": decision.value,

@@ -8,7 +8,6 @@ events and the messages they cause commit together (or not at all).
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -20,6 +19,7 @@ from contracts import topology
 from contracts.api import BundleState, TimelineEvent
 from contracts.application import Application, Delivery, MaterialRef
 from contracts.catalog import BundleType, Item
+from contracts.ids import new_id
 from contracts.messages import (
     AcceptanceNotice,
     BundleOutcome,
@@ -360,7 +360,7 @@ def correct_reply(session: Session, bundle: BundleRow, correction: str) -> Bundl
     was = BundleReply.model_validate(previous.body)
     reply = was.model_copy(
         update={
-            "message_id": uuid.uuid4(),
+            "message_id": new_id(),
             "outcome": was.outcome
             if was.outcome is BundleOutcome.WITHDRAWN
             else _outcome_of(bundle),

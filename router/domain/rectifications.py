@@ -30,6 +30,7 @@ from contracts.api import (
     Satisfaction,
     TimelineEvent,
 )
+from contracts.ids import new_id
 from router.domain.clocks import alert_level
 from router.domain.workdays import CHINA_TZ, WorkingCalendar
 from router.store import BundleRow, Database, RectificationRow, audit
@@ -53,7 +54,7 @@ def open_rectification(
     """Open 整改 for `department`, due at the end of the `working_days`-th working day
     after `at` (the day it opens is not counted, as for every other deadline)."""
     row = RectificationRow(
-        id=uuid.uuid4(),
+        id=new_id(),
         bundle_id=bundle.id,
         department=department,
         level=level,
