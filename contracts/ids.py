@@ -16,6 +16,7 @@ import uuid6
 
 
 def new_id() -> UUID:
-    """A version 7 UUID, greater than every one this process made before (its clock
-    moves ahead by a millisecond when ids are asked for faster than that)."""
+    """A version 7 UUID, greater than every one this thread made before: uuid6 moves its
+    millisecond ahead by one when ids are asked for faster than that. Threads asking at
+    the same moment may share a millisecond; the random bits keep their ids apart."""
     return uuid6.uuid7()
