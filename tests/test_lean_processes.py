@@ -129,6 +129,27 @@ def test_a_router_role_loads_no_other_roles_libraries(
     assert _among(loaded, NOT_IN_A_ROUTER_ROLE[role]) == []
 
 
+def test_what_every_router_role_imports_before_it_starts_holds_no_role_s_own_library() -> None:
+    """The command line and the stack, imported by every router role's process before
+    its roles start, load none of the libraries one role alone uses, so that a role
+    which never uses one never holds it. Needs no broker or database: a regression
+    fails here in any run, not only in the connected runs of the test above."""
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys, lianban.cli, lianban.stack; print(json.dumps(sorted(sys.modules)))",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    loaded = json.loads(imported.stdout)
+    assert "lianban.stack" in loaded
+    one_role_s = (*NOT_IN_ANY_ROUTER_ROLE, *WEB_FRAMEWORK, *NOTICE_DOCUMENTS)
+    assert _among(loaded, one_role_s) == []
+
+
 def _router_environment(
     database_url: str, amqp_url: str, port: int, workdir: Path
 ) -> dict[str, str]:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from harness import KEYRING, Running, eventually, new_project_no, received_dispatches, running_stack
 from pypdf import PdfReader
+from reportlab.pdfbase.ttfonts import TTFont
 from sqlalchemy import select
 from test_delivery import Platform
 
@@ -32,7 +33,11 @@ from lianban.settings import Settings
 from router.channels.applicant_messages import ApplicantMessageSender
 from router.channels.filedrop import Layout
 from router.channels.notice_desk import NO_GATEWAY, NO_MOBILE, NoticeDesk
-from router.channels.notice_document import NoticeFacts, NoticeRenderer
+from router.channels.notice_document import (
+    NoticeFacts,
+    NoticeRenderer,
+    drop_what_subsets_do_not_read,
+)
 from router.channels.notifiers import ApplicantMessage, SmsGateway
 from router.domain.correlator import Applied, Correlator
 from router.domain.notices import issued_notices
@@ -279,6 +284,17 @@ def test_a_notice_renders_to_the_same_bytes_after_others_and_each_reads_back_its
     assert "张三丰" in text(rendered) and "欧阳鹏飞" not in text(rendered)
     assert "受理通知书" in text(rendered) and "城乡居民医疗保险参保登记" in text(rendered)
     assert "欧阳鹏飞" in other_text and REJECTION in other_text.replace("\n", "")
+
+
+def test_the_glyph_offsets_kept_compact_are_those_reportlab_parses() -> None:
+    """The renderer keeps the glyph offsets a subset is cut by as an array, not
+    reportlab's list: every glyph's must be the same, or the subsets would differ."""
+    parsed = TTFont("parsed", str(Settings().notice_font_file), subfontIndex=0).face
+    offsets = parsed.glyphPos
+    drop_what_subsets_do_not_read(parsed)
+
+    assert list(parsed.glyphPos) == offsets
+    assert not hasattr(parsed, "glyphToChar")
 
 
 def test_a_long_name_and_reason_wrap_and_run_onto_a_second_page() -> None:
