@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -88,10 +89,13 @@ def test_the_api_requires_a_client_certificate_when_a_client_ca_is_set(
     try:
         assert stack.base_url.startswith("https://")
         url = f"{stack.base_url}/v1/catalog"
-        answered = httpx.get(url, headers=AUTH, verify=client_context(client_cert, client_key))
+        # Under test is who may connect, not how fast: httpx's default 5 s read timeout
+        # expired once for the first request on a CI machine at load 11 (0.16 s at load 3).
+        get = partial(httpx.get, url, headers=AUTH, timeout=60)
+        answered = get(verify=client_context(client_cert, client_key))
         for cert, key in ((None, None), (stranger_cert, stranger_key)):
             with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
-                httpx.get(url, headers=AUTH, verify=client_context(cert, key))
+                get(verify=client_context(cert, key))
     finally:
         stack.stop()
     assert answered.status_code == 200
