@@ -56,11 +56,19 @@ def test_a_signature_covers_the_body_and_the_ids() -> None:
         {"body": b"{}", "headers": headers, "message_id": "m-1", "correlation_id": "c-2"},
         {"body": b"{}", "headers": {KEY_ID_HEADER: headers[KEY_ID_HEADER]}, **IDS},
         {"body": b"{}", "headers": {**headers, SIGNATURE_HEADER: "not base64!"}, **IDS},
+        {"body": b"{}", "headers": {**headers, SIGNATURE_HEADER: _resized(headers, -1)}, **IDS},
+        {"body": b"{}", "headers": {**headers, SIGNATURE_HEADER: _resized(headers, +1)}, **IDS},
     ]
     for fields in altered:
         with pytest.raises(BadSignature):
             keyring.verify(**fields)
-    assert keyring.refusals == {"bad_signature": 4, "unsigned": 1}
+    assert keyring.refusals == {"bad_signature": 6, "unsigned": 1}
+
+
+def _resized(headers: dict[str, str], by: int) -> str:
+    """The signature one byte shorter or longer: still base64, no longer 64 bytes."""
+    signature = base64.b64decode(headers[SIGNATURE_HEADER])
+    return base64.b64encode(signature[:by] if by < 0 else signature + b"{" * by).decode()
 
 
 @pytest.mark.parametrize("message_id", ["m-1", 'quote " backslash \\', "办件\u2028\x00"])
@@ -77,6 +85,28 @@ def test_what_is_signed_stays_the_documented_bytes(message_id: str) -> None:
     }
     keyring = Keyring({}, [trusted])
     assert keyring.verify(body=b"{}", headers=headers, message_id=message_id, correlation_id="c-1")
+
+
+@pytest.mark.parametrize("body", [b"{}", bytes(range(256)) * 6])
+def test_libsodium_and_openssl_make_the_same_signature_and_verify_each_other(body: bytes) -> None:
+    """Messages are signed and verified by libsodium, key files are OpenSSL's (cryptography):
+    Ed25519 is deterministic, so both sign the same bytes, and messages signed by an older
+    process (OpenSSL) and by this one verify either way."""
+    private, trusted = new_key("police")
+    key = serialization.load_pem_private_key(private, password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    keyring = Keyring({"police": key}, [trusted])
+    signed_bytes = json.dumps(["lianban-signature-v1", *IDS.values()]).encode() + b"\n" + body
+
+    by_libsodium = base64.b64decode(keyring.sign("police", body=body, **IDS)[SIGNATURE_HEADER])
+    by_openssl = key.sign(signed_bytes)
+    assert by_libsodium == by_openssl
+    key.public_key().verify(by_libsodium, signed_bytes)  # raises InvalidSignature otherwise
+    headers = {
+        KEY_ID_HEADER: trusted.key_id,
+        SIGNATURE_HEADER: base64.b64encode(by_openssl).decode(),
+    }
+    assert keyring.verify(body=body, headers=headers, **IDS) == "police"
 
 
 def test_a_key_is_trusted_while_listed_and_refused_once_removed() -> None:

@@ -13,6 +13,11 @@ rewrite (delivery count, x-death, retry counters).
 A key is named by its id, the first 16 hex digits of the SHA-256 of its raw public key.
 Verifiers accept every key they trust, so keys rotate without a stop: trust the new
 key, switch the signer to it, and drop the old key once no message signed by it is left.
+
+Key files are read and written with `cryptography` (PEM, PKCS #8); each message is signed
+and verified by libsodium (PyNaCl) with the raw keys taken from them once: the same
+deterministic Ed25519 signatures, for 0.55 of OpenSSL's instructions to sign and verify
+one (1.1 M against 2.0 M, callgrind, a 1,500-byte body).
 """
 
 from __future__ import annotations
@@ -30,12 +35,18 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import structlog
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from nacl.bindings import (
+    crypto_sign,
+    crypto_sign_BYTES,
+    crypto_sign_open,
+    crypto_sign_seed_keypair,
+)
+from nacl.exceptions import BadSignatureError
 
 from contracts.errors import BadSignature, ConfigurationError
 from runtime.messaging.envelope import Delivery
@@ -58,14 +69,17 @@ class TrustedKey:
     def key_id(self) -> str:  # a hash: computed once, not for each message verified
         return key_id(self.public_key)
 
-    def as_json(self) -> dict[str, str]:
-        raw = self.public_key.public_bytes(
+    @cached_property
+    def raw_public_key(self) -> bytes:  # what libsodium verifies with, taken out once
+        return self.public_key.public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
+
+    def as_json(self) -> dict[str, str]:
         return {
             "key_id": self.key_id,
             "signer": self.signer,
-            "public_key": base64.b64encode(raw).decode(),
+            "public_key": base64.b64encode(self.raw_public_key).decode(),
         }
 
     @classmethod
@@ -93,8 +107,11 @@ class Keyring:
         signing: Mapping[str, Ed25519PrivateKey],
         trusted: Iterable[TrustedKey] | ReloadingFile[list[TrustedKey]],
     ) -> None:
-        # Each signing key with its id, which every signed message carries.
-        self._signing = {signer: (key, key_id(key.public_key())) for signer, key in signing.items()}
+        # Each signing key, as libsodium takes it, with its id, which every signed message carries.
+        self._signing = {
+            signer: (_libsodium_secret_key(key), key_id(key.public_key()))
+            for signer, key in signing.items()
+        }
         self._trusted_file = trusted if isinstance(trusted, ReloadingFile) else None
         self._trusted_keys = list(trusted) if not isinstance(trusted, ReloadingFile) else []
         # The trusted keys by id, indexed again only when the list read from the file changes.
@@ -138,8 +155,9 @@ class Keyring:
         signing = self._signing.get(signer)
         if signing is None:
             raise ConfigurationError(f"no signing key for {signer!r} in this process")
-        key, signing_key_id = signing
-        signature = key.sign(_signed_bytes(body, message_id, correlation_id))
+        secret_key, signing_key_id = signing
+        signed_message = crypto_sign(_signed_bytes(body, message_id, correlation_id), secret_key)
+        signature = signed_message[:crypto_sign_BYTES]  # libsodium puts it before the message
         return {
             KEY_ID_HEADER: signing_key_id,
             SIGNATURE_HEADER: base64.b64encode(signature).decode(),
@@ -155,12 +173,8 @@ class Keyring:
         trusted = self._trusted().get(str(presented_id))
         if trusted is None:
             self._refuse("unknown_key", f"signed by key {presented_id}, which is not trusted")
-        try:
-            trusted.public_key.verify(
-                base64.b64decode(str(signature), validate=True),
-                _signed_bytes(body, message_id, correlation_id),
-            )
-        except (InvalidSignature, binascii.Error, ValueError):
+        signed_bytes = _signed_bytes(body, message_id, correlation_id)
+        if not _verifies(str(signature), signed_bytes, trusted.raw_public_key):
             self._refuse("bad_signature", f"the signature by {trusted.signer} does not match")
         return trusted.signer
 
@@ -185,6 +199,31 @@ def read_trusted_keys(path: Path) -> list[TrustedKey]:
         return [TrustedKey.from_json(entry) for entry in json.loads(path.read_text("utf-8"))]
     except (OSError, ValueError, KeyError, TypeError, binascii.Error) as error:
         raise ConfigurationError(f"cannot read trusted keys {path}: {error}") from None
+
+
+def _libsodium_secret_key(key: Ed25519PrivateKey) -> bytes:
+    """`key` as libsodium signs with it: its 32-byte seed followed by its public key."""
+    seed = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return crypto_sign_seed_keypair(seed)[1]
+
+
+def _verifies(signature: str, signed_bytes: bytes, public_key: bytes) -> bool:
+    """Whether `signature` (base64) is `public_key`'s signature of `signed_bytes`."""
+    try:
+        raw_signature = base64.b64decode(signature, validate=True)
+    except ValueError:  # not base64 (binascii.Error), or not ASCII
+        return False
+    # libsodium takes the signature and the message joined: one of another length would
+    # move the boundary between them.
+    if len(raw_signature) != crypto_sign_BYTES:
+        return False
+    try:
+        crypto_sign_open(raw_signature + signed_bytes, public_key)
+    except BadSignatureError:
+        return False
+    return True
 
 
 def _signed_bytes(body: bytes, message_id: str, correlation_id: str) -> bytes:
