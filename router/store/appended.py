@@ -7,7 +7,8 @@ transactions of their own). So a writer appends the row's values to its session,
 one multi-row INSERT per table (`_insert_many`) writes everything the transaction
 appended, just before it commits: the rows still commit, or roll back, with the change
 they describe, in the order they were appended, without an ORM object and a
-unit-of-work pass per row, nor a flush per row.
+unit-of-work pass per row, nor a flush per row. On PostgreSQL, several rows of plain
+values go as one array per column instead (`router.store.unnested`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Table, event
+from sqlalchemy import Connection, Insert, Table, event
 from sqlalchemy.orm import Session, SessionTransaction
+
+from router.store.unnested import unnested_insert, unnests
 
 _APPENDED = "lianban_appended_rows"
 
@@ -34,7 +37,14 @@ def _write_appended(session: Session) -> None:
         session.flush()  # the rows they refer to first (a bundle made in this transaction)
         connection = session.connection()
         for into, rows in appended.items():
-            connection.execute(_insert_many(into), rows)
+            _insert(connection, into, rows)
+
+
+def _insert(connection: Connection, into: Table | Insert, rows: list[dict[str, Any]]) -> None:
+    if isinstance(into, Table) and unnests(connection, into, rows):
+        connection.execute(*unnested_insert(into, rows))
+    else:
+        connection.execute(_insert_many(into), rows)
 
 
 @cache
