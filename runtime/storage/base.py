@@ -13,10 +13,12 @@ the client's file name.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -50,18 +52,29 @@ def check_digest(sha256: str) -> str:
 class MaterialUpload:
     """One upload in progress: `write` chunks as they arrive, then `commit` or `abort`.
 
-    `publish` is the backend's step that makes the checked spool file visible under its
-    digest; it runs only after every check passed.
+    `publish` is the backend's step that makes the checked spool file (given by its path)
+    visible under its digest; it runs only after every check passed, on a file flushed to
+    disk first when the upload is `durable` (a backend that renames the spool into place:
+    else a crash could leave the digest's name on a file without its content). Paths are
+    plain strings: the relay keeps every notice it renders, and pathlib's objects cost
+    it more than the calls they were passed to.
     """
 
     def __init__(
-        self, sha256: str, media_type: str, spool_dir: Path, publish: Callable[[Path], None]
+        self,
+        sha256: str,
+        media_type: str,
+        spool_dir: str,
+        publish: Callable[[str], None],
+        *,
+        durable: bool = False,
     ) -> None:
         if media_type not in MATERIAL_MEDIA_TYPES:
             raise MaterialRejected(f"media type {media_type!r} is not accepted")
         self._sha256 = check_digest(sha256)
         self._media_type = media_type
         self._publish = publish
+        self._durable = durable
         self._digest = hashlib.sha256()
         self._head = b""
         self.size = 0
@@ -87,11 +100,14 @@ class MaterialUpload:
                 raise MaterialRejected(f"content is not {self._media_type}")
             if self._digest.hexdigest() != self._sha256:
                 raise MaterialRejected("content does not match its SHA-256")
-            self._file.close()
-            if self._media_type == "application/ofd" and (problem := ofd_problem(self._path)):
+            self._file.flush()  # the checks below read the spool by its path
+            if self._media_type == "application/ofd" and (problem := ofd_problem(Path(self._path))):
                 raise MaterialRejected(f"the OFD container {problem}")
-            if parse and (problem := document_problem(self._path, self._media_type)):
+            if parse and (problem := document_problem(Path(self._path), self._media_type)):
                 raise MaterialRejected(f"content is not {self._media_type}: it {problem}")
+            if self._durable:  # on the descriptor written: no second open to sync it
+                os.fsync(self._file.fileno())
+            self._file.close()
             self._publish(self._path)
         finally:
             self.abort()  # what is left of the spool: the store has its own copy, or nothing
@@ -99,10 +115,11 @@ class MaterialUpload:
 
     def abort(self) -> None:
         self._file.close()
-        self._path.unlink(missing_ok=True)
+        with suppress(FileNotFoundError):  # renamed into place, or never made
+            os.unlink(self._path)
 
 
-def _spool_file(spool_dir: Path) -> tuple[Path, IO[bytes]]:
+def _spool_file(spool_dir: str) -> tuple[str, IO[bytes]]:
     """A new file in `spool_dir` (made if it is not there), open for writing. The
     directory is made when missing rather than asked for on every upload (a failing mkdir
     and a stat), and the file is a plain one, not NamedTemporaryFile's wrapper (which
@@ -110,9 +127,9 @@ def _spool_file(spool_dir: Path) -> tuple[Path, IO[bytes]]:
     try:
         descriptor, name = tempfile.mkstemp(dir=spool_dir)
     except FileNotFoundError:
-        spool_dir.mkdir(parents=True, exist_ok=True)
+        os.makedirs(spool_dir, exist_ok=True)
         descriptor, name = tempfile.mkstemp(dir=spool_dir)
-    return Path(name), open(descriptor, "wb")  # closed in commit or abort
+    return name, open(descriptor, "wb")  # closed in commit or abort
 
 
 class MaterialStore(ABC):

@@ -19,17 +19,17 @@ from runtime.storage.base import CHUNK_BYTES, MaterialStore, MaterialUpload, che
 class LocalMaterialStore(MaterialStore):
     def __init__(self, root: Path) -> None:
         self._root = root
+        self._root_name = str(root)
         root.mkdir(parents=True, exist_ok=True)
 
     def upload(self, sha256: str, media_type: str) -> MaterialUpload:
-        target = self._path(sha256)
+        directory = self._directory(sha256)
+        target = f"{directory}/{sha256}"
 
-        def rename_into_place(spooled: Path) -> None:
-            with spooled.open("rb") as file:
-                os.fsync(file.fileno())
+        def rename_into_place(spooled: str) -> None:
             os.replace(spooled, target)
 
-        return MaterialUpload(sha256, media_type, target.parent, rename_into_place)
+        return MaterialUpload(sha256, media_type, directory, rename_into_place, durable=True)
 
     def exists(self, sha256: str, size: int) -> bool:
         path = self._path(sha256)
@@ -49,8 +49,12 @@ class LocalMaterialStore(MaterialStore):
             if path.is_file()
         )
 
+    def _directory(self, sha256: str) -> str:
+        """Where the material `sha256` is kept (and spooled, to be renamed into place)."""
+        return f"{self._root_name}/{check_digest(sha256)[:2]}"
+
     def _path(self, sha256: str) -> Path:
-        return self._root / check_digest(sha256)[:2] / sha256
+        return Path(self._directory(sha256), sha256)
 
 
 def _chunks(file: BinaryIO) -> Iterator[bytes]:

@@ -82,13 +82,13 @@ class S3MaterialStore(MaterialStore):
     def upload(self, sha256: str, media_type: str) -> MaterialUpload:
         key = self._key(sha256)
 
-        def put_to_final_key(spooled: Path) -> None:
+        def put_to_final_key(spooled: str) -> None:
             with _translated():
                 self._client.upload_file(
-                    str(spooled), self._bucket, key, ExtraArgs={"ContentType": media_type}
+                    spooled, self._bucket, key, ExtraArgs={"ContentType": media_type}
                 )
 
-        return MaterialUpload(sha256, media_type, self._spool_dir, put_to_final_key)
+        return MaterialUpload(sha256, media_type, str(self._spool_dir), put_to_final_key)
 
     def exists(self, sha256: str, size: int) -> bool:
         with _translated():
