@@ -287,7 +287,9 @@ class _Page:
             elif style.align == "center":
                 x += spare / 2
             self._text.setTextOrigin(x, self._y - style.size)
-            self._text.textOut(line)
+            # Each line is placed at its own origin: reportlab's textOut would also measure
+            # it to advance the cursor, which no line starts from.
+            self._text._textOut(line)  # type: ignore[attr-defined]  # stubs omit it
             self._y -= style.leading
             self._at_top = False
 
