@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import structlog
@@ -85,7 +86,12 @@ class Stack(AdapterProcess):
             library=self.library,
             adapter_areas=AdapterAreas(settings.adapter_areas),
         )
-        self.polls = poll_plan([*installed_adapters().values(), *map(type, self.adapters)])
+
+    @cached_property
+    def polls(self) -> PollPlan:
+        """How each department reports its decisions, for the relay's polls and the
+        correlator: only a process that runs one of them loads the installed adapters."""
+        return poll_plan([*installed_adapters().values(), *map(type, self.adapters)])
 
     def start(self) -> None:
         if self.roles:  # an adapter-only process never touches the database

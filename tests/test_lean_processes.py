@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from harness import (
 from kombu import Connection
 
 from adapters.context import DepartmentClients
-from adapters.registry import simulate_every_department
+from adapters.registry import ENTRY_POINT_GROUP, simulate_every_department
 from bench.keys import signing_keys
 from contracts.catalog import default_catalog
 from contracts.samples import sample_application
@@ -64,8 +65,13 @@ NOT_IN_ANY_ROUTER_ROLE = ("alembic", "openpyxl", "numpy", "pypdf", "zeep", "lxml
 WEB_FRAMEWORK = ("fastapi", "starlette", "uvicorn", "router.http.app")
 # The relay renders the notices (its NoticeRenderer loads the font when it starts).
 NOTICE_DOCUMENTS = ("reportlab", "PIL", "router.channels.notice_document")
+# The installed department adapters, loaded for the poll plan that the relay and the
+# correlator read (about 1 MiB); the intake API reads none of it.
+DEPARTMENT_ADAPTERS = tuple(
+    entry_point.module for entry_point in entry_points(group=ENTRY_POINT_GROUP)
+)
 NOT_IN_A_ROUTER_ROLE = {
-    "serve": (*NOT_IN_ANY_ROUTER_ROLE, *NOTICE_DOCUMENTS),
+    "serve": (*NOT_IN_ANY_ROUTER_ROLE, *NOTICE_DOCUMENTS, *DEPARTMENT_ADAPTERS),
     "relay": (*NOT_IN_ANY_ROUTER_ROLE, *WEB_FRAMEWORK),
     "correlate": (*NOT_IN_ANY_ROUTER_ROLE, *WEB_FRAMEWORK, *NOTICE_DOCUMENTS),
 }
