@@ -363,11 +363,11 @@ def _lock_and_load(session: Session, bundle_ids: list[uuid.UUID]) -> _Locked:
     polls: dict[ItemRow, DecisionPollRow | None] = {}
     if bundles:
         for row in connection.execute(_ITEMS_WITH_POLLS, {"ids": list(bundles)}):
-            item = detached(ItemRow, dict(zip(_ITEM_KEYS, row[: len(_ITEM_KEYS)], strict=True)))
             poll_values = dict(zip(_POLL_KEYS, row[len(_ITEM_KEYS) :], strict=True))
             poll = None if poll_values["item"] is None else detached(DecisionPollRow, poll_values)
-            set_committed_value(item, "bundle", bundles[item.bundle_id])
-            set_committed_value(item, "decision_poll", poll)
+            item_values = dict(zip(_ITEM_KEYS, row[: len(_ITEM_KEYS)], strict=True))
+            bundle = bundles[item_values["bundle_id"]]
+            item = detached(ItemRow, item_values, bundle=bundle, decision_poll=poll)
             items[item.bundle_id].append(item)
             polls[item] = poll
     for bundle in bundles.values():

@@ -9,7 +9,6 @@ events and the messages they cause commit together (or not at all).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, select
@@ -145,18 +144,21 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
     awaiting = {code for code, item in items.items() if item.awaiting_prerequisites}
     evidence = Evidence.of(bundle.evidence)
     satisfied = evidence.satisfied
-    # Validated once for all the items dispatched now (intake dispatches several), and
-    # only when one is.
-    application = cache(lambda: Application.model_validate(bundle.application))
+    application: Application | None = None
 
     def dispatch(code: str, *, pre_review: bool) -> None:
+        nonlocal application
+        if application is None:
+            # Validated once for all the items dispatched now (intake dispatches several),
+            # and only when one is.
+            application = Application.model_validate(bundle.application)
         _dispatch(
             session,
             bundle,
             bundle_type,
             items[code],
             items,
-            application(),
+            application,
             evidence,
             pre_review=pre_review,
         )
@@ -174,7 +176,7 @@ def advance(session: Session, bundle: BundleRow, bundle_type: BundleType) -> Non
     for code in planner.pre_reviewable(bundle_type, states, satisfied):
         dispatch(code, pre_review=True)
     for code in planner.forwardable(bundle_type, states, awaiting, satisfied):
-        _forward_prerequisites(session, bundle, bundle_type, items[code], items)
+        _forward_prerequisites(session, bundle, bundle_type, items[code], items, evidence)
         states[code] = ItemState.ACCEPTED
     if bundle.state == BundleState.IN_PROGRESS and all(state.is_final for state in states.values()):
         assemble_reply(session, bundle)
@@ -221,12 +223,11 @@ def _forward_prerequisites(
     bundle_type: BundleType,
     item: ItemRow,
     items: dict[str, ItemRow],
+    evidence: Evidence,
 ) -> None:
     """A pre-reviewed item's prerequisites are all approved: give its department their
     results (certificates included), after which it may decide."""
-    results = _prerequisite_results(
-        bundle_type.item(item.code), items, Evidence.of(bundle.evidence)
-    )
+    results = _prerequisite_results(bundle_type.item(item.code), items, evidence)
     supplement(session, bundle, item, SupplementPurpose.PREREQUISITES, prerequisite_results=results)
     item.awaiting_prerequisites = False
     done = "、".join(bundle_type.item(result.item).name_zh for result in results)
