@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -58,7 +58,7 @@ from router.domain.progress import advance, cancel_at_department, set_item_state
 from router.domain.timekeeping import Timekeeper
 from router.domain.workdays import CHINA_TZ, working_calendar
 from router.store import Base, BundleRow, Database, DecisionPollRow, InboxRow, ItemRow, audit
-from router.store.detached import detached, write_back
+from router.store.detached import detached, one_of, read_rows, write_back
 from router.store.engine import insert_skipping_conflicts
 from router.store.timeline import Actor, department_actor, record_event
 from runtime import clock
@@ -329,20 +329,24 @@ class _Locked:
 _BUNDLES: Table = BundleRow.__table__  # type: ignore[assignment]
 _ITEMS: Table = ItemRow.__table__  # type: ignore[assignment]
 _POLLS: Table = DecisionPollRow.__table__  # type: ignore[assignment]
-_LOCK_BUNDLES = (
-    select(_BUNDLES)
-    .where(_BUNDLES.c.id.in_(bindparam("ids", expanding=True)))
+_DIALECTS = ("postgresql", "sqlite")
+_LOCK_BUNDLES = {
+    dialect: select(_BUNDLES)
+    .where(one_of(_BUNDLES.c.id, dialect))
     .order_by(_BUNDLES.c.id)
     .with_for_update()
-)
-_ITEMS_WITH_POLLS = (
-    select(_ITEMS, _POLLS)
+    for dialect in _DIALECTS
+}
+_ITEMS_WITH_POLLS = {
+    dialect: select(_ITEMS, _POLLS)
     .outerjoin(
         _POLLS, (_POLLS.c.bundle_id == _ITEMS.c.bundle_id) & (_POLLS.c.item == _ITEMS.c.code)
     )
-    .where(_ITEMS.c.bundle_id.in_(bindparam("ids", expanding=True)))
+    .where(one_of(_ITEMS.c.bundle_id, dialect))
     .order_by(_ITEMS.c.bundle_id, _ITEMS.c.position)
-)
+    for dialect in _DIALECTS
+}
+_BUNDLE_KEYS = _BUNDLES.c.keys()
 _ITEM_KEYS = _ITEMS.c.keys()
 _POLL_KEYS = _POLLS.c.keys()
 
@@ -355,14 +359,15 @@ def _lock_and_load(session: Session, bundle_ids: list[uuid.UUID]) -> _Locked:
     the locking statement, they would be read as they were before its wait, under
     PostgreSQL's READ COMMITTED: a stale item state.)"""
     connection = session.connection()
-    bundles = {
-        row.id: detached(BundleRow, dict(row._mapping))
-        for row in connection.execute(_LOCK_BUNDLES, {"ids": bundle_ids})
-    }
+    dialect = connection.dialect.name
+    bundles: dict[uuid.UUID, BundleRow] = {}
+    for row in read_rows(connection, _LOCK_BUNDLES[dialect], {"keys": bundle_ids}):
+        bundle = detached(BundleRow, dict(zip(_BUNDLE_KEYS, row, strict=True)))
+        bundles[bundle.id] = bundle
     items: dict[uuid.UUID, list[ItemRow]] = {bundle_id: [] for bundle_id in bundles}
     polls: dict[ItemRow, DecisionPollRow | None] = {}
     if bundles:
-        for row in connection.execute(_ITEMS_WITH_POLLS, {"ids": list(bundles)}):
+        for row in read_rows(connection, _ITEMS_WITH_POLLS[dialect], {"keys": list(bundles)}):
             poll_values = dict(zip(_POLL_KEYS, row[len(_ITEM_KEYS) :], strict=True))
             poll = None if poll_values["item"] is None else detached(DecisionPollRow, poll_values)
             item_values = dict(zip(_ITEM_KEYS, row[: len(_ITEM_KEYS)], strict=True))

@@ -9,26 +9,35 @@ writes what changed before its commit (`write_back`): for each table, one DELETE
 rows dropped, one INSERT of the rows made, and one UPDATE by primary key per set of
 changed columns, each an executemany. As with a flush, a column is written only if its
 value changed, and an attribute changed in place (a JSON document mutated) is not seen.
+
+The rows come from `read_rows`, by a list of keys (`one_of`): on PostgreSQL straight off
+the driver's cursor, without the Core result a per-transaction read pays more for than
+for the query itself.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Delete,
+    Dialect,
     Insert,
+    Select,
     Table,
     Update,
+    any_,
     bindparam,
     delete,
     inspect,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapper, class_mapper, make_transient_to_detached
 from sqlalchemy.orm.attributes import get_history, instance_dict
 
@@ -50,6 +59,65 @@ def detached(cls: type[_Row], values: Mapping[str, Any], **related: Base | None)
     state.update(related)
     make_transient_to_detached(row)
     return row
+
+
+def one_of(column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
+    """`column` is one of the list bound as `keys`, in the statement run on `dialect`. On
+    PostgreSQL `= ANY(:keys)`: one array parameter, so the SQL is the same for any count
+    and nothing is rendered per execution, as an expanding IN (SQLite's form) is."""
+    if dialect == "postgresql":
+        return column == any_(bindparam("keys", type_=ARRAY(column.type)))
+    return column.in_(bindparam("keys", expanding=True))
+
+
+def read_rows(
+    connection: Connection, statement: Select[Any], parameters: Mapping[str, Any]
+) -> Sequence[Sequence[Any]]:
+    """The rows of `statement`, each its selected columns' values in order, converted as a
+    Core result would (a `UtcDateTime` comes out UTC).
+
+    On PostgreSQL the statement's SQL (compiled once) runs on the connection's driver
+    cursor, with Core's events, logging and error wrapping (`_cursor_execute`, what
+    SQLAlchemy's dialects run their own side statements with), and only the columns whose
+    type converts anything are converted: a Core result would also build the driver's
+    description of every column and a Row per row, more than the read itself costs
+    (perf6-reads). `parameters` go to the driver as they are: psycopg adapts a list of
+    UUIDs to the `uuid[]` of `one_of`. Elsewhere (SQLite: an expanding IN, and most
+    columns to convert) it is Core's execution."""
+    if connection.dialect.name != "postgresql":
+        return connection.execute(statement, parameters).all()
+    sql, processors = _compiled(statement, connection.dialect)
+    cursor = connection.connection.cursor()
+    try:
+        connection._cursor_execute(cursor, sql, parameters)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if not processors:
+        return rows
+    converted = []
+    for row in rows:
+        values = list(row)
+        for position, process in processors:
+            if values[position] is not None:
+                values[position] = process(values[position])
+        converted.append(values)
+    return converted
+
+
+@cache
+def _compiled(
+    statement: Select[Any], dialect: Dialect
+) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]:
+    """`statement`'s SQL on `dialect`, and the result processor of each selected column
+    that has one, by position."""
+    processors = (
+        column.type.dialect_impl(dialect).result_processor(dialect, None)
+        for column in statement.selected_columns
+    )
+    return str(statement.compile(dialect=dialect)), tuple(
+        (position, process) for position, process in enumerate(processors) if process
+    )
 
 
 def write_back(
