@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import received_dispatches
-from sqlalchemy import Table, event, select
+from sqlalchemy import Table, event, select, text
 
 from contracts.catalog import Catalog
 from router.store import Database, DecisionPollRow
-from router.store.detached import detached, write_back
+from router.store.detached import detached, one_of, read_rows, write_back
 from runtime.storage import LocalMaterialStore
 
 _POLLS: Table = DecisionPollRow.__table__  # type: ignore[assignment]
@@ -76,3 +76,23 @@ def test_a_row_dropped_and_made_anew_keeps_its_key(
 
     with database.transaction() as session:
         assert session.scalars(select(DecisionPollRow.polls)).all() == [5]
+
+
+def test_rows_read_by_keys_come_converted_as_core_reads_them(
+    database: Database, catalog: Catalog, tmp_path: Path
+) -> None:
+    """On PostgreSQL off the driver's cursor: a UUID, a JSON document as is, and a
+    datetime in UTC even where the session's time zone is another."""
+    stored = _stored_poll(database, catalog, tmp_path)
+    _stored_poll(database, catalog, tmp_path)  # another bundle's: not one of the keys
+    dialect = database.engine.dialect.name
+    statement = select(_POLLS).where(one_of(_POLLS.c.bundle_id, dialect))
+    with database.transaction() as session:
+        if database.is_postgresql:
+            session.execute(text("SET LOCAL TIME ZONE 'Asia/Shanghai'"))
+        [row] = read_rows(session.connection(), statement, {"keys": [stored["bundle_id"]]})
+        assert read_rows(session.connection(), statement, {"keys": []}) == []
+
+    values = dict(zip(_POLLS.c.keys(), row, strict=True))
+    assert values == stored
+    assert values["pending_since"].tzinfo is UTC
