@@ -5,11 +5,14 @@ Runs on SQLite and (connected) on PostgreSQL.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from harness import received_dispatches
 from sqlalchemy import Table, event, select, text
+from sqlalchemy.exc import DBAPIError
 
 from contracts.catalog import Catalog
 from router.store import Database, DecisionPollRow
@@ -96,3 +99,12 @@ def test_rows_read_by_keys_come_converted_as_core_reads_them(
     values = dict(zip(_POLLS.c.keys(), row, strict=True))
     assert values == stored
     assert values["pending_since"].tzinfo is UTC
+
+
+def test_a_read_the_database_refuses_raises_sqlalchemys_error(database: Database) -> None:
+    """What callers tell apart (the correlator holds a batch on an OperationalError and
+    parks one the database refuses), also off the driver's cursor on PostgreSQL."""
+    dialect = database.engine.dialect.name
+    statement = select(_POLLS).where(one_of(_POLLS.c.bundle_id, dialect), text("no_such_column"))
+    with pytest.raises(DBAPIError), database.transaction() as session:
+        read_rows(session.connection(), statement, {"keys": [uuid.uuid4()]})
