@@ -11,12 +11,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import structlog
 from harness import new_project_no, running_stack
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_span_id, format_trace_id
 
+from adapters.testing.dispatches import dispatch_for
 from contracts.catalog import Catalog
 from contracts.samples import sample_application
 from lianban.settings import Settings
@@ -24,7 +26,7 @@ from router.http.app import create_app
 from runtime.logs import json_formatter
 from runtime.messaging import Outgoing
 from runtime.serving import ThreadedServer
-from runtime.tracing import configure_tracing, publishing
+from runtime.tracing import configure_tracing, handling, publishing
 
 
 @pytest.fixture
@@ -175,3 +177,24 @@ def test_each_published_message_continues_its_own_stored_trace(
         assert format_trace_id(span.context.trace_id) == trace_id
         assert span.parent is not None and format_span_id(span.parent.span_id) == parent_id
     assert len(set(sent)) == len(parents)
+
+
+def test_a_message_handled_inside_another_binds_its_ids_and_gives_back_the_outer_ones() -> None:
+    outer = dispatch_for("birth_household_registration", department="police")
+    inner = dispatch_for("birth_household_registration", department="police").model_copy(
+        update={"department": "civil_affairs"}
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id="r-1")
+    with handling("outer", outer, None):
+        with handling("inner", inner, None):
+            assert structlog.contextvars.get_contextvars()["department"] == "civil_affairs"
+        assert structlog.contextvars.get_contextvars() == {
+            "request_id": "r-1",
+            "bundle_id": str(outer.bundle_id),
+            "item": outer.item,
+            "department": "police",
+            "message_id": str(outer.message_id),
+        }
+    assert structlog.contextvars.get_contextvars() == {"request_id": "r-1"}
+    structlog.contextvars.clear_contextvars()
