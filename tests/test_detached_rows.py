@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from contracts.catalog import Catalog
 from router.store import Database, DecisionPollRow
-from router.store.detached import detached, one_of, read_rows, write_back
+from router.store.detached import detached, keyed, one_of, read_rows, write_back
 from runtime.storage import LocalMaterialStore
 
 _POLLS: Table = DecisionPollRow.__table__  # type: ignore[assignment]
@@ -88,13 +88,15 @@ def test_rows_read_by_keys_come_converted_as_core_reads_them(
     datetime in UTC even where the session's time zone is another."""
     stored = _stored_poll(database, catalog, tmp_path)
     _stored_poll(database, catalog, tmp_path)  # another bundle's: not one of the keys
-    dialect = database.engine.dialect.name
-    statement = select(_POLLS).where(one_of(_POLLS.c.bundle_id, dialect))
+    other = uuid.uuid4()  # no bundle's
+    keys = [stored["bundle_id"], other]
+    statement = select(_POLLS).where(one_of(_POLLS.c.bundle_id, len(keys)))
     with database.transaction() as session:
         if database.is_postgresql:
             session.execute(text("SET LOCAL TIME ZONE 'Asia/Shanghai'"))
-        [row] = read_rows(session.connection(), statement, {"keys": [stored["bundle_id"]]})
-        assert read_rows(session.connection(), statement, {"keys": []}) == []
+        [row] = read_rows(session.connection(), statement, keyed(keys))
+        none = select(_POLLS).where(one_of(_POLLS.c.bundle_id, 1))
+        assert read_rows(session.connection(), none, keyed([other])) == []
 
     values = dict(zip(_POLLS.c.keys(), row, strict=True))
     assert values == stored
@@ -104,7 +106,6 @@ def test_rows_read_by_keys_come_converted_as_core_reads_them(
 def test_a_read_the_database_refuses_raises_sqlalchemys_error(database: Database) -> None:
     """What callers tell apart (the correlator holds a batch on an OperationalError and
     parks one the database refuses), also off the driver's cursor on PostgreSQL."""
-    dialect = database.engine.dialect.name
-    statement = select(_POLLS).where(one_of(_POLLS.c.bundle_id, dialect), text("no_such_column"))
+    statement = select(_POLLS).where(one_of(_POLLS.c.bundle_id, 1), text("no_such_column"))
     with pytest.raises(DBAPIError), database.transaction() as session:
-        read_rows(session.connection(), statement, {"keys": [uuid.uuid4()]})
+        read_rows(session.connection(), statement, keyed([uuid.uuid4()]))

@@ -18,11 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Table, select
+from sqlalchemy import Select, Table, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -58,7 +59,7 @@ from router.domain.progress import advance, cancel_at_department, set_item_state
 from router.domain.timekeeping import Timekeeper
 from router.domain.workdays import CHINA_TZ, working_calendar
 from router.store import Base, BundleRow, Database, DecisionPollRow, InboxRow, ItemRow, audit
-from router.store.detached import detached, one_of, read_rows, write_back
+from router.store.detached import detached, keyed, one_of, read_rows, write_back
 from router.store.engine import insert_skipping_conflicts
 from router.store.timeline import Actor, department_actor, record_event
 from runtime import clock
@@ -329,23 +330,30 @@ class _Locked:
 _BUNDLES: Table = BundleRow.__table__  # type: ignore[assignment]
 _ITEMS: Table = ItemRow.__table__  # type: ignore[assignment]
 _POLLS: Table = DecisionPollRow.__table__  # type: ignore[assignment]
-_DIALECTS = ("postgresql", "sqlite")
-_LOCK_BUNDLES = {
-    dialect: select(_BUNDLES)
-    .where(one_of(_BUNDLES.c.id, dialect))
-    .order_by(_BUNDLES.c.id)
-    .with_for_update()
-    for dialect in _DIALECTS
-}
-_ITEMS_WITH_POLLS = {
-    dialect: select(_ITEMS, _POLLS)
-    .outerjoin(
-        _POLLS, (_POLLS.c.bundle_id == _ITEMS.c.bundle_id) & (_POLLS.c.item == _ITEMS.c.code)
+
+
+@cache
+def _lock_bundles(count: int) -> Select[Any]:
+    return (
+        select(_BUNDLES)
+        .where(one_of(_BUNDLES.c.id, count))
+        .order_by(_BUNDLES.c.id)
+        .with_for_update()
     )
-    .where(one_of(_ITEMS.c.bundle_id, dialect))
-    .order_by(_ITEMS.c.bundle_id, _ITEMS.c.position)
-    for dialect in _DIALECTS
-}
+
+
+@cache
+def _items_with_polls(count: int) -> Select[Any]:
+    return (
+        select(_ITEMS, _POLLS)
+        .outerjoin(
+            _POLLS, (_POLLS.c.bundle_id == _ITEMS.c.bundle_id) & (_POLLS.c.item == _ITEMS.c.code)
+        )
+        .where(one_of(_ITEMS.c.bundle_id, count))
+        .order_by(_ITEMS.c.bundle_id, _ITEMS.c.position)
+    )
+
+
 _BUNDLE_KEYS = _BUNDLES.c.keys()
 _ITEM_KEYS = _ITEMS.c.keys()
 _POLL_KEYS = _POLLS.c.keys()
@@ -358,16 +366,18 @@ def _lock_and_load(session: Session, bundle_ids: list[uuid.UUID]) -> _Locked:
     granted, so they are read as the correlator that held it committed them. (Joined into
     the locking statement, they would be read as they were before its wait, under
     PostgreSQL's READ COMMITTED: a stale item state.)"""
+    if not bundle_ids:  # every delivery of the batch refused
+        return _Locked({}, {})
     connection = session.connection()
-    dialect = connection.dialect.name
     bundles: dict[uuid.UUID, BundleRow] = {}
-    for row in read_rows(connection, _LOCK_BUNDLES[dialect], {"keys": bundle_ids}):
+    for row in read_rows(connection, _lock_bundles(len(bundle_ids)), keyed(bundle_ids)):
         bundle = detached(BundleRow, dict(zip(_BUNDLE_KEYS, row, strict=True)))
         bundles[bundle.id] = bundle
     items: dict[uuid.UUID, list[ItemRow]] = {bundle_id: [] for bundle_id in bundles}
     polls: dict[ItemRow, DecisionPollRow | None] = {}
     if bundles:
-        for row in read_rows(connection, _ITEMS_WITH_POLLS[dialect], {"keys": list(bundles)}):
+        locked = list(bundles)
+        for row in read_rows(connection, _items_with_polls(len(locked)), keyed(locked)):
             poll_values = dict(zip(_POLL_KEYS, row[len(_ITEM_KEYS) :], strict=True))
             poll = None if poll_values["item"] is None else detached(DecisionPollRow, poll_values)
             item_values = dict(zip(_ITEM_KEYS, row[: len(_ITEM_KEYS)], strict=True))
