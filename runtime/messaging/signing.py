@@ -71,9 +71,7 @@ class TrustedKey:
 
     @cached_property
     def raw_public_key(self) -> bytes:  # what libsodium verifies with, taken out once
-        return self.public_key.public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        return raw_public_key(self.public_key)
 
     def as_json(self) -> dict[str, str]:
         return {
@@ -92,8 +90,12 @@ class TrustedKey:
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(raw_public_key(public_key)).hexdigest()[:16]
+
+
+def raw_public_key(public_key: Ed25519PublicKey) -> bytes:
+    """The key's 32 bytes: what its id hashes and libsodium verifies with."""
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 class Keyring:
