@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 
 from bench.capacity import ACHIEVED_SHARE, P99_LIMIT_MS, sustained
 from bench.stats import growth_exponent, relative_change
+from bench.system import LOG_LEVEL
 
 PLOT = "latency-vs-offered-load.png"
 DEPARTMENT = "dept-"  # the department processes' names; every other is a router process
@@ -36,6 +37,8 @@ def render(r: dict[str, Any]) -> str:
         "",
         f"Whole run: {r['total_seconds']} s. Load average before: {r['load_before']}. "
         f"Router processes: {', '.join(r['router_processes'])}; one process per department. "
+        f"Every process logs at `{LOG_LEVEL}` (deployments default to `info`, which costs "
+        "more CPU: a line rendered and masked per step). "
         "RabbitMQ quorum queues, persistent messages, publisher confirms; PostgreSQL; "
         "departments answer at once. See bench/README.md.",
         "",

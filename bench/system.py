@@ -26,6 +26,9 @@ from router.http.auth import Scope, mint
 
 SEPARATE_ROLES = ("serve", "relay", "correlate")
 SINGLE_PROCESS = ("router",)  # `lianban router`: intake, correlation and relay together
+# An operator's level under load. The deploy files default to info, which also renders
+# and masks a log line per step: the CPU figures are a floor for such a deployment.
+LOG_LEVEL = "warning"
 
 
 def router_command_available() -> bool:
@@ -96,7 +99,7 @@ class LianbanSystem:
                 "LIANBAN_MATERIALS_DIR": str(workdir / "materials"),
                 "LIANBAN_TOKENS_FILE": str(tokens_file),
                 "LIANBAN_PORT": str(self.port),
-                "LIANBAN_LOG_LEVEL": "warning",
+                "LIANBAN_LOG_LEVEL": LOG_LEVEL,
             },
         )
         self.engine = create_engine(services.database_url, pool_pre_ping=True)
