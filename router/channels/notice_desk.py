@@ -15,10 +15,13 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import structlog
-from sqlalchemy import Table, select
-from sqlalchemy.orm import Session, load_only, selectinload
+from sqlalchemy import Connection, Integer, Select, Table, bindparam, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from contracts import topology
 from contracts.api import TimelineEvent
@@ -31,6 +34,7 @@ from router.domain.progress import tell_platform
 from router.domain.workdays import china_date
 from router.store import ApplicantMessageRow, BundleRow, Database, ItemRow, NoticeRow
 from router.store.appended import append
+from router.store.detached import detached, keyed, one_of, read_rows, write_back
 from router.store.timeline import Actor, record_event
 from runtime import clock
 from runtime.batches import drain_batches
@@ -79,20 +83,16 @@ class NoticeDesk:
     def issue_due(self) -> int:
         """Issue a batch of recorded notices, oldest first; returns how many."""
         with self._database.transaction() as session:
-            rows = session.scalars(
-                select(NoticeRow)
-                .where(NoticeRow.issued_at.is_(None))
-                .order_by(NoticeRow.created_at)
-                .limit(self._batch_size)
-                .with_for_update(skip_locked=True)
-            ).all()
+            connection = session.connection()
+            rows = _claimed(connection, self._batch_size)
             if not rows:  # the idle poll: no bundles to read
                 return 0
-            bundles = _bundles_of(session, {row.bundle_id for row in rows})
+            bundles = _bundles_of(connection, list(dict.fromkeys(row.bundle_id for row in rows)))
             for row in rows:
                 # The bundle's trace goes on: the notice's publish is a child of this span.
                 with handling("notices.issue", _Traced(row), {"traceparent": row.traceparent}):
                     self._issue(session, row, bundles[row.bundle_id])
+            write_back(connection, changed=rows)  # each notice's document and issued_at
         return len(rows)
 
     def _issue(self, session: Session, row: NoticeRow, bundle: BundleRow) -> None:
@@ -179,25 +179,84 @@ class NoticeDesk:
         )
 
 
-def _bundles_of(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, BundleRow]:
-    """The batch's bundles (a few: a bundle's notices come together) with their items, in
-    two queries, and only the columns a notice states or is routed by."""
-    bundles = session.scalars(
-        select(BundleRow)
-        .where(BundleRow.id.in_(ids))
-        .options(
-            load_only(
-                BundleRow.project_no,
-                BundleRow.bundle_type,
-                BundleRow.application,
-                BundleRow.received_at,
-                BundleRow.catalog_version,
-                BundleRow.catalog_region,
-            ),
-            selectinload(BundleRow.items).load_only(ItemRow.code, ItemRow.name_zh, ItemRow.service),
-        )
+# The notices, their bundles and items are read with Core into rows in no session
+# (router.store.detached) and the notices written back by key: the ORM's loading, and
+# its unit of work at commit, cost more than the few statements themselves.
+_NOTICES: Table = NoticeRow.__table__  # type: ignore[assignment]
+_BUNDLES: Table = BundleRow.__table__  # type: ignore[assignment]
+_ITEMS: Table = ItemRow.__table__  # type: ignore[assignment]
+_BATCH_SIZE = "batch_size"
+# Only the columns a notice states or is routed by.
+_CLAIMED_KEYS = (
+    "id",
+    "bundle_id",
+    "item",
+    "decision",
+    "department",
+    "receipt_no",
+    "reason",
+    "legal_basis",
+    "decided_at",
+    "decide_by",
+    "document",
+    "issued_at",
+    "traceparent",
+)
+_BUNDLE_KEYS = (
+    "id",
+    "project_no",
+    "bundle_type",
+    "application",
+    "received_at",
+    "catalog_version",
+    "catalog_region",
+)
+_ITEM_KEYS = ("bundle_id", "code", "name_zh", "service")
+_CLAIM = (
+    select(*(_NOTICES.c[key] for key in _CLAIMED_KEYS))
+    .where(_NOTICES.c.issued_at.is_(None))
+    .order_by(_NOTICES.c.created_at)
+    .limit(bindparam(_BATCH_SIZE, type_=Integer))
+    .with_for_update(skip_locked=True)
+)
+"""Competing desks each claim notices no other holds (SKIP LOCKED), until they commit."""
+
+
+def _claimed(connection: Connection, batch_size: int) -> list[NoticeRow]:
+    return [
+        detached(NoticeRow, dict(zip(_CLAIMED_KEYS, row, strict=True)))
+        for row in read_rows(connection, _CLAIM, {_BATCH_SIZE: batch_size})
+    ]
+
+
+@cache
+def _read_bundles(count: int) -> Select[Any]:
+    return select(*(_BUNDLES.c[key] for key in _BUNDLE_KEYS)).where(one_of(_BUNDLES.c.id, count))
+
+
+@cache
+def _read_items(count: int) -> Select[Any]:
+    return (
+        select(*(_ITEMS.c[key] for key in _ITEM_KEYS))
+        .where(one_of(_ITEMS.c.bundle_id, count))
+        .order_by(_ITEMS.c.bundle_id, _ITEMS.c.position)
     )
-    return {bundle.id: bundle for bundle in bundles}
+
+
+def _bundles_of(connection: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, BundleRow]:
+    """The batch's bundles (a few: a bundle's notices come together) with their items, in
+    two statements."""
+    bundles: dict[uuid.UUID, BundleRow] = {}
+    for values in read_rows(connection, _read_bundles(len(ids)), keyed(ids)):
+        bundle = detached(BundleRow, dict(zip(_BUNDLE_KEYS, values, strict=True)))
+        bundles[bundle.id] = bundle
+    items: dict[uuid.UUID, list[ItemRow]] = {bundle_id: [] for bundle_id in bundles}
+    for values in read_rows(connection, _read_items(len(ids)), keyed(ids)):
+        item = detached(ItemRow, dict(zip(_ITEM_KEYS, values, strict=True)))
+        items[item.bundle_id].append(item)
+    for bundle in bundles.values():
+        set_committed_value(bundle, "items", items[bundle.id])
+    return bundles
 
 
 @dataclass(frozen=True)
