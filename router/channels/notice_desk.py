@@ -15,11 +15,9 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Integer, Select, Table, bindparam, select
+from sqlalchemy import Connection, Integer, Table, bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -34,7 +32,7 @@ from router.domain.progress import tell_platform
 from router.domain.workdays import china_date
 from router.store import ApplicantMessageRow, BundleRow, Database, ItemRow, NoticeRow
 from router.store.appended import append
-from router.store.detached import detached, keyed, one_of, read_rows, write_back
+from router.store.detached import detached, read_rows, write_back
 from router.store.timeline import Actor, record_event
 from runtime import clock
 from runtime.batches import drain_batches
@@ -84,16 +82,14 @@ class NoticeDesk:
         """Issue a batch of recorded notices, oldest first; returns how many."""
         with self._database.transaction() as session:
             connection = session.connection()
-            rows = _claimed(connection, self._batch_size)
-            if not rows:  # the idle poll: no bundles to read
-                return 0
-            bundles = _bundles_of(connection, list(dict.fromkeys(row.bundle_id for row in rows)))
-            for row in rows:
+            claimed = _claimed(connection, self._batch_size)
+            for row, bundle in claimed:
                 # The bundle's trace goes on: the notice's publish is a child of this span.
                 with handling("notices.issue", _Traced(row), {"traceparent": row.traceparent}):
-                    self._issue(session, row, bundles[row.bundle_id])
-            write_back(connection, changed=rows)  # each notice's document and issued_at
-        return len(rows)
+                    self._issue(session, row, bundle)
+            # Each notice's document and issued_at.
+            write_back(connection, changed=[row for row, _ in claimed])
+        return len(claimed)
 
     def _issue(self, session: Session, row: NoticeRow, bundle: BundleRow) -> None:
         applicant = bundle.application["applicant"]
@@ -179,15 +175,15 @@ class NoticeDesk:
         )
 
 
-# The notices, their bundles and items are read with Core into rows in no session
-# (router.store.detached) and the notices written back by key: the ORM's loading, and
-# its unit of work at commit, cost more than the few statements themselves.
+# The notices are claimed with their bundles and items in one statement, read with Core
+# into rows in no session (router.store.detached), and written back by key: the ORM's
+# loading, and its unit of work at commit, cost more than the statements themselves.
 _NOTICES: Table = NoticeRow.__table__  # type: ignore[assignment]
 _BUNDLES: Table = BundleRow.__table__  # type: ignore[assignment]
 _ITEMS: Table = ItemRow.__table__  # type: ignore[assignment]
 _BATCH_SIZE = "batch_size"
 # Only the columns a notice states or is routed by.
-_CLAIMED_KEYS = (
+_NOTICE_KEYS = (
     "id",
     "bundle_id",
     "item",
@@ -212,51 +208,49 @@ _BUNDLE_KEYS = (
     "catalog_region",
 )
 _ITEM_KEYS = ("bundle_id", "code", "name_zh", "service")
+_BUNDLE_AT = len(_NOTICE_KEYS)
+_ITEM_AT = _BUNDLE_AT + len(_BUNDLE_KEYS)
 _CLAIM = (
-    select(*(_NOTICES.c[key] for key in _CLAIMED_KEYS))
+    select(
+        *(_NOTICES.c[key] for key in _NOTICE_KEYS),
+        *(_BUNDLES.c[key] for key in _BUNDLE_KEYS),
+        *(_ITEMS.c[key] for key in _ITEM_KEYS),
+    )
+    .select_from(_NOTICES)
+    .join(_BUNDLES, _BUNDLES.c.id == _NOTICES.c.bundle_id)
+    .join(_ITEMS, (_ITEMS.c.bundle_id == _NOTICES.c.bundle_id) & (_ITEMS.c.code == _NOTICES.c.item))
     .where(_NOTICES.c.issued_at.is_(None))
     .order_by(_NOTICES.c.created_at)
     .limit(bindparam(_BATCH_SIZE, type_=Integer))
-    .with_for_update(skip_locked=True)
+    .with_for_update(of=_NOTICES, skip_locked=True)
 )
-"""Competing desks each claim notices no other holds (SKIP LOCKED), until they commit."""
+"""Competing desks each claim notices no other holds (SKIP LOCKED), until they commit.
+Only the notices are locked (OF): a correlator holding a bundle neither holds up nor hides
+its notices."""
 
 
-def _claimed(connection: Connection, batch_size: int) -> list[NoticeRow]:
-    return [
-        detached(NoticeRow, dict(zip(_CLAIMED_KEYS, row, strict=True)))
-        for row in read_rows(connection, _CLAIM, {_BATCH_SIZE: batch_size})
-    ]
-
-
-@cache
-def _read_bundles(count: int) -> Select[Any]:
-    return select(*(_BUNDLES.c[key] for key in _BUNDLE_KEYS)).where(one_of(_BUNDLES.c.id, count))
-
-
-@cache
-def _read_items(count: int) -> Select[Any]:
-    return (
-        select(*(_ITEMS.c[key] for key in _ITEM_KEYS))
-        .where(one_of(_ITEMS.c.bundle_id, count))
-        .order_by(_ITEMS.c.bundle_id, _ITEMS.c.position)
-    )
-
-
-def _bundles_of(connection: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, BundleRow]:
-    """The batch's bundles (a few: a bundle's notices come together) with their items, in
-    two statements."""
+def _claimed(connection: Connection, batch_size: int) -> list[tuple[NoticeRow, BundleRow]]:
+    """The notices claimed, oldest first, each with its bundle. A bundle's items are
+    those of its notices in the batch: all a notice reads of them."""
+    claimed = []
     bundles: dict[uuid.UUID, BundleRow] = {}
-    for values in read_rows(connection, _read_bundles(len(ids)), keyed(ids)):
-        bundle = detached(BundleRow, dict(zip(_BUNDLE_KEYS, values, strict=True)))
-        bundles[bundle.id] = bundle
-    items: dict[uuid.UUID, list[ItemRow]] = {bundle_id: [] for bundle_id in bundles}
-    for values in read_rows(connection, _read_items(len(ids)), keyed(ids)):
-        item = detached(ItemRow, dict(zip(_ITEM_KEYS, values, strict=True)))
-        items[item.bundle_id].append(item)
-    for bundle in bundles.values():
-        set_committed_value(bundle, "items", items[bundle.id])
-    return bundles
+    items: dict[uuid.UUID, list[ItemRow]] = {}
+    for values in read_rows(connection, _CLAIM, {_BATCH_SIZE: batch_size}):
+        notice = detached(NoticeRow, dict(zip(_NOTICE_KEYS, values[:_BUNDLE_AT], strict=True)))
+        if notice.bundle_id not in bundles:
+            bundle_values = values[_BUNDLE_AT:_ITEM_AT]
+            bundles[notice.bundle_id] = detached(
+                BundleRow, dict(zip(_BUNDLE_KEYS, bundle_values, strict=True))
+            )
+            items[notice.bundle_id] = []
+        item_values = values[_ITEM_AT:]
+        items[notice.bundle_id].append(
+            detached(ItemRow, dict(zip(_ITEM_KEYS, item_values, strict=True)))
+        )
+        claimed.append((notice, bundles[notice.bundle_id]))
+    for bundle_id, bundle in bundles.items():
+        set_committed_value(bundle, "items", items[bundle_id])
+    return claimed
 
 
 @dataclass(frozen=True)
