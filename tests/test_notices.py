@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import fresh_postgres_database
 from harness import KEYRING, Running, eventually, new_project_no, received_dispatches, running_stack
 from pypdf import PdfReader
 from reportlab.pdfbase.ttfonts import TTFont
@@ -41,7 +42,15 @@ from router.channels.notice_document import (
 from router.channels.notifiers import ApplicantMessage, SmsGateway
 from router.domain.correlator import Applied, Correlator
 from router.domain.notices import issued_notices
-from router.store import ApplicantMessageRow, BundleRow, CallbackRow, Database, EventRow, OutboxRow
+from router.store import (
+    ApplicantMessageRow,
+    BundleRow,
+    CallbackRow,
+    Database,
+    EventRow,
+    NoticeRow,
+    OutboxRow,
+)
 from runtime.storage import LocalMaterialStore
 
 MOBILE = "13800138000"  # the sample applicant's
@@ -223,6 +232,48 @@ def test_a_redelivered_acceptance_issues_and_sends_nothing_twice(
     # A gateway that took a message whose answer was lost is posted it again: still one SMS.
     SmsGateway(sms.url).send(ApplicantMessage(uuid.UUID(message.message_id), MOBILE, "again"))
     assert sms.sent_to(MOBILE) == [message]
+
+
+@pytest.mark.connected
+def test_a_desk_skips_the_notices_another_desk_holds_and_not_those_of_a_locked_bundle(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """Relays issue notices side by side: each claims notices no other holds (SKIP
+    LOCKED), and locks only the notices, so a correlator holding the bundle (answering
+    another of its items) neither holds up nor hides its notices."""
+    with fresh_postgres_database() as url:
+        database = Database(url)
+        database.migrate()
+        try:
+            materials = LocalMaterialStore(tmp_path / "materials")
+            dispatches = received_dispatches(database, catalog, materials)[:2]
+            correlator = Correlator(database, catalog, keyring=KEYRING)
+            for number, dispatch in enumerate(dispatches):
+                outcome = ItemOutcome.answering(dispatch, Accepted(receipt_no=f"SL-{number}"))
+                assert correlator.apply(outcome) is Applied.APPLIED
+            renderer = NoticeRenderer(Settings().notice_font_file)
+            desk = NoticeDesk(database, catalog, materials, renderer, message_channel=None)
+            with database.transaction() as other:
+                # Another relay's desk holds the oldest notice, a correlator the bundle.
+                other.execute(
+                    select(NoticeRow.id).order_by(NoticeRow.created_at).limit(1).with_for_update()
+                )
+                other.execute(
+                    select(BundleRow.id)
+                    .where(BundleRow.id == dispatches[0].bundle_id)
+                    .with_for_update()
+                )
+                assert desk.issue_due() == 1
+                assert desk.issue_due() == 0
+            assert desk.issue_due() == 1
+            assert desk.issue_due() == 0
+
+            with database.transaction() as session:
+                bundle = session.get_one(BundleRow, dispatches[0].bundle_id)
+                issued = issued_notices(session, bundle, catalog)
+            assert [notice.receipt_no for notice in issued] == ["SL-1", "SL-0"]
+        finally:
+            database.dispose()
 
 
 def test_an_applicant_without_a_mobile_number_gets_no_message_and_the_timeline_says_why(

@@ -17,8 +17,9 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import Table, select
-from sqlalchemy.orm import Session, load_only, selectinload
+from sqlalchemy import Connection, Integer, Table, bindparam, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from contracts import topology
 from contracts.api import TimelineEvent
@@ -31,6 +32,7 @@ from router.domain.progress import tell_platform
 from router.domain.workdays import china_date
 from router.store import ApplicantMessageRow, BundleRow, Database, ItemRow, NoticeRow
 from router.store.appended import append
+from router.store.detached import detached, read_rows, write_back
 from router.store.timeline import Actor, record_event
 from runtime import clock
 from runtime.batches import drain_batches
@@ -79,21 +81,15 @@ class NoticeDesk:
     def issue_due(self) -> int:
         """Issue a batch of recorded notices, oldest first; returns how many."""
         with self._database.transaction() as session:
-            rows = session.scalars(
-                select(NoticeRow)
-                .where(NoticeRow.issued_at.is_(None))
-                .order_by(NoticeRow.created_at)
-                .limit(self._batch_size)
-                .with_for_update(skip_locked=True)
-            ).all()
-            if not rows:  # the idle poll: no bundles to read
-                return 0
-            bundles = _bundles_of(session, {row.bundle_id for row in rows})
-            for row in rows:
+            connection = session.connection()
+            claimed = _claimed(connection, self._batch_size)
+            for row, bundle in claimed:
                 # The bundle's trace goes on: the notice's publish is a child of this span.
                 with handling("notices.issue", _Traced(row), {"traceparent": row.traceparent}):
-                    self._issue(session, row, bundles[row.bundle_id])
-        return len(rows)
+                    self._issue(session, row, bundle)
+            # Each notice's document and issued_at.
+            write_back(connection, changed=[row for row, _ in claimed])
+        return len(claimed)
 
     def _issue(self, session: Session, row: NoticeRow, bundle: BundleRow) -> None:
         applicant = bundle.application["applicant"]
@@ -179,25 +175,82 @@ class NoticeDesk:
         )
 
 
-def _bundles_of(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, BundleRow]:
-    """The batch's bundles (a few: a bundle's notices come together) with their items, in
-    two queries, and only the columns a notice states or is routed by."""
-    bundles = session.scalars(
-        select(BundleRow)
-        .where(BundleRow.id.in_(ids))
-        .options(
-            load_only(
-                BundleRow.project_no,
-                BundleRow.bundle_type,
-                BundleRow.application,
-                BundleRow.received_at,
-                BundleRow.catalog_version,
-                BundleRow.catalog_region,
-            ),
-            selectinload(BundleRow.items).load_only(ItemRow.code, ItemRow.name_zh, ItemRow.service),
-        )
+# The notices are claimed with their bundles and items in one statement, read with Core
+# into rows in no session (router.store.detached), and written back by key: the ORM's
+# loading, and its unit of work at commit, cost more than the statements themselves.
+_NOTICES: Table = NoticeRow.__table__  # type: ignore[assignment]
+_BUNDLES: Table = BundleRow.__table__  # type: ignore[assignment]
+_ITEMS: Table = ItemRow.__table__  # type: ignore[assignment]
+_BATCH_SIZE = "batch_size"
+# Only the columns a notice states or is routed by.
+_NOTICE_KEYS = (
+    "id",
+    "bundle_id",
+    "item",
+    "decision",
+    "department",
+    "receipt_no",
+    "reason",
+    "legal_basis",
+    "decided_at",
+    "decide_by",
+    "document",
+    "issued_at",
+    "traceparent",
+)
+_BUNDLE_KEYS = (
+    "id",
+    "project_no",
+    "bundle_type",
+    "application",
+    "received_at",
+    "catalog_version",
+    "catalog_region",
+)
+_ITEM_KEYS = ("bundle_id", "code", "name_zh", "service")
+_BUNDLE_AT = len(_NOTICE_KEYS)
+_ITEM_AT = _BUNDLE_AT + len(_BUNDLE_KEYS)
+_CLAIM = (
+    select(
+        *(_NOTICES.c[key] for key in _NOTICE_KEYS),
+        *(_BUNDLES.c[key] for key in _BUNDLE_KEYS),
+        *(_ITEMS.c[key] for key in _ITEM_KEYS),
     )
-    return {bundle.id: bundle for bundle in bundles}
+    .select_from(_NOTICES)
+    .join(_BUNDLES, _BUNDLES.c.id == _NOTICES.c.bundle_id)
+    .join(_ITEMS, (_ITEMS.c.bundle_id == _NOTICES.c.bundle_id) & (_ITEMS.c.code == _NOTICES.c.item))
+    .where(_NOTICES.c.issued_at.is_(None))
+    .order_by(_NOTICES.c.created_at)
+    .limit(bindparam(_BATCH_SIZE, type_=Integer))
+    .with_for_update(of=_NOTICES, skip_locked=True)
+)
+"""Competing desks each claim notices no other holds (SKIP LOCKED), until they commit.
+Only the notices are locked (OF): a correlator holding a bundle neither holds up nor hides
+its notices."""
+
+
+def _claimed(connection: Connection, batch_size: int) -> list[tuple[NoticeRow, BundleRow]]:
+    """The notices claimed, oldest first, each with its bundle. A bundle's items are
+    those of its notices in the batch: all a notice reads of them."""
+    claimed = []
+    bundles: dict[uuid.UUID, BundleRow] = {}
+    items: dict[uuid.UUID, list[ItemRow]] = {}
+    for values in read_rows(connection, _CLAIM, {_BATCH_SIZE: batch_size}):
+        notice = detached(NoticeRow, dict(zip(_NOTICE_KEYS, values[:_BUNDLE_AT], strict=True)))
+        if notice.bundle_id not in bundles:
+            bundle_values = values[_BUNDLE_AT:_ITEM_AT]
+            bundles[notice.bundle_id] = detached(
+                BundleRow, dict(zip(_BUNDLE_KEYS, bundle_values, strict=True))
+            )
+            items[notice.bundle_id] = []
+        item_values = values[_ITEM_AT:]
+        items[notice.bundle_id].append(
+            detached(ItemRow, dict(zip(_ITEM_KEYS, item_values, strict=True)))
+        )
+        claimed.append((notice, bundles[notice.bundle_id]))
+    for bundle_id, bundle in bundles.items():
+        set_committed_value(bundle, "items", items[bundle_id])
+    return claimed
 
 
 @dataclass(frozen=True)
