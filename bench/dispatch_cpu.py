@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.environment import AMQP_HOST, VENV_BIN, cpu_seconds, wait_until
+from bench.environment import AMQP_HOST, CLOCK_TICKS, VENV_BIN, wait_until
 from bench.keys import signing_keys
 from bench.messaging import DEPARTMENT, WARM_UP, dispatches, fresh_vhost, running, signed
 from bench.phases import load_average
@@ -33,8 +33,9 @@ from runtime.messaging.declaration import declare_topology, outcomes_queue
 from runtime.messaging.signing import Keyring
 
 
-def measure(tree: Path, messages: int, rate: float, profile: Path | None) -> float:
-    """The department process's CPU seconds per dispatch, running `tree`'s code."""
+def measure(tree: Path, messages: int, rate: float, profile: Path | None) -> tuple[float, float]:
+    """The department process's user and system CPU seconds per dispatch, running `tree`'s
+    code."""
     catalog = default_catalog()
     outcomes: list[Delivery] = []
     warmed_up, done = threading.Event(), threading.Event()
@@ -84,19 +85,24 @@ def measure(tree: Path, messages: int, rate: float, profile: Path | None) -> flo
                 if not warmed_up.wait(30):
                     raise SystemExit("the warm-up's outcomes did not come back")
                 spy = _py_spy(department.pid, profile, messages / rate + 5) if profile else None
-                before, start = cpu_seconds(department.pid), time.monotonic()
+                before, start = _user_and_system(department.pid), time.monotonic()
                 for sent in range(messages):
                     time.sleep(max(0.0, start + sent / rate - time.monotonic()))
                     producer.publish(outgoing[WARM_UP + sent])
                 if not done.wait(60):
                     raise SystemExit(f"only {len(outcomes)} of {messages} outcomes came back")
-                spent = cpu_seconds(department.pid) - before
+                after = _user_and_system(department.pid)
                 if spy is not None:
                     spy.wait()
         finally:
             department.terminate()
             department.wait(15)
-    return spent / messages
+    return (after[0] - before[0]) / messages, (after[1] - before[1]) / messages
+
+
+def _user_and_system(pid: int) -> tuple[float, float]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def _consumed(broker: Broker, department: subprocess.Popen[bytes]) -> bool:
@@ -154,9 +160,10 @@ def main() -> None:
         for tree in args.tree
     ]
     for label, tree, profile in [*profiled, *rounds]:
-        per_dispatch = measure(tree.resolve(), args.messages, args.rate, profile)
+        user, system = measure(tree.resolve(), args.messages, args.rate, profile)
         print(
-            f"{label}: {1000 * per_dispatch:.3f} ms CPU per dispatch "
+            f"{label}: {1000 * (user + system):.3f} ms CPU per dispatch "
+            f"(user {1000 * user:.3f}, system {1000 * system:.3f}) "
             f"({args.messages} at {args.rate}/s), load average {load_average()}",
             flush=True,
         )
