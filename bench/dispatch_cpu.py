@@ -33,9 +33,11 @@ from runtime.messaging.declaration import declare_topology, outcomes_queue
 from runtime.messaging.signing import Keyring
 
 
-def measure(tree: Path, messages: int, rate: float, profile: Path | None) -> tuple[float, float]:
+def measure(
+    tree: Path, messages: int, rate: float, profile: Path | None, callgrind: Path | None = None
+) -> tuple[float, float]:
     """The department process's user and system CPU seconds per dispatch, running `tree`'s
-    code."""
+    code; with `callgrind`, under callgrind, counting only while the dispatches are fed."""
     catalog = default_catalog()
     outcomes: list[Delivery] = []
     warmed_up, done = threading.Event(), threading.Event()
@@ -48,6 +50,7 @@ def measure(tree: Path, messages: int, rate: float, profile: Path | None) -> tup
             done.set()
         return [Ack()] * len(batch)
 
+    patience = 20 if callgrind else 1  # callgrind runs some fifty times slower
     with fresh_vhost() as vhost, tempfile.TemporaryDirectory() as workdir:
         url = f"amqp://guest:guest@{AMQP_HOST}/{vhost}"
         keys = signing_keys(Path(workdir), catalog.departments)
@@ -68,7 +71,13 @@ def measure(tree: Path, messages: int, rate: float, profile: Path | None) -> tup
         }
         with open(Path(workdir) / "department.log", "wb") as log:
             department = subprocess.Popen(
-                [sys.executable, "-m", "bench.department", DEPARTMENT],
+                [
+                    *_callgrind_command(callgrind),
+                    sys.executable,
+                    "-m",
+                    "bench.department",
+                    DEPARTMENT,
+                ],
                 env=env,
                 cwd=tree,  # `-m` puts the working directory first on sys.path
                 stdout=log,
@@ -80,23 +89,28 @@ def measure(tree: Path, messages: int, rate: float, profile: Path | None) -> tup
         try:
             with Publisher(broker) as producer, running("collector", collector.run):
                 assert collector.ready.wait(30)
-                wait_until(lambda: _consumed(broker, department), 60, "the department")
+                wait_until(lambda: _consumed(broker, department), 60 * patience, "the department")
                 producer.publish_many(outgoing[:WARM_UP])
-                if not warmed_up.wait(30):
+                if not warmed_up.wait(30 * patience):
                     raise SystemExit("the warm-up's outcomes did not come back")
                 spy = _py_spy(department.pid, profile, messages / rate + 5) if profile else None
+                if callgrind:
+                    _callgrind_control("--instr=on", department.pid)
                 before, start = _user_and_system(department.pid), time.monotonic()
                 for sent in range(messages):
                     time.sleep(max(0.0, start + sent / rate - time.monotonic()))
                     producer.publish(outgoing[WARM_UP + sent])
-                if not done.wait(60):
+                if not done.wait(60 * patience):
                     raise SystemExit(f"only {len(outcomes)} of {messages} outcomes came back")
                 after = _user_and_system(department.pid)
+                if callgrind:
+                    _callgrind_control("--instr=off", department.pid)
+                    _callgrind_control("--dump", department.pid)
                 if spy is not None:
                     spy.wait()
         finally:
             department.terminate()
-            department.wait(15)
+            department.wait(15 * patience)
     return (after[0] - before[0]) / messages, (after[1] - before[1]) / messages
 
 
@@ -111,6 +125,17 @@ def _consumed(broker: Broker, department: subprocess.Popen[bytes]) -> bool:
     with broker.connect() as connection:
         queue = topology.department_queue(DEPARTMENT)
         return bool(connection.default_channel.queue_declare(queue, passive=True).consumer_count)
+
+
+def _callgrind_command(output: Path | None) -> list[str]:
+    if output is None:
+        return []
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={output}"]
+
+
+def _callgrind_control(option: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
 
 
 def _py_spy(pid: int, profile: Path, seconds: float) -> subprocess.Popen[bytes]:
@@ -144,7 +169,18 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=25.0, help="dispatches offered per second")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="directory for py-spy's raw profiles")
+    parser.add_argument(
+        "--callgrind",
+        type=Path,
+        help="directory for callgrind's counts: one run per tree under callgrind instead",
+    )
     args = parser.parse_args()
+    if args.callgrind:
+        for index, tree in enumerate(args.tree):
+            output = args.callgrind / f"tree{index}.out"
+            measure(tree.resolve(), args.messages, args.rate, None, output)
+            print(f"callgrind {tree}: {output}", flush=True)
+        return
     # Profiled runs first, each tree's once: py-spy's sampling costs the process CPU too.
     profiled = (
         [
