@@ -1,7 +1,7 @@
 """The buffered py-amqp transport reads the same frames as py-amqp's own, in fewer reads:
 frames that arrive together are read with one `recv`, frames split anywhere are put
-together, a frame cut short by a timeout is finished by the next read, and a wait with
-nothing to read ends without a timed read."""
+together, a frame cut short by a timeout is finished by the next read, a wait with
+nothing to read ends without a timed read, and one a wake-up ends reads the wake-up out."""
 
 from __future__ import annotations
 
@@ -104,3 +104,18 @@ def test_a_wait_with_nothing_to_read_ends_without_a_timed_read(
     broker.sendall(WIRE[:5])  # part of a frame: read, and the timed read waits for the rest
     with pytest.raises(AssertionError, match="timed read"):
         AmqpTransport(client=None).drain_events(Unread(reader), timeout=0.01)
+
+
+def test_a_wake_up_ends_a_wait_and_one_left_over_only_ends_the_next_early(
+    transport: tuple[BufferedTCPTransport, socket.socket, CountedRecv],
+) -> None:
+    reader, broker, _ = transport
+    wake_on, waker = socket.socketpair()
+    wake_on.setblocking(False)
+    with wake_on, waker:
+        waker.send(b"\0" * 5000)  # more than one read takes
+        assert not reader.readable_within(10, wake_on)
+        assert not reader.readable_within(10, wake_on)  # what the first read left
+        assert not reader.readable_within(0.01, wake_on)  # nothing left: a plain timeout
+        broker.sendall(WIRE)
+        assert reader.readable_within(10, wake_on)

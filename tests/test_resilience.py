@@ -62,11 +62,12 @@ def _run(
     department: _Department,
     breaker: CircuitBreaker | None = None,
     budget_seconds: float = FAST.budget_seconds,
+    policy: RetryPolicy = FAST,
 ) -> str:
     return asyncio.run(
         call_department(
             department,
-            policy=FAST,
+            policy=policy,
             budget_seconds=budget_seconds,
             attempt_timeout_seconds=1.0,
             breaker=breaker or CircuitBreaker("test", threshold=100),
@@ -100,6 +101,24 @@ def test_an_exhausted_budget_stops_retrying() -> None:
     with pytest.raises(httpx.HTTPStatusError):
         _run(department, budget_seconds=0)
     assert department.calls == 1
+
+
+def test_the_waits_between_attempts_grow_exponentially_with_jitter_up_to_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float] = []
+
+    async def recorded_sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
+    policy = RetryPolicy(max_attempts=5, initial_backoff=1.0, max_backoff=3.0, budget_seconds=60)
+    department = _Department(*[_status_error(503)] * 10)
+    with pytest.raises(httpx.HTTPStatusError):
+        _run(department, budget_seconds=60, policy=policy)
+    assert department.calls == 5 and len(waits) == 4  # none after the last attempt
+    assert 1.0 <= waits[0] <= 2.0 and 2.0 <= waits[1] <= 3.0  # 1 then 2, plus up to 1
+    assert waits[2:] == [3.0, 3.0]  # 4 and 8 capped
 
 
 class _Clock:

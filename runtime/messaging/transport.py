@@ -40,6 +40,11 @@ class BufferedTCPTransport(TCPTransport):  # type: ignore[misc]  # py-amqp is un
         super()._setup_transport()
         self._poller = select.poll()
         self._poller.register(self.sock, select.POLLIN)
+        # The same socket with one `wake_on`: a consumer waits on both at every tick, so
+        # the poller is kept, not made and registered anew each time.
+        self._waking_poller = select.poll()
+        self._waking_poller.register(self.sock, select.POLLIN)
+        self._wake_on_fd = -1
 
     def readable_within(self, timeout: float, wake_on: socket.socket | None = None) -> bool:
         """Whether a frame (or part of one) is here, or arrives within `timeout` seconds;
@@ -49,15 +54,22 @@ class BufferedTCPTransport(TCPTransport):  # type: ignore[misc]  # py-amqp is un
             return True
         if wake_on is None:
             return bool(self._poller.poll(timeout * 1000))
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        poller.register(wake_on, select.POLLIN)
-        ready = {fd for fd, _ in poller.poll(timeout * 1000)}
-        if wake_on.fileno() in ready:
-            with contextlib.suppress(BlockingIOError):
-                while wake_on.recv(4096):
-                    pass
-        return self.sock.fileno() in ready
+        wake_on_fd = wake_on.fileno()
+        if wake_on_fd != self._wake_on_fd:
+            if self._wake_on_fd >= 0:
+                self._waking_poller.unregister(self._wake_on_fd)
+            self._waking_poller.register(wake_on_fd, select.POLLIN)
+            self._wake_on_fd = wake_on_fd
+        readable = False
+        for fd, _ in self._waking_poller.poll(timeout * 1000):
+            if fd == wake_on_fd:
+                # One read: wake-ups are single bytes written between two waits, far fewer
+                # than a read takes; any left over only end the next wait early.
+                with contextlib.suppress(BlockingIOError):
+                    wake_on.recv(4096)
+            else:
+                readable = True
+        return readable
 
     def having_timeout(self, timeout: float | None) -> Any:
         return super().having_timeout(None if self._holds_a_frame() else timeout)
