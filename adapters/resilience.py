@@ -7,13 +7,19 @@ All three live on the adapter's asyncio loop, so they need no locks.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from adapters.errors import classify
 from contracts.errors import Action, CircuitOpenError
@@ -64,6 +70,18 @@ class RateLimiter:
             await asyncio.sleep((1 - self._tokens) / self._rate)
 
 
+# AsyncRetrying awaits a coroutine function as it is, and wraps any other callable in a
+# new one on every attempt (a fixed cost of each call): tenacity's own `before` and
+# `retry_if_exception` are plain callables, these are their coroutine equivalents.
+async def _nothing_before(state: RetryCallState) -> None:
+    return None
+
+
+async def _transient_failure(state: RetryCallState) -> bool:
+    error = state.outcome.exception() if state.outcome is not None else None
+    return error is not None and _transient(error)
+
+
 def _transient(error: BaseException) -> bool:
     return classify(error) is Action.RETRY
 
@@ -81,7 +99,7 @@ async def call_department(
     table says is transient, with jittered exponential backoff, until the attempts or the
     budget run out. While the breaker is open an attempt waits (within the budget) rather
     than calling, so an outage is waited out, not counted against the attempts. The last
-    real exception is raised."""
+    real exception is raised, never tenacity's RetryError."""
 
     deadline = time.monotonic() + budget_seconds
 
@@ -99,23 +117,20 @@ async def call_department(
         breaker.record_success()
         return result
 
-    # A plain loop, not tenacity's AsyncRetrying: its state machine, built for every call,
-    # cost ~7 % of a department process's CPU per dispatch, for the stops and waits below.
-    attempt_number = 1
-    while True:
-        try:
-            return await attempt()
-        except Exception as error:
-            out_of_attempts = attempt_number >= policy.max_attempts
-            if not _transient(error) or out_of_attempts or time.monotonic() >= deadline:
-                raise
-            log.warning("department.retry", attempt=attempt_number, error=repr(error))
-            await asyncio.sleep(_backoff(policy, attempt_number))
-            attempt_number += 1
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("department.retry", attempt=state.attempt_number, error=repr(error))
 
-
-def _backoff(policy: RetryPolicy, attempt_number: int) -> float:
-    """The wait after attempt `attempt_number`: exponential from `initial_backoff`, plus up
-    to `initial_backoff` of jitter, capped at `max_backoff`."""
-    exponential = policy.initial_backoff * 2.0 ** (attempt_number - 1)
-    return min(exponential + random.uniform(0, policy.initial_backoff), policy.max_backoff)
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.max_attempts) | stop_after_delay(max(budget_seconds, 0)),
+        wait=wait_exponential_jitter(
+            multiplier=policy.initial_backoff,
+            max=policy.max_backoff,
+            jitter=policy.initial_backoff,
+        ),
+        retry=_transient_failure,
+        before=_nothing_before,
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    return await retrying(attempt)
