@@ -43,8 +43,23 @@ def _write_appended(session: Session) -> None:
 def _insert(connection: Connection, into: Table | Insert, rows: list[dict[str, Any]]) -> None:
     if isinstance(into, Table) and unnests(connection, into, rows):
         connection.execute(*unnested_insert(into, rows))
+    elif len(rows) == 1:
+        connection.execute(_insert_one(into), rows[0])
     else:
         connection.execute(_insert_many(into), rows)
+
+
+def _insert_of(into: Table | Insert) -> Insert:
+    return into.insert() if isinstance(into, Table) else into
+
+
+@cache
+def _insert_one(into: Table | Insert) -> Insert:
+    """One row's INSERT, inline: without it SQLAlchemy adds a RETURNING of the generated
+    key on PostgreSQL, and builds a result of it that nobody reads (measured by
+    callgrind, applying 100 outcomes to 10 newborn bundles: 1% of the client's
+    instructions)."""
+    return _insert_of(into).inline()
 
 
 @cache
@@ -52,7 +67,7 @@ def _insert_many(into: Table | Insert) -> Insert:
     """The INSERT into `into` that writes many rows as one statement: with RETURNING (of
     the keys, unread), SQLAlchemy sends one multi-row VALUES (insertmanyvalues) where the
     psycopg driver's executemany would run the statement once per row."""
-    insert = into.insert() if isinstance(into, Table) else into
+    insert = _insert_of(into)
     return insert.returning(*(column for column in insert.table.c if column.primary_key))
 
 
