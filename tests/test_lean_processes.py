@@ -40,9 +40,13 @@ from lianban.settings import Settings
 from runtime.messaging import declare_topology
 
 LIANBAN = Path(sys.executable).with_name("lianban")
+# OpenSSL's bindings: key files are read without them (runtime.messaging.signing); only the
+# intake API's PDF checks load them, to open encrypted PDFs.
+OPENSSL_BINDINGS = "cryptography"
 # What an adapter process must never load: the router, its web framework and database
 # layer, and the libraries of other roles (PDF notices and checks, reports, SOAP).
 NOT_IN_AN_ADAPTER_PROCESS = (
+    OPENSSL_BINDINGS,
     "lianban.stack",
     "router.store",
     "router.domain",
@@ -60,8 +64,17 @@ NOT_IN_AN_ADAPTER_PROCESS = (
     "zeep",
 )
 # Libraries only one router role uses, each loaded by the module that uses it when it is
-# first used (an upload checked, a report asked for, a schema behind, a department called).
-NOT_IN_ANY_ROUTER_ROLE = ("alembic", "openpyxl", "numpy", "pypdf", "zeep", "lxml")
+# first used (an upload checked, a report asked for, a schema behind, a department called,
+# a callback posted: httpx's transport, with its TLS context).
+NOT_IN_ANY_ROUTER_ROLE = (
+    "alembic",
+    "openpyxl",
+    "numpy",
+    "pypdf",
+    "zeep",
+    "lxml",
+    "httpcore",
+)
 WEB_FRAMEWORK = ("fastapi", "starlette", "uvicorn", "router.http.app")
 # The relay renders the notices (its NoticeRenderer loads the font when it starts).
 NOTICE_DOCUMENTS = ("reportlab", "PIL", "router.channels.notice_document")
@@ -72,22 +85,24 @@ DEPARTMENT_ADAPTERS = tuple(
 )
 NOT_IN_A_ROUTER_ROLE = {
     "serve": (*NOT_IN_ANY_ROUTER_ROLE, *NOTICE_DOCUMENTS, *DEPARTMENT_ADAPTERS),
-    "relay": (*NOT_IN_ANY_ROUTER_ROLE, *WEB_FRAMEWORK),
-    "correlate": (*NOT_IN_ANY_ROUTER_ROLE, *WEB_FRAMEWORK, *NOTICE_DOCUMENTS),
+    "relay": (*NOT_IN_ANY_ROUTER_ROLE, *WEB_FRAMEWORK, OPENSSL_BINDINGS),
+    "correlate": (*NOT_IN_ANY_ROUTER_ROLE, *WEB_FRAMEWORK, *NOTICE_DOCUMENTS, OPENSSL_BINDINGS),
 }
 # Runs a `lianban` command (sys.argv[3:]) in the main thread, as the command does; once
 # its health port answers, another thread lists the modules loaded and stops it as an
-# orchestrator would.
+# orchestrator would. It asks with urllib: an httpx client would load the transport the
+# roles make on first use.
 RUNNER = """
-import json, os, signal, sys, threading, httpx
+import json, os, signal, sys, threading, urllib.request
 from lianban.cli import main
 
 def report_modules_then_stop():
     while True:
         try:
-            if httpx.get(sys.argv[1], timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
+            with urllib.request.urlopen(sys.argv[1], timeout=1) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:  # not listening yet, or not ready (urllib's HTTPError)
             pass
         threading.Event().wait(0.2)
     with open(sys.argv[2], "w") as out:
@@ -153,7 +168,7 @@ def test_what_every_router_role_imports_before_it_starts_holds_no_role_s_own_lib
     loaded = json.loads(imported.stdout)
     assert "lianban.stack" in loaded
     one_role_s = (*NOT_IN_ANY_ROUTER_ROLE, *WEB_FRAMEWORK, *NOTICE_DOCUMENTS)
-    assert _among(loaded, one_role_s) == []
+    assert _among(loaded, (*one_role_s, OPENSSL_BINDINGS)) == []
 
 
 def _router_environment(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from harness import eventually, new_project_no, running_stack, signed
 from kombu import Connection, Queue
 from pydantic import TypeAdapter
@@ -89,13 +90,13 @@ def test_what_is_signed_stays_the_documented_bytes(message_id: str) -> None:
 
 @pytest.mark.parametrize("body", [b"{}", bytes(range(256)) * 6])
 def test_libsodium_and_openssl_make_the_same_signature_and_verify_each_other(body: bytes) -> None:
-    """Messages are signed and verified by libsodium, key files are OpenSSL's (cryptography):
-    Ed25519 is deterministic, so both sign the same bytes, and messages signed by an older
-    process (OpenSSL) and by this one verify either way."""
+    """Messages are signed and verified by libsodium: Ed25519 is deterministic, so OpenSSL
+    (cryptography) signs the same bytes, and messages signed by an older process (OpenSSL)
+    and by this one verify either way."""
     private, trusted = new_key("police")
     key = serialization.load_pem_private_key(private, password=None)
     assert isinstance(key, Ed25519PrivateKey)
-    keyring = Keyring({"police": key}, [trusted])
+    keyring = Keyring({"police": key.private_bytes_raw()}, [trusted])
     signed_bytes = json.dumps(["lianban-signature-v1", *IDS.values()]).encode() + b"\n" + body
 
     by_libsodium = base64.b64decode(keyring.sign("police", body=body, **IDS)[SIGNATURE_HEADER])
@@ -147,6 +148,41 @@ def test_keys_load_from_a_directory_and_a_trusted_keys_file(tmp_path: Path) -> N
     trusted.write_text(json.dumps([tampered]))
     with pytest.raises(ConfigurationError, match="does not match its public key"):
         Keyring.load(keys, trusted)
+
+
+def test_key_files_are_openssl_s_pkcs8_and_nothing_else_loads(tmp_path: Path) -> None:
+    """Key files are read without OpenSSL: one that OpenSSL (cryptography) wrote loads as
+    the same key, and another kind of key, an encrypted one or a damaged file is refused
+    by its name."""
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "police.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    trusted = TrustedKey("police", key.public_key().public_bytes_raw())
+    keyring = Keyring.load(tmp_path, None)
+    headers = keyring.sign("police", body=b"{}", **IDS)
+    assert headers[KEY_ID_HEADER] == trusted.key_id
+    assert Keyring({}, [trusted]).verify(body=b"{}", headers=headers, **IDS) == "police"
+
+    encrypted = serialization.BestAvailableEncryption(b"secret")
+    refused = [
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encrypted),
+        X25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        new_key("police")[0][:-40] + b"-----END PRIVATE KEY-----\n",
+        b"police",
+    ]
+    for pem in refused:
+        (tmp_path / "police.pem").write_bytes(pem)
+        with pytest.raises(ConfigurationError, match=r"police\.pem is not an unencrypted Ed25519"):
+            Keyring.load(tmp_path, None)
 
 
 def _trusted(keyring: Keyring) -> list[TrustedKey]:

@@ -66,7 +66,10 @@ class CallbackSender:
         self._max_backoff = max_backoff_seconds
         self._idle = idle_seconds
         self._batch_size = batch_size
-        self._client = httpx.Client(timeout=timeout_seconds)
+        self._timeout = timeout_seconds
+        # Made on the first post: its TLS context (the CA bundle read) and httpx's transport
+        # are about 1 MiB of a relay whose bundles ask for no callback.
+        self._client: httpx.Client | None = None
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -78,7 +81,8 @@ class CallbackSender:
                 failed_event="callbacks.failed",
             )
         finally:
-            self._client.close()
+            if self._client is not None:
+                self._client.close()
 
     def send_due(self) -> int:
         """Attempt every due callback once; returns how many were attempted."""
@@ -143,6 +147,8 @@ class CallbackSender:
             "Content-Type": "application/json",
             **signature_headers(self._key, message_id, datetime.now(UTC), row.body),
         }
+        if self._client is None:
+            self._client = httpx.Client(timeout=self._timeout)
         try:
             response = self._client.post(row.url, content=row.body, headers=headers)
         except httpx.HTTPError as error:

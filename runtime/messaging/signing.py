@@ -14,10 +14,11 @@ A key is named by its id, the first 16 hex digits of the SHA-256 of its raw publ
 Verifiers accept every key they trust, so keys rotate without a stop: trust the new
 key, switch the signer to it, and drop the old key once no message signed by it is left.
 
-Key files are read and written with `cryptography` (PEM, PKCS #8); each message is signed
-and verified by libsodium (PyNaCl) with the raw keys taken from them once: the same
-deterministic Ed25519 signatures, for 0.55 of OpenSSL's instructions to sign and verify
-one (1.1 M against 2.0 M, callgrind, a 1,500-byte body).
+Each message is signed and verified by libsodium (PyNaCl) with raw keys: the same
+deterministic Ed25519 signatures as OpenSSL's, for 0.55 of its instructions to sign and
+verify one (1.1 M against 2.0 M, callgrind, a 1,500-byte body). Key files are PEM,
+PKCS #8, as OpenSSL writes them, read and written here: OpenSSL's bindings
+(`cryptography`) would add some 9 MiB to every process that only loads its keys.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import base64
 import binascii
 import hashlib
 import json
+import re
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,16 +38,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import structlog
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
 from nacl.bindings import (
     crypto_sign,
     crypto_sign_BYTES,
     crypto_sign_open,
+    crypto_sign_PUBLICKEYBYTES,
     crypto_sign_seed_keypair,
+    crypto_sign_SEEDBYTES,
 )
 from nacl.exceptions import BadSignatureError
 
@@ -56,6 +56,12 @@ SIGNATURE_HEADER = "x-lianban-signature"
 KEY_ID_HEADER = "x-lianban-key-id"
 ROUTER_SIGNER = "router"
 """The signer name of the router's own key; departments sign under their code."""
+# An Ed25519 private key in PKCS #8 (RFC 8410, section 7) is this DER prefix and the
+# key's 32-byte seed: what OpenSSL and `lianban keys new` write, one line of base64.
+PKCS8_ED25519_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+PEM_PRIVATE_KEY = re.compile(
+    rb"\s*-----BEGIN PRIVATE KEY-----([A-Za-z0-9+/=\s]+)-----END PRIVATE KEY-----\s*"
+)
 
 log = structlog.get_logger(__name__)
 
@@ -63,39 +69,38 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True)
 class TrustedKey:
     signer: str
-    public_key: Ed25519PublicKey
+    public_key: bytes
+    """Its raw 32 bytes: what its id hashes and libsodium verifies with."""
 
     @cached_property
     def key_id(self) -> str:  # a hash: computed once, not for each message verified
         return key_id(self.public_key)
 
-    @cached_property
-    def raw_public_key(self) -> bytes:  # what libsodium verifies with, taken out once
-        return raw_public_key(self.public_key)
-
     def as_json(self) -> dict[str, str]:
         return {
             "key_id": self.key_id,
             "signer": self.signer,
-            "public_key": base64.b64encode(self.raw_public_key).decode(),
+            "public_key": base64.b64encode(self.public_key).decode(),
         }
 
     @classmethod
     def from_json(cls, entry: Mapping[str, str]) -> TrustedKey:
         raw = base64.b64decode(entry["public_key"], validate=True)
-        trusted = cls(entry["signer"], Ed25519PublicKey.from_public_bytes(raw))
+        if len(raw) != crypto_sign_PUBLICKEYBYTES:
+            raise ValueError(f"an Ed25519 public key has {crypto_sign_PUBLICKEYBYTES} bytes")
+        trusted = cls(entry["signer"], raw)
         if entry.get("key_id", trusted.key_id) != trusted.key_id:
             raise ValueError(f"key_id {entry['key_id']} does not match its public key")
         return trusted
 
 
-def key_id(public_key: Ed25519PublicKey) -> str:
-    return hashlib.sha256(raw_public_key(public_key)).hexdigest()[:16]
+def key_id(public_key: bytes) -> str:
+    return hashlib.sha256(public_key).hexdigest()[:16]
 
 
-def raw_public_key(public_key: Ed25519PublicKey) -> bytes:
-    """The key's 32 bytes: what its id hashes and libsodium verifies with."""
-    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+def public_key(seed: bytes) -> bytes:
+    """The raw public key of the private key whose 32-byte seed is `seed`."""
+    return crypto_sign_seed_keypair(seed)[0]
 
 
 class Keyring:
@@ -106,14 +111,16 @@ class Keyring:
 
     def __init__(
         self,
-        signing: Mapping[str, Ed25519PrivateKey],
+        signing: Mapping[str, bytes],
         trusted: Iterable[TrustedKey] | ReloadingFile[list[TrustedKey]],
     ) -> None:
-        # Each signing key, as libsodium takes it, with its id, which every signed message carries.
-        self._signing = {
-            signer: (_libsodium_secret_key(key), key_id(key.public_key()))
-            for signer, key in signing.items()
-        }
+        """`signing`: each signer's private key, its 32-byte seed."""
+        # Each signing key as libsodium takes it (the seed followed by the public key), with
+        # its id, which every signed message carries.
+        self._signing = {}
+        for signer, seed in signing.items():
+            public, secret_key = crypto_sign_seed_keypair(seed)
+            self._signing[signer] = (secret_key, key_id(public))
         self._trusted_file = trusted if isinstance(trusted, ReloadingFile) else None
         self._trusted_keys = list(trusted) if not isinstance(trusted, ReloadingFile) else []
         # The trusted keys by id, indexed again only when the list read from the file changes.
@@ -135,19 +142,21 @@ class Keyring:
     def ephemeral(cls, signers: Iterable[str]) -> Keyring:
         """Fresh keys for `signers`, each trusted: for processes that talk only to
         themselves (the embedded demo, tests, `run-all`)."""
-        signing = {signer: Ed25519PrivateKey.generate() for signer in signers}
-        return cls(signing, [TrustedKey(s, key.public_key()) for s, key in signing.items()])
+        signing = {signer: secrets.token_bytes(crypto_sign_SEEDBYTES) for signer in signers}
+        return cls(signing, [TrustedKey(s, public_key(seed)) for s, seed in signing.items()])
 
     @classmethod
     def load(cls, signing_dir: Path | None, trusted_file: Path | None) -> Keyring:
         """Private keys from `signing_dir` (`<signer>.pem`, PKCS #8) and trusted public
         keys from `trusted_file` (a JSON list of `TrustedKey.as_json` entries)."""
-        signing: dict[str, Ed25519PrivateKey] = {}
+        signing: dict[str, bytes] = {}
         for path in sorted(signing_dir.glob("*.pem")) if signing_dir else []:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(key, Ed25519PrivateKey):
-                raise ConfigurationError(f"{path} is not an Ed25519 private key")
-            signing[path.stem] = key
+            seed = _pkcs8_seed(path.read_bytes())
+            if seed is None:
+                raise ConfigurationError(
+                    f"{path} is not an unencrypted Ed25519 private key (PEM, PKCS #8)"
+                )
+            signing[path.stem] = seed
         return cls(signing, ReloadingFile(trusted_file, read_trusted_keys) if trusted_file else [])
 
     def sign(
@@ -176,7 +185,7 @@ class Keyring:
         if trusted is None:
             self._refuse("unknown_key", f"signed by key {presented_id}, which is not trusted")
         signed_bytes = _signed_bytes(body, message_id, correlation_id)
-        if not _verifies(str(signature), signed_bytes, trusted.raw_public_key):
+        if not _verifies(str(signature), signed_bytes, trusted.public_key):
             self._refuse("bad_signature", f"the signature by {trusted.signer} does not match")
         return trusted.signer
 
@@ -203,12 +212,20 @@ def read_trusted_keys(path: Path) -> list[TrustedKey]:
         raise ConfigurationError(f"cannot read trusted keys {path}: {error}") from None
 
 
-def _libsodium_secret_key(key: Ed25519PrivateKey) -> bytes:
-    """`key` as libsodium signs with it: its 32-byte seed followed by its public key."""
-    seed = key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    return crypto_sign_seed_keypair(seed)[1]
+def _pkcs8_seed(pem: bytes) -> bytes | None:
+    """The seed of the Ed25519 private key a PEM file holds; None for anything else (another
+    kind of key, an encrypted one, not PEM)."""
+    found = PEM_PRIVATE_KEY.fullmatch(pem)
+    if found is None:
+        return None
+    try:
+        der = base64.b64decode(b"".join(found[1].split()), validate=True)
+    except binascii.Error:
+        return None
+    prefix, seed = der[: len(PKCS8_ED25519_PREFIX)], der[len(PKCS8_ED25519_PREFIX) :]
+    if prefix != PKCS8_ED25519_PREFIX or len(seed) != crypto_sign_SEEDBYTES:
+        return None
+    return seed
 
 
 def _verifies(signature: str, signed_bytes: bytes, public_key: bytes) -> bool:
@@ -239,10 +256,7 @@ def _signed_bytes(body: bytes, message_id: str, correlation_id: str) -> bytes:
 def new_key(signer: str) -> tuple[bytes, TrustedKey]:
     """A fresh private key for `signer` (PKCS #8 PEM, to keep secret) and the entry
     verifiers add to their trusted keys."""
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return pem, TrustedKey(signer, key.public_key())
+    seed = secrets.token_bytes(crypto_sign_SEEDBYTES)
+    encoded = base64.b64encode(PKCS8_ED25519_PREFIX + seed).decode()
+    pem = f"-----BEGIN PRIVATE KEY-----\n{encoded}\n-----END PRIVATE KEY-----\n".encode()
+    return pem, TrustedKey(signer, public_key(seed))
