@@ -7,7 +7,8 @@ commits alone. So the correlator detaches the rows it loads (`detach`), changes 
 any mapped object (their relationships set as loaded: nothing is loaded lazily), and
 writes what changed before its commit (`write_back`): for each table, one DELETE of the
 rows dropped, one INSERT of the rows made, and one UPDATE by primary key per set of
-changed columns, each an executemany. As with a flush, a column is written only if its
+changed columns, each an executemany (one row straight on the driver's cursor on
+PostgreSQL, see `_write`). As with a flush, a column is written only if its
 value changed, and an attribute changed in place (a JSON document mutated) is not seen.
 
 The rows come from `read_rows`, by a list of keys (`one_of`): on PostgreSQL straight off
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
@@ -38,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapper, class_mapper, make_transient_to_detached
 from sqlalchemy.orm.attributes import get_history, instance_dict
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from router.store.tables import Base
 
@@ -91,37 +94,70 @@ def read_rows(
     execution."""
     if connection.dialect.name != "postgresql":
         return connection.execute(statement, parameters).all()
-    sql, processors = _compiled(statement, connection.dialect)
+    on_driver = _on_driver(statement, connection.dialect)
     cursor = connection.connection.cursor()
     try:
-        connection._cursor_execute(cursor, sql, parameters)
+        connection._cursor_execute(cursor, on_driver.sql, parameters)
         rows = cursor.fetchall()
     finally:
         cursor.close()
-    if not processors:
+    if not on_driver.results:
         return rows
     converted = []
     for row in rows:
         values = list(row)
-        for position, process in processors:
+        for position, process in on_driver.results:
             if values[position] is not None:
                 values[position] = process(values[position])
         converted.append(values)
     return converted
 
 
+@dataclass(frozen=True)
+class _OnDriver:
+    """A statement as run on the driver's cursor: its SQL, compiled once, and the
+    processors that convert values as Core would, the parameters' by name and the
+    selected columns' by position (only those that convert anything)."""
+
+    sql: str
+    binds: tuple[tuple[str, Callable[[Any], Any]], ...]
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]
+    # Core computes, per row, the value of a column with a Python-side default (or
+    # onupdate) left out of the parameters: such a statement stays with Core.
+    computes_defaults: bool
+
+    def bound(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """`parameters` converted for the driver, None included (a JSON None is JSON null)."""
+        bound = dict(parameters)
+        for name, process in self.binds:
+            bound[name] = process(bound[name])
+        return bound
+
+
 @cache
-def _compiled(
-    statement: Select[Any], dialect: Dialect
-) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]:
-    """`statement`'s SQL on `dialect`, and the result processor of each selected column
-    that has one, by position."""
-    processors = (
-        column.type.dialect_impl(dialect).result_processor(dialect, None)
-        for column in statement.selected_columns
+def _on_driver(
+    statement: Select[Any] | Insert | Update | Delete,
+    dialect: Dialect,
+    columns: frozenset[str] = frozenset(),
+) -> _OnDriver:
+    """`statement` compiled for `dialect`: an INSERT or UPDATE for the `columns` its
+    parameters set, as Core compiles it for them."""
+    compiled = statement.compile(dialect=dialect, column_keys=sorted(columns))
+    assert isinstance(compiled, SQLCompiler)
+    binds = (
+        (name, bind.type.dialect_impl(dialect).bind_processor(dialect))
+        for bind, name in compiled.bind_names.items()
     )
-    return str(statement.compile(dialect=dialect)), tuple(
-        (position, process) for position, process in enumerate(processors) if process
+    selected = statement.selected_columns if isinstance(statement, Select) else ()
+    results = (
+        (position, column.type.dialect_impl(dialect).result_processor(dialect, None))
+        for position, column in enumerate(selected)
+    )
+    return _OnDriver(
+        sql=compiled.string,
+        binds=tuple((name, process) for name, process in binds if process),
+        results=tuple((position, process) for position, process in results if process),
+        computes_defaults=bool(compiled.insert_prefetch or compiled.update_prefetch),
     )
 
 
@@ -140,7 +176,7 @@ def write_back(
         mapper = inspect(row).mapper
         deletes[_table(mapper)].append(_key_of(mapper, row))
     for table, keys in deletes.items():
-        connection.execute(_delete_by_key(table), keys)
+        _write(connection, _delete_by_key(table), keys)
     # One INSERT per table and set of columns set: a column left unset gets its default
     # (a JSON None would be stored as JSON null).
     inserts: dict[tuple[Table, frozenset[str]], list[dict[str, Any]]] = defaultdict(list)
@@ -148,7 +184,7 @@ def write_back(
         values = set_columns(row)
         inserts[_table(inspect(row).mapper), frozenset(values)].append(values)
     for (table, _), rows in inserts.items():
-        connection.execute(_insert(table), rows)
+        _write(connection, _insert(table), rows)
     updates: dict[tuple[Table, frozenset[str]], list[dict[str, Any]]] = defaultdict(list)
     for row in changed:
         mapper = inspect(row).mapper
@@ -156,7 +192,40 @@ def write_back(
         if values:
             updates[_table(mapper), frozenset(values)].append({**values, **_key_of(mapper, row)})
     for (table, _), params in updates.items():
-        connection.execute(_update_by_key(table), params)
+        _write(connection, _update_by_key(table), params)
+
+
+def _write(
+    connection: Connection, statement: Insert | Update | Delete, rows: list[dict[str, Any]]
+) -> None:
+    """Run `statement` for `rows` (parameters of the same keys).
+
+    One row on PostgreSQL (about all the correlator writes per outcome: a bundle, an
+    item, a poll) goes straight to the driver's cursor, as `read_rows` runs a read:
+    Core's execution (cache key, execution context, result) costs twice the driver's own
+    CPU per statement. Several rows stay Core's executemany, which psycopg sends in one
+    round trip (its pipeline) that intake's items wait for; elsewhere it is Core's."""
+    if connection.dialect.name == "postgresql" and len(rows) == 1:
+        on_driver = _on_driver(statement, connection.dialect, frozenset(rows[0]))
+        if not on_driver.computes_defaults:
+            _write_on_driver(connection, on_driver, rows[0])
+            return
+    connection.execute(statement, rows)
+
+
+def _write_on_driver(connection: Connection, on_driver: _OnDriver, row: dict[str, Any]) -> None:
+    """`row` converted by the columns' bind processors, as Core converts it (a failure
+    raised as Core raises it, a StatementError), then written with Core's events,
+    logging and error wrapping (`_cursor_execute`)."""
+    try:
+        parameters = on_driver.bound(row)
+    except Exception as error:
+        connection._handle_dbapi_exception(error, on_driver.sql, row, None, None)
+    cursor = connection.connection.cursor()
+    try:
+        connection._cursor_execute(cursor, on_driver.sql, parameters)
+    finally:
+        cursor.close()
 
 
 def _changed_columns(row: Base) -> dict[str, Any]:
