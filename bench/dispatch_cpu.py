@@ -17,19 +17,25 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from bench.environment import AMQP_HOST, CLOCK_TICKS, VENV_BIN, wait_until
 from bench.keys import signing_keys
-from bench.messaging import DEPARTMENT, WARM_UP, dispatches, fresh_vhost, running, signed
+from bench.messaging import (
+    DEPARTMENT,
+    WARM_UP,
+    Outcomes,
+    dispatches,
+    fresh_vhost,
+    running,
+    signed,
+)
 from bench.phases import load_average
 from contracts import topology
 from contracts.catalog import default_catalog
-from runtime.messaging import Ack, Broker, ConsumerLoop, Delivery, Publisher
-from runtime.messaging.declaration import declare_topology, outcomes_queue
+from runtime.messaging import Broker, Publisher
+from runtime.messaging.declaration import declare_topology
 from runtime.messaging.signing import Keyring
 
 
@@ -39,17 +45,7 @@ def measure(
     """The department process's user and system CPU seconds per dispatch, running `tree`'s
     code; with `callgrind`, under callgrind, counting only while the dispatches are fed."""
     catalog = default_catalog()
-    outcomes: list[Delivery] = []
-    warmed_up, done = threading.Event(), threading.Event()
-
-    def take(batch: Sequence[Delivery]) -> list[Ack]:
-        outcomes.extend(batch)
-        if len(outcomes) >= WARM_UP:
-            warmed_up.set()
-        if len(outcomes) >= WARM_UP + messages:
-            done.set()
-        return [Ack()] * len(batch)
-
+    outcomes = Outcomes(messages)
     patience = 20 if callgrind else 1  # callgrind runs some fifty times slower
     with fresh_vhost() as vhost, tempfile.TemporaryDirectory() as workdir:
         url = f"amqp://guest:guest@{AMQP_HOST}/{vhost}"
@@ -83,15 +79,13 @@ def measure(
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        collector = ConsumerLoop(
-            broker, outcomes_queue(), lambda delivery: take([delivery])[0], batch_handler=take
-        )
+        collector = outcomes.collector(broker)
         try:
             with Publisher(broker) as producer, running("collector", collector.run):
                 assert collector.ready.wait(30)
                 wait_until(lambda: _consumed(broker, department), 60 * patience, "the department")
                 producer.publish_many(outgoing[:WARM_UP])
-                if not warmed_up.wait(30 * patience):
+                if not outcomes.warmed_up.wait(30 * patience):
                     raise SystemExit("the warm-up's outcomes did not come back")
                 spy = _py_spy(department.pid, profile, messages / rate + 5) if profile else None
                 if callgrind:
@@ -100,8 +94,8 @@ def measure(
                 for sent in range(messages):
                     time.sleep(max(0.0, start + sent / rate - time.monotonic()))
                     producer.publish(outgoing[WARM_UP + sent])
-                if not done.wait(60 * patience):
-                    raise SystemExit(f"only {len(outcomes)} of {messages} outcomes came back")
+                if not outcomes.done.wait(60 * patience):
+                    raise SystemExit(f"only {outcomes.count} of {messages} outcomes came back")
                 after = _user_and_system(department.pid)
                 if callgrind:
                     _callgrind_control("--instr=off", department.pid)

@@ -43,6 +43,35 @@ from runtime.messaging.signing import ROUTER_SIGNER, Keyring
 DEPARTMENT = "police"
 ITEM = "birth_registration"
 WARM_UP = 10
+
+
+class Outcomes:
+    """The outcomes of `WARM_UP` dispatches and then of `messages` more, as they come back:
+    `warmed_up` and `done` are set once each group is in."""
+
+    def __init__(self, messages: int) -> None:
+        self._expected = WARM_UP + messages
+        self.count = 0
+        self.warmed_up, self.done = threading.Event(), threading.Event()
+
+    def take(self, batch: Sequence[Delivery]) -> list[Ack]:
+        self.count += len(batch)
+        if self.count >= WARM_UP:
+            self.warmed_up.set()
+        if self.count >= self._expected:
+            self.done.set()
+        return [Ack()] * len(batch)
+
+    def collector(self, broker: Broker) -> ConsumerLoop:
+        """A consumer of the outcomes queue that takes them, one or a batch at a time."""
+        return ConsumerLoop(
+            broker,
+            outcomes_queue(),
+            lambda delivery: self.take([delivery])[0],
+            batch_handler=self.take,
+        )
+
+
 # Every process of the vhost's connections, channels and queues, with their reductions.
 VHOST_REDUCTIONS = """
 VHost = <<"{vhost}">>,
@@ -189,26 +218,14 @@ def measure(messages: int, rate: float, together: int, count: bool) -> None:
     catalog = default_catalog()
     keyring = Keyring.ephemeral([ROUTER_SIGNER, DEPARTMENT])
     outgoing = [signed(keyring, dispatch) for dispatch in dispatches(WARM_UP + messages)]
-    outcomes: list[Delivery] = []
-    warmed_up, done = threading.Event(), threading.Event()
-
-    def take(batch: Sequence[Delivery]) -> list[Ack]:
-        outcomes.extend(batch)
-        if len(outcomes) >= WARM_UP:
-            warmed_up.set()
-        if len(outcomes) >= WARM_UP + messages:
-            done.set()
-        return [Ack()] * len(batch)
-
+    outcomes = Outcomes(messages)
     counts = MethodCounts()
     with fresh_vhost() as vhost, counts.installed() if count else _nothing():
         broker = Broker(f"amqp://guest:guest@{AMQP_HOST}/{vhost}")
         with broker.connect() as connection:
             declare_topology(connection, catalog.departments)
         worker = AdapterWorker(instant_department(DEPARTMENT, catalog), broker, keyring=keyring)
-        collector = ConsumerLoop(
-            broker, outcomes_queue(), lambda delivery: take([delivery])[0], batch_handler=take
-        )
+        collector = outcomes.collector(broker)
         with (
             Publisher(broker) as producer,
             running("department", worker.run) as department,
@@ -219,7 +236,7 @@ def measure(messages: int, rate: float, together: int, count: bool) -> None:
             threading.current_thread().name = "producer"
             # Warm-up: every connection open (the publishers connect at their first message).
             producer.publish_many(outgoing[:WARM_UP])
-            if not warmed_up.wait(30):
+            if not outcomes.warmed_up.wait(30):
                 raise SystemExit("the warm-up's outcomes did not come back")
             counts.counts.clear()
             before = (
@@ -232,8 +249,8 @@ def measure(messages: int, rate: float, together: int, count: bool) -> None:
             for sent in range(0, messages, together):
                 time.sleep(max(0.0, start + sent / rate - time.monotonic()))
                 producer.publish_many(outgoing[WARM_UP + sent : WARM_UP + sent + together])
-            if not done.wait(60):
-                raise SystemExit(f"only {len(outcomes)} of {messages} outcomes came back")
+            if not outcomes.done.wait(60):
+                raise SystemExit(f"only {outcomes.count} of {messages} outcomes came back")
             after = (
                 beam_cpu_seconds(),
                 vhost_reductions(vhost),
