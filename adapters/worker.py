@@ -151,6 +151,9 @@ class AdapterWorker:
     ) -> None:
         """On the call thread: await `work`, then settle the delivery with what it came to.
         Cancelled at a stop, it settles nothing: unacknowledged, the delivery is redelivered."""
+        # Taken while the loop runs it: stopped mid-call, the coroutine is closed later,
+        # with no loop running to ask.
+        task = asyncio.current_task()
         try:
             result = await work
         except Exception as error:
@@ -159,7 +162,7 @@ class AdapterWorker:
             self._answered(request, delivery, result, span)
         finally:
             span.end()
-            self._in_flight.discard(asyncio.current_task())
+            self._in_flight.discard(task)
 
     def _accepted(self, delivery: Delivery) -> DepartmentRequest | ItemCancel:
         """The message, if it is the router's and for this department; MessageRefused

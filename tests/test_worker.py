@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from dataclasses import replace
@@ -332,3 +333,35 @@ def test_a_retry_notice_tells_the_error_without_the_applicants_data(
         assert applicant.name not in error and applicant.id_number not in error, error
         assert "13812345678" not in error and error.startswith("RetryableError: busy with ")
         assert len(error) <= OPERATOR_DETAIL_MAX
+
+
+class StuckPolice(SlowPolice):
+    seconds = 3600.0
+
+
+def test_a_call_cut_off_by_a_stop_is_let_go_quietly(
+    settings: Settings, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped mid-call with no grace, the call's coroutine is closed once its task is
+    collected, after the call thread's loop is gone: it settles nothing and raises
+    nothing there (an exception would be lost in the collector's hook)."""
+    broker = Broker(settings.broker_url)
+    _fresh_queues(broker, catalog)
+    StuckPolice.peak = StuckPolice.in_flight = 0
+    _publish_dispatches(broker, 1)
+    worker = AdapterWorker(StuckPolice(), broker, grace_seconds=0, keyring=KEYRING)
+    thread, stop = _start(worker)
+    eventually(
+        lambda: StuckPolice.in_flight,
+        lambda in_flight: in_flight == 1,
+        timeout=10,
+        every=0.01,
+        message="the call did not start",
+    )
+    stop.set()
+    thread.join(30)
+    unraisable: list[BaseException | None] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda hook: unraisable.append(hook.exc_value))
+    del worker
+    gc.collect()
+    assert unraisable == []
