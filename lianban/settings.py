@@ -156,7 +156,10 @@ class Settings(BaseSettings):
         None, description="Require client certificates signed by this CA (mutual TLS)."
     )
     signing_keys_dir: Path | None = Field(
-        None, description="Private keys this process signs messages with: `<signer>.pem`."
+        None,
+        description="Private keys this process signs messages with: `<signer>.pem`, an "
+        "unencrypted Ed25519 key in PEM, PKCS #8 (as `lianban keys new` or `openssl genpkey "
+        "-algorithm ed25519` writes it).",
     )
     trusted_keys: Path | None = Field(
         None, description="Public keys whose signatures this process accepts (`lianban keys new`)."
